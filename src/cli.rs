@@ -1,0 +1,181 @@
+//! The commands: `replay`, `baseline`, `check-config`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::alert::sink::JsonLines;
+use crate::baseline::Baseline;
+use crate::config::{Config, HumanDuration};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::event::{BadEvent, Event};
+use crate::source::file::{Location, open_merged};
+
+/// Bad events printed with their place before the rest are only counted.
+const BAD_EVENTS_PRINTED: u64 = 100;
+
+#[derive(Parser, Debug)]
+#[command(name = "driftwatch", version, about = "Streaming drift monitor for machine-learning models")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Replay prediction (and outcome) files through the engine; alerts as JSON Lines.
+    Replay {
+        #[arg(long, default_value = "config/driftwatch.toml")]
+        config: PathBuf,
+        /// Prediction files (JSON Lines or Avro container files); repeat or list several.
+        #[arg(long, required = true, num_args = 1..)]
+        predictions: Vec<PathBuf>,
+        /// Outcome files.
+        #[arg(long, num_args = 1..)]
+        outcomes: Vec<PathBuf>,
+        /// Where alerts go (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Stop at the first bad event with exit code 1.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Build a baseline file from historical events; point a model at it with
+    /// `[reference.models.<id>] baseline = "file"`.
+    Baseline {
+        #[arg(long, default_value = "config/driftwatch.toml")]
+        config: PathBuf,
+        #[arg(long, required = true, num_args = 1..)]
+        predictions: Vec<PathBuf>,
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Print the effective config (file plus DRIFTWATCH__ overrides) or name the bad key.
+    CheckConfig {
+        #[arg(long, default_value = "config/driftwatch.toml")]
+        config: PathBuf,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Replay { config, predictions, outcomes, output, strict } => {
+            let cfg = Config::load(&config)?;
+            replay(cfg, &predictions, &outcomes, output, strict)
+        }
+        Command::Baseline { config, predictions, output } => {
+            let cfg = Config::load(&config)?;
+            baseline(cfg, &predictions, &output)
+        }
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)?;
+            print!("{}", cfg.to_toml());
+            Ok(0)
+        }
+    }
+}
+
+/// Counts and reports one bad event; in strict mode it ends the run.
+fn report_bad(engine: &mut Engine, location: &Location, bad: &BadEvent, strict: bool) -> Result<()> {
+    engine.stats.count_bad(bad.reason);
+    if strict {
+        return Err(Error::Strict {
+            location: location.to_string(),
+            reason: bad.reason.as_str(),
+            message: bad.message.clone(),
+        });
+    }
+    let n = engine.stats.bad_total();
+    if n <= BAD_EVENTS_PRINTED {
+        eprintln!("{location}: bad event ({}): {}", bad.reason, bad.message);
+        if n == BAD_EVENTS_PRINTED {
+            eprintln!("further bad events are counted, not printed");
+        }
+    }
+    Ok(())
+}
+
+fn progress() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {human_pos} events {per_sec} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Runs files through the engine, writing alerts as JSON Lines.
+pub fn replay(cfg: Config, predictions: &[PathBuf], outcomes: &[PathBuf], output: Option<PathBuf>, strict: bool) -> Result<i32> {
+    let baselines = Baseline::load_configured(&cfg)?;
+    let mut engine = Engine::with_baselines(cfg, baselines);
+    let merged = open_merged(predictions, outcomes)?;
+    let out: Box<dyn Write> = match &output {
+        Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut sink = JsonLines::new(std::io::BufWriter::with_capacity(1 << 16, out));
+    let pb = progress();
+    let started = Instant::now();
+    let mut n: u64 = 0;
+    for rec in merged {
+        let applied = match &rec.event {
+            Ok(Event::Prediction(p)) => engine.apply_prediction(p),
+            Ok(Event::Outcome(o)) => engine.apply_outcome(o),
+            Err(bad) => Err(bad.clone()),
+        };
+        if let Err(bad) = applied {
+            report_bad(&mut engine, &rec.location, &bad, strict)?;
+        }
+        for a in engine.drain_alerts() {
+            sink.write(&a)?;
+        }
+        n += 1;
+        if n % 16384 == 0 {
+            pb.set_position(n);
+        }
+    }
+    engine.finish();
+    for a in engine.drain_alerts() {
+        sink.write(&a)?;
+    }
+    sink.flush()?;
+    pb.finish_and_clear();
+    eprint!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
+    Ok(0)
+}
+
+/// Summarises historical events into a baseline file.
+pub fn baseline(mut cfg: Config, predictions: &[PathBuf], output: &PathBuf) -> Result<i32> {
+    // a warm-up longer than any history keeps every series accumulating
+    let bucket = cfg.window.bucket.0.as_secs().max(1);
+    cfg.reference.warmup = HumanDuration::secs((100 * 365 * 86_400 / bucket) * bucket);
+    cfg.reference.models.clear();
+    let mut engine = Engine::new(cfg);
+    let started = Instant::now();
+    for rec in open_merged(predictions, &[])? {
+        let applied = match &rec.event {
+            Ok(Event::Prediction(p)) => engine.apply_prediction(p),
+            Ok(Event::Outcome(o)) => engine.apply_outcome(o),
+            Err(bad) => Err(bad.clone()),
+        };
+        if let Err(bad) = applied {
+            report_bad(&mut engine, &rec.location, &bad, false)?;
+        }
+    }
+    let file = engine.export_baseline();
+    let text = serde_json::to_string(&file).map_err(|e| Error::Output(e.into()))?;
+    std::fs::write(output, text).map_err(|e| Error::io(output, e))?;
+    eprint!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
+    eprintln!(
+        "baseline: {} models, {} series written to {}",
+        file.models.len(),
+        file.models.iter().map(|m| m.series.len()).sum::<usize>(),
+        output.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,106 @@
+//! JSON decoding of prediction and outcome events (one JSON object per line
+//! in files, one per message on Kafka).
+
+use crate::codec::StreamKind;
+use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
+
+/// Decodes and validates one JSON event.
+pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
+    let ev = match kind {
+        StreamKind::Predictions => serde_json::from_slice::<Prediction>(bytes).map(Event::Prediction),
+        StreamKind::Outcomes => serde_json::from_slice::<Outcome>(bytes).map(Event::Outcome),
+    }
+    .map_err(|e| classify(&e, bytes))?;
+    ev.validate()?;
+    Ok(ev)
+}
+
+fn classify(e: &serde_json::Error, bytes: &[u8]) -> BadEvent {
+    use serde_json::error::Category;
+    let msg = e.to_string();
+    let reason = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            // JSON has no NaN or Infinity; writers that emit them (Python's
+            // json.dumps does) deserve the clearer reason.
+            if contains_non_finite_token(bytes) {
+                BadReason::NonFinite
+            } else {
+                BadReason::MalformedJson
+            }
+        }
+        Category::Data => {
+            if msg.starts_with("missing field") {
+                BadReason::MissingField
+            } else if msg.contains("before the epoch") {
+                BadReason::TimeOutOfRange
+            } else {
+                BadReason::WrongType
+            }
+        }
+    };
+    BadEvent::new(reason, msg)
+}
+
+fn contains_non_finite_token(bytes: &[u8]) -> bool {
+    let s = String::from_utf8_lossy(bytes);
+    s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .any(|t| matches!(t, "NaN" | "Infinity" | "-Infinity" | "inf" | "-inf" | "nan"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Scalar, Value};
+
+    const GOOD: &str = r#"{"trace_id":"t1","model_id":"m","model_version":"v7","event_time":1767225600000,"features":{"amount":12.5,"device":"ios","vip":true,"tenure_days":null},"slices":{"region":"EU"},"prediction":1,"score":0.73}"#;
+
+    #[test]
+    fn decodes_a_prediction() {
+        let Event::Prediction(p) = decode(StreamKind::Predictions, GOOD.as_bytes()).unwrap() else { panic!() };
+        assert_eq!(p.trace_id, "t1");
+        assert_eq!(p.event_time, 1_767_225_600_000);
+        assert_eq!(p.features[0], ("amount".into(), Value::Number(12.5)));
+        assert_eq!(p.features[2], ("vip".into(), Value::Bool(true)));
+        assert_eq!(p.features[3], ("tenure_days".into(), Value::Null));
+        assert_eq!(p.slices, vec![("region".into(), "EU".into())]);
+        assert_eq!(p.prediction, Scalar::Number(1.0));
+        assert_eq!(p.score, Some(0.73));
+    }
+
+    #[test]
+    fn accepts_rfc3339_time() {
+        let line = GOOD.replace("1767225600000", "\"2026-01-01T00:00:00.250Z\"");
+        let ev = decode(StreamKind::Predictions, line.as_bytes()).unwrap();
+        assert_eq!(ev.event_time(), 1_767_225_600_250);
+        let line = GOOD.replace("1767225600000", "\"2026-01-01T01:00:00+01:00\"");
+        assert_eq!(decode(StreamKind::Predictions, line.as_bytes()).unwrap().event_time(), 1_767_225_600_000);
+    }
+
+    fn reason(line: &str) -> BadReason {
+        decode(StreamKind::Predictions, line.as_bytes()).unwrap_err().reason
+    }
+
+    #[test]
+    fn bad_input_is_classified() {
+        assert_eq!(reason("{not json"), BadReason::MalformedJson);
+        assert_eq!(reason(&GOOD.replace(r#""trace_id":"t1","#, "")), BadReason::MissingField);
+        assert_eq!(reason(&GOOD.replace(r#""amount":12.5"#, r#""amount":[1]"#)), BadReason::WrongType);
+        assert_eq!(reason(&GOOD.replace("12.5", "NaN")), BadReason::NonFinite);
+        assert_eq!(reason(&GOOD.replace("12.5", "Infinity")), BadReason::NonFinite);
+        assert_eq!(reason(&GOOD.replace(r#""t1""#, r#""""#)), BadReason::EmptyTraceId);
+        assert_eq!(reason(&GOOD.replace("1767225600000", "-5")), BadReason::TimeOutOfRange);
+        assert_eq!(reason(&GOOD.replace("1767225600000", "99999999999999")), BadReason::TimeOutOfRange);
+        assert_eq!(reason(&GOOD.replace("0.73", "1.5")), BadReason::ScoreOutOfRange);
+        assert_eq!(reason(&GOOD.replace("1767225600000", "\"yesterday\"")), BadReason::WrongType);
+    }
+
+    #[test]
+    fn decodes_an_outcome() {
+        let Event::Outcome(o) =
+            decode(StreamKind::Outcomes, br#"{"trace_id":"t1","model_id":"m","event_time":5,"label":0}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(o.label, Scalar::Number(0.0));
+    }
+}

@@ -1,0 +1,21 @@
+//! Decoding bytes into events: JSON and Avro. A decode failure is a
+//! [`BadEvent`](crate::event::BadEvent) with a reason, never a panic.
+
+pub mod avro;
+pub mod json;
+
+/// Which contract a stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    Predictions,
+    Outcomes,
+}
+
+impl StreamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::Predictions => "predictions",
+            StreamKind::Outcomes => "outcomes",
+        }
+    }
+}

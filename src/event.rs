@@ -1,0 +1,371 @@
+//! The event contracts of DESIGN.md as Rust types: prediction and outcome in,
+//! and the reasons an event can be refused.
+
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Latest event time accepted at all: 2100-01-01T00:00:00Z.
+pub const MAX_EVENT_TIME_MS: i64 = 4_102_444_800_000;
+
+/// A feature's value. `Null` is a missing value: counted, never dropped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Number(f64),
+    Text(String),
+    Bool(bool),
+}
+
+/// A model output or a label: a number (regression, binary 0/1) or a class name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub trace_id: String,
+    pub model_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    #[serde(deserialize_with = "de_event_time")]
+    pub event_time: i64,
+    #[serde(serialize_with = "ser_pairs", deserialize_with = "de_features")]
+    pub features: Vec<(String, Value)>,
+    #[serde(default, serialize_with = "ser_pairs", deserialize_with = "de_slices")]
+    pub slices: Vec<(String, String)>,
+    pub prediction: Scalar,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub trace_id: String,
+    pub model_id: String,
+    #[serde(deserialize_with = "de_event_time")]
+    pub event_time: i64,
+    pub label: Scalar,
+}
+
+/// One input record, prediction or outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Prediction(Prediction),
+    Outcome(Outcome),
+}
+
+impl Event {
+    pub fn event_time(&self) -> i64 {
+        match self {
+            Event::Prediction(p) => p.event_time,
+            Event::Outcome(o) => o.event_time,
+        }
+    }
+}
+
+/// Why an event was refused. Each reason is a counter in the run summary and,
+/// on Kafka, the `error class` header of the dead-letter copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BadReason {
+    MalformedJson,
+    MalformedAvro,
+    MissingField,
+    WrongType,
+    NonFinite,
+    EmptyTraceId,
+    EmptyModelId,
+    TimeOutOfRange,
+    ScoreOutOfRange,
+    TooManyModels,
+}
+
+impl BadReason {
+    pub const ALL: [BadReason; 10] = [
+        BadReason::MalformedJson,
+        BadReason::MalformedAvro,
+        BadReason::MissingField,
+        BadReason::WrongType,
+        BadReason::NonFinite,
+        BadReason::EmptyTraceId,
+        BadReason::EmptyModelId,
+        BadReason::TimeOutOfRange,
+        BadReason::ScoreOutOfRange,
+        BadReason::TooManyModels,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BadReason::MalformedJson => "malformed_json",
+            BadReason::MalformedAvro => "malformed_avro",
+            BadReason::MissingField => "missing_field",
+            BadReason::WrongType => "wrong_type",
+            BadReason::NonFinite => "non_finite",
+            BadReason::EmptyTraceId => "empty_trace_id",
+            BadReason::EmptyModelId => "empty_model_id",
+            BadReason::TimeOutOfRange => "time_out_of_range",
+            BadReason::ScoreOutOfRange => "score_out_of_range",
+            BadReason::TooManyModels => "too_many_models",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for BadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused event: the reason (a counter) and a lowercase message for people.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BadEvent {
+    pub reason: BadReason,
+    pub message: String,
+}
+
+impl BadEvent {
+    pub fn new(reason: BadReason, message: impl Into<String>) -> Self {
+        BadEvent {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl Prediction {
+    /// Checks what types cannot: non-empty ids, finite numbers, a score in
+    /// [0, 1], an event time after the epoch and before 2100.
+    pub fn validate(&self) -> Result<(), BadEvent> {
+        check_ids(&self.trace_id, &self.model_id)?;
+        check_time(self.event_time)?;
+        for (name, v) in &self.features {
+            if let Value::Number(x) = v {
+                if !x.is_finite() {
+                    return Err(BadEvent::new(BadReason::NonFinite, format!("feature `{name}` is {x}")));
+                }
+            }
+        }
+        if let Scalar::Number(x) = self.prediction {
+            if !x.is_finite() {
+                return Err(BadEvent::new(BadReason::NonFinite, format!("prediction is {x}")));
+            }
+        }
+        if let Some(s) = self.score {
+            if !s.is_finite() {
+                return Err(BadEvent::new(BadReason::NonFinite, format!("score is {s}")));
+            }
+            if !(0.0..=1.0).contains(&s) {
+                return Err(BadEvent::new(BadReason::ScoreOutOfRange, format!("score {s} is outside [0, 1]")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Outcome {
+    pub fn validate(&self) -> Result<(), BadEvent> {
+        check_ids(&self.trace_id, &self.model_id)?;
+        check_time(self.event_time)?;
+        if let Scalar::Number(x) = self.label {
+            if !x.is_finite() {
+                return Err(BadEvent::new(BadReason::NonFinite, format!("label is {x}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Event {
+    pub fn validate(&self) -> Result<(), BadEvent> {
+        match self {
+            Event::Prediction(p) => p.validate(),
+            Event::Outcome(o) => o.validate(),
+        }
+    }
+}
+
+fn check_ids(trace_id: &str, model_id: &str) -> Result<(), BadEvent> {
+    if trace_id.trim().is_empty() {
+        return Err(BadEvent::new(BadReason::EmptyTraceId, "trace_id is empty"));
+    }
+    if model_id.trim().is_empty() {
+        return Err(BadEvent::new(BadReason::EmptyModelId, "model_id is empty"));
+    }
+    Ok(())
+}
+
+fn check_time(t: i64) -> Result<(), BadEvent> {
+    if !(0..MAX_EVENT_TIME_MS).contains(&t) {
+        return Err(BadEvent::new(
+            BadReason::TimeOutOfRange,
+            format!("event_time {t} is before the epoch or after 2100-01-01"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 timestamp into epoch milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+// ---- serde -------------------------------------------------------------
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_none(),
+            Value::Number(x) => s.serialize_f64(*x),
+            Value::Text(t) => s.serialize_str(t),
+            Value::Bool(b) => s.serialize_bool(*b),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number, string, bool or null")
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_none<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+                Ok(Value::Bool(b))
+            }
+            fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
+                Ok(Value::Number(x))
+            }
+            fn visit_i64<E>(self, x: i64) -> Result<Value, E> {
+                Ok(Value::Number(x as f64))
+            }
+            fn visit_u64<E>(self, x: u64) -> Result<Value, E> {
+                Ok(Value::Number(x as f64))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+                Ok(Value::Text(s.to_string()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Value, E> {
+                Ok(Value::Text(s))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Scalar {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Scalar::Number(x) => s.serialize_f64(*x),
+            Scalar::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Number(if b { 1.0 } else { 0.0 }))
+            }
+            fn visit_f64<E>(self, x: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(x))
+            }
+            fn visit_i64<E>(self, x: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(x as f64))
+            }
+            fn visit_u64<E>(self, x: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(x as f64))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(s.to_string()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Scalar, E> {
+                Ok(Scalar::Text(s))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn de_event_time<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("epoch milliseconds or an RFC 3339 timestamp")
+        }
+        fn visit_i64<E: de::Error>(self, x: i64) -> Result<i64, E> {
+            Ok(x)
+        }
+        fn visit_u64<E: de::Error>(self, x: u64) -> Result<i64, E> {
+            i64::try_from(x).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(x), &self))
+        }
+        fn visit_f64<E: de::Error>(self, x: f64) -> Result<i64, E> {
+            if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.0e15 {
+                Ok(x as i64)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Float(x), &self))
+            }
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<i64, E> {
+            parse_rfc3339_ms(s).ok_or_else(|| E::invalid_value(de::Unexpected::Str(s), &self))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn ser_pairs<S: Serializer, V: Serialize>(pairs: &[(String, V)], s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
+}
+
+struct PairsVisitor<V>(std::marker::PhantomData<V>);
+
+impl<'de, V: Deserialize<'de>> Visitor<'de> for PairsVisitor<V> {
+    type Value = Vec<(String, V)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some((k, v)) = map.next_entry::<String, V>()? {
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+}
+
+fn de_features<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Value)>, D::Error> {
+    d.deserialize_map(PairsVisitor(std::marker::PhantomData))
+}
+
+fn de_slices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    d.deserialize_any(PairsVisitor(std::marker::PhantomData))
+}

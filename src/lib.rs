@@ -1,0 +1,37 @@
+//! # driftwatch
+//!
+//! A streaming drift monitor for machine-learning models in production:
+//! prediction and outcome events in, tiered, persistence-aware alert events
+//! out. See `README.md` for use and `../shared/DESIGN.md` for the contracts.
+//!
+//! # Layout
+//!
+//! The modules follow an event through the monitor:
+//!
+//! - [`source`]: where events come from (files merged by event time; Kafka with the service).
+//! - [`codec`]: bytes to events (JSON, Avro) with a reason for every refusal.
+//! - [`event`]: the prediction and outcome contracts and their validation.
+//! - [`engine`]: routes events to series, closes event-time buckets at the
+//!   watermark, evaluates and applies the alert policy.
+//! - [`window`]: one series' open buckets, reference and sliding window.
+//! - [`sketch`]: mergeable per-bucket summaries and the reference's bin edges.
+//! - [`drift`]: the statistical tests, one file per family, and the FDR gate.
+//! - [`alert`]: the alert event, the persistence/tier policy, and sinks.
+//! - [`baseline`]: reference profiles built from history.
+//! - [`config`]: TOML config, environment overrides, validation.
+//! - [`stats`]: counters of a run and its summary.
+//! - [`cli`]: the commands behind the binary.
+
+pub mod alert;
+pub mod baseline;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod drift;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod sketch;
+pub mod source;
+pub mod stats;
+pub mod window;

@@ -1,0 +1,219 @@
+//! Histogram bin edges taken from a reference's quantiles and placed on
+//! DDSketch bin boundaries.
+//!
+//! A value's *ordinal* is its DDSketch bin as one ordered integer (negative
+//! bins, zero, positive bins). Edges are ordinals, so a histogram over them
+//! is exact, and the reference's counts per bin can be read back exactly
+//! from its DDSketch, although the edges were chosen after the reference
+//! was summarised.
+
+use sketches_ddsketch::{Config as DdConfig, DDSketch};
+
+const POS: i64 = 1 << 32;
+
+/// The ordered DDSketch bin of `x`.
+#[inline]
+pub fn ordinal(cfg: &DdConfig, x: f64) -> i64 {
+    let m = cfg.min_possible();
+    if x > m {
+        POS + cfg.key(x) as i64
+    } else if x < -m {
+        -(POS + cfg.key(-x) as i64)
+    } else {
+        0
+    }
+}
+
+/// The value at which bins of ordinal `e - 1` end and bins of ordinal `e` begin (approximately, for display).
+pub fn boundary_value(cfg: &DdConfig, e: i64) -> f64 {
+    if e > POS / 2 {
+        cfg.gamma.powi((e - POS) as i32)
+    } else if e < -POS / 2 {
+        -cfg.gamma.powi((-e - POS + 1) as i32)
+    } else {
+        0.0
+    }
+}
+
+/// Bin edges of a numeric series: fine bins (for KS) of which every coarse
+/// boundary (for PSI and Jensen–Shannon) is one.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Edges {
+    /// Sorted, distinct ordinals; a value goes right of an edge when its ordinal is >= the edge.
+    pub fine: Vec<i64>,
+    /// Fine-bin indices at which each coarse bin after the first starts.
+    pub coarse_starts: Vec<usize>,
+}
+
+impl Edges {
+    /// Edges from explicit ordinals; every `coarse_every`-th one is also a coarse edge.
+    pub fn from_ordinals(mut fine: Vec<i64>, coarse_every: usize) -> Edges {
+        fine.sort_unstable();
+        fine.dedup();
+        let coarse_starts = (1..=fine.len()).filter(|i| i % coarse_every.max(1) == 0).collect();
+        Edges { fine, coarse_starts }
+    }
+
+    /// Edges at the reference's quantiles: `coarse` equal-mass bins and
+    /// `fine` equal-mass bins, each edge just above the DDSketch bin that
+    /// holds the quantile (so tied values stay in one bin).
+    pub fn from_reference(cfg: &DdConfig, reference: &DDSketch, coarse: usize, fine: usize) -> Edges {
+        let edge_at = |q: f64| reference.quantile(q).ok().flatten().map(|x| ordinal(cfg, x) + 1);
+        let coarse_edges: Vec<i64> = (1..coarse).filter_map(|i| edge_at(i as f64 / coarse as f64)).collect();
+        let mut all: Vec<i64> = (1..fine).filter_map(|i| edge_at(i as f64 / fine as f64)).collect();
+        all.extend_from_slice(&coarse_edges);
+        // an edge above every value of the reference makes an empty last bin; drop it
+        if let Some(max) = reference.max() {
+            let top = ordinal(cfg, max) + 1;
+            all.retain(|&e| e < top);
+        }
+        all.sort_unstable();
+        all.dedup();
+        let mut coarse_starts: Vec<usize> = coarse_edges
+            .iter()
+            .filter_map(|e| all.binary_search(e).ok().map(|i| i + 1))
+            .collect();
+        coarse_starts.sort_unstable();
+        coarse_starts.dedup();
+        Edges { fine: all, coarse_starts }
+    }
+
+    /// Number of fine bins.
+    pub fn bins(&self) -> usize {
+        self.fine.len() + 1
+    }
+
+    #[inline]
+    pub fn bin_of(&self, ordinal: i64) -> usize {
+        self.fine.partition_point(|&e| e <= ordinal)
+    }
+
+    /// Sums fine-bin counts into coarse bins.
+    pub fn coarse(&self, fine_counts: &[u64], out: &mut Vec<u64>) {
+        out.clear();
+        let mut start = 0;
+        for &end in self.coarse_starts.iter().chain(std::iter::once(&fine_counts.len())) {
+            out.push(fine_counts[start..end.min(fine_counts.len())].iter().sum());
+            start = end.min(fine_counts.len());
+        }
+    }
+
+    /// Display label of coarse bin `i`, e.g. "[12.1, 40.4)".
+    pub fn coarse_label(&self, cfg: &DdConfig, i: usize) -> String {
+        let lo = if i == 0 { None } else { Some(self.fine[self.coarse_starts[i - 1] - 1]) };
+        let hi = self.coarse_starts.get(i).map(|&s| self.fine[s - 1]);
+        let fmt = |e: Option<i64>, inf: &str| e.map(|e| format_num(boundary_value(cfg, e))).unwrap_or_else(|| inf.to_string());
+        format!("[{}, {})", fmt(lo, "-inf"), fmt(hi, "inf"))
+    }
+
+    /// Exact counts per fine bin of the values summarised in `sketch`.
+    pub fn counts_from_sketch(&self, cfg: &DdConfig, sketch: &DDSketch) -> Vec<u64> {
+        let n = sketch.count() as u64;
+        let mut below_prev = 0;
+        let mut out = Vec::with_capacity(self.bins());
+        for &e in &self.fine {
+            let below = count_below(cfg, sketch, n, e);
+            out.push(below - below_prev);
+            below_prev = below;
+        }
+        out.push(n - below_prev);
+        out
+    }
+}
+
+/// Number of values in `sketch` whose ordinal is below `edge`, by binary
+/// search over ranks (DDSketch answers quantiles, not ranks).
+fn count_below(cfg: &DdConfig, sketch: &DDSketch, n: u64, edge: i64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let ord_at = |r: u64| {
+        let q = if r == 0 {
+            0.0
+        } else if r + 1 >= n {
+            1.0
+        } else {
+            (r as f64 + 0.5) / (n - 1) as f64
+        };
+        sketch.quantile(q).ok().flatten().map(|x| ordinal(cfg, x)).unwrap_or(i64::MAX)
+    };
+    let (mut lo, mut hi) = (0u64, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if ord_at(mid) >= edge { hi = mid } else { lo = mid + 1 }
+    }
+    lo
+}
+
+/// Short human formatting of a number (4 significant digits).
+pub fn format_num(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if !(-4..=8).contains(&mag) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - mag).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sketch::dd_config;
+
+    #[test]
+    fn ordinals_are_monotone() {
+        let cfg = dd_config(0.01);
+        let xs = [-1e9, -3.5, -1.0, -1e-6, 0.0, 1e-12, 1e-6, 0.5, 1.0, 1.02, 7.0, 1e12];
+        for w in xs.windows(2) {
+            assert!(ordinal(&cfg, w[0]) <= ordinal(&cfg, w[1]), "{:?}", w);
+        }
+    }
+
+    #[test]
+    fn reference_counts_read_back_exactly() {
+        let cfg = dd_config(0.01);
+        // discrete values with ties, negatives and zeros
+        let xs: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 23) as f64 - 5.0 + if i % 3 == 0 { 0.25 } else { 0.0 }).collect();
+        let mut dd = DDSketch::new(cfg);
+        xs.iter().for_each(|&x| dd.add(x));
+        let edges = Edges::from_reference(&cfg, &dd, 10, 40);
+        let mut direct = vec![0u64; edges.bins()];
+        for &x in &xs {
+            direct[edges.bin_of(ordinal(&cfg, x))] += 1;
+        }
+        assert_eq!(edges.counts_from_sketch(&cfg, &dd), direct);
+        assert!(edges.bins() > 10);
+        let mut coarse = Vec::new();
+        edges.coarse(&direct, &mut coarse);
+        assert_eq!(coarse.iter().sum::<u64>(), 5000);
+        assert!(coarse.len() <= 10 && coarse.len() >= 5, "{coarse:?}");
+    }
+
+    #[test]
+    fn continuous_reference_gives_near_equal_mass_bins() {
+        let cfg = dd_config(0.01);
+        let mut dd = DDSketch::new(cfg);
+        let xs: Vec<f64> = (1..=10000).map(|i| (i as f64 / 10001.0).ln() * -3.0).collect();
+        xs.iter().for_each(|&x| dd.add(x));
+        let edges = Edges::from_reference(&cfg, &dd, 10, 40);
+        let fine = edges.counts_from_sketch(&cfg, &dd);
+        let mut coarse = Vec::new();
+        edges.coarse(&fine, &mut coarse);
+        assert_eq!(coarse.len(), 10);
+        for c in coarse {
+            assert!((800..=1200).contains(&c), "{c}");
+        }
+    }
+
+    #[test]
+    fn formats_numbers_briefly() {
+        assert_eq!(format_num(12.345678), "12.35");
+        assert_eq!(format_num(0.001234), "0.001234");
+        assert_eq!(format_num(120000.0), "120000");
+        assert_eq!(format_num(-2.5), "-2.5");
+    }
+}

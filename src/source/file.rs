@@ -1,0 +1,268 @@
+//! Files for `replay` and `baseline`: JSON Lines (one event per line) and
+//! Avro object container files, merged by event time.
+//!
+//! Each file is read in order; the merge takes, at every step, the pending
+//! event with the smallest event time (ties: the file given first), so
+//! several files replay as one stream. Bad records are reported where they
+//! are met, with file and line (or record number).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::codec::{StreamKind, avro, json};
+use crate::error::{Error, Result};
+use crate::event::{BadEvent, BadReason, Event};
+
+/// One record read from a file: an event or the reason it is bad, with where it was.
+pub struct Record {
+    pub location: Location,
+    pub event: std::result::Result<Event, BadEvent>,
+}
+
+/// File and line (JSON Lines) or record number (Avro), 1-based.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub path: std::sync::Arc<PathBuf>,
+    pub line: u64,
+    pub avro: bool,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.avro {
+            write!(f, "{}: record {}", self.path.display(), self.line)
+        } else {
+            write!(f, "{}:{}", self.path.display(), self.line)
+        }
+    }
+}
+
+enum Reader {
+    Jsonl { r: BufReader<File>, buf: Vec<u8> },
+    Avro { r: Box<apache_avro::Reader<'static, BufReader<File>>> },
+}
+
+/// A file of one stream kind, read record by record.
+pub struct FileSource {
+    kind: StreamKind,
+    path: std::sync::Arc<PathBuf>,
+    reader: Reader,
+    line: u64,
+    done: bool,
+}
+
+const AVRO_MAGIC: &[u8; 4] = b"Obj\x01";
+
+impl FileSource {
+    /// Opens a file; Avro container files are recognised by their magic bytes.
+    pub fn open(path: &Path, kind: StreamKind) -> Result<FileSource> {
+        let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut magic = [0u8; 4];
+        let n = read_up_to(&mut f, &mut magic).map_err(|e| Error::io(path, e))?;
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = if n == 4 && &magic == AVRO_MAGIC {
+            avro::schemas()?;
+            let r = apache_avro::Reader::new(BufReader::with_capacity(1 << 16, f)).map_err(|e| Error::AvroFile {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            Reader::Avro { r: Box::new(r) }
+        } else {
+            Reader::Jsonl {
+                r: BufReader::with_capacity(1 << 16, f),
+                buf: Vec::with_capacity(1024),
+            }
+        };
+        Ok(FileSource {
+            kind,
+            path: std::sync::Arc::new(path.to_path_buf()),
+            reader,
+            line: 0,
+            done: false,
+        })
+    }
+
+    pub fn kind(&self) -> StreamKind {
+        self.kind
+    }
+
+    /// The next record, or `None` at the end of the file. An unreadable file
+    /// part (an I/O error, a corrupt Avro block) ends the file with one bad record.
+    pub fn next_record(&mut self) -> Option<Record> {
+        loop {
+            if self.done {
+                return None;
+            }
+            self.line += 1;
+            let location = Location {
+                path: self.path.clone(),
+                line: self.line,
+                avro: matches!(self.reader, Reader::Avro { .. }),
+            };
+            let event = match &mut self.reader {
+                Reader::Jsonl { r, buf } => {
+                    buf.clear();
+                    match r.read_until(b'\n', buf) {
+                        Ok(0) => return None,
+                        Ok(_) => {
+                            let line = trim(buf);
+                            if line.is_empty() {
+                                continue;
+                            }
+                            json::decode(self.kind, line)
+                        }
+                        Err(e) => {
+                            // stop this file: the rest cannot be trusted
+                            self.done = true;
+                            Err(BadEvent::new(BadReason::MalformedJson, format!("read error: {e}; rest of file skipped")))
+                        }
+                    }
+                }
+                Reader::Avro { r } => {
+                    match r.next()? {
+                        Ok(v) => avro::event_from_value(self.kind, v),
+                        Err(e) => {
+                            self.done = true;
+                            Err(BadEvent::new(BadReason::MalformedAvro, format!("{e}; rest of file skipped")))
+                        }
+                    }
+                }
+            };
+            return Some(Record { location, event });
+        }
+    }
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let mut end = b.len();
+    while end > 0 && matches!(b[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    &b[..end]
+}
+
+/// Several files merged into one stream by event time.
+pub struct Merge {
+    sources: Vec<FileSource>,
+    /// Pending good event per source.
+    pending: Vec<Option<(Location, Event)>>,
+    heap: BinaryHeap<Reverse<(i64, usize)>>,
+    /// Bad records met while refilling, handed out before the next event.
+    bad: std::collections::VecDeque<Record>,
+}
+
+impl Merge {
+    pub fn new(sources: Vec<FileSource>) -> Merge {
+        let n = sources.len();
+        let mut m = Merge {
+            sources,
+            pending: (0..n).map(|_| None).collect(),
+            heap: BinaryHeap::with_capacity(n),
+            bad: Default::default(),
+        };
+        for i in 0..n {
+            m.refill(i);
+        }
+        m
+    }
+
+    fn refill(&mut self, i: usize) {
+        while let Some(rec) = self.sources[i].next_record() {
+            match rec.event {
+                Ok(ev) => {
+                    self.heap.push(Reverse((ev.event_time(), i)));
+                    self.pending[i] = Some((rec.location, ev));
+                    return;
+                }
+                Err(_) => self.bad.push_back(rec),
+            }
+        }
+    }
+}
+
+impl Iterator for Merge {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        if let Some(b) = self.bad.pop_front() {
+            return Some(b);
+        }
+        let Reverse((_, i)) = self.heap.pop()?;
+        let (location, ev) = self.pending[i].take()?;
+        self.refill(i);
+        Some(Record { location, event: Ok(ev) })
+    }
+}
+
+/// Opens prediction and outcome files as one merged stream.
+pub fn open_merged(predictions: &[PathBuf], outcomes: &[PathBuf]) -> Result<Merge> {
+    let mut sources = Vec::new();
+    for p in predictions {
+        sources.push(FileSource::open(p, StreamKind::Predictions)?);
+    }
+    for p in outcomes {
+        sources.push(FileSource::open(p, StreamKind::Outcomes)?);
+    }
+    Ok(Merge::new(sources))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
+        p
+    }
+
+    fn pred(t: i64, id: &str) -> String {
+        format!(r#"{{"trace_id":"{id}","model_id":"m","event_time":{t},"features":{{"x":1}},"prediction":0}}"#)
+    }
+
+    #[test]
+    fn merges_by_event_time_and_reports_bad_lines_with_their_place() {
+        let dir = std::env::temp_dir().join(format!("dw-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = write(&dir, "a.jsonl", &format!("{}\n{}\n\n{{oops\n{}\n", pred(1, "a1"), pred(5, "a5"), pred(9, "a9")));
+        let b = write(&dir, "b.jsonl", &format!("{}\n{}\n", pred(2, "b2"), pred(5, "b5")));
+        let o = write(&dir, "o.jsonl", r#"{"trace_id":"a1","model_id":"m","event_time":3,"label":1}"#);
+        let recs: Vec<Record> = open_merged(&[a, b], &[o]).unwrap().collect();
+        let mut order = Vec::new();
+        let mut bad = Vec::new();
+        for r in &recs {
+            match &r.event {
+                Ok(Event::Prediction(p)) => order.push(p.trace_id.clone()),
+                Ok(Event::Outcome(o)) => order.push(format!("o:{}", o.trace_id)),
+                Err(e) => bad.push((r.location.to_string(), e.reason)),
+            }
+        }
+        assert_eq!(order, ["a1", "b2", "o:a1", "a5", "b5", "a9"]);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].0.ends_with("a.jsonl:4"), "{bad:?}");
+        assert_eq!(bad[0].1, BadReason::MalformedJson);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn missing_file_is_one_clear_error() {
+        let err = FileSource::open(Path::new("/nonexistent/p.jsonl"), StreamKind::Predictions).err().unwrap();
+        assert!(err.to_string().contains("/nonexistent/p.jsonl"));
+        assert_eq!(err.exit_code(), 2);
+    }
+}

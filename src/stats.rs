@@ -1,0 +1,81 @@
+//! Counters of a run, printed as the summary at the end of `replay`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::alert::{AlertKind, AlertState, Severity};
+use crate::event::BadReason;
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub predictions: u64,
+    pub outcomes: u64,
+    pub late: u64,
+    pub bad: [u64; BadReason::ALL.len()],
+    pub series: u64,
+    pub buckets_closed: u64,
+    pub evaluations: u64,
+    pub alerts: BTreeMap<(AlertKind, Severity, &'static str), u64>,
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+}
+
+impl Stats {
+    #[inline]
+    pub fn see_time(&mut self, t: i64) {
+        self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));
+        self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
+    }
+
+    pub fn count_bad(&mut self, r: BadReason) {
+        self.bad[r.index()] += 1;
+    }
+
+    pub fn bad_total(&self) -> u64 {
+        self.bad.iter().sum()
+    }
+
+    pub fn count_alert(&mut self, kind: AlertKind, severity: Severity, state: AlertState) {
+        *self.alerts.entry((kind, severity, state.as_str())).or_default() += 1;
+    }
+
+    /// Events read, good or bad.
+    pub fn events_read(&self) -> u64 {
+        self.predictions + self.outcomes + self.late + self.bad_total()
+    }
+
+    /// The human summary, several lines.
+    pub fn summary(&self, seconds: f64) -> String {
+        let mut s = String::new();
+        let read = self.events_read();
+        let rate = if seconds > 0.0 { read as f64 / seconds } else { 0.0 };
+        let _ = writeln!(
+            s,
+            "events read: {read} ({} predictions, {} outcomes applied) in {seconds:.2}s, {:.0} events/s",
+            self.predictions, self.outcomes, rate
+        );
+        let bad: Vec<String> = BadReason::ALL
+            .iter()
+            .filter(|r| self.bad[r.index()] > 0)
+            .map(|r| format!("{r} {}", self.bad[r.index()]))
+            .collect();
+        let _ = writeln!(
+            s,
+            "bad events: {}{}",
+            self.bad_total(),
+            if bad.is_empty() { String::new() } else { format!(" ({})", bad.join(", ")) }
+        );
+        let _ = writeln!(s, "late events: {}", self.late);
+        let _ = writeln!(s, "series tracked: {}", self.series);
+        if self.alerts.is_empty() {
+            let _ = writeln!(s, "alerts: none");
+        } else {
+            let total: u64 = self.alerts.values().sum();
+            let _ = writeln!(s, "alerts: {total}");
+            for ((k, sev, st), n) in &self.alerts {
+                let _ = writeln!(s, "  {:<17} {:<9} {:<10} {n}", k.as_str(), sev.as_str(), st);
+            }
+        }
+        s
+    }
+}

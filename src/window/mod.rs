@@ -1,0 +1,213 @@
+//! Event-time windows of one series: the open buckets still accepting
+//! events, the reference being pinned, and the sliding current window kept
+//! as a ring of closed buckets plus running totals.
+//!
+//! A slide adds the closing bucket's counts to the totals and subtracts the
+//! bucket that leaves: O(bins), not O(window). Moments and quantiles are
+//! merged from the ring when the series is evaluated.
+
+use std::collections::VecDeque;
+
+use sketches_ddsketch::Config as DdConfig;
+
+use crate::sketch::{Edges, Sketch, ValueKind};
+
+/// A reference profile, pinned: the summary and what was derived from it.
+#[derive(Clone, Debug)]
+pub struct Reference {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub sketch: Sketch,
+    /// Numeric series: bin edges and the reference's exact counts over them.
+    pub edges: Option<Edges>,
+    /// Counts over fine bins (numbers) or categories (categories).
+    pub counts: Vec<u64>,
+    /// Counts over coarse bins (numbers).
+    pub coarse: Vec<u64>,
+    /// Quantile function at `WASSERSTEIN_LEVELS` mid-points (numbers).
+    pub quantiles: Vec<f64>,
+}
+
+/// Quantile levels at which Wasserstein distances are taken.
+pub const WASSERSTEIN_LEVELS: usize = 100;
+
+/// Where a series' reference comes from.
+#[derive(Clone, Debug)]
+pub enum RefState {
+    /// Accumulating buckets of its warm-up range, until bucket `end` (exclusive).
+    WarmingUp { start: i64, end: i64, acc: Sketch },
+    Pinned(Box<Reference>),
+}
+
+/// The windows of one series.
+#[derive(Debug)]
+pub struct SeriesWindows {
+    /// Open buckets, index 0 = the engine's first open bucket.
+    pub open: VecDeque<Option<Box<Sketch>>>,
+    pub reference: RefState,
+    /// Closed buckets of the current window, oldest first.
+    pub ring: VecDeque<(i64, Box<Sketch>)>,
+    /// Integer parts of the ring's sum.
+    pub totals: Sketch,
+}
+
+impl SeriesWindows {
+    pub fn new(first_bucket: i64, warmup_buckets: i64, open_len: usize) -> Self {
+        let mut open = VecDeque::with_capacity(open_len + 2);
+        open.resize_with(open_len, || None);
+        SeriesWindows {
+            open,
+            reference: RefState::WarmingUp {
+                start: first_bucket,
+                end: first_bucket + warmup_buckets,
+                acc: Sketch::new(),
+            },
+            ring: VecDeque::new(),
+            totals: Sketch::new(),
+        }
+    }
+
+    pub fn pinned(&self) -> Option<&Reference> {
+        match &self.reference {
+            RefState::Pinned(r) => Some(r),
+            RefState::WarmingUp { .. } => None,
+        }
+    }
+
+    pub fn edges(&self) -> Option<&Edges> {
+        self.pinned().and_then(|r| r.edges.as_ref())
+    }
+
+    /// Closes the oldest open bucket (`bucket`), sliding the window to end at
+    /// it. Returns true when this close pinned the reference.
+    pub fn close(&mut self, bucket: i64, window_buckets: i64, kind: Option<ValueKind>, bins: &BinSpec, bucket_ms: i64, pool: &mut Vec<Box<Sketch>>) -> bool {
+        let closing = self.open.pop_front().flatten();
+        let mut pinned_now = false;
+        match &mut self.reference {
+            RefState::WarmingUp { start, end, acc } => {
+                if let Some(s) = closing {
+                    acc.merge(&s);
+                    recycle(pool, s);
+                }
+                if bucket + 1 >= *end {
+                    let (start_ms, end_ms) = (*start * bucket_ms, *end * bucket_ms);
+                    let acc = std::mem::take(acc);
+                    self.pin(Reference::build(acc, start_ms, end_ms, kind, bins), &bins.dd);
+                    pinned_now = true;
+                }
+            }
+            RefState::Pinned(_) => {
+                if let Some(s) = closing {
+                    self.totals.merge_counts(&s);
+                    self.ring.push_back((bucket, s));
+                }
+            }
+        }
+        while let Some((b, _)) = self.ring.front() {
+            if *b > bucket - window_buckets {
+                break;
+            }
+            if let Some((_, s)) = self.ring.pop_front() {
+                self.totals.subtract_counts(&s);
+                recycle(pool, s);
+            }
+        }
+        pinned_now
+    }
+
+    /// Pins a reference and fills in histograms of buckets opened before the
+    /// edges were known (exactly: edges sit on DDSketch bin boundaries).
+    pub fn pin(&mut self, r: Reference, dd: &DdConfig) {
+        if let Some(edges) = &r.edges {
+            for s in self.open.iter_mut().flatten() {
+                s.size_numeric_hist(edges.bins());
+                if let Some(q) = &s.quantiles {
+                    let counts = edges.counts_from_sketch(dd, q);
+                    // per-bin sums of values summarised before the edges were
+                    // known: the bin's median times its count (within the
+                    // sketch's relative accuracy)
+                    for (i, c) in counts.iter().enumerate() {
+                        s.hist_sum[i] = *c as f64 * bin_median(&counts, i, q);
+                    }
+                    s.hist = counts;
+                }
+            }
+            self.totals.size_numeric_hist(edges.bins());
+        }
+        self.reference = RefState::Pinned(Box::new(r));
+    }
+
+    /// Merges the ring into one sketch with moments and quantiles.
+    pub fn merged_current(&self, out: &mut Sketch) {
+        *out = Sketch::new();
+        for (_, s) in &self.ring {
+            out.merge(s);
+        }
+    }
+
+    /// Event time at which the current window starts (its oldest bucket).
+    pub fn window_start_bucket(&self) -> Option<i64> {
+        self.ring.front().map(|(b, _)| *b)
+    }
+}
+
+/// Bin counts the reference's edges are built with.
+#[derive(Clone, Copy, Debug)]
+pub struct BinSpec {
+    pub coarse: usize,
+    pub fine: usize,
+    pub dd: DdConfig,
+}
+
+impl Reference {
+    /// Derives edges, bin counts and quantiles from a reference summary.
+    pub fn build(sketch: Sketch, start_ms: i64, end_ms: i64, kind: Option<ValueKind>, bins: &BinSpec) -> Reference {
+        let mut r = Reference {
+            start_ms,
+            end_ms,
+            edges: None,
+            counts: Vec::new(),
+            coarse: Vec::new(),
+            quantiles: Vec::new(),
+            sketch,
+        };
+        match (kind, &r.sketch.quantiles) {
+            (Some(ValueKind::Numeric), Some(q)) => {
+                let edges = Edges::from_reference(&bins.dd, q, bins.coarse, bins.fine);
+                r.counts = edges.counts_from_sketch(&bins.dd, q);
+                edges.coarse(&r.counts, &mut r.coarse);
+                r.quantiles = crate::drift::numeric::quantile_levels(WASSERSTEIN_LEVELS)
+                    .map(|l| q.quantile(l).ok().flatten().unwrap_or(0.0))
+                    .collect();
+                r.edges = Some(edges);
+            }
+            (Some(ValueKind::Numeric), None) => {
+                // numeric but no values in the reference: one bin, everything later lands in it
+                r.edges = Some(Edges::from_ordinals(Vec::new(), 1));
+                r.counts = vec![0];
+                r.coarse = vec![0];
+            }
+            _ => r.counts = r.sketch.hist.clone(),
+        }
+        r
+    }
+}
+
+/// The median of the values in bin `i`, read from the sketch.
+fn bin_median(counts: &[u64], i: usize, sketch: &sketches_ddsketch::DDSketch) -> f64 {
+    let n: u64 = counts.iter().sum();
+    if n == 0 || counts[i] == 0 {
+        return 0.0;
+    }
+    let before: u64 = counts[..i].iter().sum();
+    let mid = before as f64 + (counts[i] as f64 - 1.0) / 2.0;
+    let q = if n > 1 { mid / (n - 1) as f64 } else { 0.0 };
+    sketch.quantile(q.clamp(0.0, 1.0)).ok().flatten().unwrap_or(0.0)
+}
+
+fn recycle(pool: &mut Vec<Box<Sketch>>, mut s: Box<Sketch>) {
+    if pool.len() < 4096 {
+        s.reset();
+        pool.push(s);
+    }
+}
