@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::alert::sink::JsonLines;
 use crate::baseline::Baseline;
+use crate::codec::avro;
 use crate::config::{Config, HumanDuration};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -53,11 +54,27 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Convert event files (JSON Lines or Avro) into an Avro object container
+    /// file (deflate) of `schemas/prediction.avsc` or `schemas/outcome.avsc`.
+    Convert {
+        #[arg(long, value_enum)]
+        kind: Kind,
+        #[arg(long, required = true, num_args = 1..)]
+        input: Vec<PathBuf>,
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Print the effective config (file plus DRIFTWATCH__ overrides) or name the bad key.
     CheckConfig {
         #[arg(long, default_value = "config/driftwatch.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Kind {
+    Predictions,
+    Outcomes,
 }
 
 pub fn run(cli: Cli) -> Result<i32> {
@@ -70,6 +87,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let cfg = Config::load(&config)?;
             baseline(cfg, &predictions, &output)
         }
+        Command::Convert { kind, input, output } => convert(kind, &input, &output),
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;
             print!("{}", cfg.to_toml());
@@ -177,5 +195,45 @@ pub fn baseline(mut cfg: Config, predictions: &[PathBuf], output: &PathBuf) -> R
         file.models.iter().map(|m| m.series.len()).sum::<usize>(),
         output.display()
     );
+    Ok(0)
+}
+
+/// Writes good events of `input` to an Avro container file; bad ones are reported and skipped.
+pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf) -> Result<i32> {
+    let schemas = avro::schemas()?;
+    let (schema, merged) = match kind {
+        Kind::Predictions => (&schemas.prediction, open_merged(input, &[])?),
+        Kind::Outcomes => (&schemas.outcome, open_merged(&[], input)?),
+    };
+    let file = std::fs::File::create(output).map_err(|e| Error::io(output, e))?;
+    let mut w = apache_avro::Writer::builder()
+        .schema(schema)
+        .writer(std::io::BufWriter::new(file))
+        .codec(apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default()))
+        .build()
+        .map_err(|e| Error::AvroFile { path: output.clone(), message: e.to_string() })?;
+    let (mut good, mut bad) = (0u64, 0u64);
+    let write_err = |message: String| Error::AvroFile { path: output.clone(), message };
+    for rec in merged {
+        let value = match &rec.event {
+            Ok(Event::Prediction(p)) => avro::to_avro_value(schema, p),
+            Ok(Event::Outcome(o)) => avro::to_avro_value(schema, o),
+            Err(_) => Ok(apache_avro::types::Value::Null),
+        };
+        match rec.event {
+            Ok(_) => {
+                w.append_value(value.map_err(write_err)?).map_err(|e| write_err(e.to_string()))?;
+                good += 1;
+            }
+            Err(e) => {
+                bad += 1;
+                if bad <= BAD_EVENTS_PRINTED {
+                    eprintln!("{}: bad event ({}): {}", rec.location, e.reason, e.message);
+                }
+            }
+        }
+    }
+    w.flush().map_err(|e| write_err(e.to_string()))?;
+    eprintln!("converted {good} events ({bad} bad, skipped) to {}", output.display());
     Ok(0)
 }

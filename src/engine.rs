@@ -610,6 +610,7 @@ impl Engine {
         let adjusted = fdr::bh_adjust(&ps);
         let mut next = adjusted.iter();
         let q = self.cfg.policy.fdr_q;
+        let first_new = self.out.len();
         for e in &evals {
             let significant = match (e.enough, e.gate_p) {
                 (true, Some(_)) => next.next().is_some_and(|a| *a <= q),
@@ -629,6 +630,10 @@ impl Engine {
                 self.emit(e, t, now);
             }
         }
+        // one canonical order per watermark, whatever order series were met in
+        self.out[first_new..].sort_by(|a, b| {
+            (&a.model_id, a.kind, &a.feature, &a.slice).cmp(&(&b.model_id, b.kind, &b.feature, &b.slice))
+        });
     }
 
     /// Everything summarised so far, one baseline per model, for

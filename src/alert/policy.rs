@@ -161,9 +161,9 @@ mod tests {
         assert_eq!(t[9], Some(Transition::Resolve));
         assert!(t[10..].iter().all(Option::is_none), "cool-down holds: {t:?}");
         assert!(s.episode.is_none());
-        // after the cool-down it can fire again
-        let t = run(&mut s, &[W, W, W], 20 * 60_000);
-        assert_eq!(t[2], Some(Transition::Fire(Severity::Warning)));
+        // breaches during the cool-down still count: once it ends, the next breach fires
+        let t = run(&mut s, &[W], 20 * 60_000);
+        assert_eq!(t[0], Some(Transition::Fire(Severity::Warning)));
     }
 
     #[test]

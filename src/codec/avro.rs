@@ -58,10 +58,15 @@ impl Schemas {
     }
 }
 
+/// Any serde value as an Avro value resolved against `schema` (unions picked by type).
+pub fn to_avro_value<T: Serialize>(schema: &Schema, value: &T) -> std::result::Result<Avro, String> {
+    let v = apache_avro::to_value(value).map_err(|e| e.to_string())?;
+    v.resolve(schema).map_err(|e| e.to_string())
+}
+
 /// Encodes any serde value as an Avro binary datum of `schema`.
 pub fn encode<T: Serialize>(schema: &Schema, value: &T) -> std::result::Result<Vec<u8>, String> {
-    let v = apache_avro::to_value(value).map_err(|e| e.to_string())?;
-    let v = v.resolve(schema).map_err(|e| e.to_string())?;
+    let v = to_avro_value(schema, value)?;
     apache_avro::writer::datum::GenericDatumWriter::builder(schema)
         .build()
         .and_then(|w| w.write_value_to_vec(v))
