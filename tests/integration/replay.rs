@@ -1,0 +1,94 @@
+use crate::util::*;
+
+fn shifted(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("p.jsonl");
+    write_stream(&p, &Stream { hours: 5.0, per_second: 2.0, shift_at_hour: Some(3.0), seed: 1 });
+    p
+}
+
+#[test]
+fn replay_finds_the_shift_and_is_byte_identical_across_runs() {
+    let dir = tempdir("replay-determinism");
+    let p = shifted(&dir);
+    let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    for out in [&a, &b] {
+        let o = run(&["replay", "--predictions", p.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("events read: 36000"), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let alerts = alerts(&a);
+    let first = alerts
+        .iter()
+        .find(|x| x["feature"] == "x" && x["slice"].as_object().unwrap().is_empty())
+        .expect("an alert on x overall");
+    assert_eq!(first["kind"], "data_drift");
+    assert_eq!(first["state"], "firing");
+    let onset = T0 + 3 * 3_600_000;
+    let end = first["window_end"].as_i64().unwrap();
+    assert!(end > onset && end <= onset + 30 * 60_000, "window_end {end} vs onset {onset}");
+    assert_eq!(first["suspected_cause"], "covariate_shift");
+    assert_eq!(first["emitted_at"], first["window_end"], "replay takes no wall-clock value");
+    assert!(!first["exemplar_trace_ids"].as_array().unwrap().is_empty());
+    assert!(first["evidence"]["summary"].as_str().unwrap().contains("feature `x` moved"));
+    // nothing fires before the shift, and nothing on the features that did not move
+    assert!(alerts.iter().all(|x| x["window_end"].as_i64().unwrap() > onset));
+    assert!(alerts.iter().all(|x| x["feature"] != "y" && x["feature"] != "cat"), "{alerts:#?}");
+    // every alert has the contract's fields
+    for x in &alerts {
+        for k in [
+            "alert_id", "model_id", "model_version", "kind", "feature", "slice", "test", "statistic", "p_value",
+            "threshold", "severity", "state", "window_start", "window_end", "reference_start", "reference_end",
+            "sample_size", "persistence", "evidence", "suspected_cause", "exemplar_trace_ids", "emitted_at",
+        ] {
+            assert!(x.get(k).is_some(), "missing {k}");
+        }
+    }
+}
+
+#[test]
+fn avro_container_and_split_files_replay_like_one_jsonl_file() {
+    let dir = tempdir("replay-avro");
+    let p = shifted(&dir);
+    let avro = dir.join("p.avro");
+    let o = run(&["convert", "--kind", "predictions", "--input", p.to_str().unwrap(), "--output", avro.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the same stream split in two files, by alternating lines
+    let text = std::fs::read_to_string(&p).unwrap();
+    let (mut odd, mut even) = (String::new(), String::new());
+    for (i, l) in text.lines().enumerate() {
+        let s = if i % 2 == 0 { &mut even } else { &mut odd };
+        s.push_str(l);
+        s.push('\n');
+    }
+    let (p1, p2) = (dir.join("even.jsonl"), dir.join("odd.jsonl"));
+    std::fs::write(&p1, even).unwrap();
+    std::fs::write(&p2, odd).unwrap();
+    let outs: Vec<Vec<u8>> = [vec![p.clone()], vec![avro], vec![p1, p2]]
+        .iter()
+        .enumerate()
+        .map(|(i, inputs)| {
+            let out = dir.join(format!("alerts{i}.jsonl"));
+            let mut args = vec!["replay".to_string(), "--output".into(), out.to_str().unwrap().into(), "--predictions".into()];
+            args.extend(inputs.iter().map(|p| p.to_str().unwrap().to_string()));
+            let o = bin().args(&args).output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            std::fs::read(out).unwrap()
+        })
+        .collect();
+    assert!(!outs[0].is_empty());
+    assert_eq!(outs[0], outs[1], "avro differs from jsonl");
+    assert_eq!(outs[0], outs[2], "split files differ from one file");
+}
+
+#[test]
+fn a_stationary_stream_raises_nothing() {
+    let dir = tempdir("replay-stationary");
+    let p = dir.join("p.jsonl");
+    write_stream(&p, &Stream { hours: 6.0, per_second: 2.0, shift_at_hour: None, seed: 2 });
+    let out = dir.join("a.jsonl");
+    let o = run(&["replay", "--predictions", p.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(alerts(&out), Vec::<serde_json::Value>::new());
+    assert!(stderr(&o).contains("alerts: none"));
+}
