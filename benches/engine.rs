@@ -1,1 +1,181 @@
-fn main() {}
+//! Criterion benches: sketch update and merge, each test, decoding, and the
+//! engine per event. `cargo bench --bench engine`; numbers in README.md.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use driftwatch::codec::{StreamKind, avro, json};
+use driftwatch::config::Config;
+use driftwatch::drift::{self, categorical, fdr, numeric};
+use driftwatch::engine::Engine;
+use driftwatch::event::{Prediction, Scalar, Value};
+use driftwatch::sketch::{Edges, Sketch, dd_config, ordinal};
+use sketches_ddsketch::DDSketch;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn prediction(rng: &mut Rng, i: u64, t: i64) -> Prediction {
+    const DEV: [&str; 5] = ["ios", "android", "desktop", "tablet", "tv"];
+    const REG: [&str; 3] = ["EU", "US", "APAC"];
+    let r = |rng: &mut Rng| rng.next();
+    Prediction {
+        trace_id: format!("{i:032x}"),
+        model_id: "checkout-fraud".into(),
+        model_version: Some("v7".into()),
+        event_time: t,
+        features: vec![
+            ("amount".into(), Value::Number((r(rng) * 4.0).exp())),
+            ("age".into(), Value::Number((18.0 + r(rng) * 60.0).round())),
+            ("tenure_days".into(), Value::Number(r(rng) * 800.0)),
+            ("clicks".into(), Value::Number((r(rng) * 14.0).round())),
+            ("score_a".into(), Value::Number(r(rng) * 4.0 - 2.0)),
+            ("latency_ms".into(), Value::Number(r(rng) * 120.0)),
+            ("device".into(), Value::Text(DEV[(r(rng) * 5.0) as usize].into())),
+            ("country".into(), Value::Text(format!("C{}", (r(rng) * 12.0) as u32))),
+        ],
+        slices: vec![("region".into(), REG[(r(rng) * 3.0) as usize].into()), ("channel".into(), "web".into())],
+        prediction: Scalar::Number(0.0),
+        score: Some(r(rng)),
+    }
+}
+
+fn sketches(c: &mut Criterion) {
+    let dd = dd_config(0.01);
+    let mut rng = Rng(7);
+    let xs: Vec<f64> = (0..10_000).map(|_| (rng.next() * 6.0).exp()).collect();
+    let mut reference = DDSketch::new(dd);
+    xs.iter().for_each(|&x| reference.add(x));
+    let edges = Edges::from_reference(&dd, &reference, 10, 40);
+    let mut g = c.benchmark_group("sketch");
+    g.throughput(Throughput::Elements(xs.len() as u64));
+    g.bench_function("update_numeric_10k", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut s = Sketch::new();
+                s.size_numeric_hist(edges.bins());
+                s
+            },
+            |s| {
+                for &x in &xs {
+                    s.add_number(x, Some(edges.bin_of(ordinal(&dd, x))), &dd);
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("update_categorical_10k", |b| {
+        b.iter_batched_ref(Sketch::new, |s| xs.iter().for_each(|&x| s.add_category(x as usize % 12)), BatchSize::SmallInput)
+    });
+    g.throughput(Throughput::Elements(1));
+    let mut one = Sketch::new();
+    one.size_numeric_hist(edges.bins());
+    xs[..120].iter().for_each(|&x| one.add_number(x, Some(edges.bin_of(ordinal(&dd, x))), &dd));
+    g.bench_function("merge_bucket", |b| {
+        b.iter_batched_ref(|| one.clone(), |s| s.merge(black_box(&one)), BatchSize::SmallInput)
+    });
+    g.bench_function("slide_counts", |b| {
+        b.iter_batched_ref(
+            || one.clone(),
+            |s| {
+                s.merge_counts(black_box(&one));
+                s.subtract_counts(black_box(&one));
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("edges_from_reference", |b| b.iter(|| Edges::from_reference(&dd, black_box(&reference), 10, 40)));
+    g.finish();
+}
+
+fn tests(c: &mut Criterion) {
+    let mut rng = Rng(9);
+    let r10: Vec<u64> = (0..10).map(|_| 1000 + (rng.next() * 100.0) as u64).collect();
+    let c10: Vec<u64> = (0..10).map(|_| 300 + (rng.next() * 100.0) as u64).collect();
+    let r41: Vec<u64> = (0..41).map(|_| 300 + (rng.next() * 30.0) as u64).collect();
+    let c41: Vec<u64> = (0..41).map(|_| 80 + (rng.next() * 30.0) as u64).collect();
+    let pa: Vec<(f64, f64)> = (0..100).map(|i| (i as f64, 1.0)).collect();
+    let pb: Vec<(f64, f64)> = (0..41).map(|i| (i as f64 * 2.5 + 0.3, 1.0 + rng.next())).collect();
+    let ps: Vec<f64> = (0..120).map(|_| rng.next().powi(3)).collect();
+    let mut g = c.benchmark_group("test");
+    g.bench_function("psi_10_bins", |b| b.iter(|| drift::psi(black_box(&r10), black_box(&c10))));
+    g.bench_function("jensen_shannon_10_bins", |b| b.iter(|| drift::jensen_shannon(black_box(&r10), black_box(&c10))));
+    g.bench_function("total_variation_10", |b| b.iter(|| drift::total_variation(black_box(&r10), black_box(&c10))));
+    g.bench_function("ks_41_bins_with_p", |b| {
+        b.iter(|| {
+            let d = numeric::ks_statistic(black_box(&r41), black_box(&c41));
+            numeric::ks_p_value(d, 14_000, 3_600)
+        })
+    });
+    g.bench_function("wasserstein_100_vs_41_points", |b| b.iter(|| numeric::wasserstein(black_box(&pa), black_box(&pb))));
+    g.bench_function("chi_square_10_with_p", |b| b.iter(|| categorical::chi_square(black_box(&r10), black_box(&c10))));
+    g.bench_function("bh_120_p_values", |b| b.iter(|| fdr::bh_adjust(black_box(&ps))));
+    g.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let mut rng = Rng(11);
+    let p = prediction(&mut rng, 1, 1_767_225_600_000);
+    let line = serde_json::to_vec(&p).unwrap();
+    let s = avro::schemas().unwrap();
+    let datum = avro::encode(&s.prediction, &p).unwrap();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("json_prediction", |b| b.iter(|| json::decode(StreamKind::Predictions, black_box(&line)).unwrap()));
+    g.bench_function("avro_prediction", |b| {
+        b.iter(|| avro::decode(StreamKind::Predictions, &s.prediction, black_box(&datum)).unwrap())
+    });
+    g.finish();
+}
+
+fn engine(c: &mut Criterion) {
+    let mut rng = Rng(13);
+    // 3 hours at 20 events/s: references pinned, windows full
+    let t0 = 1_767_225_600_000i64;
+    let warm: Vec<Prediction> = (0..216_000).map(|i| prediction(&mut rng, i, t0 + i as i64 * 50)).collect();
+    let mut e = Engine::new(Config::default());
+    for p in &warm {
+        e.apply_prediction(p).unwrap();
+    }
+    e.drain_alerts().for_each(drop);
+    let next: Vec<Prediction> = (0..20_000).map(|i| prediction(&mut rng, i, t0 + 216_000 * 50 + i as i64 * 50)).collect();
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(next.len() as u64));
+    g.sample_size(20);
+    // each iteration continues the stream (bucket closes and evaluations
+    // included); cloning the events is setup, not measured
+    let mut k = 0i64;
+    g.bench_function("apply_prediction_8_features_2_slices", |b| {
+        b.iter_batched(
+            || {
+                k += 1;
+                next.iter()
+                    .map(|p| {
+                        let mut p = p.clone();
+                        p.event_time += k * 20_000 * 50;
+                        p
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |events| {
+                for p in &events {
+                    e.apply_prediction(p).unwrap();
+                }
+                e.drain_alerts().for_each(drop);
+                events
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sketches, tests, decode, engine);
+criterion_main!(benches);

@@ -354,7 +354,8 @@ impl<'de, V: Deserialize<'de>> Visitor<'de> for PairsVisitor<V> {
         Ok(Vec::new())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        // the hint comes from the input (an Avro block count): never trust it for more than a few
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
         while let Some((k, v)) = map.next_entry::<String, V>()? {
             out.push((k, v));
         }

@@ -1,9 +1,6 @@
-//! Avro: the schemas in `schemas/`, binary datum encoding and decoding, and
-//! conversion between Avro values and the event types.
-//!
-//! Decoding goes through `apache_avro::types::Value` and converts by field
-//! name, so a writer schema that differs from ours in field order, extra
-//! fields or union branch order still decodes.
+//! Avro: the schemas in `schemas/`, binary datum encoding, and decoding
+//! straight into the event types with apache-avro's schema-aware serde
+//! deserializer.
 
 use std::sync::LazyLock;
 
@@ -14,7 +11,7 @@ use serde::Serialize;
 use crate::alert::Alert;
 use crate::codec::StreamKind;
 use crate::error::{Error, Result};
-use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Value};
+use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 
 pub const PREDICTION_AVSC: &str = include_str!("../../schemas/prediction.avsc");
 pub const OUTCOME_AVSC: &str = include_str!("../../schemas/outcome.avsc");
@@ -82,224 +79,75 @@ pub fn encode_alert(alert: &Alert) -> std::result::Result<Vec<u8>, String> {
 /// Decodes an alert datum written with `schemas/alert.avsc`.
 pub fn decode_alert(mut bytes: &[u8]) -> std::result::Result<Alert, String> {
     let s = schemas().map_err(|e| e.to_string())?;
-    let v = read_datum(&s.alert, &mut bytes).map_err(|e| e.message)?;
-    apache_avro::from_value::<Alert>(&v).map_err(|e| e.to_string())
-}
-
-fn read_datum(schema: &Schema, bytes: &mut &[u8]) -> std::result::Result<Avro, BadEvent> {
-    apache_avro::reader::datum::GenericDatumReader::builder(schema)
+    apache_avro::reader::datum::GenericDatumReader::builder(&s.alert)
         .build()
-        .and_then(|r| r.read_value(bytes))
-        .map_err(|e| BadEvent::new(BadReason::MalformedAvro, e.to_string()))
+        .and_then(|r| r.read_deser::<Alert>(&mut bytes))
+        .map_err(|e| e.to_string())
 }
 
-/// Decodes one plain Avro binary datum written with `writer` into an event.
+/// Decodes plain Avro binary datums written with one writer schema,
+/// straight into events (serde, schema-aware: no intermediate value tree).
+/// Fields are matched by name, so a writer schema with other field order or
+/// extra fields decodes too.
+pub struct DatumDecoder<'s> {
+    kind: StreamKind,
+    reader: apache_avro::reader::datum::GenericDatumReader<'s>,
+}
+
+impl<'s> DatumDecoder<'s> {
+    pub fn new(kind: StreamKind, writer: &'s Schema) -> std::result::Result<Self, String> {
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(writer)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(DatumDecoder { kind, reader })
+    }
+
+    /// Decodes and validates one datum; trailing bytes are an error.
+    pub fn decode(&self, bytes: &[u8]) -> std::result::Result<Event, BadEvent> {
+        let mut rest = bytes;
+        let ev = match self.kind {
+            StreamKind::Predictions => self.reader.read_deser::<Prediction>(&mut rest).map(Event::Prediction),
+            StreamKind::Outcomes => self.reader.read_deser::<Outcome>(&mut rest).map(Event::Outcome),
+        }
+        .map_err(|e| classify(&e))?;
+        if !rest.is_empty() {
+            return Err(BadEvent::new(
+                BadReason::MalformedAvro,
+                format!("{} trailing bytes after the datum", rest.len()),
+            ));
+        }
+        ev.validate()?;
+        Ok(ev)
+    }
+}
+
+/// Decodes one datum written with `writer` (builds a decoder; keep a
+/// [`DatumDecoder`] for many).
 pub fn decode(kind: StreamKind, writer: &Schema, bytes: &[u8]) -> std::result::Result<Event, BadEvent> {
-    let mut rest = bytes;
-    let v = read_datum(writer, &mut rest)?;
-    if !rest.is_empty() {
-        return Err(BadEvent::new(
-            BadReason::MalformedAvro,
-            format!("{} trailing bytes after the datum", rest.len()),
-        ));
-    }
-    event_from_value(kind, v)
+    DatumDecoder::new(kind, writer)
+        .map_err(|e| BadEvent::new(BadReason::MalformedAvro, e))?
+        .decode(bytes)
 }
 
-/// Converts a decoded Avro record into a validated event.
-pub fn event_from_value(kind: StreamKind, v: Avro) -> std::result::Result<Event, BadEvent> {
-    let ev = match kind {
-        StreamKind::Predictions => Event::Prediction(prediction_from_value(v)?),
-        StreamKind::Outcomes => Event::Outcome(outcome_from_value(v)?),
+/// The reason for an Avro decoding error.
+pub fn classify(e: &apache_avro::Error) -> BadEvent {
+    let msg = e.to_string();
+    let lower = msg.to_ascii_lowercase();
+    let reason = if lower.contains("missing field") {
+        BadReason::MissingField
+    } else if lower.contains("invalid type") || lower.contains("expected") && lower.contains("found") {
+        BadReason::WrongType
+    } else {
+        BadReason::MalformedAvro
     };
-    ev.validate()?;
-    Ok(ev)
-}
-
-fn missing(name: &str) -> BadEvent {
-    BadEvent::new(BadReason::MissingField, format!("missing field `{name}`"))
-}
-
-fn wrong(name: &str, v: &Avro) -> BadEvent {
-    BadEvent::new(BadReason::WrongType, format!("field `{name}`: unexpected {}", kind_name(v)))
-}
-
-fn kind_name(v: &Avro) -> &'static str {
-    match v {
-        Avro::Null => "null",
-        Avro::Boolean(_) => "boolean",
-        Avro::Int(_) | Avro::Long(_) => "integer",
-        Avro::Float(_) | Avro::Double(_) => "number",
-        Avro::String(_) | Avro::Enum(_, _) => "string",
-        Avro::Map(_) => "map",
-        Avro::Array(_) => "array",
-        Avro::Record(_) => "record",
-        _ => "value",
-    }
-}
-
-fn unwrap_union(v: Avro) -> Avro {
-    match v {
-        Avro::Union(_, inner) => unwrap_union(*inner),
-        other => other,
-    }
-}
-
-fn take_string(name: &str, v: Option<Avro>) -> std::result::Result<String, BadEvent> {
-    match v.map(unwrap_union) {
-        Some(Avro::String(s)) => Ok(s),
-        Some(other) => Err(wrong(name, &other)),
-        None => Err(missing(name)),
-    }
-}
-
-fn take_opt_string(name: &str, v: Option<Avro>) -> std::result::Result<Option<String>, BadEvent> {
-    match v.map(unwrap_union) {
-        None | Some(Avro::Null) => Ok(None),
-        Some(Avro::String(s)) => Ok(Some(s)),
-        Some(other) => Err(wrong(name, &other)),
-    }
-}
-
-fn take_time(v: Option<Avro>) -> std::result::Result<i64, BadEvent> {
-    match v.map(unwrap_union) {
-        Some(Avro::Long(t) | Avro::TimestampMillis(t)) => Ok(t),
-        Some(Avro::Int(t)) => Ok(t as i64),
-        Some(Avro::TimestampMicros(t)) => Ok(t.div_euclid(1000)),
-        Some(other) => Err(wrong("event_time", &other)),
-        None => Err(missing("event_time")),
-    }
-}
-
-fn number(v: &Avro) -> Option<f64> {
-    match *v {
-        Avro::Double(x) => Some(x),
-        Avro::Float(x) => Some(x as f64),
-        Avro::Int(x) => Some(x as f64),
-        Avro::Long(x) => Some(x as f64),
-        _ => None,
-    }
-}
-
-fn take_scalar(name: &str, v: Option<Avro>) -> std::result::Result<Scalar, BadEvent> {
-    match v.map(unwrap_union) {
-        Some(Avro::String(s)) => Ok(Scalar::Text(s)),
-        Some(Avro::Boolean(b)) => Ok(Scalar::Number(if b { 1.0 } else { 0.0 })),
-        Some(other) => number(&other).map(Scalar::Number).ok_or_else(|| wrong(name, &other)),
-        None => Err(missing(name)),
-    }
-}
-
-fn fields(v: Avro) -> std::result::Result<Vec<(String, Avro)>, BadEvent> {
-    match unwrap_union(v) {
-        Avro::Record(f) => Ok(f),
-        other => Err(wrong("<record>", &other)),
-    }
-}
-
-/// Converts a decoded prediction record (any field order, extra fields ignored).
-pub fn prediction_from_value(v: Avro) -> std::result::Result<Prediction, BadEvent> {
-    let mut trace_id = None;
-    let mut model_id = None;
-    let mut model_version = None;
-    let mut event_time = None;
-    let mut features = None;
-    let mut slices = None;
-    let mut prediction = None;
-    let mut score = None;
-    for (k, val) in fields(v)? {
-        match k.as_str() {
-            "trace_id" => trace_id = Some(val),
-            "model_id" => model_id = Some(val),
-            "model_version" => model_version = Some(val),
-            "event_time" => event_time = Some(val),
-            "features" => features = Some(val),
-            "slices" => slices = Some(val),
-            "prediction" => prediction = Some(val),
-            "score" => score = Some(val),
-            _ => {}
-        }
-    }
-    let features = match features.map(unwrap_union) {
-        Some(Avro::Map(m)) => {
-            let mut out: Vec<(String, Value)> = Vec::with_capacity(m.len());
-            for (name, fv) in m {
-                let fv = match unwrap_union(fv) {
-                    Avro::Null => Value::Null,
-                    Avro::Boolean(b) => Value::Bool(b),
-                    Avro::String(s) => Value::Text(s),
-                    other => match number(&other) {
-                        Some(x) => Value::Number(x),
-                        None => return Err(wrong(&format!("features.{name}"), &other)),
-                    },
-                };
-                out.push((name, fv));
-            }
-            // Avro maps carry no order; sort so runs are reproducible.
-            out.sort_by(|a, b| a.0.cmp(&b.0));
-            out
-        }
-        Some(other) => return Err(wrong("features", &other)),
-        None => return Err(missing("features")),
-    };
-    let slices = match slices.map(unwrap_union) {
-        None | Some(Avro::Null) => Vec::new(),
-        Some(Avro::Map(m)) => {
-            let mut out = Vec::with_capacity(m.len());
-            for (dim, sv) in m {
-                match unwrap_union(sv) {
-                    Avro::String(s) => out.push((dim, s)),
-                    other => return Err(wrong(&format!("slices.{dim}"), &other)),
-                }
-            }
-            out.sort();
-            out
-        }
-        Some(other) => return Err(wrong("slices", &other)),
-    };
-    let score = match score.map(unwrap_union) {
-        None | Some(Avro::Null) => None,
-        Some(other) => Some(number(&other).ok_or_else(|| wrong("score", &other))?),
-    };
-    Ok(Prediction {
-        trace_id: take_string("trace_id", trace_id)?,
-        model_id: take_string("model_id", model_id)?,
-        model_version: take_opt_string("model_version", model_version)?,
-        event_time: take_time(event_time)?,
-        features,
-        slices,
-        prediction: take_scalar("prediction", prediction)?,
-        score,
-    })
-}
-
-/// Converts a decoded outcome record.
-pub fn outcome_from_value(v: Avro) -> std::result::Result<Outcome, BadEvent> {
-    let mut trace_id = None;
-    let mut model_id = None;
-    let mut event_time = None;
-    let mut label = None;
-    for (k, val) in fields(v)? {
-        match k.as_str() {
-            "trace_id" => trace_id = Some(val),
-            "model_id" => model_id = Some(val),
-            "event_time" => event_time = Some(val),
-            "label" => label = Some(val),
-            _ => {}
-        }
-    }
-    Ok(Outcome {
-        trace_id: take_string("trace_id", trace_id)?,
-        model_id: take_string("model_id", model_id)?,
-        event_time: take_time(event_time)?,
-        label: take_scalar("label", label)?,
-    })
+    BadEvent::new(reason, msg)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::alert::*;
+    use crate::event::{Scalar, Value};
     use std::collections::BTreeMap;
 
     fn prediction() -> Prediction {
@@ -325,7 +173,10 @@ mod tests {
         let s = schemas().unwrap();
         let p = prediction();
         let bytes = encode(&s.prediction, &p).unwrap();
-        let Event::Prediction(back) = decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap() else { panic!() };
+        let Event::Prediction(mut back) = decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap() else { panic!() };
+        // Avro maps have no order
+        back.features.sort_by(|a, b| a.0.cmp(&b.0));
+        back.slices.sort();
         assert_eq!(back, p);
         let mut p2 = p.clone();
         p2.model_version = None;
@@ -333,7 +184,8 @@ mod tests {
         p2.slices.clear();
         p2.prediction = Scalar::Number(3.5);
         let bytes = encode(&s.prediction, &p2).unwrap();
-        let Event::Prediction(back) = decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap() else { panic!() };
+        let Event::Prediction(mut back) = decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap() else { panic!() };
+        back.features.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(back, p2);
     }
 

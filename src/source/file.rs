@@ -42,7 +42,8 @@ impl std::fmt::Display for Location {
 
 enum Reader {
     Jsonl { r: BufReader<File>, buf: Vec<u8> },
-    Avro { r: Box<apache_avro::Reader<'static, BufReader<File>>> },
+    AvroPredictions(Box<apache_avro::reader::ReaderDeser<'static, BufReader<File>, crate::event::Prediction>>),
+    AvroOutcomes(Box<apache_avro::reader::ReaderDeser<'static, BufReader<File>, crate::event::Outcome>>),
 }
 
 /// A file of one stream kind, read record by record.
@@ -69,7 +70,10 @@ impl FileSource {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-            Reader::Avro { r: Box::new(r) }
+            match kind {
+                StreamKind::Predictions => Reader::AvroPredictions(Box::new(r.into_deser_iter())),
+                StreamKind::Outcomes => Reader::AvroOutcomes(Box::new(r.into_deser_iter())),
+            }
         } else {
             Reader::Jsonl {
                 r: BufReader::with_capacity(1 << 16, f),
@@ -100,7 +104,7 @@ impl FileSource {
             let location = Location {
                 path: self.path.clone(),
                 line: self.line,
-                avro: matches!(self.reader, Reader::Avro { .. }),
+                avro: !matches!(self.reader, Reader::Jsonl { .. }),
             };
             let event = match &mut self.reader {
                 Reader::Jsonl { r, buf } => {
@@ -121,18 +125,27 @@ impl FileSource {
                         }
                     }
                 }
-                Reader::Avro { r } => {
-                    match r.next()? {
-                        Ok(v) => avro::event_from_value(self.kind, v),
-                        Err(e) => {
-                            self.done = true;
-                            Err(BadEvent::new(BadReason::MalformedAvro, format!("{e}; rest of file skipped")))
-                        }
-                    }
-                }
+                Reader::AvroPredictions(r) => match r.next()? {
+                    Ok(p) => p.validate().map(|_| Event::Prediction(p)),
+                    Err(e) => self.avro_failed(&e),
+                },
+                Reader::AvroOutcomes(r) => match r.next()? {
+                    Ok(o) => o.validate().map(|_| Event::Outcome(o)),
+                    Err(e) => self.avro_failed(&e),
+                },
             };
             return Some(Record { location, event });
         }
+    }
+}
+
+impl FileSource {
+    /// A record that cannot be read ends the file: the reader cannot resync.
+    fn avro_failed(&mut self, e: &apache_avro::Error) -> std::result::Result<Event, BadEvent> {
+        self.done = true;
+        let mut bad = avro::classify(e);
+        bad.message.push_str("; rest of file skipped");
+        Err(bad)
     }
 }
 
