@@ -63,12 +63,21 @@ pub enum Command {
         input: Vec<PathBuf>,
         #[arg(long)]
         output: PathBuf,
+        /// Block compression.
+        #[arg(long, value_enum, default_value = "deflate")]
+        codec: AvroCodec,
     },
     /// Print the effective config (file plus DRIFTWATCH__ overrides) or name the bad key.
     CheckConfig {
         #[arg(long, default_value = "config/driftwatch.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum AvroCodec {
+    Null,
+    Deflate,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -87,7 +96,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let cfg = Config::load(&config)?;
             baseline(cfg, &predictions, &output)
         }
-        Command::Convert { kind, input, output } => convert(kind, &input, &output),
+        Command::Convert { kind, input, output, codec } => convert(kind, &input, &output, codec),
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;
             print!("{}", cfg.to_toml());
@@ -199,7 +208,7 @@ pub fn baseline(mut cfg: Config, predictions: &[PathBuf], output: &PathBuf) -> R
 }
 
 /// Writes good events of `input` to an Avro container file; bad ones are reported and skipped.
-pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf) -> Result<i32> {
+pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec) -> Result<i32> {
     let schemas = avro::schemas()?;
     let (schema, merged) = match kind {
         Kind::Predictions => (&schemas.prediction, open_merged(input, &[])?),
@@ -209,7 +218,10 @@ pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf) -> Result<i32> {
     let mut w = apache_avro::Writer::builder()
         .schema(schema)
         .writer(std::io::BufWriter::new(file))
-        .codec(apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default()))
+        .codec(match codec {
+            AvroCodec::Null => apache_avro::Codec::Null,
+            AvroCodec::Deflate => apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default()),
+        })
         .build()
         .map_err(|e| Error::AvroFile { path: output.clone(), message: e.to_string() })?;
     let (mut good, mut bad) = (0u64, 0u64);

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use sketches_ddsketch::Config as DdConfig;
 
 use crate::alert::policy::{ChannelState, Transition, Verdict};
@@ -66,7 +68,7 @@ pub struct Feature {
     pub name: String,
     pub role: Role,
     pub kind: Option<ValueKind>,
-    categories: HashMap<Box<str>, u32>,
+    categories: FxHashMap<Box<str>, u32>,
     pub category_names: Vec<String>,
     seen_gen: u64,
 }
@@ -77,7 +79,7 @@ impl Feature {
             name: name.to_string(),
             role,
             kind: None,
-            categories: HashMap::new(),
+            categories: FxHashMap::default(),
             category_names: vec![OTHER.to_string()],
             seen_gen: 0,
         }
@@ -100,7 +102,7 @@ impl Feature {
 
 #[derive(Debug)]
 struct Dim {
-    values: HashMap<Box<str>, u32>,
+    values: FxHashMap<Box<str>, u32>,
     /// Slot of each value id; value id 0 is the overflow.
     slots: Vec<u32>,
 }
@@ -109,9 +111,9 @@ pub struct Model {
     pub id: String,
     pub version: Option<String>,
     pub features: Vec<Feature>,
-    feature_ids: HashMap<Box<str>, u32>,
+    feature_ids: FxHashMap<Box<str>, u32>,
     dims: Vec<Dim>,
-    dim_ids: HashMap<Box<str>, u32>,
+    dim_ids: FxHashMap<Box<str>, u32>,
     /// Slot 0 is the overall series; others are (dimension, value).
     pub slots: Vec<Option<(String, String)>>,
     /// Series id per feature and slot.
@@ -126,9 +128,9 @@ impl Model {
             id: id.to_string(),
             version: None,
             features: vec![Feature::new("prediction", Role::Prediction), Feature::new("score", Role::Score)],
-            feature_ids: HashMap::new(),
+            feature_ids: FxHashMap::default(),
             dims: Vec::new(),
-            dim_ids: HashMap::new(),
+            dim_ids: FxHashMap::default(),
             slots: vec![None],
             series_of: vec![Vec::new(), Vec::new()],
             event_gen: 0,
@@ -162,7 +164,7 @@ impl Model {
                 }
                 self.dim_ids.insert(dim.into(), self.dims.len() as u32);
                 self.dims.push(Dim {
-                    values: HashMap::new(),
+                    values: FxHashMap::default(),
                     slots: Vec::new(),
                 });
                 let overflow = self.new_slot(dim, OTHER);
@@ -280,7 +282,7 @@ pub struct Engine {
     warmup_buckets: i64,
     skew_ms: i64,
     models: Vec<Model>,
-    model_ids: HashMap<Box<str>, u32>,
+    model_ids: FxHashMap<Box<str>, u32>,
     series: Vec<Series>,
     first_open: Option<i64>,
     max_time: Option<i64>,
@@ -316,7 +318,7 @@ impl Engine {
             skew_ms: cfg.input.max_future_skew.as_millis(),
             cfg,
             models: Vec::new(),
-            model_ids: HashMap::new(),
+            model_ids: FxHashMap::default(),
             series: Vec::new(),
             first_open: None,
             max_time: None,
@@ -468,6 +470,11 @@ impl Engine {
             _ => None,
         };
         let max_ex = self.cfg.policy.max_exemplars;
+        // the value's DDSketch bin, once for all its series
+        let ord = match v {
+            Val::Num(x) => ordinal(&self.dd, x),
+            _ => 0,
+        };
         for &slot in slots {
             let sid = self.series_id(m, f, slot, bucket);
             let s = &mut self.series[sid as usize];
@@ -496,7 +503,7 @@ impl Engine {
                 }
                 (Some(ValueKind::Numeric), Val::Num(x)) => match pinned.and_then(|r| r.edges.as_ref()) {
                     Some(edges) => {
-                        let bin = edges.bin_of(ordinal(&self.dd, x));
+                        let bin = edges.bin_of(ord);
                         sketch.add_number(x, Some(bin), &self.dd);
                         if bin == 0 || bin + 1 == edges.bins() {
                             sketch.exemplars.offer(trace_id, max_ex);
