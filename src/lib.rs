@@ -4,6 +4,23 @@
 //! prediction and outcome events in, tiered, persistence-aware alert events
 //! out. See `README.md` for use and `../shared/DESIGN.md` for the contracts.
 //!
+//! ```
+//! use driftwatch::codec::{StreamKind, json};
+//! use driftwatch::config::Config;
+//! use driftwatch::engine::Engine;
+//! use driftwatch::event::Event;
+//!
+//! let mut engine = Engine::new(Config::default());
+//! let line = br#"{"trace_id":"t1","model_id":"m","event_time":1767225600000,
+//!                 "features":{"amount":12.5,"device":"ios"},"slices":{"region":"EU"},"prediction":0}"#;
+//! let Event::Prediction(p) = json::decode(StreamKind::Predictions, line).unwrap() else { unreachable!() };
+//! engine.apply_prediction(&p).unwrap();
+//! engine.finish();
+//! // amount, device and prediction, each overall and for region=EU
+//! assert_eq!(engine.series().len(), 6);
+//! assert_eq!(engine.drain_alerts().count(), 0, "one event is no drift");
+//! ```
+//!
 //! # Layout
 //!
 //! The modules follow an event through the monitor:

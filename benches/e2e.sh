@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# End-to-end replay throughput and peak memory on ~1M and ~5M prediction
+# events (8 features, 2 slice dimensions: the `stationary` stream of
+# ../shared/scenarios at a higher rate), from JSON Lines and from Avro
+# container files (null and deflate codecs). Streams are cached in
+# target/bench. Usage: bash benches/e2e.sh [1m|5m|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which="${1:-all}"
+cargo build --release --locked
+bin=target/release/driftwatch
+py=python3
+[ -x target/venv/bin/python ] && py=target/venv/bin/python
+mkdir -p target/bench
+for size in 1m 5m; do
+  [ "$which" = all ] || [ "$which" = "$size" ] || continue
+  rate=$([ "$size" = 1m ] && echo 11.5741 || echo 57.8704)
+  dir=target/bench/$size
+  if [ ! -f "$dir/stationary/predictions.jsonl" ]; then
+    $py ../shared/scenarios/gen_scenarios.py "$dir" --only stationary --rate "$rate" --hours 24 >/dev/null
+  fi
+  p=$dir/stationary/predictions.jsonl
+  [ -f "$dir/p-null.avro" ] || $bin convert --kind predictions --codec null --input "$p" --output "$dir/p-null.avro" 2>/dev/null
+  [ -f "$dir/p-deflate.avro" ] || $bin convert --kind predictions --codec deflate --input "$p" --output "$dir/p-deflate.avro" 2>/dev/null
+  for input in "$p" "$dir/p-null.avro" "$dir/p-deflate.avro"; do
+    out=$( { /usr/bin/time -f 'peak_rss_kb=%M' $bin replay --predictions "$input" --output /dev/null; } 2>&1 )
+    rate_line=$(echo "$out" | grep 'events read')
+    rss=$(echo "$out" | grep -o 'peak_rss_kb=[0-9]*' | cut -d= -f2)
+    echo "$size $(basename "$input"): ${rate_line#events read: } | peak RSS $((rss / 1024)) MiB"
+  done
+done
