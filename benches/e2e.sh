@@ -26,6 +26,6 @@ for size in 1m 5m; do
     out=$( { /usr/bin/time -f 'peak_rss_kb=%M' $bin replay --predictions "$input" --output /dev/null; } 2>&1 )
     rate_line=$(echo "$out" | grep 'events read')
     rss=$(echo "$out" | grep -o 'peak_rss_kb=[0-9]*' | cut -d= -f2)
-    echo "$size $(basename "$input"): ${rate_line#events read: } | peak RSS $((rss / 1024)) MiB"
+    echo "$size $(basename "$input"): ${rate_line#events read: } | peak RSS $(awk "BEGIN{printf \"%.1f\", $rss/1024}") MiB"
   done
 done

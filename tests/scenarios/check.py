@@ -93,12 +93,24 @@ def main():
                 if name not in PENDING:
                     failures.append(f"{name}: no {t['kind']} alert on {t.get('feature')} {t.get('slice') or ''}")
         status = "ok" if ok else ("pending (outcome join)" if name in PENDING else "FAIL")
-        others = len([x for x in alerts if x["state"] == "firing"]) - len(false_alarms)
-        rows.append((name, found, delay, len(false_alarms), others, status, secs))
-    print("| scenario | first matching alert | delay after onset | false alarms (before onset) | other firing alerts after onset | result |")
-    print("|---|---|---|---|---|---|")
+        target = truth["truth"][0].get("feature") if truth["truth"] else None
+        later = [x for x in alerts if x["state"] == "firing" and x not in false_alarms]
+        same = len([x for x in later if x["feature"] == target])
+        other = {}
+        for x in later:
+            if x["feature"] != target:
+                other.setdefault(f"{x['kind']} {x['feature']}", []).append(
+                    ",".join(f"{a}={b}" for a, b in x["slice"].items()) or "overall")
+        other_s = "; ".join((f"{k} ({len(set(v))} series)" if len(set(v)) > 2 else f"{k} ({', '.join(sorted(set(v)))})")
+                            for k, v in sorted(other.items())) or "—"
+        rows.append((name, found, delay, len(false_alarms), same, other_s, status))
+    print("| scenario | first matching alert | delay after onset | false alarms (before onset, or any in a no-drift stream) | same feature, other slices | other series firing after onset | result |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
+        print("| " + " | ".join(str(c) for c in r) + " |")
+    n_fail = len(failures)
+    n_skip = len([n for n in NAMES if n in PENDING])
+    print(f"scenarios: {len(NAMES) - n_fail - n_skip} passed, {n_fail} failed, {n_skip} skipped")
     if failures:
         print("\nfailures:\n  " + "\n  ".join(failures), file=sys.stderr)
     if a.check and failures:
