@@ -6,7 +6,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use driftwatch::codec::{StreamKind, avro, json};
 use driftwatch::config::Config;
-use driftwatch::drift::{self, categorical, fdr, numeric};
+use driftwatch::drift::{self, categorical, fdr, numeric, quality};
 use driftwatch::engine::Engine;
 use driftwatch::event::{Prediction, Scalar, Value};
 use driftwatch::sketch::{Edges, Sketch, dd_config, ordinal};
@@ -116,6 +116,10 @@ fn tests(c: &mut Criterion) {
     });
     g.bench_function("wasserstein_100_vs_41_points", |b| b.iter(|| numeric::wasserstein(black_box(&pa), black_box(&pb))));
     g.bench_function("chi_square_10_with_p", |b| b.iter(|| categorical::chi_square(black_box(&r10), black_box(&c10))));
+    g.bench_function("null_rate_two_proportion", |b| {
+        b.iter(|| quality::two_proportion(black_box(140), black_box(14_000), black_box(90), black_box(3_600)))
+    });
+    g.bench_function("new_category_share_10", |b| b.iter(|| categorical::new_category_share(black_box(&r10), black_box(&c10))));
     g.bench_function("bh_120_p_values", |b| b.iter(|| fdr::bh_adjust(black_box(&ps))));
     g.finish();
 }

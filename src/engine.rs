@@ -32,7 +32,8 @@ const SCORE: u32 = 1;
 /// Slice dimensions tracked per model.
 pub const MAX_SLICE_DIMENSIONS: usize = 16;
 const NO_SERIES: u32 = u32::MAX;
-/// Newest buckets whose median is compared with the reference's for a scale jump.
+/// Newest buckets whose median (numbers) or new-category share (categories)
+/// is compared with the reference's to tell a unit change or a new category set.
 const RECENT_BUCKETS: usize = 3;
 
 /// What a feature is to its model.
@@ -919,7 +920,12 @@ impl Engine {
                 }
             }
             Some(ValueKind::Categorical) => {
-                ev.new_category_share = Some(categorical::new_category_share(&r.counts, &totals.hist));
+                // like the scale ratio, judged on the newest buckets
+                let mut recent = Sketch::new();
+                for (_, b) in s.windows.ring.iter().rev().take(RECENT_BUCKETS) {
+                    recent.merge_counts(b);
+                }
+                ev.new_category_share = Some(categorical::new_category_share(&r.counts, &recent.hist));
                 moves = top_moves(&r.counts, &totals.hist, |i| {
                     feat.category_names.get(i).cloned().unwrap_or_else(|| format!("#{i}"))
                 });

@@ -151,6 +151,7 @@ pub struct Evidence {
     pub tests: Vec<TestResult>,
     /// Median of the newest buckets over the reference's median, for numbers.
     pub scale_ratio: Option<f64>,
+    /// Share of the newest buckets' values in categories the reference never saw.
     pub new_category_share: Option<f64>,
     pub type_violation_rate: f64,
     /// Other alerts weighed in the triage (their `alert_id`s).

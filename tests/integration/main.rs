@@ -6,4 +6,5 @@ mod util;
 mod baseline;
 mod bad_input;
 mod config;
+mod engine;
 mod replay;

@@ -1,0 +1,130 @@
+//! The engine through the library API: causes, caps, lateness.
+
+use driftwatch::alert::{Alert, AlertKind, AlertState, Cause};
+use driftwatch::config::Config;
+use driftwatch::engine::{Applied, Engine};
+use driftwatch::event::{Prediction, Scalar, Value};
+
+use crate::util::{Rng, T0};
+
+/// Two events per second for `hours`; `f(hour, rng)` gives the features.
+fn run(hours: f64, cfg: Config, mut f: impl FnMut(f64, &mut Rng) -> Vec<(String, Value)>) -> (Engine, Vec<Alert>) {
+    let mut e = Engine::new(cfg);
+    let mut rng = Rng::new(5);
+    let mut out = Vec::new();
+    let n = (hours * 7200.0) as i64;
+    for i in 0..n {
+        let t = T0 + i * 500;
+        let p = Prediction {
+            trace_id: format!("t{i}"),
+            model_id: "m".into(),
+            model_version: None,
+            event_time: t,
+            features: f((t - T0) as f64 / 3.6e6, &mut rng),
+            slices: vec![("region".into(), if i % 2 == 0 { "EU".into() } else { "US".into() })],
+            prediction: Scalar::Number(0.0),
+            score: None,
+        };
+        e.apply_prediction(&p).unwrap();
+        out.extend(e.drain_alerts());
+    }
+    e.finish();
+    out.extend(e.drain_alerts());
+    (e, out)
+}
+
+fn first<'a>(alerts: &'a [Alert], kind: AlertKind, feature: &str) -> &'a Alert {
+    alerts
+        .iter()
+        .find(|a| a.kind == kind && a.feature.as_deref() == Some(feature) && a.slice.is_empty() && a.state == AlertState::Firing)
+        .unwrap_or_else(|| panic!("no {kind:?} alert on {feature}: {alerts:#?}"))
+}
+
+#[test]
+fn a_new_category_set_is_a_feature_change() {
+    let (_, alerts) = run(4.0, Config::default(), |h, rng| {
+        let r = (rng.next_u64() % 3) as usize;
+        let cat = if h < 3.0 { ["a", "b", "c"][r] } else { ["A", "B", "C"][r] };
+        vec![("cat".into(), Value::Text(cat.into()))]
+    });
+    let a = first(&alerts, AlertKind::DataQuality, "cat");
+    assert_eq!(a.test, "new_category_share");
+    assert_eq!(a.suspected_cause, Cause::FeatureChange);
+    let d = first(&alerts, AlertKind::DataDrift, "cat");
+    assert_eq!(d.suspected_cause, Cause::FeatureChange, "{:#?}", d.evidence);
+    assert!(d.evidence.new_category_share.unwrap() > 0.5);
+    assert!(d.evidence.top_moves.iter().any(|m| m.reference_share == 0.0));
+}
+
+#[test]
+fn strings_in_a_numeric_feature_are_a_pipeline_problem() {
+    let (_, alerts) = run(4.0, Config::default(), |h, rng| {
+        let x = rng.normal();
+        let v = if h >= 3.0 && rng.uniform() < 0.2 { Value::Text("n/a".into()) } else { Value::Number(x) };
+        vec![("x".into(), v)]
+    });
+    let a = first(&alerts, AlertKind::DataQuality, "x");
+    assert_eq!(a.test, "type_violation");
+    assert_eq!(a.suspected_cause, Cause::Pipeline);
+    assert!(a.evidence.type_violation_rate > 0.01, "{:#?}", a.evidence);
+    assert!(!a.exemplar_trace_ids.is_empty());
+    assert!(alerts.iter().all(|a| a.kind != AlertKind::DataDrift), "the numbers did not move");
+}
+
+#[test]
+fn a_feature_that_stops_arriving_counts_as_missing() {
+    let (_, alerts) = run(4.0, Config::default(), |h, rng| {
+        let mut f = vec![("x".to_string(), Value::Number(rng.normal()))];
+        if h < 3.0 || rng.uniform() < 0.5 {
+            f.push(("y".into(), Value::Number(rng.normal())));
+        }
+        f
+    });
+    let a = first(&alerts, AlertKind::DataQuality, "y");
+    assert_eq!(a.test, "null_rate");
+    assert!(a.evidence.current_null_rate > 0.05 && a.evidence.reference_null_rate == 0.0);
+    assert!(
+        alerts.iter().any(|x| x.alert_id == a.alert_id && x.state == AlertState::Escalated),
+        "half the events lack y: critical in the end"
+    );
+}
+
+#[test]
+fn caps_hold_and_late_events_are_counted() {
+    let mut cfg = Config::default();
+    cfg.series.max_slice_values = 2;
+    cfg.series.max_categories = 3;
+    let mut e = Engine::new(cfg);
+    for i in 0..300i64 {
+        let p = Prediction {
+            trace_id: format!("t{i}"),
+            model_id: "m".into(),
+            model_version: None,
+            event_time: T0 + i * 1000,
+            features: vec![("c".into(), Value::Text(format!("v{i}")))],
+            slices: vec![("user".into(), format!("u{i}"))],
+            prediction: Scalar::Number(0.0),
+            score: None,
+        };
+        assert_eq!(e.apply_prediction(&p).unwrap(), Applied::Applied);
+    }
+    let m = &e.models()[0];
+    // overall, `__other__` and two user values
+    assert_eq!(m.slots.len(), 4);
+    let c = m.features.iter().find(|f| f.name == "c").unwrap();
+    assert_eq!(c.category_names.len(), 4, "three categories and `__other__`");
+    // series: (c, prediction) × 4 slots
+    assert_eq!(e.series().len(), 8);
+    let late = Prediction {
+        trace_id: "late".into(),
+        model_id: "m".into(),
+        model_version: None,
+        event_time: T0,
+        features: vec![],
+        slices: vec![],
+        prediction: Scalar::Number(0.0),
+        score: None,
+    };
+    assert_eq!(e.apply_prediction(&late).unwrap(), Applied::Late);
+    assert_eq!(e.stats.late, 1);
+}
