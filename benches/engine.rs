@@ -38,10 +38,19 @@ fn prediction(rng: &mut Rng, i: u64, t: i64) -> Prediction {
             ("clicks".into(), Value::Number((r(rng) * 14.0).round())),
             ("score_a".into(), Value::Number(r(rng) * 4.0 - 2.0)),
             ("latency_ms".into(), Value::Number(r(rng) * 120.0)),
-            ("device".into(), Value::Text(DEV[(r(rng) * 5.0) as usize].into())),
-            ("country".into(), Value::Text(format!("C{}", (r(rng) * 12.0) as u32))),
+            (
+                "device".into(),
+                Value::Text(DEV[(r(rng) * 5.0) as usize].into()),
+            ),
+            (
+                "country".into(),
+                Value::Text(format!("C{}", (r(rng) * 12.0) as u32)),
+            ),
         ],
-        slices: vec![("region".into(), REG[(r(rng) * 3.0) as usize].into()), ("channel".into(), "web".into())],
+        slices: vec![
+            ("region".into(), REG[(r(rng) * 3.0) as usize].into()),
+            ("channel".into(), "web".into()),
+        ],
         prediction: Scalar::Number(0.0),
         score: Some(r(rng)),
     }
@@ -72,14 +81,24 @@ fn sketches(c: &mut Criterion) {
         )
     });
     g.bench_function("update_categorical_10k", |b| {
-        b.iter_batched_ref(Sketch::new, |s| xs.iter().for_each(|&x| s.add_category(x as usize % 12)), BatchSize::SmallInput)
+        b.iter_batched_ref(
+            Sketch::new,
+            |s| xs.iter().for_each(|&x| s.add_category(x as usize % 12)),
+            BatchSize::SmallInput,
+        )
     });
     g.throughput(Throughput::Elements(1));
     let mut one = Sketch::new();
     one.size_numeric_hist(edges.bins());
-    xs[..120].iter().for_each(|&x| one.add_number(x, Some(edges.bin_of(ordinal(&dd, x))), &dd));
+    xs[..120]
+        .iter()
+        .for_each(|&x| one.add_number(x, Some(edges.bin_of(ordinal(&dd, x))), &dd));
     g.bench_function("merge_bucket", |b| {
-        b.iter_batched_ref(|| one.clone(), |s| s.merge(black_box(&one)), BatchSize::SmallInput)
+        b.iter_batched_ref(
+            || one.clone(),
+            |s| s.merge(black_box(&one)),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("slide_counts", |b| {
         b.iter_batched_ref(
@@ -91,36 +110,63 @@ fn sketches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    g.bench_function("edges_from_reference", |b| b.iter(|| Edges::from_reference(&dd, black_box(&reference), 10, 40)));
+    g.bench_function("edges_from_reference", |b| {
+        b.iter(|| Edges::from_reference(&dd, black_box(&reference), 10, 40))
+    });
     g.finish();
 }
 
 fn tests(c: &mut Criterion) {
     let mut rng = Rng(9);
-    let r10: Vec<u64> = (0..10).map(|_| 1000 + (rng.next() * 100.0) as u64).collect();
+    let r10: Vec<u64> = (0..10)
+        .map(|_| 1000 + (rng.next() * 100.0) as u64)
+        .collect();
     let c10: Vec<u64> = (0..10).map(|_| 300 + (rng.next() * 100.0) as u64).collect();
     let r41: Vec<u64> = (0..41).map(|_| 300 + (rng.next() * 30.0) as u64).collect();
     let c41: Vec<u64> = (0..41).map(|_| 80 + (rng.next() * 30.0) as u64).collect();
     let pa: Vec<(f64, f64)> = (0..100).map(|i| (i as f64, 1.0)).collect();
-    let pb: Vec<(f64, f64)> = (0..41).map(|i| (i as f64 * 2.5 + 0.3, 1.0 + rng.next())).collect();
+    let pb: Vec<(f64, f64)> = (0..41)
+        .map(|i| (i as f64 * 2.5 + 0.3, 1.0 + rng.next()))
+        .collect();
     let ps: Vec<f64> = (0..120).map(|_| rng.next().powi(3)).collect();
     let mut g = c.benchmark_group("test");
-    g.bench_function("psi_10_bins", |b| b.iter(|| drift::psi(black_box(&r10), black_box(&c10))));
-    g.bench_function("jensen_shannon_10_bins", |b| b.iter(|| drift::jensen_shannon(black_box(&r10), black_box(&c10))));
-    g.bench_function("total_variation_10", |b| b.iter(|| drift::total_variation(black_box(&r10), black_box(&c10))));
+    g.bench_function("psi_10_bins", |b| {
+        b.iter(|| drift::psi(black_box(&r10), black_box(&c10)))
+    });
+    g.bench_function("jensen_shannon_10_bins", |b| {
+        b.iter(|| drift::jensen_shannon(black_box(&r10), black_box(&c10)))
+    });
+    g.bench_function("total_variation_10", |b| {
+        b.iter(|| drift::total_variation(black_box(&r10), black_box(&c10)))
+    });
     g.bench_function("ks_41_bins_with_p", |b| {
         b.iter(|| {
             let d = numeric::ks_statistic(black_box(&r41), black_box(&c41));
             numeric::ks_p_value(d, 14_000, 3_600)
         })
     });
-    g.bench_function("wasserstein_100_vs_41_points", |b| b.iter(|| numeric::wasserstein(black_box(&pa), black_box(&pb))));
-    g.bench_function("chi_square_10_with_p", |b| b.iter(|| categorical::chi_square(black_box(&r10), black_box(&c10))));
-    g.bench_function("null_rate_two_proportion", |b| {
-        b.iter(|| quality::two_proportion(black_box(140), black_box(14_000), black_box(90), black_box(3_600)))
+    g.bench_function("wasserstein_100_vs_41_points", |b| {
+        b.iter(|| numeric::wasserstein(black_box(&pa), black_box(&pb)))
     });
-    g.bench_function("new_category_share_10", |b| b.iter(|| categorical::new_category_share(black_box(&r10), black_box(&c10))));
-    g.bench_function("bh_120_p_values", |b| b.iter(|| fdr::bh_adjust(black_box(&ps))));
+    g.bench_function("chi_square_10_with_p", |b| {
+        b.iter(|| categorical::chi_square(black_box(&r10), black_box(&c10)))
+    });
+    g.bench_function("null_rate_two_proportion", |b| {
+        b.iter(|| {
+            quality::two_proportion(
+                black_box(140),
+                black_box(14_000),
+                black_box(90),
+                black_box(3_600),
+            )
+        })
+    });
+    g.bench_function("new_category_share_10", |b| {
+        b.iter(|| categorical::new_category_share(black_box(&r10), black_box(&c10)))
+    });
+    g.bench_function("bh_120_p_values", |b| {
+        b.iter(|| fdr::bh_adjust(black_box(&ps)))
+    });
     g.finish();
 }
 
@@ -132,7 +178,9 @@ fn decode(c: &mut Criterion) {
     let datum = avro::encode(&s.prediction, &p).unwrap();
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("json_prediction", |b| b.iter(|| json::decode(StreamKind::Predictions, black_box(&line)).unwrap()));
+    g.bench_function("json_prediction", |b| {
+        b.iter(|| json::decode(StreamKind::Predictions, black_box(&line)).unwrap())
+    });
     g.bench_function("avro_prediction", |b| {
         b.iter(|| avro::decode(StreamKind::Predictions, &s.prediction, black_box(&datum)).unwrap())
     });
@@ -143,13 +191,17 @@ fn engine(c: &mut Criterion) {
     let mut rng = Rng(13);
     // 3 hours at 20 events/s: references pinned, windows full
     let t0 = 1_767_225_600_000i64;
-    let warm: Vec<Prediction> = (0..216_000).map(|i| prediction(&mut rng, i, t0 + i as i64 * 50)).collect();
+    let warm: Vec<Prediction> = (0..216_000)
+        .map(|i| prediction(&mut rng, i, t0 + i as i64 * 50))
+        .collect();
     let mut e = Engine::new(Config::default());
     for p in &warm {
         e.apply_prediction(p).unwrap();
     }
     e.drain_alerts().for_each(drop);
-    let next: Vec<Prediction> = (0..20_000).map(|i| prediction(&mut rng, i, t0 + 216_000 * 50 + i as i64 * 50)).collect();
+    let next: Vec<Prediction> = (0..20_000)
+        .map(|i| prediction(&mut rng, i, t0 + 216_000 * 50 + i as i64 * 50))
+        .collect();
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(next.len() as u64));
     g.sample_size(20);

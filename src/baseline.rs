@@ -67,12 +67,15 @@ pub struct SeriesBaseline {
     pub categories: BTreeMap<String, u64>,
 }
 
+/// A series in a baseline: its role, feature name and slice.
+type SeriesKey = (RoleName, String, Option<(String, String)>);
+
 /// One model's baseline, indexed for lookup as series appear.
 #[derive(Clone)]
 pub struct Baseline {
     start_ms: i64,
     end_ms: i64,
-    series: HashMap<(RoleName, String, Option<(String, String)>), SeriesBaseline>,
+    series: HashMap<SeriesKey, SeriesBaseline>,
 }
 
 impl Baseline {
@@ -87,11 +90,18 @@ impl Baseline {
     }
 
     pub fn load(path: &Path, model: &str) -> Result<Baseline> {
-        let bad = |message: String| Error::Baseline { path: path.to_path_buf(), message };
+        let bad = |message: String| Error::Baseline {
+            path: path.to_path_buf(),
+            message,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let file: BaselineFile = serde_json::from_str(&text).map_err(|e| bad(format!("not a baseline file: {e}")))?;
+        let file: BaselineFile =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not a baseline file: {e}")))?;
         if file.format != FORMAT {
-            return Err(bad(format!("format {} is not supported (this build reads format {FORMAT})", file.format)));
+            return Err(bad(format!(
+                "format {} is not supported (this build reads format {FORMAT})",
+                file.format
+            )));
         }
         let m = file
             .models
@@ -101,14 +111,26 @@ impl Baseline {
         Ok(Baseline {
             start_ms: m.start_ms,
             end_ms: m.end_ms,
-            series: m.series.into_iter().map(|s| ((s.role.clone(), s.feature.clone(), s.slice.clone()), s)).collect(),
+            series: m
+                .series
+                .into_iter()
+                .map(|s| ((s.role.clone(), s.feature.clone(), s.slice.clone()), s))
+                .collect(),
         })
     }
 
     /// The pinned reference of one series, when the baseline has it and its
     /// kind agrees with what the stream shows.
-    pub fn reference_for(&self, feature: &mut Feature, slice: Option<&(String, String)>, bins: &BinSpec, max_categories: usize) -> Option<Reference> {
-        let b = self.series.get(&(feature.role.into(), feature.name.clone(), slice.cloned()))?;
+    pub fn reference_for(
+        &self,
+        feature: &mut Feature,
+        slice: Option<&(String, String)>,
+        bins: &BinSpec,
+        max_categories: usize,
+    ) -> Option<Reference> {
+        let b = self
+            .series
+            .get(&(feature.role.into(), feature.name.clone(), slice.cloned()))?;
         match (feature.kind, b.kind) {
             (_, None) => return None,
             (None, Some(k)) => feature.kind = Some(k),
@@ -129,12 +151,22 @@ impl Baseline {
             }
             s.hist[id] += count;
         }
-        Some(Reference::build(s, self.start_ms, self.end_ms, feature.kind, bins))
+        Some(Reference::build(
+            s,
+            self.start_ms,
+            self.end_ms,
+            feature.kind,
+            bins,
+        ))
     }
 }
 
 /// Describes one accumulated series for a baseline file.
-pub fn series_baseline(feature: &Feature, slice: Option<(String, String)>, s: &Sketch) -> SeriesBaseline {
+pub fn series_baseline(
+    feature: &Feature,
+    slice: Option<(String, String)>,
+    s: &Sketch,
+) -> SeriesBaseline {
     let categories = match feature.kind {
         Some(ValueKind::Categorical) => s
             .hist

@@ -13,13 +13,17 @@ use crate::config::{Config, HumanDuration};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::{BadEvent, Event};
-use crate::source::file::{Location, open_merged};
+use crate::source::file::{Location, Record, open_merged};
 
 /// Bad events printed with their place before the rest are only counted.
 const BAD_EVENTS_PRINTED: u64 = 100;
 
 #[derive(Parser, Debug)]
-#[command(name = "driftwatch", version, about = "Streaming drift monitor for machine-learning models")]
+#[command(
+    name = "driftwatch",
+    version,
+    about = "Streaming drift monitor for machine-learning models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -88,15 +92,30 @@ pub enum Kind {
 
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Replay { config, predictions, outcomes, output, strict } => {
+        Command::Replay {
+            config,
+            predictions,
+            outcomes,
+            output,
+            strict,
+        } => {
             let cfg = Config::load(&config)?;
             replay(cfg, &predictions, &outcomes, output, strict)
         }
-        Command::Baseline { config, predictions, output } => {
+        Command::Baseline {
+            config,
+            predictions,
+            output,
+        } => {
             let cfg = Config::load(&config)?;
             baseline(cfg, &predictions, &output)
         }
-        Command::Convert { kind, input, output, codec } => convert(kind, &input, &output, codec),
+        Command::Convert {
+            kind,
+            input,
+            output,
+            codec,
+        } => convert(kind, &input, &output, codec),
         Command::CheckConfig { config } => {
             let cfg = Config::load(&config)?;
             print!("{}", cfg.to_toml());
@@ -105,8 +124,25 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Applies one record; a bad one is counted and reported (in strict mode it ends the run).
+fn feed(engine: &mut Engine, rec: &Record, strict: bool) -> Result<()> {
+    let bad = match &rec.event {
+        Ok(ev) => match engine.apply(ev) {
+            Ok(_) => return Ok(()),
+            Err(bad) => bad,
+        },
+        Err(bad) => bad.clone(),
+    };
+    report_bad(engine, &rec.location, &bad, strict)
+}
+
 /// Counts and reports one bad event; in strict mode it ends the run.
-fn report_bad(engine: &mut Engine, location: &Location, bad: &BadEvent, strict: bool) -> Result<()> {
+fn report_bad(
+    engine: &mut Engine,
+    location: &Location,
+    bad: &BadEvent,
+    strict: bool,
+) -> Result<()> {
     engine.stats.count_bad(bad.reason);
     if strict {
         return Err(Error::Strict {
@@ -130,14 +166,22 @@ fn progress() -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let pb = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {human_pos} events {per_sec} {elapsed}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {human_pos} events {per_sec} {elapsed}")
+    {
         pb.set_style(style);
     }
     pb
 }
 
 /// Runs files through the engine, writing alerts as JSON Lines.
-pub fn replay(cfg: Config, predictions: &[PathBuf], outcomes: &[PathBuf], output: Option<PathBuf>, strict: bool) -> Result<i32> {
+pub fn replay(
+    cfg: Config,
+    predictions: &[PathBuf],
+    outcomes: &[PathBuf],
+    output: Option<PathBuf>,
+    strict: bool,
+) -> Result<i32> {
     let baselines = Baseline::load_configured(&cfg)?;
     let mut engine = Engine::with_baselines(cfg, baselines);
     let merged = open_merged(predictions, outcomes)?;
@@ -150,19 +194,12 @@ pub fn replay(cfg: Config, predictions: &[PathBuf], outcomes: &[PathBuf], output
     let started = Instant::now();
     let mut n: u64 = 0;
     for rec in merged {
-        let applied = match &rec.event {
-            Ok(Event::Prediction(p)) => engine.apply_prediction(p),
-            Ok(Event::Outcome(o)) => engine.apply_outcome(o),
-            Err(bad) => Err(bad.clone()),
-        };
-        if let Err(bad) = applied {
-            report_bad(&mut engine, &rec.location, &bad, strict)?;
-        }
+        feed(&mut engine, &rec, strict)?;
         for a in engine.drain_alerts() {
             sink.write(&a)?;
         }
         n += 1;
-        if n % 16384 == 0 {
+        if n.is_multiple_of(16384) {
             pb.set_position(n);
         }
     }
@@ -185,14 +222,7 @@ pub fn baseline(mut cfg: Config, predictions: &[PathBuf], output: &PathBuf) -> R
     let mut engine = Engine::new(cfg);
     let started = Instant::now();
     for rec in open_merged(predictions, &[])? {
-        let applied = match &rec.event {
-            Ok(Event::Prediction(p)) => engine.apply_prediction(p),
-            Ok(Event::Outcome(o)) => engine.apply_outcome(o),
-            Err(bad) => Err(bad.clone()),
-        };
-        if let Err(bad) = applied {
-            report_bad(&mut engine, &rec.location, &bad, false)?;
-        }
+        feed(&mut engine, &rec, false)?;
     }
     let file = engine.export_baseline();
     let text = serde_json::to_string(&file).map_err(|e| Error::Output(e.into()))?;
@@ -220,12 +250,20 @@ pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec
         .writer(std::io::BufWriter::new(file))
         .codec(match codec {
             AvroCodec::Null => apache_avro::Codec::Null,
-            AvroCodec::Deflate => apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default()),
+            AvroCodec::Deflate => {
+                apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default())
+            }
         })
         .build()
-        .map_err(|e| Error::AvroFile { path: output.clone(), message: e.to_string() })?;
+        .map_err(|e| Error::AvroFile {
+            path: output.clone(),
+            message: e.to_string(),
+        })?;
     let (mut good, mut bad) = (0u64, 0u64);
-    let write_err = |message: String| Error::AvroFile { path: output.clone(), message };
+    let write_err = |message: String| Error::AvroFile {
+        path: output.clone(),
+        message,
+    };
     for rec in merged {
         let value = match &rec.event {
             Ok(Event::Prediction(p)) => avro::to_avro_value(schema, p),
@@ -234,7 +272,8 @@ pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec
         };
         match rec.event {
             Ok(_) => {
-                w.append_value(value.map_err(write_err)?).map_err(|e| write_err(e.to_string()))?;
+                w.append_value(value.map_err(write_err)?)
+                    .map_err(|e| write_err(e.to_string()))?;
                 good += 1;
             }
             Err(e) => {
@@ -246,6 +285,9 @@ pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec
         }
     }
     w.flush().map_err(|e| write_err(e.to_string()))?;
-    eprintln!("converted {good} events ({bad} bad, skipped) to {}", output.display());
+    eprintln!(
+        "converted {good} events ({bad} bad, skipped) to {}",
+        output.display()
+    );
     Ok(0)
 }

@@ -49,7 +49,11 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)
             .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?} ({e}); write e.g. \"90s\", \"1m\", \"2h\"")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "bad duration {s:?} ({e}); write e.g. \"90s\", \"1m\", \"2h\""
+                ))
+            })
     }
 }
 
@@ -70,6 +74,7 @@ impl Tier {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub input: InputConfig,
     pub window: WindowConfig,
@@ -77,19 +82,6 @@ pub struct Config {
     pub series: SeriesConfig,
     pub tests: TestsConfig,
     pub policy: PolicyConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            input: InputConfig::default(),
-            window: WindowConfig::default(),
-            reference: ReferenceConfig::default(),
-            series: SeriesConfig::default(),
-            tests: TestsConfig::default(),
-            policy: PolicyConfig::default(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -288,34 +280,52 @@ impl Config {
     }
 
     /// Parses TOML text with the given environment overrides applied.
-    pub fn from_toml_with_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Config> {
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        env: &[(String, String)],
+    ) -> Result<Config> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Config {
             path: origin.to_string(),
             message: one_line(&e.to_string()),
         })?;
         for (k, v) in env {
-            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            set_path(&mut table, &path, parse_env_value(v)).map_err(|message| Error::ConfigKey {
-                key: format!("{k} ({})", path.join(".")),
-                message,
+            set_path(&mut table, &path, parse_env_value(v)).map_err(|message| {
+                Error::ConfigKey {
+                    key: format!("{k} ({})", path.join(".")),
+                    message,
+                }
             })?;
         }
-        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| Error::Config {
-            path: origin.to_string(),
-            message: one_line(&e.to_string()),
-        })?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config {
+                path: origin.to_string(),
+                message: one_line(&e.to_string()),
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks relations between keys that types alone cannot express.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, message: String| Err(Error::ConfigKey { key: key.into(), message });
+        let bad = |key: &str, message: String| {
+            Err(Error::ConfigKey {
+                key: key.into(),
+                message,
+            })
+        };
         let w = &self.window;
         let bucket = w.bucket.as_millis();
         if bucket < 1000 {
-            return bad("window.bucket", format!("must be at least 1s, got {}", w.bucket));
+            return bad(
+                "window.bucket",
+                format!("must be at least 1s, got {}", w.bucket),
+            );
         }
         for (key, d) in [
             ("window.current", w.current),
@@ -324,27 +334,48 @@ impl Config {
             ("reference.warmup", self.reference.warmup),
         ] {
             if d.as_millis() % bucket != 0 {
-                return bad(key, format!("must be a multiple of window.bucket ({}), got {d}", w.bucket));
+                return bad(
+                    key,
+                    format!(
+                        "must be a multiple of window.bucket ({}), got {d}",
+                        w.bucket
+                    ),
+                );
             }
         }
         if w.current.as_millis() < bucket || w.evaluate_every.as_millis() < bucket {
-            return bad("window.current", "window.current and window.evaluate_every must be at least one bucket".into());
+            return bad(
+                "window.current",
+                "window.current and window.evaluate_every must be at least one bucket".into(),
+            );
         }
         if w.current.as_millis() / bucket > 10_000 {
-            return bad("window.current", "more than 10000 buckets per window; use a wider window.bucket".into());
+            return bad(
+                "window.current",
+                "more than 10000 buckets per window; use a wider window.bucket".into(),
+            );
         }
         if self.reference.warmup.as_millis() < bucket {
             return bad("reference.warmup", "must be at least one bucket".into());
         }
         let s = &self.series;
         if !(2..=1000).contains(&s.bins) {
-            return bad("series.bins", format!("must be in 2..=1000, got {}", s.bins));
+            return bad(
+                "series.bins",
+                format!("must be in 2..=1000, got {}", s.bins),
+            );
         }
         if s.ks_points < s.bins || s.ks_points > 1000 {
-            return bad("series.ks_points", format!("must be in series.bins..=1000, got {}", s.ks_points));
+            return bad(
+                "series.ks_points",
+                format!("must be in series.bins..=1000, got {}", s.ks_points),
+            );
         }
         if !(s.quantile_accuracy > 0.0 && s.quantile_accuracy < 0.5) {
-            return bad("series.quantile_accuracy", format!("must be in (0, 0.5), got {}", s.quantile_accuracy));
+            return bad(
+                "series.quantile_accuracy",
+                format!("must be in (0, 0.5), got {}", s.quantile_accuracy),
+            );
         }
         for (key, v) in [
             ("series.max_slice_values", s.max_slice_values),
@@ -367,28 +398,54 @@ impl Config {
             ("tests.type_violation", t.type_violation),
             ("tests.new_category_share", t.new_category_share),
         ] {
-            if !(tier.warning > 0.0 && tier.warning.is_finite() && tier.critical >= tier.warning && tier.critical.is_finite()) {
-                return bad(key, format!("need 0 < warning <= critical, got warning={} critical={}", tier.warning, tier.critical));
+            if !(tier.warning > 0.0
+                && tier.warning.is_finite()
+                && tier.critical >= tier.warning
+                && tier.critical.is_finite())
+            {
+                return bad(
+                    key,
+                    format!(
+                        "need 0 < warning <= critical, got warning={} critical={}",
+                        tier.warning, tier.critical
+                    ),
+                );
             }
         }
-        if !(t.scale_jump_tolerance > 1.0) {
-            return bad("tests.scale_jump_tolerance", "must be greater than 1".into());
+        if t.scale_jump_tolerance.is_nan() || t.scale_jump_tolerance <= 1.0 {
+            return bad(
+                "tests.scale_jump_tolerance",
+                "must be greater than 1".into(),
+            );
         }
         let p = &self.policy;
         if !(p.fdr_q > 0.0 && p.fdr_q < 1.0) {
-            return bad("policy.fdr_q", format!("must be in (0, 1), got {}", p.fdr_q));
+            return bad(
+                "policy.fdr_q",
+                format!("must be in (0, 1), got {}", p.fdr_q),
+            );
         }
-        if p.persistence_n == 0 || p.persistence_n > 64 || p.persistence_k == 0 || p.persistence_k > p.persistence_n {
+        if p.persistence_n == 0
+            || p.persistence_n > 64
+            || p.persistence_k == 0
+            || p.persistence_k > p.persistence_n
+        {
             return bad(
                 "policy.persistence_k",
-                format!("need 1 <= persistence_k <= persistence_n <= 64, got k={} n={}", p.persistence_k, p.persistence_n),
+                format!(
+                    "need 1 <= persistence_k <= persistence_n <= 64, got k={} n={}",
+                    p.persistence_k, p.persistence_n
+                ),
             );
         }
         if p.resolve_after == 0 {
             return bad("policy.resolve_after", "must be at least 1".into());
         }
         if !(p.hysteresis > 0.0 && p.hysteresis <= 1.0) {
-            return bad("policy.hysteresis", format!("must be in (0, 1], got {}", p.hysteresis));
+            return bad(
+                "policy.hysteresis",
+                format!("must be in (0, 1], got {}", p.hysteresis),
+            );
         }
         if p.max_exemplars > 20 {
             return bad("policy.max_exemplars", "at most 20".into());
@@ -403,18 +460,28 @@ impl Config {
 }
 
 fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 fn parse_env_value(v: &str) -> toml::Value {
     let doc = format!("v = {v}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(v.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(v.to_string())),
         Err(_) => toml::Value::String(v.to_string()),
     }
 }
 
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> std::result::Result<(), String> {
+fn set_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> std::result::Result<(), String> {
     match path {
         [] => Err("empty key".into()),
         [last] => {
@@ -422,7 +489,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> std
             Ok(())
         }
         [head, rest @ ..] => {
-            let entry = table.entry(head.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(head.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => set_path(t, rest, value),
                 _ => Err(format!("`{head}` is not a section")),
@@ -445,13 +514,15 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_toml_with_env("[window]\nbukket = \"1m\"\n", "x.toml", &[]).unwrap_err();
+        let err =
+            Config::from_toml_with_env("[window]\nbukket = \"1m\"\n", "x.toml", &[]).unwrap_err();
         assert!(err.to_string().contains("bukket"), "{err}");
     }
 
     #[test]
     fn bad_duration_is_explained() {
-        let err = Config::from_toml_with_env("[window]\ncurrent = \"soon\"\n", "x.toml", &[]).unwrap_err();
+        let err = Config::from_toml_with_env("[window]\ncurrent = \"soon\"\n", "x.toml", &[])
+            .unwrap_err();
         assert!(err.to_string().contains("soon"), "{err}");
     }
 
@@ -472,9 +543,12 @@ mod tests {
 
     #[test]
     fn relations_between_keys_are_checked() {
-        let err = Config::from_toml_with_env("[policy]\npersistence_k = 6\n", "x", &[]).unwrap_err();
+        let err =
+            Config::from_toml_with_env("[policy]\npersistence_k = 6\n", "x", &[]).unwrap_err();
         assert!(err.to_string().contains("persistence_k"), "{err}");
-        let err = Config::from_toml_with_env("[tests.psi]\nwarning = 0.3\ncritical = 0.2\n", "x", &[]).unwrap_err();
+        let err =
+            Config::from_toml_with_env("[tests.psi]\nwarning = 0.3\ncritical = 0.2\n", "x", &[])
+                .unwrap_err();
         assert!(err.to_string().contains("tests.psi"), "{err}");
     }
 

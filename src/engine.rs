@@ -13,13 +13,13 @@ use sketches_ddsketch::Config as DdConfig;
 
 use crate::alert::policy::{ChannelState, Transition, Verdict};
 use crate::alert::{
-    Alert, AlertKind, AlertState, Cause, Evidence, Move, Persistence, QuantilePair, SampleSize, Severity, TestResult,
-    episode_id,
+    Alert, AlertKind, AlertState, Cause, Evidence, Move, Persistence, QuantilePair, SampleSize,
+    Severity, TestResult, episode_id,
 };
 use crate::baseline::{Baseline, BaselineFile, ModelBaseline, series_baseline};
 use crate::config::{Config, Tier};
 use crate::drift::{self, categorical, fdr, numeric, quality};
-use crate::event::{BadEvent, BadReason, Outcome, Prediction, Scalar, Value};
+use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Value};
 use crate::sketch::{Sketch, ValueKind, dd_config, edges::format_num, ordinal};
 use crate::stats::Stats;
 use crate::window::{BinSpec, RefState, Reference, SeriesWindows};
@@ -128,7 +128,10 @@ impl Model {
         let mut m = Model {
             id: id.to_string(),
             version: None,
-            features: vec![Feature::new("prediction", Role::Prediction), Feature::new("score", Role::Score)],
+            features: vec![
+                Feature::new("prediction", Role::Prediction),
+                Feature::new("score", Role::Score),
+            ],
             feature_ids: FxHashMap::default(),
             dims: Vec::new(),
             dim_ids: FxHashMap::default(),
@@ -145,7 +148,9 @@ impl Model {
         if let Some(&id) = self.feature_ids.get(name) {
             return Some(id);
         }
-        if self.features.len() - 2 >= cfg.series.max_features || cfg.series.ignore_features.iter().any(|f| f == name) {
+        if self.features.len() - 2 >= cfg.series.max_features
+            || cfg.series.ignore_features.iter().any(|f| f == name)
+        {
             return None;
         }
         let id = self.features.len() as u32;
@@ -159,7 +164,8 @@ impl Model {
         let d = match self.dim_ids.get(dim) {
             Some(&d) => d as usize,
             None => {
-                let wanted = cfg.series.slice_dimensions.is_empty() || cfg.series.slice_dimensions.iter().any(|x| x == dim);
+                let wanted = cfg.series.slice_dimensions.is_empty()
+                    || cfg.series.slice_dimensions.iter().any(|x| x == dim);
                 if !wanted || self.dims.len() >= MAX_SLICE_DIMENSIONS {
                     return None;
                 }
@@ -266,8 +272,14 @@ fn severity_of(stat: f64, t: Tier) -> Option<Severity> {
 /// The test that drives a channel: highest tier, then largest statistic relative to its warning tier.
 fn driving(scored: &[Scored]) -> Option<&Scored> {
     scored.iter().max_by(|a, b| {
-        let ka = (severity_of(a.statistic, a.tier), a.statistic / a.tier.warning);
-        let kb = (severity_of(b.statistic, b.tier), b.statistic / b.tier.warning);
+        let ka = (
+            severity_of(a.statistic, a.tier),
+            a.statistic / a.tier.warning,
+        );
+        let kb = (
+            severity_of(b.statistic, b.tier),
+            b.statistic / b.tier.warning,
+        );
         ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
     })
 }
@@ -287,6 +299,8 @@ pub struct Engine {
     series: Vec<Series>,
     first_open: Option<i64>,
     max_time: Option<i64>,
+    /// Recycled bucket sketches (boxed: they move between open buckets, rings and here).
+    #[allow(clippy::vec_box)]
     pool: Vec<Box<Sketch>>,
     slots: Vec<u32>,
     baselines: HashMap<String, Baseline>,
@@ -355,13 +369,16 @@ impl Engine {
     }
 
     fn check_time(&mut self, t: i64) -> Result<Option<i64>, BadEvent> {
-        if let Some(max) = self.max_time {
-            if t > max.saturating_add(self.skew_ms) {
-                return Err(BadEvent::new(
-                    BadReason::TimeOutOfRange,
-                    format!("event_time {t} is {} ahead of the newest event", humanize_ms(t - max)),
-                ));
-            }
+        if let Some(max) = self.max_time
+            && t > max.saturating_add(self.skew_ms)
+        {
+            return Err(BadEvent::new(
+                BadReason::TimeOutOfRange,
+                format!(
+                    "event_time {t} is {} ahead of the newest event",
+                    humanize_ms(t - max)
+                ),
+            ));
         }
         let b = t.div_euclid(self.bucket_ms);
         let first_open = *self.first_open.get_or_insert(b);
@@ -375,13 +392,24 @@ impl Engine {
         if self.models.len() >= self.cfg.series.max_models {
             return Err(BadEvent::new(
                 BadReason::TooManyModels,
-                format!("model `{id}` is past series.max_models ({})", self.cfg.series.max_models),
+                format!(
+                    "model `{id}` is past series.max_models ({})",
+                    self.cfg.series.max_models
+                ),
             ));
         }
         let m = self.models.len() as u32;
         self.models.push(Model::new(id, self.baselines.remove(id)));
         self.model_ids.insert(id.into(), m);
         Ok(m)
+    }
+
+    /// Applies one event of either kind.
+    pub fn apply(&mut self, ev: &Event) -> Result<Applied, BadEvent> {
+        match ev {
+            Event::Prediction(p) => self.apply_prediction(p),
+            Event::Outcome(o) => self.apply_outcome(o),
+        }
     }
 
     /// Applies one prediction event.
@@ -425,7 +453,10 @@ impl Engine {
         self.apply_value(m, PREDICTION, pred, &slots, idx, bucket, &p.trace_id);
         match p.score {
             Some(s) => self.apply_value(m, SCORE, Val::Num(s), &slots, idx, bucket, &p.trace_id),
-            None if self.models[m as usize].features[SCORE as usize].kind.is_some() => {
+            None if self.models[m as usize].features[SCORE as usize]
+                .kind
+                .is_some() =>
+            {
                 self.apply_value(m, SCORE, Val::Null, &slots, idx, bucket, &p.trace_id)
             }
             None => {}
@@ -457,7 +488,16 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn apply_value(&mut self, m: u32, f: u32, v: Val<'_>, slots: &[u32], idx: usize, bucket: i64, trace_id: &str) {
+    fn apply_value(
+        &mut self,
+        m: u32,
+        f: u32,
+        v: Val<'_>,
+        slots: &[u32],
+        idx: usize,
+        bucket: i64,
+        trace_id: &str,
+    ) {
         let cap = self.cfg.series.max_categories;
         let feat = &mut self.models[m as usize].features[f as usize];
         match (feat.kind, v) {
@@ -502,16 +542,18 @@ impl Engine {
                         sketch.null_exemplars.offer(trace_id, max_ex);
                     }
                 }
-                (Some(ValueKind::Numeric), Val::Num(x)) => match pinned.and_then(|r| r.edges.as_ref()) {
-                    Some(edges) => {
-                        let bin = edges.bin_of(ord);
-                        sketch.add_number(x, Some(bin), &self.dd);
-                        if bin == 0 || bin + 1 == edges.bins() {
-                            sketch.exemplars.offer(trace_id, max_ex);
+                (Some(ValueKind::Numeric), Val::Num(x)) => {
+                    match pinned.and_then(|r| r.edges.as_ref()) {
+                        Some(edges) => {
+                            let bin = edges.bin_of(ord);
+                            sketch.add_number(x, Some(bin), &self.dd);
+                            if bin == 0 || bin + 1 == edges.bins() {
+                                sketch.exemplars.offer(trace_id, max_ex);
+                            }
                         }
+                        None => sketch.add_number(x, None, &self.dd),
                     }
-                    None => sketch.add_number(x, None, &self.dd),
-                },
+                }
                 (Some(ValueKind::Categorical), Val::Cat(_)) => {
                     let id = cat.unwrap_or(0) as usize;
                     sketch.add_category(id);
@@ -544,7 +586,12 @@ impl Engine {
         if let Some(base) = &model.baseline {
             let slice = model.slots[slot as usize].clone();
             let feature = &mut model.features[f as usize];
-            if let Some(r) = base.reference_for(feature, slice.as_ref(), &self.bins, self.cfg.series.max_categories) {
+            if let Some(r) = base.reference_for(
+                feature,
+                slice.as_ref(),
+                &self.bins,
+                self.cfg.series.max_categories,
+            ) {
                 windows.pin(r, &self.dd);
             }
         }
@@ -591,7 +638,14 @@ impl Engine {
     fn close_bucket(&mut self, b: i64) {
         for s in &mut self.series {
             let kind = self.models[s.model as usize].features[s.feature as usize].kind;
-            s.windows.close(b, self.window_buckets, kind, &self.bins, self.bucket_ms, &mut self.pool);
+            s.windows.close(
+                b,
+                self.window_buckets,
+                kind,
+                &self.bins,
+                self.bucket_ms,
+                &mut self.pool,
+            );
         }
         self.stats.buckets_closed += 1;
         if (b + 1) % self.eval_every == 0 {
@@ -614,7 +668,11 @@ impl Engine {
             }
         }
         self.stats.evaluations += evals.len() as u64;
-        let ps: Vec<f64> = evals.iter().filter(|e| e.enough).filter_map(|e| e.gate_p).collect();
+        let ps: Vec<f64> = evals
+            .iter()
+            .filter(|e| e.enough)
+            .filter_map(|e| e.gate_p)
+            .collect();
         let adjusted = fdr::bh_adjust(&ps);
         let mut next = adjusted.iter();
         let q = self.cfg.policy.fdr_q;
@@ -626,7 +684,11 @@ impl Engine {
                 (false, _) => false,
             };
             let verdict = Verdict {
-                breach: if significant && e.enough { e.severity } else { None },
+                breach: if significant && e.enough {
+                    e.severity
+                } else {
+                    None
+                },
                 calm: e.calm,
             };
             let s = &mut self.series[e.series as usize];
@@ -640,7 +702,12 @@ impl Engine {
         }
         // one canonical order per watermark, whatever order series were met in
         self.out[first_new..].sort_by(|a, b| {
-            (&a.model_id, a.kind, &a.feature, &a.slice).cmp(&(&b.model_id, b.kind, &b.feature, &b.slice))
+            (&a.model_id, a.kind, &a.feature, &a.slice).cmp(&(
+                &b.model_id,
+                b.kind,
+                &b.feature,
+                &b.slice,
+            ))
         });
     }
 
@@ -654,7 +721,12 @@ impl Engine {
         let mut models: Vec<ModelBaseline> = self
             .models
             .iter()
-            .map(|m| ModelBaseline { model_id: m.id.clone(), start_ms: start, end_ms: end, series: Vec::new() })
+            .map(|m| ModelBaseline {
+                model_id: m.id.clone(),
+                start_ms: start,
+                end_ms: end,
+                series: Vec::new(),
+            })
             .collect();
         for s in &self.series {
             let sketch = match &s.windows.reference {
@@ -664,10 +736,15 @@ impl Engine {
             let model = &self.models[s.model as usize];
             let feature = &model.features[s.feature as usize];
             let slice = model.slots[s.slot as usize].clone();
-            models[s.model as usize].series.push(series_baseline(feature, slice, sketch));
+            models[s.model as usize]
+                .series
+                .push(series_baseline(feature, slice, sketch));
         }
         models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
-        BaselineFile { format: crate::baseline::FORMAT, models }
+        BaselineFile {
+            format: crate::baseline::FORMAT,
+            models,
+        }
     }
 
     fn eval_quality(&self, sid: u32) -> Option<ChannelEval> {
@@ -679,23 +756,22 @@ impl Engine {
         if cn == 0 {
             return None;
         }
-        let mut scored = Vec::with_capacity(3);
-        let (_, p_null) = quality::two_proportion(r.sketch.nulls, rn, cur.nulls, cn);
-        let null_up = cur.nulls as f64 / cn as f64 - ratio(r.sketch.nulls, rn);
-        scored.push(Scored {
-            test: "null_rate",
-            statistic: null_up,
-            tier: t.null_rate,
-            p_value: Some(p_null),
-        });
-        let (_, p_type) = quality::two_proportion(r.sketch.type_violations, rn, cur.type_violations, cn);
-        let type_up = cur.type_violations as f64 / cn as f64 - ratio(r.sketch.type_violations, rn);
-        scored.push(Scored {
-            test: "type_violation",
-            statistic: type_up,
-            tier: t.type_violation,
-            p_value: Some(p_type),
-        });
+        // a rate now against the reference's: the rise is the effect, the z-test gates
+        let rise = |test, x_ref: u64, x_cur: u64, tier| Scored {
+            test,
+            statistic: ratio(x_cur, cn) - ratio(x_ref, rn),
+            tier,
+            p_value: Some(quality::two_proportion(x_ref, rn, x_cur, cn).1),
+        };
+        let mut scored = vec![
+            rise("null_rate", r.sketch.nulls, cur.nulls, t.null_rate),
+            rise(
+                "type_violation",
+                r.sketch.type_violations,
+                cur.type_violations,
+                t.type_violation,
+            ),
+        ];
         let kind = self.models[s.model as usize].features[s.feature as usize].kind;
         if kind == Some(ValueKind::Categorical) && cur.values > 0 {
             let share = categorical::new_category_share(&r.counts, &cur.hist);
@@ -708,8 +784,17 @@ impl Engine {
                 p_value: Some(p_new),
             });
         }
-        let enough = cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples;
-        Some(self.channel_eval(sid, Channel::Quality, AlertKind::DataQuality, &scored, enough, cn, rn))
+        let enough =
+            cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples;
+        Some(self.channel_eval(
+            sid,
+            Channel::Quality,
+            AlertKind::DataQuality,
+            &scored,
+            enough,
+            cn,
+            rn,
+        ))
     }
 
     fn eval_drift(&mut self, sid: u32) -> Option<ChannelEval> {
@@ -740,33 +825,85 @@ impl Engine {
                 let d = numeric::ks_statistic(&r.counts, &cur.hist);
                 let p = numeric::ks_p_value(d, rn, cn);
                 let w = normalised_wasserstein(r, cur);
-                scored.push(Scored { test: "psi", statistic: psi, tier: t.psi, p_value: None });
-                scored.push(Scored { test: "ks", statistic: d, tier: t.ks, p_value: Some(p) });
-                scored.push(Scored { test: "jensen_shannon", statistic: js, tier: t.jensen_shannon, p_value: None });
-                scored.push(Scored { test: "wasserstein", statistic: w, tier: t.wasserstein, p_value: None });
+                scored.push(Scored {
+                    test: "psi",
+                    statistic: psi,
+                    tier: t.psi,
+                    p_value: None,
+                });
+                scored.push(Scored {
+                    test: "ks",
+                    statistic: d,
+                    tier: t.ks,
+                    p_value: Some(p),
+                });
+                scored.push(Scored {
+                    test: "jensen_shannon",
+                    statistic: js,
+                    tier: t.jensen_shannon,
+                    p_value: None,
+                });
+                scored.push(Scored {
+                    test: "wasserstein",
+                    statistic: w,
+                    tier: t.wasserstein,
+                    p_value: None,
+                });
             }
             ValueKind::Categorical => {
                 let psi = drift::psi(&r.counts, &cur.hist);
                 let js = drift::jensen_shannon(&r.counts, &cur.hist);
                 let tv = drift::total_variation(&r.counts, &cur.hist);
                 let (chi2, _, p) = categorical::chi_square(&r.counts, &cur.hist);
-                scored.push(Scored { test: "psi", statistic: psi, tier: t.psi, p_value: None });
-                scored.push(Scored { test: "jensen_shannon", statistic: js, tier: t.jensen_shannon, p_value: None });
-                scored.push(Scored { test: "total_variation", statistic: tv, tier: t.total_variation, p_value: None });
+                scored.push(Scored {
+                    test: "psi",
+                    statistic: psi,
+                    tier: t.psi,
+                    p_value: None,
+                });
+                scored.push(Scored {
+                    test: "jensen_shannon",
+                    statistic: js,
+                    tier: t.jensen_shannon,
+                    p_value: None,
+                });
+                scored.push(Scored {
+                    test: "total_variation",
+                    statistic: tv,
+                    tier: t.total_variation,
+                    p_value: None,
+                });
                 // chi-square gates significance; its statistic grows with n, so it sets no tier
-                scored.push(Scored { test: "chi_square", statistic: chi2, tier: Tier::new(f64::INFINITY, f64::INFINITY), p_value: Some(p) });
+                scored.push(Scored {
+                    test: "chi_square",
+                    statistic: chi2,
+                    tier: Tier::new(f64::INFINITY, f64::INFINITY),
+                    p_value: Some(p),
+                });
             }
         }
-        let enough = cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples;
+        let enough =
+            cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples;
         Some(self.channel_eval(sid, Channel::Drift, kind, &scored, enough, cn, rn))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn channel_eval(&self, sid: u32, channel: Channel, kind: AlertKind, scored: &[Scored], enough: bool, cn: u64, rn: u64) -> ChannelEval {
+    fn channel_eval(
+        &self,
+        sid: u32,
+        channel: Channel,
+        kind: AlertKind,
+        scored: &[Scored],
+        enough: bool,
+        cn: u64,
+        rn: u64,
+    ) -> ChannelEval {
         let h = self.cfg.policy.hysteresis;
         let tiered = || scored.iter().filter(|s| s.tier.warning.is_finite());
-        let top = driving(&tiered().map(|s| Scored { ..*s }).collect::<Vec<_>>()).map(|s| (s.test, s.statistic, s.tier, s.p_value));
-        let (test, statistic, tier, p_value) = top.unwrap_or(("none", 0.0, Tier::new(1.0, 1.0), None));
+        let top = driving(&tiered().map(|s| Scored { ..*s }).collect::<Vec<_>>())
+            .map(|s| (s.test, s.statistic, s.tier, s.p_value));
+        let (test, statistic, tier, p_value) =
+            top.unwrap_or(("none", 0.0, Tier::new(1.0, 1.0), None));
         let severity = severity_of(statistic, tier);
         ChannelEval {
             series: sid,
@@ -782,11 +919,18 @@ impl Engine {
             },
             p_value,
             // the gate: the smallest p-value among the channel's tests
-            gate_p: scored.iter().filter_map(|s| s.p_value).min_by(f64::total_cmp),
+            gate_p: scored
+                .iter()
+                .filter_map(|s| s.p_value)
+                .min_by(f64::total_cmp),
             enough,
             tests: scored
                 .iter()
-                .map(|s| TestResult { test: s.test.to_string(), statistic: s.statistic, p_value: s.p_value })
+                .map(|s| TestResult {
+                    test: s.test.to_string(),
+                    statistic: s.statistic,
+                    p_value: s.p_value,
+                })
                 .collect(),
             current_n: cn,
             reference_n: rn,
@@ -802,9 +946,13 @@ impl Engine {
         let evidence = self.evidence(e, r);
         let cause = cause_of(e, &evidence, self.cfg.tests.scale_jump_tolerance, feat.role);
         let exemplars = self.exemplars(e);
-        let (model_id, model_version, feature) = (model.id.clone(), model.version.clone(), feat.name.clone());
+        let (model_id, model_version, feature) =
+            (model.id.clone(), model.version.clone(), feat.name.clone());
         let (reference_start, reference_end) = (r.start_ms, r.end_ms);
-        let window_start = s.windows.window_start_bucket().map_or(now, |b| b * self.bucket_ms);
+        let window_start = s
+            .windows
+            .window_start_bucket()
+            .map_or(now, |b| b * self.bucket_ms);
         let s = &mut self.series[e.series as usize];
         let ch = match e.channel {
             Channel::Drift => &mut s.drift,
@@ -826,7 +974,11 @@ impl Engine {
             },
         };
         // persistence as it stood at this evaluation (a resolve clears the history)
-        let (breaches, evaluations) = if state == AlertState::Resolved { (0, 0) } else { ch.persistence(&self.cfg.policy) };
+        let (breaches, evaluations) = if state == AlertState::Resolved {
+            (0, 0)
+        } else {
+            ch.persistence(&self.cfg.policy)
+        };
         self.stats.count_alert(e.kind, severity, state);
         self.out.push(Alert {
             alert_id,
@@ -845,8 +997,14 @@ impl Engine {
             window_end: now,
             reference_start,
             reference_end,
-            sample_size: SampleSize { current: e.current_n as i64, reference: e.reference_n as i64 },
-            persistence: Persistence { breaches: breaches as i32, evaluations: evaluations as i32 },
+            sample_size: SampleSize {
+                current: e.current_n as i64,
+                reference: e.reference_n as i64,
+            },
+            persistence: Persistence {
+                breaches: breaches as i32,
+                evaluations: evaluations as i32,
+            },
             evidence,
             suspected_cause: cause,
             exemplar_trace_ids: exemplars,
@@ -899,7 +1057,11 @@ impl Engine {
                 }
                 for q in [0.05, 0.25, 0.5, 0.75, 0.95] {
                     if let (Some(a), Some(b)) = (r.sketch.quantile(q), cur.quantile(q)) {
-                        ev.quantiles.push(QuantilePair { q, reference: a, current: b });
+                        ev.quantiles.push(QuantilePair {
+                            q,
+                            reference: a,
+                            current: b,
+                        });
                     }
                 }
                 // the scale of the newest buckets: a unit change shows at once
@@ -908,10 +1070,10 @@ impl Engine {
                 for (_, b) in s.windows.ring.iter().rev().take(RECENT_BUCKETS) {
                     recent.merge(b);
                 }
-                if let (Some(a), Some(b)) = (r.sketch.quantile(0.5), recent.quantile(0.5)) {
-                    if a != 0.0 {
-                        ev.scale_ratio = Some(b / a);
-                    }
+                if let (Some(a), Some(b)) = (r.sketch.quantile(0.5), recent.quantile(0.5))
+                    && a != 0.0
+                {
+                    ev.scale_ratio = Some(b / a);
                 }
                 if let Some(edges) = &r.edges {
                     let mut coarse = Vec::new();
@@ -925,9 +1087,13 @@ impl Engine {
                 for (_, b) in s.windows.ring.iter().rev().take(RECENT_BUCKETS) {
                     recent.merge_counts(b);
                 }
-                ev.new_category_share = Some(categorical::new_category_share(&r.counts, &recent.hist));
+                ev.new_category_share =
+                    Some(categorical::new_category_share(&r.counts, &recent.hist));
                 moves = top_moves(&r.counts, &totals.hist, |i| {
-                    feat.category_names.get(i).cloned().unwrap_or_else(|| format!("#{i}"))
+                    feat.category_names
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{i}"))
                 });
             }
             None => {}
@@ -956,13 +1122,20 @@ fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
         .collect();
     let w = numeric::wasserstein(&a, &b);
     let sd = r.sketch.variance().sqrt();
-    let scale = if sd > 0.0 { sd } else { r.sketch.mean.abs().max(1e-12) };
+    let scale = if sd > 0.0 {
+        sd
+    } else {
+        r.sketch.mean.abs().max(1e-12)
+    };
     w / scale
 }
 
 /// The bins or categories whose share moved most, largest first (at most 3).
 fn top_moves(reference: &[u64], current: &[u64], label: impl Fn(usize) -> String) -> Vec<Move> {
-    let (nr, nc) = (reference.iter().sum::<u64>() as f64, current.iter().sum::<u64>() as f64);
+    let (nr, nc) = (
+        reference.iter().sum::<u64>() as f64,
+        current.iter().sum::<u64>() as f64,
+    );
     if nr == 0.0 || nc == 0.0 {
         return Vec::new();
     }
@@ -977,10 +1150,19 @@ fn top_moves(reference: &[u64], current: &[u64], label: impl Fn(usize) -> String
         })
         .filter(|(_, a, b)| a != b)
         .collect();
-    idx.sort_by(|x, y| (y.2 - y.1).abs().total_cmp(&(x.2 - x.1).abs()).then(x.0.cmp(&y.0)));
+    idx.sort_by(|x, y| {
+        (y.2 - y.1)
+            .abs()
+            .total_cmp(&(x.2 - x.1).abs())
+            .then(x.0.cmp(&y.0))
+    });
     idx.into_iter()
         .take(3)
-        .map(|(i, a, b)| Move { bin: label(i), reference_share: a, current_share: b })
+        .map(|(i, a, b)| Move {
+            bin: label(i),
+            reference_share: a,
+            current_share: b,
+        })
         .collect()
 }
 
@@ -992,10 +1174,10 @@ fn cause_of(e: &ChannelEval, ev: &Evidence, tolerance: f64, role: Role) -> Cause
             _ => Cause::Pipeline,
         },
         Channel::Drift => {
-            if let Some(r) = ev.scale_ratio {
-                if is_power_of_ten_jump(r, tolerance) {
-                    return Cause::FeatureChange;
-                }
+            if let Some(r) = ev.scale_ratio
+                && is_power_of_ten_jump(r, tolerance)
+            {
+                return Cause::FeatureChange;
             }
             if ev.new_category_share.is_some_and(|s| s >= 0.5) {
                 return Cause::FeatureChange;
@@ -1024,7 +1206,12 @@ fn summary_sentence(e: &ChannelEval, feat: &Feature, ev: &Evidence) -> String {
         Role::Prediction => "the model's predictions".to_string(),
         Role::Score => "the model's scores".to_string(),
     };
-    let stat = format!("{} {} (tier {})", e.test, format_num(e.statistic), format_num(e.threshold));
+    let stat = format!(
+        "{} {} (tier {})",
+        e.test,
+        format_num(e.statistic),
+        format_num(e.threshold)
+    );
     match e.channel {
         Channel::Quality => format!(
             "{what}: null rate {:.1}% vs {:.1}% in the reference, type violations {:.1}%; {stat}",
@@ -1035,10 +1222,17 @@ fn summary_sentence(e: &ChannelEval, feat: &Feature, ev: &Evidence) -> String {
         Channel::Drift => {
             let mut s = format!("{what} moved: {stat}");
             if let (Some(a), Some(b)) = (ev.reference_mean, ev.current_mean) {
-                s.push_str(&format!("; mean {} vs {} in the reference", format_num(b), format_num(a)));
+                s.push_str(&format!(
+                    "; mean {} vs {} in the reference",
+                    format_num(b),
+                    format_num(a)
+                ));
             }
             if let Some(r) = ev.scale_ratio {
-                s.push_str(&format!("; newest median ×{} the reference's", format_num(r)));
+                s.push_str(&format!(
+                    "; newest median ×{} the reference's",
+                    format_num(r)
+                ));
             }
             if let Some(m) = ev.top_moves.first() {
                 s.push_str(&format!(

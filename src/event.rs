@@ -147,23 +147,32 @@ impl Prediction {
         check_ids(&self.trace_id, &self.model_id)?;
         check_time(self.event_time)?;
         for (name, v) in &self.features {
-            if let Value::Number(x) = v {
-                if !x.is_finite() {
-                    return Err(BadEvent::new(BadReason::NonFinite, format!("feature `{name}` is {x}")));
-                }
+            if let Value::Number(x) = v
+                && !x.is_finite()
+            {
+                return Err(BadEvent::new(
+                    BadReason::NonFinite,
+                    format!("feature `{name}` is {x}"),
+                ));
             }
         }
-        if let Scalar::Number(x) = self.prediction {
-            if !x.is_finite() {
-                return Err(BadEvent::new(BadReason::NonFinite, format!("prediction is {x}")));
-            }
+        if let Scalar::Number(x) = self.prediction
+            && !x.is_finite()
+        {
+            return Err(BadEvent::new(
+                BadReason::NonFinite,
+                format!("prediction is {x}"),
+            ));
         }
         if let Some(s) = self.score {
             if !s.is_finite() {
                 return Err(BadEvent::new(BadReason::NonFinite, format!("score is {s}")));
             }
             if !(0.0..=1.0).contains(&s) {
-                return Err(BadEvent::new(BadReason::ScoreOutOfRange, format!("score {s} is outside [0, 1]")));
+                return Err(BadEvent::new(
+                    BadReason::ScoreOutOfRange,
+                    format!("score {s} is outside [0, 1]"),
+                ));
             }
         }
         Ok(())
@@ -174,10 +183,10 @@ impl Outcome {
     pub fn validate(&self) -> Result<(), BadEvent> {
         check_ids(&self.trace_id, &self.model_id)?;
         check_time(self.event_time)?;
-        if let Scalar::Number(x) = self.label {
-            if !x.is_finite() {
-                return Err(BadEvent::new(BadReason::NonFinite, format!("label is {x}")));
-            }
+        if let Scalar::Number(x) = self.label
+            && !x.is_finite()
+        {
+            return Err(BadEvent::new(BadReason::NonFinite, format!("label is {x}")));
         }
         Ok(())
     }

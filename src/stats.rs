@@ -36,7 +36,10 @@ impl Stats {
     }
 
     pub fn count_alert(&mut self, kind: AlertKind, severity: Severity, state: AlertState) {
-        *self.alerts.entry((kind, severity, state.as_str())).or_default() += 1;
+        *self
+            .alerts
+            .entry((kind, severity, state.as_str()))
+            .or_default() += 1;
     }
 
     /// Events read, good or bad.
@@ -48,7 +51,11 @@ impl Stats {
     pub fn summary(&self, seconds: f64) -> String {
         let mut s = String::new();
         let read = self.events_read();
-        let rate = if seconds > 0.0 { read as f64 / seconds } else { 0.0 };
+        let rate = if seconds > 0.0 {
+            read as f64 / seconds
+        } else {
+            0.0
+        };
         let _ = writeln!(
             s,
             "events read: {read} ({} predictions, {} outcomes applied) in {seconds:.2}s, {:.0} events/s",
@@ -63,7 +70,11 @@ impl Stats {
             s,
             "bad events: {}{}",
             self.bad_total(),
-            if bad.is_empty() { String::new() } else { format!(" ({})", bad.join(", ")) }
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", bad.join(", "))
+            }
         );
         let _ = writeln!(s, "late events: {}", self.late);
         let _ = writeln!(s, "series tracked: {}", self.series);

@@ -187,7 +187,13 @@ pub struct Alert {
 
 /// Stable id of an alert episode: the same series, kind and episode start
 /// give the same id on every run, so consumers can drop redeliveries.
-pub fn episode_id(model: &str, kind: AlertKind, feature: Option<&str>, slice: &BTreeMap<String, String>, started_at: i64) -> String {
+pub fn episode_id(
+    model: &str,
+    kind: AlertKind,
+    feature: Option<&str>,
+    slice: &BTreeMap<String, String>,
+    started_at: i64,
+) -> String {
     // FNV-1a, 128 bits as two independent 64-bit lanes: stable across
     // platforms and releases (std's hasher is not).
     let mut a: u64 = 0xcbf2_9ce4_8422_2325;
@@ -195,10 +201,14 @@ pub fn episode_id(model: &str, kind: AlertKind, feature: Option<&str>, slice: &B
     let mut feed = |bytes: &[u8]| {
         for &x in bytes {
             a = (a ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+            b = (b ^ x as u64)
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(5);
         }
         a = (a ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
-        b = (b ^ 0xfe).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+        b = (b ^ 0xfe)
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(5);
     };
     feed(model.as_bytes());
     feed(kind.as_str().as_bytes());
@@ -219,11 +229,29 @@ mod tests {
     fn episode_ids_are_stable_and_distinct() {
         let s = BTreeMap::from([("region".to_string(), "EU".to_string())]);
         let a = episode_id("m", AlertKind::DataDrift, Some("amount"), &s, 1000);
-        assert_eq!(a, episode_id("m", AlertKind::DataDrift, Some("amount"), &s, 1000));
+        assert_eq!(
+            a,
+            episode_id("m", AlertKind::DataDrift, Some("amount"), &s, 1000)
+        );
         assert_eq!(a.len(), 32);
-        assert_ne!(a, episode_id("m", AlertKind::DataDrift, Some("amount"), &s, 2000));
-        assert_ne!(a, episode_id("m", AlertKind::DataQuality, Some("amount"), &s, 1000));
-        assert_ne!(a, episode_id("m", AlertKind::DataDrift, Some("amount"), &BTreeMap::new(), 1000));
+        assert_ne!(
+            a,
+            episode_id("m", AlertKind::DataDrift, Some("amount"), &s, 2000)
+        );
+        assert_ne!(
+            a,
+            episode_id("m", AlertKind::DataQuality, Some("amount"), &s, 1000)
+        );
+        assert_ne!(
+            a,
+            episode_id(
+                "m",
+                AlertKind::DataDrift,
+                Some("amount"),
+                &BTreeMap::new(),
+                1000
+            )
+        );
         // field boundaries matter: ("ab","c") differs from ("a","bc")
         assert_ne!(
             episode_id("ab", AlertKind::DataDrift, Some("c"), &BTreeMap::new(), 0),

@@ -45,22 +45,31 @@ pub struct ChannelState {
 impl ChannelState {
     /// Breaches among the last n evaluations, and how many evaluations that is.
     pub fn persistence(&self, p: &PolicyConfig) -> (u32, u32) {
-        (self.history.count_ones(), self.evaluations.min(p.persistence_n as u32))
+        (
+            self.history.count_ones(),
+            self.evaluations.min(p.persistence_n as u32),
+        )
     }
 
     /// Feeds one evaluation at event time `now`; returns the transition, if any.
     /// On `Fire`, the caller opens the episode with [`ChannelState::open`].
     pub fn step(&mut self, v: Verdict, now: i64, p: &PolicyConfig) -> Option<Transition> {
-        let mask = if p.persistence_n >= 64 { u64::MAX } else { (1u64 << p.persistence_n) - 1 };
+        let mask = if p.persistence_n >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << p.persistence_n) - 1
+        };
         self.history = ((self.history << 1) | v.breach.is_some() as u64) & mask;
-        self.critical_history = ((self.critical_history << 1) | (v.breach == Some(Severity::Critical)) as u64) & mask;
+        self.critical_history =
+            ((self.critical_history << 1) | (v.breach == Some(Severity::Critical)) as u64) & mask;
         self.evaluations = self.evaluations.saturating_add(1);
         self.calm_streak = if v.calm { self.calm_streak + 1 } else { 0 };
         let k = p.persistence_k as u32;
         match &mut self.episode {
             None => {
                 let sev = v.breach?;
-                (self.history.count_ones() >= k && now >= self.cooldown_until).then_some(Transition::Fire(sev))
+                (self.history.count_ones() >= k && now >= self.cooldown_until)
+                    .then_some(Transition::Fire(sev))
             }
             Some(ep) => {
                 if self.calm_streak as usize >= p.resolve_after {
@@ -111,10 +120,22 @@ mod tests {
             ..PolicyConfig::default()
         }
     }
-    const W: Verdict = Verdict { breach: Some(Severity::Warning), calm: false };
-    const C: Verdict = Verdict { breach: Some(Severity::Critical), calm: false };
-    const QUIET: Verdict = Verdict { breach: None, calm: true };
-    const NOISY: Verdict = Verdict { breach: None, calm: false };
+    const W: Verdict = Verdict {
+        breach: Some(Severity::Warning),
+        calm: false,
+    };
+    const C: Verdict = Verdict {
+        breach: Some(Severity::Critical),
+        calm: false,
+    };
+    const QUIET: Verdict = Verdict {
+        breach: None,
+        calm: true,
+    };
+    const NOISY: Verdict = Verdict {
+        breach: None,
+        calm: false,
+    };
 
     fn run(s: &mut ChannelState, vs: &[Verdict], t0: i64) -> Vec<Option<Transition>> {
         let p = cfg();
@@ -139,7 +160,16 @@ mod tests {
     fn fires_only_after_k_of_n() {
         let mut s = ChannelState::default();
         let t = run(&mut s, &[W, NOISY, W, NOISY, W], 0);
-        assert_eq!(t, vec![None, None, None, None, Some(Transition::Fire(Severity::Warning))]);
+        assert_eq!(
+            t,
+            vec![
+                None,
+                None,
+                None,
+                None,
+                Some(Transition::Fire(Severity::Warning))
+            ]
+        );
         assert_eq!(s.persistence(&cfg()), (3, 5));
     }
 
@@ -153,13 +183,20 @@ mod tests {
     #[test]
     fn escalates_once_then_resolves_with_hysteresis_then_cools_down() {
         let mut s = ChannelState::default();
-        let t = run(&mut s, &[W, W, W, C, C, C, C, NOISY, QUIET, QUIET, W, W, W], 0);
+        let t = run(
+            &mut s,
+            &[W, W, W, C, C, C, C, NOISY, QUIET, QUIET, W, W, W],
+            0,
+        );
         assert_eq!(t[2], Some(Transition::Fire(Severity::Warning)));
         assert_eq!(t[5], Some(Transition::Escalate));
         assert_eq!(t[6], None, "escalation is one event");
         assert_eq!(t[7], None, "not calm yet");
         assert_eq!(t[9], Some(Transition::Resolve));
-        assert!(t[10..].iter().all(Option::is_none), "cool-down holds: {t:?}");
+        assert!(
+            t[10..].iter().all(Option::is_none),
+            "cool-down holds: {t:?}"
+        );
         assert!(s.episode.is_none());
         // breaches during the cool-down still count: once it ends, the next breach fires
         let t = run(&mut s, &[W], 20 * 60_000);

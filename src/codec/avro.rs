@@ -30,7 +30,8 @@ pub struct Schemas {
 
 static SCHEMAS: LazyLock<std::result::Result<Schemas, String>> = LazyLock::new(|| {
     apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
-    let parse = |name: &str, text: &str| Schema::parse_str(text).map_err(|e| format!("{name}: {e}"));
+    let parse =
+        |name: &str, text: &str| Schema::parse_str(text).map_err(|e| format!("{name}: {e}"));
     Ok(Schemas {
         prediction: parse("prediction.avsc", PREDICTION_AVSC)?,
         outcome: parse("outcome.avsc", OUTCOME_AVSC)?,
@@ -56,7 +57,10 @@ impl Schemas {
 }
 
 /// Any serde value as an Avro value resolved against `schema` (unions picked by type).
-pub fn to_avro_value<T: Serialize>(schema: &Schema, value: &T) -> std::result::Result<Avro, String> {
+pub fn to_avro_value<T: Serialize>(
+    schema: &Schema,
+    value: &T,
+) -> std::result::Result<Avro, String> {
     let v = apache_avro::to_value(value).map_err(|e| e.to_string())?;
     v.resolve(schema).map_err(|e| e.to_string())
 }
@@ -106,8 +110,14 @@ impl<'s> DatumDecoder<'s> {
     pub fn decode(&self, bytes: &[u8]) -> std::result::Result<Event, BadEvent> {
         let mut rest = bytes;
         let ev = match self.kind {
-            StreamKind::Predictions => self.reader.read_deser::<Prediction>(&mut rest).map(Event::Prediction),
-            StreamKind::Outcomes => self.reader.read_deser::<Outcome>(&mut rest).map(Event::Outcome),
+            StreamKind::Predictions => self
+                .reader
+                .read_deser::<Prediction>(&mut rest)
+                .map(Event::Prediction),
+            StreamKind::Outcomes => self
+                .reader
+                .read_deser::<Outcome>(&mut rest)
+                .map(Event::Outcome),
         }
         .map_err(|e| classify(&e))?;
         if !rest.is_empty() {
@@ -123,7 +133,11 @@ impl<'s> DatumDecoder<'s> {
 
 /// Decodes one datum written with `writer` (builds a decoder; keep a
 /// [`DatumDecoder`] for many).
-pub fn decode(kind: StreamKind, writer: &Schema, bytes: &[u8]) -> std::result::Result<Event, BadEvent> {
+pub fn decode(
+    kind: StreamKind,
+    writer: &Schema,
+    bytes: &[u8],
+) -> std::result::Result<Event, BadEvent> {
     DatumDecoder::new(kind, writer)
         .map_err(|e| BadEvent::new(BadReason::MalformedAvro, e))?
         .decode(bytes)
@@ -135,7 +149,9 @@ pub fn classify(e: &apache_avro::Error) -> BadEvent {
     let lower = msg.to_ascii_lowercase();
     let reason = if lower.contains("missing field") {
         BadReason::MissingField
-    } else if lower.contains("invalid type") || lower.contains("expected") && lower.contains("found") {
+    } else if lower.contains("invalid type")
+        || lower.contains("expected") && lower.contains("found")
+    {
         BadReason::WrongType
     } else {
         BadReason::MalformedAvro
@@ -162,7 +178,10 @@ mod tests {
                 ("tenure_days".into(), Value::Null),
                 ("vip".into(), Value::Bool(false)),
             ],
-            slices: vec![("channel".into(), "web".into()), ("region".into(), "EU".into())],
+            slices: vec![
+                ("channel".into(), "web".into()),
+                ("region".into(), "EU".into()),
+            ],
             prediction: Scalar::Text("fraud".into()),
             score: Some(0.25),
         }
@@ -173,7 +192,11 @@ mod tests {
         let s = schemas().unwrap();
         let p = prediction();
         let bytes = encode(&s.prediction, &p).unwrap();
-        let Event::Prediction(mut back) = decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap() else { panic!() };
+        let Event::Prediction(mut back) =
+            decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap()
+        else {
+            panic!()
+        };
         // Avro maps have no order
         back.features.sort_by(|a, b| a.0.cmp(&b.0));
         back.slices.sort();
@@ -184,7 +207,11 @@ mod tests {
         p2.slices.clear();
         p2.prediction = Scalar::Number(3.5);
         let bytes = encode(&s.prediction, &p2).unwrap();
-        let Event::Prediction(mut back) = decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap() else { panic!() };
+        let Event::Prediction(mut back) =
+            decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap()
+        else {
+            panic!()
+        };
         back.features.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(back, p2);
     }
@@ -199,7 +226,10 @@ mod tests {
             label: Scalar::Number(1.0),
         };
         let bytes = encode(&s.outcome, &o).unwrap();
-        assert_eq!(decode(StreamKind::Outcomes, &s.outcome, &bytes).unwrap(), Event::Outcome(o));
+        assert_eq!(
+            decode(StreamKind::Outcomes, &s.outcome, &bytes).unwrap(),
+            Event::Outcome(o)
+        );
     }
 
     #[test]
@@ -221,15 +251,33 @@ mod tests {
             window_end: 2,
             reference_start: 0,
             reference_end: 1,
-            sample_size: SampleSize { current: 10, reference: 20 },
-            persistence: Persistence { breaches: 3, evaluations: 5 },
+            sample_size: SampleSize {
+                current: 10,
+                reference: 20,
+            },
+            persistence: Persistence {
+                breaches: 3,
+                evaluations: 5,
+            },
             evidence: Evidence {
                 summary: "moved".into(),
                 reference_mean: Some(1.0),
                 current_mean: None,
-                quantiles: vec![QuantilePair { q: 0.5, reference: 1.0, current: 2.0 }],
-                top_moves: vec![Move { bin: "[1, 2)".into(), reference_share: 0.1, current_share: 0.3 }],
-                tests: vec![TestResult { test: "ks".into(), statistic: 0.2, p_value: None }],
+                quantiles: vec![QuantilePair {
+                    q: 0.5,
+                    reference: 1.0,
+                    current: 2.0,
+                }],
+                top_moves: vec![Move {
+                    bin: "[1, 2)".into(),
+                    reference_share: 0.1,
+                    current_share: 0.3,
+                }],
+                tests: vec![TestResult {
+                    test: "ks".into(),
+                    statistic: 0.2,
+                    p_value: None,
+                }],
                 related_alert_ids: vec!["x".into()],
                 ..Evidence::default()
             },
@@ -247,14 +295,26 @@ mod tests {
         let bytes = encode(&s.prediction, &prediction()).unwrap();
         for cut in [0, 1, 5, bytes.len() / 2, bytes.len() - 1] {
             let r = decode(StreamKind::Predictions, &s.prediction, &bytes[..cut]);
-            assert_eq!(r.unwrap_err().reason, BadReason::MalformedAvro, "cut at {cut}");
+            assert_eq!(
+                r.unwrap_err().reason,
+                BadReason::MalformedAvro,
+                "cut at {cut}"
+            );
         }
         // a map block count asking for ~2^62 entries
-        let huge = [0x06, b'a', b'b', b'c', 0x02, b'm', 0x00, 0x02, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        let huge = [
+            0x06, b'a', b'b', b'c', 0x02, b'm', 0x00, 0x02, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0x7f,
+        ];
         assert!(decode(StreamKind::Predictions, &s.prediction, &huge).is_err());
         let mut p = prediction();
         p.features[0].1 = Value::Number(f64::NAN);
         let bytes = encode(&s.prediction, &p).unwrap();
-        assert_eq!(decode(StreamKind::Predictions, &s.prediction, &bytes).unwrap_err().reason, BadReason::NonFinite);
+        assert_eq!(
+            decode(StreamKind::Predictions, &s.prediction, &bytes)
+                .unwrap_err()
+                .reason,
+            BadReason::NonFinite
+        );
     }
 }

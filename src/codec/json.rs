@@ -7,7 +7,9 @@ use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 /// Decodes and validates one JSON event.
 pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
     let ev = match kind {
-        StreamKind::Predictions => serde_json::from_slice::<Prediction>(bytes).map(Event::Prediction),
+        StreamKind::Predictions => {
+            serde_json::from_slice::<Prediction>(bytes).map(Event::Prediction)
+        }
         StreamKind::Outcomes => serde_json::from_slice::<Outcome>(bytes).map(Event::Outcome),
     }
     .map_err(|e| classify(&e, bytes))?;
@@ -56,7 +58,9 @@ mod tests {
 
     #[test]
     fn decodes_a_prediction() {
-        let Event::Prediction(p) = decode(StreamKind::Predictions, GOOD.as_bytes()).unwrap() else { panic!() };
+        let Event::Prediction(p) = decode(StreamKind::Predictions, GOOD.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.trace_id, "t1");
         assert_eq!(p.event_time, 1_767_225_600_000);
         assert_eq!(p.features[0], ("amount".into(), Value::Number(12.5)));
@@ -73,32 +77,65 @@ mod tests {
         let ev = decode(StreamKind::Predictions, line.as_bytes()).unwrap();
         assert_eq!(ev.event_time(), 1_767_225_600_250);
         let line = GOOD.replace("1767225600000", "\"2026-01-01T01:00:00+01:00\"");
-        assert_eq!(decode(StreamKind::Predictions, line.as_bytes()).unwrap().event_time(), 1_767_225_600_000);
+        assert_eq!(
+            decode(StreamKind::Predictions, line.as_bytes())
+                .unwrap()
+                .event_time(),
+            1_767_225_600_000
+        );
     }
 
     fn reason(line: &str) -> BadReason {
-        decode(StreamKind::Predictions, line.as_bytes()).unwrap_err().reason
+        decode(StreamKind::Predictions, line.as_bytes())
+            .unwrap_err()
+            .reason
     }
 
     #[test]
     fn bad_input_is_classified() {
         assert_eq!(reason("{not json"), BadReason::MalformedJson);
-        assert_eq!(reason(&GOOD.replace(r#""trace_id":"t1","#, "")), BadReason::MissingField);
-        assert_eq!(reason(&GOOD.replace(r#""amount":12.5"#, r#""amount":[1]"#)), BadReason::WrongType);
+        assert_eq!(
+            reason(&GOOD.replace(r#""trace_id":"t1","#, "")),
+            BadReason::MissingField
+        );
+        assert_eq!(
+            reason(&GOOD.replace(r#""amount":12.5"#, r#""amount":[1]"#)),
+            BadReason::WrongType
+        );
         assert_eq!(reason(&GOOD.replace("12.5", "NaN")), BadReason::NonFinite);
-        assert_eq!(reason(&GOOD.replace("12.5", "Infinity")), BadReason::NonFinite);
-        assert_eq!(reason(&GOOD.replace(r#""t1""#, r#""""#)), BadReason::EmptyTraceId);
-        assert_eq!(reason(&GOOD.replace("1767225600000", "-5")), BadReason::TimeOutOfRange);
-        assert_eq!(reason(&GOOD.replace("1767225600000", "99999999999999")), BadReason::TimeOutOfRange);
-        assert_eq!(reason(&GOOD.replace("0.73", "1.5")), BadReason::ScoreOutOfRange);
-        assert_eq!(reason(&GOOD.replace("1767225600000", "\"yesterday\"")), BadReason::WrongType);
+        assert_eq!(
+            reason(&GOOD.replace("12.5", "Infinity")),
+            BadReason::NonFinite
+        );
+        assert_eq!(
+            reason(&GOOD.replace(r#""t1""#, r#""""#)),
+            BadReason::EmptyTraceId
+        );
+        assert_eq!(
+            reason(&GOOD.replace("1767225600000", "-5")),
+            BadReason::TimeOutOfRange
+        );
+        assert_eq!(
+            reason(&GOOD.replace("1767225600000", "99999999999999")),
+            BadReason::TimeOutOfRange
+        );
+        assert_eq!(
+            reason(&GOOD.replace("0.73", "1.5")),
+            BadReason::ScoreOutOfRange
+        );
+        assert_eq!(
+            reason(&GOOD.replace("1767225600000", "\"yesterday\"")),
+            BadReason::WrongType
+        );
     }
 
     #[test]
     fn decodes_an_outcome() {
-        let Event::Outcome(o) =
-            decode(StreamKind::Outcomes, br#"{"trace_id":"t1","model_id":"m","event_time":5,"label":0}"#).unwrap()
-        else {
+        let Event::Outcome(o) = decode(
+            StreamKind::Outcomes,
+            br#"{"trace_id":"t1","model_id":"m","event_time":5,"label":0}"#,
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(o.label, Scalar::Number(0.0));

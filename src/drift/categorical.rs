@@ -31,7 +31,9 @@ pub fn chi_square(reference: &[u64], current: &[u64]) -> (f64, usize, f64) {
         return (0.0, 0, 1.0);
     }
     let dof = k - 1;
-    let p = ChiSquared::new(dof as f64).map(|d| d.sf(stat)).unwrap_or(1.0);
+    let p = ChiSquared::new(dof as f64)
+        .map(|d| d.sf(stat))
+        .unwrap_or(1.0);
     (stat, dof, p)
 }
 
@@ -63,9 +65,16 @@ mod tests {
         for case in STATS["categorical"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
             let (stat, dof, p) = chi_square(&u64s(&case["reference"]), &u64s(&case["current"]));
-            assert!(close(stat, case["chi2"].as_f64().unwrap(), 1e-12, 1e-9), "{name} stat={stat}");
+            assert!(
+                close(stat, case["chi2"].as_f64().unwrap(), 1e-12, 1e-9),
+                "{name} stat={stat}"
+            );
             assert_eq!(dof as u64, case["dof"].as_u64().unwrap(), "{name}");
-            assert!(close(p, case["p"].as_f64().unwrap(), 1e-300, 1e-7), "{name} p={p} want {}", case["p"]);
+            assert!(
+                close(p, case["p"].as_f64().unwrap(), 1e-300, 1e-7),
+                "{name} p={p} want {}",
+                case["p"]
+            );
         }
     }
 

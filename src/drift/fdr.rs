@@ -41,7 +41,10 @@ mod tests {
 
     #[test]
     fn rejects_only_small_p_values() {
-        assert_eq!(bh_reject(&[0.001, 0.5, 0.02, 0.9], 0.05), vec![true, false, true, false]);
+        assert_eq!(
+            bh_reject(&[0.001, 0.5, 0.02, 0.9], 0.05),
+            vec![true, false, true, false]
+        );
         assert!(bh_reject(&[], 0.05).is_empty());
     }
 }

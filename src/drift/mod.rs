@@ -58,7 +58,9 @@ pub fn total_variation(reference: &[u64], current: &[u64]) -> f64 {
         return 0.0;
     }
     let len = reference.len().max(current.len());
-    0.5 * (0..len).map(|i| (at(reference, i) / nr - at(current, i) / nc).abs()).sum::<f64>()
+    0.5 * (0..len)
+        .map(|i| (at(reference, i) / nr - at(current, i) / nc).abs())
+        .sum::<f64>()
 }
 
 #[inline]
@@ -77,14 +79,23 @@ pub(crate) mod fixtures {
     use serde_json::Value;
     use std::sync::LazyLock;
 
-    pub static STATS: LazyLock<Value> =
-        LazyLock::new(|| serde_json::from_str(include_str!("../../tests/fixtures/stats/stats.json")).unwrap());
+    pub static STATS: LazyLock<Value> = LazyLock::new(|| {
+        serde_json::from_str(include_str!("../../tests/fixtures/stats/stats.json")).unwrap()
+    });
 
     pub fn f64s(v: &Value) -> Vec<f64> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
     }
     pub fn u64s(v: &Value) -> Vec<u64> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect()
     }
 
     /// |a − b| <= abs + rel·|b|
@@ -106,9 +117,20 @@ mod tests {
             let c = u64s(&case["current"]);
             let name = case["name"].as_str().unwrap();
             let want = |k: &str| case[k].as_f64().unwrap();
-            assert!(close(psi(&r, &c), want("psi"), 1e-12, 1e-9), "{name} psi {} vs {}", psi(&r, &c), want("psi"));
-            assert!(close(jensen_shannon(&r, &c), want("js"), 1e-12, 1e-9), "{name} js");
-            assert!(close(total_variation(&r, &c), want("tv"), 1e-12, 1e-9), "{name} tv");
+            assert!(
+                close(psi(&r, &c), want("psi"), 1e-12, 1e-9),
+                "{name} psi {} vs {}",
+                psi(&r, &c),
+                want("psi")
+            );
+            assert!(
+                close(jensen_shannon(&r, &c), want("js"), 1e-12, 1e-9),
+                "{name} js"
+            );
+            assert!(
+                close(total_variation(&r, &c), want("tv"), 1e-12, 1e-9),
+                "{name} tv"
+            );
         }
     }
 

@@ -136,16 +136,28 @@ mod tests {
             let mut b = f64s(&case["current"]);
             let (ca, cb) = counts_over_distinct(&a, &b);
             let d = ks_statistic(&ca, &cb);
-            assert!(close(d, case["ks_d"].as_f64().unwrap(), 1e-12, 0.0), "{name} d={d}");
+            assert!(
+                close(d, case["ks_d"].as_f64().unwrap(), 1e-12, 0.0),
+                "{name} d={d}"
+            );
             let p = ks_p_value(d, a.len() as u64, b.len() as u64);
-            assert!(close(p, case["ks_p_asymp"].as_f64().unwrap(), 1e-300, 1e-9), "{name} p={p}");
-            assert!(close(p, case["ks_p_scipy"].as_f64().unwrap(), 0.02, 0.0), "{name} p={p}");
+            assert!(
+                close(p, case["ks_p_asymp"].as_f64().unwrap(), 1e-300, 1e-9),
+                "{name} p={p}"
+            );
+            assert!(
+                close(p, case["ks_p_scipy"].as_f64().unwrap(), 0.02, 0.0),
+                "{name} p={p}"
+            );
             a.sort_by(f64::total_cmp);
             b.sort_by(f64::total_cmp);
             let pa: Vec<(f64, f64)> = a.iter().map(|&x| (x, 1.0)).collect();
             let pb: Vec<(f64, f64)> = b.iter().map(|&x| (x, 1.0)).collect();
             let w = wasserstein(&pa, &pb);
-            assert!(close(w, case["wasserstein"].as_f64().unwrap(), 1e-9, 1e-9), "{name} w={w}");
+            assert!(
+                close(w, case["wasserstein"].as_f64().unwrap(), 1e-9, 1e-9),
+                "{name} w={w}"
+            );
         }
     }
 

@@ -31,8 +31,14 @@ mod tests {
         for case in STATS["two_proportion"].as_array().unwrap() {
             let c = u64s(&case["counts"]);
             let (z, p) = two_proportion(c[0], c[1], c[2], c[3]);
-            assert!(close(z, case["z"].as_f64().unwrap(), 1e-12, 1e-9), "{case} z={z}");
-            assert!(close(p, case["p"].as_f64().unwrap(), 1e-300, 1e-7), "{case} p={p}");
+            assert!(
+                close(z, case["z"].as_f64().unwrap(), 1e-12, 1e-9),
+                "{case} z={z}"
+            );
+            assert!(
+                close(p, case["p"].as_f64().unwrap(), 1e-300, 1e-7),
+                "{case} p={p}"
+            );
         }
     }
 }

@@ -50,17 +50,37 @@ impl Edges {
     pub fn from_ordinals(mut fine: Vec<i64>, coarse_every: usize) -> Edges {
         fine.sort_unstable();
         fine.dedup();
-        let coarse_starts = (1..=fine.len()).filter(|i| i % coarse_every.max(1) == 0).collect();
-        Edges { fine, coarse_starts }
+        let coarse_starts = (1..=fine.len())
+            .filter(|i| i % coarse_every.max(1) == 0)
+            .collect();
+        Edges {
+            fine,
+            coarse_starts,
+        }
     }
 
     /// Edges at the reference's quantiles: `coarse` equal-mass bins and
     /// `fine` equal-mass bins, each edge just above the DDSketch bin that
     /// holds the quantile (so tied values stay in one bin).
-    pub fn from_reference(cfg: &DdConfig, reference: &DDSketch, coarse: usize, fine: usize) -> Edges {
-        let edge_at = |q: f64| reference.quantile(q).ok().flatten().map(|x| ordinal(cfg, x) + 1);
-        let coarse_edges: Vec<i64> = (1..coarse).filter_map(|i| edge_at(i as f64 / coarse as f64)).collect();
-        let mut all: Vec<i64> = (1..fine).filter_map(|i| edge_at(i as f64 / fine as f64)).collect();
+    pub fn from_reference(
+        cfg: &DdConfig,
+        reference: &DDSketch,
+        coarse: usize,
+        fine: usize,
+    ) -> Edges {
+        let edge_at = |q: f64| {
+            reference
+                .quantile(q)
+                .ok()
+                .flatten()
+                .map(|x| ordinal(cfg, x) + 1)
+        };
+        let coarse_edges: Vec<i64> = (1..coarse)
+            .filter_map(|i| edge_at(i as f64 / coarse as f64))
+            .collect();
+        let mut all: Vec<i64> = (1..fine)
+            .filter_map(|i| edge_at(i as f64 / fine as f64))
+            .collect();
         all.extend_from_slice(&coarse_edges);
         // an edge above every value of the reference makes an empty last bin; drop it
         if let Some(max) = reference.max() {
@@ -75,7 +95,10 @@ impl Edges {
             .collect();
         coarse_starts.sort_unstable();
         coarse_starts.dedup();
-        Edges { fine: all, coarse_starts }
+        Edges {
+            fine: all,
+            coarse_starts,
+        }
     }
 
     /// Number of fine bins.
@@ -92,7 +115,11 @@ impl Edges {
     pub fn coarse(&self, fine_counts: &[u64], out: &mut Vec<u64>) {
         out.clear();
         let mut start = 0;
-        for &end in self.coarse_starts.iter().chain(std::iter::once(&fine_counts.len())) {
+        for &end in self
+            .coarse_starts
+            .iter()
+            .chain(std::iter::once(&fine_counts.len()))
+        {
             out.push(fine_counts[start..end.min(fine_counts.len())].iter().sum());
             start = end.min(fine_counts.len());
         }
@@ -100,9 +127,16 @@ impl Edges {
 
     /// Display label of coarse bin `i`, e.g. "[12.1, 40.4)".
     pub fn coarse_label(&self, cfg: &DdConfig, i: usize) -> String {
-        let lo = if i == 0 { None } else { Some(self.fine[self.coarse_starts[i - 1] - 1]) };
+        let lo = if i == 0 {
+            None
+        } else {
+            Some(self.fine[self.coarse_starts[i - 1] - 1])
+        };
         let hi = self.coarse_starts.get(i).map(|&s| self.fine[s - 1]);
-        let fmt = |e: Option<i64>, inf: &str| e.map(|e| format_num(boundary_value(cfg, e))).unwrap_or_else(|| inf.to_string());
+        let fmt = |e: Option<i64>, inf: &str| {
+            e.map(|e| format_num(boundary_value(cfg, e)))
+                .unwrap_or_else(|| inf.to_string())
+        };
         format!("[{}, {})", fmt(lo, "-inf"), fmt(hi, "inf"))
     }
 
@@ -135,12 +169,21 @@ fn count_below(cfg: &DdConfig, sketch: &DDSketch, n: u64, edge: i64) -> u64 {
         } else {
             (r as f64 + 0.5) / (n - 1) as f64
         };
-        sketch.quantile(q).ok().flatten().map(|x| ordinal(cfg, x)).unwrap_or(i64::MAX)
+        sketch
+            .quantile(q)
+            .ok()
+            .flatten()
+            .map(|x| ordinal(cfg, x))
+            .unwrap_or(i64::MAX)
     };
     let (mut lo, mut hi) = (0u64, n);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if ord_at(mid) >= edge { hi = mid } else { lo = mid + 1 }
+        if ord_at(mid) >= edge {
+            hi = mid
+        } else {
+            lo = mid + 1
+        }
     }
     lo
 }
@@ -156,7 +199,11 @@ pub fn format_num(x: f64) -> String {
     }
     let decimals = (3 - mag).max(0) as usize;
     let s = format!("{x:.decimals$}");
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +214,9 @@ mod tests {
     #[test]
     fn ordinals_are_monotone() {
         let cfg = dd_config(0.01);
-        let xs = [-1e9, -3.5, -1.0, -1e-6, 0.0, 1e-12, 1e-6, 0.5, 1.0, 1.02, 7.0, 1e12];
+        let xs = [
+            -1e9, -3.5, -1.0, -1e-6, 0.0, 1e-12, 1e-6, 0.5, 1.0, 1.02, 7.0, 1e12,
+        ];
         for w in xs.windows(2) {
             assert!(ordinal(&cfg, w[0]) <= ordinal(&cfg, w[1]), "{:?}", w);
         }
@@ -177,7 +226,9 @@ mod tests {
     fn reference_counts_read_back_exactly() {
         let cfg = dd_config(0.01);
         // discrete values with ties, negatives and zeros
-        let xs: Vec<f64> = (0..5000).map(|i| ((i * 7919) % 23) as f64 - 5.0 + if i % 3 == 0 { 0.25 } else { 0.0 }).collect();
+        let xs: Vec<f64> = (0..5000)
+            .map(|i| ((i * 7919) % 23) as f64 - 5.0 + if i % 3 == 0 { 0.25 } else { 0.0 })
+            .collect();
         let mut dd = DDSketch::new(cfg);
         xs.iter().for_each(|&x| dd.add(x));
         let edges = Edges::from_reference(&cfg, &dd, 10, 40);
@@ -197,7 +248,9 @@ mod tests {
     fn continuous_reference_gives_near_equal_mass_bins() {
         let cfg = dd_config(0.01);
         let mut dd = DDSketch::new(cfg);
-        let xs: Vec<f64> = (1..=10000).map(|i| (i as f64 / 10001.0).ln() * -3.0).collect();
+        let xs: Vec<f64> = (1..=10000)
+            .map(|i| (i as f64 / 10001.0).ln() * -3.0)
+            .collect();
         xs.iter().for_each(|&x| dd.add(x));
         let edges = Edges::from_reference(&cfg, &dd, 10, 40);
         let fine = edges.counts_from_sketch(&cfg, &dd);

@@ -130,7 +130,9 @@ impl Sketch {
             self.hist[b] += 1;
             self.hist_sum[b] += x;
         }
-        self.quantiles.get_or_insert_with(|| DDSketch::new(*dd)).add(x);
+        self.quantiles
+            .get_or_insert_with(|| DDSketch::new(*dd))
+            .add(x);
     }
 
     /// Adds a category by id.
@@ -209,11 +211,17 @@ impl Sketch {
 
     /// Population variance of the numeric values.
     pub fn variance(&self) -> f64 {
-        if self.values > 1 { self.m2 / self.values as f64 } else { 0.0 }
+        if self.values > 1 {
+            self.m2 / self.values as f64
+        } else {
+            0.0
+        }
     }
 
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.quantiles.as_ref().and_then(|s| s.quantile(q).ok().flatten())
+        self.quantiles
+            .as_ref()
+            .and_then(|s| s.quantile(q).ok().flatten())
     }
 }
 
@@ -225,7 +233,10 @@ impl std::fmt::Debug for Sketch {
             .field("type_violations", &self.type_violations)
             .field("mean", &self.mean)
             .field("hist", &self.hist)
-            .field("quantile_values", &self.quantiles.as_ref().map(|q| q.count()))
+            .field(
+                "quantile_values",
+                &self.quantiles.as_ref().map(|q| q.count()),
+            )
             .finish()
     }
 }
@@ -293,6 +304,9 @@ mod tests {
         let mut t = a.clone();
         t.merge_counts(&b);
         t.subtract_counts(&b);
-        assert_eq!((t.values, t.nulls, t.hist.clone()), (a.values, a.nulls, a.hist.clone()));
+        assert_eq!(
+            (t.values, t.nulls, t.hist.clone()),
+            (a.values, a.nulls, a.hist.clone())
+        );
     }
 }

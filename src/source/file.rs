@@ -41,9 +41,16 @@ impl std::fmt::Display for Location {
 }
 
 enum Reader {
-    Jsonl { r: BufReader<File>, buf: Vec<u8> },
-    AvroPredictions(Box<apache_avro::reader::ReaderDeser<'static, BufReader<File>, crate::event::Prediction>>),
-    AvroOutcomes(Box<apache_avro::reader::ReaderDeser<'static, BufReader<File>, crate::event::Outcome>>),
+    Jsonl {
+        r: BufReader<File>,
+        buf: Vec<u8>,
+    },
+    AvroPredictions(
+        Box<apache_avro::reader::ReaderDeser<'static, BufReader<File>, crate::event::Prediction>>,
+    ),
+    AvroOutcomes(
+        Box<apache_avro::reader::ReaderDeser<'static, BufReader<File>, crate::event::Outcome>>,
+    ),
 }
 
 /// A file of one stream kind, read record by record.
@@ -66,10 +73,13 @@ impl FileSource {
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
         let reader = if n == 4 && &magic == AVRO_MAGIC {
             avro::schemas()?;
-            let r = apache_avro::Reader::new(BufReader::with_capacity(1 << 16, f)).map_err(|e| Error::AvroFile {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+            let r =
+                apache_avro::Reader::new(BufReader::with_capacity(1 << 16, f)).map_err(|e| {
+                    Error::AvroFile {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    }
+                })?;
             match kind {
                 StreamKind::Predictions => Reader::AvroPredictions(Box::new(r.into_deser_iter())),
                 StreamKind::Outcomes => Reader::AvroOutcomes(Box::new(r.into_deser_iter())),
@@ -121,7 +131,10 @@ impl FileSource {
                         Err(e) => {
                             // stop this file: the rest cannot be trusted
                             self.done = true;
-                            Err(BadEvent::new(BadReason::MalformedJson, format!("read error: {e}; rest of file skipped")))
+                            Err(BadEvent::new(
+                                BadReason::MalformedJson,
+                                format!("read error: {e}; rest of file skipped"),
+                            ))
                         }
                     }
                 }
@@ -217,7 +230,10 @@ impl Iterator for Merge {
         let Reverse((_, i)) = self.heap.pop()?;
         let (location, ev) = self.pending[i].take()?;
         self.refill(i);
-        Some(Record { location, event: Ok(ev) })
+        Some(Record {
+            location,
+            event: Ok(ev),
+        })
     }
 }
 
@@ -240,21 +256,43 @@ mod tests {
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
-        std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         p
     }
 
     fn pred(t: i64, id: &str) -> String {
-        format!(r#"{{"trace_id":"{id}","model_id":"m","event_time":{t},"features":{{"x":1}},"prediction":0}}"#)
+        format!(
+            r#"{{"trace_id":"{id}","model_id":"m","event_time":{t},"features":{{"x":1}},"prediction":0}}"#
+        )
     }
 
     #[test]
     fn merges_by_event_time_and_reports_bad_lines_with_their_place() {
         let dir = std::env::temp_dir().join(format!("dw-merge-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let a = write(&dir, "a.jsonl", &format!("{}\n{}\n\n{{oops\n{}\n", pred(1, "a1"), pred(5, "a5"), pred(9, "a9")));
-        let b = write(&dir, "b.jsonl", &format!("{}\n{}\n", pred(2, "b2"), pred(5, "b5")));
-        let o = write(&dir, "o.jsonl", r#"{"trace_id":"a1","model_id":"m","event_time":3,"label":1}"#);
+        let a = write(
+            &dir,
+            "a.jsonl",
+            &format!(
+                "{}\n{}\n\n{{oops\n{}\n",
+                pred(1, "a1"),
+                pred(5, "a5"),
+                pred(9, "a9")
+            ),
+        );
+        let b = write(
+            &dir,
+            "b.jsonl",
+            &format!("{}\n{}\n", pred(2, "b2"), pred(5, "b5")),
+        );
+        let o = write(
+            &dir,
+            "o.jsonl",
+            r#"{"trace_id":"a1","model_id":"m","event_time":3,"label":1}"#,
+        );
         let recs: Vec<Record> = open_merged(&[a, b], &[o]).unwrap().collect();
         let mut order = Vec::new();
         let mut bad = Vec::new();
@@ -274,7 +312,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_one_clear_error() {
-        let err = FileSource::open(Path::new("/nonexistent/p.jsonl"), StreamKind::Predictions).err().unwrap();
+        let err = FileSource::open(Path::new("/nonexistent/p.jsonl"), StreamKind::Predictions)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("/nonexistent/p.jsonl"));
         assert_eq!(err.exit_code(), 2);
     }

@@ -35,7 +35,11 @@ pub const WASSERSTEIN_LEVELS: usize = 100;
 #[derive(Clone, Debug)]
 pub enum RefState {
     /// Accumulating buckets of its warm-up range, until bucket `end` (exclusive).
-    WarmingUp { start: i64, end: i64, acc: Sketch },
+    WarmingUp {
+        start: i64,
+        end: i64,
+        acc: Box<Sketch>,
+    },
     Pinned(Box<Reference>),
 }
 
@@ -60,7 +64,7 @@ impl SeriesWindows {
             reference: RefState::WarmingUp {
                 start: first_bucket,
                 end: first_bucket + warmup_buckets,
-                acc: Sketch::new(),
+                acc: Box::new(Sketch::new()),
             },
             ring: VecDeque::new(),
             totals: Sketch::new(),
@@ -80,7 +84,15 @@ impl SeriesWindows {
 
     /// Closes the oldest open bucket (`bucket`), sliding the window to end at
     /// it. Returns true when this close pinned the reference.
-    pub fn close(&mut self, bucket: i64, window_buckets: i64, kind: Option<ValueKind>, bins: &BinSpec, bucket_ms: i64, pool: &mut Vec<Box<Sketch>>) -> bool {
+    pub fn close(
+        &mut self,
+        bucket: i64,
+        window_buckets: i64,
+        kind: Option<ValueKind>,
+        bins: &BinSpec,
+        bucket_ms: i64,
+        pool: &mut Vec<Box<Sketch>>,
+    ) -> bool {
         let closing = self.open.pop_front().flatten();
         let mut pinned_now = false;
         match &mut self.reference {
@@ -91,8 +103,11 @@ impl SeriesWindows {
                 }
                 if bucket + 1 >= *end {
                     let (start_ms, end_ms) = (*start * bucket_ms, *end * bucket_ms);
-                    let acc = std::mem::take(acc);
-                    self.pin(Reference::build(acc, start_ms, end_ms, kind, bins), &bins.dd);
+                    let acc = std::mem::take(&mut **acc);
+                    self.pin(
+                        Reference::build(acc, start_ms, end_ms, kind, bins),
+                        &bins.dd,
+                    );
                     pinned_now = true;
                 }
             }
@@ -161,7 +176,13 @@ pub struct BinSpec {
 
 impl Reference {
     /// Derives edges, bin counts and quantiles from a reference summary.
-    pub fn build(sketch: Sketch, start_ms: i64, end_ms: i64, kind: Option<ValueKind>, bins: &BinSpec) -> Reference {
+    pub fn build(
+        sketch: Sketch,
+        start_ms: i64,
+        end_ms: i64,
+        kind: Option<ValueKind>,
+        bins: &BinSpec,
+    ) -> Reference {
         let mut r = Reference {
             start_ms,
             end_ms,
@@ -202,9 +223,14 @@ fn bin_median(counts: &[u64], i: usize, sketch: &sketches_ddsketch::DDSketch) ->
     let before: u64 = counts[..i].iter().sum();
     let mid = before as f64 + (counts[i] as f64 - 1.0) / 2.0;
     let q = if n > 1 { mid / (n - 1) as f64 } else { 0.0 };
-    sketch.quantile(q.clamp(0.0, 1.0)).ok().flatten().unwrap_or(0.0)
+    sketch
+        .quantile(q.clamp(0.0, 1.0))
+        .ok()
+        .flatten()
+        .unwrap_or(0.0)
 }
 
+#[allow(clippy::vec_box)]
 fn recycle(pool: &mut Vec<Box<Sketch>>, mut s: Box<Sketch>) {
     if pool.len() < 4096 {
         s.reset();
@@ -219,7 +245,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn bins() -> BinSpec {
-        BinSpec { coarse: 4, fine: 8, dd: dd_config(0.01) }
+        BinSpec {
+            coarse: 4,
+            fine: 8,
+            dd: dd_config(0.01),
+        }
     }
 
     /// A bucket's sketch of `xs` (None = null) over the series' edges, if any.
@@ -232,7 +262,9 @@ mod tests {
         }
         for x in xs {
             match x {
-                Some(x) => s.add_number(*x, edges.as_ref().map(|e| e.bin_of(ordinal(&dd, *x))), &dd),
+                Some(x) => {
+                    s.add_number(*x, edges.as_ref().map(|e| e.bin_of(ordinal(&dd, *x))), &dd)
+                }
                 None => s.add_null(),
             }
         }
@@ -285,7 +317,8 @@ mod tests {
         w.open.push_back(Some(bucket(&w, &xs)));
         w.open.push_back(Some(bucket(&w, &xs)));
         // a bucket opened before the reference is pinned, with no edges yet
-        w.open.push_back(Some(bucket(&w, &[Some(5.0), Some(995.0), None])));
+        w.open
+            .push_back(Some(bucket(&w, &[Some(5.0), Some(995.0), None])));
         assert!(!w.close(10, 5, Some(ValueKind::Numeric), &bins(), 60_000, &mut pool));
         assert!(w.close(11, 5, Some(ValueKind::Numeric), &bins(), 60_000, &mut pool));
         let r = w.pinned().unwrap();

@@ -24,7 +24,13 @@ fn bad_file(dir: &std::path::Path) -> std::path::PathBuf {
 fn bad_events_are_named_with_file_and_line_counted_and_skipped() {
     let dir = tempdir("bad-input");
     let p = bad_file(&dir);
-    let o = run(&["replay", "--predictions", p.to_str().unwrap(), "--output", dir.join("a").to_str().unwrap()]);
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        dir.join("a").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     for (line, reason) in [
@@ -49,10 +55,20 @@ fn bad_events_are_named_with_file_and_line_counted_and_skipped() {
 fn strict_stops_at_the_first_bad_event() {
     let dir = tempdir("bad-strict");
     let p = bad_file(&dir);
-    let o = run(&["replay", "--strict", "--predictions", p.to_str().unwrap(), "--output", dir.join("a").to_str().unwrap()]);
+    let o = run(&[
+        "replay",
+        "--strict",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        dir.join("a").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("bad.jsonl:2: bad event (malformed_json)"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:2: bad event (malformed_json)"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
@@ -65,7 +81,13 @@ fn unreadable_input_or_config_is_one_line_and_exit_2() {
     assert!(stderr(&o).contains("/nonexistent/p.jsonl"));
     let cfg = dir.join("c.toml");
     std::fs::write(&cfg, "[window\nbucket=").unwrap();
-    let o = run(&["replay", "--config", cfg.to_str().unwrap(), "--predictions", "x"]);
+    let o = run(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--predictions",
+        "x",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     // a corrupt avro container file: one bad record, the run goes on

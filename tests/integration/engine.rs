@@ -8,7 +8,11 @@ use driftwatch::event::{Prediction, Scalar, Value};
 use crate::util::{Rng, T0};
 
 /// Two events per second for `hours`; `f(hour, rng)` gives the features.
-fn run(hours: f64, cfg: Config, mut f: impl FnMut(f64, &mut Rng) -> Vec<(String, Value)>) -> (Engine, Vec<Alert>) {
+fn run(
+    hours: f64,
+    cfg: Config,
+    mut f: impl FnMut(f64, &mut Rng) -> Vec<(String, Value)>,
+) -> (Engine, Vec<Alert>) {
     let mut e = Engine::new(cfg);
     let mut rng = Rng::new(5);
     let mut out = Vec::new();
@@ -21,7 +25,10 @@ fn run(hours: f64, cfg: Config, mut f: impl FnMut(f64, &mut Rng) -> Vec<(String,
             model_version: None,
             event_time: t,
             features: f((t - T0) as f64 / 3.6e6, &mut rng),
-            slices: vec![("region".into(), if i % 2 == 0 { "EU".into() } else { "US".into() })],
+            slices: vec![(
+                "region".into(),
+                if i % 2 == 0 { "EU".into() } else { "US".into() },
+            )],
             prediction: Scalar::Number(0.0),
             score: None,
         };
@@ -36,7 +43,12 @@ fn run(hours: f64, cfg: Config, mut f: impl FnMut(f64, &mut Rng) -> Vec<(String,
 fn first<'a>(alerts: &'a [Alert], kind: AlertKind, feature: &str) -> &'a Alert {
     alerts
         .iter()
-        .find(|a| a.kind == kind && a.feature.as_deref() == Some(feature) && a.slice.is_empty() && a.state == AlertState::Firing)
+        .find(|a| {
+            a.kind == kind
+                && a.feature.as_deref() == Some(feature)
+                && a.slice.is_empty()
+                && a.state == AlertState::Firing
+        })
         .unwrap_or_else(|| panic!("no {kind:?} alert on {feature}: {alerts:#?}"))
 }
 
@@ -44,7 +56,11 @@ fn first<'a>(alerts: &'a [Alert], kind: AlertKind, feature: &str) -> &'a Alert {
 fn a_new_category_set_is_a_feature_change() {
     let (_, alerts) = run(4.0, Config::default(), |h, rng| {
         let r = (rng.next_u64() % 3) as usize;
-        let cat = if h < 3.0 { ["a", "b", "c"][r] } else { ["A", "B", "C"][r] };
+        let cat = if h < 3.0 {
+            ["a", "b", "c"][r]
+        } else {
+            ["A", "B", "C"][r]
+        };
         vec![("cat".into(), Value::Text(cat.into()))]
     });
     let a = first(&alerts, AlertKind::DataQuality, "cat");
@@ -53,14 +69,23 @@ fn a_new_category_set_is_a_feature_change() {
     let d = first(&alerts, AlertKind::DataDrift, "cat");
     assert_eq!(d.suspected_cause, Cause::FeatureChange, "{:#?}", d.evidence);
     assert!(d.evidence.new_category_share.unwrap() > 0.5);
-    assert!(d.evidence.top_moves.iter().any(|m| m.reference_share == 0.0));
+    assert!(
+        d.evidence
+            .top_moves
+            .iter()
+            .any(|m| m.reference_share == 0.0)
+    );
 }
 
 #[test]
 fn strings_in_a_numeric_feature_are_a_pipeline_problem() {
     let (_, alerts) = run(4.0, Config::default(), |h, rng| {
         let x = rng.normal();
-        let v = if h >= 3.0 && rng.uniform() < 0.2 { Value::Text("n/a".into()) } else { Value::Number(x) };
+        let v = if h >= 3.0 && rng.uniform() < 0.2 {
+            Value::Text("n/a".into())
+        } else {
+            Value::Number(x)
+        };
         vec![("x".into(), v)]
     });
     let a = first(&alerts, AlertKind::DataQuality, "x");
@@ -68,7 +93,10 @@ fn strings_in_a_numeric_feature_are_a_pipeline_problem() {
     assert_eq!(a.suspected_cause, Cause::Pipeline);
     assert!(a.evidence.type_violation_rate > 0.01, "{:#?}", a.evidence);
     assert!(!a.exemplar_trace_ids.is_empty());
-    assert!(alerts.iter().all(|a| a.kind != AlertKind::DataDrift), "the numbers did not move");
+    assert!(
+        alerts.iter().all(|a| a.kind != AlertKind::DataDrift),
+        "the numbers did not move"
+    );
 }
 
 #[test]
@@ -84,7 +112,9 @@ fn a_feature_that_stops_arriving_counts_as_missing() {
     assert_eq!(a.test, "null_rate");
     assert!(a.evidence.current_null_rate > 0.05 && a.evidence.reference_null_rate == 0.0);
     assert!(
-        alerts.iter().any(|x| x.alert_id == a.alert_id && x.state == AlertState::Escalated),
+        alerts
+            .iter()
+            .any(|x| x.alert_id == a.alert_id && x.state == AlertState::Escalated),
         "half the events lack y: critical in the end"
     );
 }
@@ -112,7 +142,11 @@ fn caps_hold_and_late_events_are_counted() {
     // overall, `__other__` and two user values
     assert_eq!(m.slots.len(), 4);
     let c = m.features.iter().find(|f| f.name == "c").unwrap();
-    assert_eq!(c.category_names.len(), 4, "three categories and `__other__`");
+    assert_eq!(
+        c.category_names.len(),
+        4,
+        "three categories and `__other__`"
+    );
     // series: (c, prediction) × 4 slots
     assert_eq!(e.series().len(), 8);
     let late = Prediction {

@@ -3,8 +3,8 @@
 
 mod util;
 
-mod baseline;
 mod bad_input;
+mod baseline;
 mod config;
 mod engine;
 mod replay;

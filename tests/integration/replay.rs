@@ -2,7 +2,15 @@ use crate::util::*;
 
 fn shifted(dir: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join("p.jsonl");
-    write_stream(&p, &Stream { hours: 5.0, per_second: 2.0, shift_at_hour: Some(3.0), seed: 1 });
+    write_stream(
+        &p,
+        &Stream {
+            hours: 5.0,
+            per_second: 2.0,
+            shift_at_hour: Some(3.0),
+            seed: 1,
+        },
+    );
     p
 }
 
@@ -12,7 +20,13 @@ fn replay_finds_the_shift_and_is_byte_identical_across_runs() {
     let p = shifted(&dir);
     let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
     for out in [&a, &b] {
-        let o = run(&["replay", "--predictions", p.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        let o = run(&[
+            "replay",
+            "--predictions",
+            p.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(stderr(&o).contains("events read: 36000"), "{}", stderr(&o));
     }
@@ -26,20 +40,59 @@ fn replay_finds_the_shift_and_is_byte_identical_across_runs() {
     assert_eq!(first["state"], "firing");
     let onset = T0 + 3 * 3_600_000;
     let end = first["window_end"].as_i64().unwrap();
-    assert!(end > onset && end <= onset + 30 * 60_000, "window_end {end} vs onset {onset}");
+    assert!(
+        end > onset && end <= onset + 30 * 60_000,
+        "window_end {end} vs onset {onset}"
+    );
     assert_eq!(first["suspected_cause"], "covariate_shift");
-    assert_eq!(first["emitted_at"], first["window_end"], "replay takes no wall-clock value");
+    assert_eq!(
+        first["emitted_at"], first["window_end"],
+        "replay takes no wall-clock value"
+    );
     assert!(!first["exemplar_trace_ids"].as_array().unwrap().is_empty());
-    assert!(first["evidence"]["summary"].as_str().unwrap().contains("feature `x` moved"));
+    assert!(
+        first["evidence"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("feature `x` moved")
+    );
     // nothing fires before the shift, and nothing on the features that did not move
-    assert!(alerts.iter().all(|x| x["window_end"].as_i64().unwrap() > onset));
-    assert!(alerts.iter().all(|x| x["feature"] != "y" && x["feature"] != "cat"), "{alerts:#?}");
+    assert!(
+        alerts
+            .iter()
+            .all(|x| x["window_end"].as_i64().unwrap() > onset)
+    );
+    assert!(
+        alerts
+            .iter()
+            .all(|x| x["feature"] != "y" && x["feature"] != "cat"),
+        "{alerts:#?}"
+    );
     // every alert has the contract's fields
     for x in &alerts {
         for k in [
-            "alert_id", "model_id", "model_version", "kind", "feature", "slice", "test", "statistic", "p_value",
-            "threshold", "severity", "state", "window_start", "window_end", "reference_start", "reference_end",
-            "sample_size", "persistence", "evidence", "suspected_cause", "exemplar_trace_ids", "emitted_at",
+            "alert_id",
+            "model_id",
+            "model_version",
+            "kind",
+            "feature",
+            "slice",
+            "test",
+            "statistic",
+            "p_value",
+            "threshold",
+            "severity",
+            "state",
+            "window_start",
+            "window_end",
+            "reference_start",
+            "reference_end",
+            "sample_size",
+            "persistence",
+            "evidence",
+            "suspected_cause",
+            "exemplar_trace_ids",
+            "emitted_at",
         ] {
             assert!(x.get(k).is_some(), "missing {k}");
         }
@@ -51,7 +104,15 @@ fn avro_container_and_split_files_replay_like_one_jsonl_file() {
     let dir = tempdir("replay-avro");
     let p = shifted(&dir);
     let avro = dir.join("p.avro");
-    let o = run(&["convert", "--kind", "predictions", "--input", p.to_str().unwrap(), "--output", avro.to_str().unwrap()]);
+    let o = run(&[
+        "convert",
+        "--kind",
+        "predictions",
+        "--input",
+        p.to_str().unwrap(),
+        "--output",
+        avro.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // the same stream split in two files, by alternating lines
     let text = std::fs::read_to_string(&p).unwrap();
@@ -69,7 +130,12 @@ fn avro_container_and_split_files_replay_like_one_jsonl_file() {
         .enumerate()
         .map(|(i, inputs)| {
             let out = dir.join(format!("alerts{i}.jsonl"));
-            let mut args = vec!["replay".to_string(), "--output".into(), out.to_str().unwrap().into(), "--predictions".into()];
+            let mut args = vec![
+                "replay".to_string(),
+                "--output".into(),
+                out.to_str().unwrap().into(),
+                "--predictions".into(),
+            ];
             args.extend(inputs.iter().map(|p| p.to_str().unwrap().to_string()));
             let o = bin().args(&args).output().unwrap();
             assert!(o.status.success(), "{}", stderr(&o));
@@ -85,9 +151,23 @@ fn avro_container_and_split_files_replay_like_one_jsonl_file() {
 fn a_stationary_stream_raises_nothing() {
     let dir = tempdir("replay-stationary");
     let p = dir.join("p.jsonl");
-    write_stream(&p, &Stream { hours: 6.0, per_second: 2.0, shift_at_hour: None, seed: 2 });
+    write_stream(
+        &p,
+        &Stream {
+            hours: 6.0,
+            per_second: 2.0,
+            shift_at_hour: None,
+            seed: 2,
+        },
+    );
     let out = dir.join("a.jsonl");
-    let o = run(&["replay", "--predictions", p.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(alerts(&out), Vec::<serde_json::Value>::new());
     assert!(stderr(&o).contains("alerts: none"));
