@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# A real Apache Kafka broker for the integration tests: single node, KRaft
+# (broker and controller in one process), on 127.0.0.1, from the broker jars
+# on Maven Central (fetched once with Maven into target/kafka/libs) and the
+# machine's Java 17.
+#
+#   bash tests/kafka/kafka.sh up     # start; prints the bootstrap address
+#   bash tests/kafka/kafka.sh down   # stop and delete its data
+#
+# Port: KAFKA_PORT (default 39092; the controller uses the next one).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+work="$root/target/kafka"
+port="${KAFKA_PORT:-39092}"
+cport=$((port + 1))
+pidfile="$work/broker.pid"
+
+fetch() {
+  if [ -f "$work/libs/.complete" ]; then return; fi
+  mkdir -p "$work/libs"
+  echo "kafka.sh: fetching broker jars with maven" >&2
+  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$work/libs" -DincludeScope=runtime >&2
+  touch "$work/libs/.complete"
+}
+
+up() {
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "127.0.0.1:$port"; return
+  fi
+  fetch
+  rm -rf "$work/data" "$work/broker.log"
+  mkdir -p "$work/data"
+  cat > "$work/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$work/data
+num.partitions=3
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.segment.bytes=67108864
+PROPS
+  cat > "$work/log4j2.properties" <<PROPS
+rootLogger.level=WARN
+rootLogger.appenderRef.f.ref=f
+appender.f.type=File
+appender.f.name=f
+appender.f.fileName=$work/broker.log
+appender.f.layout.type=PatternLayout
+appender.f.layout.pattern=[%d] %p %m (%c)%n
+PROPS
+  local cp="$work/libs/*"
+  local jopts=(-Xms256m -Xmx768m -Dlog4j2.configurationFile="$work/log4j2.properties")
+  java "${jopts[@]}" -cp "$cp" kafka.tools.StorageTool format --standalone \
+    -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
+    -c "$work/server.properties" >/dev/null
+  nohup java "${jopts[@]}" -cp "$cp" kafka.Kafka "$work/server.properties" >"$work/stdout.log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 120); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "127.0.0.1:$port"; return
+    fi
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo "kafka.sh: broker exited; see $work/stdout.log" >&2; tail -20 "$work/stdout.log" >&2; exit 1
+    fi
+    sleep 0.5
+  done
+  echo "kafka.sh: broker did not listen on $port within 60s" >&2; exit 1
+}
+
+down() {
+  if [ -f "$pidfile" ]; then
+    local pid; pid="$(cat "$pidfile")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+  rm -rf "$work/data"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: kafka.sh up|down" >&2; exit 2 ;;
+esac
