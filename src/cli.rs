@@ -48,6 +48,15 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// The Kafka service: consume predictions and outcomes, publish alerts,
+    /// dead-letter bad input. Stops cleanly on SIGINT/SIGTERM.
+    Run {
+        #[arg(long, default_value = "config/driftwatch.toml")]
+        config: PathBuf,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
     /// Build a baseline file from historical events; point a model at it with
     /// `[reference.models.<id>] baseline = "file"`.
     Baseline {
@@ -78,6 +87,21 @@ pub enum Command {
     },
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs with `tracing`: lowercase messages, structured fields; level from
+/// `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == LogFormat::Json { b.json().try_init() } else { b.with_ansi(std::io::stderr().is_terminal()).try_init() };
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum AvroCodec {
     Null,
@@ -101,6 +125,21 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let cfg = Config::load(&config)?;
             replay(cfg, &predictions, &outcomes, output, strict)
+        }
+        Command::Run { config, log_format } => {
+            let cfg = Config::load(&config)?;
+            init_logging(log_format);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Kafka { what: "runtime".into(), message: e.to_string() })?;
+            rt.block_on(async {
+                let stop = crate::service::stop_on_signals();
+                let mut service = crate::service::Service::new(cfg)?;
+                service.run(stop).await
+            })?;
+            Ok(0)
         }
         Command::Baseline {
             config,

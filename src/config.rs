@@ -72,9 +72,8 @@ impl Tier {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-#[derive(Default)]
 pub struct Config {
     pub input: InputConfig,
     pub window: WindowConfig,
@@ -82,6 +81,100 @@ pub struct Config {
     pub series: SeriesConfig,
     pub tests: TestsConfig,
     pub policy: PolicyConfig,
+    pub kafka: KafkaConfig,
+}
+
+/// How event values are encoded on Kafka.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// Magic byte 0, 4-byte big-endian schema id, Avro binary.
+    Confluent,
+    /// Avro binary written with the schema in `schemas/`.
+    Avro,
+    Json,
+}
+
+/// How alerts are encoded on the alert topic.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEncoding {
+    /// Avro binary of `schemas/alert.avsc`.
+    Avro,
+    Json,
+}
+
+/// Where a newly assigned partition is read from.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    /// Re-read every partition from its start to rebuild the windows (until
+    /// checkpoints exist, the only way a restart gets its state back);
+    /// offsets are stored after apply but not committed.
+    Earliest,
+    /// Resume at the group's committed offsets with fresh windows; stored
+    /// offsets are committed every 5 s, on revoke and at shutdown.
+    Committed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub predictions_topic: String,
+    /// Empty: outcomes are not consumed.
+    pub outcomes_topic: String,
+    pub alerts_topic: String,
+    /// Dead-letter topic for messages that cannot be decoded or validated; empty: count and skip.
+    pub dlq_topic: String,
+    pub encoding: Encoding,
+    pub alert_encoding: AlertEncoding,
+    /// Schema Registry resolving Confluent schema ids; empty: `schemas/` is the writer schema.
+    pub schema_registry_url: String,
+    /// Without a registry: the schema ids accepted (empty: any id).
+    pub local_schema_ids: Vec<u32>,
+    pub start_from: StartFrom,
+    /// A partition with no message for this long (wall clock) stops holding the watermark back.
+    pub idle_timeout: HumanDuration,
+    /// Extra librdkafka properties for every client (`security.protocol`, `sasl.*`, `ssl.*`, timeouts, …).
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            group_id: "driftwatch".into(),
+            predictions_topic: "predictions".into(),
+            outcomes_topic: "outcomes".into(),
+            alerts_topic: "driftwatch-alerts".into(),
+            dlq_topic: "driftwatch-dlq".into(),
+            encoding: Encoding::Confluent,
+            alert_encoding: AlertEncoding::Avro,
+            schema_registry_url: String::new(),
+            local_schema_ids: Vec::new(),
+            start_from: StartFrom::Earliest,
+            idle_timeout: HumanDuration::secs(5),
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+/// Whether a librdkafka property holds a secret (never printed).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "jaas", "token", "credential", "ssl.key.pem", "ssl.keystore", "ssl.certificate.pem", "private"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// A URL with any user information replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &url[..scheme + 3], &url[at + 1..]),
+        _ => url.to_string(),
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -450,12 +543,43 @@ impl Config {
         if p.max_exemplars > 20 {
             return bad("policy.max_exemplars", "at most 20".into());
         }
+        let k = &self.kafka;
+        for (key, v) in [
+            ("kafka.bootstrap_servers", &k.bootstrap_servers),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.predictions_topic", &k.predictions_topic),
+            ("kafka.alerts_topic", &k.alerts_topic),
+        ] {
+            if v.trim().is_empty() {
+                return bad(key, "must not be empty".into());
+            }
+        }
+        for reserved in ["enable.auto.offset.store", "group.id", "bootstrap.servers"] {
+            if k.librdkafka.contains_key(reserved) {
+                return bad(
+                    &format!("kafka.librdkafka.\"{reserved}\""),
+                    "is set by driftwatch itself (use the kafka.* keys)".into(),
+                );
+            }
+        }
         Ok(())
     }
 
-    /// The effective config as TOML, for `check-config`.
+    /// The effective config as TOML, for `check-config`, secrets redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        toml::to_string_pretty(&self.redacted()).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// A copy safe to print or log: secret librdkafka values and registry credentials replaced.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        for (k, v) in c.kafka.librdkafka.iter_mut() {
+            if is_secret_key(k) {
+                *v = "***".into();
+            }
+        }
+        c.kafka.schema_registry_url = redact_url(&c.kafka.schema_registry_url);
+        c
     }
 }
 
@@ -557,5 +681,20 @@ mod tests {
         let cfg = Config::default();
         let again = Config::from_toml_with_env(&cfg.to_toml(), "x", &[]).unwrap();
         assert_eq!(cfg, again);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let env = vec![
+            ("DRIFTWATCH__KAFKA__LIBRDKAFKA__SASL.PASSWORD".to_string(), "hunter2".to_string()),
+            ("DRIFTWATCH__KAFKA__LIBRDKAFKA__SASL.USERNAME".to_string(), "svc".to_string()),
+            ("DRIFTWATCH__KAFKA__SCHEMA_REGISTRY_URL".to_string(), "https://u:pw@registry:8081".to_string()),
+        ];
+        let cfg = Config::from_toml_with_env("", "x", &env).unwrap();
+        assert_eq!(cfg.kafka.librdkafka["sasl.password"], "hunter2", "the value itself is used");
+        let shown = cfg.to_toml();
+        assert!(!shown.contains("hunter2") && !shown.contains("pw@"), "{shown}");
+        assert!(shown.contains("svc") && shown.contains("https://***@registry:8081"), "{shown}");
+        assert!(!format!("{:?}", cfg.redacted()).contains("hunter2"));
     }
 }

@@ -217,6 +217,15 @@ pub struct Series {
     pub quality: ChannelState,
 }
 
+/// One input of the engine (a Kafka partition): its newest event time and
+/// whether it is idle (then it does not hold the watermark back).
+#[derive(Clone, Copy, Debug, Default)]
+struct Source {
+    max: Option<i64>,
+    idle: bool,
+    removed: bool,
+}
+
 /// Did the engine take the event?
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -298,7 +307,13 @@ pub struct Engine {
     model_ids: FxHashMap<Box<str>, u32>,
     series: Vec<Series>,
     first_open: Option<i64>,
+    /// No bucket has closed yet: an event older than the first open bucket
+    /// opens earlier buckets instead of being late.
+    closed_any: bool,
     max_time: Option<i64>,
+    /// Per-source newest event times (Kafka partitions); empty in replay,
+    /// where the one merged stream is the only source.
+    sources: Vec<Source>,
     /// Recycled bucket sketches (boxed: they move between open buckets, rings and here).
     #[allow(clippy::vec_box)]
     pool: Vec<Box<Sketch>>,
@@ -336,7 +351,9 @@ impl Engine {
             model_ids: FxHashMap::default(),
             series: Vec::new(),
             first_open: None,
+            closed_any: false,
             max_time: None,
+            sources: Vec::new(),
             pool: Vec::new(),
             slots: Vec::with_capacity(8),
             baselines,
@@ -360,7 +377,7 @@ impl Engine {
 
     /// Current watermark: newest event time minus the allowed lateness.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_time.map(|t| t - self.lateness_ms)
+        self.event_time_reached().map(|t| t - self.lateness_ms)
     }
 
     /// Alerts produced since the last call, in order.
@@ -382,7 +399,63 @@ impl Engine {
         }
         let b = t.div_euclid(self.bucket_ms);
         let first_open = *self.first_open.get_or_insert(b);
+        if b < first_open && !self.closed_any {
+            // nothing closed yet: open the earlier buckets
+            let extra = (first_open - b) as usize;
+            for s in &mut self.series {
+                for _ in 0..extra {
+                    s.windows.open.push_front(None);
+                }
+            }
+            self.first_open = Some(b);
+            return Ok(Some(b));
+        }
         Ok((b >= first_open).then_some(b))
+    }
+
+    /// Adds an input source (a Kafka partition) and returns its id. While a
+    /// source is active and has not delivered an event, the watermark waits.
+    pub fn add_source(&mut self) -> usize {
+        if let Some(i) = self.sources.iter().position(|s| s.removed) {
+            self.sources[i] = Source::default();
+            return i;
+        }
+        self.sources.push(Source::default());
+        self.sources.len() - 1
+    }
+
+    /// Removes a source (its partition was revoked).
+    pub fn remove_source(&mut self, id: usize) {
+        if let Some(s) = self.sources.get_mut(id) {
+            s.removed = true;
+        }
+        self.advance();
+    }
+
+    /// Marks a source idle (it stops holding the watermark) or active again.
+    pub fn set_idle(&mut self, id: usize, idle: bool) {
+        if let Some(s) = self.sources.get_mut(id) {
+            if s.idle != idle {
+                s.idle = idle;
+                if idle {
+                    self.advance();
+                }
+            }
+        }
+    }
+
+    /// Applies one event read from `source`.
+    pub fn apply_from(&mut self, ev: &Event, source: usize) -> Result<Applied, BadEvent> {
+        let r = self.apply(ev);
+        if r.is_ok() {
+            if let Some(s) = self.sources.get_mut(source) {
+                let t = ev.event_time();
+                s.max = Some(s.max.map_or(t, |m| m.max(t)));
+                s.idle = false;
+            }
+            self.advance();
+        }
+        r
     }
 
     fn model(&mut self, id: &str) -> Result<u32, BadEvent> {
@@ -610,9 +683,25 @@ impl Engine {
 
     /// Moves the watermark for a new newest event time and closes every bucket it passes.
     fn advance_to(&mut self, t: i64) {
-        let max = self.max_time.map_or(t, |m| m.max(t));
-        self.max_time = Some(max);
-        let wm = max - self.lateness_ms;
+        self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
+        self.advance();
+    }
+
+    /// The newest event time every active source has reached: with no
+    /// sources (replay) the newest event time; otherwise the smallest newest
+    /// time among active sources (None while one has delivered nothing), or
+    /// the newest event time when every source is idle.
+    fn event_time_reached(&self) -> Option<i64> {
+        let mut active = self.sources.iter().filter(|s| !s.removed && !s.idle).peekable();
+        if active.peek().is_none() {
+            return self.max_time;
+        }
+        active.map(|s| s.max).try_fold(i64::MAX, |acc, m| m.map(|m| acc.min(m)))
+    }
+
+    fn advance(&mut self) {
+        let Some(reached) = self.event_time_reached() else { return };
+        let wm = reached - self.lateness_ms;
         while let Some(fo) = self.first_open {
             if (fo + 1) * self.bucket_ms > wm {
                 break;
@@ -636,6 +725,7 @@ impl Engine {
     }
 
     fn close_bucket(&mut self, b: i64) {
+        self.closed_any = true;
         for s in &mut self.series {
             let kind = self.models[s.model as usize].features[s.feature as usize].kind;
             s.windows.close(

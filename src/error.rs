@@ -31,6 +31,8 @@ pub enum Error {
     },
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    #[error("kafka {what}: {message}")]
+    Kafka { what: String, message: String },
 }
 
 impl Error {
@@ -51,7 +53,7 @@ impl Error {
             | Error::Schema { .. }
             | Error::AvroFile { .. }
             | Error::Baseline { .. } => 2,
-            Error::Strict { .. } | Error::Output(_) => 1,
+            Error::Strict { .. } | Error::Output(_) | Error::Kafka { .. } => 1,
         }
     }
 }

@@ -82,10 +82,12 @@ pub enum BadReason {
     TimeOutOfRange,
     ScoreOutOfRange,
     TooManyModels,
+    BadMagicByte,
+    UnknownSchema,
 }
 
 impl BadReason {
-    pub const ALL: [BadReason; 10] = [
+    pub const ALL: [BadReason; 12] = [
         BadReason::MalformedJson,
         BadReason::MalformedAvro,
         BadReason::MissingField,
@@ -96,6 +98,8 @@ impl BadReason {
         BadReason::TimeOutOfRange,
         BadReason::ScoreOutOfRange,
         BadReason::TooManyModels,
+        BadReason::BadMagicByte,
+        BadReason::UnknownSchema,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +114,8 @@ impl BadReason {
             BadReason::TimeOutOfRange => "time_out_of_range",
             BadReason::ScoreOutOfRange => "score_out_of_range",
             BadReason::TooManyModels => "too_many_models",
+            BadReason::BadMagicByte => "bad_magic_byte",
+            BadReason::UnknownSchema => "unknown_schema",
         }
     }
 

@@ -25,7 +25,7 @@
 //!
 //! The modules follow an event through the monitor:
 //!
-//! - [`source`]: where events come from (files merged by event time; Kafka with the service).
+//! - [`source`]: where events come from (files merged by event time; a Kafka consumer group).
 //! - [`codec`]: bytes to events (JSON, Avro) with a reason for every refusal.
 //! - [`event`]: the prediction and outcome contracts and their validation.
 //! - [`engine`]: routes events to series, closes event-time buckets at the
@@ -37,6 +37,7 @@
 //! - [`baseline`]: reference profiles built from history.
 //! - [`config`]: TOML config, environment overrides, validation.
 //! - [`stats`]: counters of a run and its summary.
+//! - [`service`]: `driftwatch run`, the Kafka service around the engine.
 //! - [`cli`]: the commands behind the binary.
 
 pub mod alert;
@@ -48,6 +49,7 @@ pub mod drift;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod service;
 pub mod sketch;
 pub mod source;
 pub mod stats;

@@ -24,3 +24,68 @@ impl<W: Write> JsonLines<W> {
         self.out.flush().map_err(Error::Output)
     }
 }
+
+/// The alert topic: every alert, key = model id, Avro (`schemas/alert.avsc`)
+/// or JSON; idempotent producer, `acks=all`. A failed delivery is logged,
+/// counted and retried until it succeeds or the service is told to stop.
+pub struct KafkaSink {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+    encoding: crate::config::AlertEncoding,
+    /// Deliveries that failed and were retried.
+    pub failed_deliveries: u64,
+    pub delivered: u64,
+}
+
+impl KafkaSink {
+    pub fn new(producer: rdkafka::producer::FutureProducer, k: &crate::config::KafkaConfig) -> Self {
+        KafkaSink {
+            producer,
+            topic: k.alerts_topic.clone(),
+            encoding: k.alert_encoding,
+            failed_deliveries: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Encodes an alert as the topic's value.
+    pub fn encode(&self, a: &Alert) -> std::result::Result<Vec<u8>, String> {
+        match self.encoding {
+            crate::config::AlertEncoding::Avro => crate::codec::avro::encode_alert(a),
+            crate::config::AlertEncoding::Json => serde_json::to_vec(a).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Publishes one alert; returns once the broker acknowledged it, or
+    /// `false` if `stop` turned true while retrying.
+    pub async fn publish(&mut self, a: &Alert, stop: &tokio::sync::watch::Receiver<bool>) -> bool {
+        let payload = match self.encode(a) {
+            Ok(p) => p,
+            Err(e) => {
+                // an alert our own schema cannot carry is a defect; say so loudly, keep running
+                tracing::error!(alert_id = %a.alert_id, error = %e, "cannot encode alert");
+                return true;
+            }
+        };
+        let mut backoff = std::time::Duration::from_millis(100);
+        loop {
+            let record = rdkafka::producer::FutureRecord::to(&self.topic).key(&a.model_id).payload(&payload);
+            match self.producer.send(record, rdkafka::util::Timeout::Never).await {
+                Ok(_) => {
+                    self.delivered += 1;
+                    return true;
+                }
+                Err((e, _)) => {
+                    self.failed_deliveries += 1;
+                    tracing::warn!(alert_id = %a.alert_id, topic = %self.topic, error = %e, "alert delivery failed; retrying");
+                    if *stop.borrow() {
+                        tracing::error!(alert_id = %a.alert_id, "stopping with an undelivered alert; it is re-emitted after restart");
+                        return false;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! [`BadEvent`](crate::event::BadEvent) with a reason, never a panic.
 
 pub mod avro;
+pub mod confluent;
 pub mod json;
 
 /// Which contract a stream carries.

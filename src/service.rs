@@ -1,0 +1,322 @@
+//! `driftwatch run`: the Kafka service. Consumes predictions and outcomes,
+//! feeds the same [`Engine`] as `replay`, publishes alerts, dead-letters bad
+//! input, and stops cleanly on SIGINT/SIGTERM.
+//!
+//! Per message: decode (Confluent, Avro or JSON) → apply to the engine (its
+//! partition is one of the engine's sources, so the watermark is the
+//! slowest active partition's) → publish the alerts it caused and wait for
+//! their acknowledgement → store the message's offset. A message that cannot
+//! be decoded or validated goes to the dead-letter topic unchanged, with
+//! headers saying where it came from and why; then its offset is stored.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::watch;
+
+use crate::alert::sink::KafkaSink;
+use crate::baseline::Baseline;
+use crate::codec::StreamKind;
+use crate::codec::confluent::ValueDecoder;
+use crate::config::{Config, StartFrom};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::event::BadEvent;
+use crate::source::kafka::{self, Assignment, Context};
+
+/// Counters of a service run (logged at shutdown).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    pub messages: u64,
+    pub dead_lettered: u64,
+    pub dlq_failures: u64,
+    pub alerts_published: u64,
+    pub alert_delivery_retries: u64,
+}
+
+struct PartitionState {
+    source: usize,
+    last_message: Instant,
+    idle: bool,
+}
+
+/// The service: consumer, engine, alert and DLQ producers.
+pub struct Service {
+    cfg: Config,
+    engine: Engine,
+    consumer: std::sync::Arc<StreamConsumer<Context>>,
+    alerts: KafkaSink,
+    dlq: Option<FutureProducer>,
+    predictions: ValueDecoder,
+    outcomes: ValueDecoder,
+    partitions: HashMap<(String, i32), PartitionState>,
+    flushed: bool,
+    pub stats: ServiceStats,
+}
+
+fn kafka_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
+    Error::Kafka {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The idempotent, `acks=all` producer of alerts and dead letters.
+pub fn producer(cfg: &Config) -> Result<FutureProducer> {
+    let mut c = kafka::client_config(&cfg.kafka);
+    c.set("enable.idempotence", "true").set("acks", "all");
+    c.create().map_err(|e| kafka_err("producer", e))
+}
+
+impl Service {
+    pub fn new(cfg: Config) -> Result<Service> {
+        let baselines = Baseline::load_configured(&cfg)?;
+        let consumer = kafka::consumer(&cfg.kafka).map_err(|e| kafka_err("consumer", e))?;
+        let producer = producer(&cfg)?;
+        let dlq = (!cfg.kafka.dlq_topic.is_empty()).then(|| producer.clone());
+        Ok(Service {
+            alerts: KafkaSink::new(producer, &cfg.kafka),
+            dlq,
+            predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
+            outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
+            engine: Engine::with_baselines(cfg.clone(), baselines),
+            consumer: std::sync::Arc::new(consumer),
+            partitions: HashMap::new(),
+            flushed: false,
+            stats: ServiceStats::default(),
+            cfg,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Runs until `stop` turns true; then commits (when committing) and returns.
+    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        tracing::info!(
+            bootstrap = %self.cfg.kafka.bootstrap_servers,
+            group = %self.cfg.kafka.group_id,
+            predictions = %self.cfg.kafka.predictions_topic,
+            outcomes = %self.cfg.kafka.outcomes_topic,
+            alerts = %self.cfg.kafka.alerts_topic,
+            "driftwatch service started"
+        );
+        let consumer = self.consumer.clone();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                _ = tick.tick() => self.housekeeping().await,
+                m = consumer.recv() => match m {
+                    Ok(msg) => {
+                        if !self.handle(&msg, &stop).await {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "consumer error"),
+                },
+            }
+        }
+        self.shutdown()
+    }
+
+    fn apply_assignment_changes(&mut self) {
+        let changes: Vec<Assignment> = match self.consumer.context().changes.lock() {
+            Ok(mut c) => c.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        for ch in changes {
+            match ch {
+                Assignment::Assigned(ps) => {
+                    tracing::info!(partitions = ?ps, "partitions assigned");
+                    for p in ps {
+                        if !self.partitions.contains_key(&p) {
+                            let source = self.engine.add_source();
+                            self.partitions.insert(p, PartitionState { source, last_message: Instant::now(), idle: false });
+                        }
+                    }
+                    self.flushed = false;
+                }
+                Assignment::Revoked(ps) => {
+                    tracing::info!(partitions = ?ps, "partitions revoked");
+                    for p in ps {
+                        if let Some(st) = self.partitions.remove(&p) {
+                            self.engine.remove_source(st.source);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Idle partitions stop holding the watermark; when every partition is
+    /// idle, the engine flushes its open buckets (as `replay` does at the end).
+    async fn housekeeping(&mut self) {
+        self.apply_assignment_changes();
+        let idle_after = self.cfg.kafka.idle_timeout.0;
+        let mut any_active = false;
+        for st in self.partitions.values_mut() {
+            if !st.idle && st.last_message.elapsed() >= idle_after {
+                st.idle = true;
+                self.engine.set_idle(st.source, true);
+            }
+            any_active |= !st.idle;
+        }
+        if !any_active && !self.partitions.is_empty() && !self.flushed {
+            self.engine.finish();
+            self.flushed = true;
+        }
+        self.publish_alerts(None).await;
+    }
+
+    /// Publishes the engine's pending alerts; false when stopping cut it short.
+    async fn publish_alerts(&mut self, stop: Option<&watch::Receiver<bool>>) -> bool {
+        let pending: Vec<_> = self.engine.drain_alerts().collect();
+        let never = watch::channel(false).1;
+        let stop = stop.unwrap_or(&never);
+        for mut a in pending {
+            a.emitted_at = now_ms();
+            if !self.alerts.publish(&a, stop).await {
+                return false;
+            }
+            self.stats.alerts_published += 1;
+        }
+        self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
+        true
+    }
+
+    /// One message: decode, apply, publish alerts, store the offset.
+    /// False when the service is stopping before the message was done.
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>, stop: &watch::Receiver<bool>) -> bool {
+        self.apply_assignment_changes();
+        self.stats.messages += 1;
+        let key = (msg.topic().to_string(), msg.partition());
+        let source = match self.partitions.get_mut(&key) {
+            Some(st) => {
+                st.last_message = Instant::now();
+                st.idle = false;
+                self.flushed = false;
+                st.source
+            }
+            None => {
+                // a message before its assignment event was seen: register it now
+                let source = self.engine.add_source();
+                self.partitions.insert(key, PartitionState { source, last_message: Instant::now(), idle: false });
+                source
+            }
+        };
+        let decoder = if msg.topic() == self.cfg.kafka.predictions_topic { &mut self.predictions } else { &mut self.outcomes };
+        let result = decoder.decode(msg.payload()).and_then(|ev| self.engine.apply_from(&ev, source));
+        if let Err(bad) = result {
+            self.engine.stats.count_bad(bad.reason);
+            if !self.dead_letter(msg, &bad).await {
+                return false;
+            }
+        }
+        if !self.publish_alerts(Some(stop)).await {
+            return false;
+        }
+        if let Err(e) = self.consumer.store_offset_from_message(msg) {
+            tracing::warn!(error = %e, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "cannot store offset");
+        }
+        true
+    }
+
+    /// Sends a bad message to the dead-letter topic unchanged, with headers.
+    async fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> bool {
+        self.stats.dead_lettered += 1;
+        if self.stats.dead_lettered <= 100 {
+            tracing::warn!(
+                topic = msg.topic(),
+                partition = msg.partition(),
+                offset = msg.offset(),
+                reason = bad.reason.as_str(),
+                error = %bad.message,
+                "bad message"
+            );
+        }
+        let Some(p) = &self.dlq else { return true };
+        let partition = msg.partition().to_string();
+        let offset = msg.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "dlq.source.topic", value: Some(msg.topic()) })
+            .insert(Header { key: "dlq.source.partition", value: Some(&partition) })
+            .insert(Header { key: "dlq.source.offset", value: Some(&offset) })
+            .insert(Header { key: "dlq.error.class", value: Some(bad.reason.as_str()) })
+            .insert(Header { key: "dlq.error.message", value: Some(&bad.message) });
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut record = FutureRecord::to(&self.cfg.kafka.dlq_topic).headers(headers.clone());
+            if let Some(k) = msg.key() {
+                record = record.key(k);
+            }
+            if let Some(v) = msg.payload() {
+                record = record.payload(v);
+            }
+            match p.send(record, rdkafka::util::Timeout::Never).await {
+                Ok(_) => return true,
+                Err((e, _)) => {
+                    self.stats.dlq_failures += 1;
+                    tracing::warn!(error = %e, "dead-letter delivery failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if self.cfg.kafka.start_from == StartFrom::Committed {
+            match self.consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                // nothing stored yet is not a failure
+                Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => tracing::warn!(error = %e, "final commit failed"),
+            }
+        }
+        tracing::info!(
+            messages = self.stats.messages,
+            dead_lettered = self.stats.dead_lettered,
+            alerts = self.stats.alerts_published,
+            late = self.engine.stats.late,
+            series = self.engine.stats.series,
+            "driftwatch service stopped"
+        );
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A watch channel that turns true on SIGINT or SIGTERM.
+pub fn stop_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: draining, flushing and committing");
+        let _ = tx.send(true);
+    });
+    rx
+}

@@ -1,0 +1,125 @@
+//! The Kafka source: one consumer group over the predictions and outcomes
+//! topics, at-least-once.
+//!
+//! Auto offset store is off: the service stores a message's offset only
+//! after its event is applied to the window store and the alerts it caused
+//! are acknowledged (rust-rdkafka's `at_least_once` pattern). Rebalances are
+//! reported to the service as events; a revoke commits stored offsets first.
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::topic_partition_list::TopicPartitionList;
+
+use crate::config::{KafkaConfig, StartFrom};
+
+/// A change of the consumer's assignment, seen by the service loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Assignment {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Consumer callbacks: rebalances become [`Assignment`]s; a revoke commits
+/// the offsets stored so far (when committing at all) before the partitions go.
+pub struct Context {
+    pub changes: Arc<Mutex<Vec<Assignment>>>,
+    commit: bool,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
+            _ => tracing::debug!(facility = fac, "librdkafka: {message}"),
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            if self.commit {
+                // at-least-once: only offsets of applied events were stored
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::warn!(error = %e, "commit on revoke failed");
+                }
+            }
+            if let Ok(mut c) = self.changes.lock() {
+                c.push(Assignment::Revoked(partitions(tpl)));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Ok(mut c) = self.changes.lock() {
+                c.push(Assignment::Assigned(partitions(tpl)));
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+}
+
+/// librdkafka settings shared by every client: bootstrap servers and the
+/// pass-through map.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.bootstrap_servers);
+    for (key, v) in &k.librdkafka {
+        c.set(key, v);
+    }
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+/// The consumer, subscribed to the configured topics.
+pub fn consumer(k: &KafkaConfig) -> KafkaResult<StreamConsumer<Context>> {
+    let commit = k.start_from == StartFrom::Committed;
+    let mut c = client_config(k);
+    c.set("group.id", &k.group_id)
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", if commit { "true" } else { "false" })
+        .set("auto.commit.interval.ms", "5000")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // bounded buffering: a consumer far behind does not balloon
+        .set_if_absent("queued.max.messages.kbytes", "65536")
+        .set_if_absent("session.timeout.ms", "10000");
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let consumer: StreamConsumer<Context> = c.create_with_context(Context { changes, commit })?;
+    let mut topics = vec![k.predictions_topic.as_str()];
+    if !k.outcomes_topic.is_empty() {
+        topics.push(k.outcomes_topic.as_str());
+    }
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
+
+trait SetIfAbsent {
+    fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self;
+}
+
+impl SetIfAbsent for ClientConfig {
+    fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self {
+        if self.get(key).is_none() {
+            self.set(key, value);
+        }
+        self
+    }
+}
