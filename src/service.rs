@@ -54,7 +54,6 @@ pub struct Service {
     predictions: ValueDecoder,
     outcomes: ValueDecoder,
     partitions: HashMap<(String, i32), PartitionState>,
-    flushed: bool,
     pub stats: ServiceStats,
 }
 
@@ -86,7 +85,6 @@ impl Service {
             engine: Engine::with_baselines(cfg.clone(), baselines),
             consumer: std::sync::Arc::new(consumer),
             partitions: HashMap::new(),
-            flushed: false,
             stats: ServiceStats::default(),
             cfg,
         })
@@ -142,7 +140,6 @@ impl Service {
                             self.partitions.insert(p, PartitionState { source, last_message: Instant::now(), idle: false });
                         }
                     }
-                    self.flushed = false;
                 }
                 Assignment::Revoked(ps) => {
                     tracing::info!(partitions = ?ps, "partitions revoked");
@@ -156,22 +153,19 @@ impl Service {
         }
     }
 
-    /// Idle partitions stop holding the watermark; when every partition is
-    /// idle, the engine flushes its open buckets (as `replay` does at the end).
+    /// Idle partitions stop holding the watermark back. With every partition
+    /// idle the watermark is the newest event time minus the allowed
+    /// lateness, as if the stream went on: the last buckets are evaluated
+    /// when newer events arrive, never early (an early flush would make the
+    /// events that follow a pause late).
     async fn housekeeping(&mut self) {
         self.apply_assignment_changes();
         let idle_after = self.cfg.kafka.idle_timeout.0;
-        let mut any_active = false;
         for st in self.partitions.values_mut() {
             if !st.idle && st.last_message.elapsed() >= idle_after {
                 st.idle = true;
                 self.engine.set_idle(st.source, true);
             }
-            any_active |= !st.idle;
-        }
-        if !any_active && !self.partitions.is_empty() && !self.flushed {
-            self.engine.finish();
-            self.flushed = true;
         }
         self.publish_alerts(None).await;
     }
@@ -202,7 +196,6 @@ impl Service {
             Some(st) => {
                 st.last_message = Instant::now();
                 st.idle = false;
-                self.flushed = false;
                 st.source
             }
             None => {

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): release build, the scenario acceptance
-# check, then every unit, integration and doc test.
+# check, the service against a real Kafka broker (started here, stopped on
+# exit, also on failure), then every unit, integration and doc test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked
 
-# numpy for ../shared/scenarios/gen_scenarios.py, in a venv of our own
+# Python for reference streams and for clients no one here wrote, in a venv of our own
 if [ ! -x target/venv/bin/python ]; then
   python3 -m venv target/venv
 fi
-target/venv/bin/python -c 'import numpy' 2>/dev/null \
-  || target/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy
+target/venv/bin/python -c 'import numpy, confluent_kafka, fastavro' 2>/dev/null \
+  || target/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy confluent-kafka fastavro
 target/venv/bin/python tests/scenarios/check.py --check
+
+# a real Apache Kafka broker (KRaft, jars from Maven Central)
+trap 'bash tests/kafka/kafka.sh down' EXIT
+bootstrap=$(bash tests/kafka/kafka.sh up)
+target/venv/bin/python tests/kafka/test_service.py --bootstrap "$bootstrap"
+bash tests/kafka/kafka.sh down
+trap - EXIT
 
 cargo test --release --locked

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `driftwatch run` against the real Kafka broker of
+tests/kafka/kafka.sh, with clients no one here wrote: Python's
+confluent-kafka produces the events (fastavro encodes them: Confluent
+framing, plain Avro, JSON) and reads the alert topic back (fastavro with
+schemas/alert.avsc).
+
+    python3 tests/kafka/test_service.py --bootstrap 127.0.0.1:39092 [--only NAME]
+
+Needs confluent-kafka and fastavro, a release build, and the scenario streams
+of tests/scenarios/check.py (target/scenarios). Prints one line per test and
+"kafka: N passed, N failed" at the end; exits 1 on a failure.
+"""
+import argparse, io, json, os, signal, struct, subprocess, sys, tempfile, time, traceback, uuid
+
+import fastavro
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "release", "driftwatch")
+SCHEMAS = {n: fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas", n + ".avsc"))))
+           for n in ("prediction", "outcome", "alert")}
+SCENARIO = os.path.join(ROOT, "target", "scenarios", "abrupt_amount")
+SCHEMA_ID = 1
+
+
+def avro_bytes(schema, record):
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema, record)
+    return buf.getvalue()
+
+
+def confluent(schema, record, schema_id=SCHEMA_ID):
+    return b"\x00" + struct.pack(">I", schema_id) + avro_bytes(schema, record)
+
+
+def encode(encoding, kind, ev):
+    schema = SCHEMAS[kind]
+    if encoding == "json":
+        return json.dumps(ev, separators=(",", ":")).encode()
+    if kind == "prediction":
+        ev = dict(ev)
+        ev.setdefault("model_version", None)
+        ev.setdefault("slices", {})
+        ev.setdefault("score", None)
+        ev["prediction"] = float(ev["prediction"]) if not isinstance(ev["prediction"], str) else ev["prediction"]
+        ev["features"] = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                          for k, v in ev["features"].items()}
+    else:
+        ev = dict(ev)
+        ev["label"] = float(ev["label"]) if not isinstance(ev["label"], str) else ev["label"]
+    return confluent(schema, ev) if encoding == "confluent" else avro_bytes(schema, ev)
+
+
+class Env:
+    def __init__(self, bootstrap):
+        self.bootstrap = bootstrap
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.tmp = tempfile.mkdtemp(prefix="dw-kafka-")
+
+    def topics(self, partitions):
+        tag = uuid.uuid4().hex[:8]
+        names = {k: f"{k}-{tag}" for k in ("predictions", "outcomes", "alerts", "dlq")}
+        fs = self.admin.create_topics([NewTopic(names[k], partitions.get(k, 1), 1) for k in names])
+        for f in fs.values():
+            f.result(30)
+        return names
+
+    def produce(self, topic, values, key=lambda i: None):
+        p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 20,
+                      "queue.buffering.max.messages": 500000})
+        for i, v in enumerate(values):
+            while True:
+                try:
+                    p.produce(topic, value=v, key=key(i))
+                    break
+                except BufferError:
+                    p.poll(0.1)
+            if i % 10000 == 0:
+                p.poll(0)
+        assert p.flush(60) == 0, "undelivered messages"
+
+    def config(self, names, encoding, group, start_from="earliest", extra=""):
+        path = os.path.join(self.tmp, f"{group}.toml")
+        with open(path, "w") as f:
+            f.write(f"""[kafka]
+bootstrap_servers = "{self.bootstrap}"
+group_id = "{group}"
+predictions_topic = "{names['predictions']}"
+outcomes_topic = "{names['outcomes']}"
+alerts_topic = "{names['alerts']}"
+dlq_topic = "{names['dlq']}"
+encoding = "{encoding}"
+alert_encoding = "avro"
+local_schema_ids = [{SCHEMA_ID}]
+start_from = "{start_from}"
+idle_timeout = "2s"
+{extra}
+""")
+        return path
+
+    def start(self, config, log):
+        return subprocess.Popen([BIN, "run", "--config", config, "--log-format", "json"],
+                                stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+    def read_all(self, topic, settle=4.0, want=None, timeout=120.0, raw=False):
+        """Reads a topic from the start until `want` messages are seen (then
+        waits `settle` more seconds for extras) or nothing new for `settle`."""
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "reader-" + uuid.uuid4().hex,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe([topic])
+        out, last, t0 = [], time.time(), time.time()
+        while time.time() - t0 < timeout:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                out.append(m if raw else fastavro.schemaless_reader(io.BytesIO(m.value()), SCHEMAS["alert"]))
+                last = time.time()
+                continue
+            enough = want is None or len(out) >= want
+            if enough and time.time() - last > settle:
+                break
+        c.close()
+        return out
+
+
+_EVENTS = None
+
+
+def scenario_events():
+    global _EVENTS
+    if _EVENTS is None:
+        _EVENTS = ([json.loads(l) for l in open(os.path.join(SCENARIO, "predictions.jsonl"))],
+                   [json.loads(l) for l in open(os.path.join(SCENARIO, "outcomes.jsonl"))])
+    return _EVENTS
+
+
+def replay_alerts():
+    """replay's alerts, less those of its end-of-input flush: a service does
+    not know the stream ended, so it evaluates the last buckets only once the
+    watermark (newest event time less the 2 min allowed lateness) passes them."""
+    path = os.path.join(SCENARIO, "alerts.replay.jsonl")
+    if not os.path.exists(path):
+        subprocess.run([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftwatch.toml"),
+                        "--predictions", os.path.join(SCENARIO, "predictions.jsonl"),
+                        "--outcomes", os.path.join(SCENARIO, "outcomes.jsonl"), "--output", path],
+                       check=True, stderr=subprocess.DEVNULL)
+    preds, outs = scenario_events()
+    newest = max(max(e["event_time"] for e in preds), max(e["event_time"] for e in outs))
+    last_closed_end = (newest - 120_000) // 60_000 * 60_000
+    return [a for a in (json.loads(l) for l in open(path)) if a["window_end"] <= last_closed_end]
+
+
+def strip(a):
+    """The alert as replay writes it: fastavro turns timestamp-millis into datetimes."""
+    import datetime
+    a = {k: (int(v.timestamp() * 1000) if isinstance(v, datetime.datetime) else v) for k, v in a.items()}
+    a.pop("emitted_at")
+    return a
+
+
+def same_alerts(got, want):
+    """Equal but for emitted_at, in order."""
+    g, w = [strip(a) for a in got], [strip(a) for a in want]
+    if g != w:
+        for i, (x, y) in enumerate(zip(g, w)):
+            if x != y:
+                diff = {k: (x.get(k), y.get(k)) for k in y if x.get(k) != y.get(k)}
+                raise AssertionError(f"alert {i} differs: {json.dumps(diff)[:800]}")
+        raise AssertionError(f"{len(g)} alerts published, replay has {len(w)}")
+
+
+POISON = None
+
+
+def poison(encoding):
+    """Bad messages of every kind, each with the error class it must get."""
+    p = {"trace_id": "p", "model_id": "checkout-fraud", "event_time": 1767225600000,
+         "features": {"amount": float("nan")}, "slices": {}, "prediction": 0.0, "score": None, "model_version": None}
+    good = encode("confluent", "prediction", dict(p, features={"amount": 1.0}))
+    if encoding == "json":
+        return [(b"{not json", "malformed_json"),
+                (b'{"trace_id":"p","model_id":"m","event_time":1}', "missing_field"),
+                (json.dumps(dict(p, features={"amount": "NaN-as-text"}, trace_id="")).encode(), "empty_trace_id")]
+    out = [(avro_bytes(SCHEMAS["prediction"], p) if encoding == "avro" else confluent(SCHEMAS["prediction"], p), "non_finite")]
+    if encoding == "confluent":
+        out += [(b"\x01" + good[1:], "bad_magic_byte"),
+                (b"\x00" + struct.pack(">I", 99) + good[5:], "unknown_schema"),
+                (good[: len(good) // 2], "malformed_avro"),
+                (b"\x00\x00\x00\x00\x01" + b"\x06abc", "malformed_avro")]
+    else:
+        out += [(b"\x06abc", "malformed_avro")]
+    return out
+
+
+def run_pipeline(env, encoding, with_poison=True):
+    preds, outs = scenario_events()
+    names = env.topics({})
+    bad = poison(encoding) if with_poison else []
+    values = [encode(encoding, "prediction", e) for e in preds]
+    # poison at the start and in the middle; the next good message must still be processed
+    mid = len(values) // 2
+    values = [b for b, _ in bad] + values[:mid] + [b for b, _ in bad] + values[mid:]
+    env.produce(names["predictions"], values)
+    env.produce(names["outcomes"], [encode(encoding, "outcome", e) for e in outs])
+    cfg = env.config(names, encoding, "g-" + names["alerts"])
+    log = os.path.join(env.tmp, f"{encoding}.log")
+    proc = env.start(cfg, log)
+    want = replay_alerts()
+    try:
+        got = env.read_all(names["alerts"], want=len(want))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    assert rc == 0, f"exit code {rc}; log {log}"
+    same_alerts(got, want)
+    if bad:
+        dlq = env.read_all(names["dlq"], raw=True, want=2 * len(bad), settle=1.0)
+        assert len(dlq) == 2 * len(bad), f"{len(dlq)} dead letters, want {2 * len(bad)}"
+        for m, (value, cls) in zip(dlq, bad + bad):
+            h = {k: v.decode() for k, v in (m.headers() or [])}
+            assert m.value() == value, "dead letter is not the message unchanged"
+            assert h["dlq.error.class"] == cls, (h, cls)
+            assert h["dlq.source.topic"] == names["predictions"] and h["dlq.source.partition"] == "0"
+            assert h["dlq.error.message"]
+        offsets = sorted(int({k: v.decode() for k, v in m.headers()}["dlq.source.offset"]) for m in dlq)
+        assert offsets == list(range(len(bad))) + list(range(len(bad) + mid, 2 * len(bad) + mid)), offsets
+    return names, want
+
+
+def test_confluent_alerts_equal_replay_and_poison_goes_to_dlq(env):
+    run_pipeline(env, "confluent")
+
+
+def test_plain_avro(env):
+    run_pipeline(env, "avro")
+
+
+def test_json_with_garbage(env):
+    run_pipeline(env, "json")
+
+
+def produce_keyed(env, names, preds, outs, lo, hi):
+    """The events whose time falls in [lo, hi) of the stream's time span, on
+    both topics, keyed by trace id over three partitions (each partition
+    stays in event-time order). Cutting both topics at one event time keeps
+    them in step, as live topics are."""
+    t0 = preds[0]["event_time"]
+    span = preds[-1]["event_time"] + 1 - t0
+    a, b = t0 + lo * span, (t0 + hi * span) if hi < 1.0 else float("inf")
+    p = [e for e in preds if a <= e["event_time"] < b]
+    o = [e for e in outs if a <= e["event_time"] < b]
+    env.produce(names["predictions"], [encode("confluent", "prediction", e) for e in p], key=lambda i: p[i]["trace_id"].encode())
+    env.produce(names["outcomes"], [encode("confluent", "outcome", e) for e in o], key=lambda i: o[i]["trace_id"].encode())
+
+
+def committed(env, group, topic):
+    c = Consumer({"bootstrap.servers": env.bootstrap, "group.id": group, "enable.auto.commit": False})
+    offs = c.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+    c.close()
+    return [o.offset for o in offs]
+
+
+def test_sigkill_mid_stream_and_restart_publishes_every_alert(env):
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    want = {a["alert_id"] for a in replay_alerts()}
+    cfg = env.config(names, "confluent", "g-" + names["alerts"])
+    # the drift starts half way: the first kill comes while the stream is still arriving
+    produce_keyed(env, names, preds, outs, 0.0, 0.6)
+    proc = env.start(cfg, os.path.join(env.tmp, "kill0.log"))
+    first = env.read_all(names["alerts"], want=3, settle=0.0, timeout=60)
+    assert len(first) >= 3, "no alerts before the first kill"
+    proc.kill()
+    proc.wait()
+    produce_keyed(env, names, preds, outs, 0.6, 0.8)
+    proc = env.start(cfg, os.path.join(env.tmp, "kill1.log"))
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+    # at-least-once: nothing is committed that a restart would need (windows rebuild from the start)
+    assert all(o < 0 for o in committed(env, "g-" + names["alerts"], names["predictions"])), "offsets committed"
+    produce_keyed(env, names, preds, outs, 0.8, 1.0)
+    proc = env.start(cfg, os.path.join(env.tmp, "kill-final.log"))
+    try:
+        got = env.read_all(names["alerts"], settle=6.0, want=len(want) + len(first))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    ids = {a["alert_id"] for a in got}
+    missing = want - ids
+    assert not missing, f"{len(missing)} alerts of the uninterrupted run never published"
+    assert ids <= want, f"alerts the uninterrupted run does not have: {ids - want}"
+
+
+def test_second_instance_takes_over(env):
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    want = {a["alert_id"] for a in replay_alerts()}
+    cfg = env.config(names, "confluent", "g-" + names["alerts"])
+    produce_keyed(env, names, preds, outs, 0.0, 0.6)
+    a = env.start(cfg, os.path.join(env.tmp, "a.log"))
+    time.sleep(2)
+    b = env.start(cfg, os.path.join(env.tmp, "b.log"))
+    time.sleep(3)
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(60) == 0
+    produce_keyed(env, names, preds, outs, 0.6, 1.0)
+    try:
+        got = env.read_all(names["alerts"], settle=6.0, want=len(want))
+    finally:
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(60) == 0
+    log = open(os.path.join(env.tmp, "b.log")).read()
+    assert "partitions assigned" in log and "partitions revoked" in log or log.count("partitions assigned") >= 2, "no rebalance seen"
+    ids = {x["alert_id"] for x in got}
+    assert want <= ids, f"{len(want - ids)} alerts missing after the takeover"
+
+
+TESTS = [test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
+         test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", default="127.0.0.1:39092")
+    ap.add_argument("--only", default=None)
+    a = ap.parse_args()
+    env = Env(a.bootstrap)
+    passed = failed = 0
+    for t in TESTS:
+        if a.only and a.only not in t.__name__:
+            continue
+        t0 = time.time()
+        try:
+            t(env)
+            passed += 1
+            print(f"kafka test {t.__name__} ... ok ({time.time() - t0:.1f}s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"kafka test {t.__name__} ... FAILED ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
+    print(f"kafka: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
