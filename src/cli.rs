@@ -48,6 +48,13 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Everything in one process: an in-process Kafka, a simulated inference
+    /// service with drifts injected, the monitor, and the alerts as they arrive.
+    Demo {
+        /// Stop after this long (e.g. "90s"); default: until Ctrl-C.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
     /// The Kafka service: consume predictions and outcomes, publish alerts,
     /// dead-letter bad input. Stops cleanly on SIGINT/SIGTERM.
     Run {
@@ -93,11 +100,23 @@ pub enum LogFormat {
     Json,
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Kafka { what: "runtime".into(), message: e.to_string() })
+}
+
 /// Logs with `tracing`: lowercase messages, structured fields; level from
 /// `RUST_LOG` (default `info`).
 pub fn init_logging(format: LogFormat) {
+    init_logging_with(format, "info")
+}
+
+fn init_logging_with(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if format == LogFormat::Json { b.json().try_init() } else { b.with_ansi(std::io::stderr().is_terminal()).try_init() };
 }
@@ -126,15 +145,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             let cfg = Config::load(&config)?;
             replay(cfg, &predictions, &outcomes, output, strict)
         }
+        Command::Demo { duration } => {
+            if std::env::var_os("RUST_LOG").is_none() {
+                // the demo's output is the alerts; the service only speaks up when something is wrong
+                init_logging_with(LogFormat::Text, "warn");
+            }
+            runtime()?.block_on(async {
+                let stop = crate::service::stop_on_signals();
+                crate::demo::run(duration, stop).await
+            })?;
+            Ok(0)
+        }
         Command::Run { config, log_format } => {
             let cfg = Config::load(&config)?;
             init_logging(log_format);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| Error::Kafka { what: "runtime".into(), message: e.to_string() })?;
-            rt.block_on(async {
+            runtime()?.block_on(async {
                 let stop = crate::service::stop_on_signals();
                 let mut service = crate::service::Service::new(cfg)?;
                 service.run(stop).await

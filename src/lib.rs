@@ -38,6 +38,7 @@
 //! - [`config`]: TOML config, environment overrides, validation.
 //! - [`stats`]: counters of a run and its summary.
 //! - [`service`]: `driftwatch run`, the Kafka service around the engine.
+//! - [`demo`]: `driftwatch demo`, an in-process Kafka, a simulated model and the service.
 //! - [`cli`]: the commands behind the binary.
 
 pub mod alert;
@@ -45,6 +46,7 @@ pub mod baseline;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod demo;
 pub mod drift;
 pub mod engine;
 pub mod error;
