@@ -105,7 +105,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Error::Kafka { what: "runtime".into(), message: e.to_string() })
+        .map_err(|e| Error::Kafka {
+            what: "runtime".into(),
+            message: e.to_string(),
+        })
 }
 
 /// Logs with `tracing`: lowercase messages, structured fields; level from
@@ -117,8 +120,14 @@ pub fn init_logging(format: LogFormat) {
 fn init_logging_with(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if format == LogFormat::Json { b.json().try_init() } else { b.with_ansi(std::io::stderr().is_terminal()).try_init() };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == LogFormat::Json {
+        b.json().try_init()
+    } else {
+        b.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

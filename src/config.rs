@@ -164,15 +164,27 @@ impl Default for KafkaConfig {
 /// Whether a librdkafka property holds a secret (never printed).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "jaas", "token", "credential", "ssl.key.pem", "ssl.keystore", "ssl.certificate.pem", "private"]
-        .iter()
-        .any(|w| k.contains(w))
+    [
+        "password",
+        "secret",
+        "jaas",
+        "token",
+        "credential",
+        "ssl.key.pem",
+        "ssl.keystore",
+        "ssl.certificate.pem",
+        "private",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 /// A URL with any user information replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***@{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
@@ -567,7 +579,8 @@ impl Config {
 
     /// The effective config as TOML, for `check-config`, secrets redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(&self.redacted()).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        toml::to_string_pretty(&self.redacted())
+            .unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
     /// A copy safe to print or log: secret librdkafka values and registry credentials replaced.
@@ -686,15 +699,33 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let env = vec![
-            ("DRIFTWATCH__KAFKA__LIBRDKAFKA__SASL.PASSWORD".to_string(), "hunter2".to_string()),
-            ("DRIFTWATCH__KAFKA__LIBRDKAFKA__SASL.USERNAME".to_string(), "svc".to_string()),
-            ("DRIFTWATCH__KAFKA__SCHEMA_REGISTRY_URL".to_string(), "https://u:pw@registry:8081".to_string()),
+            (
+                "DRIFTWATCH__KAFKA__LIBRDKAFKA__SASL.PASSWORD".to_string(),
+                "hunter2".to_string(),
+            ),
+            (
+                "DRIFTWATCH__KAFKA__LIBRDKAFKA__SASL.USERNAME".to_string(),
+                "svc".to_string(),
+            ),
+            (
+                "DRIFTWATCH__KAFKA__SCHEMA_REGISTRY_URL".to_string(),
+                "https://u:pw@registry:8081".to_string(),
+            ),
         ];
         let cfg = Config::from_toml_with_env("", "x", &env).unwrap();
-        assert_eq!(cfg.kafka.librdkafka["sasl.password"], "hunter2", "the value itself is used");
+        assert_eq!(
+            cfg.kafka.librdkafka["sasl.password"], "hunter2",
+            "the value itself is used"
+        );
         let shown = cfg.to_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains("pw@"), "{shown}");
-        assert!(shown.contains("svc") && shown.contains("https://***@registry:8081"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("svc") && shown.contains("https://***@registry:8081"),
+            "{shown}"
+        );
         assert!(!format!("{:?}", cfg.redacted()).contains("hunter2"));
     }
 }

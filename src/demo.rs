@@ -35,7 +35,10 @@ const RATE: f64 = 2.0;
 const T0: i64 = 1_767_225_600_000;
 
 fn mock_err(e: rdkafka::error::KafkaError) -> Error {
-    Error::Kafka { what: "mock cluster".into(), message: e.to_string() }
+    Error::Kafka {
+        what: "mock cluster".into(),
+        message: e.to_string(),
+    }
 }
 
 /// The demo's config: the shipped defaults with a shorter warm-up and
@@ -57,7 +60,12 @@ pub fn demo_config(bootstrap: &str) -> Config {
 pub async fn run(duration: Option<Duration>, mut stop: watch::Receiver<bool>) -> Result<()> {
     let mock = MockCluster::new(1).map_err(mock_err)?;
     let cfg = demo_config(&mock.bootstrap_servers());
-    for t in [&cfg.kafka.predictions_topic, &cfg.kafka.outcomes_topic, &cfg.kafka.alerts_topic, &cfg.kafka.dlq_topic] {
+    for t in [
+        &cfg.kafka.predictions_topic,
+        &cfg.kafka.outcomes_topic,
+        &cfg.kafka.alerts_topic,
+        &cfg.kafka.dlq_topic,
+    ] {
         mock.create_topic(t, 1, 1).map_err(mock_err)?;
     }
     eprintln!(
@@ -85,7 +93,10 @@ pub async fn run(duration: Option<Duration>, mut stop: watch::Receiver<bool>) ->
     }
     let _ = tx.send(true);
     let _ = sim.await;
-    let (r, stats, svc_stats) = svc.await.map_err(|e| Error::Kafka { what: "service task".into(), message: e.to_string() })?;
+    let (r, stats, svc_stats) = svc.await.map_err(|e| Error::Kafka {
+        what: "service task".into(),
+        message: e.to_string(),
+    })?;
     let _ = printer.await;
     r?;
     eprintln!(
@@ -132,8 +143,15 @@ fn request(rng: &mut Rng, i: u64, t: i64, m: f64) -> (Prediction, Outcome) {
     if m >= 70.0 {
         latency *= 1000.0;
     }
-    let tenure = if m >= 100.0 && rng.next() < 0.2 { Value::Null } else { Value::Number(-400.0 * rng.next().max(1e-12).ln()) };
-    let device = rng.pick(&["ios", "android", "desktop", "tablet"], &[0.35, 0.35, 0.22, 0.08]);
+    let tenure = if m >= 100.0 && rng.next() < 0.2 {
+        Value::Null
+    } else {
+        Value::Number(-400.0 * rng.next().max(1e-12).ln())
+    };
+    let device = rng.pick(
+        &["ios", "android", "desktop", "tablet"],
+        &[0.35, 0.35, 0.22, 0.08],
+    );
     let region = rng.pick(&["EU", "US", "APAC"], &[0.45, 0.4, 0.15]);
     let z = -3.0 + 0.6 * (1.0 + amount).ln() + if device == "android" { 0.4 } else { 0.0 };
     let score = 1.0 / (1.0 + (-z).exp());
@@ -144,8 +162,14 @@ fn request(rng: &mut Rng, i: u64, t: i64, m: f64) -> (Prediction, Outcome) {
         model_version: Some("v7".into()),
         event_time: t,
         features: vec![
-            ("amount".into(), Value::Number((amount * 100.0).round() / 100.0)),
-            ("latency_ms".into(), Value::Number((latency * 1000.0).round() / 1000.0)),
+            (
+                "amount".into(),
+                Value::Number((amount * 100.0).round() / 100.0),
+            ),
+            (
+                "latency_ms".into(),
+                Value::Number((latency * 1000.0).round() / 1000.0),
+            ),
             ("tenure_days".into(), tenure),
             ("device".into(), Value::Text(device.into())),
         ],
@@ -186,7 +210,12 @@ async fn simulate(producer: FutureProducer, cfg: Config, stop: watch::Receiver<b
             let t = T0 + i as i64 * step_ms;
             let (p, o) = request(&mut rng, i, t, (t - T0) as f64 / 60_000.0);
             if let Ok(bytes) = encode(&s.prediction, &p) {
-                inflight.extend(send(&producer, &cfg.kafka.predictions_topic, &p.model_id, frame(1, &bytes)));
+                inflight.extend(send(
+                    &producer,
+                    &cfg.kafka.predictions_topic,
+                    &p.model_id,
+                    frame(1, &bytes),
+                ));
             }
             let at = pending.partition_point(|x| x.event_time <= o.event_time);
             pending.insert(at, o);
@@ -195,13 +224,23 @@ async fn simulate(producer: FutureProducer, cfg: Config, stop: watch::Receiver<b
         while pending.front().is_some_and(|o| o.event_time <= now) {
             let Some(o) = pending.pop_front() else { break };
             if let Ok(bytes) = encode(&s.outcome, &o) {
-                inflight.extend(send(&producer, &cfg.kafka.outcomes_topic, &o.model_id, frame(2, &bytes)));
+                inflight.extend(send(
+                    &producer,
+                    &cfg.kafka.outcomes_topic,
+                    &o.model_id,
+                    frame(2, &bytes),
+                ));
             }
         }
     }
 }
 
-fn send(p: &FutureProducer, topic: &str, key: &str, value: Vec<u8>) -> Option<rdkafka::producer::DeliveryFuture> {
+fn send(
+    p: &FutureProducer,
+    topic: &str,
+    key: &str,
+    value: Vec<u8>,
+) -> Option<rdkafka::producer::DeliveryFuture> {
     match p.send_result(FutureRecord::to(topic).key(key).payload(&value)) {
         Ok(f) => Some(f),
         Err((e, _)) => {
@@ -247,7 +286,11 @@ pub fn one_line(a: &Alert) -> String {
     let slice = if a.slice.is_empty() {
         "overall".to_string()
     } else {
-        a.slice.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        a.slice
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     };
     let sev = match (a.state, a.severity) {
         (AlertState::Resolved, _) => "RESOLVED",

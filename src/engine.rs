@@ -434,12 +434,12 @@ impl Engine {
 
     /// Marks a source idle (it stops holding the watermark) or active again.
     pub fn set_idle(&mut self, id: usize, idle: bool) {
-        if let Some(s) = self.sources.get_mut(id) {
-            if s.idle != idle {
-                s.idle = idle;
-                if idle {
-                    self.advance();
-                }
+        if let Some(s) = self.sources.get_mut(id)
+            && s.idle != idle
+        {
+            s.idle = idle;
+            if idle {
+                self.advance();
             }
         }
     }
@@ -692,15 +692,23 @@ impl Engine {
     /// time among active sources (None while one has delivered nothing), or
     /// the newest event time when every source is idle.
     fn event_time_reached(&self) -> Option<i64> {
-        let mut active = self.sources.iter().filter(|s| !s.removed && !s.idle).peekable();
+        let mut active = self
+            .sources
+            .iter()
+            .filter(|s| !s.removed && !s.idle)
+            .peekable();
         if active.peek().is_none() {
             return self.max_time;
         }
-        active.map(|s| s.max).try_fold(i64::MAX, |acc, m| m.map(|m| acc.min(m)))
+        active
+            .map(|s| s.max)
+            .try_fold(i64::MAX, |acc, m| m.map(|m| acc.min(m)))
     }
 
     fn advance(&mut self) {
-        let Some(reached) = self.event_time_reached() else { return };
+        let Some(reached) = self.event_time_reached() else {
+            return;
+        };
         let wm = reached - self.lateness_ms;
         while let Some(fo) = self.first_open {
             if (fo + 1) * self.bucket_ms > wm {

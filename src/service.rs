@@ -137,7 +137,14 @@ impl Service {
                     for p in ps {
                         if !self.partitions.contains_key(&p) {
                             let source = self.engine.add_source();
-                            self.partitions.insert(p, PartitionState { source, last_message: Instant::now(), idle: false });
+                            self.partitions.insert(
+                                p,
+                                PartitionState {
+                                    source,
+                                    last_message: Instant::now(),
+                                    idle: false,
+                                },
+                            );
                         }
                     }
                 }
@@ -201,12 +208,25 @@ impl Service {
             None => {
                 // a message before its assignment event was seen: register it now
                 let source = self.engine.add_source();
-                self.partitions.insert(key, PartitionState { source, last_message: Instant::now(), idle: false });
+                self.partitions.insert(
+                    key,
+                    PartitionState {
+                        source,
+                        last_message: Instant::now(),
+                        idle: false,
+                    },
+                );
                 source
             }
         };
-        let decoder = if msg.topic() == self.cfg.kafka.predictions_topic { &mut self.predictions } else { &mut self.outcomes };
-        let result = decoder.decode(msg.payload()).and_then(|ev| self.engine.apply_from(&ev, source));
+        let decoder = if msg.topic() == self.cfg.kafka.predictions_topic {
+            &mut self.predictions
+        } else {
+            &mut self.outcomes
+        };
+        let result = decoder
+            .decode(msg.payload())
+            .and_then(|ev| self.engine.apply_from(&ev, source));
         if let Err(bad) = result {
             self.engine.stats.count_bad(bad.reason);
             if !self.dead_letter(msg, &bad).await {
@@ -239,11 +259,26 @@ impl Service {
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "dlq.source.topic", value: Some(msg.topic()) })
-            .insert(Header { key: "dlq.source.partition", value: Some(&partition) })
-            .insert(Header { key: "dlq.source.offset", value: Some(&offset) })
-            .insert(Header { key: "dlq.error.class", value: Some(bad.reason.as_str()) })
-            .insert(Header { key: "dlq.error.message", value: Some(&bad.message) });
+            .insert(Header {
+                key: "dlq.source.topic",
+                value: Some(msg.topic()),
+            })
+            .insert(Header {
+                key: "dlq.source.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "dlq.source.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "dlq.error.class",
+                value: Some(bad.reason.as_str()),
+            })
+            .insert(Header {
+                key: "dlq.error.message",
+                value: Some(&bad.message),
+            });
         let mut backoff = Duration::from_millis(100);
         loop {
             let mut record = FutureRecord::to(&self.cfg.kafka.dlq_topic).headers(headers.clone());
@@ -270,7 +305,9 @@ impl Service {
             match self.consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => {}
                 // nothing stored yet is not a failure
-                Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+                Err(rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset,
+                )) => {}
                 Err(e) => tracing::warn!(error = %e, "final commit failed"),
             }
         }
@@ -297,13 +334,14 @@ fn now_ms() -> i64 {
 pub fn stop_on_signals() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -38,7 +38,10 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn new(producer: rdkafka::producer::FutureProducer, k: &crate::config::KafkaConfig) -> Self {
+    pub fn new(
+        producer: rdkafka::producer::FutureProducer,
+        k: &crate::config::KafkaConfig,
+    ) -> Self {
         KafkaSink {
             producer,
             topic: k.alerts_topic.clone(),
@@ -69,8 +72,14 @@ impl KafkaSink {
         };
         let mut backoff = std::time::Duration::from_millis(100);
         loop {
-            let record = rdkafka::producer::FutureRecord::to(&self.topic).key(&a.model_id).payload(&payload);
-            match self.producer.send(record, rdkafka::util::Timeout::Never).await {
+            let record = rdkafka::producer::FutureRecord::to(&self.topic)
+                .key(&a.model_id)
+                .payload(&payload);
+            match self
+                .producer
+                .send(record, rdkafka::util::Timeout::Never)
+                .await
+            {
                 Ok(_) => {
                     self.delivered += 1;
                     return true;

@@ -31,9 +31,11 @@ pub struct ValueDecoder {
 impl ValueDecoder {
     pub fn new(kind: StreamKind, cfg: &KafkaConfig) -> crate::error::Result<Self> {
         let s = schemas()?;
-        let local = DatumDecoder::new(kind, s.for_stream(kind)).map_err(|message| crate::error::Error::Schema {
-            name: kind.as_str().into(),
-            message,
+        let local = DatumDecoder::new(kind, s.for_stream(kind)).map_err(|message| {
+            crate::error::Error::Schema {
+                name: kind.as_str().into(),
+                message,
+            }
         })?;
         Ok(ValueDecoder {
             kind,
@@ -49,7 +51,10 @@ impl ValueDecoder {
     /// Decodes and validates one message value.
     pub fn decode(&mut self, value: Option<&[u8]>) -> Result<Event, BadEvent> {
         let Some(bytes) = value else {
-            return Err(BadEvent::new(BadReason::MalformedAvro, "message has no value"));
+            return Err(BadEvent::new(
+                BadReason::MalformedAvro,
+                "message has no value",
+            ));
         };
         match self.encoding {
             Encoding::Json => json::decode(self.kind, bytes),
@@ -66,7 +71,10 @@ impl ValueDecoder {
             if !self.local_ids.is_empty() && !self.local_ids.contains(&id) {
                 return Err(BadEvent::new(
                     BadReason::UnknownSchema,
-                    format!("schema id {id} is not one of kafka.local_schema_ids {:?}", self.local_ids),
+                    format!(
+                        "schema id {id} is not one of kafka.local_schema_ids {:?}",
+                        self.local_ids
+                    ),
                 ));
             }
             return Ok(&self.local);
@@ -74,7 +82,8 @@ impl ValueDecoder {
         if !self.fetched.contains_key(&id) {
             let schema = fetch_schema(url, id)?;
             let schema: &'static Schema = Box::leak(Box::new(schema));
-            let d = DatumDecoder::new(self.kind, schema).map_err(|e| BadEvent::new(BadReason::UnknownSchema, e))?;
+            let d = DatumDecoder::new(self.kind, schema)
+                .map_err(|e| BadEvent::new(BadReason::UnknownSchema, e))?;
             self.fetched.insert(id, d);
         }
         self.fetched
@@ -93,7 +102,10 @@ pub fn split_frame(bytes: &[u8]) -> Result<(u32, &[u8]), BadEvent> {
         )),
         _ => Err(BadEvent::new(
             BadReason::MalformedAvro,
-            format!("{} bytes: too short for the Confluent wire format", bytes.len()),
+            format!(
+                "{} bytes: too short for the Confluent wire format",
+                bytes.len()
+            ),
         )),
     }
 }
@@ -110,14 +122,25 @@ pub fn frame(id: u32, payload: &[u8]) -> Vec<u8> {
 fn fetch_schema(url: &str, id: u32) -> Result<Schema, BadEvent> {
     let bad = |m: String| BadEvent::new(BadReason::UnknownSchema, m);
     let endpoint = format!("{url}/schemas/ids/{id}");
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
     let text = agent
         .get(&endpoint)
         .call()
         .and_then(|mut r| r.body_mut().read_to_string())
-        .map_err(|e| bad(format!("schema id {id} from {}: {e}", redact_url(&endpoint))))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("registry answer for id {id}: {e}")))?;
-    let s = v["schema"].as_str().ok_or_else(|| bad(format!("registry answer for id {id} has no schema")))?;
+        .map_err(|e| {
+            bad(format!(
+                "schema id {id} from {}: {e}",
+                redact_url(&endpoint)
+            ))
+        })?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("registry answer for id {id}: {e}")))?;
+    let s = v["schema"]
+        .as_str()
+        .ok_or_else(|| bad(format!("registry answer for id {id} has no schema")))?;
     Schema::parse_str(s).map_err(|e| bad(format!("schema id {id}: {e}")))
 }
 
@@ -148,11 +171,20 @@ mod tests {
         };
         let mut d = ValueDecoder::new(StreamKind::Predictions, &cfg).unwrap();
         let payload = encode(&schemas().unwrap().prediction, &pred()).unwrap();
-        assert_eq!(d.decode(Some(&frame(7, &payload))).unwrap(), Event::Prediction(pred()));
+        assert_eq!(
+            d.decode(Some(&frame(7, &payload))).unwrap(),
+            Event::Prediction(pred())
+        );
         let reason = |d: &mut ValueDecoder, b: &[u8]| d.decode(Some(b)).unwrap_err().reason;
         assert_eq!(reason(&mut d, &[1, 0, 0, 0, 7, 2]), BadReason::BadMagicByte);
-        assert_eq!(reason(&mut d, &frame(8, &payload)), BadReason::UnknownSchema);
-        assert_eq!(reason(&mut d, &frame(7, &payload[..payload.len() / 2])), BadReason::MalformedAvro);
+        assert_eq!(
+            reason(&mut d, &frame(8, &payload)),
+            BadReason::UnknownSchema
+        );
+        assert_eq!(
+            reason(&mut d, &frame(7, &payload[..payload.len() / 2])),
+            BadReason::MalformedAvro
+        );
         assert_eq!(reason(&mut d, &[0, 0]), BadReason::MalformedAvro);
         assert_eq!(d.decode(None).unwrap_err().reason, BadReason::MalformedAvro);
         let mut nan = pred();

@@ -7,4 +7,5 @@ mod bad_input;
 mod baseline;
 mod config;
 mod engine;
+mod mock;
 mod replay;

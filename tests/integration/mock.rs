@@ -1,0 +1,148 @@
+//! Fault injection with librdkafka's in-process mock cluster: the broker
+//! goes down and comes back during consumption, and produce requests fail
+//! (retriably) while alerts are being published. Nothing may be lost.
+
+use std::time::Duration;
+
+use driftwatch::config::{Config, Encoding, HumanDuration};
+use driftwatch::engine::Engine;
+use driftwatch::event::{Prediction, Scalar, Value};
+use driftwatch::service::Service;
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use crate::util::{Rng, T0};
+
+/// 4 h at 2 events/s, one feature, shifted by 1.5 sd from hour 3.
+fn stream() -> Vec<Prediction> {
+    let mut rng = Rng::new(11);
+    (0..4 * 7200)
+        .map(|i: i64| {
+            let t = T0 + i * 500;
+            let shift = if t - T0 >= 3 * 3_600_000 { 1.5 } else { 0.0 };
+            Prediction {
+                trace_id: format!("t{i}"),
+                model_id: "m".into(),
+                model_version: None,
+                event_time: t,
+                features: vec![("x".into(), Value::Number(rng.normal() + shift))],
+                slices: vec![],
+                prediction: Scalar::Number(0.0),
+                score: None,
+            }
+        })
+        .collect()
+}
+
+async fn produce(p: &FutureProducer, topic: &str, events: &[Prediction]) {
+    let mut inflight = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let v = serde_json::to_vec(e).unwrap();
+        let key = format!("{}", i % 3);
+        inflight.push(
+            p.send_result(
+                FutureRecord::to(topic)
+                    .key(&key)
+                    .partition((i % 3) as i32)
+                    .payload(&v),
+            )
+            .unwrap(),
+        );
+    }
+    for f in inflight {
+        f.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_and_produce_errors_lose_nothing() {
+    let events = stream();
+    // what the engine alone says, with no Kafka in between
+    let mut e = Engine::new(Config::default());
+    let mut want = Vec::new();
+    for p in &events {
+        e.apply_prediction(p).unwrap();
+        want.extend(e.drain_alerts().map(|a| (a.alert_id, a.state)));
+    }
+    assert!(!want.is_empty(), "the stream must alert");
+
+    let mock = MockCluster::new(1).unwrap();
+    let mut cfg = Config::default();
+    cfg.kafka.bootstrap_servers = mock.bootstrap_servers();
+    cfg.kafka.encoding = Encoding::Json;
+    cfg.kafka.outcomes_topic = String::new();
+    cfg.kafka.idle_timeout = HumanDuration::secs(1);
+    cfg.kafka
+        .librdkafka
+        .insert("message.timeout.ms".into(), "120000".into());
+    mock.create_topic(&cfg.kafka.predictions_topic, 3, 1)
+        .unwrap();
+    mock.create_topic(&cfg.kafka.alerts_topic, 1, 1).unwrap();
+    mock.create_topic(&cfg.kafka.dlq_topic, 1, 1).unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .unwrap();
+    produce(&producer, &cfg.kafka.predictions_topic, &events).await;
+    // from here on the service is the only producer: these produce requests
+    // are its alert deliveries, and they fail (retriably) at first
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        ],
+    );
+    // small fetches over a slow link: consumption takes seconds, so the outage lands mid-stream
+    mock.broker_round_trip_time(1, Duration::from_millis(60))
+        .unwrap();
+    cfg.kafka
+        .librdkafka
+        .insert("max.partition.fetch.bytes".into(), "16384".into());
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut service = Service::new(cfg.clone()).unwrap();
+    let svc = tokio::spawn(async move {
+        service.run(rx).await.unwrap();
+        service.stats.clone()
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    mock.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    mock.broker_up(1).unwrap();
+
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    reader.subscribe(&[&cfg.kafka.alerts_topic]).unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while got.len() < want.len() && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), reader.recv()).await {
+            let a = driftwatch::codec::avro::decode_alert(m.payload().unwrap()).unwrap();
+            got.push((a.alert_id, a.state));
+        }
+    }
+    tx.send(true).unwrap();
+    let stats = svc.await.unwrap();
+    assert_eq!(
+        stats.messages as usize,
+        events.len(),
+        "every event consumed once"
+    );
+    assert_eq!(stats.dead_lettered, 0);
+    assert_eq!(got, want, "alerts lost or changed by the faults");
+    assert!(stats.alerts_published as usize >= want.len());
+}
