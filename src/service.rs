@@ -9,7 +9,6 @@
 //! be decoded or validated goes to the dead-letter topic unchanged, with
 //! headers saying where it came from and why; then its offset is stored.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -39,6 +38,8 @@ pub struct ServiceStats {
 }
 
 struct PartitionState {
+    topic: String,
+    partition: i32,
     source: usize,
     last_message: Instant,
     idle: bool,
@@ -53,7 +54,10 @@ pub struct Service {
     dlq: Option<FutureProducer>,
     predictions: ValueDecoder,
     outcomes: ValueDecoder,
-    partitions: HashMap<(String, i32), PartitionState>,
+    /// Assigned partitions (few: a linear scan, no allocation per message).
+    partitions: Vec<PartitionState>,
+    /// Never turns true: for alert publishing outside a message.
+    never: watch::Receiver<bool>,
     pub stats: ServiceStats,
 }
 
@@ -84,7 +88,8 @@ impl Service {
             outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
             engine: Engine::with_baselines(cfg.clone(), baselines),
             consumer: std::sync::Arc::new(consumer),
-            partitions: HashMap::new(),
+            partitions: Vec::new(),
+            never: watch::channel(false).1,
             stats: ServiceStats::default(),
             cfg,
         })
@@ -134,30 +139,48 @@ impl Service {
             match ch {
                 Assignment::Assigned(ps) => {
                     tracing::info!(partitions = ?ps, "partitions assigned");
-                    for p in ps {
-                        if !self.partitions.contains_key(&p) {
-                            let source = self.engine.add_source();
-                            self.partitions.insert(
-                                p,
-                                PartitionState {
-                                    source,
-                                    last_message: Instant::now(),
-                                    idle: false,
-                                },
-                            );
-                        }
+                    for (topic, partition) in ps {
+                        self.partition(&topic, partition);
                     }
                 }
                 Assignment::Revoked(ps) => {
                     tracing::info!(partitions = ?ps, "partitions revoked");
-                    for p in ps {
-                        if let Some(st) = self.partitions.remove(&p) {
+                    for (topic, partition) in ps {
+                        let found = self
+                            .partitions
+                            .iter()
+                            .position(|p| p.partition == partition && p.topic == topic);
+                        if let Some(i) = found {
+                            let st = self.partitions.swap_remove(i);
                             self.engine.remove_source(st.source);
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The state of a partition, registered as an engine source on first sight.
+    fn partition(&mut self, topic: &str, partition: i32) -> &mut PartitionState {
+        let i = match self
+            .partitions
+            .iter()
+            .position(|p| p.partition == partition && p.topic == topic)
+        {
+            Some(i) => i,
+            None => {
+                let source = self.engine.add_source();
+                self.partitions.push(PartitionState {
+                    topic: topic.to_string(),
+                    partition,
+                    source,
+                    last_message: Instant::now(),
+                    idle: false,
+                });
+                self.partitions.len() - 1
+            }
+        };
+        &mut self.partitions[i]
     }
 
     /// Idle partitions stop holding the watermark back. With every partition
@@ -168,20 +191,19 @@ impl Service {
     async fn housekeeping(&mut self) {
         self.apply_assignment_changes();
         let idle_after = self.cfg.kafka.idle_timeout.0;
-        for st in self.partitions.values_mut() {
+        for st in self.partitions.iter_mut() {
             if !st.idle && st.last_message.elapsed() >= idle_after {
                 st.idle = true;
                 self.engine.set_idle(st.source, true);
             }
         }
-        self.publish_alerts(None).await;
+        let never = self.never.clone();
+        self.publish_alerts(&never).await;
     }
 
     /// Publishes the engine's pending alerts; false when stopping cut it short.
-    async fn publish_alerts(&mut self, stop: Option<&watch::Receiver<bool>>) -> bool {
+    async fn publish_alerts(&mut self, stop: &watch::Receiver<bool>) -> bool {
         let pending: Vec<_> = self.engine.drain_alerts().collect();
-        let never = watch::channel(false).1;
-        let stop = stop.unwrap_or(&never);
         for mut a in pending {
             a.emitted_at = now_ms();
             if !self.alerts.publish(&a, stop).await {
@@ -198,27 +220,11 @@ impl Service {
     async fn handle(&mut self, msg: &BorrowedMessage<'_>, stop: &watch::Receiver<bool>) -> bool {
         self.apply_assignment_changes();
         self.stats.messages += 1;
-        let key = (msg.topic().to_string(), msg.partition());
-        let source = match self.partitions.get_mut(&key) {
-            Some(st) => {
-                st.last_message = Instant::now();
-                st.idle = false;
-                st.source
-            }
-            None => {
-                // a message before its assignment event was seen: register it now
-                let source = self.engine.add_source();
-                self.partitions.insert(
-                    key,
-                    PartitionState {
-                        source,
-                        last_message: Instant::now(),
-                        idle: false,
-                    },
-                );
-                source
-            }
-        };
+        // a message may come before its assignment event was seen: then it registers here
+        let st = self.partition(msg.topic(), msg.partition());
+        st.last_message = Instant::now();
+        st.idle = false;
+        let source = st.source;
         let decoder = if msg.topic() == self.cfg.kafka.predictions_topic {
             &mut self.predictions
         } else {
@@ -233,7 +239,7 @@ impl Service {
                 return false;
             }
         }
-        if !self.publish_alerts(Some(stop)).await {
+        if !self.publish_alerts(stop).await {
             return false;
         }
         if let Err(e) = self.consumer.store_offset_from_message(msg) {

@@ -29,6 +29,9 @@ up() {
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "127.0.0.1:$port"; return
   fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "kafka.sh: 127.0.0.1:$port is already in use by another process; set KAFKA_PORT" >&2; exit 1
+  fi
   fetch
   rm -rf "$work/data" "$work/broker.log"
   mkdir -p "$work/data"

@@ -317,7 +317,63 @@ def test_second_instance_takes_over(env):
     assert want <= ids, f"{len(want - ids)} alerts missing after the takeover"
 
 
-TESTS = [test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
+def test_schema_registry_resolves_writer_schemas(env):
+    """The registry client against a stand-in speaking the Schema Registry's
+    `GET /schemas/ids/{id}` (no registry server installs from the registries
+    here). The writer schema of id 5 differs from ours (fields reordered, an
+    extra field): decoding goes by name. Id 6 is unknown: dead-lettered."""
+    import http.server, threading
+    writer = json.load(open(os.path.join(ROOT, "schemas", "prediction.avsc")))
+    writer["fields"] = list(reversed(writer["fields"])) + [{"name": "extra", "type": "string", "default": ""}]
+    bodies = {"/schemas/ids/5": json.dumps({"schema": json.dumps(writer)}),
+              "/schemas/ids/7": json.dumps({"schema": open(os.path.join(ROOT, "schemas", "outcome.avsc")).read()})}
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            body = bodies.get(self.path)
+            self.send_response(200 if body else 404)
+            self.end_headers()
+            self.wfile.write((body or '{"error_code":40403,"message":"Schema not found"}').encode())
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        preds, outs = scenario_events()
+        names = env.topics({})
+        ws = fastavro.parse_schema(writer)
+        def pv(e):
+            r = dict(e, extra="x", model_version=e.get("model_version"), score=e.get("score"), prediction=float(e["prediction"]),
+                     features={k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in e["features"].items()})
+            return b"\x00" + struct.pack(">I", 5) + avro_bytes(ws, r)
+        bad = b"\x00" + struct.pack(">I", 6) + avro_bytes(ws, dict(preds[0], extra="x", prediction=0.0, score=None, features={}))
+        env.produce(names["predictions"], [bad] + [pv(e) for e in preds])
+        env.produce(names["outcomes"], [b"\x00" + struct.pack(">I", 7) + avro_bytes(SCHEMAS["outcome"], dict(o, label=float(o["label"]))) for o in outs])
+        cfg_path = os.path.join(env.tmp, "registry.toml")
+        text = open(env.config(names, "confluent", "g-" + names["alerts"])).read()
+        text = text.replace("local_schema_ids = [1]\n", f'schema_registry_url = "http://127.0.0.1:{srv.server_port}"\n')
+        open(cfg_path, "w").write(text)
+        proc = env.start(cfg_path, os.path.join(env.tmp, "registry.log"))
+        want = replay_alerts()
+        try:
+            got = env.read_all(names["alerts"], want=len(want))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+        same_alerts(got, want)
+        dlq = env.read_all(names["dlq"], raw=True, want=1, settle=1.0)
+        assert [{k: v.decode() for k, v in m.headers()}["dlq.error.class"] for m in dlq] == ["unknown_schema"]
+        assert sorted(set(seen)) == ["/schemas/ids/5", "/schemas/ids/6", "/schemas/ids/7"], seen
+        assert seen.count("/schemas/ids/5") == 1, "schemas are cached per id"
+    finally:
+        srv.shutdown()
+
+
+TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over]
 
 
