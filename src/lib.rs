@@ -49,6 +49,7 @@ pub mod config;
 pub mod demo;
 pub mod drift;
 pub mod engine;
+pub mod quality;
 pub mod error;
 pub mod event;
 pub mod service;
