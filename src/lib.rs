@@ -52,6 +52,7 @@ pub mod engine;
 pub mod quality;
 pub mod error;
 pub mod event;
+pub mod join;
 pub mod service;
 pub mod sketch;
 pub mod source;
