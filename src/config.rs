@@ -81,7 +81,45 @@ pub struct Config {
     pub series: SeriesConfig,
     pub tests: TestsConfig,
     pub policy: PolicyConfig,
+    pub join: JoinConfig,
     pub kafka: KafkaConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JoinConfig {
+    /// How long (event time) a prediction waits for its outcome.
+    pub ttl: HumanDuration,
+    /// How long an outcome that came before its prediction waits for it.
+    pub orphan_hold: HumanDuration,
+    /// Predictions waiting at once; past it the oldest is evicted (counted).
+    pub max_waiting: usize,
+    /// Outcomes waiting for their prediction at once.
+    pub max_orphans: usize,
+    /// A binary prediction is positive at a score (or numeric prediction) at or above this.
+    pub score_threshold: f64,
+}
+
+impl Default for JoinConfig {
+    fn default() -> Self {
+        JoinConfig {
+            ttl: HumanDuration::secs(24 * 3600),
+            orphan_hold: HumanDuration::secs(15 * 60),
+            max_waiting: 1_000_000,
+            max_orphans: 100_000,
+            score_threshold: 0.5,
+        }
+    }
+}
+
+/// Page–Hinkley detector on the per-pair error stream.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PageHinkleyConfig {
+    /// Change tolerated per pair (subtracted from each deviation).
+    pub delta: f64,
+    /// The statistic at which the error stream is said to have risen (critical).
+    pub lambda: f64,
 }
 
 /// How event values are encoded on Kafka.
@@ -137,6 +175,10 @@ pub struct KafkaConfig {
     pub start_from: StartFrom,
     /// A partition with no message for this long (wall clock) stops holding the watermark back.
     pub idle_timeout: HumanDuration,
+    /// A partition more than this far ahead (event time) of the slowest is
+    /// paused until it catches up: streams consumed at different paces (a
+    /// backlog, a small outcomes topic) stay aligned, and the join buffers stay small.
+    pub max_skew: HumanDuration,
     /// Extra librdkafka properties for every client (`security.protocol`, `sasl.*`, `ssl.*`, timeouts, …).
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -156,6 +198,7 @@ impl Default for KafkaConfig {
             local_schema_ids: Vec::new(),
             start_from: StartFrom::Earliest,
             idle_timeout: HumanDuration::secs(5),
+            max_skew: HumanDuration::secs(7200),
             librdkafka: BTreeMap::new(),
         }
     }
@@ -311,6 +354,20 @@ pub struct TestsConfig {
     pub null_rate: Tier,
     pub type_violation: Tier,
     pub new_category_share: Tier,
+    /// Model quality against the reference (binary: accuracy, AUC, log loss,
+    /// Brier, calibration; multiclass: accuracy; regression: MAE).
+    pub accuracy_drop: Tier,
+    pub auc_drop: Tier,
+    /// Relative rise of the mean log loss.
+    pub log_loss_rise: Tier,
+    /// Relative rise of the mean Brier score.
+    pub brier_rise: Tier,
+    pub calibration_error_rise: Tier,
+    /// Relative rise of the mean absolute error.
+    pub mae_rise: Tier,
+    /// Fall of the share of predictions that got an outcome.
+    pub label_coverage_drop: Tier,
+    pub page_hinkley: PageHinkleyConfig,
     /// Scale jumps (current/reference median) within this factor of a power
     /// of ten (×10, ×100, ×1000 or their inverses) are reported as `feature_change`.
     pub scale_jump_tolerance: f64,
@@ -327,6 +384,17 @@ impl Default for TestsConfig {
             null_rate: Tier::new(0.05, 0.2),
             type_violation: Tier::new(0.01, 0.05),
             new_category_share: Tier::new(0.05, 0.2),
+            accuracy_drop: Tier::new(0.05, 0.1),
+            auc_drop: Tier::new(0.05, 0.1),
+            log_loss_rise: Tier::new(0.1, 0.25),
+            brier_rise: Tier::new(0.1, 0.25),
+            calibration_error_rise: Tier::new(0.05, 0.1),
+            mae_rise: Tier::new(0.1, 0.25),
+            label_coverage_drop: Tier::new(0.2, 0.5),
+            page_hinkley: PageHinkleyConfig {
+                delta: 0.005,
+                lambda: 50.0,
+            },
             scale_jump_tolerance: 1.5,
         }
     }
@@ -502,6 +570,13 @@ impl Config {
             ("tests.null_rate", t.null_rate),
             ("tests.type_violation", t.type_violation),
             ("tests.new_category_share", t.new_category_share),
+            ("tests.accuracy_drop", t.accuracy_drop),
+            ("tests.auc_drop", t.auc_drop),
+            ("tests.log_loss_rise", t.log_loss_rise),
+            ("tests.brier_rise", t.brier_rise),
+            ("tests.calibration_error_rise", t.calibration_error_rise),
+            ("tests.mae_rise", t.mae_rise),
+            ("tests.label_coverage_drop", t.label_coverage_drop),
         ] {
             if !(tier.warning > 0.0
                 && tier.warning.is_finite()
@@ -554,6 +629,31 @@ impl Config {
         }
         if p.max_exemplars > 20 {
             return bad("policy.max_exemplars", "at most 20".into());
+        }
+        if !(t.page_hinkley.delta >= 0.0
+            && t.page_hinkley.lambda > 0.0
+            && t.page_hinkley.lambda.is_finite())
+        {
+            return bad(
+                "tests.page_hinkley",
+                "need delta >= 0 and lambda > 0".into(),
+            );
+        }
+        let j = &self.join;
+        if j.ttl.as_millis() < bucket {
+            return bad("join.ttl", "must be at least one bucket".into());
+        }
+        if j.max_waiting == 0 || j.max_orphans == 0 {
+            return bad(
+                "join.max_waiting",
+                "join.max_waiting and join.max_orphans must be at least 1".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&j.score_threshold) {
+            return bad(
+                "join.score_threshold",
+                format!("must be in [0, 1], got {}", j.score_threshold),
+            );
         }
         let k = &self.kafka;
         for (key, v) in [

@@ -20,6 +20,8 @@ use crate::baseline::{Baseline, BaselineFile, ModelBaseline, series_baseline};
 use crate::config::{Config, Tier};
 use crate::drift::{self, categorical, fdr, numeric, quality};
 use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Value};
+use crate::join::{self, Label, Waiting};
+use crate::quality::monitor::{QChannel, QualityEval, QualityMonitor, Scored, slots_of};
 use crate::sketch::{Sketch, ValueKind, dd_config, edges::format_num, ordinal};
 use crate::stats::Stats;
 use crate::window::{BinSpec, RefState, Reference, SeriesWindows};
@@ -260,12 +262,67 @@ struct ChannelEval {
     reference_n: u64,
 }
 
-/// A test's name, statistic, tiers and p-value.
-struct Scored {
+/// What a channel's tests add up to at one evaluation.
+#[derive(Clone, Debug)]
+struct Summary {
+    severity: Option<Severity>,
+    calm: bool,
     test: &'static str,
     statistic: f64,
-    tier: Tier,
+    threshold: f64,
     p_value: Option<f64>,
+    /// The gate: the smallest p-value among the channel's tests.
+    gate_p: Option<f64>,
+    tests: Vec<TestResult>,
+}
+
+fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
+    let tiered: Vec<&Scored> = scored
+        .iter()
+        .filter(|s| s.tier.warning.is_finite())
+        .collect();
+    let top = tiered.iter().copied().max_by(|a, b| {
+        let ka = (
+            severity_of(a.statistic, a.tier),
+            a.statistic / a.tier.warning,
+        );
+        let kb = (
+            severity_of(b.statistic, b.tier),
+            b.statistic / b.tier.warning,
+        );
+        ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+    });
+    let (test, statistic, tier, p_value) = top
+        .map_or(("none", 0.0, Tier::new(1.0, 1.0), None), |s| {
+            (s.test, s.statistic, s.tier, s.p_value)
+        });
+    let severity = severity_of(statistic, tier);
+    Summary {
+        severity,
+        calm: tiered
+            .iter()
+            .all(|s| s.statistic < hysteresis * s.tier.warning),
+        test,
+        statistic,
+        threshold: if severity == Some(Severity::Critical) {
+            tier.critical
+        } else {
+            tier.warning
+        },
+        p_value,
+        gate_p: scored
+            .iter()
+            .filter_map(|s| s.p_value)
+            .min_by(f64::total_cmp),
+        tests: scored
+            .iter()
+            .map(|s| TestResult {
+                test: s.test.to_string(),
+                statistic: s.statistic,
+                p_value: s.p_value,
+            })
+            .collect(),
+    }
 }
 
 fn severity_of(stat: f64, t: Tier) -> Option<Severity> {
@@ -276,21 +333,6 @@ fn severity_of(stat: f64, t: Tier) -> Option<Severity> {
     } else {
         None
     }
-}
-
-/// The test that drives a channel: highest tier, then largest statistic relative to its warning tier.
-fn driving(scored: &[Scored]) -> Option<&Scored> {
-    scored.iter().max_by(|a, b| {
-        let ka = (
-            severity_of(a.statistic, a.tier),
-            a.statistic / a.tier.warning,
-        );
-        let kb = (
-            severity_of(b.statistic, b.tier),
-            b.statistic / b.tier.warning,
-        );
-        ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
-    })
 }
 
 pub struct Engine {
@@ -320,6 +362,8 @@ pub struct Engine {
     slots: Vec<u32>,
     baselines: HashMap<String, Baseline>,
     pub stats: Stats,
+    /// The outcome join and model quality.
+    pub quality: QualityMonitor,
     out: Vec<Alert>,
     scratch: Vec<u64>,
 }
@@ -333,6 +377,7 @@ impl Engine {
     pub fn with_baselines(cfg: Config, baselines: HashMap<String, Baseline>) -> Self {
         let dd = dd_config(cfg.series.quantile_accuracy);
         let bucket_ms = cfg.window.bucket.as_millis();
+        let quality = QualityMonitor::new(&cfg);
         Engine {
             bins: BinSpec {
                 coarse: cfg.series.bins,
@@ -358,6 +403,7 @@ impl Engine {
             slots: Vec::with_capacity(8),
             baselines,
             stats: Stats::default(),
+            quality,
             out: Vec::new(),
             scratch: Vec::new(),
         }
@@ -430,6 +476,25 @@ impl Engine {
             s.removed = true;
         }
         self.advance();
+    }
+
+    /// The newest event time a source has delivered.
+    pub fn source_max(&self, id: usize) -> Option<i64> {
+        self.sources.get(id).and_then(|s| s.max)
+    }
+
+    /// The newest event time the slowest active source has reached (None
+    /// while an active source has delivered nothing, or none is active).
+    pub fn slowest_active(&self) -> Option<i64> {
+        let mut active = self
+            .sources
+            .iter()
+            .filter(|s| !s.removed && !s.idle)
+            .peekable();
+        active.peek()?;
+        active
+            .map(|s| s.max)
+            .try_fold(i64::MAX, |acc, m| m.map(|m| acc.min(m)))
     }
 
     /// Marks a source idle (it stops holding the watermark) or active again.
@@ -511,6 +576,24 @@ impl Engine {
                 }
             }
         }
+        let (join_slots, n_slots) = slots_of(&slots);
+        let (prediction, class) = match &p.prediction {
+            Scalar::Number(x) => (*x, 0),
+            Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
+        };
+        self.quality.prediction(
+            join::key(&p.model_id, &p.trace_id),
+            Waiting {
+                model: m,
+                bucket,
+                event_time: p.event_time,
+                slots: join_slots,
+                n_slots,
+                prediction,
+                class,
+                score: p.score.map_or(f32::NAN, |s| s as f32),
+            },
+        );
         for (name, v) in &p.features {
             let model = &mut self.models[m as usize];
             let Some(f) = model.feature(name, &self.cfg) else {
@@ -550,7 +633,16 @@ impl Engine {
     /// Applies one outcome event. The join to predictions is not built yet:
     /// outcomes are validated, counted and advance event time.
     pub fn apply_outcome(&mut self, o: &Outcome) -> Result<Applied, BadEvent> {
-        if self.check_time(o.event_time)?.is_none() {
+        let on_time = self.check_time(o.event_time)?.is_some();
+        let m = self.model(&o.model_id)?;
+        // the pair counts in its prediction's bucket, whenever the outcome comes
+        let label = match &o.label {
+            Scalar::Number(x) => Label::Number(*x),
+            Scalar::Text(c) => Label::Class(self.quality.class(m, c)),
+        };
+        self.quality
+            .outcome(join::key(&o.model_id, &o.trace_id), label, o.event_time);
+        if !on_time {
             self.stats.late += 1;
             return Ok(Applied::Late);
         }
@@ -765,30 +857,56 @@ impl Engine {
                 evals.push(e);
             }
         }
-        self.stats.evaluations += evals.len() as u64;
+        let qevals = self.quality.evaluate(b, &self.cfg);
+        let h = self.cfg.policy.hysteresis;
+        let qsums: Vec<Summary> = qevals.iter().map(|e| summarize(&e.scored, h)).collect();
+        self.stats.evaluations += (evals.len() + qevals.len()) as u64;
+        // one false-discovery gate over every series and channel of this watermark
         let ps: Vec<f64> = evals
             .iter()
             .filter(|e| e.enough)
             .filter_map(|e| e.gate_p)
+            .chain(
+                qevals
+                    .iter()
+                    .zip(&qsums)
+                    .filter(|(e, _)| e.enough)
+                    .filter_map(|(_, s)| s.gate_p),
+            )
             .collect();
         let adjusted = fdr::bh_adjust(&ps);
         let mut next = adjusted.iter();
         let q = self.cfg.policy.fdr_q;
+        let mut significant = |enough: bool, gate: Option<f64>| match (enough, gate) {
+            (true, Some(_)) => next.next().is_some_and(|a| *a <= q),
+            (true, None) => true,
+            (false, _) => false,
+        };
         let first_new = self.out.len();
-        for e in &evals {
-            let significant = match (e.enough, e.gate_p) {
-                (true, Some(_)) => next.next().is_some_and(|a| *a <= q),
-                (true, None) => true,
-                (false, _) => false,
-            };
-            let verdict = Verdict {
-                breach: if significant && e.enough {
+        let feature_verdicts: Vec<Verdict> = evals
+            .iter()
+            .map(|e| Verdict {
+                breach: if significant(e.enough, e.gate_p) {
                     e.severity
                 } else {
                     None
                 },
                 calm: e.calm,
-            };
+            })
+            .collect();
+        let quality_verdicts: Vec<Verdict> = qevals
+            .iter()
+            .zip(&qsums)
+            .map(|(e, s)| Verdict {
+                breach: if significant(e.enough, s.gate_p) {
+                    s.severity
+                } else {
+                    None
+                },
+                calm: s.calm,
+            })
+            .collect();
+        for (e, verdict) in evals.iter().zip(feature_verdicts) {
             let s = &mut self.series[e.series as usize];
             let ch = match e.channel {
                 Channel::Drift => &mut s.drift,
@@ -796,6 +914,19 @@ impl Engine {
             };
             if let Some(t) = ch.step(verdict, now, &self.cfg.policy) {
                 self.emit(e, t, now);
+            }
+        }
+        // quality after inputs: its triage weighs the input alerts open now
+        for ((e, sm), verdict) in qevals.iter().zip(&qsums).zip(quality_verdicts) {
+            let qs = &mut self.quality.series[e.series as usize];
+            let ch = match e.channel {
+                QChannel::Performance => &mut qs.performance,
+                QChannel::Concept => &mut qs.concept,
+                QChannel::LabelShift => &mut qs.label_shift,
+                QChannel::Coverage => &mut qs.coverage,
+            };
+            if let Some(t) = ch.step(verdict, now, &self.cfg.policy) {
+                self.emit_quality(e, sm, t, now);
             }
         }
         // one canonical order per watermark, whatever order series were met in
@@ -806,6 +937,146 @@ impl Engine {
                 &b.feature,
                 &b.slice,
             ))
+        });
+    }
+
+    /// Open input-drift episodes of a model in a slot: (alert id) — what a quality alert's triage weighs.
+    fn open_input_drift(&self, model: u32, slot: u32) -> Vec<String> {
+        self.series
+            .iter()
+            .filter(|s| s.model == model && s.slot == slot)
+            .filter(|s| {
+                self.models[s.model as usize].features[s.feature as usize].role == Role::Input
+            })
+            .filter_map(|s| s.drift.episode.as_ref().map(|e| e.alert_id.clone()))
+            .collect()
+    }
+
+    /// Writes the alert of a model-quality channel's transition.
+    fn emit_quality(&mut self, e: &QualityEval, sm: &Summary, t: Transition, now: i64) {
+        let (model, slot) = (
+            self.quality.series[e.series as usize].model,
+            self.quality.series[e.series as usize].slot,
+        );
+        let m = &self.models[model as usize];
+        let (model_id, model_version, slice) = (m.id.clone(), m.version.clone(), m.slice_map(slot));
+        let (kind, feature) = match e.channel {
+            QChannel::Performance => (AlertKind::Performance, None),
+            QChannel::Concept => (AlertKind::ConceptDrift, None),
+            QChannel::LabelShift => (AlertKind::DataDrift, Some("label".to_string())),
+            QChannel::Coverage => (AlertKind::DataQuality, Some("label".to_string())),
+        };
+        // triage: label moved ⇒ label shift; inputs moved ⇒ covariate shift; else concept drift
+        let inputs = self.open_input_drift(model, slot);
+        let qs = &self.quality.series[e.series as usize];
+        let label_moved = qs
+            .label_shift
+            .episode
+            .as_ref()
+            .map(|ep| ep.alert_id.clone());
+        let (cause, related) = match e.channel {
+            QChannel::Coverage => (Cause::Pipeline, Vec::new()),
+            QChannel::LabelShift => (Cause::LabelShift, inputs),
+            QChannel::Performance | QChannel::Concept => match (&label_moved, inputs.is_empty()) {
+                (Some(id), _) => (
+                    Cause::LabelShift,
+                    std::iter::once(id.clone()).chain(inputs).collect(),
+                ),
+                (None, false) => (Cause::CovariateShift, inputs),
+                (None, true) => (Cause::ConceptDrift, Vec::new()),
+            },
+        };
+        let what = if slice.is_empty() {
+            format!("model `{model_id}`")
+        } else {
+            format!(
+                "model `{model_id}` in {}",
+                slice
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        let summary = format!(
+            "{what}: {} {} (tier {}), {} labelled pairs vs {} in the reference; cause {}{}",
+            sm.test,
+            format_num(sm.statistic),
+            format_num(sm.threshold),
+            e.current_n,
+            e.reference_n,
+            cause,
+            if related.is_empty() {
+                String::new()
+            } else {
+                format!(" (weighed {} other alerts)", related.len())
+            }
+        );
+        let qs = &mut self.quality.series[e.series as usize];
+        let ch = match e.channel {
+            QChannel::Performance => &mut qs.performance,
+            QChannel::Concept => &mut qs.concept,
+            QChannel::LabelShift => &mut qs.label_shift,
+            QChannel::Coverage => &mut qs.coverage,
+        };
+        let (state, severity, alert_id) = match t {
+            Transition::Fire(sev) => {
+                let id = episode_id(&model_id, kind, feature.as_deref(), &slice, now);
+                ch.open(id.clone(), sev, now);
+                (AlertState::Firing, sev, id)
+            }
+            Transition::Escalate => match &ch.episode {
+                Some(ep) => (AlertState::Escalated, ep.severity, ep.alert_id.clone()),
+                None => return,
+            },
+            Transition::Resolve => match ch.close() {
+                Some(ep) => (AlertState::Resolved, ep.severity, ep.alert_id),
+                None => return,
+            },
+        };
+        if state == AlertState::Resolved && e.channel == QChannel::Concept {
+            qs.ph.reset();
+        }
+        let (breaches, evaluations) = if state == AlertState::Resolved {
+            (0, 0)
+        } else {
+            ch.persistence(&self.cfg.policy)
+        };
+        self.stats.count_alert(kind, severity, state);
+        self.out.push(Alert {
+            alert_id,
+            model_id,
+            model_version,
+            kind,
+            feature,
+            slice,
+            test: sm.test.to_string(),
+            statistic: sm.statistic,
+            p_value: sm.p_value,
+            threshold: sm.threshold,
+            severity,
+            state,
+            window_start: e.window_start,
+            window_end: e.window_end,
+            reference_start: e.reference_start,
+            reference_end: e.reference_end,
+            sample_size: SampleSize {
+                current: e.current_n as i64,
+                reference: e.reference_n as i64,
+            },
+            persistence: Persistence {
+                breaches: breaches as i32,
+                evaluations: evaluations as i32,
+            },
+            evidence: Evidence {
+                summary,
+                tests: sm.tests.clone(),
+                related_alert_ids: related,
+                ..Evidence::default()
+            },
+            suspected_cause: cause,
+            exemplar_trace_ids: Vec::new(),
+            emitted_at: now,
         });
     }
 
@@ -986,6 +1257,7 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn channel_eval(
         &self,
         sid: u32,
@@ -996,40 +1268,20 @@ impl Engine {
         cn: u64,
         rn: u64,
     ) -> ChannelEval {
-        let h = self.cfg.policy.hysteresis;
-        let tiered = || scored.iter().filter(|s| s.tier.warning.is_finite());
-        let top = driving(&tiered().map(|s| Scored { ..*s }).collect::<Vec<_>>())
-            .map(|s| (s.test, s.statistic, s.tier, s.p_value));
-        let (test, statistic, tier, p_value) =
-            top.unwrap_or(("none", 0.0, Tier::new(1.0, 1.0), None));
-        let severity = severity_of(statistic, tier);
+        let sm = summarize(scored, self.cfg.policy.hysteresis);
         ChannelEval {
             series: sid,
             channel,
             kind,
-            severity,
-            calm: tiered().all(|s| s.statistic < h * s.tier.warning),
-            test,
-            statistic,
-            threshold: match severity {
-                Some(Severity::Critical) => tier.critical,
-                _ => tier.warning,
-            },
-            p_value,
-            // the gate: the smallest p-value among the channel's tests
-            gate_p: scored
-                .iter()
-                .filter_map(|s| s.p_value)
-                .min_by(f64::total_cmp),
+            severity: sm.severity,
+            calm: sm.calm,
+            test: sm.test,
+            statistic: sm.statistic,
+            threshold: sm.threshold,
+            p_value: sm.p_value,
+            gate_p: sm.gate_p,
             enough,
-            tests: scored
-                .iter()
-                .map(|s| TestResult {
-                    test: s.test.to_string(),
-                    statistic: s.statistic,
-                    p_value: s.p_value,
-                })
-                .collect(),
+            tests: sm.tests,
             current_n: cn,
             reference_n: rn,
         }

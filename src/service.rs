@@ -9,6 +9,7 @@
 //! be decoded or validated goes to the dead-letter topic unchanged, with
 //! headers saying where it came from and why; then its offset is stored.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -43,12 +44,15 @@ struct PartitionState {
     source: usize,
     last_message: Instant,
     idle: bool,
+    /// Paused for being too far ahead of the slowest partition.
+    paused: bool,
 }
 
 /// The service: consumer, engine, alert and DLQ producers.
 pub struct Service {
     cfg: Config,
     engine: Engine,
+    baselines: HashMap<String, Baseline>,
     consumer: std::sync::Arc<StreamConsumer<Context>>,
     alerts: KafkaSink,
     dlq: Option<FutureProducer>,
@@ -86,7 +90,8 @@ impl Service {
             dlq,
             predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
             outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
-            engine: Engine::with_baselines(cfg.clone(), baselines),
+            engine: Engine::with_baselines(cfg.clone(), baselines.clone()),
+            baselines,
             consumer: std::sync::Arc::new(consumer),
             partitions: Vec::new(),
             never: watch::channel(false).1,
@@ -130,7 +135,10 @@ impl Service {
         self.shutdown()
     }
 
-    fn apply_assignment_changes(&mut self) {
+    /// Applies rebalances; true when the windows were rebuilt (the
+    /// partitions were sent back to their start).
+    fn apply_assignment_changes(&mut self) -> bool {
+        let mut rebuilt = false;
         let changes: Vec<Assignment> = match self.consumer.context().changes.lock() {
             Ok(mut c) => c.drain(..).collect(),
             Err(_) => Vec::new(),
@@ -139,6 +147,26 @@ impl Service {
             match ch {
                 Assignment::Assigned(ps) => {
                     tracing::info!(partitions = ?ps, "partitions assigned");
+                    if self.cfg.kafka.start_from == StartFrom::Earliest {
+                        // the windows are rebuilt from nothing: every assigned partition
+                        // is read from its start again (republished alerts keep their alert_id)
+                        self.engine =
+                            Engine::with_baselines(self.cfg.clone(), self.baselines.clone());
+                        self.partitions.clear();
+                        let mut tpl = rdkafka::TopicPartitionList::new();
+                        for (topic, partition) in &ps {
+                            let _ = tpl.add_partition_offset(
+                                topic,
+                                *partition,
+                                rdkafka::Offset::Beginning,
+                            );
+                        }
+                        if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10))
+                        {
+                            tracing::warn!(error = %e, "cannot seek to the start of the assigned partitions");
+                        }
+                        rebuilt = true;
+                    }
                     for (topic, partition) in ps {
                         self.partition(&topic, partition);
                     }
@@ -158,6 +186,7 @@ impl Service {
                 }
             }
         }
+        rebuilt
     }
 
     /// The state of a partition, registered as an engine source on first sight.
@@ -176,6 +205,7 @@ impl Service {
                     source,
                     last_message: Instant::now(),
                     idle: false,
+                    paused: false,
                 });
                 self.partitions.len() - 1
             }
@@ -191,14 +221,55 @@ impl Service {
     async fn housekeeping(&mut self) {
         self.apply_assignment_changes();
         let idle_after = self.cfg.kafka.idle_timeout.0;
+        // resume partitions the others have caught up with
+        let skew = self.cfg.kafka.max_skew.as_millis();
+        let slowest = self.engine.slowest_active();
+        for i in 0..self.partitions.len() {
+            let st = &self.partitions[i];
+            if !st.paused {
+                continue;
+            }
+            let caught_up = match (self.engine.source_max(st.source), slowest) {
+                (Some(mine), Some(slow)) => mine - slow <= skew / 2,
+                _ => true,
+            };
+            if caught_up {
+                self.set_paused(i, false);
+            }
+        }
         for st in self.partitions.iter_mut() {
+            if st.paused {
+                st.last_message = Instant::now();
+                continue;
+            }
             if !st.idle && st.last_message.elapsed() >= idle_after {
                 st.idle = true;
                 self.engine.set_idle(st.source, true);
+                tracing::info!(topic = %st.topic, partition = st.partition, "partition idle: no longer holds the watermark");
             }
         }
         let never = self.never.clone();
         self.publish_alerts(&never).await;
+    }
+
+    fn set_paused(&mut self, i: usize, paused: bool) {
+        let st = &mut self.partitions[i];
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition(&st.topic, st.partition);
+        let r = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        match r {
+            Ok(()) => {
+                st.paused = paused;
+                tracing::debug!(topic = %st.topic, partition = st.partition, paused, "partition flow control");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %st.topic, partition = st.partition, "cannot pause or resume")
+            }
+        }
     }
 
     /// Publishes the engine's pending alerts; false when stopping cut it short.
@@ -218,12 +289,18 @@ impl Service {
     /// One message: decode, apply, publish alerts, store the offset.
     /// False when the service is stopping before the message was done.
     async fn handle(&mut self, msg: &BorrowedMessage<'_>, stop: &watch::Receiver<bool>) -> bool {
-        self.apply_assignment_changes();
+        if self.apply_assignment_changes() {
+            // this message comes again from the start of its partition
+            return true;
+        }
         self.stats.messages += 1;
         // a message may come before its assignment event was seen: then it registers here
         let st = self.partition(msg.topic(), msg.partition());
         st.last_message = Instant::now();
-        st.idle = false;
+        if st.idle {
+            st.idle = false;
+            tracing::info!(topic = %st.topic, partition = st.partition, "partition active again");
+        }
         let source = st.source;
         let decoder = if msg.topic() == self.cfg.kafka.predictions_topic {
             &mut self.predictions
@@ -241,6 +318,17 @@ impl Service {
         }
         if !self.publish_alerts(stop).await {
             return false;
+        }
+        // flow control: a partition far ahead of the slowest waits for it
+        if let (Some(mine), Some(slow)) =
+            (self.engine.source_max(source), self.engine.slowest_active())
+            && mine - slow > self.cfg.kafka.max_skew.as_millis()
+            && let Some(i) = self
+                .partitions
+                .iter()
+                .position(|p| p.source == source && !p.paused)
+        {
+            self.set_paused(i, true);
         }
         if let Err(e) = self.consumer.store_offset_from_message(msg) {
             tracing::warn!(error = %e, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "cannot store offset");

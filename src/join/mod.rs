@@ -19,9 +19,16 @@ pub const MAX_SLOTS: usize = 4;
 pub fn key(model: &str, trace_id: &str) -> u128 {
     let mut a: u64 = 0xcbf2_9ce4_8422_2325;
     let mut b: u64 = 0x84222325_cbf29ce4;
-    for &x in model.as_bytes().iter().chain(&[0xff]).chain(trace_id.as_bytes()) {
+    for &x in model
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(trace_id.as_bytes())
+    {
         a = (a ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        b = (b ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7);
+        b = (b ^ x as u64)
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(7);
     }
     ((a as u128) << 64) | b as u128
 }
@@ -163,10 +170,10 @@ impl JoinBuffer {
         self.stats.joined += 1;
         if self.recent.insert(k, ()).is_none() {
             self.recent_order.push_back(k);
-            if self.recent_order.len() > self.max_waiting {
-                if let Some(old) = self.recent_order.pop_front() {
-                    self.recent.remove(&old);
-                }
+            if self.recent_order.len() > self.max_waiting
+                && let Some(old) = self.recent_order.pop_front()
+            {
+                self.recent.remove(&old);
             }
         }
     }
@@ -178,11 +185,11 @@ impl JoinBuffer {
                 break;
             }
             self.order.pop_front();
-            if let Some(w) = self.waiting.get(&k) {
-                if w.event_time + self.ttl_ms == at {
-                    self.waiting.remove(&k);
-                    self.stats.expired += 1;
-                }
+            if let Some(w) = self.waiting.get(&k)
+                && w.event_time + self.ttl_ms == at
+            {
+                self.waiting.remove(&k);
+                self.stats.expired += 1;
             }
         }
         while let Some(&(at, k)) = self.orphan_order.front() {
@@ -202,7 +209,16 @@ mod tests {
     use super::*;
 
     fn w(t: i64) -> Waiting {
-        Waiting { model: 0, bucket: t / 60_000, event_time: t, slots: [0; MAX_SLOTS], n_slots: 1, prediction: 0.0, class: 0, score: 0.5 }
+        Waiting {
+            model: 0,
+            bucket: t / 60_000,
+            event_time: t,
+            slots: [0; MAX_SLOTS],
+            n_slots: 1,
+            prediction: 0.0,
+            class: 0,
+            score: 0.5,
+        }
     }
 
     #[test]
@@ -212,7 +228,10 @@ mod tests {
         let (p, l, t) = j.outcome(key("m", "a"), Label::Number(1.0), 5_000).unwrap();
         assert_eq!((p.event_time, l, t), (0, Label::Number(1.0), 5_000));
         // the same trace again: a duplicate
-        assert!(j.outcome(key("m", "a"), Label::Number(1.0), 6_000).is_none());
+        assert!(
+            j.outcome(key("m", "a"), Label::Number(1.0), 6_000)
+                .is_none()
+        );
         assert_eq!(j.stats.duplicates, 1);
         // outcome first, then its prediction
         assert!(j.outcome(key("m", "b"), Label::Class(3), 7_000).is_none());
@@ -223,7 +242,10 @@ mod tests {
         // expiry by event time
         j.expire(70_000);
         assert_eq!(j.stats.expired, 1, "n/b waited longer than the ttl");
-        assert!(j.outcome(key("m", "z"), Label::Number(0.0), 70_000).is_none());
+        assert!(
+            j.outcome(key("m", "z"), Label::Number(0.0), 70_000)
+                .is_none()
+        );
         j.expire(80_000);
         assert_eq!(j.stats.unmatched, 1);
         assert_eq!(j.stats.joined, 2);
@@ -239,7 +261,10 @@ mod tests {
         assert_eq!(j.waiting(), 10);
         assert_eq!(j.stats.evicted, 15);
         assert!(j.outcome(key("m", "t24"), Label::Number(1.0), 30).is_some());
-        assert!(j.outcome(key("m", "t0"), Label::Number(1.0), 30).is_none(), "evicted: held as an orphan");
+        assert!(
+            j.outcome(key("m", "t0"), Label::Number(1.0), 30).is_none(),
+            "evicted: held as an orphan"
+        );
         // the order queue stays bounded though entries leave by join
         for i in 100..10_000 {
             let k = key("m", &format!("t{i}"));

@@ -7,6 +7,8 @@
 //! distribution itself (label shift) is kept too. Checked against
 //! scikit-learn in `tests/fixtures/quality/`.
 
+pub mod monitor;
+
 /// Equal-width score bins of the calibration error.
 pub const CALIBRATION_BINS: usize = 10;
 /// Score bins per class for the AUC (ties within a bin count one half).
@@ -28,9 +30,19 @@ pub enum LabelKind {
 /// One joined pair as the quality summary sees it.
 #[derive(Clone, Copy, Debug)]
 pub enum Pair {
-    Binary { label: bool, predicted: bool, score: Option<f64> },
-    Multiclass { label: u32, correct: bool },
-    Regression { label: f64, prediction: f64 },
+    Binary {
+        label: bool,
+        predicted: bool,
+        score: Option<f64>,
+    },
+    Multiclass {
+        label: u32,
+        correct: bool,
+    },
+    Regression {
+        label: f64,
+        prediction: f64,
+    },
 }
 
 /// Mergeable quality summary of one bucket (or a window of them).
@@ -115,7 +127,11 @@ impl QualitySketch {
     pub fn add(&mut self, p: Pair) -> f64 {
         self.n += 1;
         match p {
-            Pair::Binary { label, predicted, score } => {
+            Pair::Binary {
+                label,
+                predicted,
+                score,
+            } => {
                 bump(&mut self.labels, label as usize, 1);
                 self.correct += (label == predicted) as u64;
                 match (label, predicted) {
@@ -138,7 +154,11 @@ impl QualitySketch {
                         self.calib_score[c] += s;
                         self.calib_label[c] += y;
                         let a = ((s * AUC_BINS as f64) as usize).min(AUC_BINS - 1);
-                        if label { bump(&mut self.auc_pos, a, 1) } else { bump(&mut self.auc_neg, a, 1) }
+                        if label {
+                            bump(&mut self.auc_pos, a, 1)
+                        } else {
+                            bump(&mut self.auc_neg, a, 1)
+                        }
                         b
                     }
                     None => (label != predicted) as u8 as f64,
@@ -272,7 +292,9 @@ pub fn auc_standard_error(auc: f64, np: u64, nn: u64) -> f64 {
     let (a, p, n) = (auc, np as f64, nn as f64);
     let q1 = a / (2.0 - a);
     let q2 = 2.0 * a * a / (1.0 + a);
-    ((a * (1.0 - a) + (p - 1.0) * (q1 - a * a) + (n - 1.0) * (q2 - a * a)) / (p * n)).max(0.0).sqrt()
+    ((a * (1.0 - a) + (p - 1.0) * (q1 - a * a) + (n - 1.0) * (q2 - a * a)) / (p * n))
+        .max(0.0)
+        .sqrt()
 }
 
 #[cfg(test)]
@@ -286,7 +308,11 @@ mod tests {
     }
 
     fn f64s(v: &Value) -> Vec<f64> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
     }
 
     /// Against scikit-learn: counts-based metrics 1e-12; log loss and Brier
@@ -300,17 +326,40 @@ mod tests {
             let s = f64s(&case["score"]);
             let mut q = QualitySketch::default();
             for (y, s) in y.iter().zip(&s) {
-                q.add(Pair::Binary { label: *y == 1.0, predicted: *s >= 0.5, score: Some(*s) });
+                q.add(Pair::Binary {
+                    label: *y == 1.0,
+                    predicted: *s >= 0.5,
+                    score: Some(*s),
+                });
             }
             let want = |k: &str| case[k].as_f64().unwrap();
             let name = case["name"].as_str().unwrap();
-            assert!(close(q.accuracy().unwrap(), want("accuracy"), 1e-12, 0.0), "{name}");
-            assert!(close(q.precision().unwrap(), want("precision"), 1e-12, 0.0), "{name}");
-            assert!(close(q.recall().unwrap(), want("recall"), 1e-12, 0.0), "{name}");
-            assert!(close(q.mean_log_loss().unwrap(), want("log_loss"), 1e-12, 1e-9), "{name}");
-            assert!(close(q.mean_brier().unwrap(), want("brier"), 1e-12, 1e-9), "{name}");
+            assert!(
+                close(q.accuracy().unwrap(), want("accuracy"), 1e-12, 0.0),
+                "{name}"
+            );
+            assert!(
+                close(q.precision().unwrap(), want("precision"), 1e-12, 0.0),
+                "{name}"
+            );
+            assert!(
+                close(q.recall().unwrap(), want("recall"), 1e-12, 0.0),
+                "{name}"
+            );
+            assert!(
+                close(q.mean_log_loss().unwrap(), want("log_loss"), 1e-12, 1e-9),
+                "{name}"
+            );
+            assert!(
+                close(q.mean_brier().unwrap(), want("brier"), 1e-12, 1e-9),
+                "{name}"
+            );
             assert!(close(q.ece().unwrap(), want("ece"), 1e-12, 1e-9), "{name}");
-            assert!(close(q.auc().unwrap(), want("auc"), 0.005, 0.0), "{name} binned auc {}", q.auc().unwrap());
+            assert!(
+                close(q.auc().unwrap(), want("auc"), 0.005, 0.0),
+                "{name} binned auc {}",
+                q.auc().unwrap()
+            );
             // exact: one bin per distinct score
             let mut distinct = s.clone();
             distinct.sort_by(f64::total_cmp);
@@ -320,7 +369,15 @@ mod tests {
                 let i = distinct.binary_search_by(|v| v.total_cmp(s)).unwrap();
                 if *y == 1.0 { pos[i] += 1 } else { neg[i] += 1 }
             }
-            assert!(close(auc_from_histograms(&pos, &neg).unwrap(), want("auc"), 1e-12, 0.0), "{name} exact auc");
+            assert!(
+                close(
+                    auc_from_histograms(&pos, &neg).unwrap(),
+                    want("auc"),
+                    1e-12,
+                    0.0
+                ),
+                "{name} exact auc"
+            );
         }
     }
 
@@ -328,13 +385,31 @@ mod tests {
     fn multiclass_and_regression_match_sklearn() {
         let f = fixtures();
         for case in f["multiclass"].as_array().unwrap() {
-            let y: Vec<u32> = case["y"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-            let p: Vec<u32> = case["pred"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let y: Vec<u32> = case["y"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            let p: Vec<u32> = case["pred"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
             let mut q = QualitySketch::default();
             for (y, p) in y.iter().zip(&p) {
-                q.add(Pair::Multiclass { label: *y, correct: y == p });
+                q.add(Pair::Multiclass {
+                    label: *y,
+                    correct: y == p,
+                });
             }
-            assert!(close(q.accuracy().unwrap(), case["accuracy"].as_f64().unwrap(), 1e-12, 0.0));
+            assert!(close(
+                q.accuracy().unwrap(),
+                case["accuracy"].as_f64().unwrap(),
+                1e-12,
+                0.0
+            ));
             let want = f64s(&case["recall"]);
             let got: Vec<f64> = q.class_recall().into_iter().map(|r| r.unwrap()).collect();
             for (g, w) in got.iter().zip(&want) {
@@ -346,18 +421,40 @@ mod tests {
             let p = f64s(&case["pred"]);
             let mut q = QualitySketch::default();
             for (y, p) in y.iter().zip(&p) {
-                q.add(Pair::Regression { label: *y, prediction: *p });
+                q.add(Pair::Regression {
+                    label: *y,
+                    prediction: *p,
+                });
             }
-            assert!(close(q.mae().unwrap(), case["mae"].as_f64().unwrap(), 1e-12, 1e-9));
-            assert!(close(q.rmse().unwrap(), case["rmse"].as_f64().unwrap(), 1e-12, 1e-9));
-            assert!(close(q.bias().unwrap(), case["bias"].as_f64().unwrap(), 1e-12, 1e-9));
+            assert!(close(
+                q.mae().unwrap(),
+                case["mae"].as_f64().unwrap(),
+                1e-12,
+                1e-9
+            ));
+            assert!(close(
+                q.rmse().unwrap(),
+                case["rmse"].as_f64().unwrap(),
+                1e-12,
+                1e-9
+            ));
+            assert!(close(
+                q.bias().unwrap(),
+                case["bias"].as_f64().unwrap(),
+                1e-12,
+                1e-9
+            ));
         }
     }
 
     #[test]
     fn merge_equals_one_sketch_of_the_union() {
         let pairs: Vec<Pair> = (0..500)
-            .map(|i| Pair::Binary { label: i % 3 == 0, predicted: i % 4 == 0, score: Some((i % 97) as f64 / 97.0) })
+            .map(|i| Pair::Binary {
+                label: i % 3 == 0,
+                predicted: i % 4 == 0,
+                score: Some((i % 97) as f64 / 97.0),
+            })
             .collect();
         let mut whole = QualitySketch::default();
         pairs.iter().for_each(|p| {
@@ -372,8 +469,16 @@ mod tests {
             b.add(*p);
         });
         a.merge(&b);
-        assert_eq!((a.n, a.tp, a.auc_pos.clone(), a.calib_n), (whole.n, whole.tp, whole.auc_pos.clone(), whole.calib_n));
-        assert!(close(a.mean_log_loss().unwrap(), whole.mean_log_loss().unwrap(), 1e-12, 1e-12));
+        assert_eq!(
+            (a.n, a.tp, a.auc_pos.clone(), a.calib_n),
+            (whole.n, whole.tp, whole.auc_pos.clone(), whole.calib_n)
+        );
+        assert!(close(
+            a.mean_log_loss().unwrap(),
+            whole.mean_log_loss().unwrap(),
+            1e-12,
+            1e-12
+        ));
     }
 
     #[test]
