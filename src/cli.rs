@@ -282,6 +282,7 @@ pub fn replay(
     }
     sink.flush()?;
     pb.finish_and_clear();
+    engine.stats.join = Some(engine.quality.join.stats);
     eprint!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
     Ok(0)
 }

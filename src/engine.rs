@@ -34,6 +34,9 @@ const SCORE: u32 = 1;
 /// Slice dimensions tracked per model.
 pub const MAX_SLICE_DIMENSIONS: usize = 16;
 const NO_SERIES: u32 = u32::MAX;
+/// A label distribution whose chi-square p-value against the reference's is
+/// below this counts as moved when a quality alert is triaged.
+const LABEL_SHIFT_P: f64 = 1e-3;
 /// Newest buckets whose median (numbers) or new-category share (categories)
 /// is compared with the reference's to tell a unit change or a new category set.
 const RECENT_BUCKETS: usize = 3;
@@ -916,8 +919,25 @@ impl Engine {
                 self.emit(e, t, now);
             }
         }
-        // quality after inputs: its triage weighs the input alerts open now
-        for ((e, sm), verdict) in qevals.iter().zip(&qsums).zip(quality_verdicts) {
+        // quality after inputs, and label alerts before quality ones: triage
+        // weighs the input and label alerts open at this watermark
+        // the label distribution moved significantly at this watermark (per quality series)
+        let labels_moved: Vec<u32> = qevals
+            .iter()
+            .zip(&qsums)
+            .filter(|(e, sm)| {
+                e.channel == QChannel::LabelShift
+                    && e.enough
+                    && sm.gate_p.is_some_and(|p| p < LABEL_SHIFT_P)
+            })
+            .map(|(e, _)| e.series)
+            .collect();
+        let mut order: Vec<usize> = (0..qevals.len()).collect();
+        order.sort_by_key(|&i| {
+            !matches!(qevals[i].channel, QChannel::LabelShift | QChannel::Coverage)
+        });
+        for i in order {
+            let (e, sm, verdict) = (&qevals[i], &qsums[i], quality_verdicts[i]);
             let qs = &mut self.quality.series[e.series as usize];
             let ch = match e.channel {
                 QChannel::Performance => &mut qs.performance,
@@ -926,7 +946,7 @@ impl Engine {
                 QChannel::Coverage => &mut qs.coverage,
             };
             if let Some(t) = ch.step(verdict, now, &self.cfg.policy) {
-                self.emit_quality(e, sm, t, now);
+                self.emit_quality(e, sm, t, now, labels_moved.contains(&e.series));
             }
         }
         // one canonical order per watermark, whatever order series were met in
@@ -953,7 +973,14 @@ impl Engine {
     }
 
     /// Writes the alert of a model-quality channel's transition.
-    fn emit_quality(&mut self, e: &QualityEval, sm: &Summary, t: Transition, now: i64) {
+    fn emit_quality(
+        &mut self,
+        e: &QualityEval,
+        sm: &Summary,
+        t: Transition,
+        now: i64,
+        labels_moved: bool,
+    ) {
         let (model, slot) = (
             self.quality.series[e.series as usize].model,
             self.quality.series[e.series as usize].slot,
@@ -966,25 +993,31 @@ impl Engine {
             QChannel::LabelShift => (AlertKind::DataDrift, Some("label".to_string())),
             QChannel::Coverage => (AlertKind::DataQuality, Some("label".to_string())),
         };
-        // triage: label moved ⇒ label shift; inputs moved ⇒ covariate shift; else concept drift
+        // triage: inputs moved ⇒ covariate shift; else the labels moved ⇒
+        // label shift; else (quality fell on unchanged inputs) concept drift
         let inputs = self.open_input_drift(model, slot);
         let qs = &self.quality.series[e.series as usize];
-        let label_moved = qs
+        let label_alert: Vec<String> = qs
             .label_shift
             .episode
-            .as_ref()
-            .map(|ep| ep.alert_id.clone());
+            .iter()
+            .map(|ep| ep.alert_id.clone())
+            .collect();
         let (cause, related) = match e.channel {
             QChannel::Coverage => (Cause::Pipeline, Vec::new()),
             QChannel::LabelShift => (Cause::LabelShift, inputs),
-            QChannel::Performance | QChannel::Concept => match (&label_moved, inputs.is_empty()) {
-                (Some(id), _) => (
-                    Cause::LabelShift,
-                    std::iter::once(id.clone()).chain(inputs).collect(),
-                ),
-                (None, false) => (Cause::CovariateShift, inputs),
-                (None, true) => (Cause::ConceptDrift, Vec::new()),
-            },
+            QChannel::Performance | QChannel::Concept => {
+                if !inputs.is_empty() {
+                    (
+                        Cause::CovariateShift,
+                        inputs.into_iter().chain(label_alert).collect(),
+                    )
+                } else if labels_moved || !label_alert.is_empty() {
+                    (Cause::LabelShift, label_alert)
+                } else {
+                    (Cause::ConceptDrift, Vec::new())
+                }
+            }
         };
         let what = if slice.is_empty() {
             format!("model `{model_id}`")

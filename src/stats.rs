@@ -18,6 +18,8 @@ pub struct Stats {
     pub alerts: BTreeMap<(AlertKind, Severity, &'static str), u64>,
     pub min_time: Option<i64>,
     pub max_time: Option<i64>,
+    /// The join's counters, filled in when a run ends.
+    pub join: Option<crate::join::JoinStats>,
 }
 
 impl Stats {
@@ -77,6 +79,13 @@ impl Stats {
             }
         );
         let _ = writeln!(s, "late events: {}", self.late);
+        if let Some(j) = &self.join {
+            let _ = writeln!(
+                s,
+                "outcome join: {} joined, {} predictions expired unlabelled, {} evicted at the cap, {} outcomes unmatched, {} duplicates",
+                j.joined, j.expired, j.evicted, j.unmatched, j.duplicates
+            );
+        }
         let _ = writeln!(s, "series tracked: {}", self.series);
         if self.alerts.is_empty() {
             let _ = writeln!(s, "alerts: none");

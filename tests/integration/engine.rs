@@ -162,3 +162,92 @@ fn caps_hold_and_late_events_are_counted() {
     assert_eq!(e.apply_prediction(&late).unwrap(), Applied::Late);
     assert_eq!(e.stats.late, 1);
 }
+
+/// Labels whose base rate triples while inputs and scores stay put: the
+/// label distribution alerts (cause label_shift) and quality alerts name
+/// label shift as their cause, weighing the label alert.
+#[test]
+fn a_moved_label_distribution_is_label_shift() {
+    use driftwatch::event::Outcome;
+    let mut e = Engine::new(Config::default());
+    let mut rng = Rng::new(17);
+    let mut pending: std::collections::VecDeque<Outcome> = Default::default();
+    let mut alerts = Vec::new();
+    for i in 0..(6 * 7200) {
+        let t = T0 + i * 500;
+        while pending.front().is_some_and(|o| o.event_time <= t) {
+            let o = pending.pop_front().unwrap();
+            e.apply_outcome(&o).unwrap();
+        }
+        let score = 0.1 + 0.3 * rng.uniform();
+        let p = Prediction {
+            trace_id: format!("t{i}"),
+            model_id: "m".into(),
+            model_version: None,
+            event_time: t,
+            features: vec![("x".into(), Value::Number(rng.normal()))],
+            slices: vec![],
+            prediction: Scalar::Number(0.0),
+            score: Some(score),
+        };
+        e.apply_prediction(&p).unwrap();
+        let rate = if t - T0 >= 4 * 3_600_000 { 0.75 } else { 0.25 };
+        let o = Outcome {
+            trace_id: p.trace_id.clone(),
+            model_id: "m".into(),
+            event_time: t + 120_000,
+            label: Scalar::Number((rng.uniform() < rate) as u8 as f64),
+        };
+        pending.push_back(o);
+        alerts.extend(e.drain_alerts());
+    }
+    let label = alerts
+        .iter()
+        .find(|a| {
+            a.kind == AlertKind::DataDrift
+                && a.feature.as_deref() == Some("label")
+                && a.slice.is_empty()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no label drift: {:#?}",
+                alerts
+                    .iter()
+                    .map(|a| (&a.kind, &a.feature, &a.test))
+                    .collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(label.suspected_cause, Cause::LabelShift);
+    let perf = alerts
+        .iter()
+        .find(|a| {
+            matches!(a.kind, AlertKind::Performance | AlertKind::ConceptDrift)
+                && a.slice.is_empty()
+                && a.suspected_cause == Cause::LabelShift
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no quality alert blamed on label shift: {:#?}",
+                alerts
+                    .iter()
+                    .map(|a| (
+                        a.kind,
+                        a.feature.clone(),
+                        a.slice.clone(),
+                        a.test.clone(),
+                        a.suspected_cause,
+                        (a.emitted_at - T0) / 60_000
+                    ))
+                    .collect::<Vec<_>>()
+            )
+        });
+    // the quality alert may come first (the label alert waits for its persistence)
+    assert!(
+        perf.emitted_at <= label.emitted_at
+            || perf.evidence.related_alert_ids.contains(&label.alert_id)
+    );
+    assert!(
+        alerts.iter().all(|a| a.feature.as_deref() != Some("x")),
+        "the input did not move"
+    );
+}
