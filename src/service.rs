@@ -46,6 +46,8 @@ struct PartitionState {
     idle: bool,
     /// Paused for being too far ahead of the slowest partition.
     paused: bool,
+    /// Offset of the last message handled (-1 before any).
+    last_offset: i64,
 }
 
 /// The service: consumer, engine, alert and DLQ producers.
@@ -206,6 +208,7 @@ impl Service {
                     last_message: Instant::now(),
                     idle: false,
                     paused: false,
+                    last_offset: -1,
                 });
                 self.partitions.len() - 1
             }
@@ -242,7 +245,10 @@ impl Service {
                 st.last_message = Instant::now();
                 continue;
             }
-            if !st.idle && st.last_message.elapsed() >= idle_after {
+            if !st.idle
+                && st.last_message.elapsed() >= idle_after
+                && !has_backlog(&self.consumer, st)
+            {
                 st.idle = true;
                 self.engine.set_idle(st.source, true);
                 tracing::info!(topic = %st.topic, partition = st.partition, "partition idle: no longer holds the watermark");
@@ -297,11 +303,25 @@ impl Service {
         // a message may come before its assignment event was seen: then it registers here
         let st = self.partition(msg.topic(), msg.partition());
         st.last_message = Instant::now();
-        if st.idle {
-            st.idle = false;
-            tracing::info!(topic = %st.topic, partition = st.partition, "partition active again");
-        }
+        st.last_offset = msg.offset();
+        let woke = st.idle;
         let source = st.source;
+        if woke {
+            // traffic is back: every idle partition holds the watermark again
+            // until it delivers or stays silent for idle_timeout once more, so
+            // the first partition to wake cannot run ahead of the others
+            tracing::info!(
+                topic = msg.topic(),
+                partition = msg.partition(),
+                "partition active again"
+            );
+            let now = Instant::now();
+            for p in self.partitions.iter_mut().filter(|p| p.idle) {
+                p.idle = false;
+                p.last_message = now;
+                self.engine.set_idle(p.source, false);
+            }
+        }
         let decoder = if msg.topic() == self.cfg.kafka.predictions_topic {
             &mut self.predictions
         } else {
@@ -414,6 +434,23 @@ impl Service {
             "driftwatch service stopped"
         );
         Ok(())
+    }
+}
+
+/// Whether a silent partition still has messages to read (then it is slow,
+/// not idle): its high watermark is past the last offset handled. A broker
+/// that cannot say counts as no backlog.
+fn has_backlog(consumer: &StreamConsumer<Context>, st: &PartitionState) -> bool {
+    let ask = || consumer.fetch_watermarks(&st.topic, st.partition, Duration::from_millis(500));
+    let r = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(ask)
+        }
+        _ => ask(),
+    };
+    match r {
+        Ok((low, high)) => high > (st.last_offset + 1).max(low),
+        Err(_) => false,
     }
 }
 

@@ -64,7 +64,8 @@ pub struct Sketch {
     /// Numbers: counts over `Edges` bins (empty until the reference fixes the
     /// edges). Categories: counts per category id.
     pub hist: Vec<u64>,
-    /// Numbers: sum of the values in each histogram bin (for Wasserstein).
+    /// Numbers: sum of the values in each histogram bin (for Wasserstein),
+    /// filled from the sketch when the bucket closes ([`crate::window::fill_bin_sums`]).
     pub hist_sum: Vec<f64>,
     /// Quantile sketch of numeric values.
     pub quantiles: Option<DDSketch>,
@@ -128,7 +129,6 @@ impl Sketch {
         self.m2 += d * (x - self.mean);
         if let Some(b) = bin {
             self.hist[b] += 1;
-            self.hist_sum[b] += x;
         }
         self.quantiles
             .get_or_insert_with(|| DDSketch::new(*dd))

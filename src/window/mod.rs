@@ -112,7 +112,10 @@ impl SeriesWindows {
                 }
             }
             RefState::Pinned(_) => {
-                if let Some(s) = closing {
+                if let Some(mut s) = closing {
+                    if !s.hist.is_empty() && kind == Some(ValueKind::Numeric) {
+                        fill_bin_sums(&mut s);
+                    }
                     self.totals.merge_counts(&s);
                     self.ring.push_back((bucket, s));
                 }
@@ -137,14 +140,7 @@ impl SeriesWindows {
             for s in self.open.iter_mut().flatten() {
                 s.size_numeric_hist(edges.bins());
                 if let Some(q) = &s.quantiles {
-                    let counts = edges.counts_from_sketch(dd, q);
-                    // per-bin sums of values summarised before the edges were
-                    // known: the bin's median times its count (within the
-                    // sketch's relative accuracy)
-                    for (i, c) in counts.iter().enumerate() {
-                        s.hist_sum[i] = *c as f64 * bin_median(&counts, i, q);
-                    }
-                    s.hist = counts;
+                    s.hist = edges.counts_from_sketch(dd, q);
                 }
             }
             self.totals.size_numeric_hist(edges.bins());
@@ -214,20 +210,30 @@ impl Reference {
     }
 }
 
-/// The median of the values in bin `i`, read from the sketch.
-fn bin_median(counts: &[u64], i: usize, sketch: &sketches_ddsketch::DDSketch) -> f64 {
-    let n: u64 = counts.iter().sum();
-    if n == 0 || counts[i] == 0 {
-        return 0.0;
+/// Fills a bucket's per-bin sums from its own sketch: each bin's count
+/// times the median of its values (within the sketch's relative accuracy).
+/// Every bucket gets the same treatment when it closes, so the Wasserstein
+/// distance does not depend on which buckets were open when the reference
+/// was pinned (that depends on how partitions interleave).
+pub fn fill_bin_sums(s: &mut Sketch) {
+    let n: u64 = s.hist.iter().sum();
+    s.hist_sum.clear();
+    s.hist_sum.resize(s.hist.len(), 0.0);
+    let Some(q) = &s.quantiles else { return };
+    let mut before = 0u64;
+    for (i, &c) in s.hist.iter().enumerate() {
+        if c > 0 {
+            let mid = before as f64 + (c as f64 - 1.0) / 2.0;
+            let level = if n > 1 { mid / (n - 1) as f64 } else { 0.0 };
+            let median = q
+                .quantile(level.clamp(0.0, 1.0))
+                .ok()
+                .flatten()
+                .unwrap_or(0.0);
+            s.hist_sum[i] = c as f64 * median;
+        }
+        before += c;
     }
-    let before: u64 = counts[..i].iter().sum();
-    let mid = before as f64 + (counts[i] as f64 - 1.0) / 2.0;
-    let q = if n > 1 { mid / (n - 1) as f64 } else { 0.0 };
-    sketch
-        .quantile(q.clamp(0.0, 1.0))
-        .ok()
-        .flatten()
-        .unwrap_or(0.0)
 }
 
 #[allow(clippy::vec_box)]
@@ -297,7 +303,14 @@ mod tests {
                 prop_assert_eq!(w.totals.values, scratch.values);
                 prop_assert_eq!(w.totals.nulls, scratch.nulls);
                 prop_assert_eq!(&w.totals.hist, &scratch.hist);
-                for (a, e) in w.totals.hist_sum.iter().zip(&scratch.hist_sum) {
+                // per-bin sums: the running total equals the ring's buckets summed afresh
+                let mut sums = vec![0.0f64; w.totals.hist_sum.len()];
+                for (_, b) in &w.ring {
+                    for (x, y) in sums.iter_mut().zip(&b.hist_sum) {
+                        *x += y;
+                    }
+                }
+                for (a, e) in w.totals.hist_sum.iter().zip(&sums) {
                     prop_assert!((a - e).abs() <= 1e-6 * (1.0 + e.abs()), "{} vs {}", a, e);
                 }
                 let mut merged = Sketch::new();
