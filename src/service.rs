@@ -245,10 +245,7 @@ impl Service {
                 st.last_message = Instant::now();
                 continue;
             }
-            if !st.idle
-                && st.last_message.elapsed() >= idle_after
-                && !has_backlog(&self.consumer, st)
-            {
+            if !st.idle && st.last_message.elapsed() >= idle_after {
                 st.idle = true;
                 self.engine.set_idle(st.source, true);
                 tracing::info!(topic = %st.topic, partition = st.partition, "partition idle: no longer holds the watermark");
@@ -434,23 +431,6 @@ impl Service {
             "driftwatch service stopped"
         );
         Ok(())
-    }
-}
-
-/// Whether a silent partition still has messages to read (then it is slow,
-/// not idle): its high watermark is past the last offset handled. A broker
-/// that cannot say counts as no backlog.
-fn has_backlog(consumer: &StreamConsumer<Context>, st: &PartitionState) -> bool {
-    let ask = || consumer.fetch_watermarks(&st.topic, st.partition, Duration::from_millis(500));
-    let r = match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(ask)
-        }
-        _ => ask(),
-    };
-    match r {
-        Ok((low, high)) => high > (st.last_offset + 1).max(low),
-        Err(_) => false,
     }
 }
 

@@ -349,7 +349,7 @@ def test_second_instance_takes_over(env):
     assert a.wait(60) == 0
     produce_keyed(env, names, preds, outs, 0.6, 1.0)
     try:
-        got = env.read_all(names["alerts"], settle=3.0, ids=want, timeout=45)
+        got = env.read_all(names["alerts"], settle=3.0, ids=want, timeout=90)
     finally:
         b.send_signal(signal.SIGTERM)
         assert b.wait(60) == 0
