@@ -1052,29 +1052,17 @@ impl Engine {
             QChannel::LabelShift => &mut qs.label_shift,
             QChannel::Coverage => &mut qs.coverage,
         };
-        let (state, severity, alert_id) = match t {
-            Transition::Fire(sev) => {
-                let id = episode_id(&model_id, kind, feature.as_deref(), &slice, now);
-                ch.open(id.clone(), sev, now);
-                (AlertState::Firing, sev, id)
-            }
-            Transition::Escalate => match &ch.episode {
-                Some(ep) => (AlertState::Escalated, ep.severity, ep.alert_id.clone()),
-                None => return,
-            },
-            Transition::Resolve => match ch.close() {
-                Some(ep) => (AlertState::Resolved, ep.severity, ep.alert_id),
-                None => return,
-            },
+        let policy = &self.cfg.policy;
+        let Some((state, severity, alert_id, (breaches, evaluations))) =
+            ch.apply(t, now, policy, || {
+                episode_id(&model_id, kind, feature.as_deref(), &slice, now)
+            })
+        else {
+            return;
         };
         if state == AlertState::Resolved && e.channel == QChannel::Concept {
             qs.ph.reset();
         }
-        let (breaches, evaluations) = if state == AlertState::Resolved {
-            (0, 0)
-        } else {
-            ch.persistence(&self.cfg.policy)
-        };
         self.stats.count_alert(kind, severity, state);
         self.out.push(Alert {
             alert_id,
@@ -1341,26 +1329,13 @@ impl Engine {
             Channel::Drift => &mut s.drift,
             Channel::Quality => &mut s.quality,
         };
-        let (state, severity, alert_id) = match t {
-            Transition::Fire(sev) => {
-                let id = episode_id(&model_id, e.kind, Some(&feature), &slice, now);
-                ch.open(id.clone(), sev, now);
-                (AlertState::Firing, sev, id)
-            }
-            Transition::Escalate => match &ch.episode {
-                Some(ep) => (AlertState::Escalated, ep.severity, ep.alert_id.clone()),
-                None => return,
-            },
-            Transition::Resolve => match ch.close() {
-                Some(ep) => (AlertState::Resolved, ep.severity, ep.alert_id),
-                None => return,
-            },
-        };
-        // persistence as it stood at this evaluation (a resolve clears the history)
-        let (breaches, evaluations) = if state == AlertState::Resolved {
-            (0, 0)
-        } else {
-            ch.persistence(&self.cfg.policy)
+        let policy = &self.cfg.policy;
+        let Some((state, severity, alert_id, (breaches, evaluations))) =
+            ch.apply(t, now, policy, || {
+                episode_id(&model_id, e.kind, Some(&feature), &slice, now)
+            })
+        else {
+            return;
         };
         self.stats.count_alert(e.kind, severity, state);
         self.out.push(Alert {

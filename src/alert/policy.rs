@@ -2,7 +2,7 @@
 //! escalation as its own event, resolution with hysteresis, and a cool-down
 //! after each resolve.
 
-use crate::alert::Severity;
+use crate::alert::{AlertState, Severity};
 use crate::config::PolicyConfig;
 
 /// What one evaluation of a channel (a series and an alert kind) found.
@@ -94,6 +94,41 @@ impl ChannelState {
             severity,
             started_at: now,
         });
+    }
+
+    /// Carries out a transition: opens the episode (its id made by `id` on a
+    /// fire), or reads or closes it. Returns the alert's state, severity, id
+    /// and persistence (breaches, evaluations) as they stood at this
+    /// evaluation; None when there is no episode to escalate or resolve.
+    pub fn apply(
+        &mut self,
+        t: Transition,
+        now: i64,
+        p: &PolicyConfig,
+        id: impl FnOnce() -> String,
+    ) -> Option<(AlertState, Severity, String, (u32, u32))> {
+        let (state, severity, alert_id) = match t {
+            Transition::Fire(sev) => {
+                let id = id();
+                self.open(id.clone(), sev, now);
+                (AlertState::Firing, sev, id)
+            }
+            Transition::Escalate => {
+                let ep = self.episode.as_ref()?;
+                (AlertState::Escalated, ep.severity, ep.alert_id.clone())
+            }
+            Transition::Resolve => {
+                let ep = self.close()?;
+                (AlertState::Resolved, ep.severity, ep.alert_id)
+            }
+        };
+        // a resolve clears the history
+        let persistence = if state == AlertState::Resolved {
+            (0, 0)
+        } else {
+            self.persistence(p)
+        };
+        Some((state, severity, alert_id, persistence))
     }
 
     /// Ends the episode after a `Resolve`, clearing the breach history.
