@@ -63,6 +63,11 @@ pub enum Command {
         /// Log format on stderr.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Stop (drain, flush, commit, exit 0) once every assigned partition
+        /// has been read to its end and stayed silent for `idle_timeout`: a
+        /// backfill, or a benchmark.
+        #[arg(long)]
+        until_end: bool,
     },
     /// Build a baseline file from historical events; point a model at it with
     /// `[reference.models.<id>] baseline = "file"`.
@@ -165,12 +170,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Run { config, log_format } => {
+        Command::Run {
+            config,
+            log_format,
+            until_end,
+        } => {
             let cfg = Config::load(&config)?;
             init_logging(log_format);
             runtime()?.block_on(async {
                 let stop = crate::service::stop_on_signals();
                 let mut service = crate::service::Service::new(cfg)?;
+                service.until_end = until_end;
                 service.run(stop).await
             })?;
             Ok(0)

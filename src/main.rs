@@ -2,6 +2,13 @@
 
 use clap::Parser;
 
+/// mimalloc for the whole process, librdkafka's C allocations included (the
+/// `override` feature replaces `malloc`/`free`): with glibc's allocator the
+/// consumer thread blocked on the broker thread's arena lock when it freed
+/// a message (most of its waits in `perf sched`, benches/kafka.sh).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = driftwatch::cli::Cli::parse();
     match driftwatch::cli::run(args) {

@@ -36,6 +36,8 @@ pub struct ServiceStats {
     pub dlq_failures: u64,
     pub alerts_published: u64,
     pub alert_delivery_retries: u64,
+    /// Messages delivered again at or below an offset already applied: skipped.
+    pub redelivered: u64,
 }
 
 struct PartitionState {
@@ -43,6 +45,8 @@ struct PartitionState {
     partition: i32,
     source: usize,
     last_message: Instant,
+    /// When the partition was (re)registered: older log-end statistics do not count.
+    assigned_at: Instant,
     idle: bool,
     /// Paused for being too far ahead of the slowest partition.
     paused: bool,
@@ -65,6 +69,11 @@ pub struct Service {
     /// Never turns true: for alert publishing outside a message.
     never: watch::Receiver<bool>,
     pub stats: ServiceStats,
+    /// Stop once every assigned partition is idle at its end.
+    pub until_end: bool,
+    /// Wall time of the first and the last message handled.
+    first_message: Option<Instant>,
+    last_message: Option<Instant>,
 }
 
 fn kafka_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
@@ -77,6 +86,8 @@ fn kafka_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
 /// The idempotent, `acks=all` producer of alerts and dead letters.
 pub fn producer(cfg: &Config) -> Result<FutureProducer> {
     let mut c = kafka::client_config(&cfg.kafka);
+    // statistics feed the consumer's partition ends; a producer would only log them
+    c.remove("statistics.interval.ms");
     c.set("enable.idempotence", "true").set("acks", "all");
     c.create().map_err(|e| kafka_err("producer", e))
 }
@@ -98,6 +109,9 @@ impl Service {
             partitions: Vec::new(),
             never: watch::channel(false).1,
             stats: ServiceStats::default(),
+            until_end: false,
+            first_message: None,
+            last_message: None,
             cfg,
         })
     }
@@ -123,7 +137,13 @@ impl Service {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
-                _ = tick.tick() => self.housekeeping().await,
+                _ = tick.tick() => {
+                    self.housekeeping().await;
+                    if self.until_end && self.all_at_end() {
+                        tracing::info!("every assigned partition read to its end: stopping");
+                        break;
+                    }
+                }
                 m = consumer.recv() => match m {
                     Ok(msg) => {
                         if !self.handle(&msg, &stop).await {
@@ -149,6 +169,16 @@ impl Service {
             match ch {
                 Assignment::Assigned(ps) => {
                     tracing::info!(partitions = ?ps, "partitions assigned");
+                    // librdkafka keeps a partition's pause across a rebalance:
+                    // one paused for flow control before it was revoked would
+                    // never deliver again once its state here is rebuilt
+                    let mut tpl = rdkafka::TopicPartitionList::new();
+                    for (topic, partition) in &ps {
+                        tpl.add_partition(topic, *partition);
+                    }
+                    if let Err(e) = self.consumer.resume(&tpl) {
+                        tracing::warn!(error = %e, "cannot resume the assigned partitions");
+                    }
                     if self.cfg.kafka.start_from == StartFrom::Earliest {
                         // the windows are rebuilt from nothing: every assigned partition
                         // is read from its start again (republished alerts keep their alert_id)
@@ -157,10 +187,16 @@ impl Service {
                         self.partitions.clear();
                         let mut tpl = rdkafka::TopicPartitionList::new();
                         for (topic, partition) in &ps {
+                            // offset 0, not the logical Beginning: librdkafka
+                            // resumes a paused partition from a logical seek
+                            // target, not from where the application got to,
+                            // which re-delivers the partition from its start.
+                            // Past retention, 0 is out of range and
+                            // auto.offset.reset=earliest takes over.
                             let _ = tpl.add_partition_offset(
                                 topic,
                                 *partition,
-                                rdkafka::Offset::Beginning,
+                                rdkafka::Offset::Offset(0),
                             );
                         }
                         if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10))
@@ -206,6 +242,7 @@ impl Service {
                     partition,
                     source,
                     last_message: Instant::now(),
+                    assigned_at: Instant::now(),
                     idle: false,
                     paused: false,
                     last_offset: -1,
@@ -223,7 +260,6 @@ impl Service {
     /// events that follow a pause late).
     async fn housekeeping(&mut self) {
         self.apply_assignment_changes();
-        let idle_after = self.cfg.kafka.idle_timeout.0;
         // resume partitions the others have caught up with
         let skew = self.cfg.kafka.max_skew.as_millis();
         let slowest = self.engine.slowest_active();
@@ -240,19 +276,49 @@ impl Service {
                 self.set_paused(i, false);
             }
         }
+        self.mark_idle();
+        let never = self.never.clone();
+        self.publish_alerts(&never).await;
+    }
+
+    /// True when partitions are assigned and every one is idle at its end.
+    fn all_at_end(&self) -> bool {
+        !self.partitions.is_empty() && self.partitions.iter().all(|p| p.idle)
+    }
+
+    /// Marks partitions idle that have been silent for `idle_timeout` and
+    /// have no backlog.
+    fn mark_idle(&mut self) {
+        let idle_after = self.cfg.kafka.idle_timeout.0;
+        let ends = self.consumer.context().ends.clone();
+        let Ok(ends) = ends.lock() else { return };
         for st in self.partitions.iter_mut() {
             if st.paused {
                 st.last_message = Instant::now();
                 continue;
             }
-            if !st.idle && st.last_message.elapsed() >= idle_after {
+            if st.idle || st.last_message.elapsed() < idle_after {
+                continue;
+            }
+            // silent, but is it at its end? A partition with a backlog that
+            // has not delivered yet (just assigned, fetch not started) must
+            // keep holding the watermark, or its events come in late. Unknown
+            // ends (no statistics for it since it was assigned) hold too, up to
+            // five idle timeouts: a partition without a leader cannot stall
+            // the watermark forever.
+            let end = ends
+                .get(&(st.topic.clone(), st.partition))
+                .filter(|e| e.seen >= st.assigned_at);
+            let at_end = match end {
+                Some(e) => e.end <= (st.last_offset + 1).max(e.low),
+                None => st.last_message.elapsed() >= idle_after * 5,
+            };
+            if at_end {
                 st.idle = true;
                 self.engine.set_idle(st.source, true);
                 tracing::info!(topic = %st.topic, partition = st.partition, "partition idle: no longer holds the watermark");
             }
         }
-        let never = self.never.clone();
-        self.publish_alerts(&never).await;
     }
 
     fn set_paused(&mut self, i: usize, paused: bool) {
@@ -297,9 +363,19 @@ impl Service {
             return true;
         }
         self.stats.messages += 1;
+        let now = Instant::now();
+        self.first_message.get_or_insert(now);
+        self.last_message = Some(now);
         // a message may come before its assignment event was seen: then it registers here
         let st = self.partition(msg.topic(), msg.partition());
-        st.last_message = Instant::now();
+        st.last_message = now;
+        if msg.offset() <= st.last_offset {
+            // a redelivery of a message this engine has already applied
+            // (librdkafka re-fetching after a pause or an error): applying
+            // it again would count it twice
+            self.stats.redelivered += 1;
+            return true;
+        }
         st.last_offset = msg.offset();
         let woke = st.idle;
         let source = st.source;
@@ -312,7 +388,6 @@ impl Service {
                 partition = msg.partition(),
                 "partition active again"
             );
-            let now = Instant::now();
             for p in self.partitions.iter_mut().filter(|p| p.idle) {
                 p.idle = false;
                 p.last_message = now;
@@ -324,9 +399,22 @@ impl Service {
         } else {
             &mut self.outcomes
         };
-        let result = decoder
-            .decode(msg.payload())
-            .and_then(|ev| self.engine.apply_from(&ev, source));
+        let late_before = self.engine.stats.late;
+        let result = decoder.decode(msg.payload()).and_then(|ev| {
+            let r = self.engine.apply_from(&ev, source);
+            if self.engine.stats.late > late_before && self.engine.stats.late <= 20 {
+                // the first few, for the operator: where late events come from
+                tracing::warn!(
+                    topic = msg.topic(),
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    event_time = ev.event_time(),
+                    watermark = self.engine.watermark(),
+                    "late event: behind the watermark, counted and not applied"
+                );
+            }
+            r
+        });
         if let Err(bad) = result {
             self.engine.stats.count_bad(bad.reason);
             if !self.dead_letter(msg, &bad).await {
@@ -422,11 +510,19 @@ impl Service {
                 Err(e) => tracing::warn!(error = %e, "final commit failed"),
             }
         }
+        let busy_s = match (self.first_message, self.last_message) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        };
         tracing::info!(
             messages = self.stats.messages,
+            // first to last message: throughput without start-up and idle time
+            busy_s,
+            messages_per_s = if busy_s > 0.0 { (self.stats.messages as f64 / busy_s).round() } else { 0.0 },
             dead_lettered = self.stats.dead_lettered,
             alerts = self.stats.alerts_published,
             late = self.engine.stats.late,
+            redelivered = self.stats.redelivered,
             series = self.engine.stats.series,
             "driftwatch service stopped"
         );

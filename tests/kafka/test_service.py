@@ -355,20 +355,16 @@ def test_second_instance_takes_over(env):
         assert b.wait(60) == 0
     log = open(os.path.join(env.tmp, "b.log")).read()
     assert "partitions assigned" in log and "partitions revoked" in log or log.count("partitions assigned") >= 2, "no rebalance seen"
-    # Known gap (issue 5): after a takeover, some events of a taken-over
-    # partition can arrive behind the watermark (late: counted, not applied),
-    # so a few alerts can differ from the uninterrupted run's. Reported here,
-    # asserted once checkpoints carry state across members.
-    missing = want - input_ids(got)
-    print(f"    takeover: {len(want) - len(missing)} of {len(want)} input alerts of the uninterrupted run published", flush=True)
-    assert len(got) > 0 and "data_drift" in {a["kind"] for a in got}, "no alerts after the takeover"
-    # no event skipped: after the takeover B read every event once more.
-    # Known gap (issue 5): some of them can be late there (a taken-over
-    # partition starting behind the others); they are counted, and the input
-    # alerts above are all published regardless.
+    # no event skipped: after the takeover B read every event once more, and
+    # none of them behind its watermark (a taken-over partition holds the
+    # watermark until it has no backlog), so B publishes every input alert
+    # of the uninterrupted run.
     messages, late = service_totals(os.path.join(env.tmp, "b.log"))
     assert messages is not None and messages >= len(preds) + len(outs), (messages, len(preds) + len(outs))
-    print(f"    takeover: B read {messages} messages, {late} late", flush=True)
+    assert late == 0, f"{late} events late in B after the takeover"
+    missing = want - input_ids(got)
+    assert not missing, f"{len(missing)} of {len(want)} input alerts of the uninterrupted run never published"
+    assert "data_drift" in {a["kind"] for a in got}
 
 
 def test_schema_registry_resolves_writer_schemas(env):

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Throughput of `driftwatch run` against the real broker: N prediction
+events (the 1M `stationary` stream of benches/e2e.sh, 8 features, 2 slice
+dimensions) in Confluent wire format on a topic of 3 partitions, keyed by
+trace id, consumed and applied by one service instance from the start
+(`--until-end`: it stops once every partition is read to its end).
+
+    python3 benches/kafka_bench.py --bootstrap 127.0.0.1:39092 [--events N]
+
+Reports the service's own rate (first to last message, from its shutdown
+line) and the wall time including start-up and the group join. Run through
+benches/kafka.sh, which starts and stops the broker.
+"""
+import argparse, io, json, os, struct, subprocess, sys, tempfile, time, uuid
+
+import fastavro
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "driftwatch")
+STREAM = os.path.join(ROOT, "target", "bench", "1m", "stationary", "predictions.jsonl")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--partitions", type=int, default=3)
+    args = ap.parse_args()
+
+    schema = fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas", "prediction.avsc"))))
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"bench-predictions-{suffix}"
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    for f in admin.create_topics([NewTopic(topic, args.partitions, 1)]).values():
+        f.result()
+
+    t = time.time()
+    p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
+                  "queue.buffering.max.messages": 500000, "compression.type": "none"})
+    n = 0
+    buf = io.BytesIO()
+    with open(STREAM) as f:
+        for line in f:
+            if n >= args.events:
+                break
+            ev = json.loads(line)
+            ev.setdefault("model_version", None)
+            ev.setdefault("slices", {})
+            ev.setdefault("score", None)
+            ev["prediction"] = float(ev["prediction"])
+            ev["features"] = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                              for k, v in ev["features"].items()}
+            buf.seek(0)
+            buf.truncate()
+            fastavro.schemaless_writer(buf, schema, ev)
+            value = b"\x00" + struct.pack(">I", 1) + buf.getvalue()
+            while True:
+                try:
+                    p.produce(topic, value, key=ev["trace_id"].encode())
+                    break
+                except BufferError:
+                    p.poll(0.1)
+            n += 1
+            if n % 10000 == 0:
+                p.poll(0)
+    p.flush()
+    print(f"produced {n} events to {topic} ({args.partitions} partitions) in {time.time() - t:.1f} s", flush=True)
+
+    tmp = tempfile.mkdtemp(prefix="dw-bench-")
+    cfg = os.path.join(tmp, "bench.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""[kafka]
+bootstrap_servers = "{args.bootstrap}"
+group_id = "bench-{suffix}"
+predictions_topic = "{topic}"
+outcomes_topic = ""
+alerts_topic = "bench-alerts-{suffix}"
+dlq_topic = "bench-dlq-{suffix}"
+encoding = "confluent"
+local_schema_ids = [1]
+start_from = "earliest"
+idle_timeout = "1s"
+""")
+    log = os.path.join(tmp, "service.log")
+    t = time.time()
+    with open(log, "w") as lf:
+        rc = subprocess.call([BIN, "run", "--config", cfg, "--log-format", "json", "--until-end"],
+                             stdout=subprocess.DEVNULL, stderr=lf)
+    wall = time.time() - t
+    stopped = None
+    for line in open(log):
+        if "driftwatch service stopped" in line:
+            stopped = json.loads(line)["fields"]
+    if rc != 0 or stopped is None:
+        sys.exit(f"service failed (rc {rc}); log: {log}")
+    msgs = stopped["messages"]
+    print(f"consumed and applied {msgs} events: {stopped['messages_per_s']:.0f} events/s "
+          f"(first to last message, {stopped['busy_s']:.2f} s); wall {wall:.1f} s incl. start-up, "
+          f"group join and {1}s idle detection; late {stopped['late']}, alerts {stopped['alerts']}")
+    if msgs < n:
+        sys.exit(f"only {msgs} of {n} events consumed")
+
+
+if __name__ == "__main__":
+    main()
