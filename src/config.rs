@@ -83,6 +83,27 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub join: JoinConfig,
     pub kafka: KafkaConfig,
+    pub checkpoint: CheckpointConfig,
+}
+
+/// Checkpoints of the service's state and the offsets it covers
+/// (`kafka.start_from = "checkpoint"`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Local directory of the checkpoint files (created when missing).
+    pub dir: String,
+    /// Wall-clock time between checkpoints; offsets are committed after each.
+    pub interval: HumanDuration,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            dir: "checkpoints".into(),
+            interval: HumanDuration::secs(10),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -146,9 +167,12 @@ pub enum AlertEncoding {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum StartFrom {
-    /// Re-read every partition from its start to rebuild the windows (until
-    /// checkpoints exist, the only way a restart gets its state back);
-    /// offsets are stored after apply but not committed.
+    /// Restore the checkpoint of the assigned partitions and seek to its
+    /// offsets; without one, read them from their start. Offsets are
+    /// committed only once a checkpoint covers them.
+    Checkpoint,
+    /// Re-read every partition from its start to rebuild the windows on
+    /// every assignment; offsets are stored after apply but not committed.
     Earliest,
     /// Resume at the group's committed offsets with fresh windows; stored
     /// offsets are committed every 5 s, on revoke and at shutdown.
@@ -196,7 +220,7 @@ impl Default for KafkaConfig {
             alert_encoding: AlertEncoding::Avro,
             schema_registry_url: String::new(),
             local_schema_ids: Vec::new(),
-            start_from: StartFrom::Earliest,
+            start_from: StartFrom::Checkpoint,
             idle_timeout: HumanDuration::secs(5),
             max_skew: HumanDuration::secs(7200),
             librdkafka: BTreeMap::new(),
@@ -671,6 +695,20 @@ impl Config {
                 return bad(
                     &format!("kafka.librdkafka.\"{reserved}\""),
                     "is set by driftwatch itself (use the kafka.* keys)".into(),
+                );
+            }
+        }
+        if k.start_from == StartFrom::Checkpoint {
+            if self.checkpoint.dir.is_empty() {
+                return bad(
+                    "checkpoint.dir",
+                    "must not be empty with kafka.start_from = \"checkpoint\"".into(),
+                );
+            }
+            if self.checkpoint.interval.0 < Duration::from_millis(100) {
+                return bad(
+                    "checkpoint.interval",
+                    format!("must be at least 100ms, got {}", self.checkpoint.interval),
                 );
             }
         }

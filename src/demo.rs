@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::alert::{Alert, AlertState};
 use crate::codec::avro::{decode_alert, encode, schemas};
 use crate::codec::confluent::frame;
-use crate::config::{Config, Encoding, HumanDuration};
+use crate::config::{Config, Encoding, HumanDuration, StartFrom};
 use crate::error::{Error, Result};
 use crate::event::{Outcome, Prediction, Scalar, Value};
 use crate::service::Service;
@@ -53,6 +53,8 @@ pub fn demo_config(bootstrap: &str) -> Config {
     k.group_id = "driftwatch-demo".into();
     k.encoding = Encoding::Confluent;
     k.idle_timeout = HumanDuration::secs(2);
+    // the in-process cluster lives as long as the demo: nothing to resume
+    k.start_from = StartFrom::Earliest;
     cfg
 }
 

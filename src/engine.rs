@@ -42,7 +42,7 @@ const LABEL_SHIFT_P: f64 = 1e-3;
 const RECENT_BUCKETS: usize = 3;
 
 /// What a feature is to its model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     Input,
     Prediction,
@@ -69,7 +69,7 @@ impl<'a> From<&'a Value> for Val<'a> {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Feature {
     pub name: String,
     pub role: Role,
@@ -106,13 +106,14 @@ impl Feature {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Dim {
     values: FxHashMap<Box<str>, u32>,
     /// Slot of each value id; value id 0 is the overflow.
     slots: Vec<u32>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Model {
     pub id: String,
     pub version: Option<String>,
@@ -125,6 +126,8 @@ pub struct Model {
     /// Series id per feature and slot.
     series_of: Vec<Vec<u32>>,
     event_gen: u64,
+    /// From the config, attached again when a checkpoint is restored.
+    #[serde(skip)]
     baseline: Option<Baseline>,
 }
 
@@ -212,11 +215,14 @@ impl Model {
 }
 
 /// One series: a model's feature (or output) overall or in one slice.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Series {
     pub model: u32,
     pub feature: u32,
     pub slot: u32,
+    /// Values (nulls and wrong types included) applied to this series since
+    /// it was created: what a recount of the input gives.
+    pub applied: u64,
     pub windows: SeriesWindows,
     pub drift: ChannelState,
     pub quality: ChannelState,
@@ -224,7 +230,7 @@ pub struct Series {
 
 /// One input of the engine (a Kafka partition): its newest event time and
 /// whether it is idle (then it does not hold the watermark back).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Source {
     max: Option<i64>,
     idle: bool,
@@ -338,6 +344,43 @@ fn severity_of(stat: f64, t: Tier) -> Option<Severity> {
     }
 }
 
+/// What a checkpoint holds of an engine, borrowed to write and owned to read
+/// (postcard: the same layout both ways).
+type StateRef<'a> = (
+    &'a [Model],
+    &'a FxHashMap<Box<str>, u32>,
+    &'a [Series],
+    Option<i64>,
+    bool,
+    Option<i64>,
+    &'a [Source],
+    &'a Stats,
+    &'a QualityMonitor,
+    &'a [Alert],
+);
+type StateOwned = (
+    Vec<Model>,
+    FxHashMap<Box<str>, u32>,
+    Vec<Series>,
+    Option<i64>,
+    bool,
+    Option<i64>,
+    Vec<Source>,
+    Stats,
+    QualityMonitor,
+    Vec<Alert>,
+);
+
+/// One series' identity and the values it has taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SeriesCount<'a> {
+    pub model: &'a str,
+    pub feature: &'a str,
+    /// None for the overall series; else (dimension, value).
+    pub slice: Option<(&'a str, &'a str)>,
+    pub applied: u64,
+}
+
 pub struct Engine {
     cfg: Config,
     dd: DdConfig,
@@ -414,6 +457,67 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The engine's state, serialized for a checkpoint: everything but what
+    /// the config and the baselines give (those are supplied again on
+    /// [`Engine::restore`]). Taken between events, so no alert is pending.
+    pub fn save_state(&self) -> Result<Vec<u8>, postcard::Error> {
+        let state: StateRef<'_> = (
+            &self.models,
+            &self.model_ids,
+            &self.series,
+            self.first_open,
+            self.closed_any,
+            self.max_time,
+            &self.sources,
+            &self.stats,
+            &self.quality,
+            &self.out,
+        );
+        postcard::to_allocvec(&state)
+    }
+
+    /// An engine with the state [`Engine::save_state`] wrote, under `cfg`
+    /// (which must shape state as the one it was written under: the
+    /// checkpoint's config fingerprint says so).
+    pub fn restore(
+        cfg: Config,
+        baselines: HashMap<String, Baseline>,
+        bytes: &[u8],
+    ) -> Result<Engine, postcard::Error> {
+        let (models, model_ids, series, first_open, closed_any, max_time, sources, stats, quality, out): StateOwned =
+            postcard::from_bytes(bytes)?;
+        let mut e = Engine::with_baselines(cfg, baselines);
+        e.models = models;
+        for m in &mut e.models {
+            m.baseline = e.baselines.get(&m.id).cloned();
+        }
+        e.model_ids = model_ids;
+        e.series = series;
+        e.first_open = first_open;
+        e.closed_any = closed_any;
+        e.max_time = max_time;
+        e.sources = sources;
+        e.stats = stats;
+        e.quality = quality;
+        e.out = out;
+        Ok(e)
+    }
+
+    /// Every series with its identity and how many values it has taken.
+    pub fn series_counts(&self) -> impl Iterator<Item = SeriesCount<'_>> {
+        self.series.iter().map(|s| {
+            let m = &self.models[s.model as usize];
+            SeriesCount {
+                model: &m.id,
+                feature: &m.features[s.feature as usize].name,
+                slice: m.slots[s.slot as usize]
+                    .as_ref()
+                    .map(|(d, v)| (d.as_str(), v.as_str())),
+                applied: s.applied,
+            }
+        })
     }
 
     pub fn models(&self) -> &[Model] {
@@ -687,6 +791,7 @@ impl Engine {
         for &slot in slots {
             let sid = self.series_id(m, f, slot, bucket);
             let s = &mut self.series[sid as usize];
+            s.applied += 1;
             let w = &mut s.windows;
             if w.open.len() <= idx {
                 w.open.resize_with(idx + 1, || None);
@@ -768,6 +873,7 @@ impl Engine {
             model: m,
             feature: f,
             slot,
+            applied: 0,
             windows,
             drift: ChannelState::default(),
             quality: ChannelState::default(),

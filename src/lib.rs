@@ -38,11 +38,13 @@
 //! - [`config`]: TOML config, environment overrides, validation.
 //! - [`stats`]: counters of a run and its summary.
 //! - [`service`]: `driftwatch run`, the Kafka service around the engine.
+//! - [`checkpoint`]: the engine's state and the offsets it covers, saved and restored together.
 //! - [`demo`]: `driftwatch demo`, an in-process Kafka, a simulated model and the service.
 //! - [`cli`]: the commands behind the binary.
 
 pub mod alert;
 pub mod baseline;
+pub mod checkpoint;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -10,6 +10,7 @@
 //! headers saying where it came from and why; then its offset is stored.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::alert::sink::KafkaSink;
 use crate::baseline::Baseline;
+use crate::checkpoint::{self, PartitionOffset};
 use crate::codec::StreamKind;
 use crate::codec::confluent::ValueDecoder;
 use crate::config::{Config, StartFrom};
@@ -29,7 +31,7 @@ use crate::event::BadEvent;
 use crate::source::kafka::{self, Assignment, Context};
 
 /// Counters of a service run (logged at shutdown).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServiceStats {
     pub messages: u64,
     pub dead_lettered: u64,
@@ -38,6 +40,11 @@ pub struct ServiceStats {
     pub alert_delivery_retries: u64,
     /// Messages delivered again at or below an offset already applied: skipped.
     pub redelivered: u64,
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    /// Size and write time of the last checkpoint.
+    pub checkpoint_bytes: u64,
+    pub checkpoint_ms: f64,
 }
 
 struct PartitionState {
@@ -52,6 +59,8 @@ struct PartitionState {
     paused: bool,
     /// Offset of the last message handled (-1 before any).
     last_offset: i64,
+    /// Where reading started (a checkpoint's offset, or 0).
+    start_offset: i64,
 }
 
 /// The service: consumer, engine, alert and DLQ producers.
@@ -74,6 +83,11 @@ pub struct Service {
     /// Wall time of the first and the last message handled.
     first_message: Option<Instant>,
     last_message: Option<Instant>,
+    /// The partitions assigned to this member.
+    assignment: Vec<(String, i32)>,
+    last_checkpoint: Instant,
+    /// Messages handled since the last checkpoint.
+    since_checkpoint: u64,
 }
 
 fn kafka_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
@@ -112,6 +126,9 @@ impl Service {
             until_end: false,
             first_message: None,
             last_message: None,
+            assignment: Vec::new(),
+            last_checkpoint: Instant::now(),
+            since_checkpoint: 0,
             cfg,
         })
     }
@@ -179,38 +196,32 @@ impl Service {
                     if let Err(e) = self.consumer.resume(&tpl) {
                         tracing::warn!(error = %e, "cannot resume the assigned partitions");
                     }
-                    if self.cfg.kafka.start_from == StartFrom::Earliest {
-                        // the windows are rebuilt from nothing: every assigned partition
-                        // is read from its start again (republished alerts keep their alert_id)
-                        self.engine =
-                            Engine::with_baselines(self.cfg.clone(), self.baselines.clone());
-                        self.partitions.clear();
-                        let mut tpl = rdkafka::TopicPartitionList::new();
-                        for (topic, partition) in &ps {
-                            // offset 0, not the logical Beginning: librdkafka
-                            // resumes a paused partition from a logical seek
-                            // target, not from where the application got to,
-                            // which re-delivers the partition from its start.
-                            // Past retention, 0 is out of range and
-                            // auto.offset.reset=earliest takes over.
-                            let _ = tpl.add_partition_offset(
-                                topic,
-                                *partition,
-                                rdkafka::Offset::Offset(0),
-                            );
+                    match self.cfg.kafka.start_from {
+                        StartFrom::Earliest => {
+                            // the windows are rebuilt from nothing: every assigned partition
+                            // is read from its start again (republished alerts keep their alert_id)
+                            self.rebuild(&ps);
+                            rebuilt = true;
                         }
-                        if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10))
-                        {
-                            tracing::warn!(error = %e, "cannot seek to the start of the assigned partitions");
+                        StartFrom::Checkpoint => {
+                            self.restore_or_rebuild(&ps);
+                            rebuilt = true;
                         }
-                        rebuilt = true;
+                        StartFrom::Committed => {}
                     }
-                    for (topic, partition) in ps {
-                        self.partition(&topic, partition);
+                    for (topic, partition) in &ps {
+                        self.partition(topic, *partition);
                     }
+                    self.assignment = ps;
                 }
                 Assignment::Revoked(ps) => {
                     tracing::info!(partitions = ?ps, "partitions revoked");
+                    if self.cfg.kafka.start_from == StartFrom::Checkpoint {
+                        // the state of the partitions going away, before it goes
+                        self.checkpoint();
+                    }
+                    self.assignment
+                        .retain(|(t, p)| !ps.iter().any(|(rt, rp)| rt == t && rp == p));
                     for (topic, partition) in ps {
                         let found = self
                             .partitions
@@ -225,6 +236,156 @@ impl Service {
             }
         }
         rebuilt
+    }
+
+    /// A fresh engine; every partition in `ps` is read from its start.
+    fn rebuild(&mut self, ps: &[(String, i32)]) {
+        self.engine = Engine::with_baselines(self.cfg.clone(), self.baselines.clone());
+        self.partitions.clear();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for (topic, partition) in ps {
+            // offset 0, not the logical Beginning: librdkafka resumes a paused
+            // partition from a logical seek target, not from where the
+            // application got to, which re-delivers the partition from its
+            // start. Past retention, 0 is out of range and
+            // auto.offset.reset=earliest takes over.
+            let _ = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0));
+        }
+        if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10)) {
+            tracing::warn!(error = %e, "cannot seek to the start of the assigned partitions");
+        }
+    }
+
+    /// The checkpoint of exactly these partitions restored and the consumer
+    /// sought to its offsets; without a usable one, a rebuild from the start.
+    fn restore_or_rebuild(&mut self, ps: &[(String, i32)]) {
+        let path = checkpoint::path_for(
+            Path::new(&self.cfg.checkpoint.dir),
+            &self.cfg.kafka.group_id,
+            ps,
+        );
+        let body = match checkpoint::read(&path, &self.cfg) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                tracing::info!(path = %path.display(), "no checkpoint for these partitions: reading them from their start");
+                return self.rebuild(ps);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "checkpoint not restored: reading the partitions from their start");
+                return self.rebuild(ps);
+            }
+        };
+        let engine = match Engine::restore(self.cfg.clone(), self.baselines.clone(), &body.engine) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "checkpoint state unreadable: reading the partitions from their start");
+                return self.rebuild(ps);
+            }
+        };
+        self.engine = engine;
+        self.partitions.clear();
+        let now = Instant::now();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for o in &body.offsets {
+            if !ps.iter().any(|(t, p)| *t == o.topic && *p == o.partition) {
+                continue;
+            }
+            self.engine.set_idle(o.source as usize, false);
+            self.partitions.push(PartitionState {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                source: o.source as usize,
+                last_message: now,
+                assigned_at: now,
+                idle: false,
+                paused: false,
+                last_offset: o.next_offset - 1,
+                start_offset: o.next_offset,
+            });
+            let _ = tpl.add_partition_offset(&o.topic, o.partition, rdkafka::Offset::Offset(o.next_offset));
+        }
+        for (topic, partition) in ps {
+            if !body.offsets.iter().any(|o| o.topic == *topic && o.partition == *partition) {
+                let _ = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0));
+            }
+        }
+        if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10)) {
+            tracing::warn!(error = %e, "cannot seek to the checkpoint's offsets");
+        }
+        self.since_checkpoint = 0;
+        tracing::info!(
+            path = %path.display(),
+            written_at_ms = body.written_at_ms,
+            offsets = ?body.offsets.iter().map(|o| (o.topic.as_str(), o.partition, o.next_offset)).collect::<Vec<_>>(),
+            series = self.engine.series().len(),
+            "checkpoint restored"
+        );
+    }
+
+    /// Writes a checkpoint of the engine and the next offset of every
+    /// partition, then commits those offsets. Between messages only (no
+    /// alert pending: each message's alerts are acknowledged before the next).
+    fn checkpoint(&mut self) {
+        if self.partitions.is_empty() || self.since_checkpoint == 0 {
+            return;
+        }
+        let t = Instant::now();
+        let offsets: Vec<PartitionOffset> = self
+            .partitions
+            .iter()
+            .map(|p| PartitionOffset {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                next_offset: (p.last_offset + 1).max(p.start_offset),
+                source: p.source as u32,
+            })
+            .collect();
+        let set: Vec<(String, i32)> = offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
+        let path = checkpoint::path_for(Path::new(&self.cfg.checkpoint.dir), &self.cfg.kafka.group_id, &set);
+        let written = self
+            .engine
+            .save_state()
+            .map_err(|e| e.to_string())
+            .and_then(|engine| {
+                checkpoint::encode(&checkpoint::Body {
+                    written_at_ms: now_ms(),
+                    crate_version: env!("CARGO_PKG_VERSION").to_string(),
+                    config_fingerprint: checkpoint::config_fingerprint(&self.cfg),
+                    group: self.cfg.kafka.group_id.clone(),
+                    offsets: offsets.clone(),
+                    engine,
+                })
+                .map_err(|e| e.to_string())
+            })
+            .and_then(|bytes| {
+                // a blocking write and fsync, off the async worker threads'
+                // fairness budget: this loop is the only user of the engine
+                blocking(|| checkpoint::write_atomic(&path, &bytes))
+                    .map(|()| bytes.len())
+                    .map_err(|e| e.to_string())
+            });
+        match written {
+            Ok(bytes) => {
+                self.stats.checkpoints += 1;
+                self.stats.checkpoint_bytes = bytes as u64;
+                self.stats.checkpoint_ms = t.elapsed().as_secs_f64() * 1e3;
+                self.since_checkpoint = 0;
+                // commit exactly what the durable checkpoint covers
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                for o in &offsets {
+                    let _ = tpl.add_partition_offset(&o.topic, o.partition, rdkafka::Offset::Offset(o.next_offset));
+                }
+                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(error = %e, "commit after checkpoint failed (the checkpoint's offsets still rule)");
+                }
+                tracing::debug!(path = %path.display(), bytes, ms = self.stats.checkpoint_ms, "checkpoint written");
+            }
+            Err(e) => {
+                self.stats.checkpoint_failures += 1;
+                tracing::error!(path = %path.display(), error = %e, "checkpoint failed; offsets not committed");
+            }
+        }
+        self.last_checkpoint = Instant::now();
     }
 
     /// The state of a partition, registered as an engine source on first sight.
@@ -246,6 +407,7 @@ impl Service {
                     idle: false,
                     paused: false,
                     last_offset: -1,
+                    start_offset: 0,
                 });
                 self.partitions.len() - 1
             }
@@ -279,6 +441,11 @@ impl Service {
         self.mark_idle();
         let never = self.never.clone();
         self.publish_alerts(&never).await;
+        if self.cfg.kafka.start_from == StartFrom::Checkpoint
+            && self.last_checkpoint.elapsed() >= self.cfg.checkpoint.interval.0
+        {
+            self.checkpoint();
+        }
     }
 
     /// True when partitions are assigned and every one is idle at its end.
@@ -379,6 +546,7 @@ impl Service {
         st.last_offset = msg.offset();
         let woke = st.idle;
         let source = st.source;
+        self.since_checkpoint += 1;
         if woke {
             // traffic is back: every idle partition holds the watermark again
             // until it delivers or stays silent for idle_timeout once more, so
@@ -500,6 +668,9 @@ impl Service {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        if self.cfg.kafka.start_from == StartFrom::Checkpoint {
+            self.checkpoint();
+        }
         if self.cfg.kafka.start_from == StartFrom::Committed {
             match self.consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => {}
@@ -523,10 +694,21 @@ impl Service {
             alerts = self.stats.alerts_published,
             late = self.engine.stats.late,
             redelivered = self.stats.redelivered,
+            checkpoints = self.stats.checkpoints,
+            checkpoint_bytes = self.stats.checkpoint_bytes,
             series = self.engine.stats.series,
             "driftwatch service stopped"
         );
         Ok(())
+    }
+}
+
+/// Runs blocking file I/O, telling a multi-threaded runtime to move other
+/// tasks off this thread meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

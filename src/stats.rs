@@ -6,7 +6,7 @@ use std::fmt::Write;
 use crate::alert::{AlertKind, AlertState, Severity};
 use crate::event::BadReason;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub predictions: u64,
     pub outcomes: u64,
@@ -15,7 +15,7 @@ pub struct Stats {
     pub series: u64,
     pub buckets_closed: u64,
     pub evaluations: u64,
-    pub alerts: BTreeMap<(AlertKind, Severity, &'static str), u64>,
+    pub alerts: BTreeMap<(AlertKind, Severity, AlertState), u64>,
     pub min_time: Option<i64>,
     pub max_time: Option<i64>,
     /// The join's counters, filled in when a run ends.
@@ -40,7 +40,7 @@ impl Stats {
     pub fn count_alert(&mut self, kind: AlertKind, severity: Severity, state: AlertState) {
         *self
             .alerts
-            .entry((kind, severity, state.as_str()))
+            .entry((kind, severity, state))
             .or_default() += 1;
     }
 
@@ -93,7 +93,7 @@ impl Stats {
             let total: u64 = self.alerts.values().sum();
             let _ = writeln!(s, "alerts: {total}");
             for ((k, sev, st), n) in &self.alerts {
-                let _ = writeln!(s, "  {:<17} {:<9} {:<10} {n}", k.as_str(), sev.as_str(), st);
+                let _ = writeln!(s, "  {:<17} {:<9} {:<10} {n}", k.as_str(), sev.as_str(), st.as_str());
             }
         }
         s

@@ -24,7 +24,7 @@ pub enum Transition {
 }
 
 /// An open alert episode.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Episode {
     pub alert_id: String,
     pub severity: Severity,
@@ -32,7 +32,7 @@ pub struct Episode {
 }
 
 /// Policy state of one channel.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ChannelState {
     history: u64,
     critical_history: u64,

@@ -34,7 +34,7 @@ pub fn key(model: &str, trace_id: &str) -> u128 {
 }
 
 /// What the join keeps of a prediction while it waits.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Waiting {
     pub model: u32,
     /// The prediction's event-time bucket: the pair is counted there.
@@ -50,13 +50,13 @@ pub struct Waiting {
 }
 
 /// An outcome's label as the join keeps it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Label {
     Number(f64),
     Class(u32),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JoinStats {
     pub joined: u64,
     /// Predictions whose outcome did not come within the TTL.
@@ -73,6 +73,7 @@ pub struct JoinStats {
 /// A joined pair: the prediction, its outcome's label and event time.
 pub type Joined = (Waiting, Label, i64);
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct JoinBuffer {
     ttl_ms: i64,
     hold_ms: i64,

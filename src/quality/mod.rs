@@ -17,7 +17,7 @@ pub const AUC_BINS: usize = 200;
 pub const LOG_LOSS_EPS: f64 = 1e-15;
 
 /// What the labels of a model are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LabelKind {
     /// 0/1 labels; a score is the probability of 1.
     Binary,
@@ -46,7 +46,7 @@ pub enum Pair {
 }
 
 /// Mergeable quality summary of one bucket (or a window of them).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QualitySketch {
     pub n: u64,
     pub correct: u64,

@@ -15,7 +15,7 @@ use crate::join::{JoinBuffer, Joined, Label, MAX_SLOTS, Waiting};
 use crate::quality::{LabelKind, Pair, QualitySketch, auc_standard_error};
 
 /// Page–Hinkley test for an increase of the mean of a stream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PageHinkley {
     delta: f64,
     n: u64,
@@ -50,6 +50,7 @@ impl PageHinkley {
 }
 
 /// Quality of one model in one slot (overall or a slice value).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct QualitySeries {
     pub model: u32,
     pub slot: u32,
@@ -69,6 +70,7 @@ pub struct QualitySeries {
 }
 
 /// Per-model state of the join side.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct ModelQuality {
     pub kind: Option<LabelKind>,
     classes: rustc_hash::FxHashMap<Box<str>, u32>,
@@ -111,6 +113,7 @@ pub struct QualityEval {
     pub reference_n: u64,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct QualityMonitor {
     pub join: JoinBuffer,
     /// Joined pairs not yet counted: they count at the first bucket close

@@ -23,7 +23,7 @@ pub enum ValueKind {
 
 /// Up to a few trace ids kept per bucket as examples, in fixed slots whose
 /// string buffers are reused when a sketch is recycled.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Exemplars {
     slots: Vec<String>,
     len: usize,
@@ -51,7 +51,7 @@ impl Exemplars {
 }
 
 /// The summary of one series over one bucket (or a merge of buckets).
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Sketch {
     /// Non-null values of the series' own kind.
     pub values: u64,

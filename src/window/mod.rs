@@ -13,7 +13,7 @@ use sketches_ddsketch::Config as DdConfig;
 use crate::sketch::{Edges, Sketch, ValueKind};
 
 /// A reference profile, pinned: the summary and what was derived from it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Reference {
     pub start_ms: i64,
     pub end_ms: i64,
@@ -32,7 +32,7 @@ pub struct Reference {
 pub const WASSERSTEIN_LEVELS: usize = 100;
 
 /// Where a series' reference comes from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum RefState {
     /// Accumulating buckets of its warm-up range, until bucket `end` (exclusive).
     WarmingUp {
@@ -44,7 +44,7 @@ pub enum RefState {
 }
 
 /// The windows of one series.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeriesWindows {
     /// Open buckets, index 0 = the engine's first open bucket.
     pub open: VecDeque<Option<Box<Sketch>>>,

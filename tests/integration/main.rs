@@ -5,6 +5,7 @@ mod util;
 
 mod bad_input;
 mod baseline;
+mod checkpoint;
 mod config;
 mod engine;
 mod mock;

@@ -76,6 +76,10 @@ async fn broker_outage_and_produce_errors_lose_nothing() {
     cfg.kafka.encoding = Encoding::Json;
     cfg.kafka.outcomes_topic = String::new();
     cfg.kafka.idle_timeout = HumanDuration::secs(1);
+    // checkpoints (the default start) are written while the broker fails
+    let dir = std::env::temp_dir().join(format!("dw-mock-ckpt-{}", std::process::id()));
+    cfg.checkpoint.dir = dir.to_string_lossy().into_owned();
+    cfg.checkpoint.interval = HumanDuration::secs(1);
     cfg.kafka
         .librdkafka
         .insert("message.timeout.ms".into(), "120000".into());
@@ -145,4 +149,7 @@ async fn broker_outage_and_produce_errors_lose_nothing() {
     assert_eq!(stats.dead_lettered, 0);
     assert_eq!(got, want, "alerts lost or changed by the faults");
     assert!(stats.alerts_published as usize >= want.len());
+    assert!(stats.checkpoints >= 1, "no checkpoint written: {stats:?}");
+    assert_eq!(stats.checkpoint_failures, 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,293 @@
+//! Checkpoints: the engine's whole state and, with it, the next offset of
+//! every partition that state covers, written together and read together
+//! (as Flink does). Offsets are committed to Kafka only for positions a
+//! durable checkpoint covers, and on assignment the consumer seeks to the
+//! checkpoint's offsets, not the group's.
+//!
+//! # File format (version 1)
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "DWCKPT\r\n"
+//! 8       4     format version, u32 little endian (1)
+//! 12      4     flags, u32 little endian (0)
+//! 16      8     body length in bytes, u64 little endian
+//! 24      4     CRC-32 (IEEE) of the body, u32 little endian
+//! 28      n     body: postcard encoding of [`Body`]
+//! ```
+//!
+//! A file whose magic, version, length or checksum is wrong is rejected with
+//! an error saying which; a checkpoint of another format version is never
+//! read as this one (there is no older version to migrate from yet: the
+//! version number exists so that one can be). A checkpoint written under a
+//! config that shapes state differently (`[window]`, `[series]`,
+//! `[reference]`, `[join]`) is rejected too: its fingerprint differs.
+//!
+//! One file per consumer group and assignment (the set of partitions the
+//! state covers): `<dir>/<group>-<hash of the set>.ckpt`, written as
+//! `.tmp`, fsynced, renamed over the last one (which is kept as `.prev`),
+//! and the directory fsynced.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+pub const MAGIC: &[u8; 8] = b"DWCKPT\r\n";
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER: usize = 28;
+
+/// A checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path}: not a driftwatch checkpoint (bad magic bytes)")]
+    Magic { path: PathBuf },
+    #[error(
+        "checkpoint {path}: format version {found}, this build reads version {FORMAT_VERSION}; delete it to start over (the topics are then read from their start)"
+    )]
+    Version { path: PathBuf, found: u32 },
+    #[error("checkpoint {path}: truncated or corrupt ({what})")]
+    Corrupt { path: PathBuf, what: String },
+    #[error(
+        "checkpoint {path}: written under a config that shapes state differently ([window], [series], [reference] or [join] changed); delete it to start over"
+    )]
+    Config { path: PathBuf },
+}
+
+/// The next offset to read of one partition the state covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    /// The engine source (watermark input) of this partition.
+    pub source: u32,
+}
+
+/// What a checkpoint holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Body {
+    pub written_at_ms: i64,
+    pub crate_version: String,
+    pub config_fingerprint: u64,
+    pub group: String,
+    pub offsets: Vec<PartitionOffset>,
+    /// [`crate::engine::Engine::save_state`].
+    pub engine: Vec<u8>,
+}
+
+/// Fingerprint of the config sections that shape the engine's state.
+pub fn config_fingerprint(cfg: &Config) -> u64 {
+    let shaped = serde_json::to_string(&(&cfg.window, &cfg.series, &cfg.reference, &cfg.join))
+        .unwrap_or_default();
+    fnv1a(shaped.as_bytes())
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The file of a group's checkpoint for a set of partitions.
+pub fn path_for(dir: &Path, group: &str, partitions: &[(String, i32)]) -> PathBuf {
+    let mut set: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+    set.sort();
+    let hash = fnv1a(set.join(",").as_bytes());
+    let safe: String = group
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    dir.join(format!("{safe}-{hash:016x}.ckpt"))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Encodes a body into the file format.
+pub fn encode(body: &Body) -> Result<Vec<u8>, postcard::Error> {
+    let payload = postcard::to_allocvec(body)?;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decodes and checks a file's bytes (`path` names it in errors).
+pub fn decode(path: &Path, bytes: &[u8], cfg: &Config) -> Result<Body, CheckpointError> {
+    let corrupt = |what: &str| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    };
+    if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        return Err(CheckpointError::Magic {
+            path: path.to_path_buf(),
+        });
+    }
+    if bytes.len() < HEADER {
+        return Err(corrupt("header cut short"));
+    }
+    let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let version = u32_at(8);
+    if version != FORMAT_VERSION {
+        return Err(CheckpointError::Version {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&bytes[16..24]);
+    let len = u64::from_le_bytes(len);
+    let payload = &bytes[HEADER..];
+    if payload.len() as u64 != len {
+        return Err(corrupt(&format!(
+            "body is {} bytes, header says {len}",
+            payload.len()
+        )));
+    }
+    if crc32fast::hash(payload) != u32_at(24) {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let body: Body = postcard::from_bytes(payload).map_err(|e| corrupt(&e.to_string()))?;
+    if body.config_fingerprint != config_fingerprint(cfg) {
+        return Err(CheckpointError::Config {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(body)
+}
+
+/// Writes `bytes` to `path` atomically: `.tmp`, fsync, the old file kept as
+/// `.prev`, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = path.with_extension("ckpt.tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    if path.exists() {
+        let prev = path.with_extension("ckpt.prev");
+        fs::rename(path, &prev).map_err(io(&prev))?;
+    }
+    fs::rename(&tmp, path).map_err(io(path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+/// Reads the checkpoint at `path`, or its `.prev` when the newest cannot be
+/// read (a crash mid-rename leaves only `.prev`). Ok(None): there is none.
+/// Both present and unreadable: the newest's error.
+pub fn read(path: &Path, cfg: &Config) -> Result<Option<Body>, CheckpointError> {
+    let prev = path.with_extension("ckpt.prev");
+    let newest = match fs::read(path) {
+        Ok(b) => Some(decode(path, &b, cfg)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(Err(io(path)(e))),
+    };
+    match newest {
+        Some(Ok(body)) => Ok(Some(body)),
+        Some(Err(e)) => match fs::read(&prev) {
+            Ok(b) => match decode(&prev, &b, cfg) {
+                Ok(body) => {
+                    tracing::warn!(error = %e, "newest checkpoint unreadable: using the previous one");
+                    Ok(Some(body))
+                }
+                Err(_) => Err(e),
+            },
+            Err(_) => Err(e),
+        },
+        None => match fs::read(&prev) {
+            Ok(b) => decode(&prev, &b, cfg).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&prev)(e)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(cfg: &Config) -> Body {
+        Body {
+            written_at_ms: 1,
+            crate_version: "x".into(),
+            config_fingerprint: config_fingerprint(cfg),
+            group: "g".into(),
+            offsets: vec![PartitionOffset {
+                topic: "p".into(),
+                partition: 2,
+                next_offset: 42,
+                source: 0,
+            }],
+            engine: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_damage() {
+        let cfg = Config::default();
+        let p = Path::new("x.ckpt");
+        let bytes = encode(&body(&cfg)).unwrap();
+        let back = decode(p, &bytes, &cfg).unwrap();
+        assert_eq!(back.offsets, body(&cfg).offsets);
+        assert_eq!(back.engine, vec![1, 2, 3]);
+
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(decode(p, &flipped, &cfg), Err(CheckpointError::Corrupt { .. })));
+        assert!(matches!(
+            decode(p, &bytes[..bytes.len() - 1], &cfg),
+            Err(CheckpointError::Corrupt { .. })
+        ));
+        let mut v2 = bytes.clone();
+        v2[8] = 2;
+        assert!(matches!(decode(p, &v2, &cfg), Err(CheckpointError::Version { found: 2, .. })));
+        assert!(matches!(decode(p, b"{\"json\":1}", &cfg), Err(CheckpointError::Magic { .. })));
+        let mut other = cfg.clone();
+        other.window.bucket = crate::config::HumanDuration::secs(120);
+        assert!(matches!(decode(p, &bytes, &other), Err(CheckpointError::Config { .. })));
+    }
+
+    #[test]
+    fn atomic_write_keeps_the_previous_and_falls_back_to_it() {
+        let cfg = Config::default();
+        let dir = std::env::temp_dir().join(format!("dw-ckpt-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = path_for(&dir, "g/1", &[("t".into(), 0), ("o".into(), 0)]);
+        assert_eq!(path, path_for(&dir, "g/1", &[("o".into(), 0), ("t".into(), 0)]));
+        assert!(read(&path, &cfg).unwrap().is_none());
+        let mut b = body(&cfg);
+        write_atomic(&path, &encode(&b).unwrap()).unwrap();
+        b.offsets[0].next_offset = 99;
+        write_atomic(&path, &encode(&b).unwrap()).unwrap();
+        assert_eq!(read(&path, &cfg).unwrap().unwrap().offsets[0].next_offset, 99);
+        // the newest damaged: the previous one is read
+        fs::write(&path, b"DWCKPT\r\ngarbage").unwrap();
+        assert_eq!(read(&path, &cfg).unwrap().unwrap().offsets[0].next_offset, 42);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

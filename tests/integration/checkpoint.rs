@@ -1,0 +1,163 @@
+//! Engine checkpoints: a run saved and restored at any event continues
+//! exactly as the uninterrupted run (same alerts, same counts), and the file
+//! format refuses what it cannot read.
+
+use driftwatch::alert::Alert;
+use driftwatch::checkpoint::{self, Body, CheckpointError};
+use driftwatch::config::Config;
+use driftwatch::engine::Engine;
+use driftwatch::event::{Event, Outcome, Prediction, Scalar, Value};
+
+use crate::util::{Rng, T0};
+
+/// 10 h at 2 predictions/s; from hour 5 `x` shifts and the model turns
+/// wrong for half of region=US; outcomes arrive 5–15 min after their
+/// prediction (every fifth never does). Events in arrival (event-time) order.
+fn stream() -> Vec<Event> {
+    let mut rng = Rng::new(11);
+    let mut events = Vec::new();
+    for i in 0..72_000i64 {
+        let t = T0 + i * 500;
+        let late = t >= T0 + 5 * 3_600_000;
+        let mut x = rng.normal();
+        if late {
+            x += 1.0;
+        }
+        let us = rng.uniform() < 0.4;
+        let truth = (rng.uniform() < 0.3) as u8;
+        let mut pred = truth;
+        if late && us && rng.uniform() < 0.5 {
+            pred = 1 - truth;
+        }
+        let device = ["ios", "android", "web"][(rng.next_u64() % 3) as usize];
+        events.push((
+            t,
+            Event::Prediction(Prediction {
+                trace_id: format!("t{i}"),
+                model_id: "m".into(),
+                model_version: Some("v1".into()),
+                event_time: t,
+                features: vec![
+                    ("x".into(), Value::Number(x)),
+                    ("device".into(), Value::Text(device.into())),
+                    (
+                        "n".into(),
+                        if i % 50 == 0 { Value::Null } else { Value::Number(rng.uniform()) },
+                    ),
+                ],
+                slices: vec![("region".into(), if us { "US".into() } else { "EU".into() })],
+                prediction: Scalar::Number(pred as f64),
+                score: Some(if pred == 1 { 0.8 } else { 0.2 }),
+            }),
+        ));
+        if i % 5 != 0 {
+            let at = t + 300_000 + (rng.uniform() * 600_000.0) as i64;
+            events.push((
+                at,
+                Event::Outcome(Outcome {
+                    trace_id: format!("t{i}"),
+                    model_id: "m".into(),
+                    event_time: at,
+                    label: Scalar::Number(truth as f64),
+                }),
+            ));
+        }
+    }
+    events.sort_by_key(|(t, _)| *t);
+    events.into_iter().map(|(_, e)| e).collect()
+}
+
+fn counts(e: &Engine) -> Vec<String> {
+    let mut v: Vec<String> = e
+        .series_counts()
+        .map(|c| format!("{} {} {:?} {}", c.model, c.feature, c.slice, c.applied))
+        .collect();
+    v.sort();
+    v
+}
+
+fn feed(e: &mut Engine, events: &[Event], out: &mut Vec<Alert>) {
+    for ev in events {
+        e.apply(ev).unwrap();
+        out.extend(e.drain_alerts());
+    }
+}
+
+#[test]
+fn a_restored_engine_continues_exactly_as_the_uninterrupted_one() {
+    let events = stream();
+    let cfg = Config::default();
+    let mut whole = Engine::new(cfg.clone());
+    let mut want = Vec::new();
+    feed(&mut whole, &events, &mut want);
+    whole.finish();
+    want.extend(whole.drain_alerts());
+    let kinds: std::collections::BTreeSet<_> = want.iter().map(|a| a.kind).collect();
+    assert!(want.len() >= 3 && kinds.len() >= 2, "the stream must alert on inputs and quality: {kinds:?}");
+
+    // restored at several points, through the file format, every time
+    let cuts = [1usize, 20_000, 61_111, 90_000, events.len() - 1];
+    let mut e = Engine::new(cfg.clone());
+    let mut got = Vec::new();
+    let mut from = 0;
+    for &cut in &cuts {
+        feed(&mut e, &events[from..cut], &mut got);
+        let body = Body {
+            written_at_ms: 0,
+            crate_version: "test".into(),
+            config_fingerprint: checkpoint::config_fingerprint(&cfg),
+            group: "g".into(),
+            offsets: Vec::new(),
+            engine: e.save_state().unwrap(),
+        };
+        let bytes = checkpoint::encode(&body).unwrap();
+        let back = checkpoint::decode(std::path::Path::new("mem"), &bytes, &cfg).unwrap();
+        e = Engine::restore(cfg.clone(), Default::default(), &back.engine).unwrap();
+        from = cut;
+    }
+    feed(&mut e, &events[from..], &mut got);
+    e.finish();
+    got.extend(e.drain_alerts());
+
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+    assert_eq!(counts(&e), counts(&whole));
+    assert_eq!(e.stats.predictions, whole.stats.predictions);
+    assert_eq!(e.stats.outcomes, whole.stats.outcomes);
+    assert_eq!(e.quality.join.stats, whole.quality.join.stats);
+    // the recount: every prediction counted once in each of its series
+    let n_predictions = events.iter().filter(|e| matches!(e, Event::Prediction(_))).count() as u64;
+    let overall_x = e
+        .series_counts()
+        .find(|c| c.feature == "x" && c.slice.is_none())
+        .unwrap();
+    assert_eq!(overall_x.applied, n_predictions);
+}
+
+#[test]
+fn a_checkpoint_under_another_state_shaping_config_is_refused() {
+    let cfg = Config::default();
+    let e = Engine::new(cfg.clone());
+    let bytes = checkpoint::encode(&Body {
+        written_at_ms: 0,
+        crate_version: "test".into(),
+        config_fingerprint: checkpoint::config_fingerprint(&cfg),
+        group: "g".into(),
+        offsets: Vec::new(),
+        engine: e.save_state().unwrap(),
+    })
+    .unwrap();
+    let mut other = cfg.clone();
+    other.series.max_slice_values += 1;
+    let err = checkpoint::decode(std::path::Path::new("c.ckpt"), &bytes, &other).unwrap_err();
+    assert!(matches!(err, CheckpointError::Config { .. }));
+    assert!(err.to_string().contains("c.ckpt"), "{err}");
+    // thresholds are not state: tuning them keeps the checkpoint
+    let mut tuned = cfg.clone();
+    tuned.policy.persistence_k = 2;
+    assert!(checkpoint::decode(std::path::Path::new("c.ckpt"), &bytes, &tuned).is_ok());
+    // garbage engine state is an error, not a misread
+    assert!(Engine::restore(cfg, Default::default(), &[0xff; 7]).is_err());
+}
