@@ -99,16 +99,35 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+fn file_safe(group: &str) -> String {
+    group
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
 /// The file of a group's checkpoint for a set of partitions.
 pub fn path_for(dir: &Path, group: &str, partitions: &[(String, i32)]) -> PathBuf {
     let mut set: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}/{p}")).collect();
     set.sort();
     let hash = fnv1a(set.join(",").as_bytes());
-    let safe: String = group
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    dir.join(format!("{safe}-{hash:016x}.ckpt"))
+    dir.join(format!("{}-{hash:016x}.ckpt", file_safe(group)))
+}
+
+/// A group's checkpoint files in `dir` (newest of each assignment; not
+/// `.prev`/`.tmp`), sorted.
+pub fn files(dir: &Path, group: &str) -> std::io::Result<Vec<PathBuf>> {
+    let prefix = format!("{}-", file_safe(group));
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(&prefix) && name.ends_with(".ckpt") && name.len() == prefix.len() + 21 {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {

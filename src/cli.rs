@@ -1,6 +1,7 @@
 //! The commands: `replay`, `baseline`, `check-config`.
 
 use std::io::{IsTerminal, Write};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -94,6 +95,12 @@ pub enum Command {
     },
     /// Print the effective config (file plus DRIFTWATCH__ overrides) or name the bad key.
     CheckConfig {
+        #[arg(long, default_value = "config/driftwatch.toml")]
+        config: PathBuf,
+    },
+    /// Describe the consumer group's checkpoints in `checkpoint.dir`, one JSON
+    /// object per line: when written, size, offsets, and each series' count.
+    Checkpoints {
         #[arg(long, default_value = "config/driftwatch.toml")]
         config: PathBuf,
     },
@@ -204,7 +211,51 @@ pub fn run(cli: Cli) -> Result<i32> {
             print!("{}", cfg.to_toml());
             Ok(0)
         }
+        Command::Checkpoints { config } => {
+            let cfg = Config::load(&config)?;
+            describe_checkpoints(&cfg)
+        }
     }
+}
+
+fn describe_checkpoints(cfg: &Config) -> Result<i32> {
+    let dir = std::path::Path::new(&cfg.checkpoint.dir);
+    let files = crate::checkpoint::files(dir, &cfg.kafka.group_id).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut bad = 0;
+    for path in files {
+        let line = match crate::checkpoint::read(&path, cfg) {
+            Ok(Some(body)) => {
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                match Engine::restore(cfg.clone(), HashMap::new(), &body.engine) {
+                    Ok(engine) => serde_json::json!({
+                        "path": path,
+                        "written_at_ms": body.written_at_ms,
+                        "bytes": size,
+                        "crate_version": body.crate_version,
+                        "offsets": body.offsets,
+                        "predictions": engine.stats.predictions,
+                        "outcomes": engine.stats.outcomes,
+                        "late": engine.stats.late,
+                        "series": engine.series_counts().collect::<Vec<_>>(),
+                    }),
+                    Err(e) => {
+                        bad += 1;
+                        serde_json::json!({"path": path, "error": e.to_string()})
+                    }
+                }
+            }
+            Ok(None) => continue,
+            Err(e) => {
+                bad += 1;
+                serde_json::json!({"path": path, "error": e.to_string()})
+            }
+        };
+        println!("{line}");
+    }
+    Ok(if bad > 0 { 1 } else { 0 })
 }
 
 /// Applies one record; a bad one is counted and reported (in strict mode it ends the run).

@@ -88,6 +88,9 @@ pub struct Service {
     last_checkpoint: Instant,
     /// Messages handled since the last checkpoint.
     since_checkpoint: u64,
+    /// Test hook (`DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT=N`): abort right
+    /// after the N-th checkpoint is written, before its offsets are committed.
+    crash_after_checkpoint: Option<u64>,
 }
 
 fn kafka_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
@@ -129,6 +132,9 @@ impl Service {
             assignment: Vec::new(),
             last_checkpoint: Instant::now(),
             since_checkpoint: 0,
+            crash_after_checkpoint: std::env::var("DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             cfg,
         })
     }
@@ -367,6 +373,12 @@ impl Service {
         match written {
             Ok(bytes) => {
                 self.stats.checkpoints += 1;
+                if self.crash_after_checkpoint == Some(self.stats.checkpoints) {
+                    // fault injection for the crash tests: the checkpoint is
+                    // durable, its offsets are not committed yet
+                    tracing::warn!("fault injection: aborting between checkpoint and commit");
+                    std::process::abort();
+                }
                 self.stats.checkpoint_bytes = bytes as u64;
                 self.stats.checkpoint_ms = t.elapsed().as_secs_f64() * 1e3;
                 self.since_checkpoint = 0;

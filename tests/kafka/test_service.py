@@ -367,6 +367,99 @@ def test_second_instance_takes_over(env):
     assert "data_drift" in {a["kind"] for a in got}
 
 
+def checkpoint_counts(cfg):
+    """Per-series counts of the group's checkpoints (`driftwatch checkpoints`),
+    summed over its files: {(model, feature, slice or None): applied}."""
+    out = subprocess.run([BIN, "checkpoints", "--config", cfg], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    counts = {}
+    for line in out.stdout.splitlines():
+        for s in json.loads(line)["series"]:
+            key = (s["model"], s["feature"], tuple(s["slice"]) if s["slice"] else None)
+            counts[key] = counts.get(key, 0) + s["applied"]
+    return counts
+
+
+def recount(preds):
+    """The overall series' counts, recounted from the input."""
+    counts = {}
+    for e in preds:
+        for f in e["features"]:
+            key = (e["model_id"], f, None)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_crashes_with_checkpoints_count_once_and_alert_the_same(env):
+    """SIGKILLed at random moments (and once by the fault hook right after a
+    checkpoint is written, before its offsets are committed), restarted each
+    time from its checkpoint: after the last run drains the topics every
+    series' count equals the uninterrupted run's and a recount of the input,
+    and the distinct alert ids are the uninterrupted run's."""
+    import random
+    rnd = random.Random(7)
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    produce_keyed(env, names, preds, outs, 0.0, 1.0)
+
+    def cfg_for(tag, names):
+        return env.config(names, "confluent", f"g-{tag}-" + names["alerts"], start_from="checkpoint", extra=f"""
+[checkpoint]
+dir = "{os.path.join(env.tmp, 'ckpt-' + tag)}"
+interval = "300ms"
+[kafka.librdkafka]
+"group.instance.id" = "{tag}-member"
+""")
+
+    def drain(cfg, log):
+        proc = subprocess.Popen([BIN, "run", "--config", cfg, "--log-format", "json", "--until-end"],
+                                stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        assert proc.wait(180) == 0, open(log).read()[-2000:]
+
+    # the uninterrupted run
+    cfg_u = cfg_for("whole", names)
+    drain(cfg_u, os.path.join(env.tmp, "whole.log"))
+    want = env.read_all(names["alerts"], settle=2.0)
+    want_ids = {a["alert_id"] for a in want}
+    assert len(want_ids) >= 10 and {"data_drift", "performance"} <= {a["kind"] for a in want}
+    counts_u = checkpoint_counts(cfg_u)
+
+    # the crashing run, on alert topics of its own
+    crash = dict(names)
+    crash.update({k: v for k, v in env.topics({}).items() if k in ("alerts", "dlq")})
+    cfg_c = cfg_for("crash", crash)
+    kills = 0
+    for i in range(6):
+        log = os.path.join(env.tmp, f"crash{i}.log")
+        extra_env = dict(os.environ)
+        if i == 1:
+            extra_env["DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT"] = "3"
+        proc = subprocess.Popen([BIN, "run", "--config", cfg_c, "--log-format", "json"],
+                                stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=extra_env)
+        try:
+            proc.wait(rnd.uniform(2.0, 5.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        proc.wait()
+        kills += proc.returncode != 0
+    assert kills >= 5, f"only {kills} runs were killed"
+    assert "fault injection" in open(os.path.join(env.tmp, "crash1.log")).read(), "the fault hook did not fire"
+    restored = sum("checkpoint restored" in open(os.path.join(env.tmp, f"crash{i}.log")).read() for i in range(6))
+    assert restored >= 3, f"only {restored} restarts restored a checkpoint"
+    drain(cfg_c, os.path.join(env.tmp, "crash-final.log"))
+    got = env.read_all(crash["alerts"], settle=2.0)
+    got_ids = {a["alert_id"] for a in got}
+    counts_c = checkpoint_counts(cfg_c)
+
+    assert counts_c == counts_u, {k: (counts_c.get(k), counts_u.get(k)) for k in set(counts_c) | set(counts_u)
+                                  if counts_c.get(k) != counts_u.get(k)}
+    for k, n in recount(preds).items():
+        assert counts_c.get(k) == n, (k, counts_c.get(k), n)
+    assert got_ids == want_ids, f"missing {len(want_ids - got_ids)}, extra {len(got_ids - want_ids)}"
+    print(f"    crash: {kills} kills, {restored} restores, {len(got)} alerts published for "
+          f"{len(got_ids)} distinct ids (uninterrupted: {len(want)})", flush=True)
+
+
 def test_schema_registry_resolves_writer_schemas(env):
     """The registry client against a stand-in speaking the Schema Registry's
     `GET /schemas/ids/{id}` (no registry server installs from the registries
@@ -424,7 +517,8 @@ def test_schema_registry_resolves_writer_schemas(env):
 
 
 TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
-         test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over]
+         test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over,
+         test_crashes_with_checkpoints_count_once_and_alert_the_same]
 
 
 def main():
