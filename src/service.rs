@@ -708,6 +708,7 @@ impl Service {
             redelivered = self.stats.redelivered,
             checkpoints = self.stats.checkpoints,
             checkpoint_bytes = self.stats.checkpoint_bytes,
+            checkpoint_ms = self.stats.checkpoint_ms,
             series = self.engine.stats.series,
             "driftwatch service stopped"
         );
