@@ -344,6 +344,7 @@ pub fn replay(
     sink.flush()?;
     pb.finish_and_clear();
     engine.stats.join = Some(engine.quality.join.stats);
+    engine.stats.overflow = Some(engine.overflow());
     eprint!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
     Ok(0)
 }

@@ -28,6 +28,32 @@ use crate::window::{BinSpec, RefState, Reference, SeriesWindows};
 
 /// Name of the overflow category and slice value once a cap is reached.
 pub const OTHER: &str = "__other__";
+/// Values that met a cardinality cap (per model): what a flood of new slice
+/// values, categories or feature names turned into instead of memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Overflow {
+    /// Slice values past `series.max_slice_values`, counted in `__other__`.
+    pub slice_values: u64,
+    /// Slice values of dimensions past the 16 tracked per model: overall only.
+    pub slice_dimensions: u64,
+    /// Values of features past `series.max_features`: not tracked.
+    pub features: u64,
+    /// Categories past `series.max_categories`, counted in `__other__`.
+    pub categories: u64,
+}
+
+impl Overflow {
+    pub fn add(&mut self, o: &Overflow) {
+        self.slice_values += o.slice_values;
+        self.slice_dimensions += o.slice_dimensions;
+        self.features += o.features;
+        self.categories += o.categories;
+    }
+    pub fn total(&self) -> u64 {
+        self.slice_values + self.slice_dimensions + self.features + self.categories
+    }
+}
+
 /// Reserved feature ids of a model's outputs.
 const PREDICTION: u32 = 0;
 const SCORE: u32 = 1;
@@ -126,6 +152,8 @@ pub struct Model {
     /// Series id per feature and slot.
     series_of: Vec<Vec<u32>>,
     event_gen: u64,
+    /// Values that met a cap: sent to `__other__` or not tracked.
+    pub overflow: Overflow,
     /// From the config, attached again when a checkpoint is restored.
     #[serde(skip)]
     baseline: Option<Baseline>,
@@ -146,6 +174,7 @@ impl Model {
             slots: vec![None],
             series_of: vec![Vec::new(), Vec::new()],
             event_gen: 0,
+            overflow: Overflow::default(),
             baseline,
         };
         m.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
@@ -156,9 +185,11 @@ impl Model {
         if let Some(&id) = self.feature_ids.get(name) {
             return Some(id);
         }
-        if self.features.len() - 2 >= cfg.series.max_features
-            || cfg.series.ignore_features.iter().any(|f| f == name)
-        {
+        if cfg.series.ignore_features.iter().any(|f| f == name) {
+            return None;
+        }
+        if self.features.len() - 2 >= cfg.series.max_features {
+            self.overflow.features += 1;
             return None;
         }
         let id = self.features.len() as u32;
@@ -174,7 +205,11 @@ impl Model {
             None => {
                 let wanted = cfg.series.slice_dimensions.is_empty()
                     || cfg.series.slice_dimensions.iter().any(|x| x == dim);
-                if !wanted || self.dims.len() >= MAX_SLICE_DIMENSIONS {
+                if !wanted {
+                    return None;
+                }
+                if self.dims.len() >= MAX_SLICE_DIMENSIONS {
+                    self.overflow.slice_dimensions += 1;
                     return None;
                 }
                 self.dim_ids.insert(dim.into(), self.dims.len() as u32);
@@ -191,6 +226,7 @@ impl Model {
             return Some(self.dims[d].slots[v as usize]);
         }
         if self.dims[d].values.len() >= cfg.series.max_slice_values {
+            self.overflow.slice_values += 1;
             return Some(self.dims[d].slots[0]);
         }
         let slot = self.new_slot(dim, value);
@@ -334,6 +370,23 @@ fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
     }
 }
 
+/// Benjamini–Hochberg adjusted p-values, each model's p-values a family of
+/// their own; in the order given.
+fn bh_per_model(ps: &[(u32, f64)]) -> Vec<f64> {
+    let mut out = vec![1.0; ps.len()];
+    let mut models: Vec<u32> = ps.iter().map(|(m, _)| *m).collect();
+    models.sort_unstable();
+    models.dedup();
+    for m in models {
+        let idx: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].0 == m).collect();
+        let family: Vec<f64> = idx.iter().map(|&i| ps[i].1).collect();
+        for (&i, a) in idx.iter().zip(fdr::bh_adjust(&family)) {
+            out[i] = a;
+        }
+    }
+    out
+}
+
 fn severity_of(stat: f64, t: Tier) -> Option<Severity> {
     if stat >= t.critical {
         Some(Severity::Critical)
@@ -412,6 +465,8 @@ pub struct Engine {
     pub quality: QualityMonitor,
     out: Vec<Alert>,
     scratch: Vec<u64>,
+    /// Outcomes can come: predictions wait in the join for them.
+    outcomes: bool,
 }
 
 impl Engine {
@@ -452,6 +507,7 @@ impl Engine {
             quality,
             out: Vec::new(),
             scratch: Vec::new(),
+            outcomes: true,
         }
     }
 
@@ -503,6 +559,22 @@ impl Engine {
         e.quality = quality;
         e.out = out;
         Ok(e)
+    }
+
+    /// Whether outcomes can come at all (the service without an outcomes
+    /// topic: no). Without, predictions do not wait in the join and there is
+    /// no model quality to watch.
+    pub fn expect_outcomes(&mut self, on: bool) {
+        self.outcomes = on;
+    }
+
+    /// Values that met a cardinality cap, over every model.
+    pub fn overflow(&self) -> Overflow {
+        let mut o = Overflow::default();
+        for m in &self.models {
+            o.add(&m.overflow);
+        }
+        o
     }
 
     /// Every series with its identity and how many values it has taken.
@@ -688,7 +760,8 @@ impl Engine {
             Scalar::Number(x) => (*x, 0),
             Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
         };
-        self.quality.prediction(
+        if self.outcomes {
+            self.quality.prediction(
             join::key(&p.model_id, &p.trace_id),
             Waiting {
                 model: m,
@@ -701,6 +774,7 @@ impl Engine {
                 score: p.score.map_or(f32::NAN, |s| s as f32),
             },
         );
+        }
         for (name, v) in &p.features {
             let model = &mut self.models[m as usize];
             let Some(f) = model.feature(name, &self.cfg) else {
@@ -782,6 +856,9 @@ impl Engine {
             (Some(ValueKind::Categorical), Val::Cat(s)) => Some(feat.category_id(s, cap)),
             _ => None,
         };
+        if cat == Some(0) {
+            self.models[m as usize].overflow.categories += 1;
+        }
         let max_ex = self.cfg.policy.max_exemplars;
         // the value's DDSketch bin, once for all its series
         let ord = match v {
@@ -970,20 +1047,22 @@ impl Engine {
         let h = self.cfg.policy.hysteresis;
         let qsums: Vec<Summary> = qevals.iter().map(|e| summarize(&e.scored, h)).collect();
         self.stats.evaluations += (evals.len() + qevals.len()) as u64;
-        // one false-discovery gate over every series and channel of this watermark
-        let ps: Vec<f64> = evals
+        // a false-discovery gate per model over every series and channel of
+        // this watermark: one model's family of tests, so a model's alerts do
+        // not depend on which other models share the instance
+        let ps: Vec<(u32, f64)> = evals
             .iter()
             .filter(|e| e.enough)
-            .filter_map(|e| e.gate_p)
+            .filter_map(|e| e.gate_p.map(|p| (self.series[e.series as usize].model, p)))
             .chain(
                 qevals
                     .iter()
                     .zip(&qsums)
                     .filter(|(e, _)| e.enough)
-                    .filter_map(|(_, s)| s.gate_p),
+                    .filter_map(|(e, s)| s.gate_p.map(|p| (self.quality.series[e.series as usize].model, p))),
             )
             .collect();
-        let adjusted = fdr::bh_adjust(&ps);
+        let adjusted = bh_per_model(&ps);
         let mut next = adjusted.iter();
         let q = self.cfg.policy.fdr_q;
         let mut significant = |enough: bool, gate: Option<f64>| match (enough, gate) {

@@ -120,7 +120,7 @@ impl Service {
             dlq,
             predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
             outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
-            engine: Engine::with_baselines(cfg.clone(), baselines.clone()),
+            engine: new_engine(&cfg, &baselines),
             baselines,
             consumer: std::sync::Arc::new(consumer),
             partitions: Vec::new(),
@@ -246,7 +246,7 @@ impl Service {
 
     /// A fresh engine; every partition in `ps` is read from its start.
     fn rebuild(&mut self, ps: &[(String, i32)]) {
-        self.engine = Engine::with_baselines(self.cfg.clone(), self.baselines.clone());
+        self.engine = new_engine(&self.cfg, &self.baselines);
         self.partitions.clear();
         let mut tpl = rdkafka::TopicPartitionList::new();
         for (topic, partition) in ps {
@@ -282,7 +282,10 @@ impl Service {
             }
         };
         let engine = match Engine::restore(self.cfg.clone(), self.baselines.clone(), &body.engine) {
-            Ok(e) => e,
+            Ok(mut e) => {
+                e.expect_outcomes(!self.cfg.kafka.outcomes_topic.is_empty());
+                e
+            }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "checkpoint state unreadable: reading the partitions from their start");
                 return self.rebuild(ps);
@@ -710,10 +713,19 @@ impl Service {
             checkpoint_bytes = self.stats.checkpoint_bytes,
             checkpoint_ms = self.stats.checkpoint_ms,
             series = self.engine.stats.series,
+            capped = self.engine.overflow().total(),
             "driftwatch service stopped"
         );
         Ok(())
     }
+}
+
+/// An engine for the service: predictions wait for outcomes only when an
+/// outcomes topic is consumed.
+fn new_engine(cfg: &Config, baselines: &HashMap<String, Baseline>) -> Engine {
+    let mut e = Engine::with_baselines(cfg.clone(), baselines.clone());
+    e.expect_outcomes(!cfg.kafka.outcomes_topic.is_empty());
+    e
 }
 
 /// Runs blocking file I/O, telling a multi-threaded runtime to move other

@@ -20,6 +20,8 @@ pub struct Stats {
     pub max_time: Option<i64>,
     /// The join's counters, filled in when a run ends.
     pub join: Option<crate::join::JoinStats>,
+    /// Values that met a cardinality cap, filled in when a run ends.
+    pub overflow: Option<crate::engine::Overflow>,
 }
 
 impl Stats {
@@ -87,6 +89,13 @@ impl Stats {
             );
         }
         let _ = writeln!(s, "series tracked: {}", self.series);
+        if let Some(o) = self.overflow.filter(|o| o.total() > 0) {
+            let _ = writeln!(
+                s,
+                "capped: {} slice values counted as __other__, {} categories counted as __other__, {} values of features past max_features and {} of slice dimensions past 16 not tracked",
+                o.slice_values, o.categories, o.features, o.slice_dimensions
+            );
+        }
         if self.alerts.is_empty() {
             let _ = writeln!(s, "alerts: none");
         } else {

@@ -81,6 +81,26 @@ class Env:
                 p.poll(0)
         assert p.flush(60) == 0, "undelivered messages"
 
+    def produce_to(self, topic, partition, values, key):
+        p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 20,
+                      "queue.buffering.max.messages": 500000})
+        for i, v in enumerate(values):
+            while True:
+                try:
+                    p.produce(topic, value=v, key=key, partition=partition)
+                    break
+                except BufferError:
+                    p.poll(0.1)
+            if i % 10000 == 0:
+                p.poll(0)
+        assert p.flush(60) == 0, "undelivered messages"
+
+    def end_offset(self, topic, partition):
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "ends-" + uuid.uuid4().hex})
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        c.close()
+        return hi
+
     def config(self, names, encoding, group, start_from="earliest", extra=""):
         path = os.path.join(self.tmp, f"{group}.toml")
         with open(path, "w") as f:
@@ -460,6 +480,114 @@ interval = "300ms"
           f"{len(got_ids)} distinct ids (uninterrupted: {len(want)})", flush=True)
 
 
+REBALANCE_MODELS = [("fraud-a", "abrupt_amount"), ("fraud-b", "null_spike"), ("fraud-c", "concept_flip")]
+
+
+def test_members_joining_and_leaving_count_once_and_alert_the_same(env):
+    """Three models, each on its own partition of both topics (keyed by
+    model, co-partitioned). An uninterrupted single member, then a group
+    whose members join, leave (SIGTERM) and crash (SIGKILL) while consuming:
+    every checkpoint that reached the end of a model's partitions holds that
+    model's exact recount and the uninterrupted run's counts, and the
+    distinct alert ids are the uninterrupted run's."""
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    recounts = {}
+    for part, (model, scenario) in enumerate(REBALANCE_MODELS):
+        d = os.path.join(ROOT, "target", "scenarios", scenario)
+        preds = [json.loads(l) for l in open(os.path.join(d, "predictions.jsonl"))]
+        outs = [json.loads(l) for l in open(os.path.join(d, "outcomes.jsonl"))]
+        for e in preds + outs:
+            e["model_id"] = model
+            e["trace_id"] = model + "-" + e["trace_id"]
+        recounts.update(recount(preds))
+        for topic, kind, evs in ((names["predictions"], "prediction", preds), (names["outcomes"], "outcome", outs)):
+            env.produce_to(topic, part, [encode("confluent", kind, e) for e in evs], model.encode())
+    ends = {(t, p): env.end_offset(names[t], p) for t in ("predictions", "outcomes") for p in range(3)}
+
+    def cfg_for(tag, names):
+        return env.config(names, "confluent", f"g-{tag}-" + names["alerts"], start_from="checkpoint", extra=f"""
+[checkpoint]
+dir = "{os.path.join(env.tmp, 'ckpt-' + tag)}"
+interval = "500ms"
+""")
+
+    def complete_counts(cfg):
+        """{model: counts} from every checkpoint that covers a model's two
+        partitions up to their ends; each model's must all agree."""
+        out = subprocess.run([BIN, "checkpoints", "--config", cfg], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+        per_model = {}
+        for line in out.stdout.splitlines():
+            c = json.loads(line)
+            offs = {(o["topic"].split("-")[0], o["partition"]): o["next_offset"] for o in c["offsets"]}
+            for part, (model, _) in enumerate(REBALANCE_MODELS):
+                if all(offs.get((t, part)) == ends[(t, part)] for t in ("predictions", "outcomes")):
+                    counts = {(s["model"], s["feature"], tuple(s["slice"]) if s["slice"] else None): s["applied"]
+                              for s in c["series"] if s["model"] == model}
+                    per_model.setdefault(model, []).append(counts)
+        for model, all_counts in per_model.items():
+            assert all(c == all_counts[0] for c in all_counts), f"complete checkpoints of {model} disagree"
+        return {m: c[0] for m, c in per_model.items()}
+
+    # the uninterrupted run: one member
+    cfg_u = cfg_for("one", names)
+    proc = subprocess.Popen([BIN, "run", "--config", cfg_u, "--log-format", "json", "--until-end"],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(env.tmp, "one.log"), "w"))
+    assert proc.wait(300) == 0
+    want = env.read_all(names["alerts"], settle=2.0)
+    want_ids = {a["alert_id"] for a in want}
+    counts_u = complete_counts(cfg_u)
+    assert set(counts_u) == {m for m, _ in REBALANCE_MODELS}
+    assert {a["model_id"] for a in want} == {m for m, _ in REBALANCE_MODELS}, "every model must alert"
+
+    # members joining, leaving and crashing
+    group = dict(names)
+    group.update({k: v for k, v in env.topics({}).items() if k in ("alerts", "dlq")})
+    cfg_g = cfg_for("group", group)
+    members = {}
+
+    def start(name):
+        members[name] = subprocess.Popen([BIN, "run", "--config", cfg_g, "--log-format", "json"],
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=open(os.path.join(env.tmp, f"member-{name}-{len(members)}.log"), "w"))
+
+    start("a"); time.sleep(3)
+    start("b"); time.sleep(3)
+    start("c"); time.sleep(3)
+    members["b"].send_signal(signal.SIGTERM); assert members["b"].wait(60) == 0; time.sleep(2)
+    members["c"].kill(); members["c"].wait()
+    start("d"); time.sleep(3)
+    start("e")
+    # until the group's checkpoints cover every partition to its end
+    group_id = "g-group-" + group["alerts"]
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = all(committed(env, group_id, names[t])[p] == ends[(t, p)] for t in ("predictions", "outcomes") for p in range(3))
+        if done:
+            break
+        time.sleep(1)
+    assert done, "the group never caught up"
+    time.sleep(2)
+    for m in members.values():
+        if m.poll() is None:
+            m.send_signal(signal.SIGTERM)
+    for m in members.values():
+        m.wait(60)
+    got = env.read_all(group["alerts"], settle=2.0)
+    got_ids = {a["alert_id"] for a in got}
+    extra = [(a["model_id"], a["kind"], a["feature"], a["slice"], a["state"], a["severity"], a["window_end"])
+             for a in got if a["alert_id"] not in want_ids]
+    counts_g = complete_counts(cfg_g)
+    assert set(counts_g) == set(counts_u)
+    for model in counts_u:
+        assert counts_g[model] == counts_u[model], model
+        for k, n in recounts.items():
+            if k[0] == model:
+                assert counts_g[model].get(k) == n, (k, counts_g[model].get(k), n)
+    assert got_ids == want_ids, f"missing {len(want_ids - got_ids)}, extra {extra}; uninterrupted: {sorted((a['model_id'], a['kind'], a['feature'], a['state'], a['window_end']) for a in want if a['feature'] == (extra[0][2] if extra else None))}"
+    print(f"    rebalance: {len(members)} member processes, {len(got_ids)} distinct alert ids as the single member", flush=True)
+
+
 def test_schema_registry_resolves_writer_schemas(env):
     """The registry client against a stand-in speaking the Schema Registry's
     `GET /schemas/ids/{id}` (no registry server installs from the registries
@@ -518,7 +646,8 @@ def test_schema_registry_resolves_writer_schemas(env):
 
 TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over,
-         test_crashes_with_checkpoints_count_once_and_alert_the_same]
+         test_crashes_with_checkpoints_count_once_and_alert_the_same,
+         test_members_joining_and_leaving_count_once_and_alert_the_same]
 
 
 def main():
