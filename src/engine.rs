@@ -649,12 +649,15 @@ impl Engine {
         self.sources.len() - 1
     }
 
-    /// Removes a source (its partition was revoked).
+    /// Removes a source (its partition was revoked). The watermark moves
+    /// on with the next event, not here: in a rebalance every partition is
+    /// revoked one after another, and advancing after each would close
+    /// buckets on the partitions left (all predictions, say, once the
+    /// outcomes partitions are gone) before the state is checkpointed.
     pub fn remove_source(&mut self, id: usize) {
         if let Some(s) = self.sources.get_mut(id) {
             s.removed = true;
         }
-        self.advance();
     }
 
     /// The newest event time a source has delivered.

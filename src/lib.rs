@@ -53,6 +53,8 @@ pub mod drift;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod join;
 pub mod quality;
 pub mod service;

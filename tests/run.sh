@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): release build, the scenario acceptance
 # check, the service against a real Kafka broker (started here, stopped on
-# exit, also on failure), then every unit, integration and doc test.
+# exit, also on failure), then every unit, integration and doc test, the
+# memory bounds and short fuzz runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ fi
 target/venv/bin/python -c 'import numpy, confluent_kafka, fastavro' 2>/dev/null \
   || target/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy confluent-kafka fastavro
 target/venv/bin/python tests/scenarios/check.py --check
+# memory under a cardinality attack (peak RSS against the documented bounds)
+target/venv/bin/python tests/memory/test_memory.py
 
 # a real Apache Kafka broker (KRaft, jars from Maven Central)
 trap 'bash tests/kafka/kafka.sh down' EXIT
@@ -23,3 +26,6 @@ bash tests/kafka/kafka.sh down
 trap - EXIT
 
 cargo test --release --locked
+
+# short fuzz runs of the decoders (nightly + cargo-fuzz; 60 s per target)
+bash tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"

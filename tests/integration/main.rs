@@ -8,5 +8,6 @@ mod baseline;
 mod checkpoint;
 mod config;
 mod engine;
+mod fuzz_corpus;
 mod mock;
 mod replay;

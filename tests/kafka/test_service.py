@@ -11,7 +11,7 @@ Needs confluent-kafka and fastavro, a release build, and the scenario streams
 of tests/scenarios/check.py (target/scenarios). Prints one line per test and
 "kafka: N passed, N failed" at the end; exits 1 on a failure.
 """
-import argparse, io, json, os, signal, struct, subprocess, sys, tempfile, time, traceback, uuid
+import argparse, io, json, os, re, signal, struct, subprocess, sys, tempfile, time, traceback, uuid
 
 import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -588,6 +588,36 @@ interval = "500ms"
     print(f"    rebalance: {len(members)} member processes, {len(got_ids)} distinct alert ids as the single member", flush=True)
 
 
+# README, "Memory bounds": a consumer far behind holds at most librdkafka's
+# prefetch (queued.max.messages.kbytes = 64 MiB) besides its state
+LAG_BOUND_MIB = 64 + 64
+
+
+def test_a_million_messages_behind_stays_bounded(env):
+    """1M messages already in the topic when the service starts (3
+    partitions, predictions only): peak RSS stays under the documented bound."""
+    names = env.topics({"predictions": 3})
+    n = 1_000_000
+    values = []
+    for i in range(n):
+        values.append(confluent(SCHEMAS["prediction"], {
+            "trace_id": f"t{i}", "model_id": "m", "model_version": None, "event_time": 1_767_225_600_000 + i * 80,
+            "features": {"amount": float(i % 997), "age": float(i % 83), "device": ("ios", "android", "web")[i % 3]},
+            "slices": {"region": ("EU", "US", "APAC")[i % 3]}, "prediction": float(i % 2), "score": 0.5}))
+    env.produce(names["predictions"], values, key=lambda i: str(i).encode())
+    del values
+    cfg = env.config(dict(names, outcomes=""), "confluent", "g-" + names["alerts"])
+    out = subprocess.run(["/usr/bin/time", "-f", "peak_rss_kb=%M", BIN, "run", "--config", cfg,
+                          "--log-format", "json", "--until-end"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rss = int(re.search(r"peak_rss_kb=(\d+)", out.stderr).group(1)) / 1024
+    stopped = [json.loads(l)["fields"] for l in out.stderr.splitlines() if "driftwatch service stopped" in l][0]
+    assert stopped["messages"] == n, stopped
+    print(f"    1M messages behind: peak RSS {rss:.1f} MiB (bound {LAG_BOUND_MIB}), "
+          f"{stopped['messages_per_s']:.0f} messages/s", flush=True)
+    assert rss < LAG_BOUND_MIB, f"peak RSS {rss:.1f} MiB over {LAG_BOUND_MIB}"
+
+
 def test_schema_registry_resolves_writer_schemas(env):
     """The registry client against a stand-in speaking the Schema Registry's
     `GET /schemas/ids/{id}` (no registry server installs from the registries
@@ -647,7 +677,8 @@ def test_schema_registry_resolves_writer_schemas(env):
 TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over,
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
-         test_members_joining_and_leaving_count_once_and_alert_the_same]
+         test_members_joining_and_leaving_count_once_and_alert_the_same,
+         test_a_million_messages_behind_stays_bounded]
 
 
 def main():
