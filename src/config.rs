@@ -84,6 +84,27 @@ pub struct Config {
     pub join: JoinConfig,
     pub kafka: KafkaConfig,
     pub checkpoint: CheckpointConfig,
+    pub http: HttpConfig,
+}
+
+/// The service's HTTP endpoints: health, readiness, Prometheus metrics, the
+/// JSON API and the dashboard.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on (`127.0.0.1:9464`); empty: no HTTP server.
+    pub listen: String,
+    /// Series exported as per-series gauges on `/metrics` (label cardinality bound).
+    pub max_series_metrics: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: String::new(),
+            max_series_metrics: 1000,
+        }
+    }
 }
 
 /// Checkpoints of the service's state and the offsets it covers

@@ -55,8 +55,12 @@ pub fn demo_config(bootstrap: &str) -> Config {
     k.idle_timeout = HumanDuration::secs(2);
     // the in-process cluster lives as long as the demo: nothing to resume
     k.start_from = StartFrom::Earliest;
+    cfg.http.listen = DEMO_HTTP.into();
     cfg
 }
+
+/// Where the demo serves its dashboard.
+pub const DEMO_HTTP: &str = "127.0.0.1:9464";
 
 /// Runs the demo until `stop` turns true or `duration` passes.
 pub async fn run(duration: Option<Duration>, mut stop: watch::Receiver<bool>) -> Result<()> {
@@ -72,8 +76,9 @@ pub async fn run(duration: Option<Duration>, mut stop: watch::Receiver<bool>) ->
     }
     eprintln!(
         "driftwatch demo: in-process kafka at {}, time ×{SPEEDUP} (one event-minute per second); \
-         drifts at event minutes 40 (amount ×1.8), 70 (latency_ms ×1000), 100 (tenure_days nulls). Ctrl-C stops.",
-        cfg.kafka.bootstrap_servers
+         drifts at event minutes 40 (amount ×1.8), 70 (latency_ms ×1000), 100 (tenure_days nulls). Ctrl-C stops.\n\
+         driftwatch demo: dashboard at http://{}/ (metrics at /metrics)",
+        cfg.kafka.bootstrap_servers, cfg.http.listen
     );
     let (tx, rx) = watch::channel(false);
     let producer: FutureProducer = ClientConfig::new()

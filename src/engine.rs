@@ -259,9 +259,29 @@ pub struct Series {
     /// Values (nulls and wrong types included) applied to this series since
     /// it was created: what a recount of the input gives.
     pub applied: u64,
+    /// The latest drift evaluations, oldest first (at most [`HISTORY`]): for
+    /// the dashboard's charts and the drift-statistic gauges.
+    pub history: std::collections::VecDeque<EvalPoint>,
     pub windows: SeriesWindows,
     pub drift: ChannelState,
     pub quality: ChannelState,
+}
+
+/// Evaluations kept per series for charts.
+pub const HISTORY: usize = 240;
+
+/// One drift evaluation of a series: its leading test's statistic and that
+/// test's tiers, at the window's end (event time).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalPoint {
+    pub t: i64,
+    pub test: String,
+    pub statistic: f64,
+    pub warning: f64,
+    pub critical: f64,
+    pub p_value: Option<f64>,
+    /// The breach the policy saw (after the FDR gate), if any.
+    pub breach: Option<Severity>,
 }
 
 /// One input of the engine (a Kafka partition): its newest event time and
@@ -367,6 +387,19 @@ fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
                 p_value: s.p_value,
             })
             .collect(),
+    }
+}
+
+/// The tiers of a drift test by name (infinite for tests without tiers).
+fn tier_of(t: &crate::config::TestsConfig, test: &str) -> Tier {
+    match test {
+        "psi" => t.psi,
+        "ks" => t.ks,
+        "jensen_shannon" => t.jensen_shannon,
+        "wasserstein" => t.wasserstein,
+        "total_variation" => t.total_variation,
+        "new_category_share" => t.new_category_share,
+        _ => Tier::new(f64::INFINITY, f64::INFINITY),
     }
 }
 
@@ -954,6 +987,7 @@ impl Engine {
             feature: f,
             slot,
             applied: 0,
+            history: std::collections::VecDeque::new(),
             windows,
             drift: ChannelState::default(),
             quality: ChannelState::default(),
@@ -1099,6 +1133,21 @@ impl Engine {
             .collect();
         for (e, verdict) in evals.iter().zip(feature_verdicts) {
             let s = &mut self.series[e.series as usize];
+            if e.channel == Channel::Drift && e.enough {
+                if s.history.len() >= HISTORY {
+                    s.history.pop_front();
+                }
+                let tier = tier_of(&self.cfg.tests, e.test);
+                s.history.push_back(EvalPoint {
+                    t: now,
+                    test: e.test.to_string(),
+                    statistic: e.statistic,
+                    warning: tier.warning,
+                    critical: tier.critical,
+                    p_value: e.p_value,
+                    breach: verdict.breach,
+                });
+            }
             let ch = match e.channel {
                 Channel::Drift => &mut s.drift,
                 Channel::Quality => &mut s.quality,

@@ -38,6 +38,8 @@
 //! - [`config`]: TOML config, environment overrides, validation.
 //! - [`stats`]: counters of a run and its summary.
 //! - [`service`]: `driftwatch run`, the Kafka service around the engine.
+//! - [`telemetry`]: the service's counters and series states, as a snapshot and as Prometheus text.
+//! - [`http`]: health, readiness, `/metrics`, the JSON API and the dashboard.
 //! - [`checkpoint`]: the engine's state and the offsets it covers, saved and restored together.
 //! - [`demo`]: `driftwatch demo`, an in-process Kafka, a simulated model and the service.
 //! - [`cli`]: the commands behind the binary.
@@ -55,10 +57,12 @@ pub mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod join;
 pub mod quality;
 pub mod service;
 pub mod sketch;
 pub mod source;
 pub mod stats;
+pub mod telemetry;
 pub mod window;

@@ -9,7 +9,7 @@
 //! be decoded or validated goes to the dead-letter topic unchanged, with
 //! headers saying where it came from and why; then its offset is stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
 use crate::alert::sink::KafkaSink;
+use crate::alert::Alert;
 use crate::baseline::Baseline;
+use crate::http::HistoryRequest;
+use crate::telemetry::{self, PartitionLag, Shared, Snapshot, TopicCount};
 use crate::checkpoint::{self, PartitionOffset};
 use crate::codec::StreamKind;
 use crate::codec::confluent::ValueDecoder;
@@ -91,6 +94,15 @@ pub struct Service {
     /// Test hook (`DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT=N`): abort right
     /// after the N-th checkpoint is written, before its offsets are committed.
     crash_after_checkpoint: Option<u64>,
+    /// What the HTTP side reads, refreshed once a second.
+    pub snapshot: Shared,
+    last_snapshot: Instant,
+    /// Messages per topic (predictions, outcomes).
+    consumed: [u64; 2],
+    /// The newest alerts, for the API and the dashboard.
+    recent_alerts: VecDeque<Alert>,
+    /// Partitions assigned and restored (or rebuilt).
+    ready: bool,
 }
 
 fn kafka_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
@@ -135,6 +147,11 @@ impl Service {
             crash_after_checkpoint: std::env::var("DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            snapshot: Shared::default(),
+            last_snapshot: Instant::now(),
+            consumed: [0; 2],
+            recent_alerts: VecDeque::new(),
+            ready: false,
             cfg,
         })
     }
@@ -154,12 +171,33 @@ impl Service {
             "driftwatch service started"
         );
         let consumer = self.consumer.clone();
+        let (history_tx, mut history_rx) = tokio::sync::mpsc::channel::<HistoryRequest>(16);
+        if !self.cfg.http.listen.is_empty() {
+            match crate::http::serve(
+                &self.cfg.http.listen,
+                self.snapshot.clone(),
+                history_tx.clone(),
+                self.cfg.to_toml(),
+                self.cfg.http.max_series_metrics,
+                stop.clone(),
+            )
+            .await
+            {
+                Ok(addr) => tracing::info!(url = %format!("http://{addr}/"), "http: dashboard, /metrics, /healthz, /readyz, /api"),
+                Err(e) => tracing::error!(listen = %self.cfg.http.listen, error = %e, "http server not started"),
+            }
+        }
+        drop(history_tx);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
+                Some((id, reply)) = history_rx.recv() => {
+                    let h = self.engine.series().get(id as usize).map(|s| s.history.iter().cloned().collect());
+                    let _ = reply.send(h);
+                }
                 _ = tick.tick() => {
                     self.housekeeping().await;
                     if self.until_end && self.all_at_end() {
@@ -219,6 +257,7 @@ impl Service {
                         self.partition(topic, *partition);
                     }
                     self.assignment = ps;
+                    self.ready = true;
                 }
                 Assignment::Revoked(ps) => {
                     tracing::info!(partitions = ?ps, "partitions revoked");
@@ -228,6 +267,7 @@ impl Service {
                     }
                     self.assignment
                         .retain(|(t, p)| !ps.iter().any(|(rt, rp)| rt == t && rp == p));
+                    self.ready = !self.assignment.is_empty();
                     for (topic, partition) in ps {
                         let found = self
                             .partitions
@@ -461,6 +501,60 @@ impl Service {
         {
             self.checkpoint();
         }
+        if self.last_snapshot.elapsed() >= Duration::from_secs(1) {
+            self.publish_snapshot();
+        }
+    }
+
+    /// Publishes what the HTTP side shows (not per event: once a second).
+    fn publish_snapshot(&mut self) {
+        self.last_snapshot = Instant::now();
+        let mut s = Snapshot {
+            taken_at_ms: now_ms(),
+            ready: self.ready,
+            group: self.cfg.kafka.group_id.clone(),
+            consumed: vec![
+                TopicCount {
+                    topic: self.cfg.kafka.predictions_topic.clone(),
+                    messages: self.consumed[0],
+                },
+                TopicCount {
+                    topic: self.cfg.kafka.outcomes_topic.clone(),
+                    messages: self.consumed[1],
+                },
+            ],
+            dead_lettered: self.stats.dead_lettered,
+            alerts_published: self.stats.alerts_published,
+            alert_delivery_retries: self.stats.alert_delivery_retries,
+            redelivered: self.stats.redelivered,
+            checkpoints: self.stats.checkpoints,
+            checkpoint_failures: self.stats.checkpoint_failures,
+            checkpoint_bytes: self.stats.checkpoint_bytes,
+            checkpoint_ms: self.stats.checkpoint_ms,
+            recent_alerts: self.recent_alerts.iter().cloned().collect(),
+            ..Snapshot::default()
+        };
+        telemetry::engine_view(&self.engine, &mut s);
+        if let Ok(ends) = self.consumer.context().ends.lock() {
+            s.lag = self
+                .partitions
+                .iter()
+                .map(|p| {
+                    let position = (p.last_offset + 1).max(p.start_offset);
+                    let end = ends
+                        .get(&(p.topic.clone(), p.partition))
+                        .map_or(-1, |e| e.end);
+                    PartitionLag {
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                        position,
+                        end,
+                        lag: if end >= 0 { (end - position).max(0) } else { 0 },
+                    }
+                })
+                .collect();
+        }
+        self.snapshot.publish(s);
     }
 
     /// True when partitions are assigned and every one is idle at its end.
@@ -532,6 +626,10 @@ impl Service {
                 return false;
             }
             self.stats.alerts_published += 1;
+            if self.recent_alerts.len() >= telemetry::RECENT_ALERTS {
+                self.recent_alerts.pop_front();
+            }
+            self.recent_alerts.push_back(a);
         }
         self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
         true
@@ -577,7 +675,9 @@ impl Service {
                 self.engine.set_idle(p.source, false);
             }
         }
-        let decoder = if msg.topic() == self.cfg.kafka.predictions_topic {
+        let is_predictions = msg.topic() == self.cfg.kafka.predictions_topic;
+        self.consumed[usize::from(!is_predictions)] += 1;
+        let decoder = if is_predictions {
             &mut self.predictions
         } else {
             &mut self.outcomes

@@ -1,0 +1,327 @@
+//! The service's own telemetry: a [`Snapshot`] of its counters and of every
+//! series' latest drift evaluation, taken by the service loop once a second
+//! (nothing is counted per event here: the engine's and the service's plain
+//! counters are read), published behind a short lock, and read by the HTTP
+//! endpoints (`/metrics` in Prometheus text, the JSON API, the dashboard).
+//!
+//! Metric names follow the OpenTelemetry messaging semantic conventions
+//! (v1.27) for the Kafka side (`messaging.client.consumed.messages`, with
+//! `messaging.system`, `messaging.destination.name`,
+//! `messaging.consumer.group.name`), written the Prometheus way (dots to
+//! underscores); the rest is under `driftwatch_`. Label values are bounded:
+//! topics, partitions, reasons, kinds, and at most `http.max_series_metrics`
+//! series for the per-series gauges — never trace ids or raw slice values
+//! beyond the engine's caps.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use serde::Serialize;
+
+use crate::alert::{Alert, AlertKind, AlertState, Severity};
+use crate::engine::{EvalPoint, Engine, Overflow, Role};
+use crate::event::BadReason;
+use crate::join::JoinStats;
+
+/// Alerts kept for the API and the dashboard.
+pub const RECENT_ALERTS: usize = 200;
+
+/// Messages of one topic.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TopicCount {
+    pub topic: String,
+    pub messages: u64,
+}
+
+/// How far a partition's reader is behind its log end.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// Next offset to read.
+    pub position: i64,
+    /// Log end, as librdkafka's statistics last saw it (-1: unknown).
+    pub end: i64,
+    pub lag: i64,
+}
+
+/// A series as the dashboard shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesView {
+    pub id: u32,
+    pub model: String,
+    pub feature: String,
+    pub role: &'static str,
+    /// `dimension=value`, or empty for the overall series.
+    pub slice: String,
+    pub applied: u64,
+    /// `ok`, `warning` or `critical`: the open drift or quality episode's severity.
+    pub status: &'static str,
+    pub last: Option<EvalPoint>,
+}
+
+/// Everything the HTTP endpoints show.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub taken_at_ms: i64,
+    /// Partitions assigned and their state restored (or rebuilt).
+    pub ready: bool,
+    pub group: String,
+    pub watermark: Option<i64>,
+    pub consumed: Vec<TopicCount>,
+    pub predictions: u64,
+    pub outcomes: u64,
+    pub late: u64,
+    pub bad: BTreeMap<&'static str, u64>,
+    pub dead_lettered: u64,
+    pub alerts_published: u64,
+    pub alert_delivery_retries: u64,
+    pub redelivered: u64,
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    pub checkpoint_bytes: u64,
+    pub checkpoint_ms: f64,
+    pub join: JoinStats,
+    pub join_waiting: u64,
+    pub overflow: Overflow,
+    pub alerts: Vec<(AlertKind, Severity, AlertState, u64)>,
+    pub lag: Vec<PartitionLag>,
+    pub series: Vec<SeriesView>,
+    pub recent_alerts: Vec<Alert>,
+}
+
+/// The published snapshot: swapped whole under a short lock.
+#[derive(Clone, Default)]
+pub struct Shared(Arc<Mutex<Arc<Snapshot>>>);
+
+impl Shared {
+    pub fn publish(&self, s: Snapshot) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Arc::new(s);
+        }
+    }
+    pub fn get(&self) -> Arc<Snapshot> {
+        self.0.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::Input => "input",
+        Role::Prediction => "prediction",
+        Role::Score => "score",
+    }
+}
+
+/// The engine's part of a snapshot: counters and every series' view.
+pub fn engine_view(e: &Engine, s: &mut Snapshot) {
+    s.watermark = e.watermark();
+    s.predictions = e.stats.predictions;
+    s.outcomes = e.stats.outcomes;
+    s.late = e.stats.late;
+    s.bad = BadReason::ALL
+        .iter()
+        .map(|r| (r.as_str(), e.stats.bad[r.index()]))
+        .collect();
+    s.join = e.quality.join.stats;
+    s.join_waiting = e.quality.join.waiting() as u64;
+    s.overflow = e.overflow();
+    s.alerts = e
+        .stats
+        .alerts
+        .iter()
+        .map(|(&(k, sev, st), &n)| (k, sev, st, n))
+        .collect();
+    let models = e.models();
+    s.series = e
+        .series()
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let m = &models[x.model as usize];
+            let f = &m.features[x.feature as usize];
+            let sev = [&x.drift, &x.quality]
+                .iter()
+                .filter_map(|c| c.episode.as_ref().map(|ep| ep.severity))
+                .max();
+            SeriesView {
+                id: i as u32,
+                model: m.id.clone(),
+                feature: f.name.clone(),
+                role: role(f.role),
+                slice: m.slots[x.slot as usize]
+                    .as_ref()
+                    .map(|(d, v)| format!("{d}={v}"))
+                    .unwrap_or_default(),
+                applied: x.applied,
+                status: match sev {
+                    Some(Severity::Critical) => "critical",
+                    Some(Severity::Warning) => "warning",
+                    None => "ok",
+                },
+                last: x.history.back().cloned(),
+            }
+        })
+        .collect();
+}
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The snapshot in the Prometheus text format (OpenMetrics flavour of
+/// `prometheus-client`), at most `max_series` per-series gauges.
+pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
+    let mut reg = Registry::default();
+    let group = s.group.as_str();
+
+    let consumed = Family::<Labels, Counter>::default();
+    reg.register(
+        "messaging_client_consumed_messages",
+        "Messages consumed (semconv messaging.client.consumed.messages)",
+        consumed.clone(),
+    );
+    for t in &s.consumed {
+        consumed
+            .get_or_create(&labels(&[
+                ("messaging_system", "kafka"),
+                ("messaging_destination_name", &t.topic),
+                ("messaging_consumer_group_name", group),
+            ]))
+            .inc_by(t.messages);
+    }
+    let sent = Family::<Labels, Counter>::default();
+    reg.register(
+        "messaging_client_sent_messages",
+        "Messages produced: alerts and dead letters (semconv messaging.client.sent.messages)",
+        sent.clone(),
+    );
+    for (what, n) in [("alerts", s.alerts_published), ("dlq", s.dead_lettered)] {
+        sent.get_or_create(&labels(&[("messaging_system", "kafka"), ("driftwatch_output", what)]))
+            .inc_by(n);
+    }
+    let events = Family::<Labels, Counter>::default();
+    reg.register("driftwatch_events", "Events applied to the windows", events.clone());
+    events.get_or_create(&labels(&[("kind", "prediction")])).inc_by(s.predictions);
+    events.get_or_create(&labels(&[("kind", "outcome")])).inc_by(s.outcomes);
+    let late = Counter::<u64>::default();
+    late.inc_by(s.late);
+    reg.register("driftwatch_events_late", "Events behind the watermark: counted, not applied", late);
+    let bad = Family::<Labels, Counter>::default();
+    reg.register("driftwatch_events_bad", "Events refused, by reason", bad.clone());
+    for (reason, n) in &s.bad {
+        bad.get_or_create(&labels(&[("reason", reason)])).inc_by(*n);
+    }
+    let redelivered = Counter::<u64>::default();
+    redelivered.inc_by(s.redelivered);
+    reg.register("driftwatch_messages_redelivered", "Messages at or below an applied offset: skipped", redelivered);
+
+    let lag = Family::<Labels, Gauge>::default();
+    reg.register_with_unit(
+        "driftwatch_consumer_lag",
+        "Messages between the next offset to read and the partition's log end",
+        Unit::Other("messages".into()),
+        lag.clone(),
+    );
+    for p in &s.lag {
+        lag.get_or_create(&labels(&[
+            ("messaging_destination_name", &p.topic),
+            ("messaging_destination_partition_id", &p.partition.to_string()),
+        ]))
+        .set(p.lag);
+    }
+
+    let join = Family::<Labels, Counter>::default();
+    reg.register("driftwatch_join_outcomes", "Outcome join results", join.clone());
+    for (what, n) in [
+        ("joined", s.join.joined),
+        ("expired", s.join.expired),
+        ("evicted", s.join.evicted),
+        ("unmatched", s.join.unmatched),
+        ("duplicate", s.join.duplicates),
+    ] {
+        join.get_or_create(&labels(&[("result", what)])).inc_by(n);
+    }
+    let waiting = Gauge::<i64>::default();
+    waiting.set(s.join_waiting as i64);
+    reg.register("driftwatch_join_waiting_predictions", "Predictions waiting for their outcome", waiting);
+    let coverage = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    let decided = s.join.joined + s.join.expired + s.join.evicted;
+    coverage.set(if decided > 0 { s.join.joined as f64 / decided as f64 } else { 0.0 });
+    reg.register_with_unit(
+        "driftwatch_join_coverage",
+        "Share of predictions past their wait that were joined to an outcome",
+        Unit::Ratios,
+        coverage,
+    );
+
+    let capped = Family::<Labels, Counter>::default();
+    reg.register("driftwatch_capped_values", "Values that met a cardinality cap", capped.clone());
+    for (what, n) in [
+        ("slice_value", s.overflow.slice_values),
+        ("slice_dimension", s.overflow.slice_dimensions),
+        ("feature", s.overflow.features),
+        ("category", s.overflow.categories),
+    ] {
+        capped.get_or_create(&labels(&[("cap", what)])).inc_by(n);
+    }
+
+    let ckpt = Counter::<u64>::default();
+    ckpt.inc_by(s.checkpoints);
+    reg.register("driftwatch_checkpoints", "Checkpoints written", ckpt);
+    let ckpt_fail = Counter::<u64>::default();
+    ckpt_fail.inc_by(s.checkpoint_failures);
+    reg.register("driftwatch_checkpoint_failures", "Checkpoints that failed (offsets not committed)", ckpt_fail);
+    let ckpt_s = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    ckpt_s.set(s.checkpoint_ms / 1e3);
+    reg.register_with_unit("driftwatch_checkpoint_duration", "Time to write the last checkpoint", Unit::Seconds, ckpt_s);
+    let ckpt_b = Gauge::<i64>::default();
+    ckpt_b.set(s.checkpoint_bytes as i64);
+    reg.register_with_unit("driftwatch_checkpoint_size", "Size of the last checkpoint", Unit::Bytes, ckpt_b);
+
+    let alerts = Family::<Labels, Counter>::default();
+    reg.register("driftwatch_alerts", "Alert events emitted, by kind, severity and state", alerts.clone());
+    for (k, sev, st, n) in &s.alerts {
+        alerts
+            .get_or_create(&labels(&[("kind", k.as_str()), ("severity", sev.as_str()), ("state", st.as_str())]))
+            .inc_by(*n);
+    }
+
+    let stat = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    reg.register(
+        "driftwatch_drift_statistic",
+        "Latest drift statistic of a series' leading test (effect size)",
+        stat.clone(),
+    );
+    let status = Family::<Labels, Gauge>::default();
+    reg.register(
+        "driftwatch_series_severity",
+        "Open episode of a series: 0 ok, 1 warning, 2 critical",
+        status.clone(),
+    );
+    for v in s.series.iter().take(max_series) {
+        let mut l = labels(&[("model", &v.model), ("feature", &v.feature), ("slice", &v.slice)]);
+        status.get_or_create(&l).set(match v.status {
+            "critical" => 2,
+            "warning" => 1,
+            _ => 0,
+        });
+        if let Some(p) = &v.last {
+            l.push(("test".into(), p.test.clone()));
+            stat.get_or_create(&l).set(p.statistic);
+        }
+    }
+    let mut out = String::new();
+    let _ = encode(&mut out, &reg);
+    out
+}
