@@ -618,6 +618,111 @@ def test_a_million_messages_behind_stays_bounded(env):
     assert rss < LAG_BOUND_MIB, f"peak RSS {rss:.1f} MiB over {LAG_BOUND_MIB}"
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5):
+    import urllib.request, urllib.error
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return None, ""
+
+
+def test_metrics_are_prometheus_and_the_dashboard_shows_the_drift(env):
+    """The service's /metrics, scraped and parsed by the Python
+    prometheus_client OpenMetrics parser, and its dashboard loaded by Debian's
+    Chromium (headless): the drifted feature is critical, a chart has points;
+    a screenshot is saved under target/test-output/."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    chromium = os.environ.get("CHROMIUM") or subprocess.run(
+        ["bash", os.path.join(ROOT, "tests", "browser", "chromium.sh")], capture_output=True, text=True, check=True).stdout.strip()
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    produce_keyed(env, names, preds, outs, 0.0, 1.0)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    group = "g-" + names["alerts"]
+    cfg = env.config(names, "confluent", group, start_from="checkpoint", extra=f"""
+[checkpoint]
+dir = "{os.path.join(env.tmp, 'ckpt-http')}"
+interval = "1s"
+[http]
+listen = "127.0.0.1:{port}"
+""")
+    proc = env.start(cfg, os.path.join(env.tmp, "http.log"))
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and http_get(base + "/readyz")[0] != 200:
+            time.sleep(0.5)
+        assert http_get(base + "/healthz") == (200, "ok\n")
+        assert http_get(base + "/readyz")[0] == 200
+        # until the stream is read and amount's overall series is critical
+        deadline, amount = time.time() + 120, None
+        while time.time() < deadline:
+            code, body = http_get(base + "/api/series")
+            series = json.loads(body) if code == 200 else []
+            amount = next((x for x in series if x["feature"] == "amount" and x["slice"] == ""), None)
+            status = json.loads(http_get(base + "/api/status")[1] or "{}")
+            if amount and amount["status"] == "critical" and status.get("predictions", 0) >= len(preds):
+                break
+            time.sleep(1)
+        assert amount and amount["status"] == "critical", amount
+        time.sleep(1.5)
+
+        code, text = http_get(base + "/metrics")
+        assert code == 200
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        consumed = fams["messaging_client_consumed_messages"]
+        assert consumed.type == "counter"
+        by_topic = {s.labels["messaging_destination_name"]: s.value for s in consumed.samples if s.name.endswith("_total")}
+        assert by_topic[names["predictions"]] >= len(preds) and by_topic[names["outcomes"]] >= len(outs), by_topic
+        assert all(s.labels["messaging_system"] == "kafka" and s.labels["messaging_consumer_group_name"] == group
+                   for s in consumed.samples)
+        assert fams["driftwatch_consumer_lag_messages"].unit == "messages"
+        lag = fams["driftwatch_consumer_lag_messages"].samples
+        assert {s.labels["messaging_destination_partition_id"] for s in lag} == {"0", "1", "2"}
+        assert fams["driftwatch_checkpoint_duration_seconds"].unit == "seconds"
+        assert fams["driftwatch_checkpoint_size_bytes"].samples[0].value > 0
+        stat = [s for s in fams["driftwatch_drift_statistic"].samples if s.labels["feature"] == "amount" and s.labels["slice"] == ""]
+        assert stat and stat[0].value > 0, stat
+        sev = [s for s in fams["driftwatch_series_severity"].samples if s.labels["feature"] == "amount" and s.labels["slice"] == ""]
+        assert sev[0].value == 2
+        alerts = {(s.labels["kind"], s.labels["severity"], s.labels["state"]): s.value for s in fams["driftwatch_alerts"].samples
+                  if s.name.endswith("_total")}
+        assert alerts.get(("data_drift", "critical", "escalated"), 0) >= 1, alerts
+        assert all("trace" not in k for f in fams.values() for s in f.samples for k in s.labels)
+        code, cfg_text = http_get(base + "/api/config")
+        assert code == 200 and "[kafka]" in cfg_text
+
+        out_dir = os.path.join(ROOT, "target", "test-output")
+        os.makedirs(out_dir, exist_ok=True)
+        shot = os.path.join(out_dir, "dashboard.png")
+        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                 "--virtual-time-budget=10000", "--window-size=1280,1600"]
+        dom = subprocess.run(flags + ["--dump-dom", base + "/"], capture_output=True, text=True, timeout=120).stdout
+        cell = re.search(r'<td class="cell (\w+)[^"]*" data-id="\d+" data-feature="amount" data-slice="" ', dom)
+        assert cell and cell.group(1) == "critical", dom[:3000]
+        points = re.search(r'<svg id="chart"[^>]*data-points="(\d+)"', dom)
+        assert points and int(points.group(1)) > 10, re.findall(r'<svg id="chart"[^>]*>', dom)
+        assert 'class="alert critical"' in dom
+        if os.path.exists(shot):
+            os.remove(shot)
+        subprocess.run(flags + [f"--screenshot={shot}", base + "/"], capture_output=True, timeout=120)
+        assert os.path.getsize(shot) > 20_000, "no screenshot"
+        print(f"    dashboard: amount critical, chart with {points.group(1)} points; screenshot {shot}", flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+
+
 def test_schema_registry_resolves_writer_schemas(env):
     """The registry client against a stand-in speaking the Schema Registry's
     `GET /schemas/ids/{id}` (no registry server installs from the registries
@@ -678,7 +783,8 @@ TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equ
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over,
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
-         test_a_million_messages_behind_stays_bounded]
+         test_a_million_messages_behind_stays_bounded,
+         test_metrics_are_prometheus_and_the_dashboard_shows_the_drift]
 
 
 def main():
