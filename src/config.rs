@@ -85,6 +85,33 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub checkpoint: CheckpointConfig,
     pub http: HttpConfig,
+    pub otel: OtelConfig,
+}
+
+/// OpenTelemetry export (metrics and traces over OTLP).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtelConfig {
+    /// OTLP/HTTP base URL (`http://127.0.0.1:4318`: `/v1/metrics` and
+    /// `/v1/traces` are appended); empty: no export.
+    pub endpoint: String,
+    /// `http/protobuf` (the only one built in).
+    pub protocol: String,
+    /// Time between metric exports.
+    pub interval: HumanDuration,
+    /// `service.name` of the resource.
+    pub service_name: String,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        OtelConfig {
+            endpoint: String::new(),
+            protocol: "http/protobuf".into(),
+            interval: HumanDuration::secs(10),
+            service_name: "driftwatch".into(),
+        }
+    }
 }
 
 /// The service's HTTP endpoints: health, readiness, Prometheus metrics, the
@@ -718,6 +745,20 @@ impl Config {
                     "is set by driftwatch itself (use the kafka.* keys)".into(),
                 );
             }
+        }
+        if self.otel.protocol != "http/protobuf" {
+            return bad(
+                "otel.protocol",
+                format!("only \"http/protobuf\" is built in, got {:?}", self.otel.protocol),
+            );
+        }
+        if !self.otel.endpoint.is_empty()
+            && !(self.otel.endpoint.starts_with("http://") || self.otel.endpoint.starts_with("https://"))
+        {
+            return bad(
+                "otel.endpoint",
+                format!("must be an http:// or https:// URL, got {:?}", self.otel.endpoint),
+            );
         }
         if k.start_from == StartFrom::Checkpoint {
             if self.checkpoint.dir.is_empty() {

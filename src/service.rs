@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
@@ -103,6 +103,18 @@ pub struct Service {
     recent_alerts: VecDeque<Alert>,
     /// Partitions assigned and restored (or rebuilt).
     ready: bool,
+    otel: Option<telemetry::otel::Otel>,
+    /// The batch being processed, per topic (predictions, outcomes), for
+    /// its `process` span: messages, busy time, start, producers' traces.
+    batch: [Batch; 2],
+}
+
+#[derive(Default)]
+struct Batch {
+    messages: u64,
+    busy: Duration,
+    started: Option<std::time::SystemTime>,
+    links: Vec<opentelemetry::trace::SpanContext>,
 }
 
 fn kafka_err(what: &str, e: rdkafka::error::KafkaError) -> Error {
@@ -152,6 +164,8 @@ impl Service {
             consumed: [0; 2],
             recent_alerts: VecDeque::new(),
             ready: false,
+            otel: None,
+            batch: Default::default(),
             cfg,
         })
     }
@@ -188,6 +202,19 @@ impl Service {
             }
         }
         drop(history_tx);
+        match telemetry::otel::Otel::start(
+            &self.cfg.otel,
+            &self.cfg.kafka.group_id,
+            self.snapshot.clone(),
+            self.cfg.http.max_series_metrics,
+        ) {
+            Ok(Some(o)) => {
+                tracing::info!(endpoint = %self.cfg.otel.endpoint, "otel: exporting metrics and traces over OTLP/HTTP");
+                self.otel = Some(o);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "otel export not started"),
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -504,6 +531,30 @@ impl Service {
         if self.last_snapshot.elapsed() >= Duration::from_secs(1) {
             self.publish_snapshot();
         }
+        self.end_batches();
+    }
+
+    /// Ends the batches processed since the last tick: one `process` span
+    /// and one `messaging.process.duration` observation per topic.
+    fn end_batches(&mut self) {
+        let Some(otel) = &self.otel else { return };
+        for (i, b) in self.batch.iter_mut().enumerate() {
+            if b.messages == 0 {
+                continue;
+            }
+            let topic = if i == 0 {
+                &self.cfg.kafka.predictions_topic
+            } else {
+                &self.cfg.kafka.outcomes_topic
+            };
+            if let Some(started) = b.started {
+                otel.batch(topic, b.messages, b.busy, started, &b.links);
+            }
+            b.messages = 0;
+            b.busy = Duration::ZERO;
+            b.started = None;
+            b.links.clear();
+        }
     }
 
     /// Publishes what the HTTP side shows (not per event: once a second).
@@ -622,8 +673,12 @@ impl Service {
         let pending: Vec<_> = self.engine.drain_alerts().collect();
         for mut a in pending {
             a.emitted_at = now_ms();
+            let (t, wall) = (Instant::now(), std::time::SystemTime::now());
             if !self.alerts.publish(&a, stop).await {
                 return false;
+            }
+            if let Some(o) = &self.otel {
+                o.send_alert(&a, &self.cfg.kafka.alerts_topic, t.elapsed(), wall);
             }
             self.stats.alerts_published += 1;
             if self.recent_alerts.len() >= telemetry::RECENT_ALERTS {
@@ -683,6 +738,25 @@ impl Service {
             &mut self.outcomes
         };
         let late_before = self.engine.stats.late;
+        let evaluations_before = self.engine.stats.evaluations;
+        if self.otel.is_some() {
+            let b = &mut self.batch[usize::from(!is_predictions)];
+            b.messages += 1;
+            if b.started.is_none() {
+                b.started = Some(std::time::SystemTime::now());
+            }
+            if b.links.len() < telemetry::otel::MAX_LINKS
+                && let Some(h) = msg.headers()
+            {
+                for hd in h.iter() {
+                    if hd.key == "traceparent"
+                        && let Some(c) = hd.value.and_then(telemetry::otel::parse_traceparent)
+                    {
+                        b.links.push(c);
+                    }
+                }
+            }
+        }
         let result = decoder.decode(msg.payload()).and_then(|ev| {
             let r = self.engine.apply_from(&ev, source);
             if self.engine.stats.late > late_before && self.engine.stats.late <= 20 {
@@ -698,6 +772,15 @@ impl Service {
             }
             r
         });
+        if let Some(o) = &self.otel {
+            let took = now.elapsed();
+            self.batch[usize::from(!is_predictions)].busy += took;
+            let evaluations = self.engine.stats.evaluations - evaluations_before;
+            if evaluations > 0 {
+                let started = std::time::SystemTime::now() - took;
+                o.evaluate(self.engine.watermark().unwrap_or(0), evaluations, took, started);
+            }
+        }
         if let Err(bad) = result {
             self.engine.stats.count_bad(bad.reason);
             if !self.dead_letter(msg, &bad).await {
@@ -783,6 +866,12 @@ impl Service {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        self.end_batches();
+        if let Some(o) = self.otel.take() {
+            // the last snapshot for the final export
+            self.publish_snapshot();
+            o.shutdown();
+        }
         if self.cfg.kafka.start_from == StartFrom::Checkpoint {
             self.checkpoint();
         }

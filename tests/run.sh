@@ -12,8 +12,8 @@ cargo build --release --locked
 if [ ! -x target/venv/bin/python ]; then
   python3 -m venv target/venv
 fi
-target/venv/bin/python -c 'import numpy, confluent_kafka, fastavro, prometheus_client' 2>/dev/null \
-  || target/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy confluent-kafka fastavro prometheus-client
+target/venv/bin/python -c 'import numpy, confluent_kafka, fastavro, prometheus_client, opentelemetry.proto' 2>/dev/null \
+  || target/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy confluent-kafka fastavro prometheus-client opentelemetry-proto
 # Debian's Chromium for the dashboard test
 export CHROMIUM="$(bash tests/browser/chromium.sh)"
 target/venv/bin/python tests/scenarios/check.py --check

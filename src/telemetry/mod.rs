@@ -13,6 +13,8 @@
 //! series for the per-series gauges — never trace ids or raw slice values
 //! beyond the engine's caps.
 
+pub mod otel;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 

@@ -723,6 +723,125 @@ listen = "127.0.0.1:{port}"
         assert proc.wait(60) == 0
 
 
+class OtlpReceiver:
+    """An OTLP/HTTP (protobuf) receiver built from the opentelemetry-proto
+    messages: keeps every metric and span the service exports."""
+
+    def __init__(self):
+        import http.server, threading
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+        self.metrics, self.spans = [], []
+        recv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                assert self.headers.get("Content-Type") == "application/x-protobuf", self.headers.get("Content-Type")
+                if self.path == "/v1/metrics":
+                    req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+                    for rm in req.resource_metrics:
+                        for sm in rm.scope_metrics:
+                            recv.metrics.extend((rm.resource, sm.scope, m) for m in sm.metrics)
+                    reply = metrics_service_pb2.ExportMetricsServiceResponse()
+                elif self.path == "/v1/traces":
+                    req = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                    for rs in req.resource_spans:
+                        for ss in rs.scope_spans:
+                            recv.spans.extend(ss.spans)
+                    reply = trace_service_pb2.ExportTraceServiceResponse()
+                else:
+                    self.send_response(404); self.end_headers(); return
+                out = reply.SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def attrs(kvs):
+    out = {}
+    for kv in kvs:
+        v = kv.value
+        out[kv.key] = v.string_value if v.HasField("string_value") else v.int_value if v.HasField("int_value") else v.double_value
+    return out
+
+
+def test_otlp_metrics_and_traces_reach_a_real_receiver(env):
+    """[otel] export to an OTLP/HTTP receiver built from opentelemetry-proto:
+    metric names, units and attributes (messaging semconv), and spans named
+    process/evaluate/send, the process span linked to the producer's trace
+    (W3C traceparent header)."""
+    recv = OtlpReceiver()
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    # a producer's trace context on the first predictions
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    p = Producer({"bootstrap.servers": env.bootstrap})
+    for e in preds[:5]:
+        p.produce(names["predictions"], value=encode("confluent", "prediction", e), key=e["trace_id"].encode(),
+                  headers=[("traceparent", parent.encode())])
+    p.flush(30)
+    produce_keyed(env, names, preds[5:], outs, 0.0, 1.0)
+    group = "g-" + names["alerts"]
+    cfg = env.config(names, "confluent", group, extra=f"""
+[otel]
+endpoint = "http://127.0.0.1:{recv.port}"
+interval = "1s"
+service_name = "driftwatch-test"
+""")
+    proc = env.start(cfg, os.path.join(env.tmp, "otel.log"))
+    try:
+        env.read_all(names["alerts"], want=20, settle=3.0, timeout=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        recv.stop()
+    by_name = {}
+    for res, scope, m in recv.metrics:
+        by_name.setdefault(m.name, []).append((res, scope, m))
+    assert attrs(recv.metrics[0][0].attributes)["service.name"] == "driftwatch-test"
+    assert recv.metrics[0][1].name == "driftwatch"
+    consumed = by_name["messaging.client.consumed.messages"][-1][2]
+    assert consumed.unit == "{message}" and consumed.sum.is_monotonic
+    pts = {attrs(d.attributes)["messaging.destination.name"]: (attrs(d.attributes), d.as_int) for d in consumed.sum.data_points}
+    a, n = pts[names["predictions"]]
+    assert a["messaging.system"] == "kafka" and a["messaging.consumer.group.name"] == group and n >= len(preds), (a, n)
+    proc_dur = by_name["messaging.process.duration"][-1][2]
+    assert proc_dur.unit == "s" and proc_dur.HasField("histogram") and proc_dur.histogram.data_points[0].count > 0
+    lag = by_name["driftwatch.consumer.lag"][-1][2]
+    assert {attrs(d.attributes)["messaging.destination.partition.id"] for d in lag.gauge.data_points} == {"0", "1", "2"}
+    stat = by_name["driftwatch.drift.statistic"][-1][2]
+    amount = [d for d in stat.gauge.data_points if attrs(d.attributes)["feature"] == "amount" and attrs(d.attributes)["slice"] == ""]
+    assert amount and amount[0].as_double > 0
+    alerts = by_name["driftwatch.alerts"][-1][2]
+    assert any(attrs(d.attributes)["kind"] == "data_drift" for d in alerts.sum.data_points)
+    for name in ("messaging.client.sent.messages", "driftwatch.events", "driftwatch.join.coverage", "driftwatch.events.bad"):
+        assert name in by_name, name
+    assert all("trace" not in k for _, _, m in recv.metrics for kind in ("sum", "gauge")
+               if m.HasField(kind) for d in getattr(m, kind).data_points for k in attrs(d.attributes))
+
+    span_names = {sp.name for sp in recv.spans}
+    assert f"process {names['predictions']}" in span_names and "evaluate" in span_names \
+        and f"send {names['alerts']}" in span_names, span_names
+    linked = [sp for sp in recv.spans if any(l.trace_id.hex() == parent.split("-")[1] for l in sp.links)]
+    assert linked and linked[0].name == f"process {names['predictions']}", "no span linked to the producer's trace"
+    send = [sp for sp in recv.spans if sp.name == f"send {names['alerts']}"]
+    assert attrs(send[0].attributes)["driftwatch.alert_id"]
+    print(f"    otlp: {len(by_name)} metrics, {len(recv.spans)} spans ({len(linked)} linked to the producer)", flush=True)
+
+
 def test_schema_registry_resolves_writer_schemas(env):
     """The registry client against a stand-in speaking the Schema Registry's
     `GET /schemas/ids/{id}` (no registry server installs from the registries
@@ -784,7 +903,8 @@ TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equ
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
          test_a_million_messages_behind_stays_bounded,
-         test_metrics_are_prometheus_and_the_dashboard_shows_the_drift]
+         test_metrics_are_prometheus_and_the_dashboard_shows_the_drift,
+         test_otlp_metrics_and_traces_reach_a_real_receiver]
 
 
 def main():
