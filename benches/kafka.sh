@@ -18,4 +18,4 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   trap 'bash tests/kafka/kafka.sh down' EXIT
   bash tests/kafka/kafka.sh up >/dev/null
 fi
-$py benches/kafka_bench.py --bootstrap "127.0.0.1:$port" --events "${1:-1000000}"
+$py benches/kafka_bench.py --bootstrap "127.0.0.1:$port" --events "${1:-1000000}" ${OTEL:+--otel}

@@ -27,6 +27,8 @@ def main():
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--otel", action="store_true",
+                    help="also run with OTLP export (1 s interval) to a local sink and compare")
     args = ap.parse_args()
 
     schema = fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas", "prediction.avsc"))))
@@ -68,12 +70,39 @@ def main():
     p.flush()
     print(f"produced {n} events to {topic} ({args.partitions} partitions) in {time.time() - t:.1f} s", flush=True)
 
+    for otel in ([False, True, False, True] if args.otel else [False]):
+        run(args, suffix, topic, n, otel)
+
+
+def otlp_sink():
+    """Accepts OTLP/HTTP posts (answers 200, keeps the byte count)."""
+    import http.server, threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        received = 0
+
+        def do_POST(self):
+            H.received += len(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, H
+
+
+def run(args, suffix, topic, n, otel):
     tmp = tempfile.mkdtemp(prefix="dw-bench-")
     cfg = os.path.join(tmp, "bench.toml")
+    sink = otlp_sink() if otel else None
     with open(cfg, "w") as f:
         f.write(f"""[kafka]
 bootstrap_servers = "{args.bootstrap}"
-group_id = "bench-{suffix}"
+group_id = "bench-{suffix}-{uuid.uuid4().hex[:6]}"
 predictions_topic = "{topic}"
 outcomes_topic = ""
 alerts_topic = "bench-alerts-{suffix}"
@@ -82,6 +111,11 @@ encoding = "confluent"
 local_schema_ids = [1]
 start_from = "earliest"
 idle_timeout = "1s"
+""")
+        if sink:
+            f.write(f"""[otel]
+endpoint = "http://127.0.0.1:{sink[0].server_address[1]}"
+interval = "1s"
 """)
     log = os.path.join(tmp, "service.log")
     t = time.time()
@@ -96,7 +130,9 @@ idle_timeout = "1s"
     if rc != 0 or stopped is None:
         sys.exit(f"service failed (rc {rc}); log: {log}")
     msgs = stopped["messages"]
-    print(f"consumed and applied {msgs} events: {stopped['messages_per_s']:.0f} events/s "
+    if sink:
+        sink[0].shutdown()
+    print(f"{'otlp on ' if otel else 'otlp off'}: consumed and applied {msgs} events: {stopped['messages_per_s']:.0f} events/s "
           f"(first to last message, {stopped['busy_s']:.2f} s); wall {wall:.1f} s incl. start-up, "
           f"group join and {1}s idle detection; late {stopped['late']}, alerts {stopped['alerts']}")
     if msgs < n:

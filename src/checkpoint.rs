@@ -102,7 +102,13 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn file_safe(group: &str) -> String {
     group
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -164,7 +170,8 @@ pub fn decode(path: &Path, bytes: &[u8], cfg: &Config) -> Result<Body, Checkpoin
     if bytes.len() < HEADER {
         return Err(corrupt("header cut short"));
     }
-    let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let version = u32_at(8);
     if version != FORMAT_VERSION {
         return Err(CheckpointError::Version {
@@ -277,18 +284,30 @@ mod tests {
 
         let mut flipped = bytes.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert!(matches!(decode(p, &flipped, &cfg), Err(CheckpointError::Corrupt { .. })));
+        assert!(matches!(
+            decode(p, &flipped, &cfg),
+            Err(CheckpointError::Corrupt { .. })
+        ));
         assert!(matches!(
             decode(p, &bytes[..bytes.len() - 1], &cfg),
             Err(CheckpointError::Corrupt { .. })
         ));
         let mut v2 = bytes.clone();
         v2[8] = 2;
-        assert!(matches!(decode(p, &v2, &cfg), Err(CheckpointError::Version { found: 2, .. })));
-        assert!(matches!(decode(p, b"{\"json\":1}", &cfg), Err(CheckpointError::Magic { .. })));
+        assert!(matches!(
+            decode(p, &v2, &cfg),
+            Err(CheckpointError::Version { found: 2, .. })
+        ));
+        assert!(matches!(
+            decode(p, b"{\"json\":1}", &cfg),
+            Err(CheckpointError::Magic { .. })
+        ));
         let mut other = cfg.clone();
         other.window.bucket = crate::config::HumanDuration::secs(120);
-        assert!(matches!(decode(p, &bytes, &other), Err(CheckpointError::Config { .. })));
+        assert!(matches!(
+            decode(p, &bytes, &other),
+            Err(CheckpointError::Config { .. })
+        ));
     }
 
     #[test]
@@ -297,16 +316,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dw-ckpt-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let path = path_for(&dir, "g/1", &[("t".into(), 0), ("o".into(), 0)]);
-        assert_eq!(path, path_for(&dir, "g/1", &[("o".into(), 0), ("t".into(), 0)]));
+        assert_eq!(
+            path,
+            path_for(&dir, "g/1", &[("o".into(), 0), ("t".into(), 0)])
+        );
         assert!(read(&path, &cfg).unwrap().is_none());
         let mut b = body(&cfg);
         write_atomic(&path, &encode(&b).unwrap()).unwrap();
         b.offsets[0].next_offset = 99;
         write_atomic(&path, &encode(&b).unwrap()).unwrap();
-        assert_eq!(read(&path, &cfg).unwrap().unwrap().offsets[0].next_offset, 99);
+        assert_eq!(
+            read(&path, &cfg).unwrap().unwrap().offsets[0].next_offset,
+            99
+        );
         // the newest damaged: the previous one is read
         fs::write(&path, b"DWCKPT\r\ngarbage").unwrap();
-        assert_eq!(read(&path, &cfg).unwrap().unwrap().offsets[0].next_offset, 42);
+        assert_eq!(
+            read(&path, &cfg).unwrap().unwrap().offsets[0].next_offset,
+            42
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

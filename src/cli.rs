@@ -1,7 +1,7 @@
 //! The commands: `replay`, `baseline`, `check-config`.
 
-use std::io::{IsTerminal, Write};
 use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -749,15 +749,20 @@ impl Config {
         if self.otel.protocol != "http/protobuf" {
             return bad(
                 "otel.protocol",
-                format!("only \"http/protobuf\" is built in, got {:?}", self.otel.protocol),
+                format!(
+                    "only \"http/protobuf\" is built in, got {:?}",
+                    self.otel.protocol
+                ),
             );
         }
-        if !self.otel.endpoint.is_empty()
-            && !(self.otel.endpoint.starts_with("http://") || self.otel.endpoint.starts_with("https://"))
-        {
+        let e = &self.otel.endpoint;
+        if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
             return bad(
                 "otel.endpoint",
-                format!("must be an http:// or https:// URL, got {:?}", self.otel.endpoint),
+                format!(
+                    "must be an http:// or https:// URL, got {:?}",
+                    self.otel.endpoint
+                ),
             );
         }
         if k.start_from == StartFrom::Checkpoint {

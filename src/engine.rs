@@ -575,8 +575,18 @@ impl Engine {
         baselines: HashMap<String, Baseline>,
         bytes: &[u8],
     ) -> Result<Engine, postcard::Error> {
-        let (models, model_ids, series, first_open, closed_any, max_time, sources, stats, quality, out): StateOwned =
-            postcard::from_bytes(bytes)?;
+        let (
+            models,
+            model_ids,
+            series,
+            first_open,
+            closed_any,
+            max_time,
+            sources,
+            stats,
+            quality,
+            out,
+        ): StateOwned = postcard::from_bytes(bytes)?;
         let mut e = Engine::with_baselines(cfg, baselines);
         e.models = models;
         for m in &mut e.models {
@@ -798,18 +808,18 @@ impl Engine {
         };
         if self.outcomes {
             self.quality.prediction(
-            join::key(&p.model_id, &p.trace_id),
-            Waiting {
-                model: m,
-                bucket,
-                event_time: p.event_time,
-                slots: join_slots,
-                n_slots,
-                prediction,
-                class,
-                score: p.score.map_or(f32::NAN, |s| s as f32),
-            },
-        );
+                join::key(&p.model_id, &p.trace_id),
+                Waiting {
+                    model: m,
+                    bucket,
+                    event_time: p.event_time,
+                    slots: join_slots,
+                    n_slots,
+                    prediction,
+                    class,
+                    score: p.score.map_or(f32::NAN, |s| s as f32),
+                },
+            );
         }
         for (name, v) in &p.features {
             let model = &mut self.models[m as usize];
@@ -1096,7 +1106,10 @@ impl Engine {
                     .iter()
                     .zip(&qsums)
                     .filter(|(e, _)| e.enough)
-                    .filter_map(|(e, s)| s.gate_p.map(|p| (self.quality.series[e.series as usize].model, p))),
+                    .filter_map(|(e, s)| {
+                        s.gate_p
+                            .map(|p| (self.quality.series[e.series as usize].model, p))
+                    }),
             )
             .collect();
         let adjusted = bh_per_model(&ps);

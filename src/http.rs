@@ -79,7 +79,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
     if s.snapshot.get().ready {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no partitions assigned and restored yet\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no partitions assigned and restored yet\n",
+        )
+            .into_response()
     }
 }
 

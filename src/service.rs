@@ -19,11 +19,9 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
-use crate::alert::sink::KafkaSink;
 use crate::alert::Alert;
+use crate::alert::sink::KafkaSink;
 use crate::baseline::Baseline;
-use crate::http::HistoryRequest;
-use crate::telemetry::{self, PartitionLag, Shared, Snapshot, TopicCount};
 use crate::checkpoint::{self, PartitionOffset};
 use crate::codec::StreamKind;
 use crate::codec::confluent::ValueDecoder;
@@ -31,7 +29,9 @@ use crate::config::{Config, StartFrom};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::BadEvent;
+use crate::http::HistoryRequest;
 use crate::source::kafka::{self, Assignment, Context};
+use crate::telemetry::{self, PartitionLag, Shared, Snapshot, TopicCount};
 
 /// Counters of a service run (logged at shutdown).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -197,8 +197,12 @@ impl Service {
             )
             .await
             {
-                Ok(addr) => tracing::info!(url = %format!("http://{addr}/"), "http: dashboard, /metrics, /healthz, /readyz, /api"),
-                Err(e) => tracing::error!(listen = %self.cfg.http.listen, error = %e, "http server not started"),
+                Ok(addr) => {
+                    tracing::info!(url = %format!("http://{addr}/"), "http: dashboard, /metrics, /healthz, /readyz, /api")
+                }
+                Err(e) => {
+                    tracing::error!(listen = %self.cfg.http.listen, error = %e, "http server not started")
+                }
             }
         }
         drop(history_tx);
@@ -378,10 +382,18 @@ impl Service {
                 last_offset: o.next_offset - 1,
                 start_offset: o.next_offset,
             });
-            let _ = tpl.add_partition_offset(&o.topic, o.partition, rdkafka::Offset::Offset(o.next_offset));
+            let _ = tpl.add_partition_offset(
+                &o.topic,
+                o.partition,
+                rdkafka::Offset::Offset(o.next_offset),
+            );
         }
         for (topic, partition) in ps {
-            if !body.offsets.iter().any(|o| o.topic == *topic && o.partition == *partition) {
+            if !body
+                .offsets
+                .iter()
+                .any(|o| o.topic == *topic && o.partition == *partition)
+            {
                 let _ = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0));
             }
         }
@@ -416,8 +428,15 @@ impl Service {
                 source: p.source as u32,
             })
             .collect();
-        let set: Vec<(String, i32)> = offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
-        let path = checkpoint::path_for(Path::new(&self.cfg.checkpoint.dir), &self.cfg.kafka.group_id, &set);
+        let set: Vec<(String, i32)> = offsets
+            .iter()
+            .map(|o| (o.topic.clone(), o.partition))
+            .collect();
+        let path = checkpoint::path_for(
+            Path::new(&self.cfg.checkpoint.dir),
+            &self.cfg.kafka.group_id,
+            &set,
+        );
         let written = self
             .engine
             .save_state()
@@ -455,7 +474,11 @@ impl Service {
                 // commit exactly what the durable checkpoint covers
                 let mut tpl = rdkafka::TopicPartitionList::new();
                 for o in &offsets {
-                    let _ = tpl.add_partition_offset(&o.topic, o.partition, rdkafka::Offset::Offset(o.next_offset));
+                    let _ = tpl.add_partition_offset(
+                        &o.topic,
+                        o.partition,
+                        rdkafka::Offset::Offset(o.next_offset),
+                    );
                 }
                 if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
                     tracing::debug!(error = %e, "commit after checkpoint failed (the checkpoint's offsets still rule)");
@@ -745,7 +768,10 @@ impl Service {
             if b.started.is_none() {
                 b.started = Some(std::time::SystemTime::now());
             }
-            if b.links.len() < telemetry::otel::MAX_LINKS
+            // producers' trace contexts from the batch's first messages only:
+            // reading headers is a librdkafka call, not free per message
+            if b.messages <= 64
+                && b.links.len() < telemetry::otel::MAX_LINKS
                 && let Some(h) = msg.headers()
             {
                 for hd in h.iter() {
@@ -778,7 +804,12 @@ impl Service {
             let evaluations = self.engine.stats.evaluations - evaluations_before;
             if evaluations > 0 {
                 let started = std::time::SystemTime::now() - took;
-                o.evaluate(self.engine.watermark().unwrap_or(0), evaluations, took, started);
+                o.evaluate(
+                    self.engine.watermark().unwrap_or(0),
+                    evaluations,
+                    took,
+                    started,
+                );
             }
         }
         if let Err(bad) = result {
@@ -893,7 +924,11 @@ impl Service {
             messages = self.stats.messages,
             // first to last message: throughput without start-up and idle time
             busy_s,
-            messages_per_s = if busy_s > 0.0 { (self.stats.messages as f64 / busy_s).round() } else { 0.0 },
+            messages_per_s = if busy_s > 0.0 {
+                (self.stats.messages as f64 / busy_s).round()
+            } else {
+                0.0
+            },
             dead_lettered = self.stats.dead_lettered,
             alerts = self.stats.alerts_published,
             late = self.engine.stats.late,

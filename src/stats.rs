@@ -40,10 +40,7 @@ impl Stats {
     }
 
     pub fn count_alert(&mut self, kind: AlertKind, severity: Severity, state: AlertState) {
-        *self
-            .alerts
-            .entry((kind, severity, state))
-            .or_default() += 1;
+        *self.alerts.entry((kind, severity, state)).or_default() += 1;
     }
 
     /// Events read, good or bad.
@@ -102,7 +99,13 @@ impl Stats {
             let total: u64 = self.alerts.values().sum();
             let _ = writeln!(s, "alerts: {total}");
             for ((k, sev, st), n) in &self.alerts {
-                let _ = writeln!(s, "  {:<17} {:<9} {:<10} {n}", k.as_str(), sev.as_str(), st.as_str());
+                let _ = writeln!(
+                    s,
+                    "  {:<17} {:<9} {:<10} {n}",
+                    k.as_str(),
+                    sev.as_str(),
+                    st.as_str()
+                );
             }
         }
         s

@@ -29,5 +29,6 @@ trap - EXIT
 
 cargo test --release --locked
 
-# short fuzz runs of the decoders (nightly + cargo-fuzz; 60 s per target)
-bash tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
+# short fuzz runs of the decoders (nightly + cargo-fuzz; 30 s per target here,
+# FUZZ_SECONDS=600 for a longer hunt)
+bash tests/fuzz/run.sh "${FUZZ_SECONDS:-30}"

@@ -75,7 +75,11 @@ impl ClientContext for Context {
         for (topic, t) in &statistics.topics {
             for (&partition, p) in &t.partitions {
                 // partition -1 is librdkafka's internal "unassigned" queue
-                let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
                 if partition < 0 || end < 0 {
                     continue;
                 }

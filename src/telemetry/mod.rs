@@ -26,7 +26,7 @@ use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
 use crate::alert::{Alert, AlertKind, AlertState, Severity};
-use crate::engine::{EvalPoint, Engine, Overflow, Role};
+use crate::engine::{Engine, EvalPoint, Overflow, Role};
 use crate::event::BadReason;
 use crate::join::JoinStats;
 
@@ -209,24 +209,47 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         sent.clone(),
     );
     for (what, n) in [("alerts", s.alerts_published), ("dlq", s.dead_lettered)] {
-        sent.get_or_create(&labels(&[("messaging_system", "kafka"), ("driftwatch_output", what)]))
-            .inc_by(n);
+        sent.get_or_create(&labels(&[
+            ("messaging_system", "kafka"),
+            ("driftwatch_output", what),
+        ]))
+        .inc_by(n);
     }
     let events = Family::<Labels, Counter>::default();
-    reg.register("driftwatch_events", "Events applied to the windows", events.clone());
-    events.get_or_create(&labels(&[("kind", "prediction")])).inc_by(s.predictions);
-    events.get_or_create(&labels(&[("kind", "outcome")])).inc_by(s.outcomes);
+    reg.register(
+        "driftwatch_events",
+        "Events applied to the windows",
+        events.clone(),
+    );
+    events
+        .get_or_create(&labels(&[("kind", "prediction")]))
+        .inc_by(s.predictions);
+    events
+        .get_or_create(&labels(&[("kind", "outcome")]))
+        .inc_by(s.outcomes);
     let late = Counter::<u64>::default();
     late.inc_by(s.late);
-    reg.register("driftwatch_events_late", "Events behind the watermark: counted, not applied", late);
+    reg.register(
+        "driftwatch_events_late",
+        "Events behind the watermark: counted, not applied",
+        late,
+    );
     let bad = Family::<Labels, Counter>::default();
-    reg.register("driftwatch_events_bad", "Events refused, by reason", bad.clone());
+    reg.register(
+        "driftwatch_events_bad",
+        "Events refused, by reason",
+        bad.clone(),
+    );
     for (reason, n) in &s.bad {
         bad.get_or_create(&labels(&[("reason", reason)])).inc_by(*n);
     }
     let redelivered = Counter::<u64>::default();
     redelivered.inc_by(s.redelivered);
-    reg.register("driftwatch_messages_redelivered", "Messages at or below an applied offset: skipped", redelivered);
+    reg.register(
+        "driftwatch_messages_redelivered",
+        "Messages at or below an applied offset: skipped",
+        redelivered,
+    );
 
     let lag = Family::<Labels, Gauge>::default();
     reg.register_with_unit(
@@ -238,13 +261,20 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     for p in &s.lag {
         lag.get_or_create(&labels(&[
             ("messaging_destination_name", &p.topic),
-            ("messaging_destination_partition_id", &p.partition.to_string()),
+            (
+                "messaging_destination_partition_id",
+                &p.partition.to_string(),
+            ),
         ]))
         .set(p.lag);
     }
 
     let join = Family::<Labels, Counter>::default();
-    reg.register("driftwatch_join_outcomes", "Outcome join results", join.clone());
+    reg.register(
+        "driftwatch_join_outcomes",
+        "Outcome join results",
+        join.clone(),
+    );
     for (what, n) in [
         ("joined", s.join.joined),
         ("expired", s.join.expired),
@@ -256,10 +286,18 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     }
     let waiting = Gauge::<i64>::default();
     waiting.set(s.join_waiting as i64);
-    reg.register("driftwatch_join_waiting_predictions", "Predictions waiting for their outcome", waiting);
+    reg.register(
+        "driftwatch_join_waiting_predictions",
+        "Predictions waiting for their outcome",
+        waiting,
+    );
     let coverage = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     let decided = s.join.joined + s.join.expired + s.join.evicted;
-    coverage.set(if decided > 0 { s.join.joined as f64 / decided as f64 } else { 0.0 });
+    coverage.set(if decided > 0 {
+        s.join.joined as f64 / decided as f64
+    } else {
+        0.0
+    });
     reg.register_with_unit(
         "driftwatch_join_coverage",
         "Share of predictions past their wait that were joined to an outcome",
@@ -268,7 +306,11 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     );
 
     let capped = Family::<Labels, Counter>::default();
-    reg.register("driftwatch_capped_values", "Values that met a cardinality cap", capped.clone());
+    reg.register(
+        "driftwatch_capped_values",
+        "Values that met a cardinality cap",
+        capped.clone(),
+    );
     for (what, n) in [
         ("slice_value", s.overflow.slice_values),
         ("slice_dimension", s.overflow.slice_dimensions),
@@ -283,19 +325,41 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     reg.register("driftwatch_checkpoints", "Checkpoints written", ckpt);
     let ckpt_fail = Counter::<u64>::default();
     ckpt_fail.inc_by(s.checkpoint_failures);
-    reg.register("driftwatch_checkpoint_failures", "Checkpoints that failed (offsets not committed)", ckpt_fail);
+    reg.register(
+        "driftwatch_checkpoint_failures",
+        "Checkpoints that failed (offsets not committed)",
+        ckpt_fail,
+    );
     let ckpt_s = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     ckpt_s.set(s.checkpoint_ms / 1e3);
-    reg.register_with_unit("driftwatch_checkpoint_duration", "Time to write the last checkpoint", Unit::Seconds, ckpt_s);
+    reg.register_with_unit(
+        "driftwatch_checkpoint_duration",
+        "Time to write the last checkpoint",
+        Unit::Seconds,
+        ckpt_s,
+    );
     let ckpt_b = Gauge::<i64>::default();
     ckpt_b.set(s.checkpoint_bytes as i64);
-    reg.register_with_unit("driftwatch_checkpoint_size", "Size of the last checkpoint", Unit::Bytes, ckpt_b);
+    reg.register_with_unit(
+        "driftwatch_checkpoint_size",
+        "Size of the last checkpoint",
+        Unit::Bytes,
+        ckpt_b,
+    );
 
     let alerts = Family::<Labels, Counter>::default();
-    reg.register("driftwatch_alerts", "Alert events emitted, by kind, severity and state", alerts.clone());
+    reg.register(
+        "driftwatch_alerts",
+        "Alert events emitted, by kind, severity and state",
+        alerts.clone(),
+    );
     for (k, sev, st, n) in &s.alerts {
         alerts
-            .get_or_create(&labels(&[("kind", k.as_str()), ("severity", sev.as_str()), ("state", st.as_str())]))
+            .get_or_create(&labels(&[
+                ("kind", k.as_str()),
+                ("severity", sev.as_str()),
+                ("state", st.as_str()),
+            ]))
             .inc_by(*n);
     }
 
@@ -312,7 +376,11 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         status.clone(),
     );
     for v in s.series.iter().take(max_series) {
-        let mut l = labels(&[("model", &v.model), ("feature", &v.feature), ("slice", &v.slice)]);
+        let mut l = labels(&[
+            ("model", &v.model),
+            ("feature", &v.feature),
+            ("slice", &v.slice),
+        ]);
         status.get_or_create(&l).set(match v.status {
             "critical" => 2,
             "warning" => 1,

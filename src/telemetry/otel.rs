@@ -45,7 +45,12 @@ fn kv(k: &'static str, v: impl Into<opentelemetry::Value>) -> KeyValue {
 
 impl Otel {
     /// Starts the exporters; `None` when `[otel] endpoint` is empty.
-    pub fn start(cfg: &OtelConfig, group: &str, snapshot: Shared, max_series: usize) -> Result<Option<Otel>, String> {
+    pub fn start(
+        cfg: &OtelConfig,
+        group: &str,
+        snapshot: Shared,
+        max_series: usize,
+    ) -> Result<Option<Otel>, String> {
         if cfg.endpoint.is_empty() {
             return Ok(None);
         }
@@ -100,7 +105,14 @@ impl Otel {
 
     /// One processed batch: its duration in the histogram and a span linked
     /// to (at most [`MAX_LINKS`]) producers' traces.
-    pub fn batch(&self, topic: &str, messages: u64, busy: Duration, started: SystemTime, links: &[SpanContext]) {
+    pub fn batch(
+        &self,
+        topic: &str,
+        messages: u64,
+        busy: Duration,
+        started: SystemTime,
+        links: &[SpanContext],
+    ) {
         let attrs = [
             kv("messaging.system", "kafka"),
             kv("messaging.operation.type", "process"),
@@ -118,7 +130,12 @@ impl Otel {
                     .into_iter()
                     .chain([kv("messaging.batch.message_count", messages as i64)]),
             )
-            .with_links(links.iter().map(|c| Link::with_context(c.clone())).collect())
+            .with_links(
+                links
+                    .iter()
+                    .map(|c| Link::with_context(c.clone()))
+                    .collect(),
+            )
             .start(&self.tracer);
         span.end_with_timestamp(started + busy);
     }
@@ -154,7 +171,10 @@ impl Otel {
                 kv("driftwatch.alert.severity", a.severity.as_str()),
                 kv("driftwatch.alert.state", a.state.as_str()),
                 kv("driftwatch.model_id", a.model_id.clone()),
-                kv("driftwatch.exemplar_trace_ids", a.exemplar_trace_ids.join(",")),
+                kv(
+                    "driftwatch.exemplar_trace_ids",
+                    a.exemplar_trace_ids.join(","),
+                ),
             ])
             .start(&self.tracer);
         span.end_with_timestamp(started + took);
@@ -183,7 +203,13 @@ pub fn parse_traceparent(v: &[u8]) -> Option<SpanContext> {
     let trace_id = TraceId::from_hex(trace).ok()?;
     let span_id = opentelemetry::trace::SpanId::from_hex(span).ok()?;
     let flags = u8::from_str_radix(flags, 16).ok()?;
-    let c = SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, TraceState::default());
+    let c = SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags),
+        true,
+        TraceState::default(),
+    );
     c.is_valid().then_some(c)
 }
 
@@ -218,8 +244,20 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .with_description("Messages produced: alerts and dead letters")
         .with_callback(move |o| {
             let x = s();
-            o.observe(x.alerts_published, &[kv("messaging.system", "kafka"), kv("driftwatch.output", "alerts")]);
-            o.observe(x.dead_lettered, &[kv("messaging.system", "kafka"), kv("driftwatch.output", "dlq")]);
+            o.observe(
+                x.alerts_published,
+                &[
+                    kv("messaging.system", "kafka"),
+                    kv("driftwatch.output", "alerts"),
+                ],
+            );
+            o.observe(
+                x.dead_lettered,
+                &[
+                    kv("messaging.system", "kafka"),
+                    kv("driftwatch.output", "dlq"),
+                ],
+            );
         })
         .build();
     let s = snap.clone();
@@ -260,7 +298,10 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .with_callback(move |o| {
             for p in &s().lag {
                 let mut a = m(&p.topic).to_vec();
-                a.push(kv("messaging.destination.partition.id", p.partition.to_string()));
+                a.push(kv(
+                    "messaging.destination.partition.id",
+                    p.partition.to_string(),
+                ));
                 o.observe(p.lag, &a);
             }
         })
@@ -291,7 +332,14 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .with_callback(move |o| {
             let j = s().join;
             let decided = j.joined + j.expired + j.evicted;
-            o.observe(if decided > 0 { j.joined as f64 / decided as f64 } else { 0.0 }, &[]);
+            o.observe(
+                if decided > 0 {
+                    j.joined as f64 / decided as f64
+                } else {
+                    0.0
+                },
+                &[],
+            );
         })
         .build();
     let s = snap.clone();
@@ -315,7 +363,14 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .with_description("Alert events emitted")
         .with_callback(move |o| {
             for (k, sev, st, n) in &s().alerts {
-                o.observe(*n, &[kv("kind", k.as_str()), kv("severity", sev.as_str()), kv("state", st.as_str())]);
+                o.observe(
+                    *n,
+                    &[
+                        kv("kind", k.as_str()),
+                        kv("severity", sev.as_str()),
+                        kv("state", st.as_str()),
+                    ],
+                );
             }
         })
         .build();

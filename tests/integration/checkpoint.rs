@@ -42,7 +42,11 @@ fn stream() -> Vec<Event> {
                     ("device".into(), Value::Text(device.into())),
                     (
                         "n".into(),
-                        if i % 50 == 0 { Value::Null } else { Value::Number(rng.uniform()) },
+                        if i % 50 == 0 {
+                            Value::Null
+                        } else {
+                            Value::Number(rng.uniform())
+                        },
                     ),
                 ],
                 slices: vec![("region".into(), if us { "US".into() } else { "EU".into() })],
@@ -93,7 +97,10 @@ fn a_restored_engine_continues_exactly_as_the_uninterrupted_one() {
     whole.finish();
     want.extend(whole.drain_alerts());
     let kinds: std::collections::BTreeSet<_> = want.iter().map(|a| a.kind).collect();
-    assert!(want.len() >= 3 && kinds.len() >= 2, "the stream must alert on inputs and quality: {kinds:?}");
+    assert!(
+        want.len() >= 3 && kinds.len() >= 2,
+        "the stream must alert on inputs and quality: {kinds:?}"
+    );
 
     // restored at several points, through the file format, every time
     let cuts = [1usize, 20_000, 61_111, 90_000, events.len() - 1];
@@ -128,7 +135,10 @@ fn a_restored_engine_continues_exactly_as_the_uninterrupted_one() {
     assert_eq!(e.stats.outcomes, whole.stats.outcomes);
     assert_eq!(e.quality.join.stats, whole.quality.join.stats);
     // the recount: every prediction counted once in each of its series
-    let n_predictions = events.iter().filter(|e| matches!(e, Event::Prediction(_))).count() as u64;
+    let n_predictions = events
+        .iter()
+        .filter(|e| matches!(e, Event::Prediction(_)))
+        .count() as u64;
     let overall_x = e
         .series_counts()
         .find(|c| c.feature == "x" && c.slice.is_none())

@@ -67,13 +67,13 @@ class Env:
             f.result(30)
         return names
 
-    def produce(self, topic, values, key=lambda i: None):
+    def produce(self, topic, values, key=lambda i: None, headers=lambda i: None):
         p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 20,
                       "queue.buffering.max.messages": 500000})
         for i, v in enumerate(values):
             while True:
                 try:
-                    p.produce(topic, value=v, key=key(i))
+                    p.produce(topic, value=v, key=key(i), headers=headers(i))
                     break
                 except BufferError:
                     p.poll(0.1)
@@ -298,7 +298,7 @@ def service_totals(log):
     return None, None
 
 
-def produce_keyed(env, names, preds, outs, lo, hi):
+def produce_keyed(env, names, preds, outs, lo, hi, traceparent=False):
     """The events whose time falls in [lo, hi) of the stream's time span, on
     both topics, keyed by trace id over three partitions (each partition
     stays in event-time order). Cutting both topics at one event time keeps
@@ -308,7 +308,9 @@ def produce_keyed(env, names, preds, outs, lo, hi):
     a, b = t0 + lo * span, (t0 + hi * span) if hi < 1.0 else float("inf")
     p = [e for e in preds if a <= e["event_time"] < b]
     o = [e for e in outs if a <= e["event_time"] < b]
-    env.produce(names["predictions"], [encode("confluent", "prediction", e) for e in p], key=lambda i: p[i]["trace_id"].encode())
+    headers = (lambda i: [("traceparent", f"00-{p[i]['trace_id']}-00f067aa0ba902b7-01".encode())]) if traceparent else (lambda i: None)
+    env.produce(names["predictions"], [encode("confluent", "prediction", e) for e in p], key=lambda i: p[i]["trace_id"].encode(),
+                headers=headers)
     env.produce(names["outcomes"], [encode("confluent", "outcome", e) for e in o], key=lambda i: o[i]["trace_id"].encode())
 
 
@@ -786,14 +788,9 @@ def test_otlp_metrics_and_traces_reach_a_real_receiver(env):
     recv = OtlpReceiver()
     preds, outs = scenario_events()
     names = env.topics({"predictions": 3, "outcomes": 3})
-    # a producer's trace context on the first predictions
-    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    p = Producer({"bootstrap.servers": env.bootstrap})
-    for e in preds[:5]:
-        p.produce(names["predictions"], value=encode("confluent", "prediction", e), key=e["trace_id"].encode(),
-                  headers=[("traceparent", parent.encode())])
-    p.flush(30)
-    produce_keyed(env, names, preds[5:], outs, 0.0, 1.0)
+    # every prediction carries its producer's trace context (its trace id is a W3C one)
+    produce_keyed(env, names, preds, outs, 0.0, 1.0, traceparent=True)
+    trace_ids = {e["trace_id"] for e in preds}
     group = "g-" + names["alerts"]
     cfg = env.config(names, "confluent", group, extra=f"""
 [otel]
@@ -835,8 +832,9 @@ service_name = "driftwatch-test"
     span_names = {sp.name for sp in recv.spans}
     assert f"process {names['predictions']}" in span_names and "evaluate" in span_names \
         and f"send {names['alerts']}" in span_names, span_names
-    linked = [sp for sp in recv.spans if any(l.trace_id.hex() == parent.split("-")[1] for l in sp.links)]
-    assert linked and linked[0].name == f"process {names['predictions']}", "no span linked to the producer's trace"
+    linked = [sp for sp in recv.spans if sp.links]
+    assert linked and all(sp.name == f"process {names['predictions']}" for sp in linked), "no span linked to a producer's trace"
+    assert all(l.trace_id.hex() in trace_ids and len(sp.links) <= 8 for sp in linked for l in sp.links)
     send = [sp for sp in recv.spans if sp.name == f"send {names['alerts']}"]
     assert attrs(send[0].attributes)["driftwatch.alert_id"]
     print(f"    otlp: {len(by_name)} metrics, {len(recv.spans)} spans ({len(linked)} linked to the producer)", flush=True)
