@@ -107,6 +107,8 @@ pub struct Service {
     /// The batch being processed, per topic (predictions, outcomes), for
     /// its `process` span: messages, busy time, start, producers' traces.
     batch: [Batch; 2],
+    /// When the current poll period (one tick) began, monotonic and wall.
+    poll_started: (Instant, std::time::SystemTime),
 }
 
 #[derive(Default)]
@@ -166,6 +168,7 @@ impl Service {
             ready: false,
             otel: None,
             batch: Default::default(),
+            poll_started: (Instant::now(), std::time::SystemTime::now()),
             cfg,
         })
     }
@@ -561,6 +564,22 @@ impl Service {
     /// and one `messaging.process.duration` observation per topic.
     fn end_batches(&mut self) {
         let Some(otel) = &self.otel else { return };
+        // the poll of this tick: how many messages came, and how long the
+        // loop waited for them (the tick less the time spent processing)
+        let (start, wall) = std::mem::replace(
+            &mut self.poll_started,
+            (Instant::now(), std::time::SystemTime::now()),
+        );
+        let messages: u64 = self.batch.iter().map(|b| b.messages).sum();
+        if messages > 0 {
+            let busy: Duration = self.batch.iter().map(|b| b.busy).sum();
+            otel.poll(
+                messages,
+                start.elapsed(),
+                start.elapsed().saturating_sub(busy),
+                wall,
+            );
+        }
         for (i, b) in self.batch.iter_mut().enumerate() {
             if b.messages == 0 {
                 continue;

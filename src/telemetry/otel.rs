@@ -2,7 +2,7 @@
 //! `/metrics`, observed from the published [`Snapshot`] when the periodic
 //! reader collects (nothing is recorded per event), plus a histogram of batch
 //! processing time and spans for processing batches, evaluations and alert
-//! sends. Off unless `[otel] endpoint` is set.
+//! sends, and polls. Off unless `[otel] endpoint` is set.
 //!
 //! Semantic conventions: messaging v1.27 (`messaging.client.consumed.messages`,
 //! `messaging.client.sent.messages`, `messaging.process.duration` with
@@ -138,6 +138,25 @@ impl Otel {
             )
             .start(&self.tracer);
         span.end_with_timestamp(started + busy);
+    }
+
+    /// One poll period (a 250 ms tick of the service loop) that received
+    /// messages: its length, and how much of it went to waiting for them.
+    pub fn poll(&self, messages: u64, took: Duration, waited: Duration, started: SystemTime) {
+        let mut span = self
+            .tracer
+            .span_builder("poll")
+            .with_kind(SpanKind::Consumer)
+            .with_start_time(started)
+            .with_attributes([
+                kv("messaging.system", "kafka"),
+                kv("messaging.operation.type", "receive"),
+                kv("messaging.consumer.group.name", self.group.clone()),
+                kv("messaging.batch.message_count", messages as i64),
+                kv("driftwatch.poll.wait_ms", waited.as_secs_f64() * 1e3),
+            ])
+            .start(&self.tracer);
+        span.end_with_timestamp(started + took);
     }
 
     /// One evaluation at a watermark (event time `watermark`), with how long it took.

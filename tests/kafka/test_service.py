@@ -830,7 +830,7 @@ service_name = "driftwatch-test"
                if m.HasField(kind) for d in getattr(m, kind).data_points for k in attrs(d.attributes))
 
     span_names = {sp.name for sp in recv.spans}
-    assert f"process {names['predictions']}" in span_names and "evaluate" in span_names \
+    assert "poll" in span_names and f"process {names['predictions']}" in span_names and "evaluate" in span_names \
         and f"send {names['alerts']}" in span_names, span_names
     linked = [sp for sp in recv.spans if sp.links]
     assert linked and all(sp.name == f"process {names['predictions']}" for sp in linked), "no span linked to a producer's trace"
