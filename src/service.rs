@@ -222,6 +222,7 @@ impl Service {
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "otel export not started"),
         }
+        let (mut errors, mut last_error) = (0u64, None);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -245,7 +246,15 @@ impl Service {
                             break;
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "consumer error"),
+                    Err(e) => {
+                        // not once per poll while the brokers are away: once per 10 s
+                        errors += 1;
+                        if last_error.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                            tracing::warn!(error = %e, errors, "consumer error");
+                            last_error = Some(Instant::now());
+                            errors = 0;
+                        }
+                    }
                 },
             }
         }
@@ -404,6 +413,25 @@ impl Service {
             tracing::warn!(error = %e, "cannot seek to the checkpoint's offsets");
         }
         self.since_checkpoint = 0;
+        // the restored offsets are covered by a durable checkpoint: commit
+        // them now, or a member that restores a checkpoint at the end of its
+        // partitions (nothing left to read) would never move the group's
+        // committed offsets, and lag monitoring would see a stale backlog
+        let mut commit = rdkafka::TopicPartitionList::new();
+        for o in body
+            .offsets
+            .iter()
+            .filter(|o| ps.iter().any(|(t, p)| *t == o.topic && *p == o.partition))
+        {
+            let _ = commit.add_partition_offset(
+                &o.topic,
+                o.partition,
+                rdkafka::Offset::Offset(o.next_offset),
+            );
+        }
+        if let Err(e) = self.consumer.commit(&commit, CommitMode::Async) {
+            tracing::debug!(error = %e, "commit of the restored offsets failed");
+        }
         tracing::info!(
             path = %path.display(),
             written_at_ms = body.written_at_ms,

@@ -24,6 +24,26 @@ SCHEMAS = {n: fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas",
 SCENARIO = os.path.join(ROOT, "target", "scenarios", "abrupt_amount")
 SCHEMA_ID = 1
 
+# every process a test starts is tracked, and killed at the end if a failing
+# test left it running (the broker stops right after these tests)
+_PROCS = []
+
+
+class _TrackedPopen(subprocess.Popen):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        _PROCS.append(self)
+
+
+subprocess.Popen = _TrackedPopen
+
+
+def kill_leftovers():
+    for p in _PROCS:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
 
 def avro_bytes(schema, record):
     buf = io.BytesIO()
@@ -553,28 +573,34 @@ interval = "500ms"
                                          stdout=subprocess.DEVNULL,
                                          stderr=open(os.path.join(env.tmp, f"member-{name}-{len(members)}.log"), "w"))
 
-    start("a"); time.sleep(3)
-    start("b"); time.sleep(3)
-    start("c"); time.sleep(3)
-    members["b"].send_signal(signal.SIGTERM); assert members["b"].wait(60) == 0; time.sleep(2)
-    members["c"].kill(); members["c"].wait()
-    start("d"); time.sleep(3)
-    start("e")
-    # until the group's checkpoints cover every partition to its end
-    group_id = "g-group-" + group["alerts"]
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        done = all(committed(env, group_id, names[t])[p] == ends[(t, p)] for t in ("predictions", "outcomes") for p in range(3))
-        if done:
-            break
-        time.sleep(1)
-    assert done, "the group never caught up"
-    time.sleep(2)
-    for m in members.values():
-        if m.poll() is None:
-            m.send_signal(signal.SIGTERM)
-    for m in members.values():
-        m.wait(60)
+    try:
+        start("a"); time.sleep(3)
+        start("b"); time.sleep(3)
+        start("c"); time.sleep(3)
+        members["b"].send_signal(signal.SIGTERM); assert members["b"].wait(60) == 0; time.sleep(2)
+        members["c"].kill(); members["c"].wait()
+        start("d"); time.sleep(3)
+        start("e")
+        # until the group's checkpoints cover every partition to its end
+        group_id = "g-group-" + group["alerts"]
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            done = all(committed(env, group_id, names[t])[p] == ends[(t, p)] for t in ("predictions", "outcomes") for p in range(3))
+            if done:
+                break
+            time.sleep(1)
+        assert done, f"the group never caught up: {[committed(env, group_id, names[t]) for t in ('predictions', 'outcomes')]} of {ends}"
+        time.sleep(2)
+    finally:
+        # every member stopped, also when the test fails
+        for m in members.values():
+            if m.poll() is None:
+                m.send_signal(signal.SIGTERM)
+        for m in members.values():
+            try:
+                m.wait(60)
+            except subprocess.TimeoutExpired:
+                m.kill()
     got = env.read_all(group["alerts"], settle=2.0)
     got_ids = {a["alert_id"] for a in got}
     extra = [(a["model_id"], a["kind"], a["feature"], a["slice"], a["state"], a["severity"], a["window_end"])
@@ -922,9 +948,12 @@ def main():
             print(f"kafka test {t.__name__} ... ok ({time.time() - t0:.1f}s)", flush=True)
         except Exception:
             failed += 1
+            kill_leftovers()
             print(f"kafka test {t.__name__} ... FAILED ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
-    print(f"kafka: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    left = sum(p.poll() is None for p in _PROCS)
+    kill_leftovers()
+    print(f"kafka: {passed} passed, {failed} failed" + (f" ({left} processes left running were killed)" if left else ""))
+    sys.exit(1 if failed or left else 0)
 
 
 if __name__ == "__main__":
