@@ -1121,28 +1121,24 @@ impl Engine {
             (false, _) => false,
         };
         let first_new = self.out.len();
+        // a breach counts only when it passed the gate; the gate is asked of
+        // every channel in order (it walks the adjusted p-values)
+        let mut verdict =
+            |enough: bool, gate: Option<f64>, severity: Option<Severity>, calm: bool| {
+                let passed = significant(enough, gate);
+                Verdict {
+                    breach: if passed { severity } else { None },
+                    calm,
+                }
+            };
         let feature_verdicts: Vec<Verdict> = evals
             .iter()
-            .map(|e| Verdict {
-                breach: if significant(e.enough, e.gate_p) {
-                    e.severity
-                } else {
-                    None
-                },
-                calm: e.calm,
-            })
+            .map(|e| verdict(e.enough, e.gate_p, e.severity, e.calm))
             .collect();
         let quality_verdicts: Vec<Verdict> = qevals
             .iter()
             .zip(&qsums)
-            .map(|(e, s)| Verdict {
-                breach: if significant(e.enough, s.gate_p) {
-                    s.severity
-                } else {
-                    None
-                },
-                calm: s.calm,
-            })
+            .map(|(e, s)| verdict(e.enough, s.gate_p, s.severity, s.calm))
             .collect();
         for (e, verdict) in evals.iter().zip(feature_verdicts) {
             let s = &mut self.series[e.series as usize];

@@ -66,3 +66,13 @@ pub mod source;
 pub mod stats;
 pub mod telemetry;
 pub mod window;
+
+/// Runs blocking work (file I/O, an HTTP call) from async code, telling a
+/// multi-threaded runtime to move its other tasks off this thread meanwhile;
+/// elsewhere it just runs.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

@@ -33,8 +33,8 @@ use crate::http::HistoryRequest;
 use crate::source::kafka::{self, Assignment, Context};
 use crate::telemetry::{self, PartitionLag, Shared, Snapshot, TopicCount};
 
-/// Counters of a service run (logged at shutdown).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Counters of a service run (logged at shutdown, shown by the HTTP side).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct ServiceStats {
     pub messages: u64,
     pub dead_lettered: u64,
@@ -101,8 +101,6 @@ pub struct Service {
     consumed: [u64; 2],
     /// The newest alerts, for the API and the dashboard.
     recent_alerts: VecDeque<Alert>,
-    /// Partitions assigned and restored (or rebuilt).
-    ready: bool,
     otel: Option<telemetry::otel::Otel>,
     /// The batch being processed, per topic (predictions, outcomes), for
     /// its `process` span: messages, busy time, start, producers' traces.
@@ -165,7 +163,6 @@ impl Service {
             last_snapshot: Instant::now(),
             consumed: [0; 2],
             recent_alerts: VecDeque::new(),
-            ready: false,
             otel: None,
             batch: Default::default(),
             poll_started: (Instant::now(), std::time::SystemTime::now()),
@@ -300,7 +297,6 @@ impl Service {
                         self.partition(topic, *partition);
                     }
                     self.assignment = ps;
-                    self.ready = true;
                 }
                 Assignment::Revoked(ps) => {
                     tracing::info!(partitions = ?ps, "partitions revoked");
@@ -310,7 +306,6 @@ impl Service {
                     }
                     self.assignment
                         .retain(|(t, p)| !ps.iter().any(|(rt, rp)| rt == t && rp == p));
-                    self.ready = !self.assignment.is_empty();
                     for (topic, partition) in ps {
                         let found = self
                             .partitions
@@ -486,7 +481,7 @@ impl Service {
             .and_then(|bytes| {
                 // a blocking write and fsync, off the async worker threads'
                 // fairness budget: this loop is the only user of the engine
-                blocking(|| checkpoint::write_atomic(&path, &bytes))
+                crate::blocking(|| checkpoint::write_atomic(&path, &bytes))
                     .map(|()| bytes.len())
                     .map_err(|e| e.to_string())
             });
@@ -582,7 +577,9 @@ impl Service {
         {
             self.checkpoint();
         }
-        if self.last_snapshot.elapsed() >= Duration::from_secs(1) {
+        // the snapshot has readers only with the HTTP side or OTLP export on
+        let observed = !self.cfg.http.listen.is_empty() || self.otel.is_some();
+        if observed && self.last_snapshot.elapsed() >= Duration::from_secs(1) {
             self.publish_snapshot();
         }
         self.end_batches();
@@ -632,7 +629,8 @@ impl Service {
         self.last_snapshot = Instant::now();
         let mut s = Snapshot {
             taken_at_ms: now_ms(),
-            ready: self.ready,
+            // assigned partitions are restored (or rebuilt) in the same step
+            ready: !self.assignment.is_empty(),
             group: self.cfg.kafka.group_id.clone(),
             consumed: vec![
                 TopicCount {
@@ -644,14 +642,7 @@ impl Service {
                     messages: self.consumed[1],
                 },
             ],
-            dead_lettered: self.stats.dead_lettered,
-            alerts_published: self.stats.alerts_published,
-            alert_delivery_retries: self.stats.alert_delivery_retries,
-            redelivered: self.stats.redelivered,
-            checkpoints: self.stats.checkpoints,
-            checkpoint_failures: self.stats.checkpoint_failures,
-            checkpoint_bytes: self.stats.checkpoint_bytes,
-            checkpoint_ms: self.stats.checkpoint_ms,
+            service: self.stats.clone(),
             recent_alerts: self.recent_alerts.iter().cloned().collect(),
             ..Snapshot::default()
         };
@@ -997,15 +988,6 @@ fn new_engine(cfg: &Config, baselines: &HashMap<String, Baseline>) -> Engine {
     let mut e = Engine::with_baselines(cfg.clone(), baselines.clone());
     e.expect_outcomes(!cfg.kafka.outcomes_topic.is_empty());
     e
-}
-
-/// Runs blocking file I/O, telling a multi-threaded runtime to move other
-/// tasks off this thread meanwhile.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 fn now_ms() -> i64 {

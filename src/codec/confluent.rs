@@ -81,12 +81,7 @@ impl ValueDecoder {
         };
         if !self.fetched.contains_key(&id) {
             // a blocking HTTP call, once per schema id: keep it off the async worker's feet
-            let schema = match tokio::runtime::Handle::try_current() {
-                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(|| fetch_schema(url, id))
-                }
-                _ => fetch_schema(url, id),
-            }?;
+            let schema = crate::blocking(|| fetch_schema(url, id))?;
             let schema: &'static Schema = Box::leak(Box::new(schema));
             let d = DatumDecoder::new(self.kind, schema)
                 .map_err(|e| BadEvent::new(BadReason::UnknownSchema, e))?;

@@ -29,6 +29,7 @@ use crate::alert::{Alert, AlertKind, AlertState, Severity};
 use crate::engine::{Engine, EvalPoint, Overflow, Role};
 use crate::event::BadReason;
 use crate::join::JoinStats;
+use crate::service::ServiceStats;
 
 /// Alerts kept for the API and the dashboard.
 pub const RECENT_ALERTS: usize = 200;
@@ -80,14 +81,9 @@ pub struct Snapshot {
     pub outcomes: u64,
     pub late: u64,
     pub bad: BTreeMap<&'static str, u64>,
-    pub dead_lettered: u64,
-    pub alerts_published: u64,
-    pub alert_delivery_retries: u64,
-    pub redelivered: u64,
-    pub checkpoints: u64,
-    pub checkpoint_failures: u64,
-    pub checkpoint_bytes: u64,
-    pub checkpoint_ms: f64,
+    /// The service's own counters (DLQ, alerts published, checkpoints, …).
+    #[serde(flatten)]
+    pub service: ServiceStats,
     pub join: JoinStats,
     pub join_waiting: u64,
     pub overflow: Overflow,
@@ -208,7 +204,10 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         "Messages produced: alerts and dead letters (semconv messaging.client.sent.messages)",
         sent.clone(),
     );
-    for (what, n) in [("alerts", s.alerts_published), ("dlq", s.dead_lettered)] {
+    for (what, n) in [
+        ("alerts", s.service.alerts_published),
+        ("dlq", s.service.dead_lettered),
+    ] {
         sent.get_or_create(&labels(&[
             ("messaging_system", "kafka"),
             ("driftwatch_output", what),
@@ -244,7 +243,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         bad.get_or_create(&labels(&[("reason", reason)])).inc_by(*n);
     }
     let redelivered = Counter::<u64>::default();
-    redelivered.inc_by(s.redelivered);
+    redelivered.inc_by(s.service.redelivered);
     reg.register(
         "driftwatch_messages_redelivered",
         "Messages at or below an applied offset: skipped",
@@ -321,17 +320,17 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     }
 
     let ckpt = Counter::<u64>::default();
-    ckpt.inc_by(s.checkpoints);
+    ckpt.inc_by(s.service.checkpoints);
     reg.register("driftwatch_checkpoints", "Checkpoints written", ckpt);
     let ckpt_fail = Counter::<u64>::default();
-    ckpt_fail.inc_by(s.checkpoint_failures);
+    ckpt_fail.inc_by(s.service.checkpoint_failures);
     reg.register(
         "driftwatch_checkpoint_failures",
         "Checkpoints that failed (offsets not committed)",
         ckpt_fail,
     );
     let ckpt_s = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-    ckpt_s.set(s.checkpoint_ms / 1e3);
+    ckpt_s.set(s.service.checkpoint_ms / 1e3);
     reg.register_with_unit(
         "driftwatch_checkpoint_duration",
         "Time to write the last checkpoint",
@@ -339,7 +338,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         ckpt_s,
     );
     let ckpt_b = Gauge::<i64>::default();
-    ckpt_b.set(s.checkpoint_bytes as i64);
+    ckpt_b.set(s.service.checkpoint_bytes as i64);
     reg.register_with_unit(
         "driftwatch_checkpoint_size",
         "Size of the last checkpoint",

@@ -264,14 +264,14 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .with_callback(move |o| {
             let x = s();
             o.observe(
-                x.alerts_published,
+                x.service.alerts_published,
                 &[
                     kv("messaging.system", "kafka"),
                     kv("driftwatch.output", "alerts"),
                 ],
             );
             o.observe(
-                x.dead_lettered,
+                x.service.dead_lettered,
                 &[
                     kv("messaging.system", "kafka"),
                     kv("driftwatch.output", "dlq"),
@@ -366,14 +366,14 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .f64_observable_gauge("driftwatch.checkpoint.duration")
         .with_unit("s")
         .with_description("Time to write the last checkpoint")
-        .with_callback(move |o| o.observe(s().checkpoint_ms / 1e3, &[]))
+        .with_callback(move |o| o.observe(s().service.checkpoint_ms / 1e3, &[]))
         .build();
     let s = snap.clone();
     meter
         .u64_observable_gauge("driftwatch.checkpoint.size")
         .with_unit("By")
         .with_description("Size of the last checkpoint")
-        .with_callback(move |o| o.observe(s().checkpoint_bytes, &[]))
+        .with_callback(move |o| o.observe(s().service.checkpoint_bytes, &[]))
         .build();
     let s = snap.clone();
     meter

@@ -80,6 +80,19 @@ fn counts(e: &Engine) -> Vec<String> {
     v
 }
 
+/// The engine's state through the checkpoint file format.
+fn encoded(e: &Engine, cfg: &Config) -> Vec<u8> {
+    checkpoint::encode(&Body {
+        written_at_ms: 0,
+        crate_version: "test".into(),
+        config_fingerprint: checkpoint::config_fingerprint(cfg),
+        group: "g".into(),
+        offsets: Vec::new(),
+        engine: e.save_state().unwrap(),
+    })
+    .unwrap()
+}
+
 fn feed(e: &mut Engine, events: &[Event], out: &mut Vec<Alert>) {
     for ev in events {
         e.apply(ev).unwrap();
@@ -109,15 +122,7 @@ fn a_restored_engine_continues_exactly_as_the_uninterrupted_one() {
     let mut from = 0;
     for &cut in &cuts {
         feed(&mut e, &events[from..cut], &mut got);
-        let body = Body {
-            written_at_ms: 0,
-            crate_version: "test".into(),
-            config_fingerprint: checkpoint::config_fingerprint(&cfg),
-            group: "g".into(),
-            offsets: Vec::new(),
-            engine: e.save_state().unwrap(),
-        };
-        let bytes = checkpoint::encode(&body).unwrap();
+        let bytes = encoded(&e, &cfg);
         let back = checkpoint::decode(std::path::Path::new("mem"), &bytes, &cfg).unwrap();
         e = Engine::restore(cfg.clone(), Default::default(), &back.engine).unwrap();
         from = cut;
@@ -150,15 +155,7 @@ fn a_restored_engine_continues_exactly_as_the_uninterrupted_one() {
 fn a_checkpoint_under_another_state_shaping_config_is_refused() {
     let cfg = Config::default();
     let e = Engine::new(cfg.clone());
-    let bytes = checkpoint::encode(&Body {
-        written_at_ms: 0,
-        crate_version: "test".into(),
-        config_fingerprint: checkpoint::config_fingerprint(&cfg),
-        group: "g".into(),
-        offsets: Vec::new(),
-        engine: e.save_state().unwrap(),
-    })
-    .unwrap();
+    let bytes = encoded(&e, &cfg);
     let mut other = cfg.clone();
     other.series.max_slice_values += 1;
     let err = checkpoint::decode(std::path::Path::new("c.ckpt"), &bytes, &other).unwrap_err();

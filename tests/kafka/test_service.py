@@ -87,27 +87,14 @@ class Env:
             f.result(30)
         return names
 
-    def produce(self, topic, values, key=lambda i: None, headers=lambda i: None):
+    def produce(self, topic, values, key=lambda i: None, headers=lambda i: None, partition=-1):
+        """Produces `values` (to `partition`, or by key when -1) and waits for every acknowledgement."""
         p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 20,
                       "queue.buffering.max.messages": 500000})
         for i, v in enumerate(values):
             while True:
                 try:
-                    p.produce(topic, value=v, key=key(i), headers=headers(i))
-                    break
-                except BufferError:
-                    p.poll(0.1)
-            if i % 10000 == 0:
-                p.poll(0)
-        assert p.flush(60) == 0, "undelivered messages"
-
-    def produce_to(self, topic, partition, values, key):
-        p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 20,
-                      "queue.buffering.max.messages": 500000})
-        for i, v in enumerate(values):
-            while True:
-                try:
-                    p.produce(topic, value=v, key=key, partition=partition)
+                    p.produce(topic, value=v, key=key(i), headers=headers(i), partition=partition)
                     break
                 except BufferError:
                     p.poll(0.1)
@@ -523,7 +510,7 @@ def test_members_joining_and_leaving_count_once_and_alert_the_same(env):
             e["trace_id"] = model + "-" + e["trace_id"]
         recounts.update(recount(preds))
         for topic, kind, evs in ((names["predictions"], "prediction", preds), (names["outcomes"], "outcome", outs)):
-            env.produce_to(topic, part, [encode("confluent", kind, e) for e in evs], model.encode())
+            env.produce(topic, [encode("confluent", kind, e) for e in evs], key=lambda i: model.encode(), partition=part)
     ends = {(t, p): env.end_offset(names[t], p) for t in ("predictions", "outcomes") for p in range(3)}
 
     def cfg_for(tag, names):
