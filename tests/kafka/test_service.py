@@ -108,8 +108,8 @@ class Env:
         c.close()
         return hi
 
-    def config(self, names, encoding, group, start_from="earliest", extra=""):
-        path = os.path.join(self.tmp, f"{group}.toml")
+    def config(self, names, encoding, group, start_from="earliest", extra="", tag=""):
+        path = os.path.join(self.tmp, f"{group}{tag}.toml")
         with open(path, "w") as f:
             f.write(f"""[kafka]
 bootstrap_servers = "{self.bootstrap}"
@@ -369,15 +369,26 @@ def test_second_instance_takes_over(env):
     names = env.topics({"predictions": 3, "outcomes": 3})
     want = input_ids(replay_alerts())
     cfg = env.config(names, "confluent", "g-" + names["alerts"])
+    # B is the same member but for its HTTP side, which tells when it has read everything
+    port = free_port()
+    cfg_b = env.config(names, "confluent", "g-" + names["alerts"], extra=f'[http]\nlisten = "127.0.0.1:{port}"\n', tag="-b")
     produce_keyed(env, names, preds, outs, 0.0, 0.6)
     a = env.start(cfg, os.path.join(env.tmp, "a.log"))
     time.sleep(2)
-    b = env.start(cfg, os.path.join(env.tmp, "b.log"))
+    b = env.start(cfg_b, os.path.join(env.tmp, "b.log"))
     time.sleep(3)
     a.send_signal(signal.SIGTERM)
     assert a.wait(60) == 0
     produce_keyed(env, names, preds, outs, 0.6, 1.0)
     try:
+        # until B's windows (rebuilt at the takeover) hold every event
+        deadline, status = time.time() + 120, {}
+        while time.time() < deadline:
+            code, body = http_get(f"http://127.0.0.1:{port}/api/status")
+            status = json.loads(body) if code == 200 else {}
+            if status.get("predictions", 0) + status.get("outcomes", 0) + status.get("late", 0) >= len(preds) + len(outs):
+                break
+            time.sleep(0.5)
         got = env.read_all(names["alerts"], settle=3.0, ids=want, timeout=90)
     finally:
         b.send_signal(signal.SIGTERM)
