@@ -211,6 +211,23 @@ pub enum AlertEncoding {
     Json,
 }
 
+/// What one unit of state (an engine, and one checkpoint) covers.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StatePer {
+    /// Every partition assigned to this member feeds one engine: right
+    /// whatever the topics are keyed by. The checkpoint belongs to the exact
+    /// set of partitions; a member given another set reads it from the start.
+    Member,
+    /// One engine per partition number (partition p of the predictions and
+    /// the outcomes topic together, as a Kafka Streams task): the state and
+    /// checkpoint of a partition follow it from member to member. Needs each
+    /// model's events on one partition number (topics keyed by `model_id`
+    /// with the same partition count); the range assignor keeps partition p
+    /// of both topics on one member.
+    Partition,
+}
+
 /// Where a newly assigned partition is read from.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -245,6 +262,9 @@ pub struct KafkaConfig {
     /// Without a registry: the schema ids accepted (empty: any id).
     pub local_schema_ids: Vec<u32>,
     pub start_from: StartFrom,
+    /// What one unit of state and checkpoint covers: the member's whole
+    /// assignment, or one partition number.
+    pub state_per: StatePer,
     /// A partition with no message for this long (wall clock) stops holding the watermark back.
     pub idle_timeout: HumanDuration,
     /// A partition more than this far ahead (event time) of the slowest is
@@ -269,6 +289,7 @@ impl Default for KafkaConfig {
             schema_registry_url: String::new(),
             local_schema_ids: Vec::new(),
             start_from: StartFrom::Checkpoint,
+            state_per: StatePer::Member,
             idle_timeout: HumanDuration::secs(5),
             max_skew: HumanDuration::secs(7200),
             librdkafka: BTreeMap::new(),

@@ -91,7 +91,7 @@ pub async fn run(duration: Option<Duration>, mut stop: watch::Receiver<bool>) ->
     let mut service = Service::new(cfg)?;
     let svc = tokio::spawn(async move {
         let r = service.run(rx).await;
-        (r, service.engine().stats.clone(), service.stats.clone())
+        (r, service.engine_stats(), service.stats.clone())
     });
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     tokio::select! {

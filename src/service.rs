@@ -25,7 +25,7 @@ use crate::baseline::Baseline;
 use crate::checkpoint::{self, PartitionOffset};
 use crate::codec::StreamKind;
 use crate::codec::confluent::ValueDecoder;
-use crate::config::{Config, StartFrom};
+use crate::config::{Config, StartFrom, StatePer};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::BadEvent;
@@ -48,11 +48,27 @@ pub struct ServiceStats {
     /// Size and write time of the last checkpoint.
     pub checkpoint_bytes: u64,
     pub checkpoint_ms: f64,
+    /// Models seen in more than one task (`state_per = "partition"` with
+    /// topics not keyed by model): their windows are split.
+    pub split_models: u64,
+}
+
+/// One unit of state: an engine and the partitions it reads, checkpointed
+/// together. `state_per = "member"`: one task holding every assigned
+/// partition; `"partition"`: one task per partition number.
+struct Task {
+    /// The partitions its checkpoint covers, sorted: the checkpoint's name.
+    key: Vec<(String, i32)>,
+    engine: Engine,
+    /// Messages applied since its last checkpoint.
+    since_checkpoint: u64,
 }
 
 struct PartitionState {
     topic: String,
     partition: i32,
+    /// Index of its task, and its source (watermark input) in the task's engine.
+    task: usize,
     source: usize,
     last_message: Instant,
     /// When the partition was (re)registered: older log-end statistics do not count.
@@ -66,10 +82,10 @@ struct PartitionState {
     start_offset: i64,
 }
 
-/// The service: consumer, engine, alert and DLQ producers.
+/// The service: consumer, tasks (engines), alert and DLQ producers.
 pub struct Service {
     cfg: Config,
-    engine: Engine,
+    tasks: Vec<Task>,
     baselines: HashMap<String, Baseline>,
     consumer: std::sync::Arc<StreamConsumer<Context>>,
     alerts: KafkaSink,
@@ -89,8 +105,8 @@ pub struct Service {
     /// The partitions assigned to this member.
     assignment: Vec<(String, i32)>,
     last_checkpoint: Instant,
-    /// Messages handled since the last checkpoint.
-    since_checkpoint: u64,
+    /// Models already reported as split across tasks.
+    split_reported: std::collections::HashSet<String>,
     /// Test hook (`DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT=N`): abort right
     /// after the N-th checkpoint is written, before its offsets are committed.
     crash_after_checkpoint: Option<u64>,
@@ -144,7 +160,7 @@ impl Service {
             dlq,
             predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
             outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
-            engine: new_engine(&cfg, &baselines),
+            tasks: Vec::new(),
             baselines,
             consumer: std::sync::Arc::new(consumer),
             partitions: Vec::new(),
@@ -155,7 +171,7 @@ impl Service {
             last_message: None,
             assignment: Vec::new(),
             last_checkpoint: Instant::now(),
-            since_checkpoint: 0,
+            split_reported: Default::default(),
             crash_after_checkpoint: std::env::var("DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT")
                 .ok()
                 .and_then(|v| v.parse().ok()),
@@ -170,8 +186,16 @@ impl Service {
         })
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The counters of every task's engine, summed.
+    pub fn engine_stats(&self) -> crate::stats::Stats {
+        let mut s = crate::stats::Stats::default();
+        for t in &self.tasks {
+            s.add(&t.engine.stats);
+            let mut o = s.overflow.unwrap_or_default();
+            o.add(&t.engine.overflow());
+            s.overflow = Some(o);
+        }
+        s
     }
 
     /// Runs until `stop` turns true; then commits (when committing) and returns.
@@ -227,7 +251,8 @@ impl Service {
                 biased;
                 _ = stop.changed() => break,
                 Some((id, reply)) = history_rx.recv() => {
-                    let h = self.engine.series().get(id as usize).map(|s| s.history.iter().cloned().collect());
+                    let (task, sid) = ((id >> telemetry::TASK_SHIFT) as usize, id & ((1 << telemetry::TASK_SHIFT) - 1));
+                    let h = self.tasks.get(task).and_then(|t| t.engine.series().get(sid as usize)).map(|s| s.history.iter().cloned().collect());
                     let _ = reply.send(h);
                 }
                 _ = tick.tick() => {
@@ -280,23 +305,34 @@ impl Service {
                     if let Err(e) = self.consumer.resume(&tpl) {
                         tracing::warn!(error = %e, "cannot resume the assigned partitions");
                     }
-                    match self.cfg.kafka.start_from {
-                        StartFrom::Earliest => {
+                    for tp in &ps {
+                        if !self.assignment.contains(tp) {
+                            self.assignment.push(tp.clone());
+                        }
+                    }
+                    if self.cfg.kafka.state_per == StatePer::Member {
+                        // the member's state is that of its whole assignment
+                        while !self.tasks.is_empty() {
+                            self.drop_task(0);
+                        }
+                    }
+                    let fresh = match self.cfg.kafka.state_per {
+                        StatePer::Member => self.assignment.clone(),
+                        StatePer::Partition => ps.clone(),
+                    };
+                    for (key, parts) in self.tasks_of(&fresh) {
+                        match self.cfg.kafka.start_from {
                             // the windows are rebuilt from nothing: every assigned partition
                             // is read from its start again (republished alerts keep their alert_id)
-                            self.rebuild(&ps);
-                            rebuilt = true;
+                            StartFrom::Earliest => self.rebuild(key, &parts),
+                            StartFrom::Checkpoint => self.restore_or_rebuild(key, &parts),
+                            StartFrom::Committed => continue,
                         }
-                        StartFrom::Checkpoint => {
-                            self.restore_or_rebuild(&ps);
-                            rebuilt = true;
-                        }
-                        StartFrom::Committed => {}
+                        rebuilt = true;
                     }
                     for (topic, partition) in &ps {
                         self.partition(topic, *partition);
                     }
-                    self.assignment = ps;
                 }
                 Assignment::Revoked(ps) => {
                     tracing::info!(partitions = ?ps, "partitions revoked");
@@ -313,7 +349,16 @@ impl Service {
                             .position(|p| p.partition == partition && p.topic == topic);
                         if let Some(i) = found {
                             let st = self.partitions.swap_remove(i);
-                            self.engine.remove_source(st.source);
+                            self.tasks[st.task].engine.remove_source(st.source);
+                        }
+                    }
+                    // a task without partitions left went to another member
+                    let mut i = 0;
+                    while i < self.tasks.len() {
+                        if self.partitions.iter().any(|p| p.task == i) {
+                            i += 1;
+                        } else {
+                            self.drop_task(i);
                         }
                     }
                 }
@@ -322,10 +367,95 @@ impl Service {
         rebuilt
     }
 
-    /// A fresh engine; every partition in `ps` is read from its start.
-    fn rebuild(&mut self, ps: &[(String, i32)]) {
-        self.engine = new_engine(&self.cfg, &self.baselines);
-        self.partitions.clear();
+    /// The partitions of a partition number's task: that partition of every
+    /// consumed topic, sorted (the task's checkpoint name).
+    fn partition_key(&self, partition: i32) -> Vec<(String, i32)> {
+        let mut key = vec![(self.cfg.kafka.predictions_topic.clone(), partition)];
+        if !self.cfg.kafka.outcomes_topic.is_empty() {
+            key.push((self.cfg.kafka.outcomes_topic.clone(), partition));
+        }
+        key.sort();
+        key
+    }
+
+    /// Newly assigned partitions grouped by the task they belong to: (the
+    /// task's key, its partitions among them).
+    #[allow(clippy::type_complexity)]
+    fn tasks_of(&self, ps: &[(String, i32)]) -> Vec<(Vec<(String, i32)>, Vec<(String, i32)>)> {
+        match self.cfg.kafka.state_per {
+            StatePer::Member => {
+                let mut key = self.assignment.clone();
+                key.sort();
+                vec![(key, ps.to_vec())]
+            }
+            StatePer::Partition => {
+                let mut numbers: Vec<i32> = ps.iter().map(|(_, p)| *p).collect();
+                numbers.sort_unstable();
+                numbers.dedup();
+                numbers
+                    .into_iter()
+                    .map(|n| {
+                        let parts = ps.iter().filter(|(_, p)| *p == n).cloned().collect();
+                        (self.partition_key(n), parts)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The index of the task a partition belongs to, created (fresh) if none.
+    fn task_of(&mut self, partition: i32) -> usize {
+        let found = match self.cfg.kafka.state_per {
+            StatePer::Member => (!self.tasks.is_empty()).then_some(0),
+            StatePer::Partition => {
+                let key = self.partition_key(partition);
+                self.tasks.iter().position(|t| t.key == key)
+            }
+        };
+        found.unwrap_or_else(|| {
+            let key = match self.cfg.kafka.state_per {
+                StatePer::Member => {
+                    let mut k = self.assignment.clone();
+                    k.sort();
+                    k
+                }
+                StatePer::Partition => self.partition_key(partition),
+            };
+            self.push_task(key, new_engine(&self.cfg, &self.baselines))
+        })
+    }
+
+    fn push_task(&mut self, key: Vec<(String, i32)>, engine: Engine) -> usize {
+        self.tasks.push(Task {
+            key,
+            engine,
+            since_checkpoint: 0,
+        });
+        self.tasks.len() - 1
+    }
+
+    /// Removes a task and the state of its partitions.
+    fn drop_task(&mut self, i: usize) {
+        self.tasks.remove(i);
+        self.partitions.retain(|p| p.task != i);
+        for p in &mut self.partitions {
+            if p.task > i {
+                p.task -= 1;
+            }
+        }
+    }
+
+    /// Replaces the task of `key` (if any) by `engine`; its partitions' state goes.
+    fn replace_task(&mut self, key: Vec<(String, i32)>, engine: Engine) -> usize {
+        if let Some(i) = self.tasks.iter().position(|t| t.key == key) {
+            self.drop_task(i);
+        }
+        self.push_task(key, engine)
+    }
+
+    /// A fresh task; every partition in `ps` is read from its start.
+    fn rebuild(&mut self, key: Vec<(String, i32)>, ps: &[(String, i32)]) {
+        self.replace_task(key, new_engine(&self.cfg, &self.baselines));
         let mut tpl = rdkafka::TopicPartitionList::new();
         for (topic, partition) in ps {
             // offset 0, not the logical Beginning: librdkafka resumes a paused
@@ -340,23 +470,23 @@ impl Service {
         }
     }
 
-    /// The checkpoint of exactly these partitions restored and the consumer
+    /// The checkpoint of the task `key` restored and its partitions `ps`
     /// sought to its offsets; without a usable one, a rebuild from the start.
-    fn restore_or_rebuild(&mut self, ps: &[(String, i32)]) {
+    fn restore_or_rebuild(&mut self, key: Vec<(String, i32)>, ps: &[(String, i32)]) {
         let path = checkpoint::path_for(
             Path::new(&self.cfg.checkpoint.dir),
             &self.cfg.kafka.group_id,
-            ps,
+            &key,
         );
         let body = match checkpoint::read(&path, &self.cfg) {
             Ok(Some(b)) => b,
             Ok(None) => {
                 tracing::info!(path = %path.display(), "no checkpoint for these partitions: reading them from their start");
-                return self.rebuild(ps);
+                return self.rebuild(key, ps);
             }
             Err(e) => {
                 tracing::error!(error = %e, "checkpoint not restored: reading the partitions from their start");
-                return self.rebuild(ps);
+                return self.rebuild(key, ps);
             }
         };
         let engine = match Engine::restore(self.cfg.clone(), self.baselines.clone(), &body.engine) {
@@ -366,21 +496,27 @@ impl Service {
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "checkpoint state unreadable: reading the partitions from their start");
-                return self.rebuild(ps);
+                return self.rebuild(key, ps);
             }
         };
-        self.engine = engine;
-        self.partitions.clear();
+        let task = self.replace_task(key, engine);
         let now = Instant::now();
         let mut tpl = rdkafka::TopicPartitionList::new();
+        let assigned =
+            |o: &PartitionOffset| ps.iter().any(|(t, p)| *t == o.topic && *p == o.partition);
         for o in &body.offsets {
-            if !ps.iter().any(|(t, p)| *t == o.topic && *p == o.partition) {
+            let engine = &mut self.tasks[task].engine;
+            if !assigned(o) {
+                // not this member's (an assignor that split the task): it
+                // must not hold the watermark at its checkpointed time
+                engine.remove_source(o.source as usize);
                 continue;
             }
-            self.engine.set_idle(o.source as usize, false);
+            engine.set_idle(o.source as usize, false);
             self.partitions.push(PartitionState {
                 topic: o.topic.clone(),
                 partition: o.partition,
+                task,
                 source: o.source as usize,
                 last_message: now,
                 assigned_at: now,
@@ -407,17 +543,12 @@ impl Service {
         if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10)) {
             tracing::warn!(error = %e, "cannot seek to the checkpoint's offsets");
         }
-        self.since_checkpoint = 0;
         // the restored offsets are covered by a durable checkpoint: commit
         // them now, or a member that restores a checkpoint at the end of its
         // partitions (nothing left to read) would never move the group's
         // committed offsets, and lag monitoring would see a stale backlog
         let mut commit = rdkafka::TopicPartitionList::new();
-        for o in body
-            .offsets
-            .iter()
-            .filter(|o| ps.iter().any(|(t, p)| *t == o.topic && *p == o.partition))
-        {
+        for o in body.offsets.iter().filter(|o| assigned(o)) {
             let _ = commit.add_partition_offset(
                 &o.topic,
                 o.partition,
@@ -431,95 +562,105 @@ impl Service {
             path = %path.display(),
             written_at_ms = body.written_at_ms,
             offsets = ?body.offsets.iter().map(|o| (o.topic.as_str(), o.partition, o.next_offset)).collect::<Vec<_>>(),
-            series = self.engine.series().len(),
+            series = self.tasks[task].engine.series().len(),
             "checkpoint restored"
         );
     }
 
-    /// Writes a checkpoint of the engine and the next offset of every
-    /// partition, then commits those offsets. Between messages only (no
-    /// alert pending: each message's alerts are acknowledged before the next).
+    /// Writes a checkpoint of every task that applied messages since its
+    /// last one (its engine and the next offset of each of its partitions),
+    /// then commits the offsets those checkpoints cover. Between messages
+    /// only (no alert pending: each message's alerts are acknowledged before
+    /// the next).
     fn checkpoint(&mut self) {
-        if self.partitions.is_empty() || self.since_checkpoint == 0 {
-            return;
-        }
         let t = Instant::now();
-        let offsets: Vec<PartitionOffset> = self
-            .partitions
-            .iter()
-            .map(|p| PartitionOffset {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                next_offset: (p.last_offset + 1).max(p.start_offset),
-                source: p.source as u32,
-            })
-            .collect();
-        let set: Vec<(String, i32)> = offsets
-            .iter()
-            .map(|o| (o.topic.clone(), o.partition))
-            .collect();
-        let path = checkpoint::path_for(
-            Path::new(&self.cfg.checkpoint.dir),
-            &self.cfg.kafka.group_id,
-            &set,
-        );
-        let written = self
-            .engine
-            .save_state()
-            .map_err(|e| e.to_string())
-            .and_then(|engine| {
-                checkpoint::encode(&checkpoint::Body {
-                    written_at_ms: now_ms(),
-                    crate_version: env!("CARGO_PKG_VERSION").to_string(),
-                    config_fingerprint: checkpoint::config_fingerprint(&self.cfg),
-                    group: self.cfg.kafka.group_id.clone(),
-                    offsets: offsets.clone(),
-                    engine,
-                })
-                .map_err(|e| e.to_string())
-            })
-            .and_then(|bytes| {
-                // a blocking write and fsync, off the async worker threads'
-                // fairness budget: this loop is the only user of the engine
-                crate::blocking(|| checkpoint::write_atomic(&path, &bytes))
-                    .map(|()| bytes.len())
-                    .map_err(|e| e.to_string())
-            });
-        match written {
-            Ok(bytes) => {
-                self.stats.checkpoints += 1;
-                if self.crash_after_checkpoint == Some(self.stats.checkpoints) {
-                    // fault injection for the crash tests: the checkpoint is
-                    // durable, its offsets are not committed yet
-                    tracing::warn!("fault injection: aborting between checkpoint and commit");
-                    std::process::abort();
-                }
-                self.stats.checkpoint_bytes = bytes as u64;
-                self.stats.checkpoint_ms = t.elapsed().as_secs_f64() * 1e3;
-                self.since_checkpoint = 0;
-                // commit exactly what the durable checkpoint covers
-                let mut tpl = rdkafka::TopicPartitionList::new();
-                for o in &offsets {
-                    let _ = tpl.add_partition_offset(
-                        &o.topic,
-                        o.partition,
-                        rdkafka::Offset::Offset(o.next_offset),
-                    );
-                }
-                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::debug!(error = %e, "commit after checkpoint failed (the checkpoint's offsets still rule)");
-                }
-                tracing::debug!(path = %path.display(), bytes, ms = self.stats.checkpoint_ms, "checkpoint written");
+        let mut commit = rdkafka::TopicPartitionList::new();
+        let (mut written, mut bytes_total) = (0, 0);
+        for task in 0..self.tasks.len() {
+            if self.tasks[task].since_checkpoint == 0 {
+                continue;
             }
-            Err(e) => {
-                self.stats.checkpoint_failures += 1;
-                tracing::error!(path = %path.display(), error = %e, "checkpoint failed; offsets not committed");
+            let offsets: Vec<PartitionOffset> = self
+                .partitions
+                .iter()
+                .filter(|p| p.task == task)
+                .map(|p| PartitionOffset {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    next_offset: (p.last_offset + 1).max(p.start_offset),
+                    source: p.source as u32,
+                })
+                .collect();
+            if offsets.is_empty() {
+                continue;
+            }
+            let path = checkpoint::path_for(
+                Path::new(&self.cfg.checkpoint.dir),
+                &self.cfg.kafka.group_id,
+                &self.tasks[task].key,
+            );
+            let result = self.tasks[task]
+                .engine
+                .save_state()
+                .map_err(|e| e.to_string())
+                .and_then(|engine| {
+                    checkpoint::encode(&checkpoint::Body {
+                        written_at_ms: now_ms(),
+                        crate_version: env!("CARGO_PKG_VERSION").to_string(),
+                        config_fingerprint: checkpoint::config_fingerprint(&self.cfg),
+                        group: self.cfg.kafka.group_id.clone(),
+                        offsets: offsets.clone(),
+                        engine,
+                    })
+                    .map_err(|e| e.to_string())
+                })
+                .and_then(|bytes| {
+                    // a blocking write and fsync, off the async worker threads'
+                    // fairness budget: this loop is the only user of the engine
+                    crate::blocking(|| checkpoint::write_atomic(&path, &bytes))
+                        .map(|()| bytes.len())
+                        .map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(bytes) => {
+                    self.stats.checkpoints += 1;
+                    if self.crash_after_checkpoint == Some(self.stats.checkpoints) {
+                        // fault injection for the crash tests: the checkpoint is
+                        // durable, its offsets are not committed yet
+                        tracing::warn!("fault injection: aborting between checkpoint and commit");
+                        std::process::abort();
+                    }
+                    written += 1;
+                    bytes_total += bytes;
+                    self.tasks[task].since_checkpoint = 0;
+                    // commit exactly what the durable checkpoint covers
+                    for o in &offsets {
+                        let _ = commit.add_partition_offset(
+                            &o.topic,
+                            o.partition,
+                            rdkafka::Offset::Offset(o.next_offset),
+                        );
+                    }
+                    tracing::debug!(path = %path.display(), bytes, "checkpoint written");
+                }
+                Err(e) => {
+                    self.stats.checkpoint_failures += 1;
+                    tracing::error!(path = %path.display(), error = %e, "checkpoint failed; offsets not committed");
+                }
+            }
+        }
+        if written > 0 {
+            self.stats.checkpoint_bytes = bytes_total as u64;
+            self.stats.checkpoint_ms = t.elapsed().as_secs_f64() * 1e3;
+            if let Err(e) = self.consumer.commit(&commit, CommitMode::Async) {
+                tracing::debug!(error = %e, "commit after checkpoint failed (the checkpoint's offsets still rule)");
             }
         }
         self.last_checkpoint = Instant::now();
     }
 
-    /// The state of a partition, registered as an engine source on first sight.
+    /// The state of a partition, registered as a source of its task's
+    /// engine on first sight.
     fn partition(&mut self, topic: &str, partition: i32) -> &mut PartitionState {
         let i = match self
             .partitions
@@ -528,10 +669,12 @@ impl Service {
         {
             Some(i) => i,
             None => {
-                let source = self.engine.add_source();
+                let task = self.task_of(partition);
+                let source = self.tasks[task].engine.add_source();
                 self.partitions.push(PartitionState {
                     topic: topic.to_string(),
                     partition,
+                    task,
                     source,
                     last_message: Instant::now(),
                     assigned_at: Instant::now(),
@@ -546,6 +689,41 @@ impl Service {
         &mut self.partitions[i]
     }
 
+    /// Reports (once per model, and in `split_models`) a model whose events
+    /// reached more than one task: with `state_per = "partition"` its
+    /// windows are then split, and the topics must be keyed by model.
+    fn check_split_models(&mut self) {
+        if self.tasks.len() < 2 {
+            return;
+        }
+        let mut seen: HashMap<&str, i32> = HashMap::new();
+        let mut split = Vec::new();
+        for t in &self.tasks {
+            let p = t.key.first().map_or(-1, |k| k.1);
+            for m in t.engine.models() {
+                match seen.insert(&m.id, p) {
+                    Some(q)
+                        if q != p
+                            && !self.split_reported.contains(&m.id)
+                            && !split.iter().any(|(s, _, _)| *s == m.id) =>
+                    {
+                        split.push((m.id.clone(), q, p))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (model, a, b) in split {
+            tracing::error!(
+                model = %model,
+                partitions = ?(a, b),
+                "model's events arrive on more than one partition: with kafka.state_per = \"partition\" its windows are split; key the topics by model_id or use state_per = \"member\""
+            );
+            self.stats.split_models += 1;
+            self.split_reported.insert(model);
+        }
+    }
+
     /// Idle partitions stop holding the watermark back. With every partition
     /// idle the watermark is the newest event time minus the allowed
     /// lateness, as if the stream went on: the last buckets are evaluated
@@ -555,13 +733,13 @@ impl Service {
         self.apply_assignment_changes();
         // resume partitions the others have caught up with
         let skew = self.cfg.kafka.max_skew.as_millis();
-        let slowest = self.engine.slowest_active();
         for i in 0..self.partitions.len() {
             let st = &self.partitions[i];
             if !st.paused {
                 continue;
             }
-            let caught_up = match (self.engine.source_max(st.source), slowest) {
+            let engine = &self.tasks[st.task].engine;
+            let caught_up = match (engine.source_max(st.source), engine.slowest_active()) {
                 (Some(mine), Some(slow)) => mine - slow <= skew / 2,
                 _ => true,
             };
@@ -570,6 +748,9 @@ impl Service {
             }
         }
         self.mark_idle();
+        if self.cfg.kafka.state_per == StatePer::Partition {
+            self.check_split_models();
+        }
         let never = self.never.clone();
         self.publish_alerts(&never).await;
         if self.cfg.kafka.start_from == StartFrom::Checkpoint
@@ -644,9 +825,15 @@ impl Service {
             ],
             service: self.stats.clone(),
             recent_alerts: self.recent_alerts.iter().cloned().collect(),
+            bad: crate::event::BadReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), 0))
+                .collect(),
             ..Snapshot::default()
         };
-        telemetry::engine_view(&self.engine, &mut s);
+        for (i, t) in self.tasks.iter().enumerate() {
+            telemetry::engine_view(&t.engine, i, &mut s);
+        }
         if let Ok(ends) = self.consumer.context().ends.lock() {
             s.lag = self
                 .partitions
@@ -703,7 +890,7 @@ impl Service {
             };
             if at_end {
                 st.idle = true;
-                self.engine.set_idle(st.source, true);
+                self.tasks[st.task].engine.set_idle(st.source, true);
                 tracing::info!(topic = %st.topic, partition = st.partition, "partition idle: no longer holds the watermark");
             }
         }
@@ -731,7 +918,11 @@ impl Service {
 
     /// Publishes the engine's pending alerts; false when stopping cut it short.
     async fn publish_alerts(&mut self, stop: &watch::Receiver<bool>) -> bool {
-        let pending: Vec<_> = self.engine.drain_alerts().collect();
+        let pending: Vec<_> = self
+            .tasks
+            .iter_mut()
+            .flat_map(|t| t.engine.drain_alerts())
+            .collect();
         for mut a in pending {
             a.emitted_at = now_ms();
             let (t, wall) = (Instant::now(), std::time::SystemTime::now());
@@ -774,8 +965,8 @@ impl Service {
         }
         st.last_offset = msg.offset();
         let woke = st.idle;
-        let source = st.source;
-        self.since_checkpoint += 1;
+        let (task, source) = (st.task, st.source);
+        self.tasks[task].since_checkpoint += 1;
         if woke {
             // traffic is back: every idle partition holds the watermark again
             // until it delivers or stays silent for idle_timeout once more, so
@@ -785,10 +976,14 @@ impl Service {
                 partition = msg.partition(),
                 "partition active again"
             );
-            for p in self.partitions.iter_mut().filter(|p| p.idle) {
+            for p in self
+                .partitions
+                .iter_mut()
+                .filter(|p| p.idle && p.task == task)
+            {
                 p.idle = false;
                 p.last_message = now;
-                self.engine.set_idle(p.source, false);
+                self.tasks[task].engine.set_idle(p.source, false);
             }
         }
         let is_predictions = msg.topic() == self.cfg.kafka.predictions_topic;
@@ -798,8 +993,9 @@ impl Service {
         } else {
             &mut self.outcomes
         };
-        let late_before = self.engine.stats.late;
-        let evaluations_before = self.engine.stats.evaluations;
+        let engine = &mut self.tasks[task].engine;
+        let late_before = engine.stats.late;
+        let evaluations_before = engine.stats.evaluations;
         if self.otel.is_some() {
             let b = &mut self.batch[usize::from(!is_predictions)];
             b.messages += 1;
@@ -822,15 +1018,15 @@ impl Service {
             }
         }
         let result = decoder.decode(msg.payload()).and_then(|ev| {
-            let r = self.engine.apply_from(&ev, source);
-            if self.engine.stats.late > late_before && self.engine.stats.late <= 20 {
+            let r = engine.apply_from(&ev, source);
+            if engine.stats.late > late_before && engine.stats.late <= 20 {
                 // the first few, for the operator: where late events come from
                 tracing::warn!(
                     topic = msg.topic(),
                     partition = msg.partition(),
                     offset = msg.offset(),
                     event_time = ev.event_time(),
-                    watermark = self.engine.watermark(),
+                    watermark = engine.watermark(),
                     "late event: behind the watermark, counted and not applied"
                 );
             }
@@ -839,19 +1035,14 @@ impl Service {
         if let Some(o) = &self.otel {
             let took = now.elapsed();
             self.batch[usize::from(!is_predictions)].busy += took;
-            let evaluations = self.engine.stats.evaluations - evaluations_before;
+            let evaluations = engine.stats.evaluations - evaluations_before;
             if evaluations > 0 {
                 let started = std::time::SystemTime::now() - took;
-                o.evaluate(
-                    self.engine.watermark().unwrap_or(0),
-                    evaluations,
-                    took,
-                    started,
-                );
+                o.evaluate(engine.watermark().unwrap_or(0), evaluations, took, started);
             }
         }
         if let Err(bad) = result {
-            self.engine.stats.count_bad(bad.reason);
+            engine.stats.count_bad(bad.reason);
             if !self.dead_letter(msg, &bad).await {
                 return false;
             }
@@ -860,13 +1051,13 @@ impl Service {
             return false;
         }
         // flow control: a partition far ahead of the slowest waits for it
-        if let (Some(mine), Some(slow)) =
-            (self.engine.source_max(source), self.engine.slowest_active())
+        let engine = &self.tasks[task].engine;
+        if let (Some(mine), Some(slow)) = (engine.source_max(source), engine.slowest_active())
             && mine - slow > self.cfg.kafka.max_skew.as_millis()
             && let Some(i) = self
                 .partitions
                 .iter()
-                .position(|p| p.source == source && !p.paused)
+                .position(|p| p.task == task && p.source == source && !p.paused)
         {
             self.set_paused(i, true);
         }
@@ -954,6 +1145,7 @@ impl Service {
                 Err(e) => tracing::warn!(error = %e, "final commit failed"),
             }
         }
+        let engine = self.engine_stats();
         let busy_s = match (self.first_message, self.last_message) {
             (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
             _ => 0.0,
@@ -969,13 +1161,14 @@ impl Service {
             },
             dead_lettered = self.stats.dead_lettered,
             alerts = self.stats.alerts_published,
-            late = self.engine.stats.late,
+            late = engine.late,
             redelivered = self.stats.redelivered,
             checkpoints = self.stats.checkpoints,
             checkpoint_bytes = self.stats.checkpoint_bytes,
             checkpoint_ms = self.stats.checkpoint_ms,
-            series = self.engine.stats.series,
-            capped = self.engine.overflow().total(),
+            series = engine.series,
+            tasks = self.tasks.len(),
+            capped = engine.overflow.map_or(0, |o| o.total()),
             "driftwatch service stopped"
         );
         Ok(())

@@ -48,6 +48,30 @@ impl Stats {
         self.predictions + self.outcomes + self.late + self.bad_total()
     }
 
+    /// Adds another engine's counters (the service's tasks, one engine each).
+    pub fn add(&mut self, o: &Stats) {
+        self.predictions += o.predictions;
+        self.outcomes += o.outcomes;
+        self.late += o.late;
+        for (a, b) in self.bad.iter_mut().zip(&o.bad) {
+            *a += b;
+        }
+        self.series += o.series;
+        self.buckets_closed += o.buckets_closed;
+        self.evaluations += o.evaluations;
+        for (k, n) in &o.alerts {
+            *self.alerts.entry(*k).or_default() += n;
+        }
+        self.min_time = self.min_time.into_iter().chain(o.min_time).min();
+        self.max_time = self.max_time.into_iter().chain(o.max_time).max();
+        if let Some(j) = &o.join {
+            self.join.get_or_insert_default().add(j);
+        }
+        if let Some(v) = &o.overflow {
+            self.overflow.get_or_insert_default().add(v);
+        }
+    }
+
     /// The human summary, several lines.
     pub fn summary(&self, seconds: f64) -> String {
         let mut s = String::new();

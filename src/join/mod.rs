@@ -70,6 +70,17 @@ pub struct JoinStats {
     pub orphans_evicted: u64,
 }
 
+impl JoinStats {
+    pub fn add(&mut self, o: &JoinStats) {
+        self.joined += o.joined;
+        self.expired += o.expired;
+        self.evicted += o.evicted;
+        self.unmatched += o.unmatched;
+        self.duplicates += o.duplicates;
+        self.orphans_evicted += o.orphans_evicted;
+    }
+}
+
 /// A joined pair: the prediction, its outcome's label and event time.
 pub type Joined = (Waiting, Label, i64);
 

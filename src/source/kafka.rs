@@ -19,7 +19,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use crate::config::{KafkaConfig, StartFrom};
+use crate::config::{KafkaConfig, StartFrom, StatePer};
 
 /// A change of the consumer's assignment, seen by the service loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +167,11 @@ pub fn consumer(k: &KafkaConfig) -> KafkaResult<StreamConsumer<Context>> {
         .set_if_absent("session.timeout.ms", "10000")
         // log ends per partition: a partition is idle only once it has no backlog
         .set_if_absent("statistics.interval.ms", "1000");
+    if k.state_per == StatePer::Partition {
+        // partition p of the predictions and of the outcomes topic to the
+        // same member: one task's state is read by one member
+        c.set_if_absent("partition.assignment.strategy", "range");
+    }
     let consumer: StreamConsumer<Context> = c.create_with_context(Context {
         changes: Arc::default(),
         ends: Arc::default(),

@@ -153,3 +153,40 @@ async fn broker_outage_and_produce_errors_lose_nothing() {
     assert_eq!(stats.checkpoint_failures, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_spread_over_partitions_is_reported_split_with_state_per_partition() {
+    let events: Vec<Prediction> = stream().into_iter().take(3000).collect();
+    let mock = MockCluster::new(1).unwrap();
+    let mut cfg = Config::default();
+    cfg.kafka.bootstrap_servers = mock.bootstrap_servers();
+    cfg.kafka.encoding = Encoding::Json;
+    cfg.kafka.outcomes_topic = String::new();
+    cfg.kafka.idle_timeout = HumanDuration::secs(1);
+    cfg.kafka.state_per = driftwatch::config::StatePer::Partition;
+    let dir = std::env::temp_dir().join(format!("dw-mock-split-{}", std::process::id()));
+    cfg.checkpoint.dir = dir.to_string_lossy().into_owned();
+    mock.create_topic(&cfg.kafka.predictions_topic, 3, 1)
+        .unwrap();
+    mock.create_topic(&cfg.kafka.alerts_topic, 1, 1).unwrap();
+    mock.create_topic(&cfg.kafka.dlq_topic, 1, 1).unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .create()
+        .unwrap();
+    // one model on every partition: what state_per = "partition" cannot merge
+    produce(&producer, &cfg.kafka.predictions_topic, &events).await;
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let mut service = Service::new(cfg).unwrap();
+    service.until_end = true;
+    let stats = tokio::time::timeout(Duration::from_secs(60), async move {
+        service.run(rx).await.unwrap();
+        (service.stats.clone(), service.engine_stats())
+    })
+    .await
+    .expect("the service reads to the end and stops");
+    assert_eq!(stats.0.messages as usize, events.len());
+    assert_eq!(stats.1.predictions as usize, events.len());
+    assert_eq!(stats.0.split_models, 1, "the split model is reported once");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -503,7 +503,7 @@ interval = "300ms"
 REBALANCE_MODELS = [("fraud-a", "abrupt_amount"), ("fraud-b", "null_spike"), ("fraud-c", "concept_flip")]
 
 
-def test_members_joining_and_leaving_count_once_and_alert_the_same(env):
+def test_members_joining_and_leaving_count_once_and_alert_the_same(env, state_per="member"):
     """Three models, each on its own partition of both topics (keyed by
     model, co-partitioned). An uninterrupted single member, then a group
     whose members join, leave (SIGTERM) and crash (SIGKILL) while consuming:
@@ -511,6 +511,7 @@ def test_members_joining_and_leaving_count_once_and_alert_the_same(env):
     model's exact recount and the uninterrupted run's counts, and the
     distinct alert ids are the uninterrupted run's."""
     names = env.topics({"predictions": 3, "outcomes": 3})
+    logs = []
     recounts = {}
     for part, (model, scenario) in enumerate(REBALANCE_MODELS):
         d = os.path.join(ROOT, "target", "scenarios", scenario)
@@ -526,10 +527,11 @@ def test_members_joining_and_leaving_count_once_and_alert_the_same(env):
 
     def cfg_for(tag, names):
         return env.config(names, "confluent", f"g-{tag}-" + names["alerts"], start_from="checkpoint", extra=f"""
+state_per = "{state_per}"
 [checkpoint]
 dir = "{os.path.join(env.tmp, 'ckpt-' + tag)}"
 interval = "500ms"
-""")
+""", tag=state_per)
 
     def complete_counts(cfg):
         """{model: counts} from every checkpoint that covers a model's two
@@ -567,9 +569,9 @@ interval = "500ms"
     members = {}
 
     def start(name):
+        logs.append(os.path.join(env.tmp, f"member-{state_per}-{name}-{len(members)}.log"))
         members[name] = subprocess.Popen([BIN, "run", "--config", cfg_g, "--log-format", "json"],
-                                         stdout=subprocess.DEVNULL,
-                                         stderr=open(os.path.join(env.tmp, f"member-{name}-{len(members)}.log"), "w"))
+                                         stdout=subprocess.DEVNULL, stderr=open(logs[-1], "w"))
 
     try:
         start("a"); time.sleep(3)
@@ -611,7 +613,23 @@ interval = "500ms"
             if k[0] == model:
                 assert counts_g[model].get(k) == n, (k, counts_g[model].get(k), n)
     assert got_ids == want_ids, f"missing {len(want_ids - got_ids)}, extra {extra}; uninterrupted: {sorted((a['model_id'], a['kind'], a['feature'], a['state'], a['window_end']) for a in want if a['feature'] == (extra[0][2] if extra else None))}"
-    print(f"    rebalance: {len(members)} member processes, {len(got_ids)} distinct alert ids as the single member", flush=True)
+    text = [open(l).read() for l in logs]
+    fresh = sum(t.count("no checkpoint for these partitions") for t in text)
+    restores = sum(t.count("checkpoint restored") for t in text)
+    assert not any("more than one partition" in t for t in text), "a model reported split across tasks"
+    if state_per == "partition":
+        # state follows single partitions: each partition number's task is
+        # built from the start once (by the first member), and restored from
+        # its checkpoint on every later move
+        assert fresh == 3, f"{fresh} tasks read from the start"
+        assert restores >= 3, f"only {restores} restores"
+    print(f"    rebalance ({state_per}): {len(members)} member processes, {len(got_ids)} distinct alert ids as the single "
+          f"member; {fresh} tasks read from the start, {restores} restored", flush=True)
+
+
+def test_state_per_partition_follows_partitions_between_members(env):
+    """The rebalance test with one task per partition number."""
+    test_members_joining_and_leaving_count_once_and_alert_the_same(env, state_per="partition")
 
 
 # README, "Memory bounds": a consumer far behind holds at most librdkafka's
@@ -924,6 +942,7 @@ TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equ
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over,
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
+         test_state_per_partition_follows_partitions_between_members,
          test_a_million_messages_behind_stays_bounded,
          test_metrics_are_prometheus_and_the_dashboard_shows_the_drift,
          test_otlp_metrics_and_traces_reach_a_real_receiver]
