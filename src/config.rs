@@ -139,16 +139,33 @@ impl Default for HttpConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
+    /// Where checkpoints are kept: files in `dir`, or the compacted `topic`.
+    pub store: CheckpointStore,
     /// Local directory of the checkpoint files (created when missing).
     pub dir: String,
+    /// Compacted topic of the checkpoints with `store = "kafka"` (created,
+    /// compacted and with one partition, when missing).
+    pub topic: String,
     /// Wall-clock time between checkpoints; offsets are committed after each.
     pub interval: HumanDuration,
+}
+
+/// Where checkpoints are kept.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointStore {
+    /// Files in a local directory: state survives restarts on this machine.
+    Dir,
+    /// A compacted Kafka topic: state follows partitions to any machine.
+    Kafka,
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
+            store: CheckpointStore::Dir,
             dir: "checkpoints".into(),
+            topic: "driftwatch-checkpoints".into(),
             interval: HumanDuration::secs(10),
         }
     }
@@ -787,10 +804,16 @@ impl Config {
             );
         }
         if k.start_from == StartFrom::Checkpoint {
-            if self.checkpoint.dir.is_empty() {
+            if self.checkpoint.store == CheckpointStore::Dir && self.checkpoint.dir.is_empty() {
                 return bad(
                     "checkpoint.dir",
                     "must not be empty with kafka.start_from = \"checkpoint\"".into(),
+                );
+            }
+            if self.checkpoint.store == CheckpointStore::Kafka && self.checkpoint.topic.is_empty() {
+                return bad(
+                    "checkpoint.topic",
+                    "must not be empty with checkpoint.store = \"kafka\"".into(),
                 );
             }
             if self.checkpoint.interval.0 < Duration::from_millis(100) {

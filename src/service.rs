@@ -10,7 +10,6 @@
 //! headers saying where it came from and why; then its offset is stored.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -22,7 +21,7 @@ use tokio::sync::watch;
 use crate::alert::Alert;
 use crate::alert::sink::KafkaSink;
 use crate::baseline::Baseline;
-use crate::checkpoint::{self, PartitionOffset};
+use crate::checkpoint::{self, Body, CheckpointError, PartitionOffset, Store};
 use crate::codec::StreamKind;
 use crate::codec::confluent::ValueDecoder;
 use crate::config::{Config, StartFrom, StatePer};
@@ -86,6 +85,8 @@ struct PartitionState {
 pub struct Service {
     cfg: Config,
     tasks: Vec<Task>,
+    /// Where checkpoints go: a directory or a compacted topic.
+    store: Store,
     baselines: HashMap<String, Baseline>,
     consumer: std::sync::Arc<StreamConsumer<Context>>,
     alerts: KafkaSink,
@@ -161,6 +162,10 @@ impl Service {
             predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
             outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
             tasks: Vec::new(),
+            store: Store::open(&cfg).map_err(|e| Error::Kafka {
+                what: "checkpoint store".into(),
+                message: e.to_string(),
+            })?,
             baselines,
             consumer: std::sync::Arc::new(consumer),
             partitions: Vec::new(),
@@ -208,6 +213,14 @@ impl Service {
             alerts = %self.cfg.kafka.alerts_topic,
             "driftwatch service started"
         );
+        if let Store::Topic(t) = &self.store
+            && self.cfg.kafka.start_from == StartFrom::Checkpoint
+            && let Err(e) =
+                checkpoint::topic::ensure_topic(t.topic(), &kafka::client_config(&self.cfg.kafka))
+                    .await
+        {
+            tracing::warn!(topic = t.topic(), error = %e, "cannot create the checkpoint topic (using it as it is)");
+        }
         let consumer = self.consumer.clone();
         let (history_tx, mut history_rx) = tokio::sync::mpsc::channel::<HistoryRequest>(16);
         if !self.cfg.http.listen.is_empty() {
@@ -320,15 +333,33 @@ impl Service {
                         StatePer::Member => self.assignment.clone(),
                         StatePer::Partition => ps.clone(),
                     };
-                    for (key, parts) in self.tasks_of(&fresh) {
-                        match self.cfg.kafka.start_from {
-                            // the windows are rebuilt from nothing: every assigned partition
-                            // is read from its start again (republished alerts keep their alert_id)
-                            StartFrom::Earliest => self.rebuild(key, &parts),
-                            StartFrom::Checkpoint => self.restore_or_rebuild(key, &parts),
-                            StartFrom::Committed => continue,
+                    let tasks = self.tasks_of(&fresh);
+                    match self.cfg.kafka.start_from {
+                        // the windows are rebuilt from nothing: every assigned partition
+                        // is read from its start again (republished alerts keep their alert_id)
+                        StartFrom::Earliest => {
+                            for (key, parts) in tasks {
+                                self.rebuild(key, &parts);
+                                rebuilt = true;
+                            }
                         }
-                        rebuilt = true;
+                        StartFrom::Checkpoint => {
+                            let group = &self.cfg.kafka.group_id;
+                            let names: Vec<String> = tasks
+                                .iter()
+                                .map(|(k, _)| self.store.name(group, k))
+                                .collect();
+                            // one read (one scan of a checkpoint topic) for every new task
+                            let (store, cfg) = (&mut self.store, &self.cfg);
+                            let bodies = crate::blocking(|| store.read_many(&names, cfg));
+                            for (((key, parts), name), body) in
+                                tasks.into_iter().zip(names).zip(bodies)
+                            {
+                                self.restore_or_rebuild(key, &parts, &name, body);
+                                rebuilt = true;
+                            }
+                        }
+                        StartFrom::Committed => {}
                     }
                     for (topic, partition) in &ps {
                         self.partition(topic, *partition);
@@ -472,16 +503,20 @@ impl Service {
 
     /// The checkpoint of the task `key` restored and its partitions `ps`
     /// sought to its offsets; without a usable one, a rebuild from the start.
-    fn restore_or_rebuild(&mut self, key: Vec<(String, i32)>, ps: &[(String, i32)]) {
-        let path = checkpoint::path_for(
-            Path::new(&self.cfg.checkpoint.dir),
-            &self.cfg.kafka.group_id,
-            &key,
-        );
-        let body = match checkpoint::read(&path, &self.cfg) {
+    fn restore_or_rebuild(
+        &mut self,
+        key: Vec<(String, i32)>,
+        ps: &[(String, i32)],
+        path: &str,
+        read: Result<Option<Body>, CheckpointError>,
+    ) {
+        let body = match read {
             Ok(Some(b)) => b,
             Ok(None) => {
-                tracing::info!(path = %path.display(), "no checkpoint for these partitions: reading them from their start");
+                tracing::info!(
+                    path,
+                    "no checkpoint for these partitions: reading them from their start"
+                );
                 return self.rebuild(key, ps);
             }
             Err(e) => {
@@ -495,7 +530,7 @@ impl Service {
                 e
             }
             Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "checkpoint state unreadable: reading the partitions from their start");
+                tracing::error!(path, error = %e, "checkpoint state unreadable: reading the partitions from their start");
                 return self.rebuild(key, ps);
             }
         };
@@ -559,7 +594,7 @@ impl Service {
             tracing::debug!(error = %e, "commit of the restored offsets failed");
         }
         tracing::info!(
-            path = %path.display(),
+            path,
             written_at_ms = body.written_at_ms,
             offsets = ?body.offsets.iter().map(|o| (o.topic.as_str(), o.partition, o.next_offset)).collect::<Vec<_>>(),
             series = self.tasks[task].engine.series().len(),
@@ -594,11 +629,9 @@ impl Service {
             if offsets.is_empty() {
                 continue;
             }
-            let path = checkpoint::path_for(
-                Path::new(&self.cfg.checkpoint.dir),
-                &self.cfg.kafka.group_id,
-                &self.tasks[task].key,
-            );
+            let path = self
+                .store
+                .name(&self.cfg.kafka.group_id, &self.tasks[task].key);
             let result = self.tasks[task]
                 .engine
                 .save_state()
@@ -617,7 +650,8 @@ impl Service {
                 .and_then(|bytes| {
                     // a blocking write and fsync, off the async worker threads'
                     // fairness budget: this loop is the only user of the engine
-                    crate::blocking(|| checkpoint::write_atomic(&path, &bytes))
+                    let store = &mut self.store;
+                    crate::blocking(|| store.write(&path, &bytes))
                         .map(|()| bytes.len())
                         .map_err(|e| e.to_string())
                 });
@@ -641,11 +675,11 @@ impl Service {
                             rdkafka::Offset::Offset(o.next_offset),
                         );
                     }
-                    tracing::debug!(path = %path.display(), bytes, "checkpoint written");
+                    tracing::debug!(path, bytes, "checkpoint written");
                 }
                 Err(e) => {
                     self.stats.checkpoint_failures += 1;
-                    tracing::error!(path = %path.display(), error = %e, "checkpoint failed; offsets not committed");
+                    tracing::error!(path, error = %e, "checkpoint failed; offsets not committed");
                 }
             }
         }

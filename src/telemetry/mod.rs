@@ -335,6 +335,13 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         "Checkpoints that failed (offsets not committed)",
         ckpt_fail,
     );
+    let split = Counter::<u64>::default();
+    split.inc_by(s.service.split_models);
+    reg.register(
+        "driftwatch_split_models",
+        "Models seen in more than one task with state_per = \"partition\" (windows split)",
+        split,
+    );
     let ckpt_s = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     ckpt_s.set(s.service.checkpoint_ms / 1e3);
     reg.register_with_unit(

@@ -190,3 +190,111 @@ async fn a_model_spread_over_partitions_is_reported_split_with_state_per_partiti
     assert_eq!(stats.0.split_models, 1, "the split model is reported once");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A checkpoint body of about `size` bytes (the engine part is opaque here).
+fn body_of(cfg: &Config, size: usize, tag: u8) -> driftwatch::checkpoint::Body {
+    driftwatch::checkpoint::Body {
+        written_at_ms: tag as i64,
+        crate_version: "test".into(),
+        config_fingerprint: driftwatch::checkpoint::config_fingerprint(cfg),
+        group: "g".into(),
+        offsets: vec![driftwatch::checkpoint::PartitionOffset {
+            topic: "p".into(),
+            partition: 0,
+            next_offset: tag as i64,
+            source: 0,
+        }],
+        engine: (0..size).map(|i| (i as u8) ^ tag).collect(),
+    }
+}
+
+#[test]
+fn checkpoint_topic_keeps_chunks_and_survives_a_write_cut_short() {
+    use driftwatch::checkpoint::topic::{CHUNK, TopicStore};
+    use driftwatch::checkpoint::{Store, encode};
+    let mock = MockCluster::new(1).unwrap();
+    let mut cfg = Config::default();
+    cfg.kafka.bootstrap_servers = mock.bootstrap_servers();
+    cfg.checkpoint.store = driftwatch::config::CheckpointStore::Kafka;
+    // chunks on partition 0, manifests on partition 1
+    mock.create_topic(&cfg.checkpoint.topic, 2, 1).unwrap();
+    let mut store = Store::open(&cfg).unwrap();
+    let name = store.name("g", &[("predictions".to_string(), 2)]);
+    assert_eq!(name.len(), "g/".len() + 16);
+    let other = store.name("g", &[("predictions".to_string(), 1)]);
+    assert!(
+        store.read_many(std::slice::from_ref(&name), &cfg)[0]
+            .as_ref()
+            .unwrap()
+            .is_none(),
+        "nothing written yet"
+    );
+
+    // three chunks, then one (the slot's stale chunks are deleted), then
+    // two; and another name: each read gives the newest of its own name
+    store
+        .write(&name, &encode(&body_of(&cfg, 2 * CHUNK + 10, 1)).unwrap())
+        .unwrap();
+    store
+        .write(&name, &encode(&body_of(&cfg, 100, 2)).unwrap())
+        .unwrap();
+    store
+        .write(&name, &encode(&body_of(&cfg, CHUNK + 5, 3)).unwrap())
+        .unwrap();
+    store
+        .write(&other, &encode(&body_of(&cfg, 10, 9)).unwrap())
+        .unwrap();
+    // a fresh store (another member) reads what this one wrote
+    let mut reader = Store::open(&cfg).unwrap();
+    let got = reader.read_many(&[name.clone(), other.clone()], &cfg);
+    let a = got[0].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(a.offsets[0].next_offset, 3);
+    assert_eq!(a.engine, body_of(&cfg, CHUNK + 5, 3).engine);
+    assert_eq!(
+        got[1].as_ref().unwrap().as_ref().unwrap().offsets[0].next_offset,
+        9
+    );
+
+    // a member that died mid-write: chunks of the next slot, no manifest
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .create()
+        .unwrap();
+    for i in 0..2 {
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::to(&cfg.checkpoint.topic)
+                    .key(&format!("{name}/c1/{i}"))
+                    .payload(&b"half-written"[..])
+                    .partition(0),
+            )
+            .unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    let mut reader = Store::open(&cfg).unwrap();
+    let back = reader
+        .read_many(std::slice::from_ref(&name), &cfg)
+        .remove(0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        back.offsets[0].next_offset, 3,
+        "the last complete checkpoint"
+    );
+    // the reader writes on and the command's listing sees both names
+    reader
+        .write(&name, &encode(&body_of(&cfg, 50, 4)).unwrap())
+        .unwrap();
+    let mut lister = TopicStore::new(
+        &cfg.checkpoint.topic,
+        driftwatch::source::kafka::client_config(&cfg.kafka),
+    )
+    .unwrap();
+    let listed = lister.list("g", &cfg).unwrap();
+    let next: Vec<i64> = listed
+        .iter()
+        .map(|(_, r)| r.as_ref().unwrap().as_ref().unwrap().0.offsets[0].next_offset)
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(next.contains(&4) && next.contains(&9), "{next:?}");
+}

@@ -23,10 +23,12 @@
 //! config that shapes state differently (`[window]`, `[series]`,
 //! `[reference]`, `[join]`) is rejected too: its fingerprint differs.
 //!
-//! One file per consumer group and assignment (the set of partitions the
-//! state covers): `<dir>/<group>-<hash of the set>.ckpt`, written as
-//! `.tmp`, fsynced, renamed over the last one (which is kept as `.prev`),
-//! and the directory fsynced.
+//! One file per consumer group and task (the set of partitions the state
+//! covers: the member's assignment, or one partition number):
+//! `<dir>/<group>-<hash of the set>.ckpt`, written as `.tmp`, fsynced,
+//! renamed over the last one (which is kept as `.prev`), and the directory
+//! fsynced. With `checkpoint.store = "kafka"` the same bytes go to a
+//! compacted topic instead ([`topic`]).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -34,7 +36,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{CheckpointStore, Config};
+
+pub mod topic;
 
 pub const MAGIC: &[u8; 8] = b"DWCKPT\r\n";
 pub const FORMAT_VERSION: u32 = 1;
@@ -112,12 +116,66 @@ fn file_safe(group: &str) -> String {
         .collect()
 }
 
-/// The file of a group's checkpoint for a set of partitions.
-pub fn path_for(dir: &Path, group: &str, partitions: &[(String, i32)]) -> PathBuf {
+/// A hash naming a set of partitions, whatever their order.
+fn set_hash(partitions: &[(String, i32)]) -> u64 {
     let mut set: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}/{p}")).collect();
     set.sort();
-    let hash = fnv1a(set.join(",").as_bytes());
+    fnv1a(set.join(",").as_bytes())
+}
+
+/// The file of a group's checkpoint for a set of partitions.
+pub fn path_for(dir: &Path, group: &str, partitions: &[(String, i32)]) -> PathBuf {
+    let hash = set_hash(partitions);
     dir.join(format!("{}-{hash:016x}.ckpt", file_safe(group)))
+}
+
+/// Where checkpoints are kept: files in a directory, or a compacted topic.
+pub enum Store {
+    Dir(PathBuf),
+    Topic(topic::TopicStore),
+}
+
+impl Store {
+    /// The configured store (`[checkpoint] store`).
+    pub fn open(cfg: &Config) -> Result<Store, CheckpointError> {
+        match cfg.checkpoint.store {
+            CheckpointStore::Dir => Ok(Store::Dir(PathBuf::from(&cfg.checkpoint.dir))),
+            CheckpointStore::Kafka => topic::TopicStore::new(
+                &cfg.checkpoint.topic,
+                crate::source::kafka::client_config(&cfg.kafka),
+            )
+            .map(Store::Topic),
+        }
+    }
+
+    /// The name of a group's checkpoint of a set of partitions: its file,
+    /// or its record key (`<group>/<hash>`).
+    pub fn name(&self, group: &str, partitions: &[(String, i32)]) -> String {
+        match self {
+            Store::Dir(dir) => path_for(dir, group, partitions).display().to_string(),
+            Store::Topic(_) => format!("{group}/{:016x}", set_hash(partitions)),
+        }
+    }
+
+    /// Writes a checkpoint's bytes durably under `name`.
+    pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+        match self {
+            Store::Dir(_) => write_atomic(Path::new(name), bytes),
+            Store::Topic(t) => t.write(name, bytes),
+        }
+    }
+
+    /// Reads the checkpoints `names` (one scan of the topic for them all).
+    pub fn read_many(
+        &mut self,
+        names: &[String],
+        cfg: &Config,
+    ) -> Vec<Result<Option<Body>, CheckpointError>> {
+        match self {
+            Store::Dir(_) => names.iter().map(|n| read(Path::new(n), cfg)).collect(),
+            Store::Topic(t) => t.read_many(names, cfg),
+        }
+    }
 }
 
 /// A group's checkpoint files in `dir` (newest of each assignment; not
