@@ -70,6 +70,18 @@ pub enum Command {
         #[arg(long)]
         until_end: bool,
     },
+    /// Re-key the input topics by model id into `[route]`'s topics, exactly
+    /// once (Kafka transactions): the first stage when several `run`
+    /// instances share topics not keyed by model.
+    Route {
+        #[arg(long, default_value = "config/driftwatch.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Stop once every assigned partition has been routed to its end.
+        #[arg(long)]
+        until_end: bool,
+    },
     /// Build a baseline file from historical events; point a model at it with
     /// `[reference.models.<id>] baseline = "file"`.
     Baseline {
@@ -190,6 +202,28 @@ pub fn run(cli: Cli) -> Result<i32> {
                 let mut service = crate::service::Service::new(cfg)?;
                 service.until_end = until_end;
                 service.run(stop).await
+            })?;
+            Ok(0)
+        }
+        Command::Route {
+            config,
+            log_format,
+            until_end,
+        } => {
+            let cfg = Config::load(&config)?;
+            init_logging(log_format);
+            runtime()?.block_on(async {
+                let stop = crate::service::stop_on_signals();
+                tokio::task::spawn_blocking(move || {
+                    let mut router = crate::route::Router::new(cfg)?;
+                    router.until_end = until_end;
+                    router.run(stop)
+                })
+                .await
+                .map_err(|e| Error::Kafka {
+                    what: "router".into(),
+                    message: e.to_string(),
+                })?
             })?;
             Ok(0)
         }

@@ -84,8 +84,44 @@ pub struct Config {
     pub join: JoinConfig,
     pub kafka: KafkaConfig,
     pub checkpoint: CheckpointConfig,
+    pub route: RouteConfig,
     pub http: HttpConfig,
     pub otel: OtelConfig,
+}
+
+/// `driftwatch route`, the first stage of scaling out: re-keys the input
+/// topics by model id into `predictions_topic` and `outcomes_topic`, so that
+/// `driftwatch run` with `kafka.state_per = "partition"` and `kafka.routed`
+/// sees every event of a model on one partition however the producers keyed
+/// them. Exactly once: each batch of routed records is a Kafka transaction
+/// that also commits the input offsets.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Output topics, keyed by `model_id`; both with the same partition count.
+    pub predictions_topic: String,
+    pub outcomes_topic: String,
+    /// Consumer group of the routers; empty: `<kafka.group_id>-route`.
+    pub group_id: String,
+    /// Transactional id of this router, stable across its restarts (a
+    /// restart then aborts the transaction the last run left open at once);
+    /// empty: `<group>-<host name>`.
+    pub transactional_id: String,
+    /// Wall clock between transaction commits (records become visible to
+    /// `read_committed` readers at a commit).
+    pub commit_interval: HumanDuration,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig {
+            predictions_topic: "driftwatch-predictions-by-model".into(),
+            outcomes_topic: "driftwatch-outcomes-by-model".into(),
+            group_id: String::new(),
+            transactional_id: String::new(),
+            commit_interval: HumanDuration(Duration::from_millis(200)),
+        }
+    }
 }
 
 /// OpenTelemetry export (metrics and traces over OTLP).
@@ -282,6 +318,11 @@ pub struct KafkaConfig {
     /// What one unit of state and checkpoint covers: the member's whole
     /// assignment, or one partition number.
     pub state_per: StatePer,
+    /// The topics were written by `driftwatch route`: each record names the
+    /// partition it was first written to (header `driftwatch.origin`), and
+    /// the watermark waits for the slowest of those, not of the routed
+    /// partitions.
+    pub routed: bool,
     /// A partition with no message for this long (wall clock) stops holding the watermark back.
     pub idle_timeout: HumanDuration,
     /// A partition more than this far ahead (event time) of the slowest is
@@ -307,6 +348,7 @@ impl Default for KafkaConfig {
             local_schema_ids: Vec::new(),
             start_from: StartFrom::Checkpoint,
             state_per: StatePer::Member,
+            routed: false,
             idle_timeout: HumanDuration::secs(5),
             max_skew: HumanDuration::secs(7200),
             librdkafka: BTreeMap::new(),
@@ -801,6 +843,22 @@ impl Config {
                     "must be an http:// or https:// URL, got {:?}",
                     self.otel.endpoint
                 ),
+            );
+        }
+        if k.routed && k.state_per != StatePer::Partition {
+            return bad(
+                "kafka.routed",
+                "needs kafka.state_per = \"partition\" (each routed partition number is one task)"
+                    .into(),
+            );
+        }
+        if k.routed
+            && (self.route.predictions_topic.is_empty()
+                || self.route.predictions_topic == k.predictions_topic)
+        {
+            return bad(
+                "route.predictions_topic",
+                "must name the routed topic, not be empty or the input topic".into(),
             );
         }
         if k.start_from == StartFrom::Checkpoint {

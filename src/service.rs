@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::alert::Alert;
 use crate::alert::sink::KafkaSink;
 use crate::baseline::Baseline;
-use crate::checkpoint::{self, Body, CheckpointError, PartitionOffset, Store};
+use crate::checkpoint::{self, Body, CheckpointError, OriginSource, PartitionOffset, Store};
 use crate::codec::StreamKind;
 use crate::codec::confluent::ValueDecoder;
 use crate::config::{Config, StartFrom, StatePer};
@@ -50,6 +50,8 @@ pub struct ServiceStats {
     /// Models seen in more than one task (`state_per = "partition"` with
     /// topics not keyed by model): their windows are split.
     pub split_models: u64,
+    /// `kafka.routed`: the routers' idle markers read.
+    pub idle_markers: u64,
 }
 
 /// One unit of state: an engine and the partitions it reads, checkpointed
@@ -61,6 +63,21 @@ struct Task {
     engine: Engine,
     /// Messages applied since its last checkpoint.
     since_checkpoint: u64,
+    /// `kafka.routed`: the partitions routed records came from, each an
+    /// engine source (the watermark waits for the slowest origin).
+    origins: Vec<Origin>,
+}
+
+/// A partition routed records came from.
+struct Origin {
+    /// `<input topic>/<partition>` (header `driftwatch.origin`).
+    name: String,
+    /// The routed partition (index in `Service::partitions` is not stable:
+    /// topic and partition) its records arrive on.
+    via: (String, i32),
+    source: usize,
+    last_message: Instant,
+    idle: bool,
 }
 
 struct PartitionState {
@@ -79,7 +96,13 @@ struct PartitionState {
     last_offset: i64,
     /// Where reading started (a checkpoint's offset, or 0).
     start_offset: i64,
+    /// Read to this offset: past the last message when only transaction
+    /// markers follow it (set once the partition is idle at its end).
+    end_offset: i64,
 }
+
+/// No engine source: a routed partition's events feed their origins'.
+const NO_SOURCE: usize = usize::MAX;
 
 /// The service: consumer, tasks (engines), alert and DLQ producers.
 pub struct Service {
@@ -87,6 +110,13 @@ pub struct Service {
     tasks: Vec<Task>,
     /// Where checkpoints go: a directory or a compacted topic.
     store: Store,
+    /// The topics consumed (predictions, outcomes; "" when none): the
+    /// `[kafka]` ones, or with `kafka.routed` the `[route]` ones.
+    topics: [String; 2],
+    /// `kafka.routed`: every partition of the input topics (the routers'),
+    /// as origin names `<topic>/<partition>`, with the kind (0 predictions,
+    /// 1 outcomes). Each task tracks every one of them.
+    inputs: Vec<(String, usize)>,
     baselines: HashMap<String, Baseline>,
     consumer: std::sync::Arc<StreamConsumer<Context>>,
     alerts: KafkaSink,
@@ -153,7 +183,14 @@ pub fn producer(cfg: &Config) -> Result<FutureProducer> {
 impl Service {
     pub fn new(cfg: Config) -> Result<Service> {
         let baselines = Baseline::load_configured(&cfg)?;
-        let consumer = kafka::consumer(&cfg.kafka).map_err(|e| kafka_err("consumer", e))?;
+        let mut consumed = cfg.kafka.clone();
+        if cfg.kafka.routed {
+            consumed.predictions_topic = cfg.route.predictions_topic.clone();
+            if !cfg.kafka.outcomes_topic.is_empty() {
+                consumed.outcomes_topic = cfg.route.outcomes_topic.clone();
+            }
+        }
+        let consumer = kafka::consumer(&consumed).map_err(|e| kafka_err("consumer", e))?;
         let producer = producer(&cfg)?;
         let dlq = (!cfg.kafka.dlq_topic.is_empty()).then(|| producer.clone());
         Ok(Service {
@@ -162,6 +199,8 @@ impl Service {
             predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
             outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
             tasks: Vec::new(),
+            topics: [consumed.predictions_topic, consumed.outcomes_topic],
+            inputs: Vec::new(),
             store: Store::open(&cfg).map_err(|e| Error::Kafka {
                 what: "checkpoint store".into(),
                 message: e.to_string(),
@@ -208,8 +247,8 @@ impl Service {
         tracing::info!(
             bootstrap = %self.cfg.kafka.bootstrap_servers,
             group = %self.cfg.kafka.group_id,
-            predictions = %self.cfg.kafka.predictions_topic,
-            outcomes = %self.cfg.kafka.outcomes_topic,
+            predictions = %self.topics[0],
+            outcomes = %self.topics[1],
             alerts = %self.cfg.kafka.alerts_topic,
             "driftwatch service started"
         );
@@ -220,6 +259,13 @@ impl Service {
                     .await
         {
             tracing::warn!(topic = t.topic(), error = %e, "cannot create the checkpoint topic (using it as it is)");
+        }
+        if self.cfg.kafka.routed {
+            self.inputs = self.input_partitions()?;
+            tracing::info!(
+                origins = self.inputs.len(),
+                "routed topics: the watermark waits for every input partition"
+            );
         }
         let consumer = self.consumer.clone();
         let (history_tx, mut history_rx) = tokio::sync::mpsc::channel::<HistoryRequest>(16);
@@ -380,7 +426,13 @@ impl Service {
                             .position(|p| p.partition == partition && p.topic == topic);
                         if let Some(i) = found {
                             let st = self.partitions.swap_remove(i);
-                            self.tasks[st.task].engine.remove_source(st.source);
+                            let t = &mut self.tasks[st.task];
+                            t.engine.remove_source(st.source);
+                            let via = (st.topic, st.partition);
+                            for o in t.origins.iter().filter(|o| o.via == via) {
+                                t.engine.remove_source(o.source);
+                            }
+                            t.origins.retain(|o| o.via != via);
                         }
                     }
                     // a task without partitions left went to another member
@@ -401,9 +453,9 @@ impl Service {
     /// The partitions of a partition number's task: that partition of every
     /// consumed topic, sorted (the task's checkpoint name).
     fn partition_key(&self, partition: i32) -> Vec<(String, i32)> {
-        let mut key = vec![(self.cfg.kafka.predictions_topic.clone(), partition)];
-        if !self.cfg.kafka.outcomes_topic.is_empty() {
-            key.push((self.cfg.kafka.outcomes_topic.clone(), partition));
+        let mut key = vec![(self.topics[0].clone(), partition)];
+        if !self.topics[1].is_empty() {
+            key.push((self.topics[1].clone(), partition));
         }
         key.sort();
         key
@@ -461,6 +513,7 @@ impl Service {
             key,
             engine,
             since_checkpoint: 0,
+            origins: Vec::new(),
         });
         self.tasks.len() - 1
     }
@@ -486,7 +539,8 @@ impl Service {
 
     /// A fresh task; every partition in `ps` is read from its start.
     fn rebuild(&mut self, key: Vec<(String, i32)>, ps: &[(String, i32)]) {
-        self.replace_task(key, new_engine(&self.cfg, &self.baselines));
+        let task = self.replace_task(key, new_engine(&self.cfg, &self.baselines));
+        self.ensure_origins(task);
         let mut tpl = rdkafka::TopicPartitionList::new();
         for (topic, partition) in ps {
             // offset 0, not the logical Beginning: librdkafka resumes a paused
@@ -559,6 +613,7 @@ impl Service {
                 paused: false,
                 last_offset: o.next_offset - 1,
                 start_offset: o.next_offset,
+                end_offset: o.next_offset,
             });
             let _ = tpl.add_partition_offset(
                 &o.topic,
@@ -566,6 +621,25 @@ impl Service {
                 rdkafka::Offset::Offset(o.next_offset),
             );
         }
+        for o in &body.origins {
+            let engine = &mut self.tasks[task].engine;
+            if !ps
+                .iter()
+                .any(|(t, p)| *t == o.via_topic && *p == o.via_partition)
+            {
+                engine.remove_source(o.source as usize);
+                continue;
+            }
+            engine.set_idle(o.source as usize, false);
+            self.tasks[task].origins.push(Origin {
+                name: o.origin.clone(),
+                via: (o.via_topic.clone(), o.via_partition),
+                source: o.source as usize,
+                last_message: now,
+                idle: false,
+            });
+        }
+        self.ensure_origins(task);
         for (topic, partition) in ps {
             if !body
                 .offsets
@@ -622,8 +696,18 @@ impl Service {
                 .map(|p| PartitionOffset {
                     topic: p.topic.clone(),
                     partition: p.partition,
-                    next_offset: (p.last_offset + 1).max(p.start_offset),
+                    next_offset: (p.last_offset + 1).max(p.start_offset).max(p.end_offset),
                     source: p.source as u32,
+                })
+                .collect();
+            let origins: Vec<OriginSource> = self.tasks[task]
+                .origins
+                .iter()
+                .map(|o| OriginSource {
+                    origin: o.name.clone(),
+                    via_topic: o.via.0.clone(),
+                    via_partition: o.via.1,
+                    source: o.source as u32,
                 })
                 .collect();
             if offsets.is_empty() {
@@ -644,6 +728,7 @@ impl Service {
                         group: self.cfg.kafka.group_id.clone(),
                         offsets: offsets.clone(),
                         engine,
+                        origins,
                     })
                     .map_err(|e| e.to_string())
                 })
@@ -695,8 +780,8 @@ impl Service {
 
     /// The state of a partition, registered as a source of its task's
     /// engine on first sight.
-    fn partition(&mut self, topic: &str, partition: i32) -> &mut PartitionState {
-        let i = match self
+    fn partition(&mut self, topic: &str, partition: i32) -> usize {
+        match self
             .partitions
             .iter()
             .position(|p| p.partition == partition && p.topic == topic)
@@ -704,7 +789,11 @@ impl Service {
             Some(i) => i,
             None => {
                 let task = self.task_of(partition);
-                let source = self.tasks[task].engine.add_source();
+                let source = if self.cfg.kafka.routed {
+                    NO_SOURCE
+                } else {
+                    self.tasks[task].engine.add_source()
+                };
                 self.partitions.push(PartitionState {
                     topic: topic.to_string(),
                     partition,
@@ -716,11 +805,119 @@ impl Service {
                     paused: false,
                     last_offset: -1,
                     start_offset: 0,
+                    end_offset: 0,
                 });
+                let task = self.partitions.last().map_or(0, |p| p.task);
+                self.ensure_origins(task);
                 self.partitions.len() - 1
             }
-        };
-        &mut self.partitions[i]
+        }
+    }
+
+    /// `kafka.routed`: every partition of the routers' input topics.
+    fn input_partitions(&self) -> Result<Vec<(String, usize)>> {
+        let mut out = Vec::new();
+        let inputs = [
+            &self.cfg.kafka.predictions_topic,
+            &self.cfg.kafka.outcomes_topic,
+        ];
+        for (kind, topic) in inputs.into_iter().enumerate() {
+            if topic.is_empty() {
+                continue;
+            }
+            let md = crate::blocking(|| {
+                self.consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(30))
+            })
+            .map_err(|e| kafka_err("metadata of the routers' input topics", e))?;
+            let n = md.topics().first().map_or(0, |t| t.partitions().len());
+            if n == 0 {
+                return Err(Error::Kafka {
+                    what: format!("input topic {topic}"),
+                    message: "no partitions: kafka.routed tracks the routers' input topics".into(),
+                });
+            }
+            out.extend((0..n).map(|p| (format!("{topic}/{p}"), kind)));
+        }
+        Ok(out)
+    }
+
+    /// `kafka.routed`: a source in the task's engine for every input
+    /// partition it does not track yet (the watermark waits for each until
+    /// it delivers or is idle).
+    fn ensure_origins(&mut self, task: usize) {
+        if !self.cfg.kafka.routed || task >= self.tasks.len() {
+            return;
+        }
+        let t = &mut self.tasks[task];
+        let number = t.key.first().map_or(0, |k| k.1);
+        let now = Instant::now();
+        for (name, kind) in &self.inputs {
+            if t.origins.iter().any(|o| o.name == *name) {
+                continue;
+            }
+            let source = t.engine.add_source();
+            t.origins.push(Origin {
+                name: name.clone(),
+                via: (self.topics[*kind].clone(), number),
+                source,
+                last_message: now,
+                idle: false,
+            });
+        }
+    }
+
+    /// `kafka.routed`: the engine source of the origin a routed message
+    /// names, and whether the message is the router's idle marker for it.
+    fn origin_source(
+        &mut self,
+        task: usize,
+        msg: &BorrowedMessage<'_>,
+        now: Instant,
+    ) -> (usize, bool) {
+        let (mut origin, mut marker) = (None, false);
+        if let Some(h) = msg.headers() {
+            for hd in h.iter() {
+                if hd.key == crate::route::ORIGIN_HEADER {
+                    origin = hd.value;
+                } else if hd.key == crate::route::IDLE_HEADER {
+                    marker = true;
+                }
+            }
+        }
+        let t = &mut self.tasks[task];
+        let found =
+            origin.and_then(|name| t.origins.iter_mut().find(|o| o.name.as_bytes() == name));
+        if let Some(o) = found {
+            o.last_message = now;
+            if marker {
+                if !o.idle {
+                    o.idle = true;
+                    t.engine.set_idle(o.source, true);
+                }
+            } else {
+                o.idle = false;
+            }
+            return (o.source, marker);
+        }
+        if marker {
+            // an origin this task does not track: nothing waits for it
+            return (NO_SOURCE, true);
+        }
+        // not written by the router, or from a partition added to an input topic since the start
+        let name = origin.map_or_else(
+            || format!("{}/{}", msg.topic(), msg.partition()),
+            |n| String::from_utf8_lossy(n).into_owned(),
+        );
+        let source = t.engine.add_source();
+        t.origins.push(Origin {
+            name,
+            via: (msg.topic().to_string(), msg.partition()),
+            source,
+            last_message: now,
+            idle: false,
+        });
+        (source, false)
     }
 
     /// Reports (once per model, and in `split_models`) a model whose events
@@ -825,9 +1022,9 @@ impl Service {
                 continue;
             }
             let topic = if i == 0 {
-                &self.cfg.kafka.predictions_topic
+                &self.topics[0]
             } else {
-                &self.cfg.kafka.outcomes_topic
+                &self.topics[1]
             };
             if let Some(started) = b.started {
                 otel.batch(topic, b.messages, b.busy, started, &b.links);
@@ -849,11 +1046,11 @@ impl Service {
             group: self.cfg.kafka.group_id.clone(),
             consumed: vec![
                 TopicCount {
-                    topic: self.cfg.kafka.predictions_topic.clone(),
+                    topic: self.topics[0].clone(),
                     messages: self.consumed[0],
                 },
                 TopicCount {
-                    topic: self.cfg.kafka.outcomes_topic.clone(),
+                    topic: self.topics[1].clone(),
                     messages: self.consumed[1],
                 },
             ],
@@ -918,12 +1115,24 @@ impl Service {
             let end = ends
                 .get(&(st.topic.clone(), st.partition))
                 .filter(|e| e.seen >= st.assigned_at);
+            // (fetched to the end and silent: only transaction markers,
+            // never delivered, are left)
             let at_end = match end {
-                Some(e) => e.end <= (st.last_offset + 1).max(e.low),
+                Some(e) => e.end <= (st.last_offset + 1).max(e.low) || e.fetched >= e.end,
                 None => st.last_message.elapsed() >= idle_after * 5,
             };
             if at_end {
                 st.idle = true;
+                if let Some(e) = end
+                    && e.end > (st.last_offset + 1).max(st.end_offset)
+                {
+                    // read past the markers: the next checkpoint commits the end
+                    st.end_offset = e.end;
+                    self.tasks[st.task].since_checkpoint += 1;
+                }
+                // (routed: origins go idle only on their router's word, not
+                // when the routed partition is quiet — a router that died
+                // with its partitions half read is not done)
                 self.tasks[st.task].engine.set_idle(st.source, true);
                 tracing::info!(topic = %st.topic, partition = st.partition, "partition idle: no longer holds the watermark");
             }
@@ -988,7 +1197,8 @@ impl Service {
         self.first_message.get_or_insert(now);
         self.last_message = Some(now);
         // a message may come before its assignment event was seen: then it registers here
-        let st = self.partition(msg.topic(), msg.partition());
+        let pi = self.partition(msg.topic(), msg.partition());
+        let st = &mut self.partitions[pi];
         st.last_message = now;
         if msg.offset() <= st.last_offset {
             // a redelivery of a message this engine has already applied
@@ -1001,6 +1211,20 @@ impl Service {
         let woke = st.idle;
         let (task, source) = (st.task, st.source);
         self.tasks[task].since_checkpoint += 1;
+        let source = if self.cfg.kafka.routed {
+            let (source, marker) = self.origin_source(task, msg, now);
+            if marker {
+                // the router's word that an input partition is idle: no event
+                self.stats.idle_markers += 1;
+                if let Err(e) = self.consumer.store_offset_from_message(msg) {
+                    tracing::warn!(error = %e, "cannot store offset");
+                }
+                return true;
+            }
+            source
+        } else {
+            source
+        };
         if woke {
             // traffic is back: every idle partition holds the watermark again
             // until it delivers or stays silent for idle_timeout once more, so
@@ -1020,7 +1244,7 @@ impl Service {
                 self.tasks[task].engine.set_idle(p.source, false);
             }
         }
-        let is_predictions = msg.topic() == self.cfg.kafka.predictions_topic;
+        let is_predictions = msg.topic() == self.topics[0];
         self.consumed[usize::from(!is_predictions)] += 1;
         let decoder = if is_predictions {
             &mut self.predictions
@@ -1085,15 +1309,14 @@ impl Service {
             return false;
         }
         // flow control: a partition far ahead of the slowest waits for it
+        // (routed: a routed partition mixes origins; the routers align them)
         let engine = &self.tasks[task].engine;
-        if let (Some(mine), Some(slow)) = (engine.source_max(source), engine.slowest_active())
+        if !self.cfg.kafka.routed
+            && let (Some(mine), Some(slow)) = (engine.source_max(source), engine.slowest_active())
             && mine - slow > self.cfg.kafka.max_skew.as_millis()
-            && let Some(i) = self
-                .partitions
-                .iter()
-                .position(|p| p.task == task && p.source == source && !p.paused)
+            && !self.partitions[pi].paused
         {
-            self.set_paused(i, true);
+            self.set_paused(pi, true);
         }
         if let Err(e) = self.consumer.store_offset_from_message(msg) {
             tracing::warn!(error = %e, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "cannot store offset");

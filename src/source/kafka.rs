@@ -37,6 +37,10 @@ pub struct PartitionEnd {
     /// Offset the next produced message gets (last stable offset under
     /// `read_committed`): the partition has no backlog once read up to here.
     pub end: i64,
+    /// Next offset librdkafka fetches: at or past `end`, everything up to
+    /// the end has been fetched (transaction markers included, which are
+    /// never delivered: a routed partition's last offset is one).
+    pub fetched: i64,
     /// When the statistics were taken.
     pub seen: Instant,
 }
@@ -86,6 +90,7 @@ impl ClientContext for Context {
                 let e = PartitionEnd {
                     low: p.lo_offset.max(0),
                     end,
+                    fetched: p.next_offset,
                     seen,
                 };
                 match ends.get_mut(&(topic.clone(), partition)) {
@@ -97,6 +102,32 @@ impl ClientContext for Context {
             }
         }
     }
+}
+
+/// A client context that only logs librdkafka's messages through tracing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Logged;
+
+impl ClientContext for Logged {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
+            _ => tracing::debug!(facility = fac, "librdkafka: {message}"),
+        }
+    }
+}
+
+impl ConsumerContext for Logged {}
+
+impl rdkafka::producer::ProducerContext for Logged {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {

@@ -89,6 +89,7 @@ fn encoded(e: &Engine, cfg: &Config) -> Vec<u8> {
         group: "g".into(),
         offsets: Vec::new(),
         engine: e.save_state().unwrap(),
+        origins: Vec::new(),
     })
     .unwrap()
 }

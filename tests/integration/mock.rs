@@ -205,6 +205,7 @@ fn body_of(cfg: &Config, size: usize, tag: u8) -> driftwatch::checkpoint::Body {
             source: 0,
         }],
         engine: (0..size).map(|i| (i as u8) ^ tag).collect(),
+        origins: Vec::new(),
     }
 }
 

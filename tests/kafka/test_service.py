@@ -638,6 +638,106 @@ def test_state_per_partition_follows_partitions_between_members(env):
     test_members_joining_and_leaving_count_once_and_alert_the_same(env, state_per="partition", store="kafka")
 
 
+def test_routed_two_stages_alert_as_one_member(env):
+    """One model's events keyed by trace id over three partitions (the
+    layout state_per = "partition" cannot read directly). Two routers
+    (`driftwatch route`, one SIGKILLed mid-stream and restarted) re-key them
+    by model into routed topics, exactly once; two `run` members with
+    kafka.routed and state_per = "partition" (one SIGTERMed mid-stream, a
+    third joining) evaluate them. Every series' count equals the recount,
+    none late, and the distinct alert ids equal a single member's on the
+    original topics."""
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    produce_keyed(env, names, preds, outs, 0.0, 1.0)
+    routed = {k: v for k, v in env.topics({"predictions": 3, "outcomes": 3}).items() if k in ("predictions", "outcomes")}
+    ends = {(t, p): env.end_offset(names[t], p) for t in ("predictions", "outcomes") for p in range(3)}
+
+    # the single member on the original topics
+    cfg_one = env.config(names, "confluent", "g-one-" + names["alerts"], start_from="checkpoint", extra=f"""
+[checkpoint]
+dir = "{os.path.join(env.tmp, 'ckpt-routed-one')}"
+""", tag="routed-one")
+    proc = subprocess.Popen([BIN, "run", "--config", cfg_one, "--log-format", "json", "--until-end"],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(env.tmp, "routed-one.log"), "w"))
+    assert proc.wait(300) == 0
+    want_ids = {a["alert_id"] for a in env.read_all(names["alerts"], settle=2.0)}
+    assert len(want_ids) >= 10
+
+    out = dict(names)
+    out.update({k: v for k, v in env.topics({}).items() if k in ("alerts", "dlq")})
+    group = "g-two-" + out["alerts"]
+    cfg = env.config(out, "confluent", group, start_from="checkpoint", extra=f"""
+state_per = "partition"
+routed = true
+[checkpoint]
+store = "kafka"
+topic = "ckpt-{out['alerts']}"
+interval = "1s"
+[route]
+predictions_topic = "{routed['predictions']}"
+outcomes_topic = "{routed['outcomes']}"
+commit_interval = "100ms"
+""", tag="routed")
+    logs, procs = [], []
+
+    def start(cmd, name, extra_env=None):
+        logs.append(os.path.join(env.tmp, f"routed-{name}-{len(logs)}.log"))
+        procs.append(subprocess.Popen([BIN, cmd, "--config", cfg, "--log-format", "json"], stdout=subprocess.DEVNULL,
+                                      stderr=open(logs[-1], "w"), env=dict(os.environ, **(extra_env or {}))))
+        return procs[-1]
+
+    try:
+        r1 = start("route", "r1", {"DRIFTWATCH__ROUTE__TRANSACTIONAL_ID": "router-1"})
+        r2 = start("route", "r2", {"DRIFTWATCH__ROUTE__TRANSACTIONAL_ID": "router-2"})
+        m1 = start("run", "m1")
+        m2 = start("run", "m2")
+        time.sleep(4)
+        r1.kill(); r1.wait()
+        start("route", "r1again", {"DRIFTWATCH__ROUTE__TRANSACTIONAL_ID": "router-1"})
+        time.sleep(3)
+        m2.send_signal(signal.SIGTERM); assert m2.wait(60) == 0
+        start("run", "m3")
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if all(committed(env, group + "-route", names[t])[p] == ends[(t, p)] for t in ("predictions", "outcomes") for p in range(3)):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the routers never caught up")
+        rends = {(t, p): env.end_offset(routed[t], p) for t in ("predictions", "outcomes") for p in range(3)}
+        while time.time() < deadline:
+            # (a routed partition no model hashes to stays empty: nothing to commit)
+            if all(rends[(t, p)] == 0 or committed(env, group, routed[t])[p] >= rends[(t, p)]
+                   for t in ("predictions", "outcomes") for p in range(3)):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"the members never caught up: {[committed(env, group, routed[t]) for t in ('predictions', 'outcomes')]} of {rends}")
+        time.sleep(2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    got = env.read_all(out["alerts"], settle=2.0)
+    got_ids = {a["alert_id"] for a in got}
+    text = [open(l).read() for l in logs]
+    late = sum(t.count("late event") for t in text)
+    aborted = sum(t.count("transaction not committed") for t in text)
+    counts = checkpoint_counts(cfg)
+    for k, n in recount(preds).items():
+        assert counts.get(k) == n, (k, counts.get(k), n)
+    assert late == 0, f"{late} late events in the members"
+    assert got_ids == want_ids, f"missing {len(want_ids - got_ids)}, extra {len(got_ids - want_ids)}"
+    print(f"    routed: 3 routers (one killed), 3 members (one stopped); counts = recount, {len(got_ids)} alert ids "
+          f"as one member, {aborted} transactions aborted", flush=True)
+
+
 # README, "Memory bounds": a consumer far behind holds at most librdkafka's
 # prefetch (queued.max.messages.kbytes = 64 MiB) besides its state
 LAG_BOUND_MIB = 64 + 64
@@ -949,6 +1049,7 @@ TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equ
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
          test_state_per_partition_follows_partitions_between_members,
+         test_routed_two_stages_alert_as_one_member,
          test_a_million_messages_behind_stays_bounded,
          test_metrics_are_prometheus_and_the_dashboard_shows_the_drift,
          test_otlp_metrics_and_traces_reach_a_real_receiver]

@@ -1,0 +1,584 @@
+//! `driftwatch route`: the first stage of scaling out (DESIGN, "Scaling out
+//! is Kafka's job"). Producers key inference events however suits them
+//! (trace id, nothing); the monitor's state is per model. The router reads
+//! the input topics in a consumer group of its own and writes every record
+//! unchanged (value, key replaced by the model id, headers kept) to
+//! `[route] predictions_topic` / `outcomes_topic`, adding the header
+//! `driftwatch.origin = <input topic>/<partition>`. `driftwatch run` with
+//! `kafka.state_per = "partition"` and `kafka.routed = true` on those topics
+//! then has each model on one partition number, and tracks its watermark
+//! per origin partition (a router far ahead on one input partition cannot
+//! make another's events late).
+//!
+//! Exactly once: the records of a batch and the input offsets after it are
+//! one Kafka transaction (`send_offsets_to_transaction` with the consumer
+//! group's metadata, so a router that lost its partitions in a rebalance
+//! cannot commit them). A failed commit aborts the batch and the consumer
+//! goes back to the batch's first offsets. Bad input is dead-lettered in the
+//! same transaction.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::codec::StreamKind;
+use crate::codec::confluent::ValueDecoder;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::event::{BadEvent, Event};
+use crate::source::kafka::{Logged, client_config};
+
+/// The header naming the partition a routed record was first written to.
+pub const ORIGIN_HEADER: &str = "driftwatch.origin";
+/// The header of an idle marker: a record without key or value, sent to
+/// every routed partition while an input partition is read to its end and
+/// silent, so that the readers stop waiting for it (it wakes with its next
+/// record).
+pub const IDLE_HEADER: &str = "driftwatch.idle";
+
+/// An input partition as the router sees it.
+struct Part {
+    /// Newest event time routed from it.
+    max: Option<i64>,
+    last_message: Instant,
+    paused: bool,
+    idle: bool,
+    /// When its idle markers were last sent.
+    marked: Option<Instant>,
+}
+
+/// Counters of a router run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteStats {
+    pub routed: u64,
+    pub dead_lettered: u64,
+    pub transactions: u64,
+    pub aborted: u64,
+}
+
+fn kafka_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Kafka {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The router's consumer group.
+pub fn group(cfg: &Config) -> String {
+    if cfg.route.group_id.is_empty() {
+        format!("{}-route", cfg.kafka.group_id)
+    } else {
+        cfg.route.group_id.clone()
+    }
+}
+
+pub struct Router {
+    cfg: Config,
+    consumer: std::sync::Arc<BaseConsumer<Logged>>,
+    producer: BaseProducer<Logged>,
+    predictions: ValueDecoder,
+    outcomes: ValueDecoder,
+    /// Per input partition in the open transaction: (first offset, next offset).
+    batch: HashMap<(String, i32), (i64, i64)>,
+    batch_started: Instant,
+    /// The assigned input partitions.
+    parts: HashMap<(String, i32), Part>,
+    /// Partition counts of the routed topics (predictions, outcomes).
+    routed_partitions: [i32; 2],
+    /// Idle markers sent in the open transaction.
+    marked: bool,
+    pub stats: RouteStats,
+    /// Stop once every assigned partition is read to its end.
+    pub until_end: bool,
+}
+
+impl Router {
+    pub fn new(cfg: Config) -> Result<Router> {
+        let group = group(&cfg);
+        let mut cc = client_config(&cfg.kafka);
+        cc.set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false");
+        let consumer: BaseConsumer<Logged> = cc
+            .create_with_context(Logged)
+            .map_err(|e| kafka_err("route consumer", e))?;
+        let mut topics = vec![cfg.kafka.predictions_topic.as_str()];
+        if !cfg.kafka.outcomes_topic.is_empty() {
+            topics.push(cfg.kafka.outcomes_topic.as_str());
+        }
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| kafka_err("route subscribe", e))?;
+        let tid = if cfg.route.transactional_id.is_empty() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "host".into());
+            format!("{group}-{host}")
+        } else {
+            cfg.route.transactional_id.clone()
+        };
+        let mut pc = client_config(&cfg.kafka);
+        pc.set("transactional.id", &tid)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            // a router that died with a transaction open holds back
+            // read_committed readers until it is aborted: at the latest
+            // after this, at once when it restarts with the same id
+            .set("transaction.timeout.ms", "30000");
+        let producer: BaseProducer<Logged> = pc
+            .create_with_context(Logged)
+            .map_err(|e| kafka_err("route producer", e))?;
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .map_err(|e| kafka_err("route init_transactions", e))?;
+        tracing::info!(group = %group, transactional_id = %tid, "router started");
+        Ok(Router {
+            predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
+            outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
+            cfg,
+            consumer: std::sync::Arc::new(consumer),
+            producer,
+            batch: HashMap::new(),
+            batch_started: Instant::now(),
+            parts: HashMap::new(),
+            routed_partitions: [0, 0],
+            marked: false,
+            stats: RouteStats::default(),
+            until_end: false,
+        })
+    }
+
+    /// Routes until `stop` turns true (or, with `until_end`, every assigned
+    /// partition is read to its end); commits the open transaction first.
+    pub fn run(&mut self, stop: watch::Receiver<bool>) -> Result<()> {
+        for (i, topic) in [
+            &self.cfg.route.predictions_topic,
+            &self.cfg.route.outcomes_topic,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i == 1 && self.cfg.kafka.outcomes_topic.is_empty() {
+                continue;
+            }
+            let md = self
+                .consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(30))
+                .map_err(|e| kafka_err("routed topic metadata", e))?;
+            let n = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+            if n == 0 {
+                return Err(kafka_err(
+                    "routed topic",
+                    format!(
+                        "{topic} does not exist (create it with as many partitions as the service's tasks)"
+                    ),
+                ));
+            }
+            self.routed_partitions[i] = n;
+        }
+        self.producer
+            .begin_transaction()
+            .map_err(|e| kafka_err("begin_transaction", e))?;
+        let interval = self.cfg.route.commit_interval.0;
+        let mut last_check = Instant::now();
+        let mut last_housekeeping = Instant::now();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let consumer = self.consumer.clone();
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(msg)) => self.route(&msg)?,
+                Some(Err(e)) => tracing::warn!(error = %e, "route consumer error"),
+                None => {}
+            }
+            self.producer.poll(Duration::ZERO);
+            if last_housekeeping.elapsed() >= Duration::from_millis(250) {
+                last_housekeeping = Instant::now();
+                self.housekeeping()?;
+            }
+            if (!self.batch.is_empty() || self.marked) && self.batch_started.elapsed() >= interval {
+                self.commit()?;
+            }
+            if self.until_end && last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = Instant::now();
+                if self.batch.is_empty() && self.at_end() {
+                    tracing::info!("every assigned partition routed to its end: stopping");
+                    break;
+                }
+            }
+        }
+        if !self.batch.is_empty() || self.marked {
+            self.commit()?;
+        }
+        let _ = self.producer.abort_transaction(Duration::from_secs(10));
+        tracing::info!(
+            routed = self.stats.routed,
+            dead_lettered = self.stats.dead_lettered,
+            transactions = self.stats.transactions,
+            aborted = self.stats.aborted,
+            "router stopped"
+        );
+        Ok(())
+    }
+
+    /// True when partitions are assigned and each one's committed position
+    /// is its last stable offset.
+    fn at_end(&self) -> bool {
+        let Ok(assigned) = self.consumer.assignment() else {
+            return false;
+        };
+        if assigned.count() == 0 {
+            return false;
+        }
+        let Ok(pos) = self.consumer.position() else {
+            return false;
+        };
+        pos.elements().iter().all(|e| {
+            let Offset::Offset(at) = e.offset() else {
+                return false;
+            };
+            self.consumer
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+                .is_ok_and(|(_, high)| at >= high)
+        })
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        msg: &BorrowedMessage<'_>,
+        headers: OwnedHeaders,
+    ) -> Result<()> {
+        let mut record = BaseRecord::to(topic).key(key).headers(headers);
+        if let Some(v) = msg.payload() {
+            record = record.payload(v);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, r))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    self.producer.poll(Duration::from_millis(20));
+                    record = r;
+                }
+                Err((e, _)) => return Err(kafka_err("route send", e)),
+            }
+        }
+    }
+
+    /// One input record: re-keyed to its routed topic, or dead-lettered.
+    fn route(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
+        let is_predictions = msg.topic() == self.cfg.kafka.predictions_topic;
+        let decoder = if is_predictions {
+            &mut self.predictions
+        } else {
+            &mut self.outcomes
+        };
+        let origin = format!("{}/{}", msg.topic(), msg.partition());
+        let mut headers = OwnedHeaders::new();
+        if let Some(h) = msg.headers() {
+            for hd in h.iter().filter(|h| h.key != ORIGIN_HEADER) {
+                headers = headers.insert(Header {
+                    key: hd.key,
+                    value: hd.value,
+                });
+            }
+        }
+        headers = headers.insert(Header {
+            key: ORIGIN_HEADER,
+            value: Some(&origin),
+        });
+        let mut event_time = None;
+        match decoder.decode(msg.payload()) {
+            Ok(ev) => {
+                let model = match &ev {
+                    Event::Prediction(p) => &p.model_id,
+                    Event::Outcome(o) => &o.model_id,
+                };
+                let topic = if is_predictions {
+                    &self.cfg.route.predictions_topic
+                } else {
+                    &self.cfg.route.outcomes_topic
+                };
+                self.send(topic, model.as_bytes(), msg, headers)?;
+                self.stats.routed += 1;
+                event_time = Some(ev.event_time());
+            }
+            Err(bad) => self.dead_letter(msg, &bad)?,
+        }
+        if self.batch.is_empty() && !self.marked {
+            self.batch_started = Instant::now();
+        }
+        let key = (msg.topic().to_string(), msg.partition());
+        let part = self.parts.entry(key).or_insert_with(|| Part {
+            max: None,
+            last_message: Instant::now(),
+            paused: false,
+            idle: false,
+            marked: None,
+        });
+        part.last_message = Instant::now();
+        if let Some(t) = event_time {
+            part.max = Some(part.max.map_or(t, |m| m.max(t)));
+        }
+        if part.idle {
+            part.idle = false;
+            part.marked = None;
+        }
+        let e = self
+            .batch
+            .entry((msg.topic().to_string(), msg.partition()))
+            .or_insert((msg.offset(), msg.offset() + 1));
+        e.1 = msg.offset() + 1;
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> Result<()> {
+        self.stats.dead_lettered += 1;
+        if self.stats.dead_lettered <= 100 {
+            tracing::warn!(
+                topic = msg.topic(),
+                partition = msg.partition(),
+                offset = msg.offset(),
+                reason = bad.reason.as_str(),
+                error = %bad.message,
+                "bad message"
+            );
+        }
+        if self.cfg.kafka.dlq_topic.is_empty() {
+            return Ok(());
+        }
+        let (partition, offset) = (msg.partition().to_string(), msg.offset().to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "dlq.source.topic",
+                value: Some(msg.topic()),
+            })
+            .insert(Header {
+                key: "dlq.source.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "dlq.source.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "dlq.error.class",
+                value: Some(bad.reason.as_str()),
+            })
+            .insert(Header {
+                key: "dlq.error.message",
+                value: Some(&bad.message),
+            });
+        let key = msg.key().unwrap_or_default().to_vec();
+        let dlq = self.cfg.kafka.dlq_topic.clone();
+        self.send(&dlq, &key, msg, headers)
+    }
+
+    /// Flow control and idleness of the input partitions: one far ahead (in
+    /// event time) of the slowest waits for it; one read to its end and
+    /// silent for `kafka.idle_timeout` is announced idle to every routed
+    /// partition (and again every idle timeout while it stays so).
+    fn housekeeping(&mut self) -> Result<()> {
+        let assigned: Vec<(String, i32)> = match self.consumer.assignment() {
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect(),
+            Err(_) => return Ok(()),
+        };
+        self.parts.retain(|k, _| assigned.contains(k));
+        for k in assigned {
+            if !self.parts.contains_key(&k) {
+                // librdkafka keeps a pause across a rebalance
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&k.0, k.1);
+                let _ = self.consumer.resume(&tpl);
+                self.parts.insert(
+                    k,
+                    Part {
+                        max: None,
+                        last_message: Instant::now(),
+                        paused: false,
+                        idle: false,
+                        marked: None,
+                    },
+                );
+            }
+        }
+        let idle_after = self.cfg.kafka.idle_timeout.0;
+        let positions = self.consumer.position().ok();
+        let mut newly_idle = Vec::new();
+        for (k, p) in self.parts.iter_mut() {
+            if p.idle || p.paused || p.last_message.elapsed() < idle_after {
+                continue;
+            }
+            let at = positions.as_ref().and_then(|tpl| {
+                tpl.find_partition(&k.0, k.1)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+            });
+            let high = self
+                .consumer
+                .fetch_watermarks(&k.0, k.1, Duration::from_secs(5))
+                .map(|(_, h)| h)
+                .ok();
+            // never read (no position) counts as at its end when the log is empty
+            let at_end = match (at, high) {
+                (Some(a), Some(h)) => a >= h,
+                (None, Some(h)) => h == 0,
+                _ => false,
+            };
+            if at_end {
+                p.idle = true;
+                newly_idle.push(k.clone());
+            }
+        }
+        for k in newly_idle {
+            tracing::info!(topic = %k.0, partition = k.1, "input partition idle: announced to the routed partitions");
+        }
+        // idle markers, in the open transaction
+        let due: Vec<(String, i32)> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.idle && p.marked.is_none_or(|t| t.elapsed() >= idle_after))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            let origin = format!("{}/{}", k.0, k.1);
+            for (i, topic) in [
+                &self.cfg.route.predictions_topic,
+                &self.cfg.route.outcomes_topic,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                for q in 0..self.routed_partitions[i] {
+                    let headers = OwnedHeaders::new()
+                        .insert(Header {
+                            key: ORIGIN_HEADER,
+                            value: Some(&origin),
+                        })
+                        .insert(Header {
+                            key: IDLE_HEADER,
+                            value: Some("1"),
+                        });
+                    let record: BaseRecord<'_, [u8], [u8]> =
+                        BaseRecord::to(topic).partition(q).headers(headers);
+                    self.producer
+                        .send(record)
+                        .map_err(|(e, _)| kafka_err("route idle marker", e))?;
+                }
+            }
+            if !self.marked && self.batch.is_empty() {
+                self.batch_started = Instant::now();
+            }
+            self.marked = true;
+            if let Some(p) = self.parts.get_mut(&k) {
+                p.marked = Some(Instant::now());
+            }
+        }
+        // flow control over the active partitions
+        let skew = self.cfg.kafka.max_skew.as_millis();
+        let active: Vec<Option<i64>> = self
+            .parts
+            .values()
+            .filter(|p| !p.idle)
+            .map(|p| p.max)
+            .collect();
+        let slowest = if active.is_empty() || active.contains(&None) {
+            None
+        } else {
+            active.into_iter().flatten().min()
+        };
+        for (k, p) in self.parts.iter_mut() {
+            let (Some(mine), Some(slow)) = (p.max, slowest) else {
+                if p.paused {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&k.0, k.1);
+                    if self.consumer.resume(&tpl).is_ok() {
+                        p.paused = false;
+                    }
+                }
+                continue;
+            };
+            let pause = !p.paused && mine - slow > skew;
+            let resume = p.paused && mine - slow <= skew / 2;
+            if pause || resume {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&k.0, k.1);
+                let r = if pause {
+                    self.consumer.pause(&tpl)
+                } else {
+                    self.consumer.resume(&tpl)
+                };
+                if r.is_ok() {
+                    p.paused = pause;
+                    p.last_message = Instant::now();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction with the input offsets after it; on a
+    /// failure aborts it and rewinds the consumer to the batch's start.
+    fn commit(&mut self) -> Result<()> {
+        let mut offsets = TopicPartitionList::new();
+        for ((t, p), (_, next)) in &self.batch {
+            let _ = offsets.add_partition_offset(t, *p, Offset::Offset(*next));
+        }
+        let Some(meta) = self.consumer.group_metadata() else {
+            return Err(kafka_err("route", "no consumer group metadata"));
+        };
+        let sent = if offsets.count() > 0 {
+            self.producer
+                .send_offsets_to_transaction(&offsets, &meta, Duration::from_secs(30))
+        } else {
+            Ok(())
+        };
+        let result = sent.and_then(|()| self.producer.commit_transaction(Duration::from_secs(60)));
+        match result {
+            Ok(()) => self.stats.transactions += 1,
+            Err(e) => {
+                let abortable = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.txn_requires_abort() || t.is_retriable());
+                if !abortable {
+                    return Err(kafka_err("route commit_transaction", e));
+                }
+                tracing::warn!(error = %e, "transaction not committed: aborting it and routing its records again");
+                self.producer
+                    .abort_transaction(Duration::from_secs(60))
+                    .map_err(|e| kafka_err("route abort_transaction", e))?;
+                self.stats.aborted += 1;
+                for ((t, p), (first, _)) in &self.batch {
+                    // partitions this router no longer owns cannot be sought: their new owner starts at the commit
+                    let _ =
+                        self.consumer
+                            .seek(t, *p, Offset::Offset(*first), Duration::from_secs(10));
+                }
+            }
+        }
+        self.batch.clear();
+        self.marked = false;
+        self.producer
+            .begin_transaction()
+            .map_err(|e| kafka_err("begin_transaction", e))
+    }
+}
