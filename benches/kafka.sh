@@ -3,6 +3,7 @@
 # Confluent-framed prediction events on 3 partitions (benches/kafka_bench.py).
 # Starts the broker of tests/kafka/kafka.sh when none runs on KAFKA_PORT and
 # stops it again. Usage: bash benches/kafka.sh [events]
+# (OTEL=1: also with OTLP export; ROUTE=1: also routed, driftwatch route + a routed run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked
@@ -18,4 +19,4 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   trap 'bash tests/kafka/kafka.sh down' EXIT
   bash tests/kafka/kafka.sh up >/dev/null
 fi
-$py benches/kafka_bench.py --bootstrap "127.0.0.1:$port" --events "${1:-1000000}" ${OTEL:+--otel}
+$py benches/kafka_bench.py --bootstrap "127.0.0.1:$port" --events "${1:-1000000}" ${OTEL:+--otel} ${ROUTE:+--route}

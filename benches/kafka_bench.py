@@ -27,6 +27,8 @@ def main():
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--route", action="store_true",
+                    help="also route the topic by model (driftwatch route) and run a routed service on it")
     ap.add_argument("--otel", action="store_true",
                     help="also run with OTLP export (1 s interval) to a local sink and compare")
     args = ap.parse_args()
@@ -72,6 +74,60 @@ def main():
 
     for otel in ([False, True, False, True] if args.otel else [False]):
         run(args, suffix, topic, n, otel)
+    if args.route:
+        route(args, suffix, topic, n)
+
+
+def stopped_line(log, message):
+    for line in open(log):
+        if message in line:
+            return json.loads(line)["fields"]
+    return None
+
+
+def route(args, suffix, topic, n):
+    """The two stages: `driftwatch route --until-end` re-keys the topic by
+    model into a routed topic (transactions), then one routed service reads it."""
+    tmp = tempfile.mkdtemp(prefix="dw-bench-route-")
+    routed = f"bench-routed-{suffix}"
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    for f in admin.create_topics([NewTopic(routed, args.partitions, 1)]).values():
+        f.result()
+    cfg = os.path.join(tmp, "route.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""[kafka]
+bootstrap_servers = "{args.bootstrap}"
+group_id = "bench-route-{suffix}"
+predictions_topic = "{topic}"
+outcomes_topic = ""
+alerts_topic = "bench-alerts-{suffix}"
+dlq_topic = "bench-dlq-{suffix}"
+encoding = "confluent"
+local_schema_ids = [1]
+start_from = "earliest"
+idle_timeout = "1s"
+state_per = "partition"
+routed = true
+[route]
+predictions_topic = "{routed}"
+""")
+    for cmd in ("route", "run"):
+        log = os.path.join(tmp, f"{cmd}.log")
+        t = time.time()
+        with open(log, "w") as lf:
+            rc = subprocess.call([BIN, cmd, "--config", cfg, "--log-format", "json", "--until-end"],
+                                 stdout=subprocess.DEVNULL, stderr=lf)
+        wall = time.time() - t
+        st = stopped_line(log, "router stopped" if cmd == "route" else "driftwatch service stopped")
+        if rc != 0 or st is None:
+            sys.exit(f"{cmd} failed (rc {rc}); log: {log}")
+        count = st["routed"] if cmd == "route" else st["messages"]
+        rate = st["events_per_s"] if cmd == "route" else st["messages_per_s"]
+        print(f"{cmd:>5} (routed): {count} events: {rate:.0f} events/s (first to last, {st['busy_s']:.2f} s); "
+              f"wall {wall:.1f} s" + (f"; late {st['late']}, alerts {st['alerts']}" if cmd == "run" else
+                                      f"; {st['transactions']} transactions"), flush=True)
+        if cmd == "route" and count < n:
+            sys.exit(f"only {count} of {n} events routed")
 
 
 def otlp_sink():

@@ -18,13 +18,14 @@
 //! same transaction.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::codec::StreamKind;
@@ -54,8 +55,10 @@ struct Part {
 }
 
 /// Counters of a router run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteStats {
+    /// Wall time from the first record routed to the last.
+    pub busy: Duration,
     pub routed: u64,
     pub dead_lettered: u64,
     pub transactions: u64,
@@ -78,21 +81,117 @@ pub fn group(cfg: &Config) -> String {
     }
 }
 
+/// The open transaction: what it covers. Shared with the consumer's
+/// rebalance callback, which commits it before partitions are revoked (a
+/// commit after the revoke would be accepted by the broker — the member is
+/// still in the group — while the partitions' new owner routes the same
+/// records again).
+#[derive(Default)]
+struct Txn {
+    /// Per input partition: (first offset, next offset).
+    batch: HashMap<(String, i32), (i64, i64)>,
+    /// Idle markers sent in it.
+    marked: bool,
+    transactions: u64,
+    aborted: u64,
+}
+
+impl Txn {
+    fn is_open(&self) -> bool {
+        !self.batch.is_empty() || self.marked
+    }
+}
+
+type Batch = HashMap<(String, i32), (i64, i64)>;
+
+/// Commits the open transaction with the input offsets after it and begins
+/// the next one. When it cannot be committed it is aborted, and its batch is
+/// returned: those records must be routed again.
+fn commit_txn<C: ConsumerContext>(
+    producer: &BaseProducer<Logged>,
+    consumer: &BaseConsumer<C>,
+    txn: &mut Txn,
+) -> Result<Option<Batch>> {
+    let mut offsets = TopicPartitionList::new();
+    for ((t, p), (_, next)) in &txn.batch {
+        let _ = offsets.add_partition_offset(t, *p, Offset::Offset(*next));
+    }
+    let Some(meta) = consumer.group_metadata() else {
+        return Err(kafka_err("route", "no consumer group metadata"));
+    };
+    let sent = if offsets.count() > 0 {
+        producer.send_offsets_to_transaction(&offsets, &meta, Duration::from_secs(30))
+    } else {
+        Ok(())
+    };
+    let result = sent.and_then(|()| producer.commit_transaction(Duration::from_secs(60)));
+    let batch = std::mem::take(&mut txn.batch);
+    txn.marked = false;
+    let aborted = match result {
+        Ok(()) => {
+            txn.transactions += 1;
+            None
+        }
+        Err(e) => {
+            let abortable = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.txn_requires_abort() || t.is_retriable());
+            if !abortable {
+                return Err(kafka_err("route commit_transaction", e));
+            }
+            tracing::warn!(error = %e, "transaction not committed: aborting it and routing its records again");
+            producer
+                .abort_transaction(Duration::from_secs(60))
+                .map_err(|e| kafka_err("route abort_transaction", e))?;
+            txn.aborted += 1;
+            Some(batch)
+        }
+    };
+    producer
+        .begin_transaction()
+        .map_err(|e| kafka_err("begin_transaction", e))?;
+    Ok(aborted)
+}
+
+/// The router consumer's callbacks: logs, and the commit before a revoke.
+struct RouteContext {
+    producer: Arc<BaseProducer<Logged>>,
+    txn: Arc<Mutex<Txn>>,
+}
+
+impl ClientContext for RouteContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        Logged.log(level, fac, message);
+    }
+}
+
+impl ConsumerContext for RouteContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance
+            && let Ok(mut t) = self.txn.lock()
+            && t.is_open()
+        {
+            // aborted: nothing to rewind, the partitions' next owner
+            // (maybe this router again) starts at the committed offsets
+            if let Err(e) = commit_txn(&self.producer, consumer, &mut t) {
+                tracing::error!(error = %e, "cannot end the transaction before a revoke");
+            }
+        }
+    }
+}
+
 pub struct Router {
     cfg: Config,
-    consumer: std::sync::Arc<BaseConsumer<Logged>>,
-    producer: BaseProducer<Logged>,
+    consumer: Arc<BaseConsumer<RouteContext>>,
+    producer: Arc<BaseProducer<Logged>>,
     predictions: ValueDecoder,
     outcomes: ValueDecoder,
-    /// Per input partition in the open transaction: (first offset, next offset).
-    batch: HashMap<(String, i32), (i64, i64)>,
+    txn: Arc<Mutex<Txn>>,
     batch_started: Instant,
+    /// When the first record was routed.
+    first: Option<Instant>,
     /// The assigned input partitions.
     parts: HashMap<(String, i32), Part>,
     /// Partition counts of the routed topics (predictions, outcomes).
     routed_partitions: [i32; 2],
-    /// Idle markers sent in the open transaction.
-    marked: bool,
     pub stats: RouteStats,
     /// Stop once every assigned partition is read to its end.
     pub until_end: bool,
@@ -108,16 +207,6 @@ impl Router {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer<Logged> = cc
-            .create_with_context(Logged)
-            .map_err(|e| kafka_err("route consumer", e))?;
-        let mut topics = vec![cfg.kafka.predictions_topic.as_str()];
-        if !cfg.kafka.outcomes_topic.is_empty() {
-            topics.push(cfg.kafka.outcomes_topic.as_str());
-        }
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| kafka_err("route subscribe", e))?;
         let tid = if cfg.route.transactional_id.is_empty() {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
@@ -141,18 +230,33 @@ impl Router {
         producer
             .init_transactions(Duration::from_secs(60))
             .map_err(|e| kafka_err("route init_transactions", e))?;
+        let producer = Arc::new(producer);
+        let txn = Arc::new(Mutex::new(Txn::default()));
+        let consumer: BaseConsumer<RouteContext> = cc
+            .create_with_context(RouteContext {
+                producer: producer.clone(),
+                txn: txn.clone(),
+            })
+            .map_err(|e| kafka_err("route consumer", e))?;
+        let mut topics = vec![cfg.kafka.predictions_topic.as_str()];
+        if !cfg.kafka.outcomes_topic.is_empty() {
+            topics.push(cfg.kafka.outcomes_topic.as_str());
+        }
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| kafka_err("route subscribe", e))?;
         tracing::info!(group = %group, transactional_id = %tid, "router started");
         Ok(Router {
             predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
             outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
             cfg,
-            consumer: std::sync::Arc::new(consumer),
+            consumer: Arc::new(consumer),
             producer,
-            batch: HashMap::new(),
+            txn,
             batch_started: Instant::now(),
+            first: None,
             parts: HashMap::new(),
             routed_partitions: [0, 0],
-            marked: false,
             stats: RouteStats::default(),
             until_end: false,
         })
@@ -207,22 +311,37 @@ impl Router {
                 last_housekeeping = Instant::now();
                 self.housekeeping()?;
             }
-            if (!self.batch.is_empty() || self.marked) && self.batch_started.elapsed() >= interval {
+            if self.txn_open() && self.batch_started.elapsed() >= interval {
                 self.commit()?;
             }
             if self.until_end && last_check.elapsed() >= Duration::from_secs(1) {
                 last_check = Instant::now();
-                if self.batch.is_empty() && self.at_end() {
+                // done: read to the end, the idle markers sent and committed
+                let marked = !self.parts.is_empty()
+                    && self.parts.values().all(|p| p.idle && p.marked.is_some());
+                // (the open transaction, with the markers, is committed below)
+                if marked && self.at_end() {
                     tracing::info!("every assigned partition routed to its end: stopping");
                     break;
                 }
             }
         }
-        if !self.batch.is_empty() || self.marked {
+        if self.txn_open() {
             self.commit()?;
         }
+        if let Ok(t) = self.txn.lock() {
+            self.stats.transactions = t.transactions;
+            self.stats.aborted = t.aborted;
+        }
         let _ = self.producer.abort_transaction(Duration::from_secs(10));
+        let busy_s = self.stats.busy.as_secs_f64();
         tracing::info!(
+            busy_s,
+            events_per_s = if busy_s > 0.0 {
+                (self.stats.routed as f64 / busy_s).round()
+            } else {
+                0.0
+            },
             routed = self.stats.routed,
             dead_lettered = self.stats.dead_lettered,
             transactions = self.stats.transactions,
@@ -244,8 +363,22 @@ impl Router {
         let Ok(pos) = self.consumer.position() else {
             return false;
         };
+        let committed = self
+            .consumer
+            .committed_offsets(pos.clone(), Duration::from_secs(5))
+            .ok();
         pos.elements().iter().all(|e| {
-            let Offset::Offset(at) = e.offset() else {
+            let at = match e.offset() {
+                Offset::Offset(at) => Some(at),
+                _ => committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(e.topic(), e.partition()))
+                    .and_then(|c| match c.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }),
+            };
+            let Some(at) = at else {
                 return false;
             };
             self.consumer
@@ -302,6 +435,9 @@ impl Router {
             key: ORIGIN_HEADER,
             value: Some(&origin),
         });
+        let now = Instant::now();
+        let first = *self.first.get_or_insert(now);
+        self.stats.busy = now - first;
         let mut event_time = None;
         match decoder.decode(msg.payload()) {
             Ok(ev) => {
@@ -320,7 +456,10 @@ impl Router {
             }
             Err(bad) => self.dead_letter(msg, &bad)?,
         }
-        if self.batch.is_empty() && !self.marked {
+        let Ok(mut txn) = self.txn.lock() else {
+            return Err(kafka_err("route", "transaction state poisoned"));
+        };
+        if !txn.is_open() {
             self.batch_started = Instant::now();
         }
         let key = (msg.topic().to_string(), msg.partition());
@@ -339,7 +478,7 @@ impl Router {
             part.idle = false;
             part.marked = None;
         }
-        let e = self
+        let e = txn
             .batch
             .entry((msg.topic().to_string(), msg.partition()))
             .or_insert((msg.offset(), msg.offset() + 1));
@@ -435,6 +574,18 @@ impl Router {
                         _ => None,
                     })
             });
+            // nothing read since the assignment: where it starts (the group's commit)
+            let at = at.or_else(|| {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&k.0, k.1);
+                self.consumer
+                    .committed_offsets(tpl, Duration::from_secs(5))
+                    .ok()
+                    .and_then(|c| match c.elements().first().map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => Some(o),
+                        _ => None,
+                    })
+            });
             let high = self
                 .consumer
                 .fetch_watermarks(&k.0, k.1, Duration::from_secs(5))
@@ -487,10 +638,12 @@ impl Router {
                         .map_err(|(e, _)| kafka_err("route idle marker", e))?;
                 }
             }
-            if !self.marked && self.batch.is_empty() {
-                self.batch_started = Instant::now();
+            if let Ok(mut t) = self.txn.lock() {
+                if !t.is_open() {
+                    self.batch_started = Instant::now();
+                }
+                t.marked = true;
             }
-            self.marked = true;
             if let Some(p) = self.parts.get_mut(&k) {
                 p.marked = Some(Instant::now());
             }
@@ -538,47 +691,25 @@ impl Router {
         Ok(())
     }
 
-    /// Commits the open transaction with the input offsets after it; on a
-    /// failure aborts it and rewinds the consumer to the batch's start.
+    fn txn_open(&self) -> bool {
+        self.txn.lock().is_ok_and(|t| t.is_open())
+    }
+
+    /// Commits the open transaction; when it had to be aborted, the
+    /// consumer goes back to the start of its batch.
     fn commit(&mut self) -> Result<()> {
-        let mut offsets = TopicPartitionList::new();
-        for ((t, p), (_, next)) in &self.batch {
-            let _ = offsets.add_partition_offset(t, *p, Offset::Offset(*next));
-        }
-        let Some(meta) = self.consumer.group_metadata() else {
-            return Err(kafka_err("route", "no consumer group metadata"));
+        let Ok(mut t) = self.txn.lock() else {
+            return Err(kafka_err("route", "transaction state poisoned"));
         };
-        let sent = if offsets.count() > 0 {
-            self.producer
-                .send_offsets_to_transaction(&offsets, &meta, Duration::from_secs(30))
-        } else {
-            Ok(())
-        };
-        let result = sent.and_then(|()| self.producer.commit_transaction(Duration::from_secs(60)));
-        match result {
-            Ok(()) => self.stats.transactions += 1,
-            Err(e) => {
-                let abortable = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.txn_requires_abort() || t.is_retriable());
-                if !abortable {
-                    return Err(kafka_err("route commit_transaction", e));
-                }
-                tracing::warn!(error = %e, "transaction not committed: aborting it and routing its records again");
-                self.producer
-                    .abort_transaction(Duration::from_secs(60))
-                    .map_err(|e| kafka_err("route abort_transaction", e))?;
-                self.stats.aborted += 1;
-                for ((t, p), (first, _)) in &self.batch {
-                    // partitions this router no longer owns cannot be sought: their new owner starts at the commit
-                    let _ =
-                        self.consumer
-                            .seek(t, *p, Offset::Offset(*first), Duration::from_secs(10));
-                }
+        if let Some(batch) = commit_txn(&self.producer, &self.consumer, &mut t)? {
+            drop(t);
+            for ((topic, p), (first, _)) in batch {
+                // partitions this router no longer owns cannot be sought: their new owner starts at the commit
+                let _ =
+                    self.consumer
+                        .seek(&topic, p, Offset::Offset(first), Duration::from_secs(10));
             }
         }
-        self.batch.clear();
-        self.marked = false;
-        self.producer
-            .begin_transaction()
-            .map_err(|e| kafka_err("begin_transaction", e))
+        Ok(())
     }
 }

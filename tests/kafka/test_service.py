@@ -639,16 +639,29 @@ def test_state_per_partition_follows_partitions_between_members(env):
 
 
 def test_routed_two_stages_alert_as_one_member(env):
-    """One model's events keyed by trace id over three partitions (the
-    layout state_per = "partition" cannot read directly). Two routers
-    (`driftwatch route`, one SIGKILLed mid-stream and restarted) re-key them
-    by model into routed topics, exactly once; two `run` members with
+    """Two models' events keyed by trace id over three partitions (the
+    layout state_per = "partition" cannot read directly), and a poison
+    message. Two routers (`driftwatch route`, one SIGKILLed mid-stream and
+    restarted) re-key them by model into routed topics, exactly once (the
+    models land on routed partitions 0 and 1); two `run` members with
     kafka.routed and state_per = "partition" (one SIGTERMed mid-stream, a
     third joining) evaluate them. Every series' count equals the recount,
-    none late, and the distinct alert ids equal a single member's on the
-    original topics."""
-    preds, outs = scenario_events()
+    no event is late, the poison is dead-lettered by the router, and the
+    distinct alert ids equal a single member's on the original topics."""
+    preds, outs = [], []
+    # crc32(model) % 3 (librdkafka's consistent partitioner): fraud-a → 0, fraud-b → 1
+    for model, scenario in (("fraud-a", "abrupt_amount"), ("fraud-b", "null_spike")):
+        d = os.path.join(ROOT, "target", "scenarios", scenario)
+        for name, out in (("predictions.jsonl", preds), ("outcomes.jsonl", outs)):
+            for l in open(os.path.join(d, name)):
+                e = json.loads(l)
+                e["model_id"] = model
+                e["trace_id"] = model + "-" + e["trace_id"]
+                out.append(e)
+    preds.sort(key=lambda e: e["event_time"])
+    outs.sort(key=lambda e: e["event_time"])
     names = env.topics({"predictions": 3, "outcomes": 3})
+    env.produce(names["predictions"], [b"\x01 not a confluent frame"], partition=0)
     produce_keyed(env, names, preds, outs, 0.0, 1.0)
     routed = {k: v for k, v in env.topics({"predictions": 3, "outcomes": 3}).items() if k in ("predictions", "outcomes")}
     ends = {(t, p): env.end_offset(names[t], p) for t in ("predictions", "outcomes") for p in range(3)}
@@ -661,8 +674,9 @@ dir = "{os.path.join(env.tmp, 'ckpt-routed-one')}"
     proc = subprocess.Popen([BIN, "run", "--config", cfg_one, "--log-format", "json", "--until-end"],
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(env.tmp, "routed-one.log"), "w"))
     assert proc.wait(300) == 0
-    want_ids = {a["alert_id"] for a in env.read_all(names["alerts"], settle=2.0)}
-    assert len(want_ids) >= 10
+    want = env.read_all(names["alerts"], settle=2.0)
+    want_ids = {a["alert_id"] for a in want}
+    assert len(want_ids) >= 10 and {a["model_id"] for a in want} == {"fraud-a", "fraud-b"}
 
     out = dict(names)
     out.update({k: v for k, v in env.topics({}).items() if k in ("alerts", "dlq")})
@@ -734,6 +748,12 @@ commit_interval = "100ms"
         assert counts.get(k) == n, (k, counts.get(k), n)
     assert late == 0, f"{late} late events in the members"
     assert got_ids == want_ids, f"missing {len(want_ids - got_ids)}, extra {len(got_ids - want_ids)}"
+    dlq = env.read_all(out["dlq"], raw=True, want=1, settle=1.0)
+    hd = dict(dlq[0].headers()) if dlq else {}
+    assert len(dlq) == 1 and hd["dlq.source.partition"] == b"0" and hd["dlq.error.class"] == b"bad_magic_byte", hd
+    # (partition 2 holds only the routers' idle markers)
+    rends_used = [p for (t, p), n in rends.items() if n > 1000 and t == "predictions"]
+    assert sorted(rends_used) == [0, 1], rends
     print(f"    routed: 3 routers (one killed), 3 members (one stopped); counts = recount, {len(got_ids)} alert ids "
           f"as one member, {aborted} transactions aborted", flush=True)
 
