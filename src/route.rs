@@ -12,12 +12,14 @@
 //!
 //! Exactly once: the records of a batch and the input offsets after it are
 //! one Kafka transaction (`send_offsets_to_transaction` with the consumer
-//! group's metadata, so a router that lost its partitions in a rebalance
-//! cannot commit them). A failed commit aborts the batch and the consumer
-//! goes back to the batch's first offsets. Bad input is dead-lettered in the
-//! same transaction.
+//! group's metadata), committed at the latest in the revoke callback, before
+//! the partitions go: a commit after the revoke is accepted by the broker
+//! (the member is still in the group) while the new owner routes the same
+//! records again. A failed commit aborts the batch and the consumer goes
+//! back to the batch's first offsets. Bad input is dead-lettered in the same
+//! transaction. The router also keeps its input partitions aligned in event
+//! time (`kafka.max_skew`) and announces idle ones with markers.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,10 @@ pub const IDLE_HEADER: &str = "driftwatch.idle";
 
 /// An input partition as the router sees it.
 struct Part {
+    topic: String,
+    partition: i32,
+    /// `<topic>/<partition>`: its records' origin header.
+    origin: String,
     /// Newest event time routed from it.
     max: Option<i64>,
     last_message: Instant,
@@ -88,8 +94,8 @@ pub fn group(cfg: &Config) -> String {
 /// records again).
 #[derive(Default)]
 struct Txn {
-    /// Per input partition: (first offset, next offset).
-    batch: HashMap<(String, i32), (i64, i64)>,
+    /// Per input partition in it: (topic, partition, first offset, next offset).
+    batch: Batch,
     /// Idle markers sent in it.
     marked: bool,
     transactions: u64,
@@ -102,7 +108,7 @@ impl Txn {
     }
 }
 
-type Batch = HashMap<(String, i32), (i64, i64)>;
+type Batch = Vec<(String, i32, i64, i64)>;
 
 /// Commits the open transaction with the input offsets after it and begins
 /// the next one. When it cannot be committed it is aborted, and its batch is
@@ -113,7 +119,7 @@ fn commit_txn<C: ConsumerContext>(
     txn: &mut Txn,
 ) -> Result<Option<Batch>> {
     let mut offsets = TopicPartitionList::new();
-    for ((t, p), (_, next)) in &txn.batch {
+    for (t, p, _, next) in &txn.batch {
         let _ = offsets.add_partition_offset(t, *p, Offset::Offset(*next));
     }
     let Some(meta) = consumer.group_metadata() else {
@@ -189,7 +195,7 @@ pub struct Router {
     /// When the first record was routed.
     first: Option<Instant>,
     /// The assigned input partitions.
-    parts: HashMap<(String, i32), Part>,
+    parts: Vec<Part>,
     /// Partition counts of the routed topics (predictions, outcomes).
     routed_partitions: [i32; 2],
     pub stats: RouteStats,
@@ -255,7 +261,7 @@ impl Router {
             txn,
             batch_started: Instant::now(),
             first: None,
-            parts: HashMap::new(),
+            parts: Vec::new(),
             routed_partitions: [0, 0],
             stats: RouteStats::default(),
             until_end: false,
@@ -318,7 +324,7 @@ impl Router {
                 last_check = Instant::now();
                 // done: read to the end, the idle markers sent and committed
                 let marked = !self.parts.is_empty()
-                    && self.parts.values().all(|p| p.idle && p.marked.is_some());
+                    && self.parts.iter().all(|p| p.idle && p.marked.is_some());
                 // (the open transaction, with the markers, is committed below)
                 if marked && self.at_end() {
                     tracing::info!("every assigned partition routed to its end: stopping");
@@ -416,12 +422,12 @@ impl Router {
     /// One input record: re-keyed to its routed topic, or dead-lettered.
     fn route(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
         let is_predictions = msg.topic() == self.cfg.kafka.predictions_topic;
+        let pi = self.part(msg.topic(), msg.partition());
         let decoder = if is_predictions {
             &mut self.predictions
         } else {
             &mut self.outcomes
         };
-        let origin = format!("{}/{}", msg.topic(), msg.partition());
         let mut headers = OwnedHeaders::new();
         if let Some(h) = msg.headers() {
             for hd in h.iter().filter(|h| h.key != ORIGIN_HEADER) {
@@ -433,7 +439,7 @@ impl Router {
         }
         headers = headers.insert(Header {
             key: ORIGIN_HEADER,
-            value: Some(&origin),
+            value: Some(&self.parts[pi].origin),
         });
         let now = Instant::now();
         let first = *self.first.get_or_insert(now);
@@ -462,15 +468,8 @@ impl Router {
         if !txn.is_open() {
             self.batch_started = Instant::now();
         }
-        let key = (msg.topic().to_string(), msg.partition());
-        let part = self.parts.entry(key).or_insert_with(|| Part {
-            max: None,
-            last_message: Instant::now(),
-            paused: false,
-            idle: false,
-            marked: None,
-        });
-        part.last_message = Instant::now();
+        let part = &mut self.parts[pi];
+        part.last_message = now;
         if let Some(t) = event_time {
             part.max = Some(part.max.map_or(t, |m| m.max(t)));
         }
@@ -478,12 +477,41 @@ impl Router {
             part.idle = false;
             part.marked = None;
         }
-        let e = txn
+        let next = msg.offset() + 1;
+        match txn
             .batch
-            .entry((msg.topic().to_string(), msg.partition()))
-            .or_insert((msg.offset(), msg.offset() + 1));
-        e.1 = msg.offset() + 1;
+            .iter_mut()
+            .find(|b| b.1 == msg.partition() && b.0 == msg.topic())
+        {
+            Some(b) => b.3 = next,
+            None => txn
+                .batch
+                .push((msg.topic().to_string(), msg.partition(), msg.offset(), next)),
+        }
         Ok(())
+    }
+
+    /// The index of an input partition's state, created on first sight
+    /// (a linear scan of a few partitions: no allocation per record).
+    fn part(&mut self, topic: &str, partition: i32) -> usize {
+        if let Some(i) = self
+            .parts
+            .iter()
+            .position(|p| p.partition == partition && p.topic == topic)
+        {
+            return i;
+        }
+        self.parts.push(Part {
+            topic: topic.to_string(),
+            partition,
+            origin: format!("{topic}/{partition}"),
+            max: None,
+            last_message: Instant::now(),
+            paused: false,
+            idle: false,
+            marked: None,
+        });
+        self.parts.len() - 1
     }
 
     fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> Result<()> {
@@ -541,43 +569,42 @@ impl Router {
                 .collect(),
             Err(_) => return Ok(()),
         };
-        self.parts.retain(|k, _| assigned.contains(k));
-        for k in assigned {
-            if !self.parts.contains_key(&k) {
+        self.parts.retain(|p| {
+            assigned
+                .iter()
+                .any(|(t, n)| *n == p.partition && *t == p.topic)
+        });
+        for (topic, partition) in assigned {
+            if !self
+                .parts
+                .iter()
+                .any(|p| p.partition == partition && p.topic == topic)
+            {
                 // librdkafka keeps a pause across a rebalance
                 let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&k.0, k.1);
+                tpl.add_partition(&topic, partition);
                 let _ = self.consumer.resume(&tpl);
-                self.parts.insert(
-                    k,
-                    Part {
-                        max: None,
-                        last_message: Instant::now(),
-                        paused: false,
-                        idle: false,
-                        marked: None,
-                    },
-                );
+                self.part(&topic, partition);
             }
         }
         let idle_after = self.cfg.kafka.idle_timeout.0;
         let positions = self.consumer.position().ok();
         let mut newly_idle = Vec::new();
-        for (k, p) in self.parts.iter_mut() {
+        for p in self.parts.iter_mut() {
+            let k = (p.topic.as_str(), p.partition);
             if p.idle || p.paused || p.last_message.elapsed() < idle_after {
                 continue;
             }
             let at = positions.as_ref().and_then(|tpl| {
-                tpl.find_partition(&k.0, k.1)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    })
+                tpl.find_partition(k.0, k.1).and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
             });
             // nothing read since the assignment: where it starts (the group's commit)
             let at = at.or_else(|| {
                 let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&k.0, k.1);
+                tpl.add_partition(k.0, k.1);
                 self.consumer
                     .committed_offsets(tpl, Duration::from_secs(5))
                     .ok()
@@ -588,7 +615,7 @@ impl Router {
             });
             let high = self
                 .consumer
-                .fetch_watermarks(&k.0, k.1, Duration::from_secs(5))
+                .fetch_watermarks(k.0, k.1, Duration::from_secs(5))
                 .map(|(_, h)| h)
                 .ok();
             // never read (no position) counts as at its end when the log is empty
@@ -599,21 +626,21 @@ impl Router {
             };
             if at_end {
                 p.idle = true;
-                newly_idle.push(k.clone());
+                newly_idle.push(p.origin.clone());
             }
         }
-        for k in newly_idle {
-            tracing::info!(topic = %k.0, partition = k.1, "input partition idle: announced to the routed partitions");
+        for origin in newly_idle {
+            tracing::info!(partition = %origin, "input partition idle: announced to the routed partitions");
         }
         // idle markers, in the open transaction
-        let due: Vec<(String, i32)> = self
-            .parts
-            .iter()
-            .filter(|(_, p)| p.idle && p.marked.is_none_or(|t| t.elapsed() >= idle_after))
-            .map(|(k, _)| k.clone())
+        let due: Vec<usize> = (0..self.parts.len())
+            .filter(|&i| {
+                let p = &self.parts[i];
+                p.idle && p.marked.is_none_or(|t| t.elapsed() >= idle_after)
+            })
             .collect();
-        for k in due {
-            let origin = format!("{}/{}", k.0, k.1);
+        for pi in due {
+            let origin = &self.parts[pi].origin;
             for (i, topic) in [
                 &self.cfg.route.predictions_topic,
                 &self.cfg.route.outcomes_topic,
@@ -625,7 +652,7 @@ impl Router {
                     let headers = OwnedHeaders::new()
                         .insert(Header {
                             key: ORIGIN_HEADER,
-                            value: Some(&origin),
+                            value: Some(origin),
                         })
                         .insert(Header {
                             key: IDLE_HEADER,
@@ -644,15 +671,13 @@ impl Router {
                 }
                 t.marked = true;
             }
-            if let Some(p) = self.parts.get_mut(&k) {
-                p.marked = Some(Instant::now());
-            }
+            self.parts[pi].marked = Some(Instant::now());
         }
         // flow control over the active partitions
         let skew = self.cfg.kafka.max_skew.as_millis();
         let active: Vec<Option<i64>> = self
             .parts
-            .values()
+            .iter()
             .filter(|p| !p.idle)
             .map(|p| p.max)
             .collect();
@@ -661,11 +686,11 @@ impl Router {
         } else {
             active.into_iter().flatten().min()
         };
-        for (k, p) in self.parts.iter_mut() {
+        for p in self.parts.iter_mut() {
             let (Some(mine), Some(slow)) = (p.max, slowest) else {
                 if p.paused {
                     let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition(&k.0, k.1);
+                    tpl.add_partition(&p.topic, p.partition);
                     if self.consumer.resume(&tpl).is_ok() {
                         p.paused = false;
                     }
@@ -676,7 +701,7 @@ impl Router {
             let resume = p.paused && mine - slow <= skew / 2;
             if pause || resume {
                 let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&k.0, k.1);
+                tpl.add_partition(&p.topic, p.partition);
                 let r = if pause {
                     self.consumer.pause(&tpl)
                 } else {
@@ -703,7 +728,7 @@ impl Router {
         };
         if let Some(batch) = commit_txn(&self.producer, &self.consumer, &mut t)? {
             drop(t);
-            for ((topic, p), (first, _)) in batch {
+            for (topic, p, first, _) in batch {
                 // partitions this router no longer owns cannot be sought: their new owner starts at the commit
                 let _ =
                     self.consumer

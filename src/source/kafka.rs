@@ -59,16 +59,7 @@ pub struct Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(facility = fac, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
-            _ => tracing::debug!(facility = fac, "librdkafka: {message}"),
-        }
+        Logged.log(level, fac, message);
     }
 
     fn stats(&self, statistics: Statistics) {
