@@ -302,26 +302,40 @@ impl Router {
         let interval = self.cfg.route.commit_interval.0;
         let mut last_check = Instant::now();
         let mut last_housekeeping = Instant::now();
+        let mut polled = 0u32;
         loop {
             if *stop.borrow() {
                 break;
             }
             let consumer = self.consumer.clone();
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(msg)) => self.route(&msg)?,
-                Some(Err(e)) => tracing::warn!(error = %e, "route consumer error"),
-                None => {}
+            // one clock reading per record (perf: the clock was 11 % of the router's time)
+            let now = match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(msg)) => {
+                    let now = Instant::now();
+                    self.route(&msg, now)?;
+                    now
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "route consumer error");
+                    Instant::now()
+                }
+                None => Instant::now(),
+            };
+            // delivery reports: often enough to keep the queue short
+            polled += 1;
+            if polled.is_multiple_of(64) {
+                self.producer.poll(Duration::ZERO);
             }
-            self.producer.poll(Duration::ZERO);
-            if last_housekeeping.elapsed() >= Duration::from_millis(250) {
-                last_housekeeping = Instant::now();
+            if now.duration_since(last_housekeeping) >= Duration::from_millis(250) {
+                last_housekeeping = now;
+                self.producer.poll(Duration::ZERO);
                 self.housekeeping()?;
             }
-            if self.txn_open() && self.batch_started.elapsed() >= interval {
+            if now.duration_since(self.batch_started) >= interval && self.txn_open() {
                 self.commit()?;
             }
-            if self.until_end && last_check.elapsed() >= Duration::from_secs(1) {
-                last_check = Instant::now();
+            if self.until_end && now.duration_since(last_check) >= Duration::from_secs(1) {
+                last_check = now;
                 // done: read to the end, the idle markers sent and committed
                 let marked = !self.parts.is_empty()
                     && self.parts.iter().all(|p| p.idle && p.marked.is_some());
@@ -420,7 +434,7 @@ impl Router {
     }
 
     /// One input record: re-keyed to its routed topic, or dead-lettered.
-    fn route(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
+    fn route(&mut self, msg: &BorrowedMessage<'_>, now: Instant) -> Result<()> {
         let is_predictions = msg.topic() == self.cfg.kafka.predictions_topic;
         let pi = self.part(msg.topic(), msg.partition());
         let decoder = if is_predictions {
@@ -441,7 +455,6 @@ impl Router {
             key: ORIGIN_HEADER,
             value: Some(&self.parts[pi].origin),
         });
-        let now = Instant::now();
         let first = *self.first.get_or_insert(now);
         self.stats.busy = now - first;
         let mut event_time = None;
@@ -466,7 +479,7 @@ impl Router {
             return Err(kafka_err("route", "transaction state poisoned"));
         };
         if !txn.is_open() {
-            self.batch_started = Instant::now();
+            self.batch_started = now;
         }
         let part = &mut self.parts[pi];
         part.last_message = now;
