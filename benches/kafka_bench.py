@@ -78,6 +78,22 @@ def main():
         route(args, suffix, topic, n)
 
 
+def kafka_section(args, group, topic, suffix):
+    """The [kafka] section of a bench config: predictions only, read from the start."""
+    return f"""[kafka]
+bootstrap_servers = "{args.bootstrap}"
+group_id = "{group}"
+predictions_topic = "{topic}"
+outcomes_topic = ""
+alerts_topic = "bench-alerts-{suffix}"
+dlq_topic = "bench-dlq-{suffix}"
+encoding = "confluent"
+local_schema_ids = [1]
+start_from = "earliest"
+idle_timeout = "1s"
+"""
+
+
 def stopped_line(log, message):
     for line in open(log):
         if message in line:
@@ -95,18 +111,7 @@ def route(args, suffix, topic, n):
         f.result()
     cfg = os.path.join(tmp, "route.toml")
     with open(cfg, "w") as f:
-        f.write(f"""[kafka]
-bootstrap_servers = "{args.bootstrap}"
-group_id = "bench-route-{suffix}"
-predictions_topic = "{topic}"
-outcomes_topic = ""
-alerts_topic = "bench-alerts-{suffix}"
-dlq_topic = "bench-dlq-{suffix}"
-encoding = "confluent"
-local_schema_ids = [1]
-start_from = "earliest"
-idle_timeout = "1s"
-state_per = "partition"
+        f.write(kafka_section(args, f"bench-route-{suffix}", topic, suffix) + f"""state_per = "partition"
 routed = true
 [route]
 predictions_topic = "{routed}"
@@ -156,18 +161,7 @@ def run(args, suffix, topic, n, otel):
     cfg = os.path.join(tmp, "bench.toml")
     sink = otlp_sink() if otel else None
     with open(cfg, "w") as f:
-        f.write(f"""[kafka]
-bootstrap_servers = "{args.bootstrap}"
-group_id = "bench-{suffix}-{uuid.uuid4().hex[:6]}"
-predictions_topic = "{topic}"
-outcomes_topic = ""
-alerts_topic = "bench-alerts-{suffix}"
-dlq_topic = "bench-dlq-{suffix}"
-encoding = "confluent"
-local_schema_ids = [1]
-start_from = "earliest"
-idle_timeout = "1s"
-""")
+        f.write(kafka_section(args, f"bench-{suffix}-{uuid.uuid4().hex[:6]}", topic, suffix))
         if sink:
             f.write(f"""[otel]
 endpoint = "http://127.0.0.1:{sink[0].server_address[1]}"
@@ -179,10 +173,7 @@ interval = "1s"
         rc = subprocess.call([BIN, "run", "--config", cfg, "--log-format", "json", "--until-end"],
                              stdout=subprocess.DEVNULL, stderr=lf)
     wall = time.time() - t
-    stopped = None
-    for line in open(log):
-        if "driftwatch service stopped" in line:
-            stopped = json.loads(line)["fields"]
+    stopped = stopped_line(log, "driftwatch service stopped")
     if rc != 0 or stopped is None:
         sys.exit(f"service failed (rc {rc}); log: {log}")
     msgs = stopped["messages"]

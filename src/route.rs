@@ -35,7 +35,7 @@ use crate::codec::confluent::ValueDecoder;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::{BadEvent, Event};
-use crate::source::kafka::{Logged, client_config};
+use crate::source::kafka::{Logged, client_config, send_retrying};
 
 /// The header naming the partition a routed record was first written to.
 pub const ORIGIN_HEADER: &str = "driftwatch.origin";
@@ -418,19 +418,7 @@ impl Router {
         if let Some(v) = msg.payload() {
             record = record.payload(v);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((e, r))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    self.producer.poll(Duration::from_millis(20));
-                    record = r;
-                }
-                Err((e, _)) => return Err(kafka_err("route send", e)),
-            }
-        }
+        send_retrying(&self.producer, record).map_err(|e| kafka_err("route send", e))
     }
 
     /// One input record: re-keyed to its routed topic, or dead-lettered.
@@ -529,41 +517,10 @@ impl Router {
 
     fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> Result<()> {
         self.stats.dead_lettered += 1;
-        if self.stats.dead_lettered <= 100 {
-            tracing::warn!(
-                topic = msg.topic(),
-                partition = msg.partition(),
-                offset = msg.offset(),
-                reason = bad.reason.as_str(),
-                error = %bad.message,
-                "bad message"
-            );
-        }
+        let headers = crate::service::bad_message(self.stats.dead_lettered, msg, bad);
         if self.cfg.kafka.dlq_topic.is_empty() {
             return Ok(());
         }
-        let (partition, offset) = (msg.partition().to_string(), msg.offset().to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "dlq.source.topic",
-                value: Some(msg.topic()),
-            })
-            .insert(Header {
-                key: "dlq.source.partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "dlq.source.offset",
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: "dlq.error.class",
-                value: Some(bad.reason.as_str()),
-            })
-            .insert(Header {
-                key: "dlq.error.message",
-                value: Some(&bad.message),
-            });
         let key = msg.key().unwrap_or_default().to_vec();
         let dlq = self.cfg.kafka.dlq_topic.clone();
         self.send(&dlq, &key, msg, headers)
@@ -673,9 +630,8 @@ impl Router {
                         });
                     let record: BaseRecord<'_, [u8], [u8]> =
                         BaseRecord::to(topic).partition(q).headers(headers);
-                    self.producer
-                        .send(record)
-                        .map_err(|(e, _)| kafka_err("route idle marker", e))?;
+                    send_retrying(&self.producer, record)
+                        .map_err(|e| kafka_err("route idle marker", e))?;
                 }
             }
             if let Ok(mut t) = self.txn.lock() {

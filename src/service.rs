@@ -76,7 +76,6 @@ struct Origin {
     /// topic and partition) its records arrive on.
     via: (String, i32),
     source: usize,
-    last_message: Instant,
     idle: bool,
 }
 
@@ -450,6 +449,13 @@ impl Service {
         rebuilt
     }
 
+    /// The key of the member's one task: its whole assignment, sorted.
+    fn member_key(&self) -> Vec<(String, i32)> {
+        let mut key = self.assignment.clone();
+        key.sort();
+        key
+    }
+
     /// The partitions of a partition number's task: that partition of every
     /// consumed topic, sorted (the task's checkpoint name).
     fn partition_key(&self, partition: i32) -> Vec<(String, i32)> {
@@ -466,11 +472,7 @@ impl Service {
     #[allow(clippy::type_complexity)]
     fn tasks_of(&self, ps: &[(String, i32)]) -> Vec<(Vec<(String, i32)>, Vec<(String, i32)>)> {
         match self.cfg.kafka.state_per {
-            StatePer::Member => {
-                let mut key = self.assignment.clone();
-                key.sort();
-                vec![(key, ps.to_vec())]
-            }
+            StatePer::Member => vec![(self.member_key(), ps.to_vec())],
             StatePer::Partition => {
                 let mut numbers: Vec<i32> = ps.iter().map(|(_, p)| *p).collect();
                 numbers.sort_unstable();
@@ -497,11 +499,7 @@ impl Service {
         };
         found.unwrap_or_else(|| {
             let key = match self.cfg.kafka.state_per {
-                StatePer::Member => {
-                    let mut k = self.assignment.clone();
-                    k.sort();
-                    k
-                }
+                StatePer::Member => self.member_key(),
                 StatePer::Partition => self.partition_key(partition),
             };
             self.push_task(key, new_engine(&self.cfg, &self.baselines))
@@ -635,7 +633,6 @@ impl Service {
                 name: o.origin.clone(),
                 via: (o.via_topic.clone(), o.via_partition),
                 source: o.source as usize,
-                last_message: now,
                 idle: false,
             });
         }
@@ -851,7 +848,6 @@ impl Service {
         }
         let t = &mut self.tasks[task];
         let number = t.key.first().map_or(0, |k| k.1);
-        let now = Instant::now();
         for (name, kind) in &self.inputs {
             if t.origins.iter().any(|o| o.name == *name) {
                 continue;
@@ -861,7 +857,6 @@ impl Service {
                 name: name.clone(),
                 via: (self.topics[*kind].clone(), number),
                 source,
-                last_message: now,
                 idle: false,
             });
         }
@@ -869,12 +864,7 @@ impl Service {
 
     /// `kafka.routed`: the engine source of the origin a routed message
     /// names, and whether the message is the router's idle marker for it.
-    fn origin_source(
-        &mut self,
-        task: usize,
-        msg: &BorrowedMessage<'_>,
-        now: Instant,
-    ) -> (usize, bool) {
+    fn origin_source(&mut self, task: usize, msg: &BorrowedMessage<'_>) -> (usize, bool) {
         let (mut origin, mut marker) = (None, false);
         if let Some(h) = msg.headers() {
             for hd in h.iter() {
@@ -889,7 +879,6 @@ impl Service {
         let found =
             origin.and_then(|name| t.origins.iter_mut().find(|o| o.name.as_bytes() == name));
         if let Some(o) = found {
-            o.last_message = now;
             if marker {
                 if !o.idle {
                     o.idle = true;
@@ -914,7 +903,6 @@ impl Service {
             name,
             via: (msg.topic().to_string(), msg.partition()),
             source,
-            last_message: now,
             idle: false,
         });
         (source, false)
@@ -1212,7 +1200,7 @@ impl Service {
         let (task, source) = (st.task, st.source);
         self.tasks[task].since_checkpoint += 1;
         let source = if self.cfg.kafka.routed {
-            let (source, marker) = self.origin_source(task, msg, now);
+            let (source, marker) = self.origin_source(task, msg);
             if marker {
                 // the router's word that an input partition is idle: no event
                 self.stats.idle_markers += 1;
@@ -1327,40 +1315,8 @@ impl Service {
     /// Sends a bad message to the dead-letter topic unchanged, with headers.
     async fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> bool {
         self.stats.dead_lettered += 1;
-        if self.stats.dead_lettered <= 100 {
-            tracing::warn!(
-                topic = msg.topic(),
-                partition = msg.partition(),
-                offset = msg.offset(),
-                reason = bad.reason.as_str(),
-                error = %bad.message,
-                "bad message"
-            );
-        }
+        let headers = bad_message(self.stats.dead_lettered, msg, bad);
         let Some(p) = &self.dlq else { return true };
-        let partition = msg.partition().to_string();
-        let offset = msg.offset().to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "dlq.source.topic",
-                value: Some(msg.topic()),
-            })
-            .insert(Header {
-                key: "dlq.source.partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "dlq.source.offset",
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: "dlq.error.class",
-                value: Some(bad.reason.as_str()),
-            })
-            .insert(Header {
-                key: "dlq.error.message",
-                value: Some(&bad.message),
-            });
         let mut backoff = Duration::from_millis(100);
         loop {
             let mut record = FutureRecord::to(&self.cfg.kafka.dlq_topic).headers(headers.clone());
@@ -1430,6 +1386,43 @@ impl Service {
         );
         Ok(())
     }
+}
+
+/// Reports a bad message (the first 100 of a run are logged, the `n`-th
+/// here) and gives the headers of its dead letter: where it came from and why.
+pub(crate) fn bad_message(n: u64, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> OwnedHeaders {
+    if n <= 100 {
+        tracing::warn!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            reason = bad.reason.as_str(),
+            error = %bad.message,
+            "bad message"
+        );
+    }
+    let (partition, offset) = (msg.partition().to_string(), msg.offset().to_string());
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "dlq.source.topic",
+            value: Some(msg.topic()),
+        })
+        .insert(Header {
+            key: "dlq.source.partition",
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: "dlq.source.offset",
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: "dlq.error.class",
+            value: Some(bad.reason.as_str()),
+        })
+        .insert(Header {
+            key: "dlq.error.message",
+            value: Some(&bad.message),
+        })
 }
 
 /// An engine for the service: predictions wait for outcomes only when an

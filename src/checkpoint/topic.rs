@@ -173,19 +173,8 @@ impl TopicStore {
         if let Some(p) = payload {
             record = record.payload(p);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((e, r))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    self.producer.poll(Duration::from_millis(50));
-                    record = r;
-                }
-                Err((e, _)) => return Err(self.failed(key, e.to_string())),
-            }
-        }
+        crate::source::kafka::send_retrying(&self.producer, record)
+            .map_err(|e| self.failed(key, e.to_string()))
     }
 
     /// Writes one checkpoint (the bytes of a checkpoint file) under `name`;

@@ -95,6 +95,31 @@ impl ClientContext for Context {
     }
 }
 
+/// Sends a record with a `BaseProducer`, waiting for room (serving
+/// delivery reports) while librdkafka's queue is full.
+pub fn send_retrying<'a, C, K, P>(
+    producer: &rdkafka::producer::BaseProducer<C>,
+    mut record: rdkafka::producer::BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) -> KafkaResult<()>
+where
+    C: rdkafka::producer::ProducerContext,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, r))
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+            {
+                producer.poll(std::time::Duration::from_millis(20));
+                record = r;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// A client context that only logs librdkafka's messages through tracing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Logged;

@@ -38,6 +38,22 @@ fn stream() -> Vec<Prediction> {
         .collect()
 }
 
+/// A service config on the mock cluster: JSON predictions, no outcomes,
+/// 1 s idle timeout, checkpoints in a temporary directory (returned).
+fn json_predictions_only(
+    mock: &MockCluster<'_, impl rdkafka::ClientContext>,
+    tag: &str,
+) -> (Config, std::path::PathBuf) {
+    let mut cfg = Config::default();
+    cfg.kafka.bootstrap_servers = mock.bootstrap_servers();
+    cfg.kafka.encoding = Encoding::Json;
+    cfg.kafka.outcomes_topic = String::new();
+    cfg.kafka.idle_timeout = HumanDuration::secs(1);
+    let dir = std::env::temp_dir().join(format!("dw-mock-{tag}-{}", std::process::id()));
+    cfg.checkpoint.dir = dir.to_string_lossy().into_owned();
+    (cfg, dir)
+}
+
 async fn produce(p: &FutureProducer, topic: &str, events: &[Prediction]) {
     let mut inflight = Vec::new();
     for (i, e) in events.iter().enumerate() {
@@ -71,14 +87,8 @@ async fn broker_outage_and_produce_errors_lose_nothing() {
     assert!(!want.is_empty(), "the stream must alert");
 
     let mock = MockCluster::new(1).unwrap();
-    let mut cfg = Config::default();
-    cfg.kafka.bootstrap_servers = mock.bootstrap_servers();
-    cfg.kafka.encoding = Encoding::Json;
-    cfg.kafka.outcomes_topic = String::new();
-    cfg.kafka.idle_timeout = HumanDuration::secs(1);
     // checkpoints (the default start) are written while the broker fails
-    let dir = std::env::temp_dir().join(format!("dw-mock-ckpt-{}", std::process::id()));
-    cfg.checkpoint.dir = dir.to_string_lossy().into_owned();
+    let (mut cfg, dir) = json_predictions_only(&mock, "ckpt");
     cfg.checkpoint.interval = HumanDuration::secs(1);
     cfg.kafka
         .librdkafka
@@ -158,14 +168,8 @@ async fn broker_outage_and_produce_errors_lose_nothing() {
 async fn a_model_spread_over_partitions_is_reported_split_with_state_per_partition() {
     let events: Vec<Prediction> = stream().into_iter().take(3000).collect();
     let mock = MockCluster::new(1).unwrap();
-    let mut cfg = Config::default();
-    cfg.kafka.bootstrap_servers = mock.bootstrap_servers();
-    cfg.kafka.encoding = Encoding::Json;
-    cfg.kafka.outcomes_topic = String::new();
-    cfg.kafka.idle_timeout = HumanDuration::secs(1);
+    let (mut cfg, dir) = json_predictions_only(&mock, "split");
     cfg.kafka.state_per = driftwatch::config::StatePer::Partition;
-    let dir = std::env::temp_dir().join(format!("dw-mock-split-{}", std::process::id()));
-    cfg.checkpoint.dir = dir.to_string_lossy().into_owned();
     mock.create_topic(&cfg.kafka.predictions_topic, 3, 1)
         .unwrap();
     mock.create_topic(&cfg.kafka.alerts_topic, 1, 1).unwrap();

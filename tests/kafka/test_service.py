@@ -38,6 +38,19 @@ class _TrackedPopen(subprocess.Popen):
 subprocess.Popen = _TrackedPopen
 
 
+def stop_all(procs):
+    """SIGTERM to every process still running, then wait (kill after 60 s)."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def kill_leftovers():
     for p in _PROCS:
         if p.poll() is None:
@@ -597,14 +610,7 @@ interval = "500ms"
         time.sleep(2)
     finally:
         # every member stopped, also when the test fails
-        for m in members.values():
-            if m.poll() is None:
-                m.send_signal(signal.SIGTERM)
-        for m in members.values():
-            try:
-                m.wait(60)
-            except subprocess.TimeoutExpired:
-                m.kill()
+        stop_all(members.values())
     got = env.read_all(group["alerts"], settle=2.0)
     got_ids = {a["alert_id"] for a in got}
     extra = [(a["model_id"], a["kind"], a["feature"], a["slice"], a["state"], a["severity"], a["window_end"])
@@ -730,14 +736,7 @@ commit_interval = "100ms"
             raise AssertionError(f"the members never caught up: {[committed(env, group, routed[t]) for t in ('predictions', 'outcomes')]} of {rends}")
         time.sleep(2)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
     got = env.read_all(out["alerts"], settle=2.0)
     got_ids = {a["alert_id"] for a in got}
     text = [open(l).read() for l in logs]
