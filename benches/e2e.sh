@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-all}"
 cargo build --release --locked
-bin=target/release/driftwatch
+bin=target/release/driftline
 py=python3
 [ -x target/venv/bin/python ] && py=target/venv/bin/python
 mkdir -p target/bench

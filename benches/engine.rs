@@ -4,12 +4,12 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use driftwatch::codec::{StreamKind, avro, json};
-use driftwatch::config::Config;
-use driftwatch::drift::{self, categorical, fdr, numeric, quality};
-use driftwatch::engine::Engine;
-use driftwatch::event::{Prediction, Scalar, Value};
-use driftwatch::sketch::{Edges, Sketch, dd_config, ordinal};
+use driftline::codec::{StreamKind, avro, json};
+use driftline::config::Config;
+use driftline::drift::{self, categorical, fdr, numeric, quality};
+use driftline::engine::Engine;
+use driftline::event::{Prediction, Scalar, Value};
+use driftline::sketch::{Edges, Sketch, dd_config, ordinal};
 use sketches_ddsketch::DDSketch;
 
 struct Rng(u64);

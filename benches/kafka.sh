@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Events/s consumed and applied by `driftwatch run` from a real broker: 1M
+# Events/s consumed and applied by `driftline run` from a real broker: 1M
 # Confluent-framed prediction events on 3 partitions (benches/kafka_bench.py).
 # Starts the broker of tests/kafka/kafka.sh when none runs on KAFKA_PORT and
 # stops it again. Usage: bash benches/kafka.sh [events]
-# (OTEL=1: also with OTLP export; ROUTE=1: also routed, driftwatch route + a routed run)
+# (OTEL=1: also with OTLP export; ROUTE=1: also routed, driftline route + a routed run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked

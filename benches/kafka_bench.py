@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Throughput of `driftwatch run` against the real broker: N prediction
+"""Throughput of `driftline run` against the real broker: N prediction
 events (the 1M `stationary` stream of benches/e2e.sh, 8 features, 2 slice
 dimensions) in Confluent wire format on a topic of 3 partitions, keyed by
 trace id, consumed and applied by one service instance from the start
@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "driftwatch")
+BIN = os.path.join(ROOT, "target", "release", "driftline")
 STREAM = os.path.join(ROOT, "target", "bench", "1m", "stationary", "predictions.jsonl")
 
 
@@ -28,7 +28,7 @@ def main():
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--route", action="store_true",
-                    help="also route the topic by model (driftwatch route) and run a routed service on it")
+                    help="also route the topic by model (driftline route) and run a routed service on it")
     ap.add_argument("--otel", action="store_true",
                     help="also run with OTLP export (1 s interval) to a local sink and compare")
     args = ap.parse_args()
@@ -102,9 +102,9 @@ def stopped_line(log, message):
 
 
 def route(args, suffix, topic, n):
-    """The two stages: `driftwatch route --until-end` re-keys the topic by
+    """The two stages: `driftline route --until-end` re-keys the topic by
     model into a routed topic (transactions), then one routed service reads it."""
-    tmp = tempfile.mkdtemp(prefix="dw-bench-route-")
+    tmp = tempfile.mkdtemp(prefix="dl-bench-route-")
     routed = f"bench-routed-{suffix}"
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
     for f in admin.create_topics([NewTopic(routed, args.partitions, 1)]).values():
@@ -123,7 +123,7 @@ predictions_topic = "{routed}"
             rc = subprocess.call([BIN, cmd, "--config", cfg, "--log-format", "json", "--until-end"],
                                  stdout=subprocess.DEVNULL, stderr=lf)
         wall = time.time() - t
-        st = stopped_line(log, "router stopped" if cmd == "route" else "driftwatch service stopped")
+        st = stopped_line(log, "router stopped" if cmd == "route" else "driftline service stopped")
         if rc != 0 or st is None:
             sys.exit(f"{cmd} failed (rc {rc}); log: {log}")
         count = st["routed"] if cmd == "route" else st["messages"]
@@ -157,7 +157,7 @@ def otlp_sink():
 
 
 def run(args, suffix, topic, n, otel):
-    tmp = tempfile.mkdtemp(prefix="dw-bench-")
+    tmp = tempfile.mkdtemp(prefix="dl-bench-")
     cfg = os.path.join(tmp, "bench.toml")
     sink = otlp_sink() if otel else None
     with open(cfg, "w") as f:
@@ -173,7 +173,7 @@ interval = "1s"
         rc = subprocess.call([BIN, "run", "--config", cfg, "--log-format", "json", "--until-end"],
                              stdout=subprocess.DEVNULL, stderr=lf)
     wall = time.time() - t
-    stopped = stopped_line(log, "driftwatch service stopped")
+    stopped = stopped_line(log, "driftline service stopped")
     if rc != 0 or stopped is None:
         sys.exit(f"service failed (rc {rc}); log: {log}")
     msgs = stopped["messages"]

@@ -9,9 +9,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use driftwatch::config::Config;
-use driftwatch::engine::Engine;
-use driftwatch::event::{Outcome, Prediction, Scalar, Value};
+use driftline::config::Config;
+use driftline::engine::Engine;
+use driftline::event::{Outcome, Prediction, Scalar, Value};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -1,5 +1,5 @@
 //! Baseline files: reference profiles built from historical events by
-//! `driftwatch baseline`, loaded when the config points a model at one.
+//! `driftline baseline`, loaded when the config points a model at one.
 //!
 //! Format (JSON, versioned): `{"format": 1, "models": [{"model_id", "start_ms",
 //! "end_ms", "series": [...]}]}`; each series carries its counts, moments,

@@ -21,7 +21,7 @@ const BAD_EVENTS_PRINTED: u64 = 100;
 
 #[derive(Parser, Debug)]
 #[command(
-    name = "driftwatch",
+    name = "driftline",
     version,
     about = "Streaming drift monitor for machine-learning models"
 )]
@@ -34,7 +34,7 @@ pub struct Cli {
 pub enum Command {
     /// Replay prediction (and outcome) files through the engine; alerts as JSON Lines.
     Replay {
-        #[arg(long, default_value = "config/driftwatch.toml")]
+        #[arg(long, default_value = "config/driftline.toml")]
         config: PathBuf,
         /// Prediction files (JSON Lines or Avro container files); repeat or list several.
         #[arg(long, required = true, num_args = 1..)]
@@ -59,7 +59,7 @@ pub enum Command {
     /// The Kafka service: consume predictions and outcomes, publish alerts,
     /// dead-letter bad input. Stops cleanly on SIGINT/SIGTERM.
     Run {
-        #[arg(long, default_value = "config/driftwatch.toml")]
+        #[arg(long, default_value = "config/driftline.toml")]
         config: PathBuf,
         /// Log format on stderr.
         #[arg(long, value_enum, default_value = "text")]
@@ -74,7 +74,7 @@ pub enum Command {
     /// once (Kafka transactions): the first stage when several `run`
     /// instances share topics not keyed by model.
     Route {
-        #[arg(long, default_value = "config/driftwatch.toml")]
+        #[arg(long, default_value = "config/driftline.toml")]
         config: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -85,7 +85,7 @@ pub enum Command {
     /// Build a baseline file from historical events; point a model at it with
     /// `[reference.models.<id>] baseline = "file"`.
     Baseline {
-        #[arg(long, default_value = "config/driftwatch.toml")]
+        #[arg(long, default_value = "config/driftline.toml")]
         config: PathBuf,
         #[arg(long, required = true, num_args = 1..)]
         predictions: Vec<PathBuf>,
@@ -105,16 +105,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "deflate")]
         codec: AvroCodec,
     },
-    /// Print the effective config (file plus DRIFTWATCH__ overrides) or name the bad key.
+    /// Print the effective config (file plus DRIFTLINE__ overrides) or name the bad key.
     CheckConfig {
-        #[arg(long, default_value = "config/driftwatch.toml")]
+        #[arg(long, default_value = "config/driftline.toml")]
         config: PathBuf,
     },
     /// Describe the consumer group's checkpoints (in `checkpoint.dir`, or the
     /// checkpoint topic), one JSON object per line: when written, size,
     /// offsets, and each series' count.
     Checkpoints {
-        #[arg(long, default_value = "config/driftwatch.toml")]
+        #[arg(long, default_value = "config/driftline.toml")]
         config: PathBuf,
     },
 }

@@ -2,8 +2,8 @@
 //! "2h"), environment overrides under one prefix, and a `validate()` that
 //! names the bad key.
 //!
-//! Environment overrides: `DRIFTWATCH__<SECTION>__<KEY>=value`, e.g.
-//! `DRIFTWATCH__POLICY__FDR_Q=0.05` or `DRIFTWATCH__WINDOW__CURRENT=45m`.
+//! Environment overrides: `DRIFTLINE__<SECTION>__<KEY>=value`, e.g.
+//! `DRIFTLINE__POLICY__FDR_Q=0.05` or `DRIFTLINE__WINDOW__CURRENT=45m`.
 //! The value is parsed as a TOML value when it is one (numbers, booleans,
 //! arrays) and taken as a string otherwise.
 
@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 
 /// Prefix of environment overrides; sections and keys are separated by `__`.
-pub const ENV_PREFIX: &str = "DRIFTWATCH__";
+pub const ENV_PREFIX: &str = "DRIFTLINE__";
 
 /// A duration written the way people write them: "90s", "1m", "2h 30m", "1d".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,9 +89,9 @@ pub struct Config {
     pub otel: OtelConfig,
 }
 
-/// `driftwatch route`, the first stage of scaling out: re-keys the input
+/// `driftline route`, the first stage of scaling out: re-keys the input
 /// topics by model id into `predictions_topic` and `outcomes_topic`, so that
-/// `driftwatch run` with `kafka.state_per = "partition"` and `kafka.routed`
+/// `driftline run` with `kafka.state_per = "partition"` and `kafka.routed`
 /// sees every event of a model on one partition however the producers keyed
 /// them. Exactly once: each batch of routed records is a Kafka transaction
 /// that also commits the input offsets.
@@ -115,8 +115,8 @@ pub struct RouteConfig {
 impl Default for RouteConfig {
     fn default() -> Self {
         RouteConfig {
-            predictions_topic: "driftwatch-predictions-by-model".into(),
-            outcomes_topic: "driftwatch-outcomes-by-model".into(),
+            predictions_topic: "driftline-predictions-by-model".into(),
+            outcomes_topic: "driftline-outcomes-by-model".into(),
             group_id: String::new(),
             transactional_id: String::new(),
             commit_interval: HumanDuration(Duration::from_millis(200)),
@@ -145,7 +145,7 @@ impl Default for OtelConfig {
             endpoint: String::new(),
             protocol: "http/protobuf".into(),
             interval: HumanDuration::secs(10),
-            service_name: "driftwatch".into(),
+            service_name: "driftline".into(),
         }
     }
 }
@@ -201,7 +201,7 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             store: CheckpointStore::Dir,
             dir: "checkpoints".into(),
-            topic: "driftwatch-checkpoints".into(),
+            topic: "driftline-checkpoints".into(),
             interval: HumanDuration::secs(10),
         }
     }
@@ -318,8 +318,8 @@ pub struct KafkaConfig {
     /// What one unit of state and checkpoint covers: the member's whole
     /// assignment, or one partition number.
     pub state_per: StatePer,
-    /// The topics were written by `driftwatch route`: each record names the
-    /// partition it was first written to (header `driftwatch.origin`), and
+    /// The topics were written by `driftline route`: each record names the
+    /// partition it was first written to (header `driftline.origin`), and
     /// the watermark waits for the slowest of those, not of the routed
     /// partitions.
     pub routed: bool,
@@ -337,11 +337,11 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             bootstrap_servers: "127.0.0.1:9092".into(),
-            group_id: "driftwatch".into(),
+            group_id: "driftline".into(),
             predictions_topic: "predictions".into(),
             outcomes_topic: "outcomes".into(),
-            alerts_topic: "driftwatch-alerts".into(),
-            dlq_topic: "driftwatch-dlq".into(),
+            alerts_topic: "driftline-alerts".into(),
+            dlq_topic: "driftline-dlq".into(),
             encoding: Encoding::Confluent,
             alert_encoding: AlertEncoding::Avro,
             schema_registry_url: String::new(),
@@ -431,7 +431,7 @@ pub struct ReferenceConfig {
     /// Each series pins the first `warmup` of event time from when it is first
     /// seen as its reference.
     pub warmup: HumanDuration,
-    /// Per-model overrides: a baseline file made by `driftwatch baseline`.
+    /// Per-model overrides: a baseline file made by `driftline baseline`.
     pub models: BTreeMap<String, ModelReference>,
 }
 
@@ -447,7 +447,7 @@ impl Default for ReferenceConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelReference {
-    /// Baseline file (JSON, from `driftwatch baseline`); relative paths are
+    /// Baseline file (JSON, from `driftline baseline`); relative paths are
     /// resolved against the config file's folder.
     pub baseline: PathBuf,
 }
@@ -590,7 +590,7 @@ impl Default for PolicyConfig {
 }
 
 impl Config {
-    /// Reads a TOML file, applies `DRIFTWATCH__…` environment overrides and validates.
+    /// Reads a TOML file, applies `DRIFTLINE__…` environment overrides and validates.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let env: Vec<(String, String)> = std::env::vars().collect();
@@ -822,7 +822,7 @@ impl Config {
             if k.librdkafka.contains_key(reserved) {
                 return bad(
                     &format!("kafka.librdkafka.\"{reserved}\""),
-                    "is set by driftwatch itself (use the kafka.* keys)".into(),
+                    "is set by driftline itself (use the kafka.* keys)".into(),
                 );
             }
         }
@@ -950,8 +950,8 @@ mod tests {
 
     #[test]
     fn shipped_config_parses_and_equals_defaults_where_silent() {
-        let text = include_str!("../config/driftwatch.toml");
-        let cfg = Config::from_toml_with_env(text, "driftwatch.toml", &[]).unwrap();
+        let text = include_str!("../config/driftline.toml");
+        let cfg = Config::from_toml_with_env(text, "driftline.toml", &[]).unwrap();
         assert_eq!(cfg.window.bucket, HumanDuration::secs(60));
         assert_eq!(cfg.tests, TestsConfig::default());
     }
@@ -973,14 +973,14 @@ mod tests {
     #[test]
     fn env_overrides_apply_and_are_validated() {
         let env = vec![
-            ("DRIFTWATCH__POLICY__FDR_Q".to_string(), "0.05".to_string()),
-            ("DRIFTWATCH__WINDOW__CURRENT".to_string(), "45m".to_string()),
+            ("DRIFTLINE__POLICY__FDR_Q".to_string(), "0.05".to_string()),
+            ("DRIFTLINE__WINDOW__CURRENT".to_string(), "45m".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let cfg = Config::from_toml_with_env("", "x", &env).unwrap();
         assert_eq!(cfg.policy.fdr_q, 0.05);
         assert_eq!(cfg.window.current, HumanDuration::secs(45 * 60));
-        let env = vec![("DRIFTWATCH__WINDOW__CURRENT".to_string(), "45s".to_string())];
+        let env = vec![("DRIFTLINE__WINDOW__CURRENT".to_string(), "45s".to_string())];
         let err = Config::from_toml_with_env("", "x", &env).unwrap_err();
         assert!(err.to_string().contains("window.current"), "{err}");
     }
@@ -1007,15 +1007,15 @@ mod tests {
     fn secrets_never_print() {
         let env = vec![
             (
-                "DRIFTWATCH__KAFKA__LIBRDKAFKA__SASL.PASSWORD".to_string(),
+                "DRIFTLINE__KAFKA__LIBRDKAFKA__SASL.PASSWORD".to_string(),
                 "hunter2".to_string(),
             ),
             (
-                "DRIFTWATCH__KAFKA__LIBRDKAFKA__SASL.USERNAME".to_string(),
+                "DRIFTLINE__KAFKA__LIBRDKAFKA__SASL.USERNAME".to_string(),
                 "svc".to_string(),
             ),
             (
-                "DRIFTWATCH__KAFKA__SCHEMA_REGISTRY_URL".to_string(),
+                "DRIFTLINE__KAFKA__SCHEMA_REGISTRY_URL".to_string(),
                 "https://u:pw@registry:8081".to_string(),
             ),
         ];

@@ -1,4 +1,4 @@
-//! `driftwatch demo`: everything in one process. An in-process Kafka
+//! `driftline demo`: everything in one process. An in-process Kafka
 //! (librdkafka's mock cluster), a simulated inference service writing
 //! prediction and outcome events (Confluent-framed Avro) in compressed time
 //! with drifts injected, the monitor itself, and a reader of the alert topic
@@ -50,7 +50,7 @@ pub fn demo_config(bootstrap: &str) -> Config {
     cfg.policy.cooldown = HumanDuration::secs(10 * 60);
     let k = &mut cfg.kafka;
     k.bootstrap_servers = bootstrap.to_string();
-    k.group_id = "driftwatch-demo".into();
+    k.group_id = "driftline-demo".into();
     k.encoding = Encoding::Confluent;
     k.idle_timeout = HumanDuration::secs(2);
     // the in-process cluster lives as long as the demo: nothing to resume
@@ -75,9 +75,9 @@ pub async fn run(duration: Option<Duration>, mut stop: watch::Receiver<bool>) ->
         mock.create_topic(t, 1, 1).map_err(mock_err)?;
     }
     eprintln!(
-        "driftwatch demo: in-process kafka at {}, time ×{SPEEDUP} (one event-minute per second); \
+        "driftline demo: in-process kafka at {}, time ×{SPEEDUP} (one event-minute per second); \
          drifts at event minutes 40 (amount ×1.8), 70 (latency_ms ×1000), 100 (tenure_days nulls). Ctrl-C stops.\n\
-         driftwatch demo: dashboard at http://{}/ (metrics at /metrics)",
+         driftline demo: dashboard at http://{}/ (metrics at /metrics)",
         cfg.kafka.bootstrap_servers, cfg.http.listen
     );
     let (tx, rx) = watch::channel(false);
@@ -107,7 +107,7 @@ pub async fn run(duration: Option<Duration>, mut stop: watch::Receiver<bool>) ->
     let _ = printer.await;
     r?;
     eprintln!(
-        "driftwatch demo: {} messages, {} alerts published, {} series",
+        "driftline demo: {} messages, {} alerts published, {} series",
         svc_stats.messages, svc_stats.alerts_published, stats.series
     );
     drop(mock);
@@ -261,7 +261,7 @@ fn send(
 async fn print_alerts(cfg: Config, mut stop: watch::Receiver<bool>) {
     let consumer: StreamConsumer = match ClientConfig::new()
         .set("bootstrap.servers", &cfg.kafka.bootstrap_servers)
-        .set("group.id", "driftwatch-demo-printer")
+        .set("group.id", "driftline-demo-printer")
         .set("auto.offset.reset", "earliest")
         .create()
     {

@@ -1348,7 +1348,7 @@ impl Engine {
     }
 
     /// Everything summarised so far, one baseline per model, for
-    /// `driftwatch baseline` (run with a warm-up longer than the input, so
+    /// `driftline baseline` (run with a warm-up longer than the input, so
     /// every series is still accumulating).
     pub fn export_baseline(&mut self) -> BaselineFile {
         self.finish();

@@ -1,14 +1,14 @@
-//! # driftwatch
+//! # driftline
 //!
 //! A streaming drift monitor for machine-learning models in production:
 //! prediction and outcome events in, tiered, persistence-aware alert events
 //! out. See `README.md` for use and `../shared/DESIGN.md` for the contracts.
 //!
 //! ```
-//! use driftwatch::codec::{StreamKind, json};
-//! use driftwatch::config::Config;
-//! use driftwatch::engine::Engine;
-//! use driftwatch::event::Event;
+//! use driftline::codec::{StreamKind, json};
+//! use driftline::config::Config;
+//! use driftline::engine::Engine;
+//! use driftline::event::Event;
 //!
 //! let mut engine = Engine::new(Config::default());
 //! let line = br#"{"trace_id":"t1","model_id":"m","event_time":1767225600000,
@@ -37,11 +37,11 @@
 //! - [`baseline`]: reference profiles built from history.
 //! - [`config`]: TOML config, environment overrides, validation.
 //! - [`stats`]: counters of a run and its summary.
-//! - [`service`]: `driftwatch run`, the Kafka service around the engine.
+//! - [`service`]: `driftline run`, the Kafka service around the engine.
 //! - [`telemetry`]: the service's counters and series states, as a snapshot and as Prometheus text.
 //! - [`http`]: health, readiness, `/metrics`, the JSON API and the dashboard.
 //! - [`checkpoint`]: the engine's state and the offsets it covers, saved and restored together.
-//! - [`demo`]: `driftwatch demo`, an in-process Kafka, a simulated model and the service.
+//! - [`demo`]: `driftline demo`, an in-process Kafka, a simulated model and the service.
 //! - [`cli`]: the commands behind the binary.
 
 pub mod alert;

@@ -1,4 +1,4 @@
-//! The driftwatch binary: parse arguments, run, report the error and exit code.
+//! The driftline binary: parse arguments, run, report the error and exit code.
 
 use clap::Parser;
 
@@ -10,11 +10,11 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let args = driftwatch::cli::Cli::parse();
-    match driftwatch::cli::run(args) {
+    let args = driftline::cli::Cli::parse();
+    match driftline::cli::run(args) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("driftwatch: {e}");
+            eprintln!("driftline: {e}");
             std::process::exit(e.exit_code());
         }
     }

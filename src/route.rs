@@ -1,10 +1,10 @@
-//! `driftwatch route`: the first stage of scaling out (DESIGN, "Scaling out
+//! `driftline route`: the first stage of scaling out (DESIGN, "Scaling out
 //! is Kafka's job"). Producers key inference events however suits them
 //! (trace id, nothing); the monitor's state is per model. The router reads
 //! the input topics in a consumer group of its own and writes every record
 //! unchanged (value, key replaced by the model id, headers kept) to
 //! `[route] predictions_topic` / `outcomes_topic`, adding the header
-//! `driftwatch.origin = <input topic>/<partition>`. `driftwatch run` with
+//! `driftline.origin = <input topic>/<partition>`. `driftline run` with
 //! `kafka.state_per = "partition"` and `kafka.routed = true` on those topics
 //! then has each model on one partition number, and tracks its watermark
 //! per origin partition (a router far ahead on one input partition cannot
@@ -38,12 +38,12 @@ use crate::event::{BadEvent, Event};
 use crate::source::kafka::{Logged, client_config, send_retrying};
 
 /// The header naming the partition a routed record was first written to.
-pub const ORIGIN_HEADER: &str = "driftwatch.origin";
+pub const ORIGIN_HEADER: &str = "driftline.origin";
 /// The header of an idle marker: a record without key or value, sent to
 /// every routed partition while an input partition is read to its end and
 /// silent, so that the readers stop waiting for it (it wakes with its next
 /// record).
-pub const IDLE_HEADER: &str = "driftwatch.idle";
+pub const IDLE_HEADER: &str = "driftline.idle";
 
 /// An input partition as the router sees it.
 struct Part {

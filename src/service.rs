@@ -1,4 +1,4 @@
-//! `driftwatch run`: the Kafka service. Consumes predictions and outcomes,
+//! `driftline run`: the Kafka service. Consumes predictions and outcomes,
 //! feeds the same [`Engine`] as `replay`, publishes alerts, dead-letters bad
 //! input, and stops cleanly on SIGINT/SIGTERM.
 //!
@@ -70,7 +70,7 @@ struct Task {
 
 /// A partition routed records came from.
 struct Origin {
-    /// `<input topic>/<partition>` (header `driftwatch.origin`).
+    /// `<input topic>/<partition>` (header `driftline.origin`).
     name: String,
     /// The routed partition (index in `Service::partitions` is not stable:
     /// topic and partition) its records arrive on.
@@ -137,7 +137,7 @@ pub struct Service {
     last_checkpoint: Instant,
     /// Models already reported as split across tasks.
     split_reported: std::collections::HashSet<String>,
-    /// Test hook (`DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT=N`): abort right
+    /// Test hook (`DRIFTLINE_FAULT_ABORT_AFTER_CHECKPOINT=N`): abort right
     /// after the N-th checkpoint is written, before its offsets are committed.
     crash_after_checkpoint: Option<u64>,
     /// What the HTTP side reads, refreshed once a second.
@@ -215,7 +215,7 @@ impl Service {
             assignment: Vec::new(),
             last_checkpoint: Instant::now(),
             split_reported: Default::default(),
-            crash_after_checkpoint: std::env::var("DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT")
+            crash_after_checkpoint: std::env::var("DRIFTLINE_FAULT_ABORT_AFTER_CHECKPOINT")
                 .ok()
                 .and_then(|v| v.parse().ok()),
             snapshot: Shared::default(),
@@ -249,7 +249,7 @@ impl Service {
             predictions = %self.topics[0],
             outcomes = %self.topics[1],
             alerts = %self.cfg.kafka.alerts_topic,
-            "driftwatch service started"
+            "driftline service started"
         );
         if let Store::Topic(t) = &self.store
             && self.cfg.kafka.start_from == StartFrom::Checkpoint
@@ -1382,7 +1382,7 @@ impl Service {
             series = engine.series,
             tasks = self.tasks.len(),
             capped = engine.overflow.map_or(0, |o| o.total()),
-            "driftwatch service stopped"
+            "driftline service stopped"
         );
         Ok(())
     }

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! offset  size  field
-//! 0       8     magic "DWCKPT\r\n"
+//! 0       8     magic "DLCKPT\r\n"
 //! 8       4     format version, u32 little endian (2)
 //! 12      4     flags, u32 little endian (0)
 //! 16      8     body length in bytes, u64 little endian
@@ -40,7 +40,7 @@ use crate::config::{CheckpointStore, Config};
 
 pub mod topic;
 
-pub const MAGIC: &[u8; 8] = b"DWCKPT\r\n";
+pub const MAGIC: &[u8; 8] = b"DLCKPT\r\n";
 pub const FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 28;
 
@@ -52,7 +52,7 @@ pub enum CheckpointError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("checkpoint {path}: not a driftwatch checkpoint (bad magic bytes)")]
+    #[error("checkpoint {path}: not a driftline checkpoint (bad magic bytes)")]
     Magic { path: PathBuf },
     #[error(
         "checkpoint {path}: format version {found}, this build reads versions 1 to {FORMAT_VERSION}; delete it to start over (the topics are then read from their start)"
@@ -80,7 +80,7 @@ pub struct PartitionOffset {
 /// source that tracks its event time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginSource {
-    /// `<input topic>/<partition>` (the `driftwatch.origin` header).
+    /// `<input topic>/<partition>` (the `driftline.origin` header).
     pub origin: String,
     /// The routed partition its records arrive on.
     pub via_topic: String,
@@ -444,7 +444,7 @@ mod tests {
     #[test]
     fn atomic_write_keeps_the_previous_and_falls_back_to_it() {
         let cfg = Config::default();
-        let dir = std::env::temp_dir().join(format!("dw-ckpt-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("dl-ckpt-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let path = path_for(&dir, "g/1", &[("t".into(), 0), ("o".into(), 0)]);
         assert_eq!(
@@ -461,7 +461,7 @@ mod tests {
             99
         );
         // the newest damaged: the previous one is read
-        fs::write(&path, b"DWCKPT\r\ngarbage").unwrap();
+        fs::write(&path, b"DLCKPT\r\ngarbage").unwrap();
         assert_eq!(
             read(&path, &cfg).unwrap().unwrap().offsets[0].next_offset,
             42

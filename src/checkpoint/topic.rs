@@ -44,7 +44,7 @@ use crate::config::Config;
 /// Bytes per chunk record.
 pub const CHUNK: usize = 512 * 1024;
 
-/// Topic settings when driftwatch creates the topic: compacted, and
+/// Topic settings when driftline creates the topic: compacted, and
 /// segments small enough that the cleaner gets to them.
 pub const TOPIC_CONFIG: &[(&str, &str)] = &[
     ("cleanup.policy", "compact"),
@@ -220,7 +220,7 @@ impl TopicStore {
 
     fn consumer(&self) -> Result<BaseConsumer, CheckpointError> {
         let mut cc = self.client.clone();
-        cc.set("group.id", "driftwatch-checkpoint-reader")
+        cc.set("group.id", "driftline-checkpoint-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .remove("statistics.interval.ms");

@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn merges_by_event_time_and_reports_bad_lines_with_their_place() {
-        let dir = std::env::temp_dir().join(format!("dw-merge-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("dl-merge-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let a = write(
             &dir,

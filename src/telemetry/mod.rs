@@ -8,7 +8,7 @@
 //! (v1.27) for the Kafka side (`messaging.client.consumed.messages`, with
 //! `messaging.system`, `messaging.destination.name`,
 //! `messaging.consumer.group.name`), written the Prometheus way (dots to
-//! underscores); the rest is under `driftwatch_`. Label values are bounded:
+//! underscores); the rest is under `driftline_`. Label values are bounded:
 //! topics, partitions, reasons, kinds, and at most `http.max_series_metrics`
 //! series for the per-series gauges — never trace ids or raw slice values
 //! beyond the engine's caps.
@@ -216,13 +216,13 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     ] {
         sent.get_or_create(&labels(&[
             ("messaging_system", "kafka"),
-            ("driftwatch_output", what),
+            ("driftline_output", what),
         ]))
         .inc_by(n);
     }
     let events = Family::<Labels, Counter>::default();
     reg.register(
-        "driftwatch_events",
+        "driftline_events",
         "Events applied to the windows",
         events.clone(),
     );
@@ -235,13 +235,13 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     let late = Counter::<u64>::default();
     late.inc_by(s.late);
     reg.register(
-        "driftwatch_events_late",
+        "driftline_events_late",
         "Events behind the watermark: counted, not applied",
         late,
     );
     let bad = Family::<Labels, Counter>::default();
     reg.register(
-        "driftwatch_events_bad",
+        "driftline_events_bad",
         "Events refused, by reason",
         bad.clone(),
     );
@@ -251,14 +251,14 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     let redelivered = Counter::<u64>::default();
     redelivered.inc_by(s.service.redelivered);
     reg.register(
-        "driftwatch_messages_redelivered",
+        "driftline_messages_redelivered",
         "Messages at or below an applied offset: skipped",
         redelivered,
     );
 
     let lag = Family::<Labels, Gauge>::default();
     reg.register_with_unit(
-        "driftwatch_consumer_lag",
+        "driftline_consumer_lag",
         "Messages between the next offset to read and the partition's log end",
         Unit::Other("messages".into()),
         lag.clone(),
@@ -276,7 +276,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
 
     let join = Family::<Labels, Counter>::default();
     reg.register(
-        "driftwatch_join_outcomes",
+        "driftline_join_outcomes",
         "Outcome join results",
         join.clone(),
     );
@@ -292,7 +292,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     let waiting = Gauge::<i64>::default();
     waiting.set(s.join_waiting as i64);
     reg.register(
-        "driftwatch_join_waiting_predictions",
+        "driftline_join_waiting_predictions",
         "Predictions waiting for their outcome",
         waiting,
     );
@@ -304,7 +304,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         0.0
     });
     reg.register_with_unit(
-        "driftwatch_join_coverage",
+        "driftline_join_coverage",
         "Share of predictions past their wait that were joined to an outcome",
         Unit::Ratios,
         coverage,
@@ -312,7 +312,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
 
     let capped = Family::<Labels, Counter>::default();
     reg.register(
-        "driftwatch_capped_values",
+        "driftline_capped_values",
         "Values that met a cardinality cap",
         capped.clone(),
     );
@@ -327,25 +327,25 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
 
     let ckpt = Counter::<u64>::default();
     ckpt.inc_by(s.service.checkpoints);
-    reg.register("driftwatch_checkpoints", "Checkpoints written", ckpt);
+    reg.register("driftline_checkpoints", "Checkpoints written", ckpt);
     let ckpt_fail = Counter::<u64>::default();
     ckpt_fail.inc_by(s.service.checkpoint_failures);
     reg.register(
-        "driftwatch_checkpoint_failures",
+        "driftline_checkpoint_failures",
         "Checkpoints that failed (offsets not committed)",
         ckpt_fail,
     );
     let split = Counter::<u64>::default();
     split.inc_by(s.service.split_models);
     reg.register(
-        "driftwatch_split_models",
+        "driftline_split_models",
         "Models seen in more than one task with state_per = \"partition\" (windows split)",
         split,
     );
     let ckpt_s = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     ckpt_s.set(s.service.checkpoint_ms / 1e3);
     reg.register_with_unit(
-        "driftwatch_checkpoint_duration",
+        "driftline_checkpoint_duration",
         "Time to write the last checkpoint",
         Unit::Seconds,
         ckpt_s,
@@ -353,7 +353,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     let ckpt_b = Gauge::<i64>::default();
     ckpt_b.set(s.service.checkpoint_bytes as i64);
     reg.register_with_unit(
-        "driftwatch_checkpoint_size",
+        "driftline_checkpoint_size",
         "Size of the last checkpoint",
         Unit::Bytes,
         ckpt_b,
@@ -361,7 +361,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
 
     let alerts = Family::<Labels, Counter>::default();
     reg.register(
-        "driftwatch_alerts",
+        "driftline_alerts",
         "Alert events emitted, by kind, severity and state",
         alerts.clone(),
     );
@@ -377,13 +377,13 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
 
     let stat = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     reg.register(
-        "driftwatch_drift_statistic",
+        "driftline_drift_statistic",
         "Latest drift statistic of a series' leading test (effect size)",
         stat.clone(),
     );
     let status = Family::<Labels, Gauge>::default();
     reg.register(
-        "driftwatch_series_severity",
+        "driftline_series_severity",
         "Open episode of a series: 0 ok, 1 warning, 2 critical",
         status.clone(),
     );

@@ -82,7 +82,7 @@ impl Otel {
             .with_batch_exporter(spans)
             .with_resource(resource)
             .build();
-        let scope = InstrumentationScope::builder("driftwatch")
+        let scope = InstrumentationScope::builder("driftline")
             .with_version(env!("CARGO_PKG_VERSION"))
             .with_schema_url(SEMCONV)
             .build();
@@ -153,7 +153,7 @@ impl Otel {
                 kv("messaging.operation.type", "receive"),
                 kv("messaging.consumer.group.name", self.group.clone()),
                 kv("messaging.batch.message_count", messages as i64),
-                kv("driftwatch.poll.wait_ms", waited.as_secs_f64() * 1e3),
+                kv("driftline.poll.wait_ms", waited.as_secs_f64() * 1e3),
             ])
             .start(&self.tracer);
         span.end_with_timestamp(started + took);
@@ -167,8 +167,8 @@ impl Otel {
             .with_kind(SpanKind::Internal)
             .with_start_time(started)
             .with_attributes([
-                kv("driftwatch.watermark", watermark),
-                kv("driftwatch.evaluations", evaluations as i64),
+                kv("driftline.watermark", watermark),
+                kv("driftline.evaluations", evaluations as i64),
             ])
             .start(&self.tracer);
         span.end_with_timestamp(started + took);
@@ -185,13 +185,13 @@ impl Otel {
                 kv("messaging.system", "kafka"),
                 kv("messaging.operation.type", "send"),
                 kv("messaging.destination.name", topic.to_string()),
-                kv("driftwatch.alert_id", a.alert_id.clone()),
-                kv("driftwatch.alert.kind", a.kind.as_str()),
-                kv("driftwatch.alert.severity", a.severity.as_str()),
-                kv("driftwatch.alert.state", a.state.as_str()),
-                kv("driftwatch.model_id", a.model_id.clone()),
+                kv("driftline.alert_id", a.alert_id.clone()),
+                kv("driftline.alert.kind", a.kind.as_str()),
+                kv("driftline.alert.severity", a.severity.as_str()),
+                kv("driftline.alert.state", a.state.as_str()),
+                kv("driftline.model_id", a.model_id.clone()),
                 kv(
-                    "driftwatch.exemplar_trace_ids",
+                    "driftline.exemplar_trace_ids",
                     a.exemplar_trace_ids.join(","),
                 ),
             ])
@@ -267,21 +267,21 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
                 x.service.alerts_published,
                 &[
                     kv("messaging.system", "kafka"),
-                    kv("driftwatch.output", "alerts"),
+                    kv("driftline.output", "alerts"),
                 ],
             );
             o.observe(
                 x.service.dead_lettered,
                 &[
                     kv("messaging.system", "kafka"),
-                    kv("driftwatch.output", "dlq"),
+                    kv("driftline.output", "dlq"),
                 ],
             );
         })
         .build();
     let s = snap.clone();
     meter
-        .u64_observable_counter("driftwatch.events")
+        .u64_observable_counter("driftline.events")
         .with_unit("{event}")
         .with_description("Events applied to the windows")
         .with_callback(move |o| {
@@ -292,14 +292,14 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .build();
     let s = snap.clone();
     meter
-        .u64_observable_counter("driftwatch.events.late")
+        .u64_observable_counter("driftline.events.late")
         .with_unit("{event}")
         .with_description("Events behind the watermark: counted, not applied")
         .with_callback(move |o| o.observe(s().late, &[]))
         .build();
     let s = snap.clone();
     meter
-        .u64_observable_counter("driftwatch.events.bad")
+        .u64_observable_counter("driftline.events.bad")
         .with_unit("{event}")
         .with_description("Events refused, by reason")
         .with_callback(move |o| {
@@ -311,7 +311,7 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
     let s = snap.clone();
     let m = messaging.clone();
     meter
-        .i64_observable_gauge("driftwatch.consumer.lag")
+        .i64_observable_gauge("driftline.consumer.lag")
         .with_unit("{message}")
         .with_description("Messages between the next offset to read and the partition's log end")
         .with_callback(move |o| {
@@ -327,7 +327,7 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .build();
     let s = snap.clone();
     meter
-        .u64_observable_counter("driftwatch.join.outcomes")
+        .u64_observable_counter("driftline.join.outcomes")
         .with_unit("{outcome}")
         .with_description("Outcome join results")
         .with_callback(move |o| {
@@ -345,7 +345,7 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .build();
     let s = snap.clone();
     meter
-        .f64_observable_gauge("driftwatch.join.coverage")
+        .f64_observable_gauge("driftline.join.coverage")
         .with_unit("1")
         .with_description("Share of predictions past their wait that were joined to an outcome")
         .with_callback(move |o| {
@@ -363,21 +363,21 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .build();
     let s = snap.clone();
     meter
-        .f64_observable_gauge("driftwatch.checkpoint.duration")
+        .f64_observable_gauge("driftline.checkpoint.duration")
         .with_unit("s")
         .with_description("Time to write the last checkpoint")
         .with_callback(move |o| o.observe(s().service.checkpoint_ms / 1e3, &[]))
         .build();
     let s = snap.clone();
     meter
-        .u64_observable_gauge("driftwatch.checkpoint.size")
+        .u64_observable_gauge("driftline.checkpoint.size")
         .with_unit("By")
         .with_description("Size of the last checkpoint")
         .with_callback(move |o| o.observe(s().service.checkpoint_bytes, &[]))
         .build();
     let s = snap.clone();
     meter
-        .u64_observable_counter("driftwatch.alerts")
+        .u64_observable_counter("driftline.alerts")
         .with_unit("{alert}")
         .with_description("Alert events emitted")
         .with_callback(move |o| {
@@ -395,7 +395,7 @@ fn register(meter: &Meter, group: &str, snapshot: Shared, max_series: usize) {
         .build();
     let s = snap;
     meter
-        .f64_observable_gauge("driftwatch.drift.statistic")
+        .f64_observable_gauge("driftline.drift.statistic")
         .with_unit("1")
         .with_description("Latest drift statistic of a series' leading test (effect size)")
         .with_callback(move |o| {

@@ -2,11 +2,11 @@
 //! exactly as the uninterrupted run (same alerts, same counts), and the file
 //! format refuses what it cannot read.
 
-use driftwatch::alert::Alert;
-use driftwatch::checkpoint::{self, Body, CheckpointError};
-use driftwatch::config::Config;
-use driftwatch::engine::Engine;
-use driftwatch::event::{Event, Outcome, Prediction, Scalar, Value};
+use driftline::alert::Alert;
+use driftline::checkpoint::{self, Body, CheckpointError};
+use driftline::config::Config;
+use driftline::engine::Engine;
+use driftline::event::{Event, Outcome, Prediction, Scalar, Value};
 
 use crate::util::{Rng, T0};
 

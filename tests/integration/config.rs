@@ -3,9 +3,9 @@ use crate::util::*;
 #[test]
 fn check_config_prints_the_effective_config_with_env_overrides() {
     let o = bin()
-        .args(["check-config", "--config", "config/driftwatch.toml"])
-        .env("DRIFTWATCH__POLICY__FDR_Q", "0.05")
-        .env("DRIFTWATCH__WINDOW__CURRENT", "45m")
+        .args(["check-config", "--config", "config/driftline.toml"])
+        .env("DRIFTLINE__POLICY__FDR_Q", "0.05")
+        .env("DRIFTLINE__WINDOW__CURRENT", "45m")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -27,8 +27,8 @@ fn check_config_names_the_bad_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("window.current"), "{}", stderr(&o));
     let o = bin()
-        .args(["check-config", "--config", "config/driftwatch.toml"])
-        .env("DRIFTWATCH__POLICY__FDR_Q", "2")
+        .args(["check-config", "--config", "config/driftline.toml"])
+        .env("DRIFTLINE__POLICY__FDR_Q", "2")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));

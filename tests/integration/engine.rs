@@ -1,9 +1,9 @@
 //! The engine through the library API: causes, caps, lateness.
 
-use driftwatch::alert::{Alert, AlertKind, AlertState, Cause};
-use driftwatch::config::Config;
-use driftwatch::engine::{Applied, Engine};
-use driftwatch::event::{Prediction, Scalar, Value};
+use driftline::alert::{Alert, AlertKind, AlertState, Cause};
+use driftline::config::Config;
+use driftline::engine::{Applied, Engine};
+use driftline::event::{Prediction, Scalar, Value};
 
 use crate::util::{Rng, T0};
 
@@ -168,7 +168,7 @@ fn caps_hold_and_late_events_are_counted() {
 /// label shift as their cause, weighing the label alert.
 #[test]
 fn a_moved_label_distribution_is_label_shift() {
-    use driftwatch::event::Outcome;
+    use driftline::event::Outcome;
     let mut e = Engine::new(Config::default());
     let mut rng = Rng::new(17);
     let mut pending: std::collections::VecDeque<Outcome> = Default::default();

@@ -24,15 +24,15 @@ fn each_input(target: &str, f: fn(&[u8])) -> usize {
 
 #[test]
 fn confluent_avro_inputs_do_not_panic() {
-    assert!(each_input("confluent_avro", driftwatch::fuzzing::confluent_avro) >= 5);
+    assert!(each_input("confluent_avro", driftline::fuzzing::confluent_avro) >= 5);
 }
 
 #[test]
 fn json_inputs_do_not_panic() {
-    assert!(each_input("json", driftwatch::fuzzing::json) >= 5);
+    assert!(each_input("json", driftline::fuzzing::json) >= 5);
 }
 
 #[test]
 fn writer_schema_inputs_do_not_panic() {
-    assert!(each_input("writer_schema", driftwatch::fuzzing::writer_schema) >= 5);
+    assert!(each_input("writer_schema", driftline::fuzzing::writer_schema) >= 5);
 }

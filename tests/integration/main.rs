@@ -1,4 +1,4 @@
-//! End-to-end tests of the `driftwatch` binary: one integration-test binary
+//! End-to-end tests of the `driftline` binary: one integration-test binary
 //! built from modules (helpers in `util.rs`).
 
 mod util;

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use driftwatch::config::{Config, Encoding, HumanDuration};
-use driftwatch::engine::Engine;
-use driftwatch::event::{Prediction, Scalar, Value};
-use driftwatch::service::Service;
+use driftline::config::{Config, Encoding, HumanDuration};
+use driftline::engine::Engine;
+use driftline::event::{Prediction, Scalar, Value};
+use driftline::service::Service;
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -49,7 +49,7 @@ fn json_predictions_only(
     cfg.kafka.encoding = Encoding::Json;
     cfg.kafka.outcomes_topic = String::new();
     cfg.kafka.idle_timeout = HumanDuration::secs(1);
-    let dir = std::env::temp_dir().join(format!("dw-mock-{tag}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("dl-mock-{tag}-{}", std::process::id()));
     cfg.checkpoint.dir = dir.to_string_lossy().into_owned();
     (cfg, dir)
 }
@@ -145,7 +145,7 @@ async fn broker_outage_and_produce_errors_lose_nothing() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while got.len() < want.len() && tokio::time::Instant::now() < deadline {
         if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), reader.recv()).await {
-            let a = driftwatch::codec::avro::decode_alert(m.payload().unwrap()).unwrap();
+            let a = driftline::codec::avro::decode_alert(m.payload().unwrap()).unwrap();
             got.push((a.alert_id, a.state));
         }
     }
@@ -169,7 +169,7 @@ async fn a_model_spread_over_partitions_is_reported_split_with_state_per_partiti
     let events: Vec<Prediction> = stream().into_iter().take(3000).collect();
     let mock = MockCluster::new(1).unwrap();
     let (mut cfg, dir) = json_predictions_only(&mock, "split");
-    cfg.kafka.state_per = driftwatch::config::StatePer::Partition;
+    cfg.kafka.state_per = driftline::config::StatePer::Partition;
     mock.create_topic(&cfg.kafka.predictions_topic, 3, 1)
         .unwrap();
     mock.create_topic(&cfg.kafka.alerts_topic, 1, 1).unwrap();
@@ -196,13 +196,13 @@ async fn a_model_spread_over_partitions_is_reported_split_with_state_per_partiti
 }
 
 /// A checkpoint body of about `size` bytes (the engine part is opaque here).
-fn body_of(cfg: &Config, size: usize, tag: u8) -> driftwatch::checkpoint::Body {
-    driftwatch::checkpoint::Body {
+fn body_of(cfg: &Config, size: usize, tag: u8) -> driftline::checkpoint::Body {
+    driftline::checkpoint::Body {
         written_at_ms: tag as i64,
         crate_version: "test".into(),
-        config_fingerprint: driftwatch::checkpoint::config_fingerprint(cfg),
+        config_fingerprint: driftline::checkpoint::config_fingerprint(cfg),
         group: "g".into(),
-        offsets: vec![driftwatch::checkpoint::PartitionOffset {
+        offsets: vec![driftline::checkpoint::PartitionOffset {
             topic: "p".into(),
             partition: 0,
             next_offset: tag as i64,
@@ -215,12 +215,12 @@ fn body_of(cfg: &Config, size: usize, tag: u8) -> driftwatch::checkpoint::Body {
 
 #[test]
 fn checkpoint_topic_keeps_chunks_and_survives_a_write_cut_short() {
-    use driftwatch::checkpoint::topic::{CHUNK, TopicStore};
-    use driftwatch::checkpoint::{Store, encode};
+    use driftline::checkpoint::topic::{CHUNK, TopicStore};
+    use driftline::checkpoint::{Store, encode};
     let mock = MockCluster::new(1).unwrap();
     let mut cfg = Config::default();
     cfg.kafka.bootstrap_servers = mock.bootstrap_servers();
-    cfg.checkpoint.store = driftwatch::config::CheckpointStore::Kafka;
+    cfg.checkpoint.store = driftline::config::CheckpointStore::Kafka;
     // chunks on partition 0, manifests on partition 1
     mock.create_topic(&cfg.checkpoint.topic, 2, 1).unwrap();
     let mut store = Store::open(&cfg).unwrap();
@@ -292,7 +292,7 @@ fn checkpoint_topic_keeps_chunks_and_survives_a_write_cut_short() {
         .unwrap();
     let mut lister = TopicStore::new(
         &cfg.checkpoint.topic,
-        driftwatch::source::kafka::client_config(&cfg.kafka),
+        driftline::source::kafka::client_config(&cfg.kafka),
     )
     .unwrap();
     let listed = lister.list("g", &cfg).unwrap();

@@ -15,11 +15,11 @@ pub fn tempdir(name: &str) -> PathBuf {
 }
 
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_driftwatch"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_driftline"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     // the environment of the person running the tests must not change results
     for (k, _) in std::env::vars() {
-        if k.starts_with("DRIFTWATCH__") {
+        if k.starts_with("DRIFTLINE__") {
             c.env_remove(k);
         }
     }

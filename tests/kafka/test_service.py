@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end tests of `driftwatch run` against the real Kafka broker of
+"""End-to-end tests of `driftline run` against the real Kafka broker of
 tests/kafka/kafka.sh, with clients no one here wrote: Python's
 confluent-kafka produces the events (fastavro encodes them: Confluent
 framing, plain Avro, JSON) and reads the alert topic back (fastavro with
@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "driftwatch")
+BIN = os.path.join(ROOT, "target", "release", "driftline")
 SCHEMAS = {n: fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas", n + ".avsc"))))
            for n in ("prediction", "outcome", "alert")}
 SCENARIO = os.path.join(ROOT, "target", "scenarios", "abrupt_amount")
@@ -90,7 +90,7 @@ class Env:
     def __init__(self, bootstrap):
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        self.tmp = tempfile.mkdtemp(prefix="dw-kafka-")
+        self.tmp = tempfile.mkdtemp(prefix="dl-kafka-")
 
     def topics(self, partitions):
         tag = uuid.uuid4().hex[:8]
@@ -168,7 +168,7 @@ idle_timeout = "2s"
 
 
 _EVENTS = None
-_REPLAY_DIR = tempfile.mkdtemp(prefix="dw-replay-")
+_REPLAY_DIR = tempfile.mkdtemp(prefix="dl-replay-")
 
 
 def scenario_events():
@@ -186,7 +186,7 @@ def replay_alerts():
     # made afresh by this run's binary (a file left by another build would be stale)
     path = os.path.join(_REPLAY_DIR, "alerts.replay.jsonl")
     if not os.path.exists(path):
-        subprocess.run([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftwatch.toml"),
+        subprocess.run([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftline.toml"),
                         "--predictions", os.path.join(SCENARIO, "predictions.jsonl"),
                         "--outcomes", os.path.join(SCENARIO, "outcomes.jsonl"), "--output", path],
                        check=True, stderr=subprocess.DEVNULL)
@@ -312,7 +312,7 @@ def input_ids(alerts):
 def service_totals(log):
     """messages and late counts from a service's shutdown line."""
     for line in open(log):
-        if "driftwatch service stopped" in line:
+        if "driftline service stopped" in line:
             f = json.loads(line)["fields"]
             return f["messages"], f["late"]
     return None, None
@@ -421,7 +421,7 @@ def test_second_instance_takes_over(env):
 
 
 def checkpoint_counts(cfg):
-    """Per-series counts of the group's checkpoints (`driftwatch checkpoints`),
+    """Per-series counts of the group's checkpoints (`driftline checkpoints`),
     summed over its files: {(model, feature, slice or None): applied}."""
     out = subprocess.run([BIN, "checkpoints", "--config", cfg], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -486,7 +486,7 @@ interval = "300ms"
         log = os.path.join(env.tmp, f"crash{i}.log")
         extra_env = dict(os.environ)
         if i == 1:
-            extra_env["DRIFTWATCH_FAULT_ABORT_AFTER_CHECKPOINT"] = "3"
+            extra_env["DRIFTLINE_FAULT_ABORT_AFTER_CHECKPOINT"] = "3"
         proc = subprocess.Popen([BIN, "run", "--config", cfg_c, "--log-format", "json"],
                                 stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=extra_env)
         try:
@@ -541,7 +541,7 @@ def test_members_joining_and_leaving_count_once_and_alert_the_same(env, state_pe
     def cfg_for(tag, names):
         # the kafka store's members share nothing on disk: a directory here
         # could not be created, so a checkpoint written there would fail
-        where = (f'store = "kafka"\ntopic = "ckpt-{names["alerts"]}"\ndir = "/proc/driftwatch-no-dir"'
+        where = (f'store = "kafka"\ntopic = "ckpt-{names["alerts"]}"\ndir = "/proc/driftline-no-dir"'
                  if store == "kafka" else f'dir = "{os.path.join(env.tmp, "ckpt-" + tag)}"')
         return env.config(names, "confluent", f"g-{tag}-" + names["alerts"], start_from="checkpoint", extra=f"""
 state_per = "{state_per}"
@@ -647,7 +647,7 @@ def test_state_per_partition_follows_partitions_between_members(env):
 def test_routed_two_stages_alert_as_one_member(env):
     """Two models' events keyed by trace id over three partitions (the
     layout state_per = "partition" cannot read directly), and a poison
-    message. Two routers (`driftwatch route`, one SIGKILLed mid-stream and
+    message. Two routers (`driftline route`, one SIGKILLed mid-stream and
     restarted) re-key them by model into routed topics, exactly once (the
     models land on routed partitions 0 and 1); two `run` members with
     kafka.routed and state_per = "partition" (one SIGTERMed mid-stream, a
@@ -708,13 +708,13 @@ commit_interval = "100ms"
         return procs[-1]
 
     try:
-        r1 = start("route", "r1", {"DRIFTWATCH__ROUTE__TRANSACTIONAL_ID": "router-1"})
-        r2 = start("route", "r2", {"DRIFTWATCH__ROUTE__TRANSACTIONAL_ID": "router-2"})
+        r1 = start("route", "r1", {"DRIFTLINE__ROUTE__TRANSACTIONAL_ID": "router-1"})
+        r2 = start("route", "r2", {"DRIFTLINE__ROUTE__TRANSACTIONAL_ID": "router-2"})
         m1 = start("run", "m1")
         m2 = start("run", "m2")
         time.sleep(4)
         r1.kill(); r1.wait()
-        start("route", "r1again", {"DRIFTWATCH__ROUTE__TRANSACTIONAL_ID": "router-1"})
+        start("route", "r1again", {"DRIFTLINE__ROUTE__TRANSACTIONAL_ID": "router-1"})
         time.sleep(3)
         m2.send_signal(signal.SIGTERM); assert m2.wait(60) == 0
         start("run", "m3")
@@ -780,7 +780,7 @@ def test_a_million_messages_behind_stays_bounded(env):
                           "--log-format", "json", "--until-end"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rss = int(re.search(r"peak_rss_kb=(\d+)", out.stderr).group(1)) / 1024
-    stopped = [json.loads(l)["fields"] for l in out.stderr.splitlines() if "driftwatch service stopped" in l][0]
+    stopped = [json.loads(l)["fields"] for l in out.stderr.splitlines() if "driftline service stopped" in l][0]
     assert stopped["messages"] == n, stopped
     print(f"    1M messages behind: peak RSS {rss:.1f} MiB (bound {LAG_BOUND_MIB}), "
           f"{stopped['messages_per_s']:.0f} messages/s", flush=True)
@@ -855,16 +855,16 @@ listen = "127.0.0.1:{port}"
         assert by_topic[names["predictions"]] >= len(preds) and by_topic[names["outcomes"]] >= len(outs), by_topic
         assert all(s.labels["messaging_system"] == "kafka" and s.labels["messaging_consumer_group_name"] == group
                    for s in consumed.samples)
-        assert fams["driftwatch_consumer_lag_messages"].unit == "messages"
-        lag = fams["driftwatch_consumer_lag_messages"].samples
+        assert fams["driftline_consumer_lag_messages"].unit == "messages"
+        lag = fams["driftline_consumer_lag_messages"].samples
         assert {s.labels["messaging_destination_partition_id"] for s in lag} == {"0", "1", "2"}
-        assert fams["driftwatch_checkpoint_duration_seconds"].unit == "seconds"
-        assert fams["driftwatch_checkpoint_size_bytes"].samples[0].value > 0
-        stat = [s for s in fams["driftwatch_drift_statistic"].samples if s.labels["feature"] == "amount" and s.labels["slice"] == ""]
+        assert fams["driftline_checkpoint_duration_seconds"].unit == "seconds"
+        assert fams["driftline_checkpoint_size_bytes"].samples[0].value > 0
+        stat = [s for s in fams["driftline_drift_statistic"].samples if s.labels["feature"] == "amount" and s.labels["slice"] == ""]
         assert stat and stat[0].value > 0, stat
-        sev = [s for s in fams["driftwatch_series_severity"].samples if s.labels["feature"] == "amount" and s.labels["slice"] == ""]
+        sev = [s for s in fams["driftline_series_severity"].samples if s.labels["feature"] == "amount" and s.labels["slice"] == ""]
         assert sev[0].value == 2
-        alerts = {(s.labels["kind"], s.labels["severity"], s.labels["state"]): s.value for s in fams["driftwatch_alerts"].samples
+        alerts = {(s.labels["kind"], s.labels["severity"], s.labels["state"]): s.value for s in fams["driftline_alerts"].samples
                   if s.name.endswith("_total")}
         assert alerts.get(("data_drift", "critical", "escalated"), 0) >= 1, alerts
         assert all("trace" not in k for f in fams.values() for s in f.samples for k in s.labels)
@@ -963,7 +963,7 @@ def test_otlp_metrics_and_traces_reach_a_real_receiver(env):
 [otel]
 endpoint = "http://127.0.0.1:{recv.port}"
 interval = "1s"
-service_name = "driftwatch-test"
+service_name = "driftline-test"
 """)
     proc = env.start(cfg, os.path.join(env.tmp, "otel.log"))
     try:
@@ -975,8 +975,8 @@ service_name = "driftwatch-test"
     by_name = {}
     for res, scope, m in recv.metrics:
         by_name.setdefault(m.name, []).append((res, scope, m))
-    assert attrs(recv.metrics[0][0].attributes)["service.name"] == "driftwatch-test"
-    assert recv.metrics[0][1].name == "driftwatch"
+    assert attrs(recv.metrics[0][0].attributes)["service.name"] == "driftline-test"
+    assert recv.metrics[0][1].name == "driftline"
     consumed = by_name["messaging.client.consumed.messages"][-1][2]
     assert consumed.unit == "{message}" and consumed.sum.is_monotonic
     pts = {attrs(d.attributes)["messaging.destination.name"]: (attrs(d.attributes), d.as_int) for d in consumed.sum.data_points}
@@ -984,14 +984,14 @@ service_name = "driftwatch-test"
     assert a["messaging.system"] == "kafka" and a["messaging.consumer.group.name"] == group and n >= len(preds), (a, n)
     proc_dur = by_name["messaging.process.duration"][-1][2]
     assert proc_dur.unit == "s" and proc_dur.HasField("histogram") and proc_dur.histogram.data_points[0].count > 0
-    lag = by_name["driftwatch.consumer.lag"][-1][2]
+    lag = by_name["driftline.consumer.lag"][-1][2]
     assert {attrs(d.attributes)["messaging.destination.partition.id"] for d in lag.gauge.data_points} == {"0", "1", "2"}
-    stat = by_name["driftwatch.drift.statistic"][-1][2]
+    stat = by_name["driftline.drift.statistic"][-1][2]
     amount = [d for d in stat.gauge.data_points if attrs(d.attributes)["feature"] == "amount" and attrs(d.attributes)["slice"] == ""]
     assert amount and amount[0].as_double > 0
-    alerts = by_name["driftwatch.alerts"][-1][2]
+    alerts = by_name["driftline.alerts"][-1][2]
     assert any(attrs(d.attributes)["kind"] == "data_drift" for d in alerts.sum.data_points)
-    for name in ("messaging.client.sent.messages", "driftwatch.events", "driftwatch.join.coverage", "driftwatch.events.bad"):
+    for name in ("messaging.client.sent.messages", "driftline.events", "driftline.join.coverage", "driftline.events.bad"):
         assert name in by_name, name
     assert all("trace" not in k for _, _, m in recv.metrics for kind in ("sum", "gauge")
                if m.HasField(kind) for d in getattr(m, kind).data_points for k in attrs(d.attributes))
@@ -1003,7 +1003,7 @@ service_name = "driftwatch-test"
     assert linked and all(sp.name == f"process {names['predictions']}" for sp in linked), "no span linked to a producer's trace"
     assert all(l.trace_id.hex() in trace_ids and len(sp.links) <= 8 for sp in linked for l in sp.links)
     send = [sp for sp in recv.spans if sp.name == f"send {names['alerts']}"]
-    assert attrs(send[0].attributes)["driftwatch.alert_id"]
+    assert attrs(send[0].attributes)["driftline.alert_id"]
     print(f"    otlp: {len(by_name)} metrics, {len(recv.spans)} spans ({len(linked)} linked to the producer)", flush=True)
 
 

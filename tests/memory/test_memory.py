@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory under pressure, measured (peak RSS of the process, GNU time):
 
-- a cardinality attack through `driftwatch replay`: 1M predictions, each
+- a cardinality attack through `driftline replay`: 1M predictions, each
   with a new value of a slice dimension, a new category, a new feature name
   and a new trace id (and half of them a new slice dimension too). The caps
   (`series.max_slice_values`, `max_categories`, `max_features`, 16 slice
@@ -16,7 +16,7 @@ Prints one line per test and "memory: N passed, N failed"; exits 1 on a failure.
 import json, os, re, subprocess, sys, tempfile, time, traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "driftwatch")
+BIN = os.path.join(ROOT, "target", "release", "driftline")
 T0 = 1_767_225_600_000
 # README, "Memory bounds": peak RSS ~ BASE + join.max_waiting x WAITING_BYTES
 # (+ series x window buckets x sketch, small here: the caps hold series to ~1.5k)
@@ -33,7 +33,7 @@ def peak_rss_mib(cmd, env=None):
 
 
 def test_cardinality_attack_stays_bounded():
-    tmp = tempfile.mkdtemp(prefix="dw-mem-")
+    tmp = tempfile.mkdtemp(prefix="dl-mem-")
     path = os.path.join(tmp, "attack.jsonl")
     n = 1_000_000
     with open(path, "w") as f:
@@ -47,9 +47,9 @@ def test_cardinality_attack_stays_bounded():
                 "slices": slices, "prediction": 0, "score": 0.5,
             }, separators=(",", ":")) + "\n")
     for max_waiting in (1_000_000, 100_000):
-        rss, err = peak_rss_mib([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftwatch.toml"),
+        rss, err = peak_rss_mib([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftline.toml"),
                                  "--predictions", path, "--output", os.devnull],
-                                env={"DRIFTWATCH__JOIN__MAX_WAITING": str(max_waiting)})
+                                env={"DRIFTLINE__JOIN__MAX_WAITING": str(max_waiting)})
         bound = BASE_MIB + max_waiting * WAITING_BYTES / 2**20
         capped = re.search(r"capped: (\d+) slice values counted as __other__, (\d+) categories counted as __other__, "
                            r"(\d+) values of features past max_features and (\d+) of slice dimensions", err)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Replays every stream of ../shared/scenarios/gen_scenarios.py through
-`driftwatch replay` with the shipped config and scores the alerts against
+`driftline replay` with the shipped config and scores the alerts against
 each stream's truth.json. Prints the README's results table (markdown).
 
-    python3 tests/scenarios/check.py [--check] [--bin target/release/driftwatch]
+    python3 tests/scenarios/check.py [--check] [--bin target/release/driftline]
         [--data target/scenarios] [--seed 7149] [--label-delay-s 600]
 
 Needs numpy (for the generator). Generated streams are cached in --data.
@@ -50,8 +50,8 @@ def matches(alert, t):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "driftwatch"))
-    ap.add_argument("--config", default=os.path.join(ROOT, "config", "driftwatch.toml"))
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "driftline"))
+    ap.add_argument("--config", default=os.path.join(ROOT, "config", "driftline.toml"))
     ap.add_argument("--data", default=os.path.join(ROOT, "target", "scenarios"))
     ap.add_argument("--seed", type=int, default=7149)
     ap.add_argument("--label-delay-s", type=int, default=600)

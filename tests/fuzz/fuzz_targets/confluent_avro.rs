@@ -1,6 +1,6 @@
-//! Fuzz target: [`driftwatch::fuzzing::confluent_avro`] (what it decodes and applies
+//! Fuzz target: [`driftline::fuzzing::confluent_avro`] (what it decodes and applies
 //! is documented there). Nothing may panic, overflow the stack, allocate
 //! past the Avro cap or hang.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| driftwatch::fuzzing::confluent_avro(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| driftline::fuzzing::confluent_avro(data));
