@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use sketches_ddsketch::DDSketch;
 
 use crate::config::Config;
-use crate::engine::{Feature, Role};
 use crate::error::{Error, Result};
+use crate::registry::{Feature, Role};
 use crate::sketch::{Sketch, ValueKind};
 use crate::window::{BinSpec, Reference};
 

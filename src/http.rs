@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::engine::EvalPoint;
+use crate::telemetry::EvalPoint;
 use crate::telemetry::{self, Shared};
 
 /// A request for one series' evaluation history, answered by the service loop.

@@ -60,6 +60,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod join;
 pub mod quality;
+pub mod registry;
 pub mod route;
 pub mod service;
 pub mod sketch;

@@ -30,29 +30,8 @@ use crate::error::{Error, Result};
 use crate::event::BadEvent;
 use crate::http::HistoryRequest;
 use crate::source::kafka::{self, Assignment, Context};
+use crate::stats::ServiceStats;
 use crate::telemetry::{self, PartitionLag, Shared, Snapshot, TopicCount};
-
-/// Counters of a service run (logged at shutdown, shown by the HTTP side).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct ServiceStats {
-    pub messages: u64,
-    pub dead_lettered: u64,
-    pub dlq_failures: u64,
-    pub alerts_published: u64,
-    pub alert_delivery_retries: u64,
-    /// Messages delivered again at or below an offset already applied: skipped.
-    pub redelivered: u64,
-    pub checkpoints: u64,
-    pub checkpoint_failures: u64,
-    /// Size and write time of the last checkpoint.
-    pub checkpoint_bytes: u64,
-    pub checkpoint_ms: f64,
-    /// Models seen in more than one task (`state_per = "partition"` with
-    /// topics not keyed by model): their windows are split.
-    pub split_models: u64,
-    /// `kafka.routed`: the routers' idle markers read.
-    pub idle_markers: u64,
-}
 
 /// One unit of state: an engine and the partitions it reads, checkpointed
 /// together. `state_per = "member"`: one task holding every assigned
@@ -1051,7 +1030,7 @@ impl Service {
             ..Snapshot::default()
         };
         for (i, t) in self.tasks.iter().enumerate() {
-            telemetry::engine_view(&t.engine, i, &mut s);
+            t.engine.view_into(i, &mut s);
         }
         if let Ok(ends) = self.consumer.context().ends.lock() {
             s.lag = self

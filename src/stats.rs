@@ -21,7 +21,7 @@ pub struct Stats {
     /// The join's counters, filled in when a run ends.
     pub join: Option<crate::join::JoinStats>,
     /// Values that met a cardinality cap, filled in when a run ends.
-    pub overflow: Option<crate::engine::Overflow>,
+    pub overflow: Option<crate::registry::Overflow>,
 }
 
 impl Stats {
@@ -134,4 +134,26 @@ impl Stats {
         }
         s
     }
+}
+
+/// Counters of a service run (logged at shutdown, shown by the HTTP side).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ServiceStats {
+    pub messages: u64,
+    pub dead_lettered: u64,
+    pub dlq_failures: u64,
+    pub alerts_published: u64,
+    pub alert_delivery_retries: u64,
+    /// Messages delivered again at or below an offset already applied: skipped.
+    pub redelivered: u64,
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    /// Size and write time of the last checkpoint.
+    pub checkpoint_bytes: u64,
+    pub checkpoint_ms: f64,
+    /// Models seen in more than one task (`state_per = "partition"` with
+    /// topics not keyed by model): their windows are split.
+    pub split_models: u64,
+    /// `kafka.routed`: the routers' idle markers read.
+    pub idle_markers: u64,
 }

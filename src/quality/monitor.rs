@@ -162,7 +162,7 @@ impl QualityMonitor {
             self.models.push(ModelQuality {
                 kind: None,
                 classes: Default::default(),
-                class_names: vec![crate::engine::OTHER.to_string()],
+                class_names: vec![crate::registry::OTHER.to_string()],
                 delays: DDSketch::new(self.dd),
                 series: Vec::new(),
             });

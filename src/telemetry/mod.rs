@@ -26,10 +26,26 @@ use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
 use crate::alert::{Alert, AlertKind, AlertState, Severity};
-use crate::engine::{Engine, EvalPoint, Overflow, Role};
-use crate::event::BadReason;
 use crate::join::JoinStats;
-use crate::service::ServiceStats;
+use crate::registry::Overflow;
+use crate::stats::ServiceStats;
+
+/// Evaluations kept per series for charts.
+pub const HISTORY: usize = 240;
+
+/// One drift evaluation of a series: its leading test's statistic and that
+/// test's tiers, at the window's end (event time).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalPoint {
+    pub t: i64,
+    pub test: String,
+    pub statistic: f64,
+    pub warning: f64,
+    pub critical: f64,
+    pub p_value: Option<f64>,
+    /// The breach the policy saw (after the FDR gate), if any.
+    pub breach: Option<Severity>,
+}
 
 /// Alerts kept for the API and the dashboard.
 pub const RECENT_ALERTS: usize = 200;
@@ -108,71 +124,9 @@ impl Shared {
     }
 }
 
-fn role(r: Role) -> &'static str {
-    match r {
-        Role::Input => "input",
-        Role::Prediction => "prediction",
-        Role::Score => "score",
-    }
-}
-
 /// Series ids in a snapshot: the task's index above these bits, the
 /// series' index in its task's engine below.
 pub const TASK_SHIFT: u32 = 24;
-
-/// Adds one engine's part to a snapshot (the service's tasks, one engine
-/// each): counters summed, the slowest watermark, every series' view with
-/// an id that names its task.
-pub fn engine_view(e: &Engine, task: usize, s: &mut Snapshot) {
-    if let Some(w) = e.watermark() {
-        s.watermark = Some(s.watermark.map_or(w, |x: i64| x.min(w)));
-    }
-    s.predictions += e.stats.predictions;
-    s.outcomes += e.stats.outcomes;
-    s.late += e.stats.late;
-    for r in BadReason::ALL.iter() {
-        *s.bad.entry(r.as_str()).or_default() += e.stats.bad[r.index()];
-    }
-    s.join.add(&e.quality.join.stats);
-    s.join_waiting += e.quality.join.waiting() as u64;
-    s.overflow.add(&e.overflow());
-    for (&(k, sev, st), &n) in &e.stats.alerts {
-        match s
-            .alerts
-            .iter_mut()
-            .find(|a| (a.0, a.1, a.2) == (k, sev, st))
-        {
-            Some(a) => a.3 += n,
-            None => s.alerts.push((k, sev, st, n)),
-        }
-    }
-    let models = e.models();
-    s.series.extend(e.series().iter().enumerate().map(|(i, x)| {
-        let m = &models[x.model as usize];
-        let f = &m.features[x.feature as usize];
-        let sev = [&x.drift, &x.quality]
-            .iter()
-            .filter_map(|c| c.episode.as_ref().map(|ep| ep.severity))
-            .max();
-        SeriesView {
-            id: ((task as u32) << TASK_SHIFT) | i as u32,
-            model: m.id.clone(),
-            feature: f.name.clone(),
-            role: role(f.role),
-            slice: m.slots[x.slot as usize]
-                .as_ref()
-                .map(|(d, v)| format!("{d}={v}"))
-                .unwrap_or_default(),
-            applied: x.applied,
-            status: match sev {
-                Some(Severity::Critical) => "critical",
-                Some(Severity::Warning) => "warning",
-                None => "ok",
-            },
-            last: x.history.back().cloned(),
-        }
-    }));
-}
 
 type Labels = Vec<(String, String)>;
 

@@ -43,16 +43,31 @@ pub enum RefState {
     Pinned(Box<Reference>),
 }
 
-/// The windows of one series.
+/// The windows of one series. Written through [`SeriesWindows::record`]
+/// (one value into an open bucket) and [`SeriesWindows::close`] (a bucket
+/// closes, the window slides); read through the accessors.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeriesWindows {
     /// Open buckets, index 0 = the engine's first open bucket.
-    pub open: VecDeque<Option<Box<Sketch>>>,
-    pub reference: RefState,
+    open: VecDeque<Option<Box<Sketch>>>,
+    reference: RefState,
     /// Closed buckets of the current window, oldest first.
-    pub ring: VecDeque<(i64, Box<Sketch>)>,
+    ring: VecDeque<(i64, Box<Sketch>)>,
     /// Integer parts of the ring's sum.
-    pub totals: Sketch,
+    totals: Sketch,
+}
+
+/// One value as a series' bucket records it.
+#[derive(Clone, Copy, Debug)]
+pub enum Observation {
+    /// A missing value.
+    Null,
+    /// A number, with its DDSketch bin (`sketch::ordinal`).
+    Number { x: f64, ordinal: i64 },
+    /// A category id of the feature (0 is the overflow).
+    Category(usize),
+    /// A value of the wrong type for the feature.
+    Violation,
 }
 
 impl SeriesWindows {
@@ -69,6 +84,92 @@ impl SeriesWindows {
             ring: VecDeque::new(),
             totals: Sketch::new(),
         }
+    }
+
+    /// Opens `n` buckets before the first open one (an event older than
+    /// every open bucket, before any bucket has closed).
+    pub fn open_earlier(&mut self, n: usize) {
+        for _ in 0..n {
+            self.open.push_front(None);
+        }
+    }
+
+    /// Records one value in open bucket `idx` (counted from the engine's
+    /// first open bucket), taking a recycled sketch from `pool` when the
+    /// bucket is new. Once the reference is pinned, values in its extreme
+    /// bins, rare categories, nulls and violations are offered as exemplars.
+    #[allow(clippy::vec_box)]
+    pub fn record(
+        &mut self,
+        idx: usize,
+        obs: Observation,
+        trace_id: &str,
+        max_exemplars: usize,
+        dd: &DdConfig,
+        pool: &mut Vec<Box<Sketch>>,
+    ) {
+        if self.open.len() <= idx {
+            self.open.resize_with(idx + 1, || None);
+        }
+        let pinned = match &self.reference {
+            RefState::Pinned(r) => Some(&**r),
+            RefState::WarmingUp { .. } => None,
+        };
+        let sketch = self.open[idx].get_or_insert_with(|| {
+            let mut s = pool.pop().unwrap_or_default();
+            if let Some(e) = pinned.and_then(|r| r.edges.as_ref()) {
+                s.size_numeric_hist(e.bins());
+            }
+            s
+        });
+        match obs {
+            Observation::Null => {
+                sketch.add_null();
+                if pinned.is_some() {
+                    sketch.null_exemplars.offer(trace_id, max_exemplars);
+                }
+            }
+            Observation::Number { x, ordinal } => match pinned.and_then(|r| r.edges.as_ref()) {
+                Some(edges) => {
+                    let bin = edges.bin_of(ordinal);
+                    sketch.add_number(x, Some(bin), dd);
+                    if bin == 0 || bin + 1 == edges.bins() {
+                        sketch.exemplars.offer(trace_id, max_exemplars);
+                    }
+                }
+                None => sketch.add_number(x, None, dd),
+            },
+            Observation::Category(id) => {
+                sketch.add_category(id);
+                if let Some(r) = pinned {
+                    let rc = r.counts.get(id).copied().unwrap_or(0);
+                    if rc * 100 < r.sketch.values {
+                        sketch.exemplars.offer(trace_id, max_exemplars);
+                    }
+                }
+            }
+            Observation::Violation => {
+                sketch.add_violation();
+                if pinned.is_some() {
+                    sketch.null_exemplars.offer(trace_id, max_exemplars);
+                }
+            }
+        }
+    }
+
+    /// Where the reference stands: warming up, or pinned.
+    pub fn reference(&self) -> &RefState {
+        &self.reference
+    }
+
+    /// The current window's running totals (counts, nulls, histogram).
+    pub fn totals(&self) -> &Sketch {
+        &self.totals
+    }
+
+    /// The current window's closed buckets, oldest first, with their bucket numbers.
+    pub fn ring(&self) -> impl DoubleEndedIterator<Item = (i64, &Sketch)> + ExactSizeIterator {
+        self.ring.iter().map(|(b, s)| (*b, &**s))
     }
 
     pub fn pinned(&self) -> Option<&Reference> {

@@ -1,0 +1,531 @@
+//! A watermark's work: buckets close as it passes, every series' window
+//! slides, pinned series are tested (drift and data quality), model quality
+//! is evaluated, the p-values of each model pass one false-discovery gate,
+//! and each channel's policy steps — transitions go to `emit`.
+
+use crate::alert::policy::Verdict;
+use crate::alert::{AlertKind, Severity, TestResult};
+use crate::config::Tier;
+use crate::drift::{self, categorical, fdr, numeric, quality};
+use crate::quality::monitor::{QChannel, Scored};
+use crate::registry::Role;
+use crate::sketch::{Sketch, ValueKind};
+use crate::telemetry::{EvalPoint, HISTORY};
+use crate::window::Reference;
+
+use super::Engine;
+
+/// A label distribution whose chi-square p-value against the reference's is
+/// below this counts as moved when a quality alert is triaged.
+const LABEL_SHIFT_P: f64 = 1e-3;
+
+/// Which of a series' two alert channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Channel {
+    Drift,
+    Quality,
+}
+
+/// One channel's evaluation at one watermark.
+#[derive(Clone, Debug)]
+pub(super) struct ChannelEval {
+    pub(super) series: u32,
+    pub(super) channel: Channel,
+    pub(super) kind: AlertKind,
+    pub(super) severity: Option<Severity>,
+    pub(super) calm: bool,
+    pub(super) test: &'static str,
+    pub(super) statistic: f64,
+    pub(super) threshold: f64,
+    pub(super) p_value: Option<f64>,
+    pub(super) gate_p: Option<f64>,
+    pub(super) enough: bool,
+    pub(super) tests: Vec<TestResult>,
+    pub(super) current_n: u64,
+    pub(super) reference_n: u64,
+}
+
+/// What a channel's tests add up to at one evaluation.
+#[derive(Clone, Debug)]
+pub(super) struct Summary {
+    pub(super) severity: Option<Severity>,
+    pub(super) calm: bool,
+    pub(super) test: &'static str,
+    pub(super) statistic: f64,
+    pub(super) threshold: f64,
+    pub(super) p_value: Option<f64>,
+    /// The gate: the smallest p-value among the channel's tests.
+    pub(super) gate_p: Option<f64>,
+    pub(super) tests: Vec<TestResult>,
+}
+
+fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
+    let tiered: Vec<&Scored> = scored
+        .iter()
+        .filter(|s| s.tier.warning.is_finite())
+        .collect();
+    let top = tiered.iter().copied().max_by(|a, b| {
+        let ka = (
+            severity_of(a.statistic, a.tier),
+            a.statistic / a.tier.warning,
+        );
+        let kb = (
+            severity_of(b.statistic, b.tier),
+            b.statistic / b.tier.warning,
+        );
+        ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+    });
+    let (test, statistic, tier, p_value) = top
+        .map_or(("none", 0.0, Tier::new(1.0, 1.0), None), |s| {
+            (s.test, s.statistic, s.tier, s.p_value)
+        });
+    let severity = severity_of(statistic, tier);
+    Summary {
+        severity,
+        calm: tiered
+            .iter()
+            .all(|s| s.statistic < hysteresis * s.tier.warning),
+        test,
+        statistic,
+        threshold: if severity == Some(Severity::Critical) {
+            tier.critical
+        } else {
+            tier.warning
+        },
+        p_value,
+        gate_p: scored
+            .iter()
+            .filter_map(|s| s.p_value)
+            .min_by(f64::total_cmp),
+        tests: scored
+            .iter()
+            .map(|s| TestResult {
+                test: s.test.to_string(),
+                statistic: s.statistic,
+                p_value: s.p_value,
+            })
+            .collect(),
+    }
+}
+
+/// The tiers of a drift test by name (infinite for tests without tiers).
+fn tier_of(t: &crate::config::TestsConfig, test: &str) -> Tier {
+    match test {
+        "psi" => t.psi,
+        "ks" => t.ks,
+        "jensen_shannon" => t.jensen_shannon,
+        "wasserstein" => t.wasserstein,
+        "total_variation" => t.total_variation,
+        "new_category_share" => t.new_category_share,
+        _ => Tier::new(f64::INFINITY, f64::INFINITY),
+    }
+}
+
+/// Benjamini–Hochberg adjusted p-values, each model's p-values a family of
+/// their own; in the order given.
+fn bh_per_model(ps: &[(u32, f64)]) -> Vec<f64> {
+    let mut out = vec![1.0; ps.len()];
+    let mut models: Vec<u32> = ps.iter().map(|(m, _)| *m).collect();
+    models.sort_unstable();
+    models.dedup();
+    for m in models {
+        let idx: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].0 == m).collect();
+        let family: Vec<f64> = idx.iter().map(|&i| ps[i].1).collect();
+        for (&i, a) in idx.iter().zip(fdr::bh_adjust(&family)) {
+            out[i] = a;
+        }
+    }
+    out
+}
+
+fn severity_of(stat: f64, t: Tier) -> Option<Severity> {
+    if stat >= t.critical {
+        Some(Severity::Critical)
+    } else if stat >= t.warning {
+        Some(Severity::Warning)
+    } else {
+        None
+    }
+}
+
+impl Engine {
+    /// Moves the watermark for a new newest event time and closes every bucket it passes.
+    pub(super) fn advance_to(&mut self, t: i64) {
+        self.time.see(t);
+        self.advance();
+    }
+
+    pub(super) fn advance(&mut self) {
+        let Some(reached) = self.time.reached() else {
+            return;
+        };
+        let wm = reached - self.lateness_ms;
+        while let Some(fo) = self.first_open {
+            if (fo + 1) * self.bucket_ms > wm {
+                break;
+            }
+            self.close_bucket(fo);
+            self.first_open = Some(fo + 1);
+        }
+    }
+
+    /// End of input: closes every bucket up to the newest event and evaluates.
+    pub fn finish(&mut self) {
+        let Some(max) = self.time.newest() else {
+            return;
+        };
+        let last = max.div_euclid(self.bucket_ms);
+        while let Some(fo) = self.first_open {
+            if fo > last {
+                break;
+            }
+            self.close_bucket(fo);
+            self.first_open = Some(fo + 1);
+        }
+    }
+
+    fn close_bucket(&mut self, b: i64) {
+        self.closed_any = true;
+        for s in &mut self.series {
+            let kind = self.models[s.model as usize].features[s.feature as usize].kind;
+            s.windows.close(
+                b,
+                self.window_buckets,
+                kind,
+                &self.bins,
+                self.bucket_ms,
+                &mut self.pool,
+            );
+        }
+        self.stats.buckets_closed += 1;
+        if (b + 1) % self.eval_every == 0 {
+            self.evaluate(b);
+        }
+    }
+
+    fn evaluate(&mut self, b: i64) {
+        let now = (b + 1) * self.bucket_ms;
+        let mut evals = Vec::new();
+        for sid in 0..self.series.len() as u32 {
+            if self.series[sid as usize].windows.pinned().is_none() {
+                continue;
+            }
+            if let Some(e) = self.eval_quality(sid) {
+                evals.push(e);
+            }
+            if let Some(e) = self.eval_drift(sid) {
+                evals.push(e);
+            }
+        }
+        let qevals = self.quality.evaluate(b, &self.cfg);
+        let h = self.cfg.policy.hysteresis;
+        let qsums: Vec<Summary> = qevals.iter().map(|e| summarize(&e.scored, h)).collect();
+        self.stats.evaluations += (evals.len() + qevals.len()) as u64;
+        // a false-discovery gate per model over every series and channel of
+        // this watermark: one model's family of tests, so a model's alerts do
+        // not depend on which other models share the instance
+        let ps: Vec<(u32, f64)> = evals
+            .iter()
+            .filter(|e| e.enough)
+            .filter_map(|e| e.gate_p.map(|p| (self.series[e.series as usize].model, p)))
+            .chain(
+                qevals
+                    .iter()
+                    .zip(&qsums)
+                    .filter(|(e, _)| e.enough)
+                    .filter_map(|(e, s)| {
+                        s.gate_p
+                            .map(|p| (self.quality.series[e.series as usize].model, p))
+                    }),
+            )
+            .collect();
+        let adjusted = bh_per_model(&ps);
+        let mut next = adjusted.iter();
+        let q = self.cfg.policy.fdr_q;
+        let mut significant = |enough: bool, gate: Option<f64>| match (enough, gate) {
+            (true, Some(_)) => next.next().is_some_and(|a| *a <= q),
+            (true, None) => true,
+            (false, _) => false,
+        };
+        let first_new = self.out.len();
+        // a breach counts only when it passed the gate; the gate is asked of
+        // every channel in order (it walks the adjusted p-values)
+        let mut verdict =
+            |enough: bool, gate: Option<f64>, severity: Option<Severity>, calm: bool| {
+                let passed = significant(enough, gate);
+                Verdict {
+                    breach: if passed { severity } else { None },
+                    calm,
+                }
+            };
+        let feature_verdicts: Vec<Verdict> = evals
+            .iter()
+            .map(|e| verdict(e.enough, e.gate_p, e.severity, e.calm))
+            .collect();
+        let quality_verdicts: Vec<Verdict> = qevals
+            .iter()
+            .zip(&qsums)
+            .map(|(e, s)| verdict(e.enough, s.gate_p, s.severity, s.calm))
+            .collect();
+        for (e, verdict) in evals.iter().zip(feature_verdicts) {
+            let s = &mut self.series[e.series as usize];
+            if e.channel == Channel::Drift && e.enough {
+                if s.history.len() >= HISTORY {
+                    s.history.pop_front();
+                }
+                let tier = tier_of(&self.cfg.tests, e.test);
+                s.history.push_back(EvalPoint {
+                    t: now,
+                    test: e.test.to_string(),
+                    statistic: e.statistic,
+                    warning: tier.warning,
+                    critical: tier.critical,
+                    p_value: e.p_value,
+                    breach: verdict.breach,
+                });
+            }
+            let ch = match e.channel {
+                Channel::Drift => &mut s.drift,
+                Channel::Quality => &mut s.quality,
+            };
+            if let Some(t) = ch.step(verdict, now, &self.cfg.policy) {
+                self.emit(e, t, now);
+            }
+        }
+        // quality after inputs, and label alerts before quality ones: triage
+        // weighs the input and label alerts open at this watermark
+        // the label distribution moved significantly at this watermark (per quality series)
+        let labels_moved: Vec<u32> = qevals
+            .iter()
+            .zip(&qsums)
+            .filter(|(e, sm)| {
+                e.channel == QChannel::LabelShift
+                    && e.enough
+                    && sm.gate_p.is_some_and(|p| p < LABEL_SHIFT_P)
+            })
+            .map(|(e, _)| e.series)
+            .collect();
+        let mut order: Vec<usize> = (0..qevals.len()).collect();
+        order.sort_by_key(|&i| {
+            !matches!(qevals[i].channel, QChannel::LabelShift | QChannel::Coverage)
+        });
+        for i in order {
+            let (e, sm, verdict) = (&qevals[i], &qsums[i], quality_verdicts[i]);
+            let qs = &mut self.quality.series[e.series as usize];
+            let ch = match e.channel {
+                QChannel::Performance => &mut qs.performance,
+                QChannel::Concept => &mut qs.concept,
+                QChannel::LabelShift => &mut qs.label_shift,
+                QChannel::Coverage => &mut qs.coverage,
+            };
+            if let Some(t) = ch.step(verdict, now, &self.cfg.policy) {
+                self.emit_quality(e, sm, t, now, labels_moved.contains(&e.series));
+            }
+        }
+        // one canonical order per watermark, whatever order series were met in
+        self.out[first_new..].sort_by(|a, b| {
+            (&a.model_id, a.kind, &a.feature, &a.slice).cmp(&(
+                &b.model_id,
+                b.kind,
+                &b.feature,
+                &b.slice,
+            ))
+        });
+    }
+
+    fn eval_quality(&self, sid: u32) -> Option<ChannelEval> {
+        let s = &self.series[sid as usize];
+        let r = s.windows.pinned()?;
+        let cur = s.windows.totals();
+        let t = &self.cfg.tests;
+        let (rn, cn) = (r.sketch.rows(), cur.rows());
+        if cn == 0 {
+            return None;
+        }
+        // a rate now against the reference's: the rise is the effect, the z-test gates
+        let rise = |test, x_ref: u64, x_cur: u64, tier| Scored {
+            test,
+            statistic: ratio(x_cur, cn) - ratio(x_ref, rn),
+            tier,
+            p_value: Some(quality::two_proportion(x_ref, rn, x_cur, cn).1),
+        };
+        let mut scored = vec![
+            rise("null_rate", r.sketch.nulls, cur.nulls, t.null_rate),
+            rise(
+                "type_violation",
+                r.sketch.type_violations,
+                cur.type_violations,
+                t.type_violation,
+            ),
+        ];
+        let kind = self.models[s.model as usize].features[s.feature as usize].kind;
+        if kind == Some(ValueKind::Categorical) && cur.values > 0 {
+            let share = categorical::new_category_share(&r.counts, &cur.hist);
+            let new = (share * cur.values as f64).round() as u64;
+            let (_, p_new) = quality::two_proportion(0, r.sketch.values, new, cur.values);
+            scored.push(Scored {
+                test: "new_category_share",
+                statistic: share,
+                tier: t.new_category_share,
+                p_value: Some(p_new),
+            });
+        }
+        let enough =
+            cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples;
+        Some(self.channel_eval(
+            sid,
+            Channel::Quality,
+            AlertKind::DataQuality,
+            &scored,
+            enough,
+            cn,
+            rn,
+        ))
+    }
+
+    fn eval_drift(&mut self, sid: u32) -> Option<ChannelEval> {
+        let s = &self.series[sid as usize];
+        let r = s.windows.pinned()?;
+        let cur = s.windows.totals();
+        let feat = &self.models[s.model as usize].features[s.feature as usize];
+        let kind = match feat.role {
+            Role::Input => AlertKind::DataDrift,
+            Role::Prediction | Role::Score => AlertKind::PredictionDrift,
+        };
+        let t = &self.cfg.tests;
+        let (rn, cn) = (r.sketch.values, cur.values);
+        if cn == 0 || rn == 0 {
+            return None;
+        }
+        let mut scored = Vec::with_capacity(4);
+        match feat.kind? {
+            ValueKind::Numeric => {
+                let edges = r.edges.as_ref()?;
+                let mut coarse = std::mem::take(&mut self.scratch);
+                edges.coarse(&cur.hist, &mut coarse);
+                let psi = drift::psi(&r.coarse, &coarse);
+                let js = drift::jensen_shannon(&r.coarse, &coarse);
+                self.scratch = coarse;
+                let s = &self.series[sid as usize];
+                let (r, cur) = (s.windows.pinned()?, s.windows.totals());
+                let d = numeric::ks_statistic(&r.counts, &cur.hist);
+                let p = numeric::ks_p_value(d, rn, cn);
+                let w = normalised_wasserstein(r, cur);
+                scored.push(Scored {
+                    test: "psi",
+                    statistic: psi,
+                    tier: t.psi,
+                    p_value: None,
+                });
+                scored.push(Scored {
+                    test: "ks",
+                    statistic: d,
+                    tier: t.ks,
+                    p_value: Some(p),
+                });
+                scored.push(Scored {
+                    test: "jensen_shannon",
+                    statistic: js,
+                    tier: t.jensen_shannon,
+                    p_value: None,
+                });
+                scored.push(Scored {
+                    test: "wasserstein",
+                    statistic: w,
+                    tier: t.wasserstein,
+                    p_value: None,
+                });
+            }
+            ValueKind::Categorical => {
+                let psi = drift::psi(&r.counts, &cur.hist);
+                let js = drift::jensen_shannon(&r.counts, &cur.hist);
+                let tv = drift::total_variation(&r.counts, &cur.hist);
+                let (chi2, _, p) = categorical::chi_square(&r.counts, &cur.hist);
+                scored.push(Scored {
+                    test: "psi",
+                    statistic: psi,
+                    tier: t.psi,
+                    p_value: None,
+                });
+                scored.push(Scored {
+                    test: "jensen_shannon",
+                    statistic: js,
+                    tier: t.jensen_shannon,
+                    p_value: None,
+                });
+                scored.push(Scored {
+                    test: "total_variation",
+                    statistic: tv,
+                    tier: t.total_variation,
+                    p_value: None,
+                });
+                // chi-square gates significance; its statistic grows with n, so it sets no tier
+                scored.push(Scored {
+                    test: "chi_square",
+                    statistic: chi2,
+                    tier: Tier::new(f64::INFINITY, f64::INFINITY),
+                    p_value: Some(p),
+                });
+            }
+        }
+        let enough =
+            cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples;
+        Some(self.channel_eval(sid, Channel::Drift, kind, &scored, enough, cn, rn))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn channel_eval(
+        &self,
+        sid: u32,
+        channel: Channel,
+        kind: AlertKind,
+        scored: &[Scored],
+        enough: bool,
+        cn: u64,
+        rn: u64,
+    ) -> ChannelEval {
+        let sm = summarize(scored, self.cfg.policy.hysteresis);
+        ChannelEval {
+            series: sid,
+            channel,
+            kind,
+            severity: sm.severity,
+            calm: sm.calm,
+            test: sm.test,
+            statistic: sm.statistic,
+            threshold: sm.threshold,
+            p_value: sm.p_value,
+            gate_p: sm.gate_p,
+            enough,
+            tests: sm.tests,
+            current_n: cn,
+            reference_n: rn,
+        }
+    }
+}
+
+pub(super) fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Wasserstein-1 between the reference (its quantile function as equal-mass
+/// points) and the current window (each fine bin's values at their mean),
+/// divided by the reference's standard deviation.
+fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
+    let a: Vec<(f64, f64)> = r.quantiles.iter().map(|&x| (x, 1.0)).collect();
+    let b: Vec<(f64, f64)> = cur
+        .hist
+        .iter()
+        .zip(&cur.hist_sum)
+        .filter(|(c, _)| **c > 0)
+        .map(|(c, s)| (s / *c as f64, *c as f64))
+        .collect();
+    let w = numeric::wasserstein(&a, &b);
+    let sd = r.sketch.variance().sqrt();
+    let scale = if sd > 0.0 {
+        sd
+    } else {
+        r.sketch.mean.abs().max(1e-12)
+    };
+    w / scale
+}

@@ -1,0 +1,291 @@
+//! The per-event path: check the event's time, find its model, slots and
+//! series (registering them on first sight), write each value into its open
+//! bucket, and hand predictions and outcomes to the join.
+
+use crate::alert::policy::ChannelState;
+use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Value};
+use crate::join::{self, Label, Waiting};
+use crate::quality::monitor::slots_of;
+use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE};
+use crate::sketch::{ValueKind, ordinal};
+use crate::window::{Observation, SeriesWindows};
+
+use super::{Applied, Engine, Series};
+
+/// A value as the engine sees it, borrowed from the event.
+#[derive(Clone, Copy, Debug)]
+enum Val<'a> {
+    Null,
+    Num(f64),
+    Cat(&'a str),
+}
+
+impl<'a> From<&'a Value> for Val<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Null => Val::Null,
+            Value::Number(x) => Val::Num(*x),
+            Value::Text(s) => Val::Cat(s),
+            Value::Bool(true) => Val::Cat("true"),
+            Value::Bool(false) => Val::Cat("false"),
+        }
+    }
+}
+
+impl Engine {
+    fn check_time(&mut self, t: i64) -> Result<Option<i64>, BadEvent> {
+        if let Some(max) = self.time.newest()
+            && t > max.saturating_add(self.skew_ms)
+        {
+            return Err(BadEvent::new(
+                BadReason::TimeOutOfRange,
+                format!(
+                    "event_time {t} is {} ahead of the newest event",
+                    humanize_ms(t - max)
+                ),
+            ));
+        }
+        let b = t.div_euclid(self.bucket_ms);
+        let first_open = *self.first_open.get_or_insert(b);
+        if b < first_open && !self.closed_any {
+            // nothing closed yet: open the earlier buckets
+            let extra = (first_open - b) as usize;
+            for s in &mut self.series {
+                s.windows.open_earlier(extra);
+            }
+            self.first_open = Some(b);
+            return Ok(Some(b));
+        }
+        Ok((b >= first_open).then_some(b))
+    }
+
+    /// Applies one event read from `source`.
+    pub fn apply_from(&mut self, ev: &Event, source: usize) -> Result<Applied, BadEvent> {
+        let r = self.apply(ev);
+        if r.is_ok() {
+            self.time.delivered(source, ev.event_time());
+            self.advance();
+        }
+        r
+    }
+
+    fn model(&mut self, id: &str) -> Result<u32, BadEvent> {
+        if let Some(&m) = self.model_ids.get(id) {
+            return Ok(m);
+        }
+        if self.models.len() >= self.cfg.series.max_models {
+            return Err(BadEvent::new(
+                BadReason::TooManyModels,
+                format!(
+                    "model `{id}` is past series.max_models ({})",
+                    self.cfg.series.max_models
+                ),
+            ));
+        }
+        let m = self.models.len() as u32;
+        self.models.push(Model::new(id, self.baselines.remove(id)));
+        self.model_ids.insert(id.into(), m);
+        Ok(m)
+    }
+
+    /// Applies one event of either kind.
+    pub fn apply(&mut self, ev: &Event) -> Result<Applied, BadEvent> {
+        match ev {
+            Event::Prediction(p) => self.apply_prediction(p),
+            Event::Outcome(o) => self.apply_outcome(o),
+        }
+    }
+
+    /// Applies one prediction event.
+    pub fn apply_prediction(&mut self, p: &Prediction) -> Result<Applied, BadEvent> {
+        let Some(bucket) = self.check_time(p.event_time)? else {
+            self.stats.late += 1;
+            return Ok(Applied::Late);
+        };
+        let m = self.model(&p.model_id)?;
+        self.stats.predictions += 1;
+        self.stats.see_time(p.event_time);
+        let idx = (bucket - self.first_open.unwrap_or(bucket)) as usize;
+        let model = &mut self.models[m as usize];
+        if p.model_version.is_some() && model.version != p.model_version {
+            model.version.clone_from(&p.model_version);
+        }
+        model.event_gen += 1;
+        let generation = model.event_gen;
+        let mut slots = std::mem::take(&mut self.slots);
+        slots.clear();
+        slots.push(0);
+        if self.cfg.series.track_slices {
+            for (dim, value) in &p.slices {
+                if let Some(s) = model.slot(dim, value, &self.cfg) {
+                    slots.push(s);
+                }
+            }
+        }
+        let (join_slots, n_slots) = slots_of(&slots);
+        let (prediction, class) = match &p.prediction {
+            Scalar::Number(x) => (*x, 0),
+            Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
+        };
+        if self.outcomes {
+            self.quality.prediction(
+                join::key(&p.model_id, &p.trace_id),
+                Waiting {
+                    model: m,
+                    bucket,
+                    event_time: p.event_time,
+                    slots: join_slots,
+                    n_slots,
+                    prediction,
+                    class,
+                    score: p.score.map_or(f32::NAN, |s| s as f32),
+                },
+            );
+        }
+        for (name, v) in &p.features {
+            let model = &mut self.models[m as usize];
+            let Some(f) = model.feature(name, &self.cfg) else {
+                continue;
+            };
+            model.features[f as usize].seen_gen = generation;
+            self.apply_value(m, f, v.into(), &slots, idx, bucket, &p.trace_id);
+        }
+        let pred = match &p.prediction {
+            Scalar::Number(x) => Val::Num(*x),
+            Scalar::Text(s) => Val::Cat(s),
+        };
+        self.apply_value(m, PREDICTION, pred, &slots, idx, bucket, &p.trace_id);
+        match p.score {
+            Some(s) => self.apply_value(m, SCORE, Val::Num(s), &slots, idx, bucket, &p.trace_id),
+            None if self.models[m as usize].features[SCORE as usize]
+                .kind
+                .is_some() =>
+            {
+                self.apply_value(m, SCORE, Val::Null, &slots, idx, bucket, &p.trace_id)
+            }
+            None => {}
+        }
+        // a feature the model had before but this event lacks is a null
+        let n_features = self.models[m as usize].features.len() as u32;
+        for f in 2..n_features {
+            let feat = &self.models[m as usize].features[f as usize];
+            if feat.seen_gen != generation && feat.kind.is_some() {
+                self.apply_value(m, f, Val::Null, &slots, idx, bucket, &p.trace_id);
+            }
+        }
+        self.slots = slots;
+        self.advance_to(p.event_time);
+        Ok(Applied::Applied)
+    }
+
+    /// Applies one outcome event. The join to predictions is not built yet:
+    /// outcomes are validated, counted and advance event time.
+    pub fn apply_outcome(&mut self, o: &Outcome) -> Result<Applied, BadEvent> {
+        let on_time = self.check_time(o.event_time)?.is_some();
+        let m = self.model(&o.model_id)?;
+        // the pair counts in its prediction's bucket, whenever the outcome comes
+        let label = match &o.label {
+            Scalar::Number(x) => Label::Number(*x),
+            Scalar::Text(c) => Label::Class(self.quality.class(m, c)),
+        };
+        self.quality
+            .outcome(join::key(&o.model_id, &o.trace_id), label, o.event_time);
+        if !on_time {
+            self.stats.late += 1;
+            return Ok(Applied::Late);
+        }
+        self.stats.outcomes += 1;
+        self.stats.see_time(o.event_time);
+        self.advance_to(o.event_time);
+        Ok(Applied::Applied)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_value(
+        &mut self,
+        m: u32,
+        f: u32,
+        v: Val<'_>,
+        slots: &[u32],
+        idx: usize,
+        bucket: i64,
+        trace_id: &str,
+    ) {
+        let cap = self.cfg.series.max_categories;
+        let feat = &mut self.models[m as usize].features[f as usize];
+        match (feat.kind, v) {
+            (None, Val::Num(_)) => feat.kind = Some(ValueKind::Numeric),
+            (None, Val::Cat(_)) => feat.kind = Some(ValueKind::Categorical),
+            _ => {}
+        }
+        let kind = feat.kind;
+        let cat = match (kind, v) {
+            (Some(ValueKind::Categorical), Val::Cat(s)) => Some(feat.category_id(s, cap)),
+            _ => None,
+        };
+        if cat == Some(0) {
+            self.models[m as usize].overflow.categories += 1;
+        }
+        let max_ex = self.cfg.policy.max_exemplars;
+        // what the value is to its series, once for all of them (with its
+        // DDSketch bin for a number)
+        let obs = match (kind, v) {
+            (_, Val::Null) => Observation::Null,
+            (Some(ValueKind::Numeric), Val::Num(x)) => Observation::Number {
+                x,
+                ordinal: ordinal(&self.dd, x),
+            },
+            (Some(ValueKind::Categorical), Val::Cat(_)) => {
+                Observation::Category(cat.unwrap_or(0) as usize)
+            }
+            _ => Observation::Violation,
+        };
+        for &slot in slots {
+            let sid = self.series_id(m, f, slot, bucket);
+            let s = &mut self.series[sid as usize];
+            s.applied += 1;
+            s.windows
+                .record(idx, obs, trace_id, max_ex, &self.dd, &mut self.pool);
+        }
+    }
+
+    fn series_id(&mut self, m: u32, f: u32, slot: u32, bucket: i64) -> u32 {
+        let sid = self.models[m as usize].series_of[f as usize][slot as usize];
+        if sid != NO_SERIES {
+            return sid;
+        }
+        let sid = self.series.len() as u32;
+        let open_len = self.first_open.map_or(0, |fo| (bucket - fo) as usize + 1);
+        let mut windows = SeriesWindows::new(bucket, self.warmup_buckets, open_len);
+        let model = &mut self.models[m as usize];
+        if let Some(base) = &model.baseline {
+            let slice = model.slots[slot as usize].clone();
+            let feature = &mut model.features[f as usize];
+            if let Some(r) = base.reference_for(
+                feature,
+                slice.as_ref(),
+                &self.bins,
+                self.cfg.series.max_categories,
+            ) {
+                windows.pin(r, &self.dd);
+            }
+        }
+        model.series_of[f as usize][slot as usize] = sid;
+        self.series.push(Series {
+            model: m,
+            feature: f,
+            slot,
+            applied: 0,
+            history: std::collections::VecDeque::new(),
+            windows,
+            drift: ChannelState::default(),
+            quality: ChannelState::default(),
+        });
+        self.stats.series = self.series.len() as u64;
+        sid
+    }
+}
+
+fn humanize_ms(ms: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms.max(0) as u64)).to_string()
+}

@@ -1,0 +1,241 @@
+//! The engine: routes each event to its series, keeps their windows, closes
+//! buckets as the watermark passes, evaluates every series against its
+//! reference and turns verdicts into alert events.
+//!
+//! `replay` and the Kafka service feed the same [`Engine`]; nothing in it
+//! reads a clock, so the same events give the same alerts.
+//!
+//! One file per step of an event's way through it:
+//!
+//! - [`watermark`]: event time reached, per input (Kafka partition or routed origin).
+//! - `ingest`: the per-event path — check the time, find the model, its
+//!   series and slots, write each value into its open bucket, feed the join.
+//! - `evaluate`: a bucket closes at the watermark, the windows slide, every
+//!   series is tested, the per-model FDR gate, the alert policy's steps.
+//! - `emit`: one place that builds an [`Alert`]: evidence, triage, the summary.
+//! - `state`: the checkpointed [`EngineState`], and a baseline export.
+//! - `observe`: the engine's part of the telemetry snapshot.
+
+mod emit;
+mod evaluate;
+mod ingest;
+mod observe;
+mod state;
+pub(crate) mod watermark;
+
+use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
+use sketches_ddsketch::Config as DdConfig;
+
+use crate::alert::Alert;
+use crate::alert::policy::ChannelState;
+use crate::baseline::Baseline;
+use crate::config::Config;
+use crate::quality::monitor::QualityMonitor;
+use crate::registry::{Model, Overflow};
+use crate::sketch::{Sketch, dd_config};
+use crate::stats::Stats;
+use crate::telemetry::EvalPoint;
+use crate::window::{BinSpec, SeriesWindows};
+
+pub use state::EngineState;
+use watermark::Watermark;
+
+/// One series: a model's feature (or output) overall or in one slice.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Series {
+    pub model: u32,
+    pub feature: u32,
+    pub slot: u32,
+    /// Values (nulls and wrong types included) applied to this series since
+    /// it was created: what a recount of the input gives.
+    pub applied: u64,
+    /// The latest drift evaluations, oldest first (at most [`crate::telemetry::HISTORY`]): for
+    /// the dashboard's charts and the drift-statistic gauges.
+    pub history: std::collections::VecDeque<EvalPoint>,
+    pub windows: SeriesWindows,
+    pub drift: ChannelState,
+    pub quality: ChannelState,
+}
+
+/// Did the engine take the event?
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Older than the closed buckets: counted, not applied.
+    Late,
+}
+
+/// One series' identity and the values it has taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SeriesCount<'a> {
+    pub model: &'a str,
+    pub feature: &'a str,
+    /// None for the overall series; else (dimension, value).
+    pub slice: Option<(&'a str, &'a str)>,
+    pub applied: u64,
+}
+
+/// The monitor's core: one per replay, one per service task.
+pub struct Engine {
+    cfg: Config,
+    dd: DdConfig,
+    bins: BinSpec,
+    bucket_ms: i64,
+    window_buckets: i64,
+    lateness_ms: i64,
+    eval_every: i64,
+    warmup_buckets: i64,
+    skew_ms: i64,
+    models: Vec<Model>,
+    model_ids: FxHashMap<Box<str>, u32>,
+    series: Vec<Series>,
+    first_open: Option<i64>,
+    /// No bucket has closed yet: an event older than the first open bucket
+    /// opens earlier buckets instead of being late.
+    closed_any: bool,
+    /// The newest event time, and per input (Kafka partition) its own;
+    /// no inputs in replay, where the one merged stream is the only one.
+    time: Watermark,
+    /// Recycled bucket sketches (boxed: they move between open buckets, rings and here).
+    #[allow(clippy::vec_box)]
+    pool: Vec<Box<Sketch>>,
+    slots: Vec<u32>,
+    baselines: HashMap<String, Baseline>,
+    pub stats: Stats,
+    /// The outcome join and model quality.
+    pub quality: QualityMonitor,
+    out: Vec<Alert>,
+    scratch: Vec<u64>,
+    /// Outcomes can come: predictions wait in the join for them.
+    outcomes: bool,
+}
+
+impl Engine {
+    pub fn new(cfg: Config) -> Self {
+        Engine::with_baselines(cfg, HashMap::new())
+    }
+
+    /// An engine whose models in `baselines` take their reference from there.
+    pub fn with_baselines(cfg: Config, baselines: HashMap<String, Baseline>) -> Self {
+        let dd = dd_config(cfg.series.quantile_accuracy);
+        let bucket_ms = cfg.window.bucket.as_millis();
+        let quality = QualityMonitor::new(&cfg);
+        Engine {
+            bins: BinSpec {
+                coarse: cfg.series.bins,
+                fine: cfg.series.ks_points,
+                dd,
+            },
+            dd,
+            bucket_ms,
+            window_buckets: cfg.window.current.as_millis() / bucket_ms,
+            lateness_ms: cfg.window.allowed_lateness.as_millis(),
+            eval_every: cfg.window.evaluate_every.as_millis() / bucket_ms,
+            warmup_buckets: cfg.reference.warmup.as_millis() / bucket_ms,
+            skew_ms: cfg.input.max_future_skew.as_millis(),
+            cfg,
+            models: Vec::new(),
+            model_ids: FxHashMap::default(),
+            series: Vec::new(),
+            first_open: None,
+            closed_any: false,
+            time: Watermark::default(),
+            pool: Vec::new(),
+            slots: Vec::with_capacity(8),
+            baselines,
+            stats: Stats::default(),
+            quality,
+            out: Vec::new(),
+            scratch: Vec::new(),
+            outcomes: true,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Whether outcomes can come at all (the service without an outcomes
+    /// topic: no). Without, predictions do not wait in the join and there is
+    /// no model quality to watch.
+    pub fn expect_outcomes(&mut self, on: bool) {
+        self.outcomes = on;
+    }
+
+    /// Values that met a cardinality cap, over every model.
+    pub fn overflow(&self) -> Overflow {
+        let mut o = Overflow::default();
+        for m in &self.models {
+            o.add(&m.overflow);
+        }
+        o
+    }
+
+    /// Every series with its identity and how many values it has taken.
+    pub fn series_counts(&self) -> impl Iterator<Item = SeriesCount<'_>> {
+        self.series.iter().map(|s| {
+            let m = &self.models[s.model as usize];
+            SeriesCount {
+                model: &m.id,
+                feature: &m.features[s.feature as usize].name,
+                slice: m.slots[s.slot as usize]
+                    .as_ref()
+                    .map(|(d, v)| (d.as_str(), v.as_str())),
+                applied: s.applied,
+            }
+        })
+    }
+
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+
+    /// Current watermark: newest event time minus the allowed lateness.
+    pub fn watermark(&self) -> Option<i64> {
+        self.time.reached().map(|t| t - self.lateness_ms)
+    }
+
+    /// Alerts produced since the last call, in order.
+    pub fn drain_alerts(&mut self) -> std::vec::Drain<'_, Alert> {
+        self.out.drain(..)
+    }
+
+    /// Adds an input source (a Kafka partition) and returns its id. While a
+    /// source is active and has not delivered an event, the watermark waits.
+    pub fn add_source(&mut self) -> usize {
+        self.time.add_source()
+    }
+
+    /// Removes a source (its partition was revoked). The watermark moves
+    /// on with the next event, not here: in a rebalance every partition is
+    /// revoked one after another, and advancing after each would close
+    /// buckets on the partitions left (all predictions, say, once the
+    /// outcomes partitions are gone) before the state is checkpointed.
+    pub fn remove_source(&mut self, id: usize) {
+        self.time.remove_source(id);
+    }
+
+    /// The newest event time a source has delivered.
+    pub fn source_max(&self, id: usize) -> Option<i64> {
+        self.time.source_max(id)
+    }
+
+    /// The newest event time the slowest active source has reached (None
+    /// while an active source has delivered nothing, or none is active).
+    pub fn slowest_active(&self) -> Option<i64> {
+        self.time.slowest_active()
+    }
+
+    /// Marks a source idle (it stops holding the watermark) or active again.
+    pub fn set_idle(&mut self, id: usize, idle: bool) {
+        if self.time.set_idle(id, idle) {
+            self.advance();
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The registry of what the engine has met: models, their features (and
+//! outputs) and slice values, each given a small integer id once, with the
+//! cardinality caps and the `__other__` bucket that keep a flood of new names
+//! from turning into memory. The engine routes events through it; baselines,
+//! the quality monitor and telemetry read its types.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use crate::baseline::Baseline;
+use crate::config::Config;
+use crate::sketch::ValueKind;
+
+/// Name of the overflow category and slice value once a cap is reached.
+pub const OTHER: &str = "__other__";
+/// Values that met a cardinality cap (per model): what a flood of new slice
+/// values, categories or feature names turned into instead of memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Overflow {
+    /// Slice values past `series.max_slice_values`, counted in `__other__`.
+    pub slice_values: u64,
+    /// Slice values of dimensions past the 16 tracked per model: overall only.
+    pub slice_dimensions: u64,
+    /// Values of features past `series.max_features`: not tracked.
+    pub features: u64,
+    /// Categories past `series.max_categories`, counted in `__other__`.
+    pub categories: u64,
+}
+
+impl Overflow {
+    pub fn add(&mut self, o: &Overflow) {
+        self.slice_values += o.slice_values;
+        self.slice_dimensions += o.slice_dimensions;
+        self.features += o.features;
+        self.categories += o.categories;
+    }
+    pub fn total(&self) -> u64 {
+        self.slice_values + self.slice_dimensions + self.features + self.categories
+    }
+}
+
+/// Reserved feature ids of a model's outputs.
+pub(crate) const PREDICTION: u32 = 0;
+pub(crate) const SCORE: u32 = 1;
+/// Slice dimensions tracked per model.
+pub const MAX_SLICE_DIMENSIONS: usize = 16;
+pub(crate) const NO_SERIES: u32 = u32::MAX;
+
+/// What a feature is to its model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    Input,
+    Prediction,
+    Score,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Feature {
+    pub name: String,
+    pub role: Role,
+    pub kind: Option<ValueKind>,
+    categories: FxHashMap<Box<str>, u32>,
+    pub category_names: Vec<String>,
+    /// The event generation of its model that last carried it.
+    pub(crate) seen_gen: u64,
+}
+
+impl Feature {
+    pub(crate) fn new(name: &str, role: Role) -> Self {
+        Feature {
+            name: name.to_string(),
+            role,
+            kind: None,
+            categories: FxHashMap::default(),
+            category_names: vec![OTHER.to_string()],
+            seen_gen: 0,
+        }
+    }
+
+    /// Category id of `s`; id 0 is the shared overflow past `cap` categories.
+    pub fn category_id(&mut self, s: &str, cap: usize) -> u32 {
+        if let Some(&id) = self.categories.get(s) {
+            return id;
+        }
+        if self.categories.len() >= cap {
+            return 0;
+        }
+        let id = self.category_names.len() as u32;
+        self.categories.insert(s.into(), id);
+        self.category_names.push(s.to_string());
+        id
+    }
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Dim {
+    values: FxHashMap<Box<str>, u32>,
+    /// Slot of each value id; value id 0 is the overflow.
+    slots: Vec<u32>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Model {
+    pub id: String,
+    pub version: Option<String>,
+    pub features: Vec<Feature>,
+    pub(crate) feature_ids: FxHashMap<Box<str>, u32>,
+    dims: Vec<Dim>,
+    dim_ids: FxHashMap<Box<str>, u32>,
+    /// Slot 0 is the overall series; others are (dimension, value).
+    pub slots: Vec<Option<(String, String)>>,
+    /// Series id per feature and slot.
+    pub(crate) series_of: Vec<Vec<u32>>,
+    pub(crate) event_gen: u64,
+    /// Values that met a cap: sent to `__other__` or not tracked.
+    pub overflow: Overflow,
+    /// From the config, attached again when a checkpoint is restored.
+    #[serde(skip)]
+    pub(crate) baseline: Option<Baseline>,
+}
+
+impl Model {
+    pub(crate) fn new(id: &str, baseline: Option<Baseline>) -> Self {
+        let mut m = Model {
+            id: id.to_string(),
+            version: None,
+            features: vec![
+                Feature::new("prediction", Role::Prediction),
+                Feature::new("score", Role::Score),
+            ],
+            feature_ids: FxHashMap::default(),
+            dims: Vec::new(),
+            dim_ids: FxHashMap::default(),
+            slots: vec![None],
+            series_of: vec![Vec::new(), Vec::new()],
+            event_gen: 0,
+            overflow: Overflow::default(),
+            baseline,
+        };
+        m.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
+        m
+    }
+
+    /// The id of feature `name`, registered on first sight (None: ignored or past the cap).
+    pub(crate) fn feature(&mut self, name: &str, cfg: &Config) -> Option<u32> {
+        if let Some(&id) = self.feature_ids.get(name) {
+            return Some(id);
+        }
+        if cfg.series.ignore_features.iter().any(|f| f == name) {
+            return None;
+        }
+        if self.features.len() - 2 >= cfg.series.max_features {
+            self.overflow.features += 1;
+            return None;
+        }
+        let id = self.features.len() as u32;
+        self.features.push(Feature::new(name, Role::Input));
+        self.feature_ids.insert(name.into(), id);
+        self.series_of.push(vec![NO_SERIES; self.slots.len()]);
+        Some(id)
+    }
+
+    /// The slot of slice `dim=value`, registered on first sight (None: an
+    /// untracked dimension; past the value cap: the dimension's `__other__`).
+    pub(crate) fn slot(&mut self, dim: &str, value: &str, cfg: &Config) -> Option<u32> {
+        let d = match self.dim_ids.get(dim) {
+            Some(&d) => d as usize,
+            None => {
+                let wanted = cfg.series.slice_dimensions.is_empty()
+                    || cfg.series.slice_dimensions.iter().any(|x| x == dim);
+                if !wanted {
+                    return None;
+                }
+                if self.dims.len() >= MAX_SLICE_DIMENSIONS {
+                    self.overflow.slice_dimensions += 1;
+                    return None;
+                }
+                self.dim_ids.insert(dim.into(), self.dims.len() as u32);
+                self.dims.push(Dim {
+                    values: FxHashMap::default(),
+                    slots: Vec::new(),
+                });
+                let overflow = self.new_slot(dim, OTHER);
+                self.dims.last_mut()?.slots.push(overflow);
+                self.dims.len() - 1
+            }
+        };
+        if let Some(&v) = self.dims[d].values.get(value) {
+            return Some(self.dims[d].slots[v as usize]);
+        }
+        if self.dims[d].values.len() >= cfg.series.max_slice_values {
+            self.overflow.slice_values += 1;
+            return Some(self.dims[d].slots[0]);
+        }
+        let slot = self.new_slot(dim, value);
+        let dm = &mut self.dims[d];
+        dm.values.insert(value.into(), dm.slots.len() as u32);
+        dm.slots.push(slot);
+        Some(slot)
+    }
+
+    fn new_slot(&mut self, dim: &str, value: &str) -> u32 {
+        self.slots.push(Some((dim.to_string(), value.to_string())));
+        self.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
+        (self.slots.len() - 1) as u32
+    }
+
+    pub fn slice_map(&self, slot: u32) -> BTreeMap<String, String> {
+        match &self.slots[slot as usize] {
+            Some((d, v)) => BTreeMap::from([(d.clone(), v.clone())]),
+            None => BTreeMap::new(),
+        }
+    }
+}
