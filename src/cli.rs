@@ -285,7 +285,7 @@ fn describe_checkpoints(cfg: &Config) -> Result<i32> {
             };
             let mut store = checkpoint::topic::TopicStore::new(
                 &cfg.checkpoint.topic,
-                crate::source::kafka::client_config(&cfg.kafka),
+                crate::kafka::client_config(&cfg.kafka),
             )
             .map_err(kafka_err)?;
             store

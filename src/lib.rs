@@ -59,6 +59,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod http;
 pub mod join;
+pub mod kafka;
 pub mod quality;
 pub mod registry;
 pub mod route;

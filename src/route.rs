@@ -33,17 +33,13 @@ use tokio::sync::watch;
 use crate::codec::StreamKind;
 use crate::codec::confluent::ValueDecoder;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{BadEvent, Event};
-use crate::source::kafka::{Logged, client_config, send_retrying};
-
-/// The header naming the partition a routed record was first written to.
-pub const ORIGIN_HEADER: &str = "driftline.origin";
-/// The header of an idle marker: a record without key or value, sent to
-/// every routed partition while an input partition is read to its end and
-/// silent, so that the readers stop waiting for it (it wakes with its next
-/// record).
-pub const IDLE_HEADER: &str = "driftline.idle";
+use crate::kafka::client::Logged;
+use crate::kafka::dead_letter::bad_message;
+use crate::kafka::pacer::{Pace, Pacer, set_paused};
+use crate::kafka::send::send_retrying;
+use crate::kafka::{IDLE_HEADER, ORIGIN_HEADER, client_config, kafka_err};
 
 /// An input partition as the router sees it.
 struct Part {
@@ -69,13 +65,6 @@ pub struct RouteStats {
     pub dead_lettered: u64,
     pub transactions: u64,
     pub aborted: u64,
-}
-
-fn kafka_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Kafka {
-        what: what.to_string(),
-        message: e.to_string(),
-    }
 }
 
 /// The router's consumer group.
@@ -517,7 +506,7 @@ impl Router {
 
     fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> Result<()> {
         self.stats.dead_lettered += 1;
-        let headers = crate::service::bad_message(self.stats.dead_lettered, msg, bad);
+        let headers = bad_message(self.stats.dead_lettered, msg, bad);
         if self.cfg.kafka.dlq_topic.is_empty() {
             return Ok(());
         }
@@ -643,7 +632,6 @@ impl Router {
             self.parts[pi].marked = Some(Instant::now());
         }
         // flow control over the active partitions
-        let skew = self.cfg.kafka.max_skew.as_millis();
         let active: Vec<Option<i64>> = self
             .parts
             .iter()
@@ -655,29 +643,18 @@ impl Router {
         } else {
             active.into_iter().flatten().min()
         };
+        let pacer = Pacer {
+            max_skew_ms: self.cfg.kafka.max_skew.as_millis(),
+        };
         for p in self.parts.iter_mut() {
-            let (Some(mine), Some(slow)) = (p.max, slowest) else {
-                if p.paused {
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition(&p.topic, p.partition);
-                    if self.consumer.resume(&tpl).is_ok() {
-                        p.paused = false;
-                    }
-                }
-                continue;
+            let pause = match pacer.pace(p.paused, p.max, slowest) {
+                Pace::Keep => continue,
+                Pace::Pause => true,
+                Pace::Resume => false,
             };
-            let pause = !p.paused && mine - slow > skew;
-            let resume = p.paused && mine - slow <= skew / 2;
-            if pause || resume {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&p.topic, p.partition);
-                let r = if pause {
-                    self.consumer.pause(&tpl)
-                } else {
-                    self.consumer.resume(&tpl)
-                };
-                if r.is_ok() {
-                    p.paused = pause;
+            if set_paused(&*self.consumer, &p.topic, p.partition, pause).is_ok() {
+                p.paused = pause;
+                if pause || (p.max.is_some() && slowest.is_some()) {
                     p.last_message = Instant::now();
                 }
             }

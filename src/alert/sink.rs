@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use rdkafka::producer::FutureRecord;
+
 use crate::alert::Alert;
 use crate::error::{Error, Result};
 
@@ -70,31 +72,22 @@ impl KafkaSink {
                 return true;
             }
         };
-        let mut backoff = std::time::Duration::from_millis(100);
-        loop {
-            let record = rdkafka::producer::FutureRecord::to(&self.topic)
-                .key(&a.model_id)
-                .payload(&payload);
-            match self
-                .producer
-                .send(record, rdkafka::util::Timeout::Never)
-                .await
-            {
-                Ok(_) => {
-                    self.delivered += 1;
-                    return true;
-                }
-                Err((e, _)) => {
-                    self.failed_deliveries += 1;
-                    tracing::warn!(alert_id = %a.alert_id, topic = %self.topic, error = %e, "alert delivery failed; retrying");
-                    if *stop.borrow() {
-                        tracing::error!(alert_id = %a.alert_id, "stopping with an undelivered alert; it is re-emitted after restart");
-                        return false;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-                }
-            }
+        let (topic, failed) = (&self.topic, &mut self.failed_deliveries);
+        let delivered = crate::kafka::send::send_until_acked(
+            &self.producer,
+            || FutureRecord::to(topic).key(a.model_id.as_bytes()).payload(&payload[..]),
+            Some(stop),
+            |e| {
+                *failed += 1;
+                tracing::warn!(alert_id = %a.alert_id, topic = %topic, error = %e, "alert delivery failed; retrying");
+            },
+        )
+        .await;
+        if delivered {
+            self.delivered += 1;
+        } else {
+            tracing::error!(alert_id = %a.alert_id, "stopping with an undelivered alert; it is re-emitted after restart");
         }
+        delivered
     }
 }

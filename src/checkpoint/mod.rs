@@ -181,7 +181,7 @@ impl Store {
             CheckpointStore::Dir => Ok(Store::Dir(PathBuf::from(&cfg.checkpoint.dir))),
             CheckpointStore::Kafka => topic::TopicStore::new(
                 &cfg.checkpoint.topic,
-                crate::source::kafka::client_config(&cfg.kafka),
+                crate::kafka::client_config(&cfg.kafka),
             )
             .map(Store::Topic),
         }

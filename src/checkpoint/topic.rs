@@ -173,7 +173,7 @@ impl TopicStore {
         if let Some(p) = payload {
             record = record.payload(p);
         }
-        crate::source::kafka::send_retrying(&self.producer, record)
+        crate::kafka::send::send_retrying(&self.producer, record)
             .map_err(|e| self.failed(key, e.to_string()))
     }
 

@@ -2,4 +2,3 @@
 //! and merges them by event time; the Kafka source comes with the service.
 
 pub mod file;
-pub mod kafka;

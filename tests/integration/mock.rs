@@ -292,7 +292,7 @@ fn checkpoint_topic_keeps_chunks_and_survives_a_write_cut_short() {
         .unwrap();
     let mut lister = TopicStore::new(
         &cfg.checkpoint.topic,
-        driftline::source::kafka::client_config(&cfg.kafka),
+        driftline::kafka::client_config(&cfg.kafka),
     )
     .unwrap();
     let listed = lister.list("g", &cfg).unwrap();

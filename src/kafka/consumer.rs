@@ -1,5 +1,5 @@
-//! The Kafka source: one consumer group over the predictions and outcomes
-//! topics, at-least-once.
+//! The service's consumer: one consumer group over the predictions and
+//! outcomes topics, at-least-once.
 //!
 //! Auto offset store is off: the service stores a message's offset only
 //! after its event is applied to the window store and the alerts it caused
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -20,6 +20,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
 use crate::config::{KafkaConfig, StartFrom, StatePer};
+
+use super::client::{Logged, SetIfAbsent, client_config};
 
 /// A change of the consumer's assignment, seen by the service loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,57 +97,6 @@ impl ClientContext for Context {
     }
 }
 
-/// Sends a record with a `BaseProducer`, waiting for room (serving
-/// delivery reports) while librdkafka's queue is full.
-pub fn send_retrying<'a, C, K, P>(
-    producer: &rdkafka::producer::BaseProducer<C>,
-    mut record: rdkafka::producer::BaseRecord<'a, K, P, C::DeliveryOpaque>,
-) -> KafkaResult<()>
-where
-    C: rdkafka::producer::ProducerContext,
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((e, r))
-                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-            {
-                producer.poll(std::time::Duration::from_millis(20));
-                record = r;
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
-
-/// A client context that only logs librdkafka's messages through tracing.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Logged;
-
-impl ClientContext for Logged {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(facility = fac, "librdkafka: {message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
-            _ => tracing::debug!(facility = fac, "librdkafka: {message}"),
-        }
-    }
-}
-
-impl ConsumerContext for Logged {}
-
-impl rdkafka::producer::ProducerContext for Logged {
-    type DeliveryOpaque = ();
-    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
-}
-
 fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
         .iter()
@@ -183,18 +134,6 @@ impl ConsumerContext for Context {
     }
 }
 
-/// librdkafka settings shared by every client: bootstrap servers and the
-/// pass-through map.
-pub fn client_config(k: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &k.bootstrap_servers);
-    for (key, v) in &k.librdkafka {
-        c.set(key, v);
-    }
-    c.set_log_level(RDKafkaLogLevel::Warning);
-    c
-}
-
 /// The consumer, subscribed to the configured topics.
 pub fn consumer(k: &KafkaConfig) -> KafkaResult<StreamConsumer<Context>> {
     let commit = k.start_from == StartFrom::Committed;
@@ -230,17 +169,4 @@ pub fn consumer(k: &KafkaConfig) -> KafkaResult<StreamConsumer<Context>> {
     }
     consumer.subscribe(&topics)?;
     Ok(consumer)
-}
-
-trait SetIfAbsent {
-    fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self;
-}
-
-impl SetIfAbsent for ClientConfig {
-    fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self {
-        if self.get(key).is_none() {
-            self.set(key, value);
-        }
-        self
-    }
 }

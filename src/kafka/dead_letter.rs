@@ -1,0 +1,53 @@
+//! Dead letters: a message that cannot be decoded or validated goes to the
+//! dead-letter topic unchanged, with headers saying where it came from and
+//! why (the service and the router write the same ones).
+
+use rdkafka::Message;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+
+use crate::event::BadEvent;
+
+/// The dead letter's source topic, partition and offset.
+pub const SOURCE_TOPIC: &str = "dlq.source.topic";
+pub const SOURCE_PARTITION: &str = "dlq.source.partition";
+pub const SOURCE_OFFSET: &str = "dlq.source.offset";
+/// Why it was refused: the reason's name (`BadReason::as_str`) and its message.
+pub const ERROR_CLASS: &str = "dlq.error.class";
+pub const ERROR_MESSAGE: &str = "dlq.error.message";
+
+/// Reports a bad message (the first 100 of a run are logged, the `n`-th
+/// here) and gives the headers of its dead letter: where it came from and why.
+pub fn bad_message(n: u64, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> OwnedHeaders {
+    if n <= 100 {
+        tracing::warn!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            reason = bad.reason.as_str(),
+            error = %bad.message,
+            "bad message"
+        );
+    }
+    let (partition, offset) = (msg.partition().to_string(), msg.offset().to_string());
+    OwnedHeaders::new()
+        .insert(Header {
+            key: SOURCE_TOPIC,
+            value: Some(msg.topic()),
+        })
+        .insert(Header {
+            key: SOURCE_PARTITION,
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: SOURCE_OFFSET,
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: ERROR_CLASS,
+            value: Some(bad.reason.as_str()),
+        })
+        .insert(Header {
+            key: ERROR_MESSAGE,
+            value: Some(&bad.message),
+        })
+}

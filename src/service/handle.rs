@@ -1,0 +1,162 @@
+//! One message: decode, apply to its task's engine (its partition or origin
+//! is the engine's source), dead-letter it if bad, publish the alerts it
+//! caused, pace its partition, store its offset.
+
+use std::time::Instant;
+
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{BorrowedMessage, Headers};
+use tokio::sync::watch;
+
+use crate::kafka::pacer::Pace;
+use crate::telemetry;
+
+use super::Service;
+
+impl Service {
+    /// One message: decode, apply, publish alerts, store the offset.
+    /// False when the service is stopping before the message was done.
+    pub(super) async fn handle(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        stop: &watch::Receiver<bool>,
+    ) -> bool {
+        if self.apply_assignment_changes() {
+            // this message comes again from the start of its partition
+            return true;
+        }
+        self.stats.messages += 1;
+        let now = Instant::now();
+        self.first_message.get_or_insert(now);
+        self.last_message = Some(now);
+        // a message may come before its assignment event was seen: then it registers here
+        let pi = self.partition(msg.topic(), msg.partition());
+        let st = &mut self.partitions[pi];
+        st.last_message = now;
+        if msg.offset() <= st.last_offset {
+            // a redelivery of a message this engine has already applied
+            // (librdkafka re-fetching after a pause or an error): applying
+            // it again would count it twice
+            self.stats.redelivered += 1;
+            return true;
+        }
+        st.last_offset = msg.offset();
+        let woke = st.idle;
+        let (task, source) = (st.task, st.source);
+        self.tasks[task].since_checkpoint += 1;
+        let source = if self.cfg.kafka.routed {
+            let (source, marker) = self.origin_source(task, msg);
+            if marker {
+                // the router's word that an input partition is idle: no event
+                self.stats.idle_markers += 1;
+                if let Err(e) = self.consumer.store_offset_from_message(msg) {
+                    tracing::warn!(error = %e, "cannot store offset");
+                }
+                return true;
+            }
+            source
+        } else {
+            source
+        };
+        if woke {
+            // traffic is back: every idle partition holds the watermark again
+            // until it delivers or stays silent for idle_timeout once more, so
+            // the first partition to wake cannot run ahead of the others
+            tracing::info!(
+                topic = msg.topic(),
+                partition = msg.partition(),
+                "partition active again"
+            );
+            for p in self
+                .partitions
+                .iter_mut()
+                .filter(|p| p.idle && p.task == task)
+            {
+                p.idle = false;
+                p.last_message = now;
+                self.tasks[task].engine.set_idle(p.source, false);
+            }
+        }
+        let is_predictions = msg.topic() == self.topics[0];
+        self.consumed[usize::from(!is_predictions)] += 1;
+        let decoder = if is_predictions {
+            &mut self.predictions
+        } else {
+            &mut self.outcomes
+        };
+        let engine = &mut self.tasks[task].engine;
+        let late_before = engine.stats.late;
+        let evaluations_before = engine.stats.evaluations;
+        if self.otel.is_some() {
+            let b = &mut self.batch[usize::from(!is_predictions)];
+            b.messages += 1;
+            if b.started.is_none() {
+                b.started = Some(std::time::SystemTime::now());
+            }
+            // producers' trace contexts from the batch's first messages only:
+            // reading headers is a librdkafka call, not free per message
+            if b.messages <= 64
+                && b.links.len() < telemetry::otel::MAX_LINKS
+                && let Some(h) = msg.headers()
+            {
+                for hd in h.iter() {
+                    if hd.key == "traceparent"
+                        && let Some(c) = hd.value.and_then(telemetry::otel::parse_traceparent)
+                    {
+                        b.links.push(c);
+                    }
+                }
+            }
+        }
+        let result = decoder.decode(msg.payload()).and_then(|ev| {
+            let r = engine.apply_from(&ev, source);
+            if engine.stats.late > late_before && engine.stats.late <= 20 {
+                // the first few, for the operator: where late events come from
+                tracing::warn!(
+                    topic = msg.topic(),
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    event_time = ev.event_time(),
+                    watermark = engine.watermark(),
+                    "late event: behind the watermark, counted and not applied"
+                );
+            }
+            r
+        });
+        if let Some(o) = &self.otel {
+            let took = now.elapsed();
+            self.batch[usize::from(!is_predictions)].busy += took;
+            let evaluations = engine.stats.evaluations - evaluations_before;
+            if evaluations > 0 {
+                let started = std::time::SystemTime::now() - took;
+                o.evaluate(engine.watermark().unwrap_or(0), evaluations, took, started);
+            }
+        }
+        if let Err(bad) = result {
+            engine.stats.count_bad(bad.reason);
+            if !self.dead_letter(msg, &bad).await {
+                return false;
+            }
+        }
+        if !self.publish_alerts(stop).await {
+            return false;
+        }
+        // flow control: a partition far ahead of the slowest waits for it
+        // (routed: a routed partition mixes origins; the routers align them)
+        let engine = &self.tasks[task].engine;
+        if !self.cfg.kafka.routed
+            && self.pacer().pace(
+                self.partitions[pi].paused,
+                engine.source_max(source),
+                engine.slowest_active(),
+            ) == Pace::Pause
+        {
+            self.set_paused(pi, true);
+        }
+        if let Err(e) = self.consumer.store_offset_from_message(msg) {
+            tracing::warn!(error = %e, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "cannot store offset");
+        }
+        true
+    }
+}

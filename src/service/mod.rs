@@ -1,0 +1,353 @@
+//! `driftline run`: the Kafka service. Consumes predictions and outcomes,
+//! feeds the same [`Engine`] as `replay`, publishes alerts, dead-letters bad
+//! input, and stops cleanly on SIGINT/SIGTERM.
+//!
+//! Per message: decode (Confluent, Avro or JSON) → apply to the engine (its
+//! partition is one of the engine's sources, so the watermark is the
+//! slowest active partition's) → publish the alerts it caused and wait for
+//! their acknowledgement → store the message's offset. A message that cannot
+//! be decoded or validated goes to the dead-letter topic unchanged, with
+//! headers saying where it came from and why; then its offset is stored.
+//!
+//! The service's rooms:
+//!
+//! - `tasks`: units of state (an engine, its partitions, its checkpoint
+//!   name), the partitions and routed origins each one reads.
+//! - `rebalance`: assignment changes, restore from a checkpoint or rebuild
+//!   from the start, and writing checkpoints (then committing what they cover).
+//! - `handle`: one message — decode, apply, publish, store its offset.
+//! - `flow`: housekeeping each tick — idle partitions, flow control in event time.
+//! - `publish`: alerts to the alert topic, bad input to the dead-letter topic.
+//! - `observe`: the telemetry snapshot and the OTel batch spans.
+
+mod flow;
+mod handle;
+mod observe;
+mod publish;
+mod rebalance;
+mod tasks;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use tokio::sync::watch;
+
+use crate::alert::Alert;
+use crate::alert::sink::KafkaSink;
+use crate::baseline::Baseline;
+use crate::checkpoint::{self, Store};
+use crate::codec::StreamKind;
+use crate::codec::confluent::ValueDecoder;
+use crate::config::{Config, StartFrom};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::http::HistoryRequest;
+use crate::kafka::consumer::{self, Context};
+use crate::kafka::{client_config, kafka_err, producer};
+use crate::stats::ServiceStats;
+use crate::telemetry::{self, Shared};
+
+use observe::Batch;
+use tasks::{PartitionState, Task};
+
+/// The service: consumer, tasks (engines), alert and DLQ producers.
+pub struct Service {
+    cfg: Config,
+    tasks: Vec<Task>,
+    /// Where checkpoints go: a directory or a compacted topic.
+    store: Store,
+    /// The topics consumed (predictions, outcomes; "" when none): the
+    /// `[kafka]` ones, or with `kafka.routed` the `[route]` ones.
+    topics: [String; 2],
+    /// `kafka.routed`: every partition of the input topics (the routers'),
+    /// as origin names `<topic>/<partition>`, with the kind (0 predictions,
+    /// 1 outcomes). Each task tracks every one of them.
+    inputs: Vec<(String, usize)>,
+    baselines: HashMap<String, Baseline>,
+    consumer: std::sync::Arc<StreamConsumer<Context>>,
+    alerts: KafkaSink,
+    dlq: Option<FutureProducer>,
+    predictions: ValueDecoder,
+    outcomes: ValueDecoder,
+    /// Assigned partitions (few: a linear scan, no allocation per message).
+    partitions: Vec<PartitionState>,
+    /// Never turns true: for alert publishing outside a message.
+    never: watch::Receiver<bool>,
+    pub stats: ServiceStats,
+    /// Stop once every assigned partition is idle at its end.
+    pub until_end: bool,
+    /// Wall time of the first and the last message handled.
+    first_message: Option<Instant>,
+    last_message: Option<Instant>,
+    /// The partitions assigned to this member.
+    assignment: Vec<(String, i32)>,
+    last_checkpoint: Instant,
+    /// Models already reported as split across tasks.
+    split_reported: std::collections::HashSet<String>,
+    /// Test hook (`DRIFTLINE_FAULT_ABORT_AFTER_CHECKPOINT=N`): abort right
+    /// after the N-th checkpoint is written, before its offsets are committed.
+    crash_after_checkpoint: Option<u64>,
+    /// What the HTTP side reads, refreshed once a second.
+    pub snapshot: Shared,
+    last_snapshot: Instant,
+    /// Messages per topic (predictions, outcomes).
+    consumed: [u64; 2],
+    /// The newest alerts, for the API and the dashboard.
+    recent_alerts: VecDeque<Alert>,
+    otel: Option<telemetry::otel::Otel>,
+    /// The batch being processed, per topic (predictions, outcomes), for
+    /// its `process` span: messages, busy time, start, producers' traces.
+    batch: [Batch; 2],
+    /// When the current poll period (one tick) began, monotonic and wall.
+    poll_started: (Instant, std::time::SystemTime),
+}
+
+impl Service {
+    pub fn new(cfg: Config) -> Result<Service> {
+        let baselines = Baseline::load_configured(&cfg)?;
+        let mut consumed = cfg.kafka.clone();
+        if cfg.kafka.routed {
+            consumed.predictions_topic = cfg.route.predictions_topic.clone();
+            if !cfg.kafka.outcomes_topic.is_empty() {
+                consumed.outcomes_topic = cfg.route.outcomes_topic.clone();
+            }
+        }
+        let consumer = consumer::consumer(&consumed).map_err(|e| kafka_err("consumer", e))?;
+        let producer = producer(&cfg)?;
+        let dlq = (!cfg.kafka.dlq_topic.is_empty()).then(|| producer.clone());
+        Ok(Service {
+            alerts: KafkaSink::new(producer, &cfg.kafka),
+            dlq,
+            predictions: ValueDecoder::new(StreamKind::Predictions, &cfg.kafka)?,
+            outcomes: ValueDecoder::new(StreamKind::Outcomes, &cfg.kafka)?,
+            tasks: Vec::new(),
+            topics: [consumed.predictions_topic, consumed.outcomes_topic],
+            inputs: Vec::new(),
+            store: Store::open(&cfg).map_err(|e| Error::Kafka {
+                what: "checkpoint store".into(),
+                message: e.to_string(),
+            })?,
+            baselines,
+            consumer: std::sync::Arc::new(consumer),
+            partitions: Vec::new(),
+            never: watch::channel(false).1,
+            stats: ServiceStats::default(),
+            until_end: false,
+            first_message: None,
+            last_message: None,
+            assignment: Vec::new(),
+            last_checkpoint: Instant::now(),
+            split_reported: Default::default(),
+            crash_after_checkpoint: std::env::var("DRIFTLINE_FAULT_ABORT_AFTER_CHECKPOINT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            snapshot: Shared::default(),
+            last_snapshot: Instant::now(),
+            consumed: [0; 2],
+            recent_alerts: VecDeque::new(),
+            otel: None,
+            batch: Default::default(),
+            poll_started: (Instant::now(), std::time::SystemTime::now()),
+            cfg,
+        })
+    }
+
+    /// The counters of every task's engine, summed.
+    pub fn engine_stats(&self) -> crate::stats::Stats {
+        let mut s = crate::stats::Stats::default();
+        for t in &self.tasks {
+            s.add(&t.engine.stats);
+            let mut o = s.overflow.unwrap_or_default();
+            o.add(&t.engine.overflow());
+            s.overflow = Some(o);
+        }
+        s
+    }
+
+    /// Runs until `stop` turns true; then commits (when committing) and returns.
+    pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        tracing::info!(
+            bootstrap = %self.cfg.kafka.bootstrap_servers,
+            group = %self.cfg.kafka.group_id,
+            predictions = %self.topics[0],
+            outcomes = %self.topics[1],
+            alerts = %self.cfg.kafka.alerts_topic,
+            "driftline service started"
+        );
+        if let Store::Topic(t) = &self.store
+            && self.cfg.kafka.start_from == StartFrom::Checkpoint
+            && let Err(e) =
+                checkpoint::topic::ensure_topic(t.topic(), &client_config(&self.cfg.kafka)).await
+        {
+            tracing::warn!(topic = t.topic(), error = %e, "cannot create the checkpoint topic (using it as it is)");
+        }
+        if self.cfg.kafka.routed {
+            self.inputs = self.input_partitions()?;
+            tracing::info!(
+                origins = self.inputs.len(),
+                "routed topics: the watermark waits for every input partition"
+            );
+        }
+        let consumer = self.consumer.clone();
+        let (history_tx, mut history_rx) = tokio::sync::mpsc::channel::<HistoryRequest>(16);
+        if !self.cfg.http.listen.is_empty() {
+            match crate::http::serve(
+                &self.cfg.http.listen,
+                self.snapshot.clone(),
+                history_tx.clone(),
+                self.cfg.to_toml(),
+                self.cfg.http.max_series_metrics,
+                stop.clone(),
+            )
+            .await
+            {
+                Ok(addr) => {
+                    tracing::info!(url = %format!("http://{addr}/"), "http: dashboard, /metrics, /healthz, /readyz, /api")
+                }
+                Err(e) => {
+                    tracing::error!(listen = %self.cfg.http.listen, error = %e, "http server not started")
+                }
+            }
+        }
+        drop(history_tx);
+        match telemetry::otel::Otel::start(
+            &self.cfg.otel,
+            &self.cfg.kafka.group_id,
+            self.snapshot.clone(),
+            self.cfg.http.max_series_metrics,
+        ) {
+            Ok(Some(o)) => {
+                tracing::info!(endpoint = %self.cfg.otel.endpoint, "otel: exporting metrics and traces over OTLP/HTTP");
+                self.otel = Some(o);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "otel export not started"),
+        }
+        let (mut errors, mut last_error) = (0u64, None);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                Some((id, reply)) = history_rx.recv() => {
+                    let (task, sid) = ((id >> telemetry::TASK_SHIFT) as usize, id & ((1 << telemetry::TASK_SHIFT) - 1));
+                    let h = self.tasks.get(task).and_then(|t| t.engine.series().get(sid as usize)).map(|s| s.history.iter().cloned().collect());
+                    let _ = reply.send(h);
+                }
+                _ = tick.tick() => {
+                    self.housekeeping().await;
+                    if self.until_end && self.all_at_end() {
+                        tracing::info!("every assigned partition read to its end: stopping");
+                        break;
+                    }
+                }
+                m = consumer.recv() => match m {
+                    Ok(msg) => {
+                        if !self.handle(&msg, &stop).await {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        // not once per poll while the brokers are away: once per 10 s
+                        errors += 1;
+                        if last_error.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                            tracing::warn!(error = %e, errors, "consumer error");
+                            last_error = Some(Instant::now());
+                            errors = 0;
+                        }
+                    }
+                },
+            }
+        }
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.end_batches();
+        if let Some(o) = self.otel.take() {
+            // the last snapshot for the final export
+            self.publish_snapshot();
+            o.shutdown();
+        }
+        if self.cfg.kafka.start_from == StartFrom::Checkpoint {
+            self.checkpoint();
+        }
+        if self.cfg.kafka.start_from == StartFrom::Committed {
+            match self.consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                // nothing stored yet is not a failure
+                Err(rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset,
+                )) => {}
+                Err(e) => tracing::warn!(error = %e, "final commit failed"),
+            }
+        }
+        let engine = self.engine_stats();
+        let busy_s = match (self.first_message, self.last_message) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        tracing::info!(
+            messages = self.stats.messages,
+            // first to last message: throughput without start-up and idle time
+            busy_s,
+            messages_per_s = if busy_s > 0.0 {
+                (self.stats.messages as f64 / busy_s).round()
+            } else {
+                0.0
+            },
+            dead_lettered = self.stats.dead_lettered,
+            alerts = self.stats.alerts_published,
+            late = engine.late,
+            redelivered = self.stats.redelivered,
+            checkpoints = self.stats.checkpoints,
+            checkpoint_bytes = self.stats.checkpoint_bytes,
+            checkpoint_ms = self.stats.checkpoint_ms,
+            series = engine.series,
+            tasks = self.tasks.len(),
+            capped = engine.overflow.map_or(0, |o| o.total()),
+            "driftline service stopped"
+        );
+        Ok(())
+    }
+}
+
+/// An engine for the service: predictions wait for outcomes only when an
+/// outcomes topic is consumed.
+fn new_engine(cfg: &Config, baselines: &HashMap<String, Baseline>) -> Engine {
+    let mut e = Engine::with_baselines(cfg.clone(), baselines.clone());
+    e.expect_outcomes(!cfg.kafka.outcomes_topic.is_empty());
+    e
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A watch channel that turns true on SIGINT or SIGTERM.
+pub fn stop_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: draining, flushing and committing");
+        let _ = tx.send(true);
+    });
+    rx
+}
