@@ -20,8 +20,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
+use crate::alert::avro::decode_alert;
 use crate::alert::{Alert, AlertState};
-use crate::codec::avro::{decode_alert, encode, schemas};
+use crate::codec::avro::{encode, schemas};
 use crate::codec::confluent::frame;
 use crate::config::{Config, Encoding, HumanDuration, StartFrom};
 use crate::error::{Error, Result};

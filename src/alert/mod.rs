@@ -1,6 +1,7 @@
 //! Alert events: the contract of DESIGN.md, the policy that decides when a
 //! series alerts, and the sinks alerts are written to.
 
+pub mod avro;
 pub mod policy;
 pub mod sink;
 

@@ -56,7 +56,7 @@ impl KafkaSink {
     /// Encodes an alert as the topic's value.
     pub fn encode(&self, a: &Alert) -> std::result::Result<Vec<u8>, String> {
         match self.encoding {
-            crate::config::AlertEncoding::Avro => crate::codec::avro::encode_alert(a),
+            crate::config::AlertEncoding::Avro => crate::alert::avro::encode_alert(a),
             crate::config::AlertEncoding::Json => serde_json::to_vec(a).map_err(|e| e.to_string()),
         }
     }

@@ -6,6 +6,7 @@ pub mod categorical;
 pub mod fdr;
 pub mod numeric;
 pub mod quality;
+pub mod sequential;
 
 /// Proportions are floored at this before taking logarithms (PSI), so an
 /// empty bin on one side gives a large but finite contribution.

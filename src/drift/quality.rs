@@ -1,5 +1,6 @@
 //! Data-quality tests: a rate (nulls, type violations) now against the
-//! reference's, by the pooled two-proportion z-test.
+//! reference's, by the pooled two-proportion z-test; and the normal
+//! distribution's two-sided p-value the quality tests share.
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
@@ -16,8 +17,15 @@ pub fn two_proportion(x1: u64, n1: u64, x2: u64, n2: u64) -> (f64, f64) {
         return (0.0, 1.0);
     }
     let z = (p2 - p1) / se;
-    let std = Normal::standard();
-    (z, (2.0 * std.sf(z.abs())).min(1.0))
+    (z, normal_two_sided(z))
+}
+
+/// Two-sided p-value of a standard normal statistic `z` (NaN: 1, ±∞: 0).
+pub fn normal_two_sided(z: f64) -> f64 {
+    if !z.is_finite() {
+        return if z.is_nan() { 1.0 } else { 0.0 };
+    }
+    (2.0 * Normal::standard().sf(z.abs())).min(1.0)
 }
 
 #[cfg(test)]

@@ -10,44 +10,10 @@ use sketches_ddsketch::DDSketch;
 
 use crate::alert::policy::ChannelState;
 use crate::config::{Config, Tier};
-use crate::drift::quality::two_proportion;
+use crate::drift::quality::{normal_two_sided, two_proportion};
+use crate::drift::sequential::PageHinkley;
 use crate::join::{JoinBuffer, Joined, Label, MAX_SLOTS, Waiting};
 use crate::quality::{LabelKind, Pair, QualitySketch, auc_standard_error};
-
-/// Page–Hinkley test for an increase of the mean of a stream.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct PageHinkley {
-    delta: f64,
-    n: u64,
-    mean: f64,
-    cum: f64,
-    min: f64,
-}
-
-impl PageHinkley {
-    pub fn new(delta: f64) -> Self {
-        PageHinkley {
-            delta,
-            n: 0,
-            mean: 0.0,
-            cum: 0.0,
-            min: 0.0,
-        }
-    }
-    pub fn update(&mut self, x: f64) {
-        self.n += 1;
-        self.mean += (x - self.mean) / self.n as f64;
-        self.cum += x - self.mean - self.delta;
-        self.min = self.min.min(self.cum);
-    }
-    /// The test statistic: how far the cumulative deviation rose above its minimum.
-    pub fn statistic(&self) -> f64 {
-        self.cum - self.min
-    }
-    pub fn reset(&mut self) {
-        *self = PageHinkley::new(self.delta);
-    }
-}
 
 /// Quality of one model in one slot (overall or a slice value).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -518,43 +484,10 @@ fn performance_tests(
     v
 }
 
-fn normal_two_sided(z: f64) -> f64 {
-    use statrs::distribution::{ContinuousCDF, Normal};
-    if !z.is_finite() {
-        return if z.is_nan() { 1.0 } else { 0.0 };
-    }
-    (2.0 * Normal::standard().sf(z.abs())).min(1.0)
-}
-
 /// Slots of a prediction for the join (overall first), at most [`MAX_SLOTS`].
 pub fn slots_of(slots: &[u32]) -> ([u32; MAX_SLOTS], u8) {
     let mut out = [0u32; MAX_SLOTS];
     let n = slots.len().min(MAX_SLOTS);
     out[..n].copy_from_slice(&slots[..n]);
     (out, n as u8)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_hinkley_rises_on_a_shift_and_stays_low_without() {
-        let mut ph = PageHinkley::new(0.005);
-        let mut x = 0u64;
-        let mut noise = || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
-        for _ in 0..20_000 {
-            ph.update(0.16 + 0.1 * (noise() - 0.5));
-        }
-        assert!(ph.statistic() < 5.0, "{}", ph.statistic());
-        for _ in 0..2_000 {
-            ph.update(0.22 + 0.1 * (noise() - 0.5));
-        }
-        assert!(ph.statistic() > 50.0, "{}", ph.statistic());
-    }
 }

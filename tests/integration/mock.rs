@@ -145,7 +145,7 @@ async fn broker_outage_and_produce_errors_lose_nothing() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while got.len() < want.len() && tokio::time::Instant::now() < deadline {
         if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), reader.recv()).await {
-            let a = driftline::codec::avro::decode_alert(m.payload().unwrap()).unwrap();
+            let a = driftline::alert::avro::decode_alert(m.payload().unwrap()).unwrap();
             got.push((a.alert_id, a.state));
         }
     }

@@ -1,0 +1,77 @@
+//! `driftline convert`: events to an Avro object container file of `schemas/*.avsc`.
+
+use std::path::PathBuf;
+
+use crate::codec::avro;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::source::file::open_merged;
+
+use super::BAD_EVENTS_PRINTED;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum AvroCodec {
+    Null,
+    Deflate,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Kind {
+    Predictions,
+    Outcomes,
+}
+
+/// Writes good events of `input` to an Avro container file; bad ones are reported and skipped.
+pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec) -> Result<i32> {
+    let schemas = avro::schemas()?;
+    let (schema, merged) = match kind {
+        Kind::Predictions => (&schemas.prediction, open_merged(input, &[])?),
+        Kind::Outcomes => (&schemas.outcome, open_merged(&[], input)?),
+    };
+    let file = std::fs::File::create(output).map_err(|e| Error::io(output, e))?;
+    let mut w = apache_avro::Writer::builder()
+        .schema(schema)
+        .writer(std::io::BufWriter::new(file))
+        .codec(match codec {
+            AvroCodec::Null => apache_avro::Codec::Null,
+            AvroCodec::Deflate => {
+                apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default())
+            }
+        })
+        .build()
+        .map_err(|e| Error::AvroFile {
+            path: output.clone(),
+            message: e.to_string(),
+        })?;
+    let (mut good, mut bad) = (0u64, 0u64);
+    let write_err = |message: String| Error::AvroFile {
+        path: output.clone(),
+        message,
+    };
+    for rec in merged {
+        let value = match &rec.event {
+            Ok(Event::Prediction(p)) => avro::to_avro_value(schema, p),
+            Ok(Event::Outcome(o)) => avro::to_avro_value(schema, o),
+            Err(_) => Ok(apache_avro::types::Value::Null),
+        };
+        match rec.event {
+            Ok(_) => {
+                w.append_value(value.map_err(write_err)?)
+                    .map_err(|e| write_err(e.to_string()))?;
+                good += 1;
+            }
+            Err(e) => {
+                bad += 1;
+                if bad <= BAD_EVENTS_PRINTED {
+                    eprintln!("{}: bad event ({}): {}", rec.location, e.reason, e.message);
+                }
+            }
+        }
+    }
+    w.flush().map_err(|e| write_err(e.to_string()))?;
+    eprintln!(
+        "converted {good} events ({bad} bad, skipped) to {}",
+        output.display()
+    );
+    Ok(0)
+}

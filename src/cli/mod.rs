@@ -1,0 +1,236 @@
+//! The commands behind the binary, one file each: `replay`, `baseline`,
+//! `convert`, `checkpoints`, and the long-running ones (`run`, `route`,
+//! `demo`) in `service`. This file holds the argument parser, the dispatch,
+//! logging set-up, and how a bad event in a file is reported.
+
+mod baseline;
+mod checkpoints;
+mod convert;
+mod replay;
+mod service;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::event::BadEvent;
+use crate::source::file::{Location, Record};
+
+pub use convert::{AvroCodec, Kind};
+
+/// Bad events printed with their place before the rest are only counted.
+pub(crate) const BAD_EVENTS_PRINTED: u64 = 100;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "driftline",
+    version,
+    about = "Streaming drift monitor for machine-learning models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Replay prediction (and outcome) files through the engine; alerts as JSON Lines.
+    Replay {
+        #[arg(long, default_value = "config/driftline.toml")]
+        config: PathBuf,
+        /// Prediction files (JSON Lines or Avro container files); repeat or list several.
+        #[arg(long, required = true, num_args = 1..)]
+        predictions: Vec<PathBuf>,
+        /// Outcome files.
+        #[arg(long, num_args = 1..)]
+        outcomes: Vec<PathBuf>,
+        /// Where alerts go (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Stop at the first bad event with exit code 1.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Everything in one process: an in-process Kafka, a simulated inference
+    /// service with drifts injected, the monitor, and the alerts as they arrive.
+    Demo {
+        /// Stop after this long (e.g. "90s"); default: until Ctrl-C.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
+    /// The Kafka service: consume predictions and outcomes, publish alerts,
+    /// dead-letter bad input. Stops cleanly on SIGINT/SIGTERM.
+    Run {
+        #[arg(long, default_value = "config/driftline.toml")]
+        config: PathBuf,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Stop (drain, flush, commit, exit 0) once every assigned partition
+        /// has been read to its end and stayed silent for `idle_timeout`: a
+        /// backfill, or a benchmark.
+        #[arg(long)]
+        until_end: bool,
+    },
+    /// Re-key the input topics by model id into `[route]`'s topics, exactly
+    /// once (Kafka transactions): the first stage when several `run`
+    /// instances share topics not keyed by model.
+    Route {
+        #[arg(long, default_value = "config/driftline.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Stop once every assigned partition has been routed to its end.
+        #[arg(long)]
+        until_end: bool,
+    },
+    /// Build a baseline file from historical events; point a model at it with
+    /// `[reference.models.<id>] baseline = "file"`.
+    Baseline {
+        #[arg(long, default_value = "config/driftline.toml")]
+        config: PathBuf,
+        #[arg(long, required = true, num_args = 1..)]
+        predictions: Vec<PathBuf>,
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Convert event files (JSON Lines or Avro) into an Avro object container
+    /// file (deflate) of `schemas/prediction.avsc` or `schemas/outcome.avsc`.
+    Convert {
+        #[arg(long, value_enum)]
+        kind: Kind,
+        #[arg(long, required = true, num_args = 1..)]
+        input: Vec<PathBuf>,
+        #[arg(long)]
+        output: PathBuf,
+        /// Block compression.
+        #[arg(long, value_enum, default_value = "deflate")]
+        codec: AvroCodec,
+    },
+    /// Print the effective config (file plus DRIFTLINE__ overrides) or name the bad key.
+    CheckConfig {
+        #[arg(long, default_value = "config/driftline.toml")]
+        config: PathBuf,
+    },
+    /// Describe the consumer group's checkpoints (in `checkpoint.dir`, or the
+    /// checkpoint topic), one JSON object per line: when written, size,
+    /// offsets, and each series' count.
+    Checkpoints {
+        #[arg(long, default_value = "config/driftline.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs with `tracing`: lowercase messages, structured fields; level from
+/// `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    init_logging_with(format, "info")
+}
+
+pub(crate) fn init_logging_with(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == LogFormat::Json {
+        b.json().try_init()
+    } else {
+        b.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
+}
+
+/// Runs one command; the exit code on success.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Replay {
+            config,
+            predictions,
+            outcomes,
+            output,
+            strict,
+        } => replay::replay(
+            Config::load(&config)?,
+            &predictions,
+            &outcomes,
+            output,
+            strict,
+        ),
+        Command::Demo { duration } => service::demo(duration),
+        Command::Run {
+            config,
+            log_format,
+            until_end,
+        } => service::run(&config, log_format, until_end),
+        Command::Route {
+            config,
+            log_format,
+            until_end,
+        } => service::route(&config, log_format, until_end),
+        Command::Baseline {
+            config,
+            predictions,
+            output,
+        } => baseline::baseline(Config::load(&config)?, &predictions, &output),
+        Command::Convert {
+            kind,
+            input,
+            output,
+            codec,
+        } => convert::convert(kind, &input, &output, codec),
+        Command::CheckConfig { config } => {
+            print!("{}", Config::load(&config)?.to_toml());
+            Ok(0)
+        }
+        Command::Checkpoints { config } => {
+            checkpoints::describe_checkpoints(&Config::load(&config)?)
+        }
+    }
+}
+
+/// Applies one record; a bad one is counted and reported (in strict mode it ends the run).
+pub(crate) fn feed(engine: &mut Engine, rec: &Record, strict: bool) -> Result<()> {
+    let bad = match &rec.event {
+        Ok(ev) => match engine.apply(ev) {
+            Ok(_) => return Ok(()),
+            Err(bad) => bad,
+        },
+        Err(bad) => bad.clone(),
+    };
+    report_bad(engine, &rec.location, &bad, strict)
+}
+
+/// Counts and reports one bad event; in strict mode it ends the run.
+fn report_bad(
+    engine: &mut Engine,
+    location: &Location,
+    bad: &BadEvent,
+    strict: bool,
+) -> Result<()> {
+    engine.stats.count_bad(bad.reason);
+    if strict {
+        return Err(Error::Strict {
+            location: location.to_string(),
+            reason: bad.reason.as_str(),
+            message: bad.message.clone(),
+        });
+    }
+    let n = engine.stats.bad_total();
+    if n <= BAD_EVENTS_PRINTED {
+        eprintln!("{location}: bad event ({}): {}", bad.reason, bad.message);
+        if n == BAD_EVENTS_PRINTED {
+            eprintln!("further bad events are counted, not printed");
+        }
+    }
+    Ok(())
+}

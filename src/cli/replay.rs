@@ -1,0 +1,68 @@
+//! `driftline replay`: files through the engine, alerts as JSON Lines.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::alert::sink::JsonLines;
+use crate::baseline::Baseline;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::source::file::open_merged;
+
+use super::feed;
+
+fn progress() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {human_pos} events {per_sec} {elapsed}")
+    {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Runs files through the engine, writing alerts as JSON Lines.
+pub fn replay(
+    cfg: Config,
+    predictions: &[PathBuf],
+    outcomes: &[PathBuf],
+    output: Option<PathBuf>,
+    strict: bool,
+) -> Result<i32> {
+    let baselines = Baseline::load_configured(&cfg)?;
+    let mut engine = Engine::with_baselines(cfg, baselines);
+    let merged = open_merged(predictions, outcomes)?;
+    let out: Box<dyn Write> = match &output {
+        Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut sink = JsonLines::new(std::io::BufWriter::with_capacity(1 << 16, out));
+    let pb = progress();
+    let started = Instant::now();
+    let mut n: u64 = 0;
+    for rec in merged {
+        feed(&mut engine, &rec, strict)?;
+        for a in engine.drain_alerts() {
+            sink.write(&a)?;
+        }
+        n += 1;
+        if n.is_multiple_of(16384) {
+            pb.set_position(n);
+        }
+    }
+    engine.finish();
+    for a in engine.drain_alerts() {
+        sink.write(&a)?;
+    }
+    sink.flush()?;
+    pb.finish_and_clear();
+    engine.stats.join = Some(engine.quality.join.stats);
+    engine.stats.overflow = Some(engine.overflow());
+    eprint!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
+    Ok(0)
+}
