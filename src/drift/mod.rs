@@ -2,11 +2,14 @@
 //! and quantiles, so each is checked against independently computed values
 //! (`tests/fixtures/stats/`, made by the script beside them).
 
+pub mod catalog;
 pub mod categorical;
 pub mod fdr;
 pub mod numeric;
 pub mod quality;
 pub mod sequential;
+
+pub use catalog::{Scored, Test};
 
 /// Proportions are floored at this before taking logarithms (PSI), so an
 /// empty bin on one side gives a large but finite contribution.

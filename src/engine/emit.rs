@@ -8,7 +8,7 @@ use crate::alert::{
     Alert, AlertKind, AlertState, Cause, Evidence, Move, Persistence, QuantilePair, SampleSize,
     episode_id,
 };
-use crate::drift::categorical;
+use crate::drift::{Test, categorical};
 use crate::quality::monitor::{QChannel, QualityEval};
 use crate::registry::{Feature, Role};
 use crate::sketch::{Sketch, ValueKind, edges::format_num};
@@ -357,7 +357,7 @@ fn top_moves(reference: &[u64], current: &[u64], label: impl Fn(usize) -> String
 fn cause_of(e: &ChannelEval, ev: &Evidence, tolerance: f64, role: Role) -> Cause {
     match e.channel {
         Channel::Quality => match e.test {
-            "new_category_share" => Cause::FeatureChange,
+            Test::NewCategoryShare => Cause::FeatureChange,
             _ => Cause::Pipeline,
         },
         Channel::Drift => {

@@ -7,7 +7,8 @@ use crate::alert::policy::Verdict;
 use crate::alert::{AlertKind, Severity, TestResult};
 use crate::config::Tier;
 use crate::drift::{self, categorical, fdr, numeric, quality};
-use crate::quality::monitor::{QChannel, Scored};
+use crate::drift::{Scored, Test};
+use crate::quality::monitor::QChannel;
 use crate::registry::Role;
 use crate::sketch::{Sketch, ValueKind};
 use crate::telemetry::{EvalPoint, HISTORY};
@@ -34,7 +35,7 @@ pub(super) struct ChannelEval {
     pub(super) kind: AlertKind,
     pub(super) severity: Option<Severity>,
     pub(super) calm: bool,
-    pub(super) test: &'static str,
+    pub(super) test: Test,
     pub(super) statistic: f64,
     pub(super) threshold: f64,
     pub(super) p_value: Option<f64>,
@@ -50,7 +51,7 @@ pub(super) struct ChannelEval {
 pub(super) struct Summary {
     pub(super) severity: Option<Severity>,
     pub(super) calm: bool,
-    pub(super) test: &'static str,
+    pub(super) test: Test,
     pub(super) statistic: f64,
     pub(super) threshold: f64,
     pub(super) p_value: Option<f64>,
@@ -76,7 +77,7 @@ fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
         ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
     });
     let (test, statistic, tier, p_value) = top
-        .map_or(("none", 0.0, Tier::new(1.0, 1.0), None), |s| {
+        .map_or((Test::None, 0.0, Tier::new(1.0, 1.0), None), |s| {
             (s.test, s.statistic, s.tier, s.p_value)
         });
     let severity = severity_of(statistic, tier);
@@ -105,19 +106,6 @@ fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
                 p_value: s.p_value,
             })
             .collect(),
-    }
-}
-
-/// The tiers of a drift test by name (infinite for tests without tiers).
-fn tier_of(t: &crate::config::TestsConfig, test: &str) -> Tier {
-    match test {
-        "psi" => t.psi,
-        "ks" => t.ks,
-        "jensen_shannon" => t.jensen_shannon,
-        "wasserstein" => t.wasserstein,
-        "total_variation" => t.total_variation,
-        "new_category_share" => t.new_category_share,
-        _ => Tier::new(f64::INFINITY, f64::INFINITY),
     }
 }
 
@@ -273,7 +261,7 @@ impl Engine {
                 if s.history.len() >= HISTORY {
                     s.history.pop_front();
                 }
-                let tier = tier_of(&self.cfg.tests, e.test);
+                let tier = e.test.tier(&self.cfg.tests);
                 s.history.push_back(EvalPoint {
                     t: now,
                     test: e.test.to_string(),
@@ -350,9 +338,9 @@ impl Engine {
             p_value: Some(quality::two_proportion(x_ref, rn, x_cur, cn).1),
         };
         let mut scored = vec![
-            rise("null_rate", r.sketch.nulls, cur.nulls, t.null_rate),
+            rise(Test::NullRate, r.sketch.nulls, cur.nulls, t.null_rate),
             rise(
-                "type_violation",
+                Test::TypeViolation,
                 r.sketch.type_violations,
                 cur.type_violations,
                 t.type_violation,
@@ -364,7 +352,7 @@ impl Engine {
             let new = (share * cur.values as f64).round() as u64;
             let (_, p_new) = quality::two_proportion(0, r.sketch.values, new, cur.values);
             scored.push(Scored {
-                test: "new_category_share",
+                test: Test::NewCategoryShare,
                 statistic: share,
                 tier: t.new_category_share,
                 p_value: Some(p_new),
@@ -412,25 +400,25 @@ impl Engine {
                 let p = numeric::ks_p_value(d, rn, cn);
                 let w = normalised_wasserstein(r, cur);
                 scored.push(Scored {
-                    test: "psi",
+                    test: Test::Psi,
                     statistic: psi,
                     tier: t.psi,
                     p_value: None,
                 });
                 scored.push(Scored {
-                    test: "ks",
+                    test: Test::Ks,
                     statistic: d,
                     tier: t.ks,
                     p_value: Some(p),
                 });
                 scored.push(Scored {
-                    test: "jensen_shannon",
+                    test: Test::JensenShannon,
                     statistic: js,
                     tier: t.jensen_shannon,
                     p_value: None,
                 });
                 scored.push(Scored {
-                    test: "wasserstein",
+                    test: Test::Wasserstein,
                     statistic: w,
                     tier: t.wasserstein,
                     p_value: None,
@@ -442,26 +430,26 @@ impl Engine {
                 let tv = drift::total_variation(&r.counts, &cur.hist);
                 let (chi2, _, p) = categorical::chi_square(&r.counts, &cur.hist);
                 scored.push(Scored {
-                    test: "psi",
+                    test: Test::Psi,
                     statistic: psi,
                     tier: t.psi,
                     p_value: None,
                 });
                 scored.push(Scored {
-                    test: "jensen_shannon",
+                    test: Test::JensenShannon,
                     statistic: js,
                     tier: t.jensen_shannon,
                     p_value: None,
                 });
                 scored.push(Scored {
-                    test: "total_variation",
+                    test: Test::TotalVariation,
                     statistic: tv,
                     tier: t.total_variation,
                     p_value: None,
                 });
                 // chi-square gates significance; its statistic grows with n, so it sets no tier
                 scored.push(Scored {
-                    test: "chi_square",
+                    test: Test::ChiSquare,
                     statistic: chi2,
                     tier: Tier::new(f64::INFINITY, f64::INFINITY),
                     p_value: Some(p),

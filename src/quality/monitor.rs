@@ -12,6 +12,7 @@ use crate::alert::policy::ChannelState;
 use crate::config::{Config, Tier};
 use crate::drift::quality::{normal_two_sided, two_proportion};
 use crate::drift::sequential::PageHinkley;
+use crate::drift::{Scored, Test};
 use crate::join::{JoinBuffer, Joined, Label, MAX_SLOTS, Waiting};
 use crate::quality::{LabelKind, Pair, QualitySketch, auc_standard_error};
 
@@ -44,15 +45,6 @@ pub struct ModelQuality {
     delays: DDSketch,
     /// Quality series by slot.
     series: Vec<Option<u32>>,
-}
-
-/// One evaluated quality test.
-#[derive(Clone, Debug)]
-pub struct Scored {
-    pub test: &'static str,
-    pub statistic: f64,
-    pub tier: Tier,
-    pub p_value: Option<f64>,
 }
 
 /// Which quality channel an evaluation is for.
@@ -355,7 +347,7 @@ impl QualityMonitor {
                 ));
             }
             let ph = Scored {
-                test: "page_hinkley",
+                test: Test::PageHinkley,
                 statistic: qs.ph.statistic(),
                 tier: Tier::new(cfg.tests.page_hinkley.lambda, cfg.tests.page_hinkley.lambda),
                 p_value: None,
@@ -365,7 +357,7 @@ impl QualityMonitor {
                 let psi = crate::drift::psi(&r.labels, &cur.labels);
                 let (_, _, pv) = crate::drift::categorical::chi_square(&r.labels, &cur.labels);
                 let s = Scored {
-                    test: "psi",
+                    test: Test::Psi,
                     statistic: psi,
                     tier: cfg.tests.psi,
                     p_value: Some(pv),
@@ -381,7 +373,7 @@ impl QualityMonitor {
                     let (_, pv) =
                         two_proportion(r_lab.min(r_preds), r_preds, labelled.min(preds), preds);
                     let s = Scored {
-                        test: "label_coverage_drop",
+                        test: Test::LabelCoverageDrop,
                         statistic: drop,
                         tier: cfg.tests.label_coverage_drop,
                         p_value: Some(pv),
@@ -412,7 +404,7 @@ fn performance_tests(
     {
         let (_, p) = two_proportion(r.correct, r.n, c.correct, c.n);
         v.push(Scored {
-            test: "accuracy_drop",
+            test: Test::AccuracyDrop,
             statistic: ra - ca,
             tier: t.accuracy_drop,
             p_value: Some(p),
@@ -427,7 +419,7 @@ fn performance_tests(
             .sqrt();
             let p = normal_two_sided((ra - ca) / se);
             v.push(Scored {
-                test: "auc_drop",
+                test: Test::AucDrop,
                 statistic: ra - ca,
                 tier: t.auc_drop,
                 p_value: Some(p),
@@ -437,7 +429,7 @@ fn performance_tests(
             && rl > 0.0
         {
             v.push(Scored {
-                test: "log_loss_rise",
+                test: Test::LogLossRise,
                 statistic: (cl - rl) / rl,
                 tier: t.log_loss_rise,
                 p_value: None,
@@ -450,7 +442,7 @@ fn performance_tests(
                 .sqrt();
             let p = normal_two_sided((cb - rb) / se);
             v.push(Scored {
-                test: "brier_rise",
+                test: Test::BrierRise,
                 statistic: (cb - rb) / rb,
                 tier: t.brier_rise,
                 p_value: Some(p),
@@ -458,7 +450,7 @@ fn performance_tests(
         }
         if let (Some(re), Some(ce)) = (r.ece(), c.ece()) {
             v.push(Scored {
-                test: "calibration_error_rise",
+                test: Test::CalibrationErrorRise,
                 statistic: ce - re,
                 tier: t.calibration_error_rise,
                 p_value: None,
@@ -475,7 +467,7 @@ fn performance_tests(
         let se = (var(r) / r.n as f64 + var(c) / c.n as f64).sqrt();
         let p = normal_two_sided((cm - rm) / se);
         v.push(Scored {
-            test: "mae_rise",
+            test: Test::MaeRise,
             statistic: (cm - rm) / rm,
             tier: t.mae_rise,
             p_value: Some(p),
