@@ -184,7 +184,9 @@ impl SeriesWindows {
     }
 
     /// Closes the oldest open bucket (`bucket`), sliding the window to end at
-    /// it. Returns true when this close pinned the reference.
+    /// it. Returns true when this close pinned the reference. (Sketches are
+    /// boxed: they move between open buckets, the ring and the pool.)
+    #[allow(clippy::vec_box)]
     pub fn close(
         &mut self,
         bucket: i64,

@@ -1,0 +1,258 @@
+//! Relations between keys that types alone cannot express, each refused
+//! with the key's name and why.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+use super::{CheckpointStore, Config, StartFrom, StatePer};
+
+impl Config {
+    /// Checks relations between keys that types alone cannot express.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(Error::ConfigKey {
+                key: key.into(),
+                message,
+            })
+        };
+        let w = &self.window;
+        let bucket = w.bucket.as_millis();
+        if bucket < 1000 {
+            return bad(
+                "window.bucket",
+                format!("must be at least 1s, got {}", w.bucket),
+            );
+        }
+        for (key, d) in [
+            ("window.current", w.current),
+            ("window.allowed_lateness", w.allowed_lateness),
+            ("window.evaluate_every", w.evaluate_every),
+            ("reference.warmup", self.reference.warmup),
+        ] {
+            if d.as_millis() % bucket != 0 {
+                return bad(
+                    key,
+                    format!(
+                        "must be a multiple of window.bucket ({}), got {d}",
+                        w.bucket
+                    ),
+                );
+            }
+        }
+        if w.current.as_millis() < bucket || w.evaluate_every.as_millis() < bucket {
+            return bad(
+                "window.current",
+                "window.current and window.evaluate_every must be at least one bucket".into(),
+            );
+        }
+        if w.current.as_millis() / bucket > 10_000 {
+            return bad(
+                "window.current",
+                "more than 10000 buckets per window; use a wider window.bucket".into(),
+            );
+        }
+        if self.reference.warmup.as_millis() < bucket {
+            return bad("reference.warmup", "must be at least one bucket".into());
+        }
+        let s = &self.series;
+        if !(2..=1000).contains(&s.bins) {
+            return bad(
+                "series.bins",
+                format!("must be in 2..=1000, got {}", s.bins),
+            );
+        }
+        if s.ks_points < s.bins || s.ks_points > 1000 {
+            return bad(
+                "series.ks_points",
+                format!("must be in series.bins..=1000, got {}", s.ks_points),
+            );
+        }
+        if !(s.quantile_accuracy > 0.0 && s.quantile_accuracy < 0.5) {
+            return bad(
+                "series.quantile_accuracy",
+                format!("must be in (0, 0.5), got {}", s.quantile_accuracy),
+            );
+        }
+        for (key, v) in [
+            ("series.max_slice_values", s.max_slice_values),
+            ("series.max_categories", s.max_categories),
+            ("series.max_features", s.max_features),
+            ("series.max_models", s.max_models),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        let t = &self.tests;
+        for (key, tier) in [
+            ("tests.psi", t.psi),
+            ("tests.ks", t.ks),
+            ("tests.jensen_shannon", t.jensen_shannon),
+            ("tests.wasserstein", t.wasserstein),
+            ("tests.total_variation", t.total_variation),
+            ("tests.null_rate", t.null_rate),
+            ("tests.type_violation", t.type_violation),
+            ("tests.new_category_share", t.new_category_share),
+            ("tests.accuracy_drop", t.accuracy_drop),
+            ("tests.auc_drop", t.auc_drop),
+            ("tests.log_loss_rise", t.log_loss_rise),
+            ("tests.brier_rise", t.brier_rise),
+            ("tests.calibration_error_rise", t.calibration_error_rise),
+            ("tests.mae_rise", t.mae_rise),
+            ("tests.label_coverage_drop", t.label_coverage_drop),
+        ] {
+            if !(tier.warning > 0.0
+                && tier.warning.is_finite()
+                && tier.critical >= tier.warning
+                && tier.critical.is_finite())
+            {
+                return bad(
+                    key,
+                    format!(
+                        "need 0 < warning <= critical, got warning={} critical={}",
+                        tier.warning, tier.critical
+                    ),
+                );
+            }
+        }
+        if t.scale_jump_tolerance.is_nan() || t.scale_jump_tolerance <= 1.0 {
+            return bad(
+                "tests.scale_jump_tolerance",
+                "must be greater than 1".into(),
+            );
+        }
+        let p = &self.policy;
+        if !(p.fdr_q > 0.0 && p.fdr_q < 1.0) {
+            return bad(
+                "policy.fdr_q",
+                format!("must be in (0, 1), got {}", p.fdr_q),
+            );
+        }
+        if p.persistence_n == 0
+            || p.persistence_n > 64
+            || p.persistence_k == 0
+            || p.persistence_k > p.persistence_n
+        {
+            return bad(
+                "policy.persistence_k",
+                format!(
+                    "need 1 <= persistence_k <= persistence_n <= 64, got k={} n={}",
+                    p.persistence_k, p.persistence_n
+                ),
+            );
+        }
+        if p.resolve_after == 0 {
+            return bad("policy.resolve_after", "must be at least 1".into());
+        }
+        if !(p.hysteresis > 0.0 && p.hysteresis <= 1.0) {
+            return bad(
+                "policy.hysteresis",
+                format!("must be in (0, 1], got {}", p.hysteresis),
+            );
+        }
+        if p.max_exemplars > 20 {
+            return bad("policy.max_exemplars", "at most 20".into());
+        }
+        if !(t.page_hinkley.delta >= 0.0
+            && t.page_hinkley.lambda > 0.0
+            && t.page_hinkley.lambda.is_finite())
+        {
+            return bad(
+                "tests.page_hinkley",
+                "need delta >= 0 and lambda > 0".into(),
+            );
+        }
+        let j = &self.join;
+        if j.ttl.as_millis() < bucket {
+            return bad("join.ttl", "must be at least one bucket".into());
+        }
+        if j.max_waiting == 0 || j.max_orphans == 0 {
+            return bad(
+                "join.max_waiting",
+                "join.max_waiting and join.max_orphans must be at least 1".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&j.score_threshold) {
+            return bad(
+                "join.score_threshold",
+                format!("must be in [0, 1], got {}", j.score_threshold),
+            );
+        }
+        let k = &self.kafka;
+        for (key, v) in [
+            ("kafka.bootstrap_servers", &k.bootstrap_servers),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.predictions_topic", &k.predictions_topic),
+            ("kafka.alerts_topic", &k.alerts_topic),
+        ] {
+            if v.trim().is_empty() {
+                return bad(key, "must not be empty".into());
+            }
+        }
+        for reserved in ["enable.auto.offset.store", "group.id", "bootstrap.servers"] {
+            if k.librdkafka.contains_key(reserved) {
+                return bad(
+                    &format!("kafka.librdkafka.\"{reserved}\""),
+                    "is set by driftline itself (use the kafka.* keys)".into(),
+                );
+            }
+        }
+        if self.otel.protocol != "http/protobuf" {
+            return bad(
+                "otel.protocol",
+                format!(
+                    "only \"http/protobuf\" is built in, got {:?}",
+                    self.otel.protocol
+                ),
+            );
+        }
+        let e = &self.otel.endpoint;
+        if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
+            return bad(
+                "otel.endpoint",
+                format!(
+                    "must be an http:// or https:// URL, got {:?}",
+                    self.otel.endpoint
+                ),
+            );
+        }
+        if k.routed && k.state_per != StatePer::Partition {
+            return bad(
+                "kafka.routed",
+                "needs kafka.state_per = \"partition\" (each routed partition number is one task)"
+                    .into(),
+            );
+        }
+        if k.routed
+            && (self.route.predictions_topic.is_empty()
+                || self.route.predictions_topic == k.predictions_topic)
+        {
+            return bad(
+                "route.predictions_topic",
+                "must name the routed topic, not be empty or the input topic".into(),
+            );
+        }
+        if k.start_from == StartFrom::Checkpoint {
+            if self.checkpoint.store == CheckpointStore::Dir && self.checkpoint.dir.is_empty() {
+                return bad(
+                    "checkpoint.dir",
+                    "must not be empty with kafka.start_from = \"checkpoint\"".into(),
+                );
+            }
+            if self.checkpoint.store == CheckpointStore::Kafka && self.checkpoint.topic.is_empty() {
+                return bad(
+                    "checkpoint.topic",
+                    "must not be empty with checkpoint.store = \"kafka\"".into(),
+                );
+            }
+            if self.checkpoint.interval.0 < Duration::from_millis(100) {
+                return bad(
+                    "checkpoint.interval",
+                    format!("must be at least 100ms, got {}", self.checkpoint.interval),
+                );
+            }
+        }
+        Ok(())
+    }
+}
