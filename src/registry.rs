@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
-use crate::baseline::Baseline;
 use crate::config::Config;
 use crate::sketch::ValueKind;
 
@@ -115,13 +114,10 @@ pub struct Model {
     pub(crate) event_gen: u64,
     /// Values that met a cap: sent to `__other__` or not tracked.
     pub overflow: Overflow,
-    /// From the config, attached again when a checkpoint is restored.
-    #[serde(skip)]
-    pub(crate) baseline: Option<Baseline>,
 }
 
 impl Model {
-    pub(crate) fn new(id: &str, baseline: Option<Baseline>) -> Self {
+    pub(crate) fn new(id: &str) -> Self {
         let mut m = Model {
             id: id.to_string(),
             version: None,
@@ -136,7 +132,6 @@ impl Model {
             series_of: vec![Vec::new(), Vec::new()],
             event_gen: 0,
             overflow: Overflow::default(),
-            baseline,
         };
         m.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
         m

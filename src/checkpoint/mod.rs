@@ -96,7 +96,7 @@ pub struct Body {
     pub config_fingerprint: u64,
     pub group: String,
     pub offsets: Vec<PartitionOffset>,
-    /// [`crate::engine::Engine::save_state`].
+    /// `Engine::save_state`.
     pub engine: Vec<u8>,
     /// Since version 2.
     pub origins: Vec<OriginSource>,

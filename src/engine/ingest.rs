@@ -83,7 +83,8 @@ impl Engine {
             ));
         }
         let m = self.models.len() as u32;
-        self.models.push(Model::new(id, self.baselines.remove(id)));
+        self.models.push(Model::new(id));
+        self.model_baselines.push(self.baselines.remove(id));
         self.model_ids.insert(id.into(), m);
         Ok(m)
     }
@@ -258,7 +259,7 @@ impl Engine {
         let open_len = self.first_open.map_or(0, |fo| (bucket - fo) as usize + 1);
         let mut windows = SeriesWindows::new(bucket, self.warmup_buckets, open_len);
         let model = &mut self.models[m as usize];
-        if let Some(base) = &model.baseline {
+        if let Some(base) = &self.model_baselines[m as usize] {
             let slice = model.slots[slot as usize].clone();
             let feature = &mut model.features[f as usize];
             if let Some(r) = base.reference_for(

@@ -102,7 +102,11 @@ pub struct Engine {
     #[allow(clippy::vec_box)]
     pool: Vec<Box<Sketch>>,
     slots: Vec<u32>,
+    /// Baselines from the config of models not seen yet, by model id.
     baselines: HashMap<String, Baseline>,
+    /// Each model's baseline, if it has one (index: model id); attached
+    /// again from the config when a checkpoint is restored.
+    model_baselines: Vec<Option<Baseline>>,
     pub stats: Stats,
     /// The outcome join and model quality.
     pub quality: QualityMonitor,
@@ -145,6 +149,7 @@ impl Engine {
             pool: Vec::new(),
             slots: Vec::with_capacity(8),
             baselines,
+            model_baselines: Vec::new(),
             stats: Stats::default(),
             quality,
             out: Vec::new(),

@@ -77,9 +77,11 @@ impl Engine {
         let st: EngineState = postcard::from_bytes(bytes)?;
         let mut e = Engine::with_baselines(cfg, baselines);
         e.models = st.models;
-        for m in &mut e.models {
-            m.baseline = e.baselines.get(&m.id).cloned();
-        }
+        e.model_baselines = e
+            .models
+            .iter()
+            .map(|m| e.baselines.get(&m.id).cloned())
+            .collect();
         e.model_ids = st.model_ids;
         e.series = st.series;
         e.first_open = st.first_open;

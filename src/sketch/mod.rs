@@ -65,7 +65,7 @@ pub struct Sketch {
     /// edges). Categories: counts per category id.
     pub hist: Vec<u64>,
     /// Numbers: sum of the values in each histogram bin (for Wasserstein),
-    /// filled from the sketch when the bucket closes ([`crate::window::fill_bin_sums`]).
+    /// filled from the sketch when the bucket closes (`window::fill_bin_sums`).
     pub hist_sum: Vec<f64>,
     /// Quantile sketch of numeric values.
     pub quantiles: Option<DDSketch>,

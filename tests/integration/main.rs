@@ -9,5 +9,6 @@ mod checkpoint;
 mod config;
 mod engine;
 mod fuzz_corpus;
+mod layout;
 mod mock;
 mod replay;
