@@ -31,11 +31,28 @@ pub enum Error {
     },
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command line that would lose data or cannot work: refused before anything is written.
+    #[error("{0}")]
+    Usage(String),
     #[error("kafka {what}: {message}")]
     Kafka { what: String, message: String },
 }
 
 impl Error {
+    /// An output file that cannot be created or written.
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Write {
+            path: path.into(),
+            source,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -52,8 +69,11 @@ impl Error {
             | Error::ConfigKey { .. }
             | Error::Schema { .. }
             | Error::AvroFile { .. }
-            | Error::Baseline { .. } => 2,
-            Error::Strict { .. } | Error::Output(_) | Error::Kafka { .. } => 1,
+            | Error::Baseline { .. }
+            | Error::Usage(_) => 2,
+            Error::Strict { .. } | Error::Output(_) | Error::Write { .. } | Error::Kafka { .. } => {
+                1
+            }
         }
     }
 }

@@ -84,10 +84,17 @@ pub enum BadReason {
     TooManyModels,
     BadMagicByte,
     UnknownSchema,
+    /// A line longer than `input.max_line_bytes`.
+    LineTooLong,
+    /// A key given twice in `features` or `slices`.
+    DuplicateKey,
+    /// An event time the watermark's robustness rule refuses (far from the
+    /// stream's event time, or the first events' consensus).
+    TimeOutlier,
 }
 
 impl BadReason {
-    pub const ALL: [BadReason; 12] = [
+    pub const ALL: [BadReason; 15] = [
         BadReason::MalformedJson,
         BadReason::MalformedAvro,
         BadReason::MissingField,
@@ -100,6 +107,9 @@ impl BadReason {
         BadReason::TooManyModels,
         BadReason::BadMagicByte,
         BadReason::UnknownSchema,
+        BadReason::LineTooLong,
+        BadReason::DuplicateKey,
+        BadReason::TimeOutlier,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +126,9 @@ impl BadReason {
             BadReason::TooManyModels => "too_many_models",
             BadReason::BadMagicByte => "bad_magic_byte",
             BadReason::UnknownSchema => "unknown_schema",
+            BadReason::LineTooLong => "line_too_long",
+            BadReason::DuplicateKey => "duplicate_key",
+            BadReason::TimeOutlier => "time_outlier",
         }
     }
 

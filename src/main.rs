@@ -1,5 +1,7 @@
 //! The driftline binary: parse arguments, run, report the error and exit code.
 
+use std::io::Write;
+
 use clap::Parser;
 
 /// mimalloc for the whole process, librdkafka's C allocations included (the
@@ -14,7 +16,8 @@ fn main() {
     match driftline::cli::run(args) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("driftline: {e}");
+            // (a closed or full stderr loses the line, not the exit code)
+            let _ = writeln!(std::io::stderr(), "driftline: {e}");
             std::process::exit(e.exit_code());
         }
     }

@@ -4,12 +4,12 @@
 //! durable checkpoint covers, and on assignment the consumer seeks to the
 //! checkpoint's offsets, not the group's.
 //!
-//! # File format (version 2)
+//! # File format (version 3)
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic "DLCKPT\r\n"
-//! 8       4     format version, u32 little endian (2)
+//! 8       4     format version, u32 little endian (3)
 //! 12      4     flags, u32 little endian (0)
 //! 16      8     body length in bytes, u64 little endian
 //! 24      4     CRC-32 (IEEE) of the body, u32 little endian
@@ -18,8 +18,9 @@
 //!
 //! A file whose magic, version, length or checksum is wrong is rejected with
 //! an error saying which; a checkpoint of another format version is never
-//! read as this one. Version 1 (no `origins`) is migrated: read with its own
-//! layout, its origins empty. A newer version is refused. A checkpoint written under a
+//! read as this one (version 3 came with the rename to driftline and the
+//! engine state's new bad-event reasons: no checkpoint of an older one
+//! carries this magic). A checkpoint written under a
 //! config that shapes state differently (`[window]`, `[series]`,
 //! `[reference]`, `[join]`) is rejected too: its fingerprint differs.
 //!
@@ -41,7 +42,7 @@ use crate::config::{CheckpointStore, Config};
 pub mod topic;
 
 pub const MAGIC: &[u8; 8] = b"DLCKPT\r\n";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER: usize = 28;
 
 /// A checkpoint could not be written or read.
@@ -55,7 +56,7 @@ pub enum CheckpointError {
     #[error("checkpoint {path}: not a driftline checkpoint (bad magic bytes)")]
     Magic { path: PathBuf },
     #[error(
-        "checkpoint {path}: format version {found}, this build reads versions 1 to {FORMAT_VERSION}; delete it to start over (the topics are then read from their start)"
+        "checkpoint {path}: format version {found}, this build reads version {FORMAT_VERSION}; delete it to start over (the topics are then read from their start)"
     )]
     Version { path: PathBuf, found: u32 },
     #[error("checkpoint {path}: truncated or corrupt ({what})")]
@@ -98,33 +99,8 @@ pub struct Body {
     pub offsets: Vec<PartitionOffset>,
     /// `Engine::save_state`.
     pub engine: Vec<u8>,
-    /// Since version 2.
+    /// `kafka.routed`: the input partitions routed records came from.
     pub origins: Vec<OriginSource>,
-}
-
-/// The body of format version 1, read to migrate it.
-#[derive(Deserialize)]
-struct BodyV1 {
-    written_at_ms: i64,
-    crate_version: String,
-    config_fingerprint: u64,
-    group: String,
-    offsets: Vec<PartitionOffset>,
-    engine: Vec<u8>,
-}
-
-impl From<BodyV1> for Body {
-    fn from(b: BodyV1) -> Body {
-        Body {
-            written_at_ms: b.written_at_ms,
-            crate_version: b.crate_version,
-            config_fingerprint: b.config_fingerprint,
-            group: b.group,
-            offsets: b.offsets,
-            engine: b.engine,
-            origins: Vec::new(),
-        }
-    }
 }
 
 /// Fingerprint of the config sections that shape the engine's state.
@@ -270,7 +246,7 @@ pub fn decode(path: &Path, bytes: &[u8], cfg: &Config) -> Result<Body, Checkpoin
     let u32_at =
         |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let version = u32_at(8);
-    if version != FORMAT_VERSION && version != 1 {
+    if version != FORMAT_VERSION {
         return Err(CheckpointError::Version {
             path: path.to_path_buf(),
             found: version,
@@ -289,12 +265,7 @@ pub fn decode(path: &Path, bytes: &[u8], cfg: &Config) -> Result<Body, Checkpoin
     if crc32fast::hash(payload) != u32_at(24) {
         return Err(corrupt("checksum mismatch"));
     }
-    let body: Body = if version == 1 {
-        postcard::from_bytes::<BodyV1>(payload).map(Body::from)
-    } else {
-        postcard::from_bytes(payload)
-    }
-    .map_err(|e| corrupt(&e.to_string()))?;
+    let body: Body = postcard::from_bytes(payload).map_err(|e| corrupt(&e.to_string()))?;
     if body.config_fingerprint != config_fingerprint(cfg) {
         return Err(CheckpointError::Config {
             path: path.to_path_buf(),
@@ -400,35 +371,15 @@ mod tests {
             decode(p, &bytes[..bytes.len() - 1], &cfg),
             Err(CheckpointError::Corrupt { .. })
         ));
-        let mut v3 = bytes.clone();
-        v3[8] = 3;
-        assert!(matches!(
-            decode(p, &v3, &cfg),
-            Err(CheckpointError::Version { found: 3, .. })
-        ));
+        for other in [2u8, 4] {
+            let mut v = bytes.clone();
+            v[8] = other;
+            assert!(matches!(
+                decode(p, &v, &cfg),
+                Err(CheckpointError::Version { found, .. }) if found == other as u32
+            ));
+        }
         assert_eq!(back.origins, body(&cfg).origins);
-        // version 1 (no origins) is migrated, not misread
-        let b = body(&cfg);
-        let v1 = postcard::to_allocvec(&(
-            b.written_at_ms,
-            &b.crate_version,
-            b.config_fingerprint,
-            &b.group,
-            &b.offsets,
-            &b.engine,
-        ))
-        .unwrap();
-        let mut old = Vec::new();
-        old.extend_from_slice(MAGIC);
-        old.extend_from_slice(&1u32.to_le_bytes());
-        old.extend_from_slice(&0u32.to_le_bytes());
-        old.extend_from_slice(&(v1.len() as u64).to_le_bytes());
-        old.extend_from_slice(&crc32fast::hash(&v1).to_le_bytes());
-        old.extend_from_slice(&v1);
-        let migrated = decode(p, &old, &cfg).unwrap();
-        assert_eq!(migrated.offsets, b.offsets);
-        assert_eq!(migrated.engine, b.engine);
-        assert!(migrated.origins.is_empty());
         assert!(matches!(
             decode(p, b"{\"json\":1}", &cfg),
             Err(CheckpointError::Magic { .. })

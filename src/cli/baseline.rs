@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::config::{Config, HumanDuration};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::source::file::open_merged;
+use crate::source::file::{check_output, open_merged};
 
 use super::feed;
 
@@ -16,16 +16,17 @@ pub fn baseline(mut cfg: Config, predictions: &[PathBuf], output: &PathBuf) -> R
     let bucket = cfg.window.bucket.0.as_secs().max(1);
     cfg.reference.warmup = HumanDuration::secs((100 * 365 * 86_400 / bucket) * bucket);
     cfg.reference.models.clear();
+    check_output(output, &predictions.iter().collect::<Vec<_>>())?;
     let mut engine = Engine::new(cfg);
     let started = Instant::now();
-    for rec in open_merged(predictions, &[])? {
+    for rec in open_merged(predictions, &[], engine.config().input.max_line_bytes)? {
         feed(&mut engine, &rec, false)?;
     }
     let file = engine.export_baseline();
     let text = serde_json::to_string(&file).map_err(|e| Error::Output(e.into()))?;
-    std::fs::write(output, text).map_err(|e| Error::io(output, e))?;
-    eprint!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
-    eprintln!(
+    std::fs::write(output, text).map_err(|e| Error::write(output, e))?;
+    crate::cli::note_raw!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
+    crate::cli::note!(
         "baseline: {} models, {} series written to {}",
         file.models.len(),
         file.models.iter().map(|m| m.series.len()).sum::<usize>(),

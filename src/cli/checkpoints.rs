@@ -83,7 +83,7 @@ pub fn describe_checkpoints(cfg: &Config) -> Result<i32> {
                 serde_json::json!({"path": path, "error": e.to_string()})
             }
         };
-        println!("{line}");
+        super::out(&format!("{line}\n"))?;
     }
     Ok(if bad > 0 { 1 } else { 0 })
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::codec::avro;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::source::file::open_merged;
+use crate::source::file::{MAX_LINE_BYTES, check_output, open_merged};
 
 use super::BAD_EVENTS_PRINTED;
 
@@ -25,10 +25,14 @@ pub enum Kind {
 pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec) -> Result<i32> {
     let schemas = avro::schemas()?;
     let (schema, merged) = match kind {
-        Kind::Predictions => (&schemas.prediction, open_merged(input, &[])?),
-        Kind::Outcomes => (&schemas.outcome, open_merged(&[], input)?),
+        Kind::Predictions => (
+            &schemas.prediction,
+            open_merged(input, &[], MAX_LINE_BYTES)?,
+        ),
+        Kind::Outcomes => (&schemas.outcome, open_merged(&[], input, MAX_LINE_BYTES)?),
     };
-    let file = std::fs::File::create(output).map_err(|e| Error::io(output, e))?;
+    check_output(output, &input.iter().collect::<Vec<_>>())?;
+    let file = std::fs::File::create(output).map_err(|e| Error::write(output, e))?;
     let mut w = apache_avro::Writer::builder()
         .schema(schema)
         .writer(std::io::BufWriter::new(file))
@@ -63,13 +67,13 @@ pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec
             Err(e) => {
                 bad += 1;
                 if bad <= BAD_EVENTS_PRINTED {
-                    eprintln!("{}: bad event ({}): {}", rec.location, e.reason, e.message);
+                    crate::cli::note!("{}: bad event ({}): {}", rec.location, e.reason, e.message);
                 }
             }
         }
     }
     w.flush().map_err(|e| write_err(e.to_string()))?;
-    eprintln!(
+    crate::cli::note!(
         "converted {good} events ({bad} bad, skipped) to {}",
         output.display()
     );

@@ -22,6 +22,33 @@ use crate::source::file::{Location, Record};
 
 pub use convert::{AvroCodec, Kind};
 
+/// A line on stderr for the person running the command. A stderr that
+/// cannot be written (closed, full) loses the line, never the run.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+/// [`note!`] without the newline.
+macro_rules! note_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use {note, note_raw};
+
+/// Writes a command's result to stdout; a stdout that cannot take it is an
+/// output error (exit 1), not a panic.
+fn out(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())
+        .and_then(|()| o.flush())
+        .map_err(Error::Output)
+}
+
 /// Bad events printed with their place before the rest are only counted.
 pub(crate) const BAD_EVENTS_PRINTED: u64 = 100;
 
@@ -189,7 +216,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             codec,
         } => convert::convert(kind, &input, &output, codec),
         Command::CheckConfig { config } => {
-            print!("{}", Config::load(&config)?.to_toml());
+            out(&Config::load(&config)?.to_toml())?;
             Ok(0)
         }
         Command::Checkpoints { config } => {
@@ -227,9 +254,9 @@ fn report_bad(
     }
     let n = engine.stats.bad_total();
     if n <= BAD_EVENTS_PRINTED {
-        eprintln!("{location}: bad event ({}): {}", bad.reason, bad.message);
+        crate::cli::note!("{location}: bad event ({}): {}", bad.reason, bad.message);
         if n == BAD_EVENTS_PRINTED {
-            eprintln!("further bad events are counted, not printed");
+            crate::cli::note!("further bad events are counted, not printed");
         }
     }
     Ok(())

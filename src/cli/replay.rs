@@ -9,7 +9,7 @@ use crate::baseline::Baseline;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::source::file::open_merged;
+use crate::source::file::{check_output, open_merged};
 
 use super::feed;
 
@@ -36,9 +36,12 @@ pub fn replay(
 ) -> Result<i32> {
     let baselines = Baseline::load_configured(&cfg)?;
     let mut engine = Engine::with_baselines(cfg, baselines);
-    let merged = open_merged(predictions, outcomes)?;
+    let merged = open_merged(predictions, outcomes, engine.config().input.max_line_bytes)?;
     let out: Box<dyn Write> = match &output {
-        Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
+        Some(p) => {
+            check_output(p, &predictions.iter().chain(outcomes).collect::<Vec<_>>())?;
+            Box::new(std::fs::File::create(p).map_err(|e| Error::write(p, e))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = JsonLines::new(std::io::BufWriter::with_capacity(1 << 16, out));
@@ -63,6 +66,6 @@ pub fn replay(
     pb.finish_and_clear();
     engine.stats.join = Some(engine.quality.join.stats);
     engine.stats.overflow = Some(engine.overflow());
-    eprint!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
+    crate::cli::note_raw!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
     Ok(0)
 }

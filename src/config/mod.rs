@@ -24,6 +24,9 @@ pub use kafka::{
     StartFrom, StatePer, is_secret_key, redact_url,
 };
 
+/// Longest JSON line read by default (`input.max_line_bytes`).
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Prefix of environment overrides; sections and keys are separated by `__`.
 pub const ENV_PREFIX: &str = "DRIFTLINE__";
 
@@ -186,12 +189,16 @@ pub struct InputConfig {
     /// An event whose time is further than this ahead of the newest event
     /// seen so far is rejected (`time_out_of_range`).
     pub max_future_skew: HumanDuration,
+    /// A line of a JSON Lines file longer than this is one bad event
+    /// (`line_too_long`), read through without being held in memory.
+    pub max_line_bytes: usize,
 }
 
 impl Default for InputConfig {
     fn default() -> Self {
         InputConfig {
             max_future_skew: HumanDuration::secs(24 * 3600),
+            max_line_bytes: MAX_LINE_BYTES,
         }
     }
 }

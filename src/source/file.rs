@@ -5,11 +5,19 @@
 //! event with the smallest event time (ties: the file given first), so
 //! several files replay as one stream. Bad records are reported where they
 //! are met, with file and line (or record number).
+//!
+//! A file is opened once and read as a stream (`-` is standard input; a pipe
+//! or FIFO works like a file): its first bytes tell Avro (the container's
+//! magic) from JSON Lines. A JSON line ends at `\n`, `\r\n` or a lone `\r`;
+//! a UTF-8 byte-order mark before the first line is skipped; a line longer
+//! than `input.max_line_bytes` is one bad event (`line_too_long`) and the
+//! reader goes on with the next line without holding it in memory. The same
+//! file given twice is refused (it would count every event twice).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use crate::codec::{StreamKind, avro, json};
@@ -40,18 +48,25 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// A file (or standard input) read once, as a stream.
+type Input = BufReader<Box<dyn Read + Send>>;
+
 enum Reader {
     Jsonl {
-        r: BufReader<File>,
+        r: Input,
         buf: Vec<u8>,
+        max_line: usize,
     },
     AvroPredictions(
-        Box<apache_avro::reader::ReaderDeser<'static, BufReader<File>, crate::event::Prediction>>,
+        Box<apache_avro::reader::ReaderDeser<'static, Input, crate::event::Prediction>>,
     ),
-    AvroOutcomes(
-        Box<apache_avro::reader::ReaderDeser<'static, BufReader<File>, crate::event::Outcome>>,
-    ),
+    AvroOutcomes(Box<apache_avro::reader::ReaderDeser<'static, Input, crate::event::Outcome>>),
 }
+
+pub use crate::config::MAX_LINE_BYTES;
+
+/// The path that means standard input.
+pub const STDIN: &str = "-";
 
 /// A file of one stream kind, read record by record.
 pub struct FileSource {
@@ -65,29 +80,34 @@ pub struct FileSource {
 const AVRO_MAGIC: &[u8; 4] = b"Obj\x01";
 
 impl FileSource {
-    /// Opens a file; Avro container files are recognised by their magic bytes.
-    pub fn open(path: &Path, kind: StreamKind) -> Result<FileSource> {
-        let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    /// Opens a file (`-`: standard input) and reads it once; Avro container
+    /// files are recognised by their magic bytes, read from the same stream.
+    pub fn open(path: &Path, kind: StreamKind, max_line: usize) -> Result<FileSource> {
+        let mut raw: Box<dyn Read + Send> = if path.as_os_str() == STDIN {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(File::open(path).map_err(|e| Error::io(path, e))?)
+        };
         let mut magic = [0u8; 4];
-        let n = read_up_to(&mut f, &mut magic).map_err(|e| Error::io(path, e))?;
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let n = read_up_to(&mut raw, &mut magic).map_err(|e| Error::io(path, e))?;
+        // the sniffed bytes go back in front of the rest: nothing is read twice
+        let stream: Box<dyn Read + Send> = Box::new(Cursor::new(magic[..n].to_vec()).chain(raw));
+        let input = BufReader::with_capacity(1 << 16, stream);
         let reader = if n == 4 && &magic == AVRO_MAGIC {
             avro::schemas()?;
-            let r =
-                apache_avro::Reader::new(BufReader::with_capacity(1 << 16, f)).map_err(|e| {
-                    Error::AvroFile {
-                        path: path.to_path_buf(),
-                        message: e.to_string(),
-                    }
-                })?;
+            let r = apache_avro::Reader::new(input).map_err(|e| Error::AvroFile {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
             match kind {
                 StreamKind::Predictions => Reader::AvroPredictions(Box::new(r.into_deser_iter())),
                 StreamKind::Outcomes => Reader::AvroOutcomes(Box::new(r.into_deser_iter())),
             }
         } else {
             Reader::Jsonl {
-                r: BufReader::with_capacity(1 << 16, f),
+                r: input,
                 buf: Vec::with_capacity(1024),
+                max_line,
             }
         };
         Ok(FileSource {
@@ -117,17 +137,22 @@ impl FileSource {
                 avro: !matches!(self.reader, Reader::Jsonl { .. }),
             };
             let event = match &mut self.reader {
-                Reader::Jsonl { r, buf } => {
-                    buf.clear();
-                    match r.read_until(b'\n', buf) {
-                        Ok(0) => return None,
-                        Ok(_) => {
+                Reader::Jsonl { r, buf, max_line } => {
+                    match read_line(r, buf, *max_line, self.line == 1) {
+                        Ok(Line::Eof) => return None,
+                        Ok(Line::Read) => {
                             let line = trim(buf);
                             if line.is_empty() {
                                 continue;
                             }
                             json::decode(self.kind, line)
                         }
+                        Ok(Line::TooLong(n)) => Err(BadEvent::new(
+                            BadReason::LineTooLong,
+                            format!(
+                                "line of {n} bytes is longer than input.max_line_bytes ({max_line}); skipped"
+                            ),
+                        )),
                         Err(e) => {
                             // stop this file: the rest cannot be trusted
                             self.done = true;
@@ -162,7 +187,75 @@ impl FileSource {
     }
 }
 
-fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// What one line read gave.
+enum Line {
+    Eof,
+    /// A line is in the buffer (without its terminator).
+    Read,
+    /// A line of this many bytes, over the bound: skipped, not kept.
+    TooLong(u64),
+}
+
+/// Reads one line ending at `\n`, `\r\n`, a lone `\r` or the end of the
+/// input into `buf`, keeping at most `max` bytes of it (a longer line is
+/// read through and reported, never held). `first`: skip a UTF-8 BOM.
+fn read_line(r: &mut Input, buf: &mut Vec<u8>, max: usize, first: bool) -> std::io::Result<Line> {
+    buf.clear();
+    let (mut total, mut any) = (0u64, false);
+    let mut bom = first;
+    loop {
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            break;
+        }
+        any = true;
+        if bom {
+            bom = false;
+            if avail.starts_with(b"\xEF\xBB\xBF") {
+                r.consume(3);
+                continue;
+            }
+        }
+        let chunk = avail;
+        match chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+            Some(i) => {
+                let cr = chunk[i] == b'\r';
+                total += i as u64;
+                if total as usize <= max {
+                    buf.extend_from_slice(&chunk[..i]);
+                }
+                r.consume(i + 1);
+                if cr {
+                    // \r\n is one terminator
+                    let next = r.fill_buf()?;
+                    if next.first() == Some(&b'\n') {
+                        r.consume(1);
+                    }
+                }
+                return Ok(if total as usize > max {
+                    Line::TooLong(total)
+                } else {
+                    Line::Read
+                });
+            }
+            None => {
+                let n = chunk.len();
+                total += n as u64;
+                if total as usize <= max {
+                    buf.extend_from_slice(chunk);
+                }
+                r.consume(n);
+            }
+        }
+    }
+    Ok(match (any, total as usize > max) {
+        (false, _) => Line::Eof,
+        (true, true) => Line::TooLong(total),
+        (true, false) => Line::Read,
+    })
+}
+
+fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..])? {
@@ -237,16 +330,71 @@ impl Iterator for Merge {
     }
 }
 
-/// Opens prediction and outcome files as one merged stream.
-pub fn open_merged(predictions: &[PathBuf], outcomes: &[PathBuf]) -> Result<Merge> {
+/// Opens prediction and outcome files as one merged stream. The same file
+/// given twice (the same path, or two names of one file) is refused.
+pub fn open_merged(
+    predictions: &[PathBuf],
+    outcomes: &[PathBuf],
+    max_line: usize,
+) -> Result<Merge> {
+    let mut seen: Vec<(FileId, &PathBuf)> = Vec::new();
+    for p in predictions.iter().chain(outcomes) {
+        if let Some(id) = file_id(p) {
+            if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
+                return Err(Error::Usage(format!(
+                    "{} is given twice (as {} too): its events would count twice",
+                    p.display(),
+                    first.display()
+                )));
+            }
+            seen.push((id, p));
+        }
+    }
+    if predictions
+        .iter()
+        .chain(outcomes)
+        .filter(|p| p.as_os_str() == STDIN)
+        .count()
+        > 1
+    {
+        return Err(Error::Usage("standard input (`-`) can be read once".into()));
+    }
     let mut sources = Vec::new();
     for p in predictions {
-        sources.push(FileSource::open(p, StreamKind::Predictions)?);
+        sources.push(FileSource::open(p, StreamKind::Predictions, max_line)?);
     }
     for p in outcomes {
-        sources.push(FileSource::open(p, StreamKind::Outcomes)?);
+        sources.push(FileSource::open(p, StreamKind::Outcomes, max_line)?);
     }
     Ok(Merge::new(sources))
+}
+
+/// A file's identity (device and inode): two paths of one file have the same.
+pub type FileId = (u64, u64);
+
+/// The identity of an existing file (None: `-`, or no such file).
+pub fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    if path.as_os_str() == STDIN {
+        return None;
+    }
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Refuses an output that is one of the inputs (checked before the output
+/// is opened for writing, so a slip on the command line never truncates an input).
+pub fn check_output(output: &Path, inputs: &[&PathBuf]) -> Result<()> {
+    let Some(out) = file_id(output) else {
+        return Ok(());
+    };
+    match inputs.iter().find(|p| file_id(p) == Some(out)) {
+        Some(p) => Err(Error::Usage(format!(
+            "output {} is the input {}: refusing to overwrite it",
+            output.display(),
+            p.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -293,7 +441,9 @@ mod tests {
             "o.jsonl",
             r#"{"trace_id":"a1","model_id":"m","event_time":3,"label":1}"#,
         );
-        let recs: Vec<Record> = open_merged(&[a, b], &[o]).unwrap().collect();
+        let recs: Vec<Record> = open_merged(&[a, b], &[o], MAX_LINE_BYTES)
+            .unwrap()
+            .collect();
         let mut order = Vec::new();
         let mut bad = Vec::new();
         for r in &recs {
@@ -312,9 +462,13 @@ mod tests {
 
     #[test]
     fn missing_file_is_one_clear_error() {
-        let err = FileSource::open(Path::new("/nonexistent/p.jsonl"), StreamKind::Predictions)
-            .err()
-            .unwrap();
+        let err = FileSource::open(
+            Path::new("/nonexistent/p.jsonl"),
+            StreamKind::Predictions,
+            MAX_LINE_BYTES,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("/nonexistent/p.jsonl"));
         assert_eq!(err.exit_code(), 2);
     }

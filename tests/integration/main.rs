@@ -9,6 +9,7 @@ mod checkpoint;
 mod config;
 mod engine;
 mod fuzz_corpus;
+mod hostile_files;
 mod layout;
 mod mock;
 mod replay;

@@ -1,0 +1,242 @@
+//! A careless or hostile command line and input file: nothing is destroyed,
+//! nothing vanishes silently, nothing panics.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::util::*;
+
+const GOOD: &str = r#"{"trace_id":"g","model_id":"m1","event_time":1767225600000,"features":{"x":1.0},"prediction":0}"#;
+
+fn good(i: usize) -> String {
+    GOOD.replace(r#""g""#, &format!(r#""g{i}""#))
+        .replace("1767225600000", &(T0 + i as i64 * 1000).to_string())
+}
+
+/// Events read, as the replay summary states them (`events read: N (…`).
+fn events_read(stderr: &str) -> u64 {
+    let at = stderr.find("events read: ").expect(stderr) + "events read: ".len();
+    stderr[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_output_that_is_an_input_is_refused_before_it_is_touched() {
+    let dir = tempdir("out-is-in");
+    let p = dir.join("p.jsonl");
+    let text = format!("{}\n{}\n", good(1), good(2));
+    std::fs::write(&p, &text).unwrap();
+    // the same file, and another name of it (a hard link)
+    let link = dir.join("link.jsonl");
+    std::fs::hard_link(&p, &link).unwrap();
+    for out in [&p, &link] {
+        let o = run(&[
+            "replay",
+            "--predictions",
+            p.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("refusing to overwrite"),
+            "{}",
+            stderr(&o)
+        );
+        let o = run(&[
+            "convert",
+            "--kind",
+            "predictions",
+            "--input",
+            p.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let o = run(&[
+            "baseline",
+            "--predictions",
+            p.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        text,
+        "the input is intact"
+    );
+}
+
+#[test]
+fn the_same_file_twice_is_refused() {
+    let dir = tempdir("twice");
+    let p = dir.join("p.jsonl");
+    std::fs::write(&p, good(1) + "\n").unwrap();
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_pipe_loses_no_bytes_and_dash_is_stdin() {
+    let lines: Vec<String> = (0..50).map(good).collect();
+    let mut child = bin()
+        .args(["replay", "--predictions", "-", "--output", "/dev/null"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        // written in small pieces, as a pipe delivers them
+        for l in &lines {
+            stdin.write_all(l.as_bytes()).unwrap();
+            stdin.write_all(b"\n").unwrap();
+            stdin.flush().unwrap();
+        }
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(events_read(&err), 50, "{err}");
+    assert!(err.contains("bad events: 0"), "{err}");
+}
+
+#[test]
+fn an_avro_file_through_a_pipe_is_read_whole() {
+    let dir = tempdir("avro-pipe");
+    let p = dir.join("p.jsonl");
+    std::fs::write(&p, (0..40).map(good).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let avro = dir.join("p.avro");
+    let o = run(&[
+        "convert",
+        "--kind",
+        "predictions",
+        "--input",
+        p.to_str().unwrap(),
+        "--output",
+        avro.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bin()
+        .args(["replay", "--predictions", "-", "--output", "/dev/null"])
+        .stdin(std::fs::File::open(&avro).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(events_read(&stderr(&o)), 40, "{}", stderr(&o));
+}
+
+#[test]
+fn a_huge_line_is_one_bad_event_and_the_reader_goes_on() {
+    let dir = tempdir("huge-line");
+    let p = dir.join("p.jsonl");
+    let mut f = std::fs::File::create(&p).unwrap();
+    writeln!(f, "{}", good(1)).unwrap();
+    // 40 MiB of NUL bytes, then a line ending and good events
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..40 {
+        f.write_all(&zeros).unwrap();
+    }
+    writeln!(f).unwrap();
+    writeln!(f, "{}", good(2)).unwrap();
+    writeln!(f, "{}", good(3)).unwrap();
+    drop(f);
+    let o = bin()
+        .args([
+            "replay",
+            "--predictions",
+            p.to_str().unwrap(),
+            "--output",
+            "/dev/null",
+        ])
+        .env("DRIFTLINE__INPUT__MAX_LINE_BYTES", "1048576")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("p.jsonl:2: bad event (line_too_long)"),
+        "{err}"
+    );
+    assert!(err.contains("3 predictions"), "{err}");
+}
+
+#[test]
+fn bom_and_cr_line_endings_lose_no_event() {
+    let dir = tempdir("bom-cr");
+    let p = dir.join("p.jsonl");
+    let body = format!(
+        "\u{feff}{}\r{}\r\n{}\n{}",
+        good(1),
+        good(2),
+        good(3),
+        good(4)
+    );
+    std::fs::write(&p, body).unwrap();
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        "/dev/null",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("bad events: 0"), "{err}");
+    assert!(err.contains("4 predictions"), "{err}");
+}
+
+#[test]
+fn output_failures_are_exit_1_and_never_a_panic() {
+    let dir = tempdir("out-fail");
+    let p = dir.join("p.jsonl");
+    std::fs::write(&p, good(1) + "\n").unwrap();
+    // a missing directory: a write failure, named as one
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        dir.join("no/such/dir/a.jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
+    // a full stdout or stderr
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let o = bin()
+        .args(["check-config", "--config", "config/driftline.toml"])
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    let o = bin()
+        .args([
+            "replay",
+            "--predictions",
+            p.to_str().unwrap(),
+            "--output",
+            "/dev/null",
+        ])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+}
