@@ -1,12 +1,41 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): release build, the scenario acceptance
-# check, the service against a real Kafka broker (started here, stopped on
-# exit, also on failure), then every unit, integration and doc test, the
-# memory bounds and short fuzz runs.
-set -euo pipefail
+# check, the memory bounds, the service against a real Kafka broker (started
+# here, stopped on exit, also on failure), every unit, integration and doc
+# test, and short fuzz runs. Every suite runs whatever the others did; each
+# ends with its own "name: N passed, M failed" line, and the last line sums
+# them. Exit 0 only when nothing failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked
+total_passed=0
+total_failed=0
+logs=$(mktemp -d)
+trap 'bash tests/kafka/kafka.sh down >/dev/null 2>&1; rm -rf "$logs"' EXIT
+
+# suite NAME COMMAND...: runs it (output shown as it comes), then adds the
+# counts of its "passed"/"failed" summary lines; a suite that failed
+# without saying how many counts as one failure
+suite() {
+  local name=$1; shift
+  local log="$logs/$name.log"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local p f
+  p=$(grep -oE '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+  f=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    f=1
+  fi
+  echo "suite $name: rc=$rc, $p passed, $f failed"
+  total_passed=$((total_passed + p))
+  total_failed=$((total_failed + f))
+}
+
+if ! cargo build --release --locked; then
+  echo "0 passed, 1 failed (the release build)"
+  exit 1
+fi
 
 # Python for reference streams and for clients no one here wrote, in a venv of our own
 if [ ! -x target/venv/bin/python ]; then
@@ -16,19 +45,26 @@ target/venv/bin/python -c 'import numpy, confluent_kafka, fastavro, prometheus_c
   || target/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy confluent-kafka fastavro prometheus-client opentelemetry-proto
 # Debian's Chromium for the dashboard test
 export CHROMIUM="$(bash tests/browser/chromium.sh)"
-target/venv/bin/python tests/scenarios/check.py --check
+
+suite scenarios target/venv/bin/python tests/scenarios/check.py --check
 # memory under a cardinality attack (peak RSS against the documented bounds)
-target/venv/bin/python tests/memory/test_memory.py
+suite memory target/venv/bin/python tests/memory/test_memory.py
 
 # a real Apache Kafka broker (KRaft, jars from Maven Central)
-trap 'bash tests/kafka/kafka.sh down' EXIT
-bootstrap=$(bash tests/kafka/kafka.sh up)
-target/venv/bin/python tests/kafka/test_service.py --bootstrap "$bootstrap"
+if bootstrap=$(bash tests/kafka/kafka.sh up); then
+  suite kafka target/venv/bin/python tests/kafka/test_service.py --bootstrap "$bootstrap"
+else
+  echo "suite kafka: the broker did not start"
+  total_failed=$((total_failed + 1))
+fi
 bash tests/kafka/kafka.sh down
-trap - EXIT
 
-cargo test --release --locked
+# unit, integration and doc tests ("test result: ok. N passed; M failed")
+suite cargo-test cargo test --release --locked
 
 # short fuzz runs of the decoders (nightly + cargo-fuzz; 30 s per target here,
 # FUZZ_SECONDS=600 for a longer hunt)
-bash tests/fuzz/run.sh "${FUZZ_SECONDS:-30}"
+suite fuzz bash tests/fuzz/run.sh "${FUZZ_SECONDS:-30}"
+
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]

@@ -38,8 +38,9 @@ impl HumanDuration {
     pub const fn secs(s: u64) -> Self {
         HumanDuration(Duration::from_secs(s))
     }
+    /// Milliseconds, saturating (validation keeps every duration far below).
     pub fn as_millis(self) -> i64 {
-        self.0.as_millis() as i64
+        self.0.as_millis().min(i64::MAX as u128) as i64
     }
 }
 
@@ -396,7 +397,7 @@ impl Config {
     /// Reads a TOML file, applies `DRIFTLINE__…` environment overrides and validates.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let env: Vec<(String, String)> = std::env::vars().collect();
+        let env = prefixed_env()?;
         let mut cfg = Config::from_toml_with_env(&text, &path.display().to_string(), &env)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for m in cfg.reference.models.values_mut() {
@@ -413,28 +414,51 @@ impl Config {
         origin: &str,
         env: &[(String, String)],
     ) -> Result<Config> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Config {
+        let file_err = |e: toml::de::Error| Error::Config {
             path: origin.to_string(),
-            message: one_line(&e.to_string()),
-        })?;
+            message: redact_secrets(&one_line(&e.to_string())),
+        };
+        let mut table: toml::Table = text.parse().map_err(file_err)?;
+        let mut cfg: Config = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(file_err)?;
+        // one override at a time, so an error names its variable; a value
+        // that parses as a number or boolean but is wanted as a string (a
+        // numeric group id or password) is taken as the string it is
         for (k, v) in env {
             let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            set_path(&mut table, &path, parse_env_value(v)).map_err(|message| {
-                Error::ConfigKey {
-                    key: format!("{k} ({})", path.join(".")),
+            let key = || format!("{k} ({})", path.join("."));
+            let mut last = String::new();
+            let mut applied = false;
+            for value in [parse_env_value(v), toml::Value::String(v.clone())] {
+                let mut t = table.clone();
+                set_path(&mut t, &path, value).map_err(|message| Error::ConfigKey {
+                    key: key(),
                     message,
+                })?;
+                match toml::Value::Table(t.clone()).try_into::<Config>() {
+                    Ok(c) => {
+                        (table, cfg, applied) = (t, c, true);
+                        break;
+                    }
+                    Err(e) => last = one_line(&e.to_string()),
                 }
-            })?;
+            }
+            if !applied {
+                let message = if is_secret_key(k) {
+                    "invalid value (not shown: a secret)".to_string()
+                } else {
+                    redact_secrets(&last)
+                };
+                return Err(Error::ConfigKey {
+                    key: key(),
+                    message,
+                });
+            }
         }
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config {
-                path: origin.to_string(),
-                message: one_line(&e.to_string()),
-            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -456,6 +480,58 @@ impl Config {
         c.kafka.schema_registry_url = redact_url(&c.kafka.schema_registry_url);
         c
     }
+}
+
+/// The environment's `DRIFTLINE__…` variables. A value that is not UTF-8 is
+/// an error naming its variable; other variables are never read (one that is
+/// not UTF-8 cannot stop a command).
+fn prefixed_env() -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Some(k) = k.to_str().filter(|k| k.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        match v.into_string() {
+            Ok(v) => out.push((k.to_string(), v)),
+            Err(_) => {
+                return Err(Error::ConfigKey {
+                    key: k.to_string(),
+                    message: "value is not UTF-8".into(),
+                });
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A parse error's text with the value of every secret-looking key
+/// (`is_secret_key`) replaced: the TOML error quotes the offending line.
+fn redact_secrets(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    // lines were joined with " | " (one_line); the snippet's own gutter is "|" too
+    while let Some(eq) = rest.find('=') {
+        let (before, after) = rest.split_at(eq);
+        let key_start = before
+            .rfind(|c: char| c == '|' || c == '{' || c == ',' || c == '\n')
+            .map_or(0, |i| i + 1);
+        let key = before[key_start..]
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
+        out.push_str(before);
+        if is_secret_key(key) {
+            out.push_str("= ***");
+            // the value runs to the next separator
+            let end = after[1..].find(" | ").map_or(after.len(), |i| i + 1);
+            rest = &after[end..];
+        } else {
+            out.push('=');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn one_line(s: &str) -> String {
@@ -538,6 +614,81 @@ mod tests {
         let env = vec![("DRIFTLINE__WINDOW__CURRENT".to_string(), "45s".to_string())];
         let err = Config::from_toml_with_env("", "x", &env).unwrap_err();
         assert!(err.to_string().contains("window.current"), "{err}");
+    }
+
+    #[test]
+    fn numbers_outside_the_range_that_works_are_refused_by_key() {
+        for (toml, key) in [
+            (
+                "[series]\nquantile_accuracy = 1e-9",
+                "series.quantile_accuracy",
+            ),
+            (
+                "[series]\nquantile_accuracy = 1e-4",
+                "series.quantile_accuracy",
+            ),
+            ("[input]\nmax_future_skew = \"0s\"", "input.max_future_skew"),
+            (
+                "[input]\nmax_future_skew = \"500000000y\"",
+                "input.max_future_skew",
+            ),
+            ("[window]\nbucket = \"500000000y\"", "window.bucket"),
+            ("[input]\nmax_line_bytes = 10", "input.max_line_bytes"),
+        ] {
+            let err = Config::from_toml_with_env(toml, "x", &[]).unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+        let ok = "[series]\nquantile_accuracy = 0.001\n[input]\nmax_future_skew = \"30d\"";
+        Config::from_toml_with_env(ok, "x", &[]).unwrap();
+    }
+
+    #[test]
+    fn an_override_error_names_its_variable_and_strings_need_no_quotes() {
+        let env = vec![("DRIFTLINE__POLICY__FDR_Q".to_string(), "lots".to_string())];
+        let err = Config::from_toml_with_env("", "the-file.toml", &env).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("DRIFTLINE__POLICY__FDR_Q"), "{msg}");
+        assert!(
+            !msg.contains("the-file.toml"),
+            "the file is not to blame: {msg}"
+        );
+        // a numeric-looking group id and password are strings where strings are wanted
+        let env = vec![
+            (
+                "DRIFTLINE__KAFKA__GROUP_ID".to_string(),
+                "12345".to_string(),
+            ),
+            (
+                "DRIFTLINE__KAFKA__LIBRDKAFKA__SASL.PASSWORD".to_string(),
+                "0042".to_string(),
+            ),
+        ];
+        let cfg = Config::from_toml_with_env("", "x", &env).unwrap();
+        assert_eq!(cfg.kafka.group_id, "12345");
+        assert_eq!(cfg.kafka.librdkafka["sasl.password"], "0042");
+        // and numbers stay numbers where numbers are wanted
+        let env = vec![(
+            "DRIFTLINE__POLICY__MIN_SAMPLES".to_string(),
+            "300".to_string(),
+        )];
+        assert_eq!(
+            Config::from_toml_with_env("", "x", &env)
+                .unwrap()
+                .policy
+                .min_samples,
+            300
+        );
+    }
+
+    #[test]
+    fn a_secret_on_a_malformed_line_is_not_printed() {
+        let toml = "[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\nnext = 1\n";
+        let err = Config::from_toml_with_env(toml, "x", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+        let toml = "[kafka.librdkafka]\n\"sasl.password\" = 12\n";
+        let err = Config::from_toml_with_env(toml, "x", &[]).unwrap_err();
+        assert!(!err.to_string().contains("= 12"), "{err}");
     }
 
     #[test]

@@ -16,14 +16,65 @@ impl Config {
                 message,
             })
         };
+        // every duration within the range that works: event-time arithmetic
+        // stays far from overflow, and a zero where zero means "refuse
+        // everything" is refused here instead
+        const DAY: Duration = Duration::from_secs(86_400);
+        const YEAR: Duration = Duration::from_secs(365 * 86_400);
+        let ms = Duration::from_millis;
         let w = &self.window;
-        let bucket = w.bucket.as_millis();
-        if bucket < 1000 {
+        for (key, d, min, max) in [
+            ("window.bucket", w.bucket, ms(1000), DAY),
+            ("window.current", w.current, ms(0), 30 * DAY),
+            (
+                "window.allowed_lateness",
+                w.allowed_lateness,
+                ms(0),
+                30 * DAY,
+            ),
+            ("window.evaluate_every", w.evaluate_every, ms(0), 30 * DAY),
+            ("reference.warmup", self.reference.warmup, ms(0), YEAR),
+            (
+                "input.max_future_skew",
+                self.input.max_future_skew,
+                ms(1000),
+                YEAR,
+            ),
+            ("join.ttl", self.join.ttl, ms(0), YEAR),
+            ("join.orphan_hold", self.join.orphan_hold, ms(0), YEAR),
+            ("policy.cooldown", self.policy.cooldown, ms(0), YEAR),
+            ("kafka.max_skew", self.kafka.max_skew, ms(1000), YEAR),
+            ("kafka.idle_timeout", self.kafka.idle_timeout, ms(100), DAY),
+            ("checkpoint.interval", self.checkpoint.interval, ms(0), DAY),
+            (
+                "route.commit_interval",
+                self.route.commit_interval,
+                ms(0),
+                DAY,
+            ),
+            ("otel.interval", self.otel.interval, ms(0), DAY),
+        ] {
+            if d.0 < min || d.0 > max {
+                return bad(
+                    key,
+                    format!(
+                        "must be in {}..={}, got {d}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+            }
+        }
+        if self.input.max_line_bytes < 1024 || self.input.max_line_bytes > 1 << 30 {
             return bad(
-                "window.bucket",
-                format!("must be at least 1s, got {}", w.bucket),
+                "input.max_line_bytes",
+                format!(
+                    "must be in 1024..=1073741824, got {}",
+                    self.input.max_line_bytes
+                ),
             );
         }
+        let bucket = w.bucket.as_millis();
         for (key, d) in [
             ("window.current", w.current),
             ("window.allowed_lateness", w.allowed_lateness),
@@ -68,10 +119,13 @@ impl Config {
                 format!("must be in series.bins..=1000, got {}", s.ks_points),
             );
         }
-        if !(s.quantile_accuracy > 0.0 && s.quantile_accuracy < 0.5) {
+        // finer than 0.1 % the sketch's bins outnumber what a bucket holds
+        // (and the DDSketch crate panics near 1e-9); coarser than 10 % the
+        // reference's edges merge
+        if !(0.001..=0.1).contains(&s.quantile_accuracy) {
             return bad(
                 "series.quantile_accuracy",
-                format!("must be in (0, 0.5), got {}", s.quantile_accuracy),
+                format!("must be in 0.001..=0.1, got {}", s.quantile_accuracy),
             );
         }
         for (key, v) in [

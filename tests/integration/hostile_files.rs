@@ -240,3 +240,29 @@ fn output_failures_are_exit_1_and_never_a_panic() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0));
 }
+
+#[test]
+fn a_non_utf8_environment_never_panics() {
+    use std::os::unix::ffi::OsStrExt;
+    let junk = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    // someone else's variable: ignored
+    let o = bin()
+        .args(["check-config", "--config", "config/driftline.toml"])
+        .env("SOMEONE_ELSES", junk)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // ours: an error naming it
+    let o = bin()
+        .args(["check-config", "--config", "config/driftline.toml"])
+        .env("DRIFTLINE__KAFKA__GROUP_ID", junk)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("DRIFTLINE__KAFKA__GROUP_ID") && err.contains("UTF-8"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

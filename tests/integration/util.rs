@@ -18,8 +18,8 @@ pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_driftline"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     // the environment of the person running the tests must not change results
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DRIFTLINE__") {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("DRIFTLINE__") {
             c.env_remove(k);
         }
     }
