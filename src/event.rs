@@ -165,6 +165,8 @@ impl Prediction {
     pub fn validate(&self) -> Result<(), BadEvent> {
         check_ids(&self.trace_id, &self.model_id)?;
         check_time(self.event_time)?;
+        check_unique("features", self.features.iter().map(|(k, _)| k.as_str()))?;
+        check_unique("slices", self.slices.iter().map(|(k, _)| k.as_str()))?;
         for (name, v) in &self.features {
             if let Value::Number(x) = v
                 && !x.is_finite()
@@ -217,6 +219,32 @@ impl Event {
             Event::Prediction(p) => p.validate(),
             Event::Outcome(o) => o.validate(),
         }
+    }
+}
+
+/// A key given twice in `features` or `slices` is a bad event: which copy
+/// counts would be a guess (JSON objects and Avro maps both allow it).
+fn check_unique<'a>(
+    what: &str,
+    keys: impl ExactSizeIterator<Item = &'a str> + Clone,
+) -> Result<(), BadEvent> {
+    let n = keys.len();
+    let dup = if n <= 16 {
+        // a few keys: compare pairwise, no allocation
+        keys.clone()
+            .enumerate()
+            .find(|(i, k)| keys.clone().skip(i + 1).any(|o| o == *k))
+            .map(|(_, k)| k)
+    } else {
+        let mut seen = rustc_hash::FxHashSet::default();
+        keys.clone().find(|k| !seen.insert(*k))
+    };
+    match dup {
+        Some(k) => Err(BadEvent::new(
+            BadReason::DuplicateKey,
+            format!("`{k}` is given twice in {what}"),
+        )),
+        None => Ok(()),
     }
 }
 

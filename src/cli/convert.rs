@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::codec::avro;
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{BadEvent, BadReason, Event};
 use crate::source::file::{MAX_LINE_BYTES, check_output, open_merged};
 
 use super::BAD_EVENTS_PRINTED;
@@ -20,6 +20,11 @@ pub enum Kind {
     Predictions,
     Outcomes,
 }
+
+/// Largest datum written: half the decoder's allocation cap
+/// (`codec::avro::MAX_ALLOCATION_BYTES`), so that a block — this datum and
+/// the writer's 16 kB of others — is always one `replay` reads back.
+const MAX_DATUM_BYTES: usize = avro::MAX_ALLOCATION_BYTES / 2;
 
 /// Writes good events of `input` to an Avro container file; bad ones are reported and skipped.
 pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec) -> Result<i32> {
@@ -47,20 +52,39 @@ pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec
             path: output.clone(),
             message: e.to_string(),
         })?;
-    let (mut good, mut bad) = (0u64, 0u64);
     let write_err = |message: String| Error::AvroFile {
         path: output.clone(),
         message,
     };
+    let sizer = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+        .build()
+        .map_err(|e| write_err(e.to_string()))?;
+    let (mut good, mut bad) = (0u64, 0u64);
     for rec in merged {
         let value = match &rec.event {
             Ok(Event::Prediction(p)) => avro::to_avro_value(schema, p),
             Ok(Event::Outcome(o)) => avro::to_avro_value(schema, o),
             Err(_) => Ok(apache_avro::types::Value::Null),
         };
-        match rec.event {
+        // a datum over half the reader's allocation cap would make a block
+        // replay cannot read back: refused here, as a bad event
+        let value = value.map_err(write_err)?;
+        let event = match rec.event {
+            Ok(ev) => match sizer.write_value_to_vec(value.clone()) {
+                Ok(d) if d.len() > MAX_DATUM_BYTES => Err(BadEvent::new(
+                    BadReason::LineTooLong,
+                    format!(
+                        "encodes to {} bytes, over the {MAX_DATUM_BYTES} an Avro block may carry here",
+                        d.len()
+                    ),
+                )),
+                _ => Ok(ev),
+            },
+            Err(e) => Err(e),
+        };
+        match event {
             Ok(_) => {
-                w.append_value(value.map_err(write_err)?)
+                w.append_value(value)
                     .map_err(|e| write_err(e.to_string()))?;
                 good += 1;
             }

@@ -24,7 +24,8 @@ fn classify(e: &serde_json::Error, bytes: &[u8]) -> BadEvent {
         Category::Syntax | Category::Eof | Category::Io => {
             // JSON has no NaN or Infinity; writers that emit them (Python's
             // json.dumps does) deserve the clearer reason.
-            if contains_non_finite_token(bytes) {
+            // (a number too large for a double, 1e400, is not finite either)
+            if contains_non_finite_token(bytes) || msg.starts_with("number out of range") {
                 BadReason::NonFinite
             } else {
                 BadReason::MalformedJson
@@ -103,6 +104,15 @@ mod tests {
             BadReason::WrongType
         );
         assert_eq!(reason(&GOOD.replace("12.5", "NaN")), BadReason::NonFinite);
+        assert_eq!(reason(&GOOD.replace("12.5", "1e400")), BadReason::NonFinite);
+        assert_eq!(
+            reason(&GOOD.replace(r#""amount":12.5"#, r#""amount":12.5,"amount":3"#)),
+            BadReason::DuplicateKey
+        );
+        assert_eq!(
+            reason(&GOOD.replace(r#""region":"EU""#, r#""region":"EU","region":"US""#)),
+            BadReason::DuplicateKey
+        );
         assert_eq!(
             reason(&GOOD.replace("12.5", "Infinity")),
             BadReason::NonFinite

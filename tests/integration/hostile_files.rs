@@ -266,3 +266,118 @@ fn a_non_utf8_environment_never_panics() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+fn convert(dir: &std::path::Path, lines: &[String], name: &str) -> std::path::PathBuf {
+    let p = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    let avro = dir.join(format!("{name}.avro"));
+    let o = run(&[
+        "convert",
+        "--kind",
+        "predictions",
+        "--codec",
+        "null",
+        "--input",
+        p.to_str().unwrap(),
+        "--output",
+        avro.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    avro
+}
+
+#[test]
+fn an_avro_block_with_a_negative_count_is_reported_not_dropped() {
+    let dir = tempdir("avro-negative");
+    let avro = convert(&dir, &(0..40).map(good).collect::<Vec<_>>(), "p");
+    let mut bytes = std::fs::read(&avro).unwrap();
+    // the header ends with the sync marker the file also ends with; the
+    // first block's record count (zig-zag varint) follows it: 40 -> -40
+    let sync = bytes[bytes.len() - 16..].to_vec();
+    let header_end = bytes.windows(16).position(|w| w == sync).unwrap() + 16;
+    assert_eq!(bytes[header_end], 80, "40 records, zig-zag encoded");
+    bytes[header_end] = 79;
+    std::fs::write(&avro, &bytes).unwrap();
+    let o = run(&[
+        "replay",
+        "--predictions",
+        avro.to_str().unwrap(),
+        "--output",
+        "/dev/null",
+    ]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad event (malformed_avro)") && err.contains("rest of file skipped"),
+        "{err}"
+    );
+    assert!(err.contains("bad events: 1"), "{err}");
+}
+
+#[test]
+fn an_avro_file_of_something_else_is_an_unreadable_input() {
+    let dir = tempdir("avro-other");
+    // an outcomes file given as predictions: its writer schema has no features
+    let p = dir.join("o.jsonl");
+    std::fs::write(
+        &p,
+        r#"{"trace_id":"t","model_id":"m1","event_time":1767225600000,"label":1}"#.to_string()
+            + "\n",
+    )
+    .unwrap();
+    let avro = dir.join("o.avro");
+    let o = run(&[
+        "convert",
+        "--kind",
+        "outcomes",
+        "--input",
+        p.to_str().unwrap(),
+        "--output",
+        avro.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["replay", "--predictions", avro.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no field `features`"), "{}", stderr(&o));
+}
+
+#[test]
+fn convert_writes_only_what_replay_reads_back() {
+    let dir = tempdir("avro-huge");
+    // one event of ~12 MB between good ones
+    let big = GOOD.replace(
+        r#""features":{"x":1.0}"#,
+        &format!(
+            r#""features":{{"x":1.0,"blob":"{}"}}"#,
+            "a".repeat(12 << 20)
+        ),
+    );
+    let mut lines: Vec<String> = (0..20).map(good).collect();
+    lines.insert(10, big);
+    let p = dir.join("p.jsonl");
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    let avro = dir.join("p.avro");
+    let o = run(&[
+        "convert",
+        "--kind",
+        "predictions",
+        "--input",
+        p.to_str().unwrap(),
+        "--output",
+        avro.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("converted 20 events (1 bad"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "replay",
+        "--predictions",
+        avro.to_str().unwrap(),
+        "--output",
+        "/dev/null",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("20 predictions"), "{}", stderr(&o));
+}
