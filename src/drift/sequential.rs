@@ -21,11 +21,17 @@ impl PageHinkley {
             min: 0.0,
         }
     }
-    pub fn update(&mut self, x: f64) {
+    /// Adds one value; true when it set a new minimum of the cumulative
+    /// deviation (a rise, if one comes, is made of the values after it).
+    pub fn update(&mut self, x: f64) -> bool {
         self.n += 1;
         self.mean += (x - self.mean) / self.n as f64;
         self.cum += x - self.mean - self.delta;
-        self.min = self.min.min(self.cum);
+        let lower = self.cum < self.min;
+        if lower {
+            self.min = self.cum;
+        }
+        lower
     }
     /// The test statistic: how far the cumulative deviation rose above its minimum.
     pub fn statistic(&self) -> f64 {

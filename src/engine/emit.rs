@@ -124,6 +124,7 @@ impl Engine {
         };
         if state == AlertState::Resolved && e.channel == QChannel::Concept {
             qs.ph.reset();
+            qs.since_min = None;
         }
         self.stats.count_alert(kind, severity, state);
         self.out.push(Alert {

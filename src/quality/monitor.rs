@@ -30,6 +30,10 @@ pub struct QualitySeries {
     /// Labelled pairs and predictions of the reference range, once 95 % of labels are in.
     pub coverage_reference: Option<(u64, u64)>,
     pub ph: PageHinkley,
+    /// The pairs since the detector's last minimum — those whose errors
+    /// raised its statistic: (oldest and newest prediction time, pairs).
+    /// A concept-drift alert's window and sample size are theirs.
+    pub since_min: Option<(i64, i64, u64)>,
     pub performance: ChannelState,
     pub concept: ChannelState,
     pub label_shift: ChannelState,
@@ -163,6 +167,7 @@ impl QualityMonitor {
             reference: None,
             coverage_reference: None,
             ph: PageHinkley::new(self.ph_delta),
+            since_min: None,
             performance: ChannelState::default(),
             concept: ChannelState::default(),
             label_shift: ChannelState::default(),
@@ -236,7 +241,15 @@ impl QualityMonitor {
             let s = self.series_for(w.model, slot, w.bucket);
             let qs = &mut self.series[s];
             let err = qs.buckets.entry(w.bucket).or_default().add(pair);
-            qs.ph.update(err);
+            if qs.ph.update(err) {
+                qs.since_min = None;
+            } else {
+                let t = w.event_time;
+                qs.since_min = Some(match qs.since_min {
+                    Some((lo, hi, n)) => (lo.min(t), hi.max(t), n + 1),
+                    None => (t, t, 1),
+                });
+            }
         }
     }
 
@@ -352,7 +365,15 @@ impl QualityMonitor {
                 tier: Tier::new(cfg.tests.page_hinkley.lambda, cfg.tests.page_hinkley.lambda),
                 p_value: None,
             };
-            out.push(base(QChannel::Concept, vec![ph], enough, cur.n, r.n));
+            // the detector's window: the predictions whose outcomes raised it
+            // (with labels hours late, long after the matured window above)
+            let mut e = base(QChannel::Concept, vec![ph], enough, cur.n, r.n);
+            if let Some((lo, hi, n)) = qs.since_min {
+                e.window_start = lo.div_euclid(bms) * bms;
+                e.window_end = (hi.div_euclid(bms) + 1) * bms;
+                e.current_n = n;
+            }
+            out.push(e);
             if kind != Some(LabelKind::Regression) && !r.labels.is_empty() {
                 let psi = crate::drift::psi(&r.labels, &cur.labels);
                 let (_, _, pv) = crate::drift::categorical::chi_square(&r.labels, &cur.labels);

@@ -251,3 +251,68 @@ fn a_moved_label_distribution_is_label_shift() {
         "the input did not move"
     );
 }
+
+/// Labels 1–3 h late and a concept flip: the concept-drift alert's window
+/// is the prediction-time range whose outcomes raised the detector — it
+/// reaches past the flip — not the matured window that ended before it.
+#[test]
+fn a_delayed_label_alert_covers_the_predictions_that_moved_it() {
+    use driftline::event::Outcome;
+    let mut e = Engine::new(Config::default());
+    let mut rng = Rng::new(29);
+    let mut pending: Vec<Outcome> = Vec::new();
+    let mut alerts = Vec::new();
+    let flip = T0 + 5 * 3_600_000;
+    for i in 0..(12 * 7200) {
+        let t = T0 + i * 500;
+        // outcomes in event-time order as they come due
+        pending.sort_by_key(|o| std::cmp::Reverse(o.event_time));
+        while pending.last().is_some_and(|o| o.event_time <= t) {
+            e.apply_outcome(&pending.pop().unwrap()).unwrap();
+        }
+        let x = rng.normal();
+        let score = 1.0 / (1.0 + (-2.0 * x).exp());
+        let p = Prediction {
+            trace_id: format!("t{i}"),
+            model_id: "m".into(),
+            model_version: None,
+            event_time: t,
+            features: vec![("x".into(), Value::Number(x))],
+            slices: vec![],
+            prediction: Scalar::Number((score > 0.5) as u8 as f64),
+            score: Some(score),
+        };
+        e.apply_prediction(&p).unwrap();
+        // before the flip labels follow the score; after it, the opposite
+        let rate = if t < flip { score } else { 1.0 - score };
+        let delay = 3_600_000 + (rng.uniform() * 7_200_000.0) as i64;
+        pending.push(Outcome {
+            trace_id: p.trace_id.clone(),
+            model_id: "m".into(),
+            event_time: t + delay,
+            label: Scalar::Number((rng.uniform() < rate) as u8 as f64),
+        });
+        alerts.extend(e.drain_alerts());
+    }
+    let concept = alerts
+        .iter()
+        .find(|a| a.kind == AlertKind::ConceptDrift && a.slice.is_empty() && a.state == AlertState::Firing)
+        .unwrap_or_else(|| {
+            panic!(
+                "no concept drift: {:?}",
+                alerts.iter().map(|a| (a.kind, a.test.clone())).collect::<Vec<_>>()
+            )
+        });
+    assert!(
+        concept.window_end > flip,
+        "window {}..{} (minutes from the start) ends before the flip at {}",
+        (concept.window_start - T0) / 60_000,
+        (concept.window_end - T0) / 60_000,
+        (flip - T0) / 60_000
+    );
+    assert!(concept.window_start < concept.window_end);
+    assert!(concept.emitted_at > concept.window_end, "labels come after their predictions");
+    // the pairs counted are those of the window: two per second of it at most
+    let span_s = (concept.window_end - concept.window_start) / 1000;
+    assert!(concept.sample_size.current > 0 && concept.sample_size.current <= 2 * span_s);
+}
