@@ -12,6 +12,8 @@ pub struct Stats {
     pub outcomes: u64,
     pub late: u64,
     pub bad: [u64; BadReason::ALL.len()],
+    /// Event-time jumps accepted (see `engine::clock`).
+    pub time_jumps: u64,
     pub series: u64,
     pub buckets_closed: u64,
     pub evaluations: u64,
@@ -53,6 +55,7 @@ impl Stats {
         self.predictions += o.predictions;
         self.outcomes += o.outcomes;
         self.late += o.late;
+        self.time_jumps += o.time_jumps;
         for (a, b) in self.bad.iter_mut().zip(&o.bad) {
             *a += b;
         }
@@ -102,6 +105,9 @@ impl Stats {
             }
         );
         let _ = writeln!(s, "late events: {}", self.late);
+        if self.time_jumps > 0 {
+            let _ = writeln!(s, "event-time jumps accepted: {}", self.time_jumps);
+        }
         if let Some(j) = &self.join {
             let _ = writeln!(
                 s,

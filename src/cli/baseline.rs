@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::source::file::{check_output, open_merged};
 
-use super::feed;
+use super::Feeder;
 
 /// Summarises historical events into a baseline file.
 pub fn baseline(mut cfg: Config, predictions: &[PathBuf], output: &PathBuf) -> Result<i32> {
@@ -19,9 +19,12 @@ pub fn baseline(mut cfg: Config, predictions: &[PathBuf], output: &PathBuf) -> R
     check_output(output, &predictions.iter().collect::<Vec<_>>())?;
     let mut engine = Engine::new(cfg);
     let started = Instant::now();
+    let mut feeder = Feeder::default();
     for rec in open_merged(predictions, &[], engine.config().input.max_line_bytes)? {
-        feed(&mut engine, &rec, false)?;
+        feeder.feed(&mut engine, &rec, false)?;
     }
+    engine.finish();
+    feeder.settle(&mut engine, false)?;
     let file = engine.export_baseline();
     let text = serde_json::to_string(&file).map_err(|e| Error::Output(e.into()))?;
     std::fs::write(output, text).map_err(|e| Error::write(output, e))?;

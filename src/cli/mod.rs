@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Applied, Engine};
 use crate::error::{Error, Result};
 use crate::event::BadEvent;
 use crate::source::file::{Location, Record};
@@ -225,16 +225,83 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// Applies one record; a bad one is counted and reported (in strict mode it ends the run).
-pub(crate) fn feed(engine: &mut Engine, rec: &Record, strict: bool) -> Result<()> {
-    let bad = match &rec.event {
-        Ok(ev) => match engine.apply(ev) {
-            Ok(_) => return Ok(()),
-            Err(bad) => bad,
-        },
-        Err(bad) => bad.clone(),
-    };
-    report_bad(engine, &rec.location, &bad, strict)
+/// Late events printed with their place before the rest are only counted.
+const LATE_EVENTS_PRINTED: u64 = 20;
+
+/// Feeds file records to an engine and reports what it refused, where it
+/// was: bad events, late events, and the first events it held and then
+/// refused (their places are kept while the engine holds them).
+#[derive(Default)]
+pub(crate) struct Feeder {
+    records: u64,
+    held: Vec<(u64, Location)>,
+}
+
+impl Feeder {
+    /// Applies one record; a bad one is counted and reported (in strict mode it ends the run).
+    pub(crate) fn feed(&mut self, engine: &mut Engine, rec: &Record, strict: bool) -> Result<()> {
+        self.records += 1;
+        let bad = match &rec.event {
+            Ok(ev) => match engine.apply_tagged(ev, None, self.records) {
+                Ok(Applied::Held) => {
+                    self.held.push((self.records, rec.location.clone()));
+                    None
+                }
+                Ok(Applied::Late) => {
+                    if engine.stats.late <= LATE_EVENTS_PRINTED {
+                        note!(
+                            "{}: late event: event_time {} is behind the watermark ({}); counted, not applied",
+                            rec.location,
+                            ev.event_time(),
+                            engine.watermark().unwrap_or(0)
+                        );
+                    }
+                    None
+                }
+                Ok(Applied::Applied) => None,
+                Err(bad) => Some(bad),
+            },
+            Err(bad) => Some(bad.clone()),
+        };
+        if let Some(bad) = bad {
+            report_bad(engine, &rec.location, &bad, strict)?;
+        }
+        self.settle(engine, strict)
+    }
+
+    /// Reports the held events the engine refused and the jumps it
+    /// accepted; call after each record and after `finish`.
+    pub(crate) fn settle(&mut self, engine: &mut Engine, strict: bool) -> Result<()> {
+        if self.held.is_empty() && !engine.has_news() {
+            return Ok(());
+        }
+        let refused: Vec<_> = engine.drain_refused().collect();
+        for r in refused {
+            let location = self
+                .held
+                .iter()
+                .find(|(tag, _)| *tag == r.tag)
+                .map(|(_, l)| l.clone());
+            match location {
+                Some(l) => report_bad(engine, &l, &r.bad, strict)?,
+                None => {
+                    engine.stats.count_bad(r.bad.reason);
+                    note!("bad event ({}): {}", r.bad.reason, r.bad.message);
+                }
+            }
+        }
+        if engine.holding() == 0 {
+            self.held.clear();
+        }
+        let jumps: Vec<(i64, i64)> = engine.drain_jumps().collect();
+        for (from, to) in jumps {
+            note!(
+                "event time jumped from {from} to {to} ({} later): enough events agreed on it; the buckets in between closed empty",
+                crate::engine::clock::humanize_ms(to - from)
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Counts and reports one bad event; in strict mode it ends the run.

@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::source::file::{check_output, open_merged};
 
-use super::feed;
+use super::Feeder;
 
 fn progress() -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -48,8 +48,9 @@ pub fn replay(
     let pb = progress();
     let started = Instant::now();
     let mut n: u64 = 0;
+    let mut feeder = Feeder::default();
     for rec in merged {
-        feed(&mut engine, &rec, strict)?;
+        feeder.feed(&mut engine, &rec, strict)?;
         for a in engine.drain_alerts() {
             sink.write(&a)?;
         }
@@ -59,6 +60,7 @@ pub fn replay(
         }
     }
     engine.finish();
+    feeder.settle(&mut engine, strict)?;
     for a in engine.drain_alerts() {
         sink.write(&a)?;
     }

@@ -190,6 +190,10 @@ pub struct InputConfig {
     /// An event whose time is further than this ahead of the newest event
     /// seen so far is rejected (`time_out_of_range`).
     pub max_future_skew: HumanDuration,
+    /// How many events must agree on the time: the first events are held
+    /// until this many came (their median is the stream's time), and a jump
+    /// ahead is accepted once this many refused events agree on it.
+    pub time_consensus: u64,
     /// A line of a JSON Lines file longer than this is one bad event
     /// (`line_too_long`), read through without being held in memory.
     pub max_line_bytes: usize,
@@ -198,7 +202,8 @@ pub struct InputConfig {
 impl Default for InputConfig {
     fn default() -> Self {
         InputConfig {
-            max_future_skew: HumanDuration::secs(24 * 3600),
+            max_future_skew: HumanDuration::secs(3 * 3600),
+            time_consensus: 16,
             max_line_bytes: MAX_LINE_BYTES,
         }
     }
@@ -514,7 +519,7 @@ fn redact_secrets(message: &str) -> String {
     while let Some(eq) = rest.find('=') {
         let (before, after) = rest.split_at(eq);
         let key_start = before
-            .rfind(|c: char| c == '|' || c == '{' || c == ',' || c == '\n')
+            .rfind(['|', '{', ',', '\n'])
             .map_or(0, |i| i + 1);
         let key = before[key_start..]
             .trim()

@@ -65,6 +65,12 @@ impl Config {
                 );
             }
         }
+        if !(1..=10_000).contains(&self.input.time_consensus) {
+            return bad(
+                "input.time_consensus",
+                format!("must be in 1..=10000, got {}", self.input.time_consensus),
+            );
+        }
         if self.input.max_line_bytes < 1024 || self.input.max_line_bytes > 1 << 30 {
             return bad(
                 "input.max_line_bytes",

@@ -159,6 +159,7 @@ impl Engine {
 
     /// End of input: closes every bucket up to the newest event and evaluates.
     pub fn finish(&mut self) {
+        self.anchor();
         let Some(max) = self.time.newest() else {
             return;
         };

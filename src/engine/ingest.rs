@@ -10,6 +10,7 @@ use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE};
 use crate::sketch::{ValueKind, ordinal};
 use crate::window::{Observation, SeriesWindows};
 
+use super::clock::{Gate, Refused};
 use super::{Applied, Engine, Series};
 
 /// A value as the engine sees it, borrowed from the event.
@@ -33,18 +34,8 @@ impl<'a> From<&'a Value> for Val<'a> {
 }
 
 impl Engine {
+    /// The event's bucket (None: late), after the robustness rule let it through.
     fn check_time(&mut self, t: i64) -> Result<Option<i64>, BadEvent> {
-        if let Some(max) = self.time.newest()
-            && t > max.saturating_add(self.skew_ms)
-        {
-            return Err(BadEvent::new(
-                BadReason::TimeOutOfRange,
-                format!(
-                    "event_time {t} is {} ahead of the newest event",
-                    humanize_ms(t - max)
-                ),
-            ));
-        }
         let b = t.div_euclid(self.bucket_ms);
         let first_open = *self.first_open.get_or_insert(b);
         if b < first_open && !self.closed_any {
@@ -61,8 +52,100 @@ impl Engine {
 
     /// Applies one event read from `source`.
     pub fn apply_from(&mut self, ev: &Event, source: usize) -> Result<Applied, BadEvent> {
-        let r = self.apply(ev);
-        if r.is_ok() {
+        self.apply_tagged(ev, Some(source), 0)
+    }
+
+    /// Applies one event read from `source` (None: the one merged stream of
+    /// a replay); `tag` names it to the caller should it be held and then
+    /// refused (see [`Engine::drain_refused`]).
+    pub fn apply_tagged(
+        &mut self,
+        ev: &Event,
+        source: Option<usize>,
+        tag: u64,
+    ) -> Result<Applied, BadEvent> {
+        match self.gate(ev.event_time()) {
+            Gate::Apply | Gate::Jump { .. } => self.apply_now(ev, source),
+            Gate::Hold => {
+                self.clock.hold(ev, source, tag);
+                self.anchor_when_agreed();
+                Ok(Applied::Held)
+            }
+            Gate::Refuse(bad) => Err(bad),
+        }
+    }
+
+    /// The event's time through the robustness rule (`clock`); a confirmed
+    /// jump moves time before the event is applied.
+    fn gate(&mut self, t: i64) -> Gate {
+        let gate = self.clock.gate(
+            t,
+            self.time.newest(),
+            self.closed_any,
+            self.skew_ms,
+            self.consensus,
+        );
+        match gate {
+            Gate::Jump { from, to } => {
+                self.stats.time_jumps += 1;
+                self.jumped.push((from, to));
+                // the buckets in between close now, empty: the event that
+                // follows lands near the first open bucket, whatever the gap
+                self.advance_to(to);
+                Gate::Apply
+            }
+            g => g,
+        }
+    }
+
+    /// Anchors once enough first events agree (see `clock`).
+    fn anchor_when_agreed(&mut self) {
+        if self.clock.holding() as u64 >= self.consensus {
+            self.anchor();
+        }
+    }
+
+    /// Ends holding: the held events near their median time are applied in
+    /// the order they came, the others refused.
+    pub(crate) fn anchor(&mut self) {
+        if self.clock.anchored() {
+            return;
+        }
+        for (ev, source, tag) in self.clock.anchor(self.skew_ms) {
+            if let Err(bad) = self.apply_now(&ev, source) {
+                self.clock.refuse(tag, ev, bad);
+            }
+        }
+    }
+
+    /// Held events refused at the anchor since the last call: the caller
+    /// reports each (its `tag` says where it came from) and counts it.
+    pub fn drain_refused(&mut self) -> impl Iterator<Item = Refused> + '_ {
+        self.clock.drain_refused()
+    }
+
+    /// First events held, waiting for enough to agree on the time.
+    pub fn holding(&self) -> usize {
+        self.clock.holding()
+    }
+
+    /// Refused held events or accepted jumps wait to be drained.
+    pub fn has_news(&self) -> bool {
+        self.clock.has_refused() || !self.jumped.is_empty()
+    }
+
+    /// Event-time jumps accepted since the last call: (from, to).
+    pub fn drain_jumps(&mut self) -> std::vec::Drain<'_, (i64, i64)> {
+        self.jumped.drain(..)
+    }
+
+    /// Applies an event the rule let through.
+    fn apply_now(&mut self, ev: &Event, source: Option<usize>) -> Result<Applied, BadEvent> {
+        let r = match ev {
+            Event::Prediction(p) => self.prediction_now(p),
+            Event::Outcome(o) => self.outcome_now(o),
+        };
+        if let (Ok(_), Some(source)) = (&r, source) {
             self.time.delivered(source, ev.event_time());
             self.advance();
         }
@@ -91,14 +174,29 @@ impl Engine {
 
     /// Applies one event of either kind.
     pub fn apply(&mut self, ev: &Event) -> Result<Applied, BadEvent> {
-        match ev {
-            Event::Prediction(p) => self.apply_prediction(p),
-            Event::Outcome(o) => self.apply_outcome(o),
+        self.apply_tagged(ev, None, 0)
+    }
+
+    /// Applies one prediction event (held while the first events are; the
+    /// event is copied only then).
+    pub fn apply_prediction(&mut self, p: &Prediction) -> Result<Applied, BadEvent> {
+        match self.gate(p.event_time) {
+            Gate::Apply | Gate::Jump { .. } => self.prediction_now(p),
+            Gate::Hold => self.apply_tagged(&Event::Prediction(p.clone()), None, 0),
+            Gate::Refuse(bad) => Err(bad),
         }
     }
 
-    /// Applies one prediction event.
-    pub fn apply_prediction(&mut self, p: &Prediction) -> Result<Applied, BadEvent> {
+    /// Applies one outcome event (held as predictions are).
+    pub fn apply_outcome(&mut self, o: &Outcome) -> Result<Applied, BadEvent> {
+        match self.gate(o.event_time) {
+            Gate::Apply | Gate::Jump { .. } => self.outcome_now(o),
+            Gate::Hold => self.apply_tagged(&Event::Outcome(o.clone()), None, 0),
+            Gate::Refuse(bad) => Err(bad),
+        }
+    }
+
+    fn prediction_now(&mut self, p: &Prediction) -> Result<Applied, BadEvent> {
         let Some(bucket) = self.check_time(p.event_time)? else {
             self.stats.late += 1;
             return Ok(Applied::Late);
@@ -179,9 +277,9 @@ impl Engine {
         Ok(Applied::Applied)
     }
 
-    /// Applies one outcome event. The join to predictions is not built yet:
-    /// outcomes are validated, counted and advance event time.
-    pub fn apply_outcome(&mut self, o: &Outcome) -> Result<Applied, BadEvent> {
+    /// An outcome joins its prediction (or waits for it), is counted and
+    /// advances event time.
+    fn outcome_now(&mut self, o: &Outcome) -> Result<Applied, BadEvent> {
         let on_time = self.check_time(o.event_time)?.is_some();
         let m = self.model(&o.model_id)?;
         // the pair counts in its prediction's bucket, whenever the outcome comes
@@ -285,8 +383,4 @@ impl Engine {
         self.stats.series = self.series.len() as u64;
         sid
     }
-}
-
-fn humanize_ms(ms: i64) -> String {
-    humantime::format_duration(std::time::Duration::from_millis(ms.max(0) as u64)).to_string()
 }

@@ -7,6 +7,8 @@
 //!
 //! One file per step of an event's way through it:
 //!
+//! - [`clock`]: which event times are trusted (the first events' consensus,
+//!   outliers refused, real jumps accepted).
 //! - [`watermark`]: event time reached, per input (Kafka partition or routed origin).
 //! - `ingest`: the per-event path — check the time, find the model, its
 //!   series and slots, write each value into its open bucket, feed the join.
@@ -16,6 +18,7 @@
 //! - `state`: the checkpointed [`EngineState`], and a baseline export.
 //! - `observe`: the engine's part of the telemetry snapshot.
 
+pub mod clock;
 mod emit;
 mod evaluate;
 mod ingest;
@@ -39,6 +42,7 @@ use crate::stats::Stats;
 use crate::telemetry::EvalPoint;
 use crate::window::{BinSpec, SeriesWindows};
 
+use clock::Clock;
 pub use state::EngineState;
 use watermark::Watermark;
 
@@ -65,6 +69,9 @@ pub enum Applied {
     Applied,
     /// Older than the closed buckets: counted, not applied.
     Late,
+    /// One of the first events, held until enough agree on the time (then
+    /// applied, or refused through [`Engine::drain_refused`]).
+    Held,
 }
 
 /// One series' identity and the values it has taken.
@@ -95,6 +102,12 @@ pub struct Engine {
     /// No bucket has closed yet: an event older than the first open bucket
     /// opens earlier buckets instead of being late.
     closed_any: bool,
+    /// Which event times are trusted; the first events held.
+    clock: Clock,
+    /// `input.time_consensus`.
+    consensus: u64,
+    /// Jumps accepted, not yet drained: (from, to).
+    jumped: Vec<(i64, i64)>,
     /// The newest event time, and per input (Kafka partition) its own;
     /// no inputs in replay, where the one merged stream is the only one.
     time: Watermark,
@@ -126,6 +139,7 @@ impl Engine {
         let dd = dd_config(cfg.series.quantile_accuracy);
         let bucket_ms = cfg.window.bucket.as_millis();
         let quality = QualityMonitor::new(&cfg);
+        let consensus = cfg.input.time_consensus.max(1);
         Engine {
             bins: BinSpec {
                 coarse: cfg.series.bins,
@@ -146,6 +160,9 @@ impl Engine {
             first_open: None,
             closed_any: false,
             time: Watermark::default(),
+            clock: Clock::default(),
+            consensus,
+            jumped: Vec::new(),
             pool: Vec::new(),
             slots: Vec::with_capacity(8),
             baselines,
@@ -240,6 +257,10 @@ impl Engine {
     /// Marks a source idle (it stops holding the watermark) or active again.
     pub fn set_idle(&mut self, id: usize, idle: bool) {
         if self.time.set_idle(id, idle) {
+            // a quiet stream does not wait for more first events to agree
+            if self.time.all_idle() {
+                self.anchor();
+            }
             self.advance();
         }
     }

@@ -14,6 +14,7 @@ use crate::registry::Model;
 use crate::stats::Stats;
 use crate::window::RefState;
 
+use super::clock::Clock;
 use super::watermark::Watermark;
 use super::{Engine, Series};
 
@@ -29,6 +30,7 @@ pub struct EngineState {
     first_open: Option<i64>,
     closed_any: bool,
     time: Watermark,
+    clock: Clock,
     stats: Stats,
     quality: QualityMonitor,
     out: Vec<Alert>,
@@ -43,6 +45,7 @@ struct StateRef<'a> {
     first_open: Option<i64>,
     closed_any: bool,
     time: &'a Watermark,
+    clock: &'a Clock,
     stats: &'a Stats,
     quality: &'a QualityMonitor,
     out: &'a [Alert],
@@ -60,6 +63,7 @@ impl Engine {
             first_open: self.first_open,
             closed_any: self.closed_any,
             time: &self.time,
+            clock: &self.clock,
             stats: &self.stats,
             quality: &self.quality,
             out: &self.out,
@@ -87,6 +91,7 @@ impl Engine {
         e.first_open = st.first_open;
         e.closed_any = st.closed_any;
         e.time = st.time;
+        e.clock = st.clock;
         e.stats = st.stats;
         e.quality = st.quality;
         e.out = st.out;

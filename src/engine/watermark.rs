@@ -99,6 +99,11 @@ impl Watermark {
         self.slowest_active()
     }
 
+    /// True when there are inputs and none is active.
+    pub(crate) fn all_idle(&self) -> bool {
+        self.sources.iter().any(|s| !s.removed) && self.active().next().is_none()
+    }
+
     fn active(&self) -> impl Iterator<Item = &Source> {
         self.sources.iter().filter(|s| !s.removed && !s.idle)
     }

@@ -14,25 +14,34 @@ pub const SOURCE_OFFSET: &str = "dlq.source.offset";
 /// Why it was refused: the reason's name (`BadReason::as_str`) and its message.
 pub const ERROR_CLASS: &str = "dlq.error.class";
 pub const ERROR_MESSAGE: &str = "dlq.error.message";
+/// Present when the value is the event re-encoded as JSON (the engine held
+/// it, then refused it: the original bytes were no longer at hand).
+pub const PAYLOAD_ENCODING: &str = "dlq.payload.encoding";
 
 /// Reports a bad message (the first 100 of a run are logged, the `n`-th
 /// here) and gives the headers of its dead letter: where it came from and why.
 pub fn bad_message(n: u64, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> OwnedHeaders {
+    bad_at(n, msg.topic(), msg.partition(), msg.offset(), bad)
+}
+
+/// [`bad_message`] for a message known by its place only (one the engine
+/// held and refused later).
+pub fn bad_at(n: u64, topic: &str, partition: i32, offset: i64, bad: &BadEvent) -> OwnedHeaders {
     if n <= 100 {
         tracing::warn!(
-            topic = msg.topic(),
-            partition = msg.partition(),
-            offset = msg.offset(),
+            topic,
+            partition,
+            offset,
             reason = bad.reason.as_str(),
             error = %bad.message,
             "bad message"
         );
     }
-    let (partition, offset) = (msg.partition().to_string(), msg.offset().to_string());
+    let (partition, offset) = (partition.to_string(), offset.to_string());
     OwnedHeaders::new()
         .insert(Header {
             key: SOURCE_TOPIC,
-            value: Some(msg.topic()),
+            value: Some(topic),
         })
         .insert(Header {
             key: SOURCE_PARTITION,

@@ -109,8 +109,9 @@ impl Service {
                 }
             }
         }
+        let tag = self.stats.messages;
         let result = decoder.decode(msg.payload()).and_then(|ev| {
-            let r = engine.apply_from(&ev, source);
+            let r = engine.apply_tagged(&ev, Some(source), tag);
             if engine.stats.late > late_before && engine.stats.late <= 20 {
                 // the first few, for the operator: where late events come from
                 tracing::warn!(
@@ -133,11 +134,24 @@ impl Service {
                 o.evaluate(engine.watermark().unwrap_or(0), evaluations, took, started);
             }
         }
+        if let Ok(crate::engine::Applied::Held) = result {
+            // one of the first events: where it came from, should it be refused
+            self.held.push((
+                task,
+                tag,
+                msg.topic().to_string(),
+                msg.partition(),
+                msg.offset(),
+            ));
+        }
         if let Err(bad) = result {
             engine.stats.count_bad(bad.reason);
             if !self.dead_letter(msg, &bad).await {
                 return false;
             }
+        }
+        if !self.settle_engine(task).await {
+            return false;
         }
         if !self.publish_alerts(stop).await {
             return false;

@@ -76,6 +76,9 @@ pub struct Service {
     /// Never turns true: for alert publishing outside a message.
     never: watch::Receiver<bool>,
     pub stats: ServiceStats,
+    /// Messages an engine holds (its first events, until enough agree on
+    /// the time): (task, tag, topic, partition, offset), to name them if refused.
+    held: Vec<(usize, u64, String, i32, i64)>,
     /// Stop once every assigned partition is idle at its end.
     pub until_end: bool,
     /// Wall time of the first and the last message handled.
@@ -134,6 +137,7 @@ impl Service {
             partitions: Vec::new(),
             never: watch::channel(false).1,
             stats: ServiceStats::default(),
+            held: Vec::new(),
             until_end: false,
             first_message: None,
             last_message: None,

@@ -9,7 +9,7 @@ use rdkafka::producer::FutureRecord;
 use tokio::sync::watch;
 
 use crate::event::BadEvent;
-use crate::kafka::dead_letter::bad_message;
+use crate::kafka::dead_letter::{PAYLOAD_ENCODING, bad_at, bad_message};
 use crate::kafka::send::send_until_acked;
 use crate::telemetry;
 
@@ -69,5 +69,66 @@ impl Service {
             },
         )
         .await
+    }
+
+    /// Reports what an engine decided about events it held (refused: logged
+    /// with their place, counted, dead-lettered as JSON) and the event-time
+    /// jumps it accepted. False when stopping cut a dead letter short.
+    pub(super) async fn settle_engine(&mut self, task: usize) -> bool {
+        let engine = &mut self.tasks[task].engine;
+        if !engine.has_news() {
+            if engine.holding() == 0 && !self.held.is_empty() {
+                self.held.retain(|h| h.0 != task);
+            }
+            return true;
+        }
+        let refused: Vec<_> = engine.drain_refused().collect();
+        let jumps: Vec<(i64, i64)> = engine.drain_jumps().collect();
+        for (from, to) in jumps {
+            tracing::warn!(
+                from,
+                to,
+                "event time jumped: enough events agreed on it; the buckets in between closed empty"
+            );
+        }
+        for r in refused {
+            self.tasks[task].engine.stats.count_bad(r.bad.reason);
+            self.stats.dead_lettered += 1;
+            let (topic, partition, offset) = self
+                .held
+                .iter()
+                .find(|h| h.0 == task && h.1 == r.tag)
+                .map_or((String::new(), -1, -1), |h| (h.2.clone(), h.3, h.4));
+            let headers = bad_at(self.stats.dead_lettered, &topic, partition, offset, &r.bad)
+                .insert(rdkafka::message::Header {
+                    key: PAYLOAD_ENCODING,
+                    value: Some("json"),
+                });
+            let payload = match &r.event {
+                crate::event::Event::Prediction(p) => serde_json::to_vec(p),
+                crate::event::Event::Outcome(o) => serde_json::to_vec(o),
+            }
+            .unwrap_or_default();
+            let Some(p) = &self.dlq else { continue };
+            let failures = &mut self.stats.dlq_failures;
+            send_until_acked(
+                p,
+                || {
+                    FutureRecord::to(&self.cfg.kafka.dlq_topic)
+                        .headers(headers.clone())
+                        .payload(&payload[..])
+                },
+                None,
+                |e| {
+                    *failures += 1;
+                    tracing::warn!(error = %e, "dead-letter delivery failed; retrying");
+                },
+            )
+            .await;
+        }
+        if self.tasks[task].engine.holding() == 0 {
+            self.held.retain(|h| h.0 != task);
+        }
+        true
     }
 }

@@ -41,14 +41,15 @@ fn bad_events_are_named_with_file_and_line_counted_and_skipped() {
         (6, "empty_trace_id"),
         (7, "time_out_of_range"),
         (8, "time_out_of_range"),
-        (9, "time_out_of_range"),
+        (9, "time_outlier"),
     ] {
         let want = format!("bad.jsonl:{line}: bad event ({reason})");
         assert!(err.contains(&want), "missing `{want}` in:\n{err}");
     }
     assert!(err.contains("events read: 10 (2 predictions"), "{err}");
     assert!(err.contains("bad events: 8 ("), "{err}");
-    assert!(err.contains("time_out_of_range 3"), "{err}");
+    assert!(err.contains("time_out_of_range 2"), "{err}");
+    assert!(err.contains("time_outlier 1"), "{err}");
 }
 
 #[test]

@@ -136,7 +136,8 @@ fn caps_hold_and_late_events_are_counted() {
             prediction: Scalar::Number(0.0),
             score: None,
         };
-        assert_eq!(e.apply_prediction(&p).unwrap(), Applied::Applied);
+        // the first events are held until enough agree on the time
+        assert_ne!(e.apply_prediction(&p).unwrap(), Applied::Late);
     }
     let m = &e.models()[0];
     // overall, `__other__` and two user values
@@ -296,11 +297,16 @@ fn a_delayed_label_alert_covers_the_predictions_that_moved_it() {
     }
     let concept = alerts
         .iter()
-        .find(|a| a.kind == AlertKind::ConceptDrift && a.slice.is_empty() && a.state == AlertState::Firing)
+        .find(|a| {
+            a.kind == AlertKind::ConceptDrift && a.slice.is_empty() && a.state == AlertState::Firing
+        })
         .unwrap_or_else(|| {
             panic!(
                 "no concept drift: {:?}",
-                alerts.iter().map(|a| (a.kind, a.test.clone())).collect::<Vec<_>>()
+                alerts
+                    .iter()
+                    .map(|a| (a.kind, a.test.clone()))
+                    .collect::<Vec<_>>()
             )
         });
     assert!(
@@ -311,7 +317,10 @@ fn a_delayed_label_alert_covers_the_predictions_that_moved_it() {
         (flip - T0) / 60_000
     );
     assert!(concept.window_start < concept.window_end);
-    assert!(concept.emitted_at > concept.window_end, "labels come after their predictions");
+    assert!(
+        concept.emitted_at > concept.window_end,
+        "labels come after their predictions"
+    );
     // the pairs counted are those of the window: two per second of it at most
     let span_s = (concept.window_end - concept.window_start) / 1000;
     assert!(concept.sample_size.current > 0 && concept.sample_size.current <= 2 * span_s);

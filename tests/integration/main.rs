@@ -10,6 +10,7 @@ mod config;
 mod engine;
 mod fuzz_corpus;
 mod hostile_files;
+mod hostile_time;
 mod layout;
 mod mock;
 mod replay;

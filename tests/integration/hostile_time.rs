@@ -1,0 +1,159 @@
+//! One event with an absurd timestamp, anywhere in a stream, changes
+//! nothing but one counter; a real gap in the stream is crossed.
+
+use std::path::Path;
+
+use crate::util::*;
+
+/// A 5-hour stream with a shift at hour 3 (alerts on `x`), as lines.
+fn lines(dir: &Path) -> Vec<String> {
+    let p = dir.join("clean.jsonl");
+    write_stream(
+        &p,
+        &Stream {
+            hours: 5.0,
+            per_second: 2.0,
+            shift_at_hour: Some(3.0),
+            seed: 3,
+        },
+    );
+    std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The line with its event time replaced.
+fn dated(line: &str, t: i64) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let old = v["event_time"].as_i64().unwrap();
+    line.replace(
+        &format!("\"event_time\":{old}"),
+        &format!("\"event_time\":{t}"),
+    )
+    .replace("\"trace_id\":\"t", "\"trace_id\":\"odd-t")
+}
+
+/// Replays a file: (alert ids in order, stderr, peak RSS in KiB).
+fn replay(dir: &Path, name: &str, lines: &[String]) -> (Vec<String>, String, u64) {
+    let p = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    let out = dir.join(format!("{name}.alerts.jsonl"));
+    let o = std::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("peak_rss_kb=%M")
+        .arg(env!("CARGO_BIN_EXE_driftline"))
+        .args([
+            "replay",
+            "--config",
+            "config/driftline.toml",
+            "--predictions",
+            p.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let rss = err
+        .rsplit("peak_rss_kb=")
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let ids = alerts(&out)
+        .iter()
+        .map(|a| format!("{} {}", a["alert_id"], a["state"]))
+        .collect();
+    (ids, err, rss)
+}
+
+fn count(err: &str, reason: &str) -> u64 {
+    err.split(&format!("{reason} "))
+        .nth(1)
+        .and_then(|s| {
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn one_absurd_timestamp_changes_nothing_but_a_counter() {
+    let dir = tempdir("absurd-time");
+    let clean = lines(&dir);
+    let (want, _, clean_rss) = replay(&dir, "clean", &clean);
+    assert!(!want.is_empty(), "the clean stream alerts");
+    let mid = clean.len() / 2;
+    let cases: [(&str, usize, i64); 5] = [
+        ("far past first", 0, 86_400_000),          // 1970-01-02
+        ("epoch seconds first", 0, T0 / 1000),      // seconds among milliseconds
+        ("far future first", 0, 4_102_444_800_000), // 2100-01-01
+        (
+            "far future mid-stream",
+            mid,
+            T0 + 23 * 3_600_000 + (mid as i64) * 500,
+        ),
+        ("far past mid-stream", mid, 86_400_000),
+    ];
+    for (name, at, t) in cases {
+        let mut ls = clean.clone();
+        ls.insert(at, dated(&clean[at], t));
+        let (got, err, rss) = replay(&dir, &name.replace(' ', "-"), &ls);
+        assert_eq!(got, want, "{name}: the alerts of the clean stream\n{err}");
+        let refused = count(&err, "time_outlier") + count(&err, "time_out_of_range");
+        let late: u64 = err
+            .split("late events: ")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        assert_eq!(refused + late, 1, "{name}: the outlier counted once\n{err}");
+        assert!(
+            err.contains(".jsonl:"),
+            "{name}: named with its file and line\n{err}"
+        );
+        assert!(
+            rss < 2 * clean_rss.max(1),
+            "{name}: {rss} KiB vs {clean_rss} KiB clean"
+        );
+    }
+}
+
+#[test]
+fn a_real_gap_is_crossed_and_reported() {
+    let dir = tempdir("gap");
+    let clean = lines(&dir);
+    // the stream stops for 40 days after hour 2 and goes on from there
+    let gap = 40 * 86_400_000i64;
+    let cut = clean.len() * 2 / 5;
+    let mut ls: Vec<String> = clean[..cut].to_vec();
+    for l in &clean[cut..] {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let t = v["event_time"].as_i64().unwrap();
+        ls.push(l.replace(
+            &format!("\"event_time\":{t}"),
+            &format!("\"event_time\":{}", t + gap),
+        ));
+    }
+    let after = (clean.len() - cut) as u64;
+    let (_, err, _) = replay(&dir, "gap", &ls);
+    assert!(
+        err.contains("event time jumped"),
+        "the jump is reported\n{err}"
+    );
+    let refused = count(&err, "time_outlier");
+    let late: u64 = err
+        .split("late events: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (refused + late) * 100 < after,
+        "{refused} refused and {late} late of the {after} events after the gap\n{err}"
+    );
+}
