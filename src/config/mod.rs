@@ -518,9 +518,7 @@ fn redact_secrets(message: &str) -> String {
     // lines were joined with " | " (one_line); the snippet's own gutter is "|" too
     while let Some(eq) = rest.find('=') {
         let (before, after) = rest.split_at(eq);
-        let key_start = before
-            .rfind(['|', '{', ',', '\n'])
-            .map_or(0, |i| i + 1);
+        let key_start = before.rfind(['|', '{', ',', '\n']).map_or(0, |i| i + 1);
         let key = before[key_start..]
             .trim()
             .trim_matches(|c| c == '"' || c == '\'');

@@ -6,7 +6,7 @@
 use crate::alert::policy::Transition;
 use crate::alert::{
     Alert, AlertKind, AlertState, Cause, Evidence, Move, Persistence, QuantilePair, SampleSize,
-    episode_id,
+    Severity, episode_id,
 };
 use crate::drift::{Test, categorical};
 use crate::quality::monitor::{QChannel, QualityEval};
@@ -20,6 +20,29 @@ use super::evaluate::{Channel, ChannelEval, Summary, ratio};
 /// Newest buckets whose median (numbers) or new-category share (categories)
 /// is compared with the reference's to tell a unit change or a new category set.
 const RECENT_BUCKETS: usize = 3;
+
+/// What an alert says besides its episode (id, state, severity,
+/// persistence): a series' channel or a model-quality channel fills it in,
+/// [`Engine::push_alert`] builds the alert.
+struct Draft {
+    model_id: String,
+    model_version: Option<String>,
+    kind: AlertKind,
+    feature: Option<String>,
+    slice: std::collections::BTreeMap<String, String>,
+    test: Test,
+    statistic: f64,
+    p_value: Option<f64>,
+    threshold: f64,
+    /// (start, end), event time.
+    window: (i64, i64),
+    reference: (i64, i64),
+    /// (current, reference) sample sizes.
+    sizes: (u64, u64),
+    evidence: Evidence,
+    cause: Cause,
+    exemplars: Vec<String>,
+}
 
 impl Engine {
     /// Open input-drift episodes of a model in a slot: (alert id) — what a quality alert's triage weighs.
@@ -108,12 +131,7 @@ impl Engine {
             }
         );
         let qs = &mut self.quality.series[e.series as usize];
-        let ch = match e.channel {
-            QChannel::Performance => &mut qs.performance,
-            QChannel::Concept => &mut qs.concept,
-            QChannel::LabelShift => &mut qs.label_shift,
-            QChannel::Coverage => &mut qs.coverage,
-        };
+        let ch = qs.channel_mut(e.channel);
         let policy = &self.cfg.policy;
         let Some((state, severity, alert_id, (breaches, evaluations))) =
             ch.apply(t, now, policy, || {
@@ -126,42 +144,33 @@ impl Engine {
             qs.ph.reset();
             qs.since_min = None;
         }
-        self.stats.count_alert(kind, severity, state);
-        self.out.push(Alert {
-            alert_id,
+        let draft = Draft {
             model_id,
             model_version,
             kind,
             feature,
             slice,
-            test: sm.test.to_string(),
+            test: sm.test,
             statistic: sm.statistic,
             p_value: sm.p_value,
             threshold: sm.threshold,
-            severity,
-            state,
-            window_start: e.window_start,
-            window_end: e.window_end,
-            reference_start: e.reference_start,
-            reference_end: e.reference_end,
-            sample_size: SampleSize {
-                current: e.current_n as i64,
-                reference: e.reference_n as i64,
-            },
-            persistence: Persistence {
-                breaches: breaches as i32,
-                evaluations: evaluations as i32,
-            },
+            window: (e.window_start, e.window_end),
+            reference: (e.reference_start, e.reference_end),
+            sizes: (e.current_n, e.reference_n),
             evidence: Evidence {
                 summary,
                 tests: sm.tests.clone(),
                 related_alert_ids: related,
                 ..Evidence::default()
             },
-            suspected_cause: cause,
-            exemplar_trace_ids: Vec::new(),
-            emitted_at: now,
-        });
+            cause,
+            exemplars: Vec::new(),
+        };
+        self.push_alert(
+            draft,
+            (state, severity, alert_id, (breaches, evaluations)),
+            now,
+        );
     }
 
     pub(super) fn emit(&mut self, e: &ChannelEval, t: Transition, now: i64) {
@@ -193,35 +202,72 @@ impl Engine {
         else {
             return;
         };
-        self.stats.count_alert(e.kind, severity, state);
-        self.out.push(Alert {
-            alert_id,
+        let draft = Draft {
             model_id,
             model_version,
             kind: e.kind,
             feature: Some(feature),
             slice,
-            test: e.test.to_string(),
+            test: e.test,
             statistic: e.statistic,
             p_value: e.p_value,
             threshold: e.threshold,
+            window: (window_start, now),
+            reference: (reference_start, reference_end),
+            sizes: (e.current_n, e.reference_n),
+            evidence,
+            cause,
+            exemplars,
+        };
+        self.push_alert(
+            draft,
+            (state, severity, alert_id, (breaches, evaluations)),
+            now,
+        );
+    }
+
+    /// The one place an [`Alert`] is built: a draft and its episode's
+    /// transition (state, severity, id, persistence), counted and queued.
+    fn push_alert(
+        &mut self,
+        d: Draft,
+        (state, severity, alert_id, (breaches, evaluations)): (
+            AlertState,
+            Severity,
+            String,
+            (u32, u32),
+        ),
+        now: i64,
+    ) {
+        self.stats.count_alert(d.kind, severity, state);
+        self.out.push(Alert {
+            alert_id,
+            model_id: d.model_id,
+            model_version: d.model_version,
+            kind: d.kind,
+            feature: d.feature,
+            slice: d.slice,
+            test: d.test.to_string(),
+            statistic: d.statistic,
+            p_value: d.p_value,
+            threshold: d.threshold,
             severity,
             state,
-            window_start,
-            window_end: now,
-            reference_start,
-            reference_end,
+            window_start: d.window.0,
+            window_end: d.window.1,
+            reference_start: d.reference.0,
+            reference_end: d.reference.1,
             sample_size: SampleSize {
-                current: e.current_n as i64,
-                reference: e.reference_n as i64,
+                current: d.sizes.0 as i64,
+                reference: d.sizes.1 as i64,
             },
             persistence: Persistence {
                 breaches: breaches as i32,
                 evaluations: evaluations as i32,
             },
-            evidence,
-            suspected_cause: cause,
-            exemplar_trace_ids: exemplars,
+            evidence: d.evidence,
+            suspected_cause: d.cause,
+            exemplar_trace_ids: d.exemplars,
             emitted_at: now,
         });
     }

@@ -300,13 +300,7 @@ impl Engine {
         });
         for i in order {
             let (e, sm, verdict) = (&qevals[i], &qsums[i], quality_verdicts[i]);
-            let qs = &mut self.quality.series[e.series as usize];
-            let ch = match e.channel {
-                QChannel::Performance => &mut qs.performance,
-                QChannel::Concept => &mut qs.concept,
-                QChannel::LabelShift => &mut qs.label_shift,
-                QChannel::Coverage => &mut qs.coverage,
-            };
+            let ch = self.quality.series[e.series as usize].channel_mut(e.channel);
             if let Some(t) = ch.step(verdict, now, &self.cfg.policy) {
                 self.emit_quality(e, sm, t, now, labels_moved.contains(&e.series));
             }

@@ -40,6 +40,18 @@ pub struct QualitySeries {
     pub coverage: ChannelState,
 }
 
+impl QualitySeries {
+    /// The alert state of one of its channels.
+    pub fn channel_mut(&mut self, c: QChannel) -> &mut ChannelState {
+        match c {
+            QChannel::Performance => &mut self.performance,
+            QChannel::Concept => &mut self.concept,
+            QChannel::LabelShift => &mut self.label_shift,
+            QChannel::Coverage => &mut self.coverage,
+        }
+    }
+}
+
 /// Per-model state of the join side.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct ModelQuality {
