@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end replay throughput and peak memory on ~1M and ~5M prediction
 # events (8 features, 2 slice dimensions: the `stationary` stream of
-# ../shared/scenarios at a higher rate), from JSON Lines and from Avro
+# tests/scenarios/generate.py at a higher rate), from JSON Lines and from Avro
 # container files (null and deflate codecs). Streams are cached in
 # target/bench. Usage: bash benches/e2e.sh [1m|5m|all]
 set -euo pipefail
@@ -9,15 +9,16 @@ cd "$(dirname "$0")/.."
 which="${1:-all}"
 cargo build --release --locked
 bin=target/release/driftline
-py=python3
-[ -x target/venv/bin/python ] && py=target/venv/bin/python
+py=target/venv/bin/python
+[ -x $py ] || python3 -m venv target/venv
+$py -c 'import numpy' 2>/dev/null || $py -m pip install --quiet --disable-pip-version-check numpy
 mkdir -p target/bench
 for size in 1m 5m; do
   [ "$which" = all ] || [ "$which" = "$size" ] || continue
   rate=$([ "$size" = 1m ] && echo 11.5741 || echo 57.8704)
   dir=target/bench/$size
   if [ ! -f "$dir/stationary/predictions.jsonl" ]; then
-    $py ../shared/scenarios/gen_scenarios.py "$dir" --only stationary --rate "$rate" --hours 24 >/dev/null
+    $py tests/scenarios/generate.py "$dir" --only stationary --rate "$rate" --hours 24 >/dev/null
   fi
   p=$dir/stationary/predictions.jsonl
   [ -f "$dir/p-null.avro" ] || $bin convert --kind predictions --codec null --input "$p" --output "$dir/p-null.avro" 2>/dev/null

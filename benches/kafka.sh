@@ -12,7 +12,7 @@ if [ ! -x $py ]; then python3 -m venv target/venv; fi
 $py -c 'import numpy, confluent_kafka, fastavro' 2>/dev/null \
   || $py -m pip install --quiet --disable-pip-version-check numpy confluent-kafka fastavro
 if [ ! -f target/bench/1m/stationary/predictions.jsonl ]; then
-  $py ../shared/scenarios/gen_scenarios.py target/bench/1m --only stationary --rate 11.5741 --hours 24 >/dev/null
+  $py tests/scenarios/generate.py target/bench/1m --only stationary --rate 11.5741 --hours 24 >/dev/null
 fi
 port="${KAFKA_PORT:-39092}"
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

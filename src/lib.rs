@@ -2,7 +2,7 @@
 //!
 //! A streaming drift monitor for machine-learning models in production:
 //! prediction and outcome events in, tiered, persistence-aware alert events
-//! out. See `README.md` for use and `../shared/DESIGN.md` for the contracts.
+//! out. See `README.md` for use and `docs/` for the contracts, operations and architecture.
 //!
 //! ```
 //! use driftline::codec::{StreamKind, json};

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Replays every stream of ../shared/scenarios/gen_scenarios.py through
+"""Replays every stream of the project's scenario generator
+(tests/scenarios/generate.py) through
 `driftline replay` with the shipped config and scores the alerts against
 each stream's truth.json. Prints the README's results table (markdown).
 
@@ -20,7 +21,7 @@ import argparse, json, os, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-GEN = os.path.join(ROOT, "..", "shared", "scenarios", "gen_scenarios.py")
+GEN = os.path.join(HERE, "generate.py")
 NAMES = ["stationary", "abrupt_amount", "slice_device_apac", "transient_spike", "null_spike",
          "unit_change", "concept_flip", "gradual_tenure"]
 PENDING = set()
