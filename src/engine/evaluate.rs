@@ -496,12 +496,20 @@ pub(super) fn ratio(a: u64, b: u64) -> f64 {
 /// divided by the reference's standard deviation.
 fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
     let a: Vec<(f64, f64)> = r.quantiles.iter().map(|&x| (x, 1.0)).collect();
+    // one wild value (2^64 among dollars) must not page: a bin's mean is held
+    // within the reference's range widened by a quarter of it on each side.
+    // Only the two open-ended outer bins can reach past it, and a real shift
+    // or unit change still reads as far away (all its mass moves there).
+    let (lo, hi) = match (r.quantiles.first(), r.quantiles.last()) {
+        (Some(&l), Some(&h)) => (l - 0.25 * (h - l), h + 0.25 * (h - l)),
+        _ => (f64::MIN, f64::MAX),
+    };
     let b: Vec<(f64, f64)> = cur
         .hist
         .iter()
         .zip(&cur.hist_sum)
         .filter(|(c, _)| **c > 0)
-        .map(|(c, s)| (s / *c as f64, *c as f64))
+        .map(|(c, s)| ((s / *c as f64).clamp(lo, hi), *c as f64))
         .collect();
     let w = numeric::wasserstein(&a, &b);
     let sd = r.sketch.variance().sqrt();
@@ -511,4 +519,55 @@ fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
         r.sketch.mean.abs().max(1e-12)
     };
     w / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sketch::{dd_config, ordinal};
+    use crate::window::{BinSpec, fill_bin_sums};
+
+    /// A window whose values match the reference but for one 2^64, alone in
+    /// the top bin of its bucket: the Wasserstein distance stays below the
+    /// warning tier (it was ~10^17 reference deviations).
+    #[test]
+    fn one_wild_value_does_not_move_wasserstein() {
+        let dd = dd_config(0.01);
+        let bins = BinSpec {
+            coarse: 10,
+            fine: 40,
+            dd,
+        };
+        let mut x = 0u64;
+        let mut normal = || {
+            // a fixed, spread-out sequence: ±3 around 0
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 6.0
+        };
+        let mut acc = Sketch::new();
+        for _ in 0..5000 {
+            acc.add_number(normal(), None, &dd);
+        }
+        let r = Reference::build(acc, 0, 1, Some(ValueKind::Numeric), &bins);
+        let edges = r.edges.clone().unwrap();
+        let bucket = |xs: &[f64]| {
+            let mut s = Sketch::new();
+            s.size_numeric_hist(edges.bins());
+            for &v in xs {
+                s.add_number(v, Some(edges.bin_of(ordinal(&dd, v))), &dd);
+            }
+            fill_bin_sums(&mut s);
+            s
+        };
+        let calm: Vec<f64> = (0..3000).map(|_| normal()).collect();
+        let mut window = bucket(&calm);
+        let before = normalised_wasserstein(&r, &window);
+        let wild = bucket(&[2f64.powi(64)]);
+        window.merge_counts(&wild);
+        let after = normalised_wasserstein(&r, &window);
+        assert!(before < 0.05, "{before}");
+        assert!(after < 0.2, "one value moved it to {after}");
+    }
 }
