@@ -20,7 +20,12 @@ pub fn baseline(mut cfg: Config, predictions: &[PathBuf], output: &PathBuf) -> R
     let mut engine = Engine::new(cfg);
     let started = Instant::now();
     let mut feeder = Feeder::default();
-    for rec in open_merged(predictions, &[], engine.config().input.max_line_bytes)? {
+    for rec in open_merged(
+        predictions,
+        &[],
+        engine.config().input.max_line_bytes,
+        engine.config().input.max_future_skew.as_millis(),
+    )? {
         feeder.feed(&mut engine, &rec, false)?;
     }
     engine.finish();

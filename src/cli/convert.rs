@@ -32,9 +32,12 @@ pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec
     let (schema, merged) = match kind {
         Kind::Predictions => (
             &schemas.prediction,
-            open_merged(input, &[], MAX_LINE_BYTES)?,
+            open_merged(input, &[], MAX_LINE_BYTES, i64::MAX)?,
         ),
-        Kind::Outcomes => (&schemas.outcome, open_merged(&[], input, MAX_LINE_BYTES)?),
+        Kind::Outcomes => (
+            &schemas.outcome,
+            open_merged(&[], input, MAX_LINE_BYTES, i64::MAX)?,
+        ),
     };
     check_output(output, &input.iter().collect::<Vec<_>>())?;
     let file = std::fs::File::create(output).map_err(|e| Error::write(output, e))?;

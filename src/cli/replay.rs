@@ -36,7 +36,13 @@ pub fn replay(
 ) -> Result<i32> {
     let baselines = Baseline::load_configured(&cfg)?;
     let mut engine = Engine::with_baselines(cfg, baselines);
-    let merged = open_merged(predictions, outcomes, engine.config().input.max_line_bytes)?;
+    let input = &engine.config().input;
+    let merged = open_merged(
+        predictions,
+        outcomes,
+        input.max_line_bytes,
+        input.max_future_skew.as_millis(),
+    )?;
     let out: Box<dyn Write> = match &output {
         Some(p) => {
             check_output(p, &predictions.iter().chain(outcomes).collect::<Vec<_>>())?;

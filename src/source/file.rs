@@ -370,18 +370,36 @@ pub struct Merge {
     /// Pending good event per source.
     pending: Vec<Option<(Location, Event)>>,
     heap: BinaryHeap<Reverse<(i64, usize)>>,
-    /// Bad records met while refilling, handed out before the next event.
+    /// Bad records met while refilling, and events far ahead of their file
+    /// (see [`Merge::with_jump`]), handed out before the next event.
     bad: std::collections::VecDeque<Record>,
+    /// The event time each file's previous event had.
+    prev: Vec<Option<i64>>,
+    /// An event more than this ahead of its file's previous one is handed
+    /// out at once, in file order, not merged by its time.
+    jump_ms: i64,
 }
 
 impl Merge {
     pub fn new(sources: Vec<FileSource>) -> Merge {
+        Merge::with_jump(sources, i64::MAX)
+    }
+
+    /// A merge in which an event more than `jump_ms` of event time ahead of
+    /// its file's previous event is handed out at once rather than merged
+    /// by its time: merged, one absurd timestamp (a year ahead) would hold
+    /// its whole file back while the other files ran on, and every event
+    /// after it would come late. Handed out, the engine judges it alone
+    /// (`engine::clock`: refused, or the first of a real jump).
+    pub fn with_jump(sources: Vec<FileSource>, jump_ms: i64) -> Merge {
         let n = sources.len();
         let mut m = Merge {
             sources,
             pending: (0..n).map(|_| None).collect(),
             heap: BinaryHeap::with_capacity(n),
             bad: Default::default(),
+            prev: vec![None; n],
+            jump_ms,
         };
         for i in 0..n {
             m.refill(i);
@@ -393,7 +411,17 @@ impl Merge {
         while let Some(rec) = self.sources[i].next_record() {
             match rec.event {
                 Ok(ev) => {
-                    self.heap.push(Reverse((ev.event_time(), i)));
+                    let t = ev.event_time();
+                    let ahead = self.prev[i].is_some_and(|p| t > p.saturating_add(self.jump_ms));
+                    self.prev[i] = Some(t);
+                    if ahead {
+                        self.bad.push_back(Record {
+                            location: rec.location,
+                            event: Ok(ev),
+                        });
+                        continue;
+                    }
+                    self.heap.push(Reverse((t, i)));
                     self.pending[i] = Some((rec.location, ev));
                     return;
                 }
@@ -426,6 +454,7 @@ pub fn open_merged(
     predictions: &[PathBuf],
     outcomes: &[PathBuf],
     max_line: usize,
+    jump_ms: i64,
 ) -> Result<Merge> {
     let mut seen: Vec<(FileId, &PathBuf)> = Vec::new();
     for p in predictions.iter().chain(outcomes) {
@@ -456,7 +485,7 @@ pub fn open_merged(
     for p in outcomes {
         sources.push(FileSource::open(p, StreamKind::Outcomes, max_line)?);
     }
-    Ok(Merge::new(sources))
+    Ok(Merge::with_jump(sources, jump_ms))
 }
 
 /// A file's identity (device and inode): two paths of one file have the same.
@@ -531,7 +560,7 @@ mod tests {
             "o.jsonl",
             r#"{"trace_id":"a1","model_id":"m","event_time":3,"label":1}"#,
         );
-        let recs: Vec<Record> = open_merged(&[a, b], &[o], MAX_LINE_BYTES)
+        let recs: Vec<Record> = open_merged(&[a, b], &[o], MAX_LINE_BYTES, i64::MAX)
             .unwrap()
             .collect();
         let mut order = Vec::new();
