@@ -55,6 +55,12 @@ pub struct Refused {
     pub bad: BadEvent,
 }
 
+/// `behind`: events far *behind* the stream are judged too. Only in replay
+/// (one merged stream): with Kafka partitions as inputs, one partition may
+/// legitimately be hours behind another (a backlog, a restart), and the
+/// watermark already waits for the slowest; there only events far ahead are
+/// refused.
+///
 /// What to do with an event's time.
 pub(crate) enum Gate {
     Apply,
@@ -101,6 +107,7 @@ impl Clock {
         closed: bool,
         skew_ms: i64,
         consensus: u64,
+        behind: bool,
     ) -> Gate {
         if !self.anchored {
             return Gate::Hold;
@@ -140,7 +147,7 @@ impl Clock {
                 ),
             ));
         }
-        if !closed && t < f.saturating_sub(skew_ms) {
+        if behind && !closed && t < f.saturating_sub(skew_ms) {
             return Gate::Refuse(BadEvent::new(
                 BadReason::TimeOutlier,
                 format!(
@@ -186,7 +193,11 @@ impl Clock {
     /// Ends holding: the anchor is the held events' median time. Returns
     /// the events to apply (in the order they came, with their input);
     /// those too far from the anchor are refused (see [`Clock::drain_refused`]).
-    pub(crate) fn anchor(&mut self, skew_ms: i64) -> Vec<(Event, Option<usize>, u64)> {
+    pub(crate) fn anchor(
+        &mut self,
+        skew_ms: i64,
+        behind: bool,
+    ) -> Vec<(Event, Option<usize>, u64)> {
         self.anchored = true;
         let held = std::mem::take(&mut self.held);
         if held.is_empty() {
@@ -223,7 +234,8 @@ impl Clock {
                     continue;
                 }
             };
-            if (h.time - median).abs() <= tolerance {
+            let off = h.time - median;
+            if off <= tolerance && (!behind || -off <= tolerance) {
                 apply.push((event, h.source.map(|s| s as usize), h.tag));
             } else {
                 let bad = BadEvent::new(
@@ -231,7 +243,7 @@ impl Clock {
                     format!(
                         "event_time {} is {} from the first events' median time ({median})",
                         h.time,
-                        humanize_ms((h.time - median).abs())
+                        humanize_ms(off.abs())
                     ),
                 );
                 self.refused.push(Refused {
@@ -276,7 +288,7 @@ mod tests {
         for i in 0..10_000i64 {
             let now = i * 500;
             let t = if i % 10 == 0 { now + 24 * H } else { now };
-            match c.gate(t, Some(now), true, 3 * H, 16) {
+            match c.gate(t, Some(now), true, 3 * H, 16, true) {
                 Gate::Refuse(b) => {
                     assert_eq!(b.reason, BadReason::TimeOutlier);
                     refused += 1;
@@ -297,7 +309,7 @@ mod tests {
         let after = 40 * 24 * H;
         let mut jumped_at = None;
         for i in 0..100i64 {
-            match c.gate(after + i * 500, Some(0), true, 3 * H, 16) {
+            match c.gate(after + i * 500, Some(0), true, 3 * H, 16, true) {
                 Gate::Jump { from, to } => {
                     assert_eq!((from, to), (0, after));
                     jumped_at = Some(i);
@@ -326,7 +338,7 @@ mod tests {
         for i in 1..16 {
             c.hold(&ev(1_767_225_600_000 + i * 500), Some(0), i as u64);
         }
-        let applied = c.anchor(3 * H);
+        let applied = c.anchor(3 * H, true);
         assert_eq!(applied.len(), 15);
         assert_eq!(applied[0].2, 1, "in the order they came");
         let refused: Vec<Refused> = c.drain_refused().collect();

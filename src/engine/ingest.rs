@@ -84,6 +84,7 @@ impl Engine {
             self.closed_any,
             self.skew_ms,
             self.consensus,
+            !self.time.has_sources(),
         );
         match gate {
             Gate::Jump { from, to } => {
@@ -111,7 +112,8 @@ impl Engine {
         if self.clock.anchored() {
             return;
         }
-        for (ev, source, tag) in self.clock.anchor(self.skew_ms) {
+        let behind = !self.time.has_sources();
+        for (ev, source, tag) in self.clock.anchor(self.skew_ms, behind) {
             if let Err(bad) = self.apply_now(&ev, source) {
                 self.clock.refuse(tag, ev, bad);
             }

@@ -99,6 +99,11 @@ impl Watermark {
         self.slowest_active()
     }
 
+    /// True when the engine reads Kafka partitions (or routed origins), not one merged stream.
+    pub(crate) fn has_sources(&self) -> bool {
+        !self.sources.is_empty()
+    }
+
     /// True when there are inputs and none is active.
     pub(crate) fn all_idle(&self) -> bool {
         self.sources.iter().any(|s| !s.removed) && self.active().next().is_none()

@@ -168,6 +168,11 @@ impl Service {
         {
             self.set_paused(pi, true);
         }
+        // a held message's offset is stored once the engine applied it
+        // (settle_engine): stored now, a crash while it is held would lose it
+        if self.held.iter().any(|h| h.0 == task && h.1 == tag) {
+            return true;
+        }
         if let Err(e) = self.consumer.store_offset_from_message(msg) {
             tracing::warn!(error = %e, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "cannot store offset");
         }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use rdkafka::Message;
+use rdkafka::consumer::Consumer;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
 use tokio::sync::watch;
@@ -77,8 +78,8 @@ impl Service {
     pub(super) async fn settle_engine(&mut self, task: usize) -> bool {
         let engine = &mut self.tasks[task].engine;
         if !engine.has_news() {
-            if engine.holding() == 0 && !self.held.is_empty() {
-                self.held.retain(|h| h.0 != task);
+            if engine.holding() == 0 && self.held.iter().any(|h| h.0 == task) {
+                self.release_held(task);
             }
             return true;
         }
@@ -127,8 +128,19 @@ impl Service {
             .await;
         }
         if self.tasks[task].engine.holding() == 0 {
-            self.held.retain(|h| h.0 != task);
+            self.release_held(task);
         }
         true
+    }
+
+    /// The engine of `task` holds no event any more: the offsets of the
+    /// messages it held are stored now (at-least-once: never before).
+    fn release_held(&mut self, task: usize) {
+        for (_, _, topic, partition, offset) in self.held.iter().filter(|h| h.0 == task) {
+            if let Err(e) = self.consumer.store_offset(topic, *partition, *offset) {
+                tracing::warn!(error = %e, topic = %topic, partition, offset, "cannot store offset");
+            }
+        }
+        self.held.retain(|h| h.0 != task);
     }
 }
