@@ -78,6 +78,21 @@ impl Engine {
     /// The event's time through the robustness rule (`clock`); a confirmed
     /// jump moves time before the event is applied.
     fn gate(&mut self, t: i64) -> Gate {
+        if self.time.has_sources() {
+            // Kafka partitions: the rule is not per partition yet (one may
+            // lag hours behind another); until it is, the service keeps the
+            // plain bound — nothing further ahead of the newest event
+            return match self.time.newest() {
+                Some(f) if t > f.saturating_add(self.skew_ms) => Gate::Refuse(BadEvent::new(
+                    BadReason::TimeOutOfRange,
+                    format!(
+                        "event_time {t} is {} ahead of the newest event",
+                        super::clock::humanize_ms(t - f)
+                    ),
+                )),
+                _ => Gate::Apply,
+            };
+        }
         let gate = self.clock.gate(
             t,
             self.time.newest(),
