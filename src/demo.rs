@@ -64,9 +64,21 @@ pub fn demo_config(bootstrap: &str) -> Config {
 pub const DEMO_HTTP: &str = "127.0.0.1:9464";
 
 /// Runs the demo until `stop` turns true or `duration` passes.
-pub async fn run(duration: Option<Duration>, mut stop: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(
+    duration: Option<Duration>,
+    listen: String,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    // a port another process holds: say so, rather than print its URL
+    if let Err(e) = std::net::TcpListener::bind(&listen) {
+        return Err(Error::Http {
+            listen,
+            message: format!("{e} (choose another address with --listen)"),
+        });
+    }
     let mock = MockCluster::new(1).map_err(mock_err)?;
-    let cfg = demo_config(&mock.bootstrap_servers());
+    let mut cfg = demo_config(&mock.bootstrap_servers());
+    cfg.http.listen = listen;
     for t in [
         &cfg.kafka.predictions_topic,
         &cfg.kafka.outcomes_topic,

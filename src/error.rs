@@ -42,6 +42,8 @@ pub enum Error {
     Usage(String),
     #[error("kafka {what}: {message}")]
     Kafka { what: String, message: String },
+    #[error("http.listen {listen}: cannot listen: {message}")]
+    Http { listen: String, message: String },
 }
 
 impl Error {
@@ -70,6 +72,7 @@ impl Error {
             | Error::Schema { .. }
             | Error::AvroFile { .. }
             | Error::Baseline { .. }
+            | Error::Http { .. }
             | Error::Usage(_) => 2,
             Error::Strict { .. } | Error::Output(_) | Error::Write { .. } | Error::Kafka { .. } => {
                 1

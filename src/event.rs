@@ -236,8 +236,28 @@ fn check_unique<'a>(
             .find(|(i, k)| keys.clone().skip(i + 1).any(|o| o == *k))
             .map(|(_, k)| k)
     } else {
-        let mut seen = rustc_hash::FxHashSet::default();
-        keys.clone().find(|k| !seen.insert(*k))
+        // many keys: sort their hashes in a buffer reused by the thread;
+        // equal hashes are confirmed on the keys themselves
+        use std::hash::BuildHasher;
+        thread_local! {
+            static HASHES: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let build = rustc_hash::FxBuildHasher;
+        HASHES.with_borrow_mut(|h| {
+            h.clear();
+            h.extend(keys.clone().map(|k| build.hash_one(k)));
+            h.sort_unstable();
+            let twice = h.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]);
+            for x in twice {
+                let same = keys.clone().filter(|k| build.hash_one(*k) == x);
+                if let Some(k) = same.clone().enumerate().find_map(|(i, k)| {
+                    same.clone().skip(i + 1).any(|o| o == k).then_some(k)
+                }) {
+                    return Some(k);
+                }
+            }
+            None
+        })
     };
     match dup {
         Some(k) => Err(BadEvent::new(
@@ -425,4 +445,23 @@ fn de_features<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Value)>, 
 
 fn de_slices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
     d.deserialize_any(PairsVisitor(std::marker::PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_found_among_few_and_many() {
+        for n in [3usize, 16, 17, 500] {
+            let keys: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+            let it = || keys.iter().map(String::as_str);
+            assert!(check_unique("features", it()).is_ok(), "{n} distinct keys");
+            let mut twice = keys.clone();
+            twice.push(format!("f{}", n / 2));
+            let err = check_unique("features", twice.iter().map(String::as_str)).unwrap_err();
+            assert_eq!(err.reason, BadReason::DuplicateKey);
+            assert!(err.message.contains(&format!("`f{}`", n / 2)), "{}", err.message);
+        }
+    }
 }

@@ -24,6 +24,7 @@ struct AppState {
     history: mpsc::Sender<HistoryRequest>,
     config_toml: std::sync::Arc<String>,
     max_series_metrics: usize,
+    unhealthy_after_ms: i64,
 }
 
 const DASHBOARD: &str = include_str!("http/dashboard.html");
@@ -31,24 +32,24 @@ const DASHBOARD: &str = include_str!("http/dashboard.html");
 /// Binds `listen` and serves until `stop` turns true. Returns the bound
 /// address (port 0 picks a free one).
 pub async fn serve(
-    listen: &str,
+    http: &crate::config::HttpConfig,
     snapshot: Shared,
     history: mpsc::Sender<HistoryRequest>,
     config_toml: String,
-    max_series_metrics: usize,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(&http.listen).await?;
     let addr = listener.local_addr()?;
     let state = AppState {
         snapshot,
         history,
         config_toml: std::sync::Arc::new(config_toml),
-        max_series_metrics,
+        max_series_metrics: http.max_series_metrics,
+        unhealthy_after_ms: http.unhealthy_after.as_millis(),
     };
     let app = Router::new()
         .route("/", get(|| async { Html(DASHBOARD) }))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
@@ -73,6 +74,28 @@ pub async fn serve(
         }
     });
     Ok(addr)
+}
+
+/// Healthy while the service loop turns: it turns at least four times a
+/// second when all is well; stuck on one message (a send that never
+/// succeeds, say) for `http.unhealthy_after`, the service is unhealthy, and
+/// an orchestrator restarts it.
+async fn healthz(State(s): State<AppState>) -> Response {
+    let last = s.snapshot.last_beat();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    if last > 0 && now - last > s.unhealthy_after_ms {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: the service loop has not turned for {} s\n",
+                (now - last) / 1000
+            ),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

@@ -38,7 +38,7 @@ use crate::event::{BadEvent, Event};
 use crate::kafka::client::Logged;
 use crate::kafka::dead_letter::bad_message;
 use crate::kafka::pacer::{Pace, Pacer, set_paused};
-use crate::kafka::send::send_retrying;
+use crate::kafka::send::{degrade, send_retrying, too_large};
 use crate::kafka::{IDLE_HEADER, ORIGIN_HEADER, client_config, kafka_err};
 
 /// An input partition as the router sees it.
@@ -63,6 +63,10 @@ pub struct RouteStats {
     pub busy: Duration,
     pub routed: u64,
     pub dead_lettered: u64,
+    /// Dead letters delivered with their value cut or left out (too large).
+    pub dlq_cut: u64,
+    /// Dead letters not delivered at all (too large even without a value).
+    pub dlq_undeliverable: u64,
     pub transactions: u64,
     pub aborted: u64,
 }
@@ -185,6 +189,9 @@ pub struct Router {
     first: Option<Instant>,
     /// The assigned input partitions.
     parts: Vec<Part>,
+    /// The oldest event time read from any partition (flow control's
+    /// reference while one has delivered nothing yet).
+    min_seen: Option<i64>,
     /// Partition counts of the routed topics (predictions, outcomes).
     routed_partitions: [i32; 2],
     pub stats: RouteStats,
@@ -251,6 +258,7 @@ impl Router {
             batch_started: Instant::now(),
             first: None,
             parts: Vec::new(),
+            min_seen: None,
             routed_partitions: [0, 0],
             stats: RouteStats::default(),
             until_end: false,
@@ -462,6 +470,7 @@ impl Router {
         part.last_message = now;
         if let Some(t) = event_time {
             part.max = Some(part.max.map_or(t, |m| m.max(t)));
+            self.min_seen = Some(self.min_seen.map_or(t, |m| m.min(t)));
         }
         if part.idle {
             part.idle = false;
@@ -510,9 +519,36 @@ impl Router {
         if self.cfg.kafka.dlq_topic.is_empty() {
             return Ok(());
         }
-        let key = msg.key().unwrap_or_default().to_vec();
-        let dlq = self.cfg.kafka.dlq_topic.clone();
-        self.send(&dlq, &key, msg, headers)
+        // too large for the producer: its value cut, then left out (as the
+        // service does); a dead letter never stops the router
+        let key = msg.key().unwrap_or_default();
+        for level in 0..3u8 {
+            let (value, headers) = degrade(level, msg.payload(), &headers);
+            let mut record = BaseRecord::to(&self.cfg.kafka.dlq_topic)
+                .key(key)
+                .headers(headers);
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            match send_retrying(&self.producer, record) {
+                Ok(()) => {
+                    if level > 0 {
+                        self.stats.dlq_cut += 1;
+                    }
+                    return Ok(());
+                }
+                Err(e) if too_large(&e) => {}
+                Err(e) => return Err(kafka_err("route dead letter", e)),
+            }
+        }
+        self.stats.dlq_undeliverable += 1;
+        tracing::error!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            "dead letter undeliverable even without its value: counted and passed"
+        );
+        Ok(())
     }
 
     /// Flow control and idleness of the input partitions: one far ahead (in
@@ -638,8 +674,12 @@ impl Router {
             .filter(|p| !p.idle)
             .map(|p| p.max)
             .collect();
-        let slowest = if active.is_empty() || active.contains(&None) {
+        // (one that has delivered nothing yet holds the others at the oldest
+        // time read, not released: see `Watermark::pace_reference`)
+        let slowest = if active.is_empty() {
             None
+        } else if active.contains(&None) {
+            self.min_seen
         } else {
             active.into_iter().flatten().min()
         };

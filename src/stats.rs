@@ -148,6 +148,11 @@ pub struct ServiceStats {
     pub messages: u64,
     pub dead_lettered: u64,
     pub dlq_failures: u64,
+    /// Dead letters too large for the producer or the topic: delivered with
+    /// their value cut or left out.
+    pub dlq_cut: u64,
+    /// Dead letters not even their headers could be delivered for (counted, logged, passed).
+    pub dlq_undeliverable: u64,
     pub alerts_published: u64,
     pub alert_delivery_retries: u64,
     /// Messages delivered again at or below an offset already applied: skipped.

@@ -42,7 +42,7 @@ use crate::config::{CheckpointStore, Config};
 pub mod topic;
 
 pub const MAGIC: &[u8; 8] = b"DLCKPT\r\n";
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER: usize = 28;
 
 /// A checkpoint could not be written or read.
@@ -371,7 +371,7 @@ mod tests {
             decode(p, &bytes[..bytes.len() - 1], &cfg),
             Err(CheckpointError::Corrupt { .. })
         ));
-        for other in [2u8, 4] {
+        for other in [3u8, 5] {
             let mut v = bytes.clone();
             v[8] = other;
             assert!(matches!(

@@ -88,6 +88,9 @@ pub enum Command {
         /// Stop after this long (e.g. "90s"); default: until Ctrl-C.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<std::time::Duration>,
+        /// Where the dashboard listens.
+        #[arg(long, default_value = crate::demo::DEMO_HTTP)]
+        listen: String,
     },
     /// The Kafka service: consume predictions and outcomes, publish alerts,
     /// dead-letter bad input. Stops cleanly on SIGINT/SIGTERM.
@@ -193,7 +196,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             output,
             strict,
         ),
-        Command::Demo { duration } => service::demo(duration),
+        Command::Demo { duration, listen } => service::demo(duration, listen),
         Command::Run {
             config,
             log_format,

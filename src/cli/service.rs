@@ -24,7 +24,7 @@ pub fn run(config: &Path, log_format: LogFormat, until_end: bool) -> Result<i32>
     let cfg = Config::load(config)?;
     init_logging(log_format);
     runtime()?.block_on(async {
-        let stop = crate::service::stop_on_signals();
+        let stop = crate::service::stop_on_signals(cfg.kafka.shutdown_timeout.0);
         let mut service = crate::service::Service::new(cfg)?;
         service.until_end = until_end;
         service.run(stop).await
@@ -37,7 +37,7 @@ pub fn route(config: &Path, log_format: LogFormat, until_end: bool) -> Result<i3
     let cfg = Config::load(config)?;
     init_logging(log_format);
     runtime()?.block_on(async {
-        let stop = crate::service::stop_on_signals();
+        let stop = crate::service::stop_on_signals(cfg.kafka.shutdown_timeout.0);
         tokio::task::spawn_blocking(move || {
             let mut router = crate::route::Router::new(cfg)?;
             router.until_end = until_end;
@@ -53,14 +53,14 @@ pub fn route(config: &Path, log_format: LogFormat, until_end: bool) -> Result<i3
 }
 
 /// `driftline demo`: an in-process Kafka, a simulated model and the service.
-pub fn demo(duration: Option<std::time::Duration>) -> Result<i32> {
+pub fn demo(duration: Option<std::time::Duration>, listen: String) -> Result<i32> {
     if std::env::var_os("RUST_LOG").is_none() {
         // the demo's output is the alerts; the service only speaks up when something is wrong
         init_logging_with(LogFormat::Text, "warn");
     }
     runtime()?.block_on(async {
-        let stop = crate::service::stop_on_signals();
-        crate::demo::run(duration, stop).await
+        let stop = crate::service::stop_on_signals(std::time::Duration::from_secs(30));
+        crate::demo::run(duration, listen, stop).await
     })?;
     Ok(0)
 }

@@ -162,6 +162,10 @@ pub struct KafkaConfig {
     pub routed: bool,
     /// A partition with no message for this long (wall clock) stops holding the watermark back.
     pub idle_timeout: HumanDuration,
+    /// After SIGTERM/SIGINT, the longest the drain, final checkpoint and
+    /// commit may take; past it the process exits with code 1 (what was not
+    /// stored as handled is read again on restart).
+    pub shutdown_timeout: HumanDuration,
     /// A partition more than this far ahead (event time) of the slowest is
     /// paused until it catches up: streams consumed at different paces (a
     /// backlog, a small outcomes topic) stay aligned, and the join buffers stay small.
@@ -187,6 +191,7 @@ impl Default for KafkaConfig {
             state_per: StatePer::Member,
             routed: false,
             idle_timeout: HumanDuration::secs(5),
+            shutdown_timeout: HumanDuration::secs(30),
             max_skew: HumanDuration::secs(7200),
             librdkafka: BTreeMap::new(),
         }

@@ -136,6 +136,9 @@ pub struct HttpConfig {
     pub listen: String,
     /// Series exported as per-series gauges on `/metrics` (label cardinality bound).
     pub max_series_metrics: usize,
+    /// `/healthz` answers 503 once the service loop has not turned for this
+    /// long (stuck on one message): an orchestrator then restarts it.
+    pub unhealthy_after: HumanDuration,
 }
 
 impl Default for HttpConfig {
@@ -143,6 +146,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: String::new(),
             max_series_metrics: 1000,
+            unhealthy_after: HumanDuration::secs(30),
         }
     }
 }

@@ -45,6 +45,18 @@ impl Config {
             ("policy.cooldown", self.policy.cooldown, ms(0), YEAR),
             ("kafka.max_skew", self.kafka.max_skew, ms(1000), YEAR),
             ("kafka.idle_timeout", self.kafka.idle_timeout, ms(100), DAY),
+            (
+                "kafka.shutdown_timeout",
+                self.kafka.shutdown_timeout,
+                ms(1000),
+                DAY,
+            ),
+            (
+                "http.unhealthy_after",
+                self.http.unhealthy_after,
+                ms(1000),
+                DAY,
+            ),
             ("checkpoint.interval", self.checkpoint.interval, ms(0), DAY),
             (
                 "route.commit_interval",

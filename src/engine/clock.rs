@@ -21,7 +21,13 @@
 //!   events of one broken clock among healthy traffic never agree in
 //!   numbers, so they never move time.
 //!
-//! The same rule runs in `replay` and in the service (per engine).
+//! In `replay` the merged stream is one input. In the service every input
+//! (a Kafka partition, or a routed origin) is judged against its *own*
+//! newest trusted time (before it has one, against the engine's): one
+//! partition may legitimately be hours behind another (a backlog, a restart
+//! from a checkpoint), and the watermark already waits for the slowest. A
+//! jump is agreed per input too; the watermark follows it once every active
+//! input has moved (or gone idle).
 
 use crate::codec::{StreamKind, json};
 use crate::event::{BadEvent, BadReason, Event};
@@ -55,12 +61,6 @@ pub struct Refused {
     pub bad: BadEvent,
 }
 
-/// `behind`: events far *behind* the stream are judged too. Only in replay
-/// (one merged stream): with Kafka partitions as inputs, one partition may
-/// legitimately be hours behind another (a backlog, a restart), and the
-/// watermark already waits for the slowest; there only events far ahead are
-/// refused.
-///
 /// What to do with an event's time.
 pub(crate) enum Gate {
     Apply,
@@ -78,7 +78,10 @@ pub(crate) enum Gate {
 pub(crate) struct Clock {
     anchored: bool,
     held: Vec<Held>,
+    /// The merged stream's jump candidate (replay).
     jump: Option<Jump>,
+    /// Each input's jump candidate (service), by source id.
+    source_jumps: Vec<Option<Jump>>,
     /// Jumps accepted.
     pub(crate) jumps: u64,
     #[serde(skip)]
@@ -98,16 +101,24 @@ impl Clock {
         self.held.len()
     }
 
-    /// Decides on an event at `t` given the newest trusted time; `closed`:
-    /// some bucket has closed (an event far behind is then simply late).
+    /// A source's slot was (re)used for a new input: no candidates of the old one.
+    pub(crate) fn reset_source(&mut self, source: usize) {
+        if let Some(j) = self.source_jumps.get_mut(source) {
+            *j = None;
+        }
+    }
+
+    /// Decides on an event at `t` from `source` (None: the merged stream)
+    /// given the newest trusted time of its input; `closed`: some bucket
+    /// has closed (an event far behind is then simply late).
     pub(crate) fn gate(
         &mut self,
         t: i64,
+        source: Option<usize>,
         newest: Option<i64>,
         closed: bool,
         skew_ms: i64,
         consensus: u64,
-        behind: bool,
     ) -> Gate {
         if !self.anchored {
             return Gate::Hold;
@@ -115,8 +126,17 @@ impl Clock {
         let Some(f) = newest else {
             return Gate::Apply;
         };
+        let slot = match source {
+            None => &mut self.jump,
+            Some(s) => {
+                if self.source_jumps.len() <= s {
+                    self.source_jumps.resize(s + 1, None);
+                }
+                &mut self.source_jumps[s]
+            }
+        };
         if t > f.saturating_add(skew_ms) {
-            let j = match self.jump {
+            let j = match *slot {
                 Some(mut j) if (t - j.first).abs() <= skew_ms => {
                     j.agreeing += 1;
                     j.newest = j.newest.max(t);
@@ -130,14 +150,14 @@ impl Clock {
                 },
             };
             if j.agreeing >= consensus && j.agreeing > j.trusted {
-                self.jump = None;
+                *slot = None;
                 self.jumps += 1;
                 return Gate::Jump {
                     from: f,
                     to: j.first,
                 };
             }
-            self.jump = Some(j);
+            *slot = Some(j);
             return Gate::Refuse(BadEvent::new(
                 BadReason::TimeOutlier,
                 format!(
@@ -147,7 +167,7 @@ impl Clock {
                 ),
             ));
         }
-        if behind && !closed && t < f.saturating_sub(skew_ms) {
+        if !closed && t < f.saturating_sub(skew_ms) {
             return Gate::Refuse(BadEvent::new(
                 BadReason::TimeOutlier,
                 format!(
@@ -156,11 +176,11 @@ impl Clock {
                 ),
             ));
         }
-        if let Some(j) = &mut self.jump {
+        if let Some(j) = slot {
             j.trusted += 1;
             // healthy traffic has outnumbered the candidates for long: forget them
             if j.trusted > 4 * consensus.max(j.agreeing) {
-                self.jump = None;
+                *slot = None;
             }
         }
         Gate::Apply
@@ -193,11 +213,7 @@ impl Clock {
     /// Ends holding: the anchor is the held events' median time. Returns
     /// the events to apply (in the order they came, with their input);
     /// those too far from the anchor are refused (see [`Clock::drain_refused`]).
-    pub(crate) fn anchor(
-        &mut self,
-        skew_ms: i64,
-        behind: bool,
-    ) -> Vec<(Event, Option<usize>, u64)> {
+    pub(crate) fn anchor(&mut self, skew_ms: i64) -> Vec<(Event, Option<usize>, u64)> {
         self.anchored = true;
         let held = std::mem::take(&mut self.held);
         if held.is_empty() {
@@ -235,7 +251,7 @@ impl Clock {
                 }
             };
             let off = h.time - median;
-            if off <= tolerance && (!behind || -off <= tolerance) {
+            if off.abs() <= tolerance {
                 apply.push((event, h.source.map(|s| s as usize), h.tag));
             } else {
                 let bad = BadEvent::new(
@@ -288,7 +304,7 @@ mod tests {
         for i in 0..10_000i64 {
             let now = i * 500;
             let t = if i % 10 == 0 { now + 24 * H } else { now };
-            match c.gate(t, Some(now), true, 3 * H, 16, true) {
+            match c.gate(t, None, Some(now), true, 3 * H, 16) {
                 Gate::Refuse(b) => {
                     assert_eq!(b.reason, BadReason::TimeOutlier);
                     refused += 1;
@@ -309,7 +325,7 @@ mod tests {
         let after = 40 * 24 * H;
         let mut jumped_at = None;
         for i in 0..100i64 {
-            match c.gate(after + i * 500, Some(0), true, 3 * H, 16, true) {
+            match c.gate(after + i * 500, None, Some(0), true, 3 * H, 16) {
                 Gate::Jump { from, to } => {
                     assert_eq!((from, to), (0, after));
                     jumped_at = Some(i);
@@ -338,7 +354,7 @@ mod tests {
         for i in 1..16 {
             c.hold(&ev(1_767_225_600_000 + i * 500), Some(0), i as u64);
         }
-        let applied = c.anchor(3 * H, true);
+        let applied = c.anchor(3 * H);
         assert_eq!(applied.len(), 15);
         assert_eq!(applied[0].2, 1, "in the order they came");
         let refused: Vec<Refused> = c.drain_refused().collect();

@@ -493,7 +493,9 @@ pub(super) fn ratio(a: u64, b: u64) -> f64 {
 
 /// Wasserstein-1 between the reference (its quantile function as equal-mass
 /// points) and the current window (each fine bin's values at their mean),
-/// divided by the reference's standard deviation.
+/// divided by the reference's standard deviation — at most twice the spread
+/// of its quantile function, so one wild value in the reference window
+/// (2^64 among dollars: its standard deviation ~10^17) cannot blind the test.
 fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
     let a: Vec<(f64, f64)> = r.quantiles.iter().map(|&x| (x, 1.0)).collect();
     // one wild value (2^64 among dollars) must not page: a bin's mean is held
@@ -513,12 +515,25 @@ fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
         .collect();
     let w = numeric::wasserstein(&a, &b);
     let sd = r.sketch.variance().sqrt();
+    let robust = quantile_spread(&r.quantiles);
+    let sd = if robust > 0.0 { sd.min(2.0 * robust) } else { sd };
     let scale = if sd > 0.0 {
         sd
     } else {
         r.sketch.mean.abs().max(1e-12)
     };
     w / scale
+}
+
+/// Standard deviation of equal-mass quantile points: the spread of a
+/// distribution without its extreme half-percent on each side.
+fn quantile_spread(q: &[f64]) -> f64 {
+    if q.len() < 2 {
+        return 0.0;
+    }
+    let n = q.len() as f64;
+    let mean = q.iter().sum::<f64>() / n;
+    (q.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt()
 }
 
 #[cfg(test)]
@@ -569,5 +584,43 @@ mod tests {
         let after = normalised_wasserstein(&r, &window);
         assert!(before < 0.05, "{before}");
         assert!(after < 0.2, "one value moved it to {after}");
+    }
+
+    /// One 2^64 inside the reference window: a shift of the whole window
+    /// by two deviations still reads past the default warning tier (0.25;
+    /// the scale is then at most twice the quantile function's spread, and
+    /// the shifted mass is clamped at the widened range: ~0.5). The
+    /// reference's standard deviation alone made it ~10^-17.
+    #[test]
+    fn one_wild_value_in_the_reference_does_not_blind_wasserstein() {
+        let dd = dd_config(0.01);
+        let bins = BinSpec {
+            coarse: 10,
+            fine: 40,
+            dd,
+        };
+        let mut x = 7u64;
+        let mut uniform = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 6.0
+        };
+        let mut acc = Sketch::new();
+        for _ in 0..5000 {
+            acc.add_number(uniform(), None, &dd);
+        }
+        acc.add_number(2f64.powi(64), None, &dd);
+        let r = Reference::build(acc, 0, 1, Some(ValueKind::Numeric), &bins);
+        let edges = r.edges.clone().unwrap();
+        let mut window = Sketch::new();
+        window.size_numeric_hist(edges.bins());
+        for _ in 0..3000 {
+            let v = uniform() + 3.5;
+            window.add_number(v, Some(edges.bin_of(ordinal(&dd, v))), &dd);
+        }
+        fill_bin_sums(&mut window);
+        let w = normalised_wasserstein(&r, &window);
+        assert!(w > 0.4, "a shift of ~2 deviations read {w}");
     }
 }

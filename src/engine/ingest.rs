@@ -64,7 +64,7 @@ impl Engine {
         source: Option<usize>,
         tag: u64,
     ) -> Result<Applied, BadEvent> {
-        match self.gate(ev.event_time()) {
+        match self.gate(ev.event_time(), source) {
             Gate::Apply | Gate::Jump { .. } => self.apply_now(ev, source),
             Gate::Hold => {
                 self.clock.hold(ev, source, tag);
@@ -75,39 +75,33 @@ impl Engine {
         }
     }
 
-    /// The event's time through the robustness rule (`clock`); a confirmed
-    /// jump moves time before the event is applied.
-    fn gate(&mut self, t: i64) -> Gate {
-        if self.time.has_sources() {
-            // Kafka partitions: the rule is not per partition yet (one may
-            // lag hours behind another); until it is, the service keeps the
-            // plain bound — nothing further ahead of the newest event
-            return match self.time.newest() {
-                Some(f) if t > f.saturating_add(self.skew_ms) => Gate::Refuse(BadEvent::new(
-                    BadReason::TimeOutOfRange,
-                    format!(
-                        "event_time {t} is {} ahead of the newest event",
-                        super::clock::humanize_ms(t - f)
-                    ),
-                )),
-                _ => Gate::Apply,
-            };
-        }
+    /// The event's time through the robustness rule (`clock`): judged
+    /// against its input's newest trusted time (replay: the merged stream's;
+    /// a partition without one yet: the engine's). A confirmed jump of the
+    /// merged stream moves time before the event is applied; a partition's
+    /// jump moves that partition, and the watermark follows the slowest.
+    fn gate(&mut self, t: i64, source: Option<usize>) -> Gate {
+        let newest = match source {
+            Some(s) => self.time.source_max(s).or(self.time.newest()),
+            None => self.time.newest(),
+        };
         let gate = self.clock.gate(
             t,
-            self.time.newest(),
+            source,
+            newest,
             self.closed_any,
             self.skew_ms,
             self.consensus,
-            !self.time.has_sources(),
         );
         match gate {
             Gate::Jump { from, to } => {
                 self.stats.time_jumps += 1;
                 self.jumped.push((from, to));
-                // the buckets in between close now, empty: the event that
-                // follows lands near the first open bucket, whatever the gap
-                self.advance_to(to);
+                if source.is_none() {
+                    // the buckets in between close now, empty: the event that
+                    // follows lands near the first open bucket, whatever the gap
+                    self.advance_to(to);
+                }
                 Gate::Apply
             }
             g => g,
@@ -127,8 +121,7 @@ impl Engine {
         if self.clock.anchored() {
             return;
         }
-        let behind = !self.time.has_sources();
-        for (ev, source, tag) in self.clock.anchor(self.skew_ms, behind) {
+        for (ev, source, tag) in self.clock.anchor(self.skew_ms) {
             if let Err(bad) = self.apply_now(&ev, source) {
                 self.clock.refuse(tag, ev, bad);
             }
@@ -197,7 +190,7 @@ impl Engine {
     /// Applies one prediction event (held while the first events are; the
     /// event is copied only then).
     pub fn apply_prediction(&mut self, p: &Prediction) -> Result<Applied, BadEvent> {
-        match self.gate(p.event_time) {
+        match self.gate(p.event_time, None) {
             Gate::Apply | Gate::Jump { .. } => self.prediction_now(p),
             Gate::Hold => self.apply_tagged(&Event::Prediction(p.clone()), None, 0),
             Gate::Refuse(bad) => Err(bad),
@@ -206,7 +199,7 @@ impl Engine {
 
     /// Applies one outcome event (held as predictions are).
     pub fn apply_outcome(&mut self, o: &Outcome) -> Result<Applied, BadEvent> {
-        match self.gate(o.event_time) {
+        match self.gate(o.event_time, None) {
             Gate::Apply | Gate::Jump { .. } => self.outcome_now(o),
             Gate::Hold => self.apply_tagged(&Event::Outcome(o.clone()), None, 0),
             Gate::Refuse(bad) => Err(bad),

@@ -231,7 +231,9 @@ impl Engine {
     /// Adds an input source (a Kafka partition) and returns its id. While a
     /// source is active and has not delivered an event, the watermark waits.
     pub fn add_source(&mut self) -> usize {
-        self.time.add_source()
+        let id = self.time.add_source();
+        self.clock.reset_source(id);
+        id
     }
 
     /// Removes a source (its partition was revoked). The watermark moves
@@ -252,6 +254,16 @@ impl Engine {
     /// while an active source has delivered nothing, or none is active).
     pub fn slowest_active(&self) -> Option<i64> {
         self.time.slowest_active()
+    }
+
+    /// The outcome join's counters so far.
+    pub fn join_stats(&self) -> crate::join::JoinStats {
+        self.quality.join.stats
+    }
+
+    /// What flow control paces the inputs against (see `Watermark::pace_reference`).
+    pub fn pace_reference(&self) -> Option<i64> {
+        self.time.pace_reference()
     }
 
     /// Marks a source idle (it stops holding the watermark) or active again.

@@ -22,6 +22,8 @@ struct Source {
 pub(crate) struct Watermark {
     max_time: Option<i64>,
     sources: Vec<Source>,
+    /// The oldest event time delivered by any source.
+    min_delivered: Option<i64>,
 }
 
 impl Watermark {
@@ -41,6 +43,7 @@ impl Watermark {
         if let Some(s) = self.sources.get_mut(source) {
             s.max = Some(s.max.map_or(t, |m| m.max(t)));
             s.idle = false;
+            self.min_delivered = Some(self.min_delivered.map_or(t, |m| m.min(t)));
         }
     }
 
@@ -99,9 +102,18 @@ impl Watermark {
         self.slowest_active()
     }
 
-    /// True when the engine reads Kafka partitions (or routed origins), not one merged stream.
-    pub(crate) fn has_sources(&self) -> bool {
-        !self.sources.is_empty()
+    /// Where flow control paces the inputs against: the slowest active
+    /// source's newest time; while an active source has delivered nothing
+    /// yet, the oldest event time any source delivered (that source's
+    /// events are not known to be newer, so the others wait for it rather
+    /// than run ahead: a partition whose head is slow to read, a large
+    /// dead letter say, holds flow control instead of releasing it). None
+    /// with no active source or nothing delivered.
+    pub(crate) fn pace_reference(&self) -> Option<i64> {
+        self.slowest_active().or_else(|| {
+            self.active().next()?;
+            self.min_delivered
+        })
     }
 
     /// True when there are inputs and none is active.
@@ -126,6 +138,7 @@ mod tests {
         let (a, b) = (w.add_source(), w.add_source());
         w.delivered(a, 50);
         assert_eq!(w.reached(), None, "b has delivered nothing: it holds");
+
         w.delivered(b, 80);
         assert_eq!(w.reached(), Some(50));
         assert!(w.set_idle(a, true));
@@ -135,5 +148,25 @@ mod tests {
         assert_eq!(w.reached(), Some(100), "all idle: the newest event time");
         w.remove_source(a);
         assert_eq!(w.add_source(), a, "a removed source's slot is reused");
+    }
+
+    #[test]
+    fn a_source_that_delivered_nothing_holds_flow_control() {
+        let mut w = Watermark::default();
+        let (a, b) = (w.add_source(), w.add_source());
+        assert_eq!(w.pace_reference(), None, "nothing delivered: no reference");
+        w.delivered(a, 50);
+        w.delivered(a, 5_000);
+        assert_eq!(w.slowest_active(), None);
+        assert_eq!(
+            w.pace_reference(),
+            Some(50),
+            "b has delivered nothing: a is paced against the oldest time delivered"
+        );
+        w.delivered(b, 4_000);
+        assert_eq!(w.pace_reference(), Some(4_000), "then against the slowest");
+        w.set_idle(a, true);
+        w.set_idle(b, true);
+        assert_eq!(w.pace_reference(), None, "none active");
     }
 }

@@ -21,12 +21,33 @@ pub const PAYLOAD_ENCODING: &str = "dlq.payload.encoding";
 /// Reports a bad message (the first 100 of a run are logged, the `n`-th
 /// here) and gives the headers of its dead letter: where it came from and why.
 pub fn bad_message(n: u64, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> OwnedHeaders {
-    bad_at(n, msg.topic(), msg.partition(), msg.offset(), bad)
+    bad_message_onto(OwnedHeaders::new(), n, msg, bad)
+}
+
+/// [`bad_message`] after `headers` (the message's own, kept).
+pub fn bad_message_onto(
+    headers: OwnedHeaders,
+    n: u64,
+    msg: &BorrowedMessage<'_>,
+    bad: &BadEvent,
+) -> OwnedHeaders {
+    bad_onto(headers, n, msg.topic(), msg.partition(), msg.offset(), bad)
 }
 
 /// [`bad_message`] for a message known by its place only (one the engine
 /// held and refused later).
 pub fn bad_at(n: u64, topic: &str, partition: i32, offset: i64, bad: &BadEvent) -> OwnedHeaders {
+    bad_onto(OwnedHeaders::new(), n, topic, partition, offset, bad)
+}
+
+fn bad_onto(
+    headers: OwnedHeaders,
+    n: u64,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    bad: &BadEvent,
+) -> OwnedHeaders {
     if n <= 100 {
         tracing::warn!(
             topic,
@@ -38,7 +59,7 @@ pub fn bad_at(n: u64, topic: &str, partition: i32, offset: i64, bad: &BadEvent) 
         );
     }
     let (partition, offset) = (partition.to_string(), offset.to_string());
-    OwnedHeaders::new()
+    headers
         .insert(Header {
             key: SOURCE_TOPIC,
             value: Some(topic),

@@ -28,12 +28,19 @@ impl Service {
                 continue;
             }
             let engine = &self.tasks[st.task].engine;
-            let pace = pacer.pace(true, engine.source_max(st.source), engine.slowest_active());
+            let pace = pacer.pace(true, engine.source_max(st.source), engine.pace_reference());
             if pace == Pace::Resume {
                 self.set_paused(i, false);
             }
         }
         self.mark_idle();
+        // with every input idle an engine stops waiting for more first
+        // events to agree: what it decided about those it held is reported
+        for task in 0..self.tasks.len() {
+            if self.tasks[task].engine.has_news() || !self.held.is_empty() {
+                self.settle_engine(task).await;
+            }
+        }
         if self.cfg.kafka.state_per == StatePer::Partition {
             self.check_split_models();
         }

@@ -163,7 +163,7 @@ impl Service {
             && self.pacer().pace(
                 self.partitions[pi].paused,
                 engine.source_max(source),
-                engine.slowest_active(),
+                engine.pace_reference(),
             ) == Pace::Pause
         {
             self.set_paused(pi, true);

@@ -75,6 +75,8 @@ pub struct Service {
     partitions: Vec<PartitionState>,
     /// Never turns true: for alert publishing outside a message.
     never: watch::Receiver<bool>,
+    /// The stop signal `run` was given (`never` before).
+    stop: watch::Receiver<bool>,
     pub stats: ServiceStats,
     /// Messages an engine holds (its first events, until enough agree on
     /// the time): (task, tag, topic, partition, offset), to name them if refused.
@@ -136,6 +138,7 @@ impl Service {
             consumer: std::sync::Arc::new(consumer),
             partitions: Vec::new(),
             never: watch::channel(false).1,
+            stop: watch::channel(false).1,
             stats: ServiceStats::default(),
             held: Vec::new(),
             until_end: false,
@@ -172,6 +175,7 @@ impl Service {
 
     /// Runs until `stop` turns true; then commits (when committing) and returns.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        self.stop = stop.clone();
         tracing::info!(
             bootstrap = %self.cfg.kafka.bootstrap_servers,
             group = %self.cfg.kafka.group_id,
@@ -197,23 +201,21 @@ impl Service {
         let consumer = self.consumer.clone();
         let (history_tx, mut history_rx) = tokio::sync::mpsc::channel::<HistoryRequest>(16);
         if !self.cfg.http.listen.is_empty() {
-            match crate::http::serve(
-                &self.cfg.http.listen,
+            // a busy port is a start-up error: a service without its health
+            // endpoints would be restarted by its orchestrator, or never watched
+            let addr = crate::http::serve(
+                &self.cfg.http,
                 self.snapshot.clone(),
                 history_tx.clone(),
                 self.cfg.to_toml(),
-                self.cfg.http.max_series_metrics,
                 stop.clone(),
             )
             .await
-            {
-                Ok(addr) => {
-                    tracing::info!(url = %format!("http://{addr}/"), "http: dashboard, /metrics, /healthz, /readyz, /api")
-                }
-                Err(e) => {
-                    tracing::error!(listen = %self.cfg.http.listen, error = %e, "http server not started")
-                }
-            }
+            .map_err(|e| Error::Http {
+                listen: self.cfg.http.listen.clone(),
+                message: e.to_string(),
+            })?;
+            tracing::info!(url = %format!("http://{addr}/"), "http: dashboard, /metrics, /healthz, /readyz, /api");
         }
         drop(history_tx);
         match telemetry::otel::Otel::start(
@@ -233,6 +235,7 @@ impl Service {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.snapshot.beat(now_ms());
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -290,6 +293,10 @@ impl Service {
             }
         }
         let engine = self.engine_stats();
+        let mut join = crate::join::JoinStats::default();
+        for t in &self.tasks {
+            join.add(&t.engine.join_stats());
+        }
         let busy_s = match (self.first_message, self.last_message) {
             (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
             _ => 0.0,
@@ -304,6 +311,10 @@ impl Service {
                 0.0
             },
             dead_lettered = self.stats.dead_lettered,
+            dead_letters_cut = self.stats.dlq_cut,
+            dead_letters_undeliverable = self.stats.dlq_undeliverable,
+            joined = join.joined,
+            orphans_evicted = join.orphans_evicted,
             alerts = self.stats.alerts_published,
             late = engine.late,
             redelivered = self.stats.redelivered,
@@ -334,8 +345,10 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A watch channel that turns true on SIGINT or SIGTERM.
-pub fn stop_on_signals() -> watch::Receiver<bool> {
+/// A watch channel that turns true on SIGINT or SIGTERM. Stopping is
+/// bounded: `grace` after the signal (or at a second one) the process exits
+/// with code 1, whatever it was waiting for.
+pub fn stop_on_signals(grace: Duration) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let mut term =
@@ -352,6 +365,15 @@ pub fn stop_on_signals() -> watch::Receiver<bool> {
         }
         tracing::info!("stopping: draining, flushing and committing");
         let _ = tx.send(true);
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => tracing::error!(
+                grace = %humantime::format_duration(grace),
+                "stopping took longer than kafka.shutdown_timeout: exiting now"
+            ),
+            _ = tokio::signal::ctrl_c() => tracing::error!("second signal: exiting now"),
+            _ = term.recv() => tracing::error!("second signal: exiting now"),
+        }
+        std::process::exit(1);
     });
     rx
 }

@@ -5,13 +5,12 @@ use std::time::Instant;
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::FutureRecord;
+use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
 use tokio::sync::watch;
 
 use crate::event::BadEvent;
-use crate::kafka::dead_letter::{PAYLOAD_ENCODING, bad_at, bad_message};
-use crate::kafka::send::send_until_acked;
+use crate::kafka::dead_letter::{PAYLOAD_ENCODING, bad_at, bad_message_onto};
+use crate::kafka::send::{DeadLetter, send_dead_letter};
 use crate::telemetry;
 
 use super::{Service, now_ms};
@@ -46,30 +45,68 @@ impl Service {
     /// Sends a bad message to the dead-letter topic unchanged, with headers.
     pub(super) async fn dead_letter(&mut self, msg: &BorrowedMessage<'_>, bad: &BadEvent) -> bool {
         self.stats.dead_lettered += 1;
-        let headers = bad_message(self.stats.dead_lettered, msg, bad);
+        // the message's own headers first, ours after them
+        let mut headers = OwnedHeaders::new();
+        if let Some(h) = msg.headers() {
+            for hd in h.iter() {
+                headers = headers.insert(hd);
+            }
+        }
+        let headers = bad_message_onto(headers, self.stats.dead_lettered, msg, bad);
+        let place = (msg.topic(), msg.partition(), msg.offset());
+        self.send_dead_letter(msg.key(), msg.payload(), &headers, place)
+            .await
+    }
+
+    /// Delivers one dead letter (see `send_dead_letter`); false when
+    /// stopping cut it short (the message is then not stored as handled).
+    async fn send_dead_letter(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &OwnedHeaders,
+        (topic, partition, offset): (&str, i32, i64),
+    ) -> bool {
         let Some(p) = &self.dlq else { return true };
         let failures = &mut self.stats.dlq_failures;
-        // (retried until delivered, stopping or not: a dead letter is never dropped)
-        send_until_acked(
+        let outcome = send_dead_letter(
             p,
-            || {
-                let mut record =
-                    FutureRecord::to(&self.cfg.kafka.dlq_topic).headers(headers.clone());
-                if let Some(k) = msg.key() {
-                    record = record.key(k);
-                }
-                if let Some(v) = msg.payload() {
-                    record = record.payload(v);
-                }
-                record
-            },
-            None,
+            &self.cfg.kafka.dlq_topic,
+            key,
+            value,
+            headers,
+            &self.stop,
             |e| {
                 *failures += 1;
-                tracing::warn!(error = %e, "dead-letter delivery failed; retrying");
+                tracing::warn!(error = %e, topic, partition, offset, "dead-letter delivery failed");
             },
         )
-        .await
+        .await;
+        match outcome {
+            DeadLetter::Whole => true,
+            DeadLetter::Cut => {
+                self.stats.dlq_cut += 1;
+                tracing::warn!(
+                    topic,
+                    partition,
+                    offset,
+                    bytes = value.map_or(0, <[u8]>::len),
+                    "dead letter too large to deliver whole: its value was cut (header dlq.value.original_bytes)"
+                );
+                true
+            }
+            DeadLetter::Undeliverable => {
+                self.stats.dlq_undeliverable += 1;
+                tracing::error!(
+                    topic,
+                    partition,
+                    offset,
+                    "dead letter undeliverable even without its value: counted and passed"
+                );
+                true
+            }
+            DeadLetter::Stopped => false,
+        }
     }
 
     /// Reports what an engine decided about events it held (refused: logged
@@ -110,22 +147,12 @@ impl Service {
                 crate::event::Event::Outcome(o) => serde_json::to_vec(o),
             }
             .unwrap_or_default();
-            let Some(p) = &self.dlq else { continue };
-            let failures = &mut self.stats.dlq_failures;
-            send_until_acked(
-                p,
-                || {
-                    FutureRecord::to(&self.cfg.kafka.dlq_topic)
-                        .headers(headers.clone())
-                        .payload(&payload[..])
-                },
-                None,
-                |e| {
-                    *failures += 1;
-                    tracing::warn!(error = %e, "dead-letter delivery failed; retrying");
-                },
-            )
-            .await;
+            if !self
+                .send_dead_letter(None, Some(&payload), &headers, (&topic, partition, offset))
+                .await
+            {
+                return false;
+            }
         }
         if self.tasks[task].engine.holding() == 0 {
             self.release_held(task);

@@ -109,11 +109,23 @@ pub struct Snapshot {
     pub recent_alerts: Vec<Alert>,
 }
 
-/// The published snapshot: swapped whole under a short lock.
+/// The published snapshot: swapped whole under a short lock; and the
+/// service loop's heartbeat (wall-clock ms of its last turn).
 #[derive(Clone, Default)]
-pub struct Shared(Arc<Mutex<Arc<Snapshot>>>);
+pub struct Shared(
+    Arc<Mutex<Arc<Snapshot>>>,
+    Arc<std::sync::atomic::AtomicI64>,
+);
 
 impl Shared {
+    /// The loop took another turn.
+    pub fn beat(&self, now_ms: i64) {
+        self.1.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// Wall-clock ms of the loop's last turn (0: none yet).
+    pub fn last_beat(&self) -> i64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
     pub fn publish(&self, s: Snapshot) {
         if let Ok(mut g) = self.0.lock() {
             *g = Arc::new(s);
@@ -173,6 +185,18 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
             ("driftline_output", what),
         ]))
         .inc_by(n);
+    }
+    let dlq = Family::<Labels, Counter>::default();
+    reg.register(
+        "driftline_dead_letters_degraded",
+        "Dead letters too large to deliver whole: value cut or left out (cut), or not delivered at all (undeliverable)",
+        dlq.clone(),
+    );
+    for (what, n) in [
+        ("cut", s.service.dlq_cut),
+        ("undeliverable", s.service.dlq_undeliverable),
+    ] {
+        dlq.get_or_create(&labels(&[("outcome", what)])).inc_by(n);
     }
     let events = Family::<Labels, Counter>::default();
     reg.register(
@@ -240,6 +264,7 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         ("evicted", s.join.evicted),
         ("unmatched", s.join.unmatched),
         ("duplicate", s.join.duplicates),
+        ("orphan_evicted", s.join.orphans_evicted),
     ] {
         join.get_or_create(&labels(&[("result", what)])).inc_by(n);
     }

@@ -151,10 +151,12 @@ async fn broker_outage_and_produce_errors_lose_nothing() {
     }
     tx.send(true).unwrap();
     let stats = svc.await.unwrap();
+    // (librdkafka re-fetches a partition resumed after a pause from before
+    // where the service got to: those redeliveries are skipped, not applied)
     assert_eq!(
-        stats.messages as usize,
+        (stats.messages - stats.redelivered) as usize,
         events.len(),
-        "every event consumed once"
+        "every event applied once"
     );
     assert_eq!(stats.dead_lettered, 0);
     assert_eq!(got, want, "alerts lost or changed by the faults");

@@ -92,18 +92,19 @@ class Env:
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self.tmp = tempfile.mkdtemp(prefix="dl-kafka-")
 
-    def topics(self, partitions):
+    def topics(self, partitions, config=None):
         tag = uuid.uuid4().hex[:8]
         names = {k: f"{k}-{tag}" for k in ("predictions", "outcomes", "alerts", "dlq")}
-        fs = self.admin.create_topics([NewTopic(names[k], partitions.get(k, 1), 1) for k in names])
+        config = config or {}
+        fs = self.admin.create_topics([NewTopic(names[k], partitions.get(k, 1), 1, config=config.get(k, {})) for k in names])
         for f in fs.values():
             f.result(30)
         return names
 
-    def produce(self, topic, values, key=lambda i: None, headers=lambda i: None, partition=-1):
+    def produce(self, topic, values, key=lambda i: None, headers=lambda i: None, partition=-1, big=False):
         """Produces `values` (to `partition`, or by key when -1) and waits for every acknowledgement."""
         p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 20,
-                      "queue.buffering.max.messages": 500000})
+                      "queue.buffering.max.messages": 500000, **({"message.max.bytes": 8_000_000} if big else {})})
         for i, v in enumerate(values):
             while True:
                 try:
@@ -375,6 +376,117 @@ def test_sigkill_mid_stream_and_restart_publishes_every_alert(env):
     # Alerts the uninterrupted run does not have can appear: a restarted member
     # that joins while the killed one's session is still open works on part of
     # the partitions until the group rebalances (then it rebuilds from all).
+
+
+def test_absurd_timestamps_are_refused_per_partition(env):
+    """One event dated 2099 first on partition 0, one in epoch seconds first
+    on partition 1, one 23 h ahead mid-stream on partition 2: each is refused
+    as time_outlier (dead-lettered with its partition and offset) and the
+    service alerts as the clean stream does."""
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    want = input_ids(replay_alerts())
+    enc = lambda e: encode("confluent", "prediction", e)
+    t0 = preds[0]["event_time"]
+    env.produce(names["predictions"], [enc(dict(preds[0], trace_id="future", event_time=4_070_908_800_000))], partition=0)
+    env.produce(names["predictions"], [enc(dict(preds[0], trace_id="seconds", event_time=t0 // 1000))], partition=1)
+    produce_keyed(env, names, preds, outs, 0.0, 0.5)
+    mid = preds[len(preds) // 2]["event_time"]
+    env.produce(names["predictions"], [enc(dict(preds[0], trace_id="ahead", event_time=mid + 23 * 3_600_000))], partition=2)
+    produce_keyed(env, names, preds, outs, 0.5, 1.0)
+    cfg = env.config(names, "confluent", "g-" + names["alerts"])
+    log = os.path.join(env.tmp, "hostile-time.log")
+    proc = env.start(cfg, log)
+    try:
+        got = env.read_all(names["alerts"], settle=3.0, ids=want, timeout=120)
+        dlq = env.read_all(names["dlq"], raw=True, want=3, settle=2.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    missing = want - input_ids(got)
+    extra = input_ids(got) - want
+    assert not missing and not extra, f"{len(missing)} input alerts missing, {len(extra)} extra; log {log}"
+    assert {"performance", "concept_drift"} <= {a["kind"] for a in got}
+    heads = sorted(({k: v.decode() for k, v in m.headers()} for m in dlq), key=lambda h: h["dlq.source.partition"])
+    assert [h["dlq.error.class"] for h in heads] == ["time_outlier"] * 3, heads
+    assert [h["dlq.source.partition"] for h in heads] == ["0", "1", "2"], heads
+    assert heads[0]["dlq.source.offset"] == "0" and heads[1]["dlq.source.offset"] == "0", heads
+    traces = sorted(json.loads(m.value())["trace_id"] if {k: v for k, v in m.headers()}.get("dlq.payload.encoding") == b"json"
+                    else fastavro.schemaless_reader(io.BytesIO(m.value()[5:]), SCHEMAS["prediction"])["trace_id"] for m in dlq)
+    assert traces == ["ahead", "future", "seconds"], traces
+
+
+def service_fields(log):
+    """The fields of a service's shutdown line."""
+    for line in open(log):
+        if "driftline service stopped" in line:
+            return json.loads(line)["fields"]
+    raise AssertionError(f"no shutdown line in {log}")
+
+
+BIG = 5_000_000
+
+
+def test_an_oversized_dead_letter_never_wedges_the_service(env):
+    """A 5 MB value (the input topic allows it) is past the service
+    producer's 1 MB and the dead-letter topic's 20 kB: it is dead-lettered
+    without its value (header dlq.value.original_bytes), counted, and the
+    service reads on; /healthz stays 200; SIGTERM exits within 10 s."""
+    preds, outs = scenario_events()
+    names = env.topics({}, config={"predictions": {"max.message.bytes": "8000000"},
+                                   "dlq": {"max.message.bytes": "20000"}})
+    env.produce(names["predictions"], [b"\x00" + os.urandom(BIG - 1)], headers=lambda i: [("origin-app", b"checkout")], big=True)
+    env.produce(names["predictions"], [encode("confluent", "prediction", e) for e in preds])
+    env.produce(names["outcomes"], [encode("confluent", "outcome", e) for e in outs])
+    port = free_port()
+    cfg = env.config(names, "confluent", "g-" + names["alerts"], extra=f'[http]\nlisten = "127.0.0.1:{port}"\n')
+    log = os.path.join(env.tmp, "oversized.log")
+    proc = env.start(cfg, log)
+    want = input_ids(replay_alerts())
+    try:
+        got = env.read_all(names["alerts"], settle=3.0, ids=want, timeout=120)
+        code, _ = http_get(f"http://127.0.0.1:{port}/healthz")
+        assert code == 200, code
+        dlq = env.read_all(names["dlq"], raw=True, want=1, settle=1.0)
+    finally:
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+        took = time.time() - t0
+    assert rc == 0 and took < 10, f"exit {rc} after {took:.1f}s; log {log}"
+    assert not want - input_ids(got), f"{len(want - input_ids(got))} input alerts missing; log {log}"
+    assert len(dlq) == 1, len(dlq)
+    h = {k: v.decode() for k, v in dlq[0].headers()}
+    assert h["dlq.value.original_bytes"] == str(BIG), h
+    assert h["dlq.source.offset"] == "0" and h["dlq.error.class"] in ("unknown_schema", "malformed_avro"), h
+    assert h["origin-app"] == "checkout", "the message's own headers are kept"
+    assert not dlq[0].value(), "a value the topic cannot take is left out"
+    f = service_fields(log)
+    assert f["dead_letters_cut"] == 1 and f["dead_letters_undeliverable"] == 0, f
+
+
+def test_a_large_poison_at_a_partition_head_holds_flow_control(env):
+    """One 5 MB poison first on predictions partition 2: the other
+    partitions wait for it (a partition that has delivered nothing holds
+    flow control), so outcomes never run ahead of their predictions: no
+    orphan is evicted and the alerts are the uninterrupted run's."""
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3}, config={"predictions": {"max.message.bytes": "8000000"}})
+    env.produce(names["predictions"], [b"\x00" + os.urandom(BIG - 1)], partition=2, big=True)
+    produce_keyed(env, names, preds, outs, 0.0, 1.0)
+    cfg = env.config(names, "confluent", "g-" + names["alerts"])
+    log = os.path.join(env.tmp, "big-head.log")
+    proc = env.start(cfg, log)
+    want = replay_alerts()
+    try:
+        got = env.read_all(names["alerts"], settle=4.0, ids={a["alert_id"] for a in want}, timeout=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    f = service_fields(log)
+    assert f["orphans_evicted"] == 0, f
+    got_ids, want_ids = {a["alert_id"] for a in got}, {a["alert_id"] for a in want}
+    assert got_ids == want_ids, f"{len(want_ids - got_ids)} of replay's alerts missing, {len(got_ids - want_ids)} extra; log {log}"
 
 
 def test_second_instance_takes_over(env):
@@ -1064,7 +1176,9 @@ def test_schema_registry_resolves_writer_schemas(env):
 
 
 TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
-         test_sigkill_mid_stream_and_restart_publishes_every_alert, test_second_instance_takes_over,
+         test_sigkill_mid_stream_and_restart_publishes_every_alert, test_absurd_timestamps_are_refused_per_partition,
+         test_an_oversized_dead_letter_never_wedges_the_service, test_a_large_poison_at_a_partition_head_holds_flow_control,
+         test_second_instance_takes_over,
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
          test_state_per_partition_follows_partitions_between_members,
