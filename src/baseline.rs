@@ -141,8 +141,7 @@ impl Baseline {
         s.values = b.values;
         s.nulls = b.nulls;
         s.type_violations = b.type_violations;
-        s.mean = b.mean;
-        s.m2 = b.m2;
+        s.moments = crate::sketch::moments::Moments::from_mean_m2(b.values, b.mean, b.m2);
         s.quantiles = b.quantiles.clone();
         for (name, count) in &b.categories {
             let id = feature.category_id(name, max_categories) as usize;
@@ -185,8 +184,8 @@ pub fn series_baseline(
         values: s.values,
         nulls: s.nulls,
         type_violations: s.type_violations,
-        mean: s.mean,
-        m2: s.m2,
+        mean: s.mean(),
+        m2: s.m2(),
         quantiles: s.quantiles.clone(),
         categories,
     }

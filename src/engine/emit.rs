@@ -310,10 +310,10 @@ impl Engine {
         match feat.kind {
             Some(ValueKind::Numeric) => {
                 if r.sketch.values > 0 {
-                    ev.reference_mean = Some(r.sketch.mean);
+                    ev.reference_mean = Some(r.sketch.mean());
                 }
                 if cur.values > 0 {
-                    ev.current_mean = Some(cur.mean);
+                    ev.current_mean = Some(cur.mean());
                 }
                 for q in [0.05, 0.25, 0.5, 0.75, 0.95] {
                     if let (Some(a), Some(b)) = (r.sketch.quantile(q), cur.quantile(q)) {

@@ -520,7 +520,7 @@ fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
     let scale = if sd > 0.0 {
         sd
     } else {
-        r.sketch.mean.abs().max(1e-12)
+        r.sketch.mean().abs().max(1e-12)
     };
     w / scale
 }

@@ -7,10 +7,12 @@
 //! its bins).
 
 pub mod edges;
+pub mod moments;
 
 use sketches_ddsketch::{Config as DdConfig, DDSketch};
 
 pub use edges::{Edges, ordinal};
+use moments::Moments;
 
 /// What a series holds: numbers or categories (strings and booleans). Fixed
 /// by the first non-null value; values of the other type are violations.
@@ -21,29 +23,53 @@ pub enum ValueKind {
     Categorical,
 }
 
-/// Up to a few trace ids kept per bucket as examples, in fixed slots whose
-/// string buffers are reused when a sketch is recycled.
+/// Up to a few trace ids kept per bucket as examples: those with the
+/// smallest hashes among the ids offered, so which are kept does not depend
+/// on the order events arrive in (partitions interleave differently from
+/// run to run; a re-emitted alert carries the same exemplars). Fixed slots,
+/// kept sorted by hash, whose string buffers are reused.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Exemplars {
-    slots: Vec<String>,
+    slots: Vec<(u64, String)>,
     len: usize,
+}
+
+/// A trace id's hash for exemplar choice: FxHash (fixed, unseeded) of its bytes.
+#[inline]
+fn exemplar_hash(trace_id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(trace_id)
 }
 
 impl Exemplars {
     pub fn offer(&mut self, trace_id: &str, cap: usize) {
-        if self.len >= cap {
+        if cap == 0 {
             return;
         }
-        if self.slots.len() <= self.len {
-            self.slots.push(String::new());
+        let h = exemplar_hash(trace_id);
+        let kept = &self.slots[..self.len];
+        if self.len >= cap && kept.last().is_some_and(|l| (l.0, l.1.as_str()) <= (h, trace_id)) {
+            return;
         }
-        let s = &mut self.slots[self.len];
-        s.clear();
-        s.push_str(trace_id);
-        self.len += 1;
+        let pos = kept.partition_point(|s| (s.0, s.1.as_str()) < (h, trace_id));
+        if kept.get(pos).is_some_and(|s| s.0 == h && s.1 == trace_id) {
+            return;
+        }
+        if self.len < cap {
+            if self.slots.len() <= self.len {
+                self.slots.push((0, String::new()));
+            }
+            self.len += 1;
+        }
+        // the spare (or the largest, dropped) slot moves to `pos`
+        self.slots[pos..self.len].rotate_right(1);
+        let s = &mut self.slots[pos];
+        s.0 = h;
+        s.1.clear();
+        s.1.push_str(trace_id);
     }
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.slots[..self.len].iter().map(String::as_str)
+        self.slots[..self.len].iter().map(|s| s.1.as_str())
     }
     pub fn clear(&mut self) {
         self.len = 0;
@@ -58,9 +84,8 @@ pub struct Sketch {
     pub nulls: u64,
     /// Non-null values of the other kind (a string where numbers are expected, …).
     pub type_violations: u64,
-    /// Welford mean and sum of squared deviations of numeric values.
-    pub mean: f64,
-    pub m2: f64,
+    /// Sum and sum of squares of numeric values, in any order the same.
+    pub moments: Moments,
     /// Numbers: counts over `Edges` bins (empty until the reference fixes the
     /// edges). Categories: counts per category id.
     pub hist: Vec<u64>,
@@ -81,8 +106,7 @@ impl Sketch {
             values: 0,
             nulls: 0,
             type_violations: 0,
-            mean: 0.0,
-            m2: 0.0,
+            moments: Moments::default(),
             hist: Vec::new(),
             hist_sum: Vec::new(),
             quantiles: None,
@@ -101,8 +125,7 @@ impl Sketch {
         self.values = 0;
         self.nulls = 0;
         self.type_violations = 0;
-        self.mean = 0.0;
-        self.m2 = 0.0;
+        self.moments = Moments::default();
         self.hist.clear();
         self.hist_sum.clear();
         self.quantiles = None;
@@ -124,9 +147,7 @@ impl Sketch {
     #[inline]
     pub fn add_number(&mut self, x: f64, bin: Option<usize>, dd: &DdConfig) {
         self.values += 1;
-        let d = x - self.mean;
-        self.mean += d / self.values as f64;
-        self.m2 += d * (x - self.mean);
+        self.moments.add(x);
         if let Some(b) = bin {
             self.hist[b] += 1;
         }
@@ -147,13 +168,7 @@ impl Sketch {
 
     /// Merges another summary of the same series into this one.
     pub fn merge(&mut self, o: &Sketch) {
-        let (n1, n2) = (self.values as f64, o.values as f64);
-        if n2 > 0.0 {
-            let n = n1 + n2;
-            let d = o.mean - self.mean;
-            self.mean += d * n2 / n;
-            self.m2 += o.m2 + d * d * n1 * n2 / n;
-        }
+        self.moments.merge(&o.moments);
         self.merge_counts(o);
         if let Some(q) = &o.quantiles {
             match &mut self.quantiles {
@@ -209,10 +224,20 @@ impl Sketch {
         self.hist_sum.resize(bins, 0.0);
     }
 
+    /// Mean of the numeric values.
+    pub fn mean(&self) -> f64 {
+        self.moments.mean(self.values)
+    }
+
+    /// Sum of squared deviations from the mean.
+    pub fn m2(&self) -> f64 {
+        self.moments.m2(self.values)
+    }
+
     /// Population variance of the numeric values.
     pub fn variance(&self) -> f64 {
         if self.values > 1 {
-            self.m2 / self.values as f64
+            self.m2() / self.values as f64
         } else {
             0.0
         }
@@ -231,7 +256,7 @@ impl std::fmt::Debug for Sketch {
             .field("values", &self.values)
             .field("nulls", &self.nulls)
             .field("type_violations", &self.type_violations)
-            .field("mean", &self.mean)
+            .field("mean", &self.mean())
             .field("hist", &self.hist)
             .field(
                 "quantile_values",
@@ -285,10 +310,9 @@ mod tests {
             prop_assert_eq!(merged.values, whole.values);
             prop_assert_eq!(merged.nulls, whole.nulls);
             prop_assert_eq!(&merged.hist, &whole.hist);
-            let scale = 1.0 + whole.mean.abs();
-            prop_assert!((merged.mean - whole.mean).abs() <= 1e-9 * scale * 1e3);
-            let vscale = 1.0 + whole.variance();
-            prop_assert!((merged.variance() - whole.variance()).abs() <= 1e-6 * vscale);
+            // moments merge exactly: in any grouping, the same bits
+            prop_assert_eq!(merged.mean(), whole.mean());
+            prop_assert_eq!(merged.variance(), whole.variance());
             for q in [0.0, 0.1, 0.5, 0.9, 1.0] {
                 prop_assert_eq!(merged.quantile(q), whole.quantile(q));
             }
