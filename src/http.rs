@@ -99,8 +99,18 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    if s.snapshot.get().ready {
+    let snap = s.snapshot.get();
+    if snap.ready {
         (StatusCode::OK, "ready\n").into_response()
+    } else if !snap.missing_topics.is_empty() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: input topic(s) missing: {}\n",
+                snap.missing_topics.join(", ")
+            ),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -198,19 +198,28 @@ impl Default for KafkaConfig {
     }
 }
 
-/// Whether a librdkafka property holds a secret (never printed).
+/// Whether a librdkafka property holds a secret (never printed). By
+/// pattern, so a misspelled secret key (`sasl.pasword`, `ssl.key.passwrd`)
+/// is hidden too: separators dropped, any of a few stems anywhere.
 pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
+    let k: String = key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     [
-        "password",
-        "secret",
+        "pass",
+        "pasw",
+        "pwd",
+        "secre",
         "jaas",
         "token",
-        "credential",
-        "ssl.key.pem",
-        "ssl.keystore",
-        "ssl.certificate.pem",
+        "cred",
+        "keypem",
+        "keystore",
+        "certificatepem",
         "private",
+        "apikey",
     ]
     .iter()
     .any(|w| k.contains(w))

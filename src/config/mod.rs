@@ -748,4 +748,20 @@ mod tests {
         );
         assert!(!format!("{:?}", cfg.redacted()).contains("hunter2"));
     }
+
+    #[test]
+    fn a_misspelled_secret_key_is_redacted_too() {
+        let cfg = Config::from_toml_with_env(
+            "[kafka.librdkafka]\n\"sasl.pasword\" = \"hunter2\"\n\"ssl.key.passwrd\" = \"hunter3\"\n\"ssl.key.location\" = \"/etc/key.pem\"\n",
+            "x",
+            &[],
+        )
+        .unwrap();
+        let shown = cfg.to_toml();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+        assert!(shown.contains("/etc/key.pem"), "a path is not a secret");
+    }
 }

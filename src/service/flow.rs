@@ -20,6 +20,7 @@ impl Service {
     /// events that follow a pause late).
     pub(super) async fn housekeeping(&mut self) {
         self.apply_assignment_changes();
+        self.check_topics();
         // resume partitions the others have caught up with
         let pacer = self.pacer();
         for i in 0..self.partitions.len() {

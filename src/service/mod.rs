@@ -77,6 +77,9 @@ pub struct Service {
     never: watch::Receiver<bool>,
     /// The stop signal `run` was given (`never` before).
     stop: watch::Receiver<bool>,
+    /// Configured input topics the cluster does not have, and when that was checked.
+    missing_topics: Vec<String>,
+    topics_checked: Option<Instant>,
     pub stats: ServiceStats,
     /// Messages an engine holds (its first events, until enough agree on
     /// the time): (task, tag, topic, partition, offset), to name them if refused.
@@ -139,6 +142,8 @@ impl Service {
             partitions: Vec::new(),
             never: watch::channel(false).1,
             stop: watch::channel(false).1,
+            missing_topics: Vec::new(),
+            topics_checked: None,
             stats: ServiceStats::default(),
             held: Vec::new(),
             until_end: false,

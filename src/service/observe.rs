@@ -58,13 +58,51 @@ impl Service {
         }
     }
 
+    /// Input topics the cluster does not have: named in a warning every
+    /// 10 s while missing (and once when they appear), shown by `/readyz`.
+    pub(super) fn check_topics(&mut self) {
+        if self
+            .topics_checked
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.topics_checked = Some(Instant::now());
+        let mut missing = Vec::new();
+        for topic in self.topics.iter().filter(|t| !t.is_empty()) {
+            let md = crate::blocking(|| {
+                self.consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+            });
+            // (the brokers away is not a missing topic: consumer errors say that)
+            let Ok(md) = md else { continue };
+            let gone = md.topics().first().is_none_or(|t| {
+                t.error().is_some() || t.partitions().is_empty()
+            });
+            if gone {
+                missing.push(topic.clone());
+            }
+        }
+        for topic in &missing {
+            tracing::warn!(
+                topic = %topic,
+                "input topic does not exist: nothing is consumed from it (create it, or fix kafka.predictions_topic / kafka.outcomes_topic)"
+            );
+        }
+        for topic in self.missing_topics.iter().filter(|t| !missing.contains(t)) {
+            tracing::info!(topic = %topic, "input topic exists now");
+        }
+        self.missing_topics = missing;
+    }
+
     /// Publishes what the HTTP side shows (not per event: once a second).
     pub(super) fn publish_snapshot(&mut self) {
         self.last_snapshot = Instant::now();
         let mut s = Snapshot {
             taken_at_ms: now_ms(),
             // assigned partitions are restored (or rebuilt) in the same step
-            ready: !self.assignment.is_empty(),
+            ready: !self.assignment.is_empty() && self.missing_topics.is_empty(),
+            missing_topics: self.missing_topics.clone(),
             group: self.cfg.kafka.group_id.clone(),
             consumed: vec![
                 TopicCount {

@@ -90,6 +90,8 @@ pub struct Snapshot {
     pub taken_at_ms: i64,
     /// Partitions assigned and their state restored (or rebuilt).
     pub ready: bool,
+    /// Configured input topics the cluster does not have (checked every 10 s).
+    pub missing_topics: Vec<String>,
     pub group: String,
     pub watermark: Option<i64>,
     pub consumed: Vec<TopicCount>,

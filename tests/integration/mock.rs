@@ -305,3 +305,30 @@ fn checkpoint_topic_keeps_chunks_and_survives_a_write_cut_short() {
     assert_eq!(listed.len(), 2);
     assert!(next.contains(&4) && next.contains(&9), "{next:?}");
 }
+
+/// A busy HTTP port is a start-up error (exit 2 on the command line), not a
+/// service running without its health endpoints; the demo says so too
+/// instead of printing another process's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_http_port_fails_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mock = MockCluster::new(1).unwrap();
+    let (mut cfg, dir) = json_predictions_only(&mock, "busy-port");
+    cfg.http.listen = addr.clone();
+    let mut service = Service::new(cfg).unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let err = tokio::time::timeout(Duration::from_secs(30), service.run(rx))
+        .await
+        .expect("the service must not start")
+        .unwrap_err();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains(&addr), "{err}");
+
+    let o = crate::util::run(&["demo", "--listen", &addr, "--duration", "1s"]);
+    assert_eq!(o.status.code(), Some(2), "{}", crate::util::stderr(&o));
+    let e = crate::util::stderr(&o);
+    assert!(e.contains(&addr) && e.contains("--listen"), "{e}");
+    assert!(!e.contains("dashboard at"), "{e}");
+}

@@ -194,7 +194,9 @@ def replay_alerts():
     preds, outs = scenario_events()
     newest = max(max(e["event_time"] for e in preds), max(e["event_time"] for e in outs))
     last_closed_end = (newest - 120_000) // 60_000 * 60_000
-    return [a for a in (json.loads(l) for l in open(path)) if a["window_end"] <= last_closed_end]
+    # (by emitted_at, the event time of the evaluation: a quality alert's
+    # window is where its predictions were, hours before it is evaluated)
+    return [a for a in (json.loads(l) for l in open(path)) if a["emitted_at"] <= last_closed_end]
 
 
 def strip(a):
@@ -492,6 +494,30 @@ def test_a_large_poison_at_a_partition_head_holds_flow_control(env):
     assert f["orphans_evicted"] == 0, f
     got_ids, want_ids = {a["alert_id"] for a in got}, {a["alert_id"] for a in want}
     assert got_ids == want_ids, f"{len(want_ids - got_ids)} of replay's alerts missing, {len(got_ids - want_ids)} extra; log {log}"
+
+
+def test_a_missing_input_topic_is_named_and_not_ready(env):
+    """An input topic the cluster does not have: a warning naming it every
+    10 s while it is missing, and /readyz 503 saying which."""
+    names = env.topics({})
+    names = dict(names, outcomes="missing-" + names["outcomes"])
+    port = free_port()
+    cfg = env.config(names, "confluent", "g-" + names["alerts"], extra=f'[http]\nlisten = "127.0.0.1:{port}"\n')
+    log = os.path.join(env.tmp, "missing-topic.log")
+    proc = env.start(cfg, log)
+    try:
+        deadline, body, warned = time.time() + 60, "", 0
+        while time.time() < deadline:
+            code, body = http_get(f"http://127.0.0.1:{port}/readyz")
+            warned = sum(names["outcomes"] in l and "does not exist" in l for l in open(log))
+            if code == 503 and names["outcomes"] in body and warned >= 2:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert names["outcomes"] in body, body
+    assert warned >= 2, f"{warned} warnings naming the topic; log {log}"
 
 
 def test_second_instance_takes_over(env):
@@ -1183,6 +1209,7 @@ def test_schema_registry_resolves_writer_schemas(env):
 TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_absurd_timestamps_are_refused_per_partition,
          test_an_oversized_dead_letter_never_wedges_the_service, test_a_large_poison_at_a_partition_head_holds_flow_control,
+         test_a_missing_input_topic_is_named_and_not_ready,
          test_second_instance_takes_over,
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
