@@ -250,9 +250,11 @@ fn check_unique<'a>(
             let twice = h.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]);
             for x in twice {
                 let same = keys.clone().filter(|k| build.hash_one(*k) == x);
-                if let Some(k) = same.clone().enumerate().find_map(|(i, k)| {
-                    same.clone().skip(i + 1).any(|o| o == k).then_some(k)
-                }) {
+                if let Some(k) = same
+                    .clone()
+                    .enumerate()
+                    .find_map(|(i, k)| same.clone().skip(i + 1).any(|o| o == k).then_some(k))
+                {
                     return Some(k);
                 }
             }
@@ -461,7 +463,11 @@ mod tests {
             twice.push(format!("f{}", n / 2));
             let err = check_unique("features", twice.iter().map(String::as_str)).unwrap_err();
             assert_eq!(err.reason, BadReason::DuplicateKey);
-            assert!(err.message.contains(&format!("`f{}`", n / 2)), "{}", err.message);
+            assert!(
+                err.message.contains(&format!("`f{}`", n / 2)),
+                "{}",
+                err.message
+            );
         }
     }
 }

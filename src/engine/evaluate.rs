@@ -516,7 +516,11 @@ fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
     let w = numeric::wasserstein(&a, &b);
     let sd = r.sketch.variance().sqrt();
     let robust = quantile_spread(&r.quantiles);
-    let sd = if robust > 0.0 { sd.min(2.0 * robust) } else { sd };
+    let sd = if robust > 0.0 {
+        sd.min(2.0 * robust)
+    } else {
+        sd
+    };
     let scale = if sd > 0.0 {
         sd
     } else {

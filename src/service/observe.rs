@@ -76,9 +76,10 @@ impl Service {
             });
             // (the brokers away is not a missing topic: consumer errors say that)
             let Ok(md) = md else { continue };
-            let gone = md.topics().first().is_none_or(|t| {
-                t.error().is_some() || t.partitions().is_empty()
-            });
+            let gone = md
+                .topics()
+                .first()
+                .is_none_or(|t| t.error().is_some() || t.partitions().is_empty());
             if gone {
                 missing.push(topic.clone());
             }

@@ -48,7 +48,11 @@ impl Exemplars {
         }
         let h = exemplar_hash(trace_id);
         let kept = &self.slots[..self.len];
-        if self.len >= cap && kept.last().is_some_and(|l| (l.0, l.1.as_str()) <= (h, trace_id)) {
+        if self.len >= cap
+            && kept
+                .last()
+                .is_some_and(|l| (l.0, l.1.as_str()) <= (h, trace_id))
+        {
             return;
         }
         let pos = kept.partition_point(|s| (s.0, s.1.as_str()) < (h, trace_id));

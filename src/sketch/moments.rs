@@ -47,24 +47,6 @@ impl Dd {
         *self = Dd { hi, lo };
     }
 
-    /// Adds another double-double.
-    #[inline]
-    pub fn add(self, o: Dd) -> Dd {
-        let (s, e) = two_sum(self.hi, o.hi);
-        let (t, f) = two_sum(self.lo, o.lo);
-        let (s, e) = quick_two_sum(s, e + t);
-        let (hi, lo) = quick_two_sum(s, e + f);
-        Dd { hi, lo }
-    }
-
-    #[inline]
-    pub fn neg(self) -> Dd {
-        Dd {
-            hi: -self.hi,
-            lo: -self.lo,
-        }
-    }
-
     /// The exact square of an `f64`.
     #[inline]
     pub fn square(x: f64) -> Dd {
@@ -73,16 +55,6 @@ impl Dd {
             hi: p,
             lo: x.mul_add(x, -p),
         }
-    }
-
-    /// Product of two double-doubles (to ~106 bits).
-    #[inline]
-    pub fn mul(self, o: Dd) -> Dd {
-        let p = self.hi * o.hi;
-        let e = self.hi.mul_add(o.hi, -p);
-        let e = e + (self.hi * o.lo + self.lo * o.hi);
-        let (hi, lo) = quick_two_sum(p, e);
-        Dd { hi, lo }
     }
 
     /// Quotient by an `f64` (to ~106 bits).
@@ -100,6 +72,43 @@ impl Dd {
     }
 }
 
+impl std::ops::Add for Dd {
+    type Output = Dd;
+    /// Sum of two double-doubles.
+    #[inline]
+    fn add(self, o: Dd) -> Dd {
+        let (s, e) = two_sum(self.hi, o.hi);
+        let (t, f) = two_sum(self.lo, o.lo);
+        let (s, e) = quick_two_sum(s, e + t);
+        let (hi, lo) = quick_two_sum(s, e + f);
+        Dd { hi, lo }
+    }
+}
+
+impl std::ops::Neg for Dd {
+    type Output = Dd;
+    #[inline]
+    fn neg(self) -> Dd {
+        Dd {
+            hi: -self.hi,
+            lo: -self.lo,
+        }
+    }
+}
+
+impl std::ops::Mul for Dd {
+    type Output = Dd;
+    /// Product of two double-doubles (to ~106 bits).
+    #[inline]
+    fn mul(self, o: Dd) -> Dd {
+        let p = self.hi * o.hi;
+        let e = self.hi.mul_add(o.hi, -p);
+        let e = e + (self.hi * o.lo + self.lo * o.hi);
+        let (hi, lo) = quick_two_sum(p, e);
+        Dd { hi, lo }
+    }
+}
+
 /// Count, sum and sum of squares of numbers, independent of their order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Moments {
@@ -111,12 +120,12 @@ impl Moments {
     #[inline]
     pub fn add(&mut self, x: f64) {
         self.sum.add_f64(x);
-        self.sum_sq = self.sum_sq.add(Dd::square(x));
+        self.sum_sq = self.sum_sq + Dd::square(x);
     }
 
     pub fn merge(&mut self, o: &Moments) {
-        self.sum = self.sum.add(o.sum);
-        self.sum_sq = self.sum_sq.add(o.sum_sq);
+        self.sum = self.sum + o.sum;
+        self.sum_sq = self.sum_sq + o.sum_sq;
     }
 
     /// Mean of `n` values.
@@ -133,14 +142,14 @@ impl Moments {
         if n < 2 {
             return 0.0;
         }
-        let c = self.sum.mul(self.sum).div_f64(n as f64);
-        self.sum_sq.add(c.neg()).value().max(0.0)
+        let c = (self.sum * self.sum).div_f64(n as f64);
+        (self.sum_sq + -c).value().max(0.0)
     }
 
     /// From a mean and a sum of squared deviations of `n` values (a baseline file).
     pub fn from_mean_m2(n: u64, mean: f64, m2: f64) -> Moments {
-        let sum = Dd::from_f64(mean).mul(Dd::from_f64(n as f64));
-        let sum_sq = Dd::from_f64(m2).add(sum.mul(Dd::from_f64(mean)));
+        let sum = Dd::from_f64(mean) * Dd::from_f64(n as f64);
+        let sum_sq = Dd::from_f64(m2) + sum * Dd::from_f64(mean);
         Moments { sum, sum_sq }
     }
 }
@@ -163,7 +172,7 @@ mod tests {
         let mut rev = xs.clone();
         rev.reverse();
         let mut shuffled = xs.clone();
-        shuffled.sort_by(|a, b| (a.to_bits() % 97).cmp(&(b.to_bits() % 97)));
+        shuffled.sort_by_key(|a| a.to_bits() % 97);
         assert_eq!(forward, of(&rev));
         assert_eq!(forward, of(&shuffled));
         // and the merge of halves in either order

@@ -114,10 +114,7 @@ pub struct Snapshot {
 /// The published snapshot: swapped whole under a short lock; and the
 /// service loop's heartbeat (wall-clock ms of its last turn).
 #[derive(Clone, Default)]
-pub struct Shared(
-    Arc<Mutex<Arc<Snapshot>>>,
-    Arc<std::sync::atomic::AtomicI64>,
-);
+pub struct Shared(Arc<Mutex<Arc<Snapshot>>>, Arc<std::sync::atomic::AtomicI64>);
 
 impl Shared {
     /// The loop took another turn.
