@@ -70,6 +70,7 @@ pub mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod incident;
 pub mod kafka;
 pub mod service;
 pub mod sketch;

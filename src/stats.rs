@@ -154,6 +154,7 @@ pub struct ServiceStats {
     /// Dead letters not even their headers could be delivered for (counted, logged, passed).
     pub dlq_undeliverable: u64,
     pub alerts_published: u64,
+    pub incidents_published: u64,
     pub alert_delivery_retries: u64,
     /// Messages delivered again at or below an offset already applied: skipped.
     pub redelivered: u64,

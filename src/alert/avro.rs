@@ -80,6 +80,11 @@ mod tests {
             suspected_cause: Cause::FeatureChange,
             exemplar_trace_ids: vec!["t1".into()],
             emitted_at: 2,
+            incident_id: "inc-1".into(),
+            owner: "fraud-ml".into(),
+            runbook_url: "docs/runbooks/data_drift.md".into(),
+            config_hash: "00ff".into(),
+            engine_version: "0.1.0 (abc)".into(),
         };
         let bytes = encode_alert(&a).unwrap();
         assert_eq!(decode_alert(&bytes).unwrap(), a);

@@ -85,6 +85,15 @@ pub enum Cause {
 }
 
 impl Cause {
+    pub const ALL: [Cause; 6] = [
+        Cause::Pipeline,
+        Cause::FeatureChange,
+        Cause::CovariateShift,
+        Cause::LabelShift,
+        Cause::ConceptDrift,
+        Cause::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::Pipeline => "pipeline",
@@ -184,6 +193,21 @@ pub struct Alert {
     pub suspected_cause: Cause,
     pub exemplar_trace_ids: Vec<String>,
     pub emitted_at: i64,
+    /// The incident it belongs to (see `incident`).
+    #[serde(default)]
+    pub incident_id: String,
+    /// Who owns it (`[owners]`).
+    #[serde(default)]
+    pub owner: String,
+    /// `incidents.runbook_base_url` + `<kind>.md`.
+    #[serde(default)]
+    pub runbook_url: String,
+    /// Hash of the config sections that decide alerts (`config::decision_hash`).
+    #[serde(default)]
+    pub config_hash: String,
+    /// Crate version and git revision of the build (`engine_version`).
+    #[serde(default)]
+    pub engine_version: String,
 }
 
 /// Stable id of an alert episode: the same series, kind and episode start

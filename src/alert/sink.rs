@@ -1,4 +1,5 @@
-//! Where alerts go: JSON Lines (a file or stdout).
+//! Where alerts and incident events go: JSON Lines (a file or stdout), or
+//! the alert and incident topics.
 
 use std::io::Write;
 
@@ -7,7 +8,7 @@ use rdkafka::producer::FutureRecord;
 use crate::alert::Alert;
 use crate::error::{Error, Result};
 
-/// Writes one alert event per line.
+/// Writes one event (alert or incident) per line.
 pub struct JsonLines<W: Write> {
     out: W,
 }
@@ -17,7 +18,7 @@ impl<W: Write> JsonLines<W> {
         JsonLines { out }
     }
 
-    pub fn write(&mut self, a: &Alert) -> Result<()> {
+    pub fn write<T: serde::Serialize>(&mut self, a: &T) -> Result<()> {
         serde_json::to_writer(&mut self.out, a).map_err(|e| Error::Output(e.into()))?;
         self.out.write_all(b"\n").map_err(Error::Output)
     }
@@ -53,6 +54,11 @@ impl KafkaSink {
         }
     }
 
+    /// Avro or JSON (`kafka.alert_encoding`), for alerts and incidents alike.
+    pub fn encoding(&self) -> crate::config::AlertEncoding {
+        self.encoding
+    }
+
     /// Encodes an alert as the topic's value.
     pub fn encode(&self, a: &Alert) -> std::result::Result<Vec<u8>, String> {
         match self.encoding {
@@ -72,21 +78,40 @@ impl KafkaSink {
                 return true;
             }
         };
-        let (topic, failed) = (&self.topic, &mut self.failed_deliveries);
+        let topic = self.topic.clone();
+        self.send(&topic, &a.model_id, &payload, &a.alert_id, stop)
+            .await
+    }
+
+    /// Publishes one encoded record (another event type: incidents) with
+    /// the alert topic's guarantees; false if `stop` cut the retries short.
+    pub async fn send(
+        &mut self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        id: &str,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        let failed = &mut self.failed_deliveries;
         let delivered = crate::kafka::send::send_until_acked(
             &self.producer,
-            || FutureRecord::to(topic).key(a.model_id.as_bytes()).payload(&payload[..]),
+            || FutureRecord::to(topic).key(key.as_bytes()).payload(payload),
             Some(stop),
             |e| {
                 *failed += 1;
-                tracing::warn!(alert_id = %a.alert_id, topic = %topic, error = %e, "alert delivery failed; retrying");
+                tracing::warn!(id, topic, error = %e, "delivery failed; retrying");
             },
         )
         .await;
         if delivered {
             self.delivered += 1;
         } else {
-            tracing::error!(alert_id = %a.alert_id, "stopping with an undelivered alert; it is re-emitted after restart");
+            tracing::error!(
+                id,
+                topic,
+                "stopping with an undelivered event; it is re-emitted after restart"
+            );
         }
         delivered
     }

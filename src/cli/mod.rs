@@ -78,6 +78,9 @@ pub enum Command {
         /// Where alerts go (default: stdout).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Where incident events go (JSON Lines; default: not written).
+        #[arg(long)]
+        incidents: Option<PathBuf>,
         /// Stop at the first bad event with exit code 1.
         #[arg(long)]
         strict: bool,
@@ -188,12 +191,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             predictions,
             outcomes,
             output,
+            incidents,
             strict,
         } => replay::replay(
             Config::load(&config)?,
             &predictions,
             &outcomes,
             output,
+            incidents,
             strict,
         ),
         Command::Demo { duration, listen } => service::demo(duration, listen),

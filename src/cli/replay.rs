@@ -26,12 +26,28 @@ fn progress() -> indicatif::ProgressBar {
     pb
 }
 
+/// Incident events to their file (`--incidents`), or dropped.
+fn drain_incidents<W: Write>(engine: &mut Engine, sink: Option<&mut JsonLines<W>>) -> Result<()> {
+    match sink {
+        Some(s) => {
+            for ev in engine.drain_incidents() {
+                s.write(&ev)?;
+            }
+        }
+        None => {
+            engine.drain_incidents().for_each(drop);
+        }
+    }
+    Ok(())
+}
+
 /// Runs files through the engine, writing alerts as JSON Lines.
 pub fn replay(
     cfg: Config,
     predictions: &[PathBuf],
     outcomes: &[PathBuf],
     output: Option<PathBuf>,
+    incidents: Option<PathBuf>,
     strict: bool,
 ) -> Result<i32> {
     let baselines = Baseline::load_configured(&cfg)?;
@@ -51,6 +67,21 @@ pub fn replay(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = JsonLines::new(std::io::BufWriter::with_capacity(1 << 16, out));
+    let inputs: Vec<&PathBuf> = predictions.iter().chain(outcomes).collect();
+    let mut incident_sink = match &incidents {
+        Some(p) => {
+            check_output(p, &inputs)?;
+            if output.as_ref().is_some_and(|o| o == p) {
+                return Err(Error::Usage(format!(
+                    "--incidents {} is also --output: give each its own file",
+                    p.display()
+                )));
+            }
+            let f = std::fs::File::create(p).map_err(|e| Error::write(p, e))?;
+            Some(JsonLines::new(std::io::BufWriter::new(f)))
+        }
+        None => None,
+    };
     let pb = progress();
     let started = Instant::now();
     let mut n: u64 = 0;
@@ -60,6 +91,7 @@ pub fn replay(
         for a in engine.drain_alerts() {
             sink.write(&a)?;
         }
+        drain_incidents(&mut engine, incident_sink.as_mut())?;
         n += 1;
         if n.is_multiple_of(16384) {
             pb.set_position(n);
@@ -70,7 +102,11 @@ pub fn replay(
     for a in engine.drain_alerts() {
         sink.write(&a)?;
     }
+    drain_incidents(&mut engine, incident_sink.as_mut())?;
     sink.flush()?;
+    if let Some(s) = incident_sink.as_mut() {
+        s.flush()?;
+    }
     pb.finish_and_clear();
     engine.stats.join = Some(engine.quality.join.stats);
     engine.stats.overflow = Some(engine.overflow());

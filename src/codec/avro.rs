@@ -15,16 +15,18 @@ use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 pub const PREDICTION_AVSC: &str = include_str!("../../schemas/prediction.avsc");
 pub const OUTCOME_AVSC: &str = include_str!("../../schemas/outcome.avsc");
 pub const ALERT_AVSC: &str = include_str!("../../schemas/alert.avsc");
+pub const INCIDENT_AVSC: &str = include_str!("../../schemas/incident.avsc");
 
 /// Largest single allocation the Avro decoder may make (a length prefix that
 /// asks for more is refused as malformed instead of exhausting memory).
 pub const MAX_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
 
-/// The three schemas of the contract, parsed once.
+/// The schemas of the contract, parsed once.
 pub struct Schemas {
     pub prediction: Schema,
     pub outcome: Schema,
     pub alert: Schema,
+    pub incident: Schema,
 }
 
 static SCHEMAS: LazyLock<std::result::Result<Schemas, String>> = LazyLock::new(|| {
@@ -35,6 +37,7 @@ static SCHEMAS: LazyLock<std::result::Result<Schemas, String>> = LazyLock::new(|
         prediction: parse("prediction.avsc", PREDICTION_AVSC)?,
         outcome: parse("outcome.avsc", OUTCOME_AVSC)?,
         alert: parse("alert.avsc", ALERT_AVSC)?,
+        incident: parse("incident.avsc", INCIDENT_AVSC)?,
     })
 });
 

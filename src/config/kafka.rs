@@ -143,6 +143,9 @@ pub struct KafkaConfig {
     /// Empty: outcomes are not consumed.
     pub outcomes_topic: String,
     pub alerts_topic: String,
+    /// Incident events (one per cause; key = model id; `alert_encoding`);
+    /// empty: not published.
+    pub incidents_topic: String,
     /// Dead-letter topic for messages that cannot be decoded or validated; empty: count and skip.
     pub dlq_topic: String,
     pub encoding: Encoding,
@@ -182,6 +185,7 @@ impl Default for KafkaConfig {
             predictions_topic: "predictions".into(),
             outcomes_topic: "outcomes".into(),
             alerts_topic: "driftline-alerts".into(),
+            incidents_topic: "driftline-incidents".into(),
             dlq_topic: "driftline-dlq".into(),
             encoding: Encoding::Confluent,
             alert_encoding: AlertEncoding::Avro,

@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 
 mod kafka;
+pub mod owners;
 mod validate;
 
 pub use kafka::{
@@ -99,6 +100,91 @@ pub struct Config {
     pub route: RouteConfig,
     pub http: HttpConfig,
     pub otel: OtelConfig,
+    pub incidents: IncidentsConfig,
+    pub owners: OwnersConfig,
+}
+
+/// One routing rule: every field given must match.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnerRule {
+    /// Glob over the model id (`checkout-*`); empty: any.
+    pub model: String,
+    /// Glob over the feature name; empty: any (model-level alerts have none,
+    /// and match only an empty `feature`).
+    pub feature: String,
+    /// `dimension=value`, each side a glob (`region=APAC`, `region=*`); empty: any.
+    pub slice: String,
+    /// Causes the rule takes (`pipeline`, `feature_change`, `covariate_shift`,
+    /// `label_shift`, `concept_drift`, `unknown`); empty: any.
+    pub cause: Vec<String>,
+    pub owner: String,
+}
+
+/// The `[owners]` section: ordered rules, first match wins, and a
+/// fallback (`incident::owners` applies them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnersConfig {
+    /// Owner when no rule matches.
+    pub default: String,
+    pub rules: Vec<OwnerRule>,
+}
+
+impl Default for OwnersConfig {
+    fn default() -> Self {
+        OwnersConfig {
+            default: "unowned".into(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Incidents: what is attached to alerts and incidents for the people paged.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// Prefix of every `runbook_url`: `<base><kind>.md` for alerts,
+    /// `<base>incident.md` for incidents (default: the repo's docs path).
+    pub runbook_base_url: String,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            runbook_base_url: "docs/runbooks/".into(),
+        }
+    }
+}
+
+/// Hash of the config sections that decide alerts and incidents (input,
+/// window, reference, series, tests, policy, join, incidents, owners), 16
+/// hex digits: carried by every alert and incident as `config_hash`, so a
+/// decision can be traced to the policy in force.
+pub fn decision_hash(cfg: &Config) -> String {
+    let decides = serde_json::to_string(&(
+        &cfg.input,
+        &cfg.window,
+        &cfg.reference,
+        &cfg.series,
+        &cfg.tests,
+        &cfg.policy,
+        &cfg.join,
+        &cfg.incidents,
+        &cfg.owners,
+    ))
+    .unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in decides.as_bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// This build: the crate version and, built from a git checkout, its revision.
+/// (`src/build.rs` sets it.)
+pub fn engine_version() -> &'static str {
+    env!("DRIFTLINE_VERSION")
 }
 
 /// OpenTelemetry export (metrics and traces over OTLP).

@@ -16,6 +16,9 @@ impl Config {
                 message,
             })
         };
+        if let Err(e) = super::owners::Owners::new(&self.owners) {
+            return bad("owners.rules", e);
+        }
         // every duration within the range that works: event-time arithmetic
         // stays far from overflow, and a zero where zero means "refuse
         // everything" is refused here instead

@@ -240,6 +240,17 @@ impl Engine {
         now: i64,
     ) {
         self.stats.count_alert(d.kind, severity, state);
+        let owner = self.owners.owner_of(
+            &d.model_id,
+            d.feature.as_deref(),
+            &d.slice,
+            d.cause.as_str(),
+        );
+        let runbook_url = format!(
+            "{}{}.md",
+            self.cfg.incidents.runbook_base_url,
+            d.kind.as_str()
+        );
         self.out.push(Alert {
             alert_id,
             model_id: d.model_id,
@@ -269,6 +280,11 @@ impl Engine {
             suspected_cause: d.cause,
             exemplar_trace_ids: d.exemplars,
             emitted_at: now,
+            incident_id: String::new(),
+            owner,
+            runbook_url,
+            config_hash: self.config_hash.clone(),
+            engine_version: crate::config::engine_version().to_string(),
         });
     }
 

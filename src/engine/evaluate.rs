@@ -314,6 +314,15 @@ impl Engine {
                 &b.slice,
             ))
         });
+        // grouped into incidents by cause (each alert gets its incident_id)
+        let cx = crate::incident::Context {
+            owners: &self.owners,
+            runbook_base: &self.cfg.incidents.runbook_base_url,
+            config_hash: &self.config_hash,
+            engine_version: crate::config::engine_version(),
+            cooldown_ms: self.cfg.policy.cooldown.as_millis(),
+        };
+        self.incidents.observe(&mut self.out[first_new..], now, &cx);
     }
 
     fn eval_quality(&self, sid: u32) -> Option<ChannelEval> {

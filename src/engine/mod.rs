@@ -35,6 +35,9 @@ use crate::alert::Alert;
 use crate::alert::policy::ChannelState;
 use crate::baseline::Baseline;
 use crate::config::Config;
+use crate::config::OwnersConfig;
+use crate::config::owners::Owners;
+use crate::incident::Incidents;
 use crate::quality::monitor::QualityMonitor;
 use crate::registry::{Model, Overflow};
 use crate::sketch::{Sketch, dd_config};
@@ -127,6 +130,11 @@ pub struct Engine {
     scratch: Vec<u64>,
     /// Outcomes can come: predictions wait in the join for them.
     outcomes: bool,
+    /// Alerts grouped by cause (checkpointed).
+    incidents: Incidents,
+    /// `[owners]`, compiled; `config::decision_hash` of this config.
+    owners: Owners,
+    config_hash: String,
 }
 
 impl Engine {
@@ -140,6 +148,16 @@ impl Engine {
         let bucket_ms = cfg.window.bucket.as_millis();
         let quality = QualityMonitor::new(&cfg);
         let consensus = cfg.input.time_consensus.max(1);
+        // (validated with the config; an engine built from an unchecked one
+        // routes everything to the default owner)
+        let owners = Owners::new(&cfg.owners).unwrap_or_else(|_| {
+            Owners::new(&OwnersConfig {
+                default: cfg.owners.default.clone(),
+                rules: Vec::new(),
+            })
+            .unwrap_or_else(|_| unreachable!("no rules: nothing to compile"))
+        });
+        let config_hash = crate::config::decision_hash(&cfg);
         Engine {
             bins: BinSpec {
                 coarse: cfg.series.bins,
@@ -172,6 +190,9 @@ impl Engine {
             out: Vec::new(),
             scratch: Vec::new(),
             outcomes: true,
+            incidents: Incidents::default(),
+            owners,
+            config_hash,
         }
     }
 
@@ -226,6 +247,27 @@ impl Engine {
     /// Alerts produced since the last call, in order.
     pub fn drain_alerts(&mut self) -> std::vec::Drain<'_, Alert> {
         self.out.drain(..)
+    }
+
+    /// Incident events produced since the last call, in order.
+    pub fn drain_incidents(&mut self) -> std::vec::Drain<'_, crate::incident::IncidentEvent> {
+        self.incidents.drain()
+    }
+
+    /// The open incidents as their latest event reads (API, dashboard).
+    pub fn open_incidents(&self) -> Vec<crate::incident::IncidentEvent> {
+        self.incidents.open_events(&self.incident_context())
+    }
+
+    /// What the incident tracker attaches to its events.
+    fn incident_context(&self) -> crate::incident::Context<'_> {
+        crate::incident::Context {
+            owners: &self.owners,
+            runbook_base: &self.cfg.incidents.runbook_base_url,
+            config_hash: &self.config_hash,
+            engine_version: crate::config::engine_version(),
+            cooldown_ms: self.cfg.policy.cooldown.as_millis(),
+        }
     }
 
     /// Adds an input source (a Kafka partition) and returns its id. While a

@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::alert::Alert;
 use crate::baseline::{Baseline, BaselineFile, ModelBaseline, series_baseline};
 use crate::config::Config;
+use crate::incident::Incidents;
 use crate::quality::monitor::QualityMonitor;
 use crate::registry::Model;
 use crate::stats::Stats;
@@ -34,6 +35,7 @@ pub struct EngineState {
     stats: Stats,
     quality: QualityMonitor,
     out: Vec<Alert>,
+    incidents: Incidents,
 }
 
 /// [`EngineState`], borrowed from a live engine to be written.
@@ -49,6 +51,7 @@ struct StateRef<'a> {
     stats: &'a Stats,
     quality: &'a QualityMonitor,
     out: &'a [Alert],
+    incidents: &'a Incidents,
 }
 
 impl Engine {
@@ -67,6 +70,7 @@ impl Engine {
             stats: &self.stats,
             quality: &self.quality,
             out: &self.out,
+            incidents: &self.incidents,
         })
     }
 
@@ -95,6 +99,7 @@ impl Engine {
         e.stats = st.stats;
         e.quality = st.quality;
         e.out = st.out;
+        e.incidents = st.incidents;
         Ok(e)
     }
 

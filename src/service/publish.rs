@@ -38,6 +38,41 @@ impl Service {
             }
             self.recent_alerts.push_back(a);
         }
+        // then the incident events of those alerts (the same guarantees)
+        let incidents: Vec<_> = self
+            .tasks
+            .iter_mut()
+            .flat_map(|t| t.engine.drain_incidents())
+            .collect();
+        let topic = self.cfg.kafka.incidents_topic.clone();
+        for mut ev in incidents {
+            if topic.is_empty() {
+                continue;
+            }
+            ev.emitted_at = now_ms();
+            let payload = match self.alerts.encoding() {
+                crate::config::AlertEncoding::Avro => crate::incident::avro::encode_incident(&ev),
+                crate::config::AlertEncoding::Json => {
+                    serde_json::to_vec(&ev).map_err(|e| e.to_string())
+                }
+            };
+            let payload = match payload {
+                Ok(p) => p,
+                Err(e) => {
+                    // an event our own schema cannot carry is a defect: loudly, and on
+                    tracing::error!(incident_id = %ev.incident_id, error = %e, "cannot encode incident");
+                    continue;
+                }
+            };
+            if !self
+                .alerts
+                .send(&topic, &ev.model_id, &payload, &ev.incident_id, stop)
+                .await
+            {
+                return false;
+            }
+            self.stats.incidents_published += 1;
+        }
         self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
         true
     }

@@ -222,6 +222,9 @@ fn a_late_revoke_checkpoint_over_a_newer_one_costs_rereading_not_correctness() {
             assert_eq!(Some(&a), by_key.get(&key(a)), "restored at {from}");
         }
         let got: std::collections::HashSet<_> = out.iter().map(key).collect();
-        assert!(want.iter().all(|a| got.contains(&key(a))), "restored at {from}: alerts missing");
+        assert!(
+            want.iter().all(|a| got.contains(&key(a))),
+            "restored at {from}: alerts missing"
+        );
     }
 }

@@ -14,3 +14,4 @@ mod hostile_time;
 mod layout;
 mod mock;
 mod replay;
+mod runbooks;

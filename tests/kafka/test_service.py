@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "driftline")
+BIN = os.environ.get("DRIFTLINE_BIN") or os.path.join(ROOT, "target", "release", "driftline")
 SCHEMAS = {n: fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas", n + ".avsc"))))
            for n in ("prediction", "outcome", "alert")}
 SCENARIO = os.path.join(ROOT, "target", "scenarios", "abrupt_amount")

@@ -1,0 +1,41 @@
+//! Every alert kind in `schemas/alert.avsc` has its runbook, and so do
+//! incidents; every alert and incident links to it.
+
+use std::path::Path;
+
+#[test]
+fn every_alert_kind_has_a_runbook() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("schemas/alert.avsc")).unwrap())
+            .unwrap();
+    let kinds: Vec<String> = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "kind")
+        .unwrap()["type"]["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.len() >= 5, "{kinds:?}");
+    let mut missing = Vec::new();
+    for name in kinds.iter().map(String::as_str).chain(["incident"]) {
+        let p = root.join("docs/runbooks").join(format!("{name}.md"));
+        match std::fs::read_to_string(&p) {
+            // a runbook says what fired, how to triage and what to do
+            Ok(text)
+                if ["What fired", "Triage", "Act"]
+                    .iter()
+                    .all(|h| text.contains(h))
+                    || (name == "incident" && text.contains("Triage")) => {}
+            _ => missing.push(p.display().to_string()),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "runbooks missing or without what fired / triage / act: {missing:?}"
+    );
+}
