@@ -22,12 +22,13 @@
 //!   numbers, so they never move time.
 //!
 //! In `replay` the merged stream is one input. In the service every input
-//! (a Kafka partition, or a routed origin) is judged against its *own*
-//! newest trusted time (before it has one, against the engine's): one
-//! partition may legitimately be hours behind another (a backlog, a restart
-//! from a checkpoint), and the watermark already waits for the slowest. A
-//! jump is agreed per input too; the watermark follows it once every active
-//! input has moved (or gone idle).
+//! (a Kafka partition, or a routed origin) is its own stream for this rule:
+//! its first events are held until they agree (or it goes idle), and later
+//! ones are judged against its *own* newest trusted time — never against
+//! another partition's: one may legitimately be hours behind another (a
+//! backlog, a restart from a checkpoint), and the watermark already waits
+//! for the slowest. A jump is agreed per input too; the watermark follows it
+//! once every active input has moved (or gone idle).
 
 use crate::codec::{StreamKind, json};
 use crate::event::{BadEvent, BadReason, Event};
@@ -73,6 +74,13 @@ pub(crate) enum Gate {
     },
 }
 
+/// One input's state of the rule (service).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct SourceClock {
+    anchored: bool,
+    jump: Option<Jump>,
+}
+
 /// The rule's state (checkpointed with the engine).
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Clock {
@@ -80,8 +88,8 @@ pub(crate) struct Clock {
     held: Vec<Held>,
     /// The merged stream's jump candidate (replay).
     jump: Option<Jump>,
-    /// Each input's jump candidate (service), by source id.
-    source_jumps: Vec<Option<Jump>>,
+    /// Each input's own state (service), by source id.
+    sources: Vec<SourceClock>,
     /// Jumps accepted.
     pub(crate) jumps: u64,
     #[serde(skip)]
@@ -101,11 +109,47 @@ impl Clock {
         self.held.len()
     }
 
-    /// A source's slot was (re)used for a new input: no candidates of the old one.
+    /// A source's slot was (re)used for a new input: none of the old one's
+    /// state, and its held events go (they were never applied nor stored
+    /// as handled: the partition's next owner reads them again).
     pub(crate) fn reset_source(&mut self, source: usize) {
-        if let Some(j) = self.source_jumps.get_mut(source) {
-            *j = None;
+        if let Some(c) = self.sources.get_mut(source) {
+            *c = SourceClock::default();
         }
+        self.held.retain(|h| h.source != Some(source as u32));
+    }
+
+    fn source(&mut self, s: usize) -> &mut SourceClock {
+        if self.sources.len() <= s {
+            self.sources.resize_with(s + 1, SourceClock::default);
+        }
+        &mut self.sources[s]
+    }
+
+    /// Whether the input's first events have agreed (None: the merged stream).
+    pub(crate) fn anchored_for(&mut self, source: Option<usize>) -> bool {
+        match source {
+            None => self.anchored,
+            Some(s) => self.source(s).anchored,
+        }
+    }
+
+    /// Events held for an input (None: the merged stream's).
+    pub(crate) fn holding_for(&self, source: Option<usize>) -> usize {
+        let s = source.map(|s| s as u32);
+        self.held.iter().filter(|h| h.source == s).count()
+    }
+
+    /// Inputs with events held, each once.
+    pub(crate) fn held_sources(&self) -> Vec<Option<usize>> {
+        let mut v: Vec<Option<usize>> = self
+            .held
+            .iter()
+            .map(|h| h.source.map(|s| s as usize))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// Decides on an event at `t` from `source` (None: the merged stream)
@@ -120,7 +164,7 @@ impl Clock {
         skew_ms: i64,
         consensus: u64,
     ) -> Gate {
-        if !self.anchored {
+        if !self.anchored_for(source) {
             return Gate::Hold;
         }
         let Some(f) = newest else {
@@ -128,12 +172,7 @@ impl Clock {
         };
         let slot = match source {
             None => &mut self.jump,
-            Some(s) => {
-                if self.source_jumps.len() <= s {
-                    self.source_jumps.resize(s + 1, None);
-                }
-                &mut self.source_jumps[s]
-            }
+            Some(s) => &mut self.source(s).jump,
         };
         if t > f.saturating_add(skew_ms) {
             let j = match *slot {
@@ -213,9 +252,20 @@ impl Clock {
     /// Ends holding: the anchor is the held events' median time. Returns
     /// the events to apply (in the order they came, with their input);
     /// those too far from the anchor are refused (see [`Clock::drain_refused`]).
-    pub(crate) fn anchor(&mut self, skew_ms: i64) -> Vec<(Event, Option<usize>, u64)> {
-        self.anchored = true;
-        let held = std::mem::take(&mut self.held);
+    pub(crate) fn anchor(
+        &mut self,
+        source: Option<usize>,
+        skew_ms: i64,
+    ) -> Vec<(Event, Option<usize>, u64)> {
+        match source {
+            None => self.anchored = true,
+            Some(s) => self.source(s).anchored = true,
+        }
+        let key = source.map(|s| s as u32);
+        let (held, rest): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.source == key);
+        self.held = rest;
         if held.is_empty() {
             return Vec::new();
         }
@@ -352,9 +402,9 @@ mod tests {
         };
         c.hold(&ev(86_400_000), None, 0); // 1970-01-02, first
         for i in 1..16 {
-            c.hold(&ev(1_767_225_600_000 + i * 500), Some(0), i as u64);
+            c.hold(&ev(1_767_225_600_000 + i * 500), None, i as u64);
         }
-        let applied = c.anchor(3 * H);
+        let applied = c.anchor(None, 3 * H);
         assert_eq!(applied.len(), 15);
         assert_eq!(applied[0].2, 1, "in the order they came");
         let refused: Vec<Refused> = c.drain_refused().collect();

@@ -34,10 +34,30 @@ impl<'a> From<&'a Value> for Val<'a> {
 }
 
 impl Engine {
-    /// The event's bucket (None: late), after the robustness rule let it through.
+    /// The event's bucket (None: late), after the robustness rule let it
+    /// through. However the inputs disagree, the open buckets never span
+    /// more than `max(input.max_future_skew, 7 days)`: an event that would
+    /// stretch them further is refused (`time_outlier`), so memory never
+    /// depends on the span between two timestamps.
     fn check_time(&mut self, t: i64) -> Result<Option<i64>, BadEvent> {
         let b = t.div_euclid(self.bucket_ms);
         let first_open = *self.first_open.get_or_insert(b);
+        let max_span = self.skew_ms.max(7 * 86_400_000) / self.bucket_ms;
+        let span = if b < first_open && !self.closed_any {
+            first_open - b
+        } else {
+            b - first_open
+        };
+        if span > max_span {
+            return Err(BadEvent::new(
+                BadReason::TimeOutlier,
+                format!(
+                    "event_time {t} is {} from the first open bucket: the open buckets may span {} at most",
+                    super::clock::humanize_ms(span * self.bucket_ms),
+                    super::clock::humanize_ms(max_span * self.bucket_ms)
+                ),
+            ));
+        }
         if b < first_open && !self.closed_any {
             // nothing closed yet: open the earlier buckets
             let extra = (first_open - b) as usize;
@@ -68,7 +88,7 @@ impl Engine {
             Gate::Apply | Gate::Jump { .. } => self.apply_now(ev, source),
             Gate::Hold => {
                 self.clock.hold(ev, source, tag);
-                self.anchor_when_agreed();
+                self.anchor_when_agreed(source);
                 Ok(Applied::Held)
             }
             Gate::Refuse(bad) => Err(bad),
@@ -76,13 +96,14 @@ impl Engine {
     }
 
     /// The event's time through the robustness rule (`clock`): judged
-    /// against its input's newest trusted time (replay: the merged stream's;
-    /// a partition without one yet: the engine's). A confirmed jump of the
-    /// merged stream moves time before the event is applied; a partition's
-    /// jump moves that partition, and the watermark follows the slowest.
+    /// against its input's own newest trusted time (replay: the merged
+    /// stream's; a partition: its own, never another's). A confirmed jump of
+    /// the merged stream moves time before the event is applied; a
+    /// partition's jump moves that partition, and the watermark follows the
+    /// slowest.
     fn gate(&mut self, t: i64, source: Option<usize>) -> Gate {
         let newest = match source {
-            Some(s) => self.time.source_max(s).or(self.time.newest()),
+            Some(s) => self.time.source_max(s),
             None => self.time.newest(),
         };
         let gate = self.clock.gate(
@@ -108,23 +129,30 @@ impl Engine {
         }
     }
 
-    /// Anchors once enough first events agree (see `clock`).
-    fn anchor_when_agreed(&mut self) {
-        if self.clock.holding() as u64 >= self.consensus {
-            self.anchor();
+    /// Anchors an input once enough of its first events agree (see `clock`).
+    fn anchor_when_agreed(&mut self, source: Option<usize>) {
+        if self.clock.holding_for(source) as u64 >= self.consensus {
+            self.anchor_input(source);
         }
     }
 
-    /// Ends holding: the held events near their median time are applied in
-    /// the order they came, the others refused.
-    pub(crate) fn anchor(&mut self) {
-        if self.clock.anchored() {
-            return;
-        }
-        for (ev, source, tag) in self.clock.anchor(self.skew_ms) {
+    /// Ends holding for one input: its held events near their median time
+    /// are applied in the order they came, the others refused.
+    pub(crate) fn anchor_input(&mut self, source: Option<usize>) {
+        for (ev, source, tag) in self.clock.anchor(source, self.skew_ms) {
             if let Err(bad) = self.apply_now(&ev, source) {
                 self.clock.refuse(tag, ev, bad);
             }
+        }
+    }
+
+    /// Ends holding for every input (the input ended, or all are idle).
+    pub(crate) fn anchor(&mut self) {
+        if !self.clock.anchored() {
+            self.anchor_input(None);
+        }
+        for source in self.clock.held_sources() {
+            self.anchor_input(source);
         }
     }
 

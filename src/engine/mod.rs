@@ -285,6 +285,9 @@ impl Engine {
     /// outcomes partitions are gone) before the state is checkpointed.
     pub fn remove_source(&mut self, id: usize) {
         self.time.remove_source(id);
+        // its first events still held go with it (never applied, never
+        // stored as handled: its next owner reads them again)
+        self.clock.reset_source(id);
     }
 
     /// The newest event time a source has delivered.
@@ -311,7 +314,10 @@ impl Engine {
     /// Marks a source idle (it stops holding the watermark) or active again.
     pub fn set_idle(&mut self, id: usize, idle: bool) {
         if self.time.set_idle(id, idle) {
-            // a quiet stream does not wait for more first events to agree
+            // a quiet input does not wait for more first events to agree
+            if self.clock.holding_for(Some(id)) > 0 {
+                self.anchor_input(Some(id));
+            }
             if self.time.all_idle() {
                 self.anchor();
             }

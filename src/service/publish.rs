@@ -199,6 +199,15 @@ impl Service {
     /// messages it held are stored now (at-least-once: never before).
     fn release_held(&mut self, task: usize) {
         for (_, _, topic, partition, offset) in self.held.iter().filter(|h| h.0 == task) {
+            // a later message of the partition handled since covers this
+            // one: storing it now would move the stored offset back
+            let later = self
+                .partitions
+                .iter()
+                .any(|p| p.partition == *partition && p.topic == *topic && p.last_offset > *offset);
+            if later {
+                continue;
+            }
             if let Err(e) = self.consumer.store_offset(topic, *partition, *offset) {
                 tracing::warn!(error = %e, topic = %topic, partition, offset, "cannot store offset");
             }

@@ -99,6 +99,8 @@ impl Service {
                             .partitions
                             .iter()
                             .position(|p| p.partition == partition && p.topic == topic);
+                        // messages of it held by the engine are not stored as handled
+                        self.held.retain(|h| !(h.2 == topic && h.3 == partition));
                         if let Some(i) = found {
                             let st = self.partitions.swap_remove(i);
                             let t = &mut self.tasks[st.task];

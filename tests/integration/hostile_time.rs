@@ -207,3 +207,67 @@ fn one_absurd_value_changes_no_alert() {
     let (got, err, _) = replay(&dir, "absurd-value", &ls);
     assert_eq!(got, want, "the alerts of the clean stream\n{err}");
 }
+
+/// In the service every partition is its own stream for the rule: one hours
+/// behind another is not refused for it (a backlog, a restart), while one
+/// absurd first event of a partition still is, and a whole partition in
+/// another era cannot stretch the open buckets (memory) past the bound.
+#[test]
+fn each_partition_is_judged_against_itself() {
+    use driftline::config::Config;
+    use driftline::engine::{Applied, Engine};
+    use driftline::event::{Event, Prediction, Scalar, Value};
+    let ev = |i: i64, t: i64| {
+        Event::Prediction(Prediction {
+            trace_id: format!("t{i}"),
+            model_id: "m".into(),
+            model_version: None,
+            event_time: t,
+            features: vec![("x".into(), Value::Number((i % 7) as f64))],
+            slices: vec![],
+            prediction: Scalar::Number(0.0),
+            score: None,
+        })
+    };
+    let mut e = Engine::new(Config::default());
+    let (ahead, behind, other_era) = (e.add_source(), e.add_source(), e.add_source());
+    const H: i64 = 3_600_000;
+    let mut refused_now = 0;
+    // partition `ahead` runs 4 h in front (more than max_future_skew, 3 h)
+    for i in 0..200 {
+        if e.apply_from(&ev(i, T0 + 4 * H + i * 1000), ahead).is_err() {
+            refused_now += 1;
+        }
+    }
+    // partition `behind`: its first event in epoch seconds, then 4 h behind `ahead`
+    let mut late = 0;
+    match e.apply_from(&ev(1000, T0 / 1000), behind) {
+        Ok(Applied::Held) => {}
+        other => panic!("a partition's first event is held: {other:?}"),
+    }
+    for i in 0..200 {
+        match e.apply_from(&ev(2000 + i, T0 + i * 1000), behind) {
+            Ok(Applied::Late) => late += 1,
+            Ok(_) => {}
+            Err(b) => panic!("a lagging partition's event refused: {}", b.message),
+        }
+    }
+    let refused: Vec<_> = e.drain_refused().collect();
+    assert_eq!(refused.len(), 1, "only the epoch-seconds event");
+    assert_eq!(refused[0].bad.reason.as_str(), "time_outlier");
+    assert_eq!((refused_now, late), (0, 0));
+    // a whole partition 40 years ahead agrees with itself, but cannot
+    // stretch the open buckets past the bound
+    let mut far = 0;
+    for i in 0..50 {
+        if let Err(b) = e.apply_from(&ev(5000 + i, T0 + 40 * 365 * 24 * H + i * 1000), other_era) {
+            assert_eq!(b.reason.as_str(), "time_outlier");
+            far += 1;
+        }
+    }
+    let held_refused = e
+        .drain_refused()
+        .filter(|r| r.bad.reason.as_str() == "time_outlier")
+        .count();
+    assert_eq!(far + held_refused, 50, "every event 40 years ahead refused");
+}
