@@ -5,8 +5,9 @@
 //!
 //! - **The same feature moving in several slices** is one incident: an
 //!   input alert (`data_drift`, `data_quality`) joins an open incident of its
-//!   model rooted in an input alert on the same feature; its slice joins the
-//!   scope.
+//!   model rooted in an input alert on the same feature, and an alert joins
+//!   one whose root is of its own kind on its own feature (`prediction_drift`
+//!   of `score` in three regions); its slice joins the scope.
 //! - **Downstream effects join their cause**: a `prediction_drift`,
 //!   `performance` or `concept_drift` alert that opens while an input alert
 //!   of the same model with an overlapping slice is open joins that
@@ -196,6 +197,11 @@ impl Incident {
             return false;
         }
         let root_input = is_input(self.root.kind);
+        // the same feature moving in several slices (inputs, or the model's
+        // prediction and score)
+        if self.root.kind == a.kind && self.root.feature == a.feature {
+            return true;
+        }
         if is_input(a.kind) {
             if root_input {
                 return self.root.feature == a.feature;

@@ -267,7 +267,13 @@ impl Service {
             origin.and_then(|name| t.origins.iter_mut().find(|o| o.name.as_bytes() == name));
         if let Some(o) = found {
             if marker {
-                if !o.idle {
+                // only where the origin's records travel: there the marker
+                // comes after every one of them. The router announces an idle
+                // input on every routed partition of both routed topics; read
+                // on the other topic (often ahead, being lighter), it would
+                // let the watermark pass records still queued on this one
+                let (topic, partition) = &o.via;
+                if !o.idle && topic == msg.topic() && *partition == msg.partition() {
                     o.idle = true;
                     t.engine.set_idle(o.source, true);
                 }

@@ -70,13 +70,14 @@ def main():
     ensure_data(a.data, a.seed, a.label_delay_s)
     delayed = a.data + "-labels-7200s"
     ensure_data(delayed, a.seed, 7200, only="concept_flip")
-    rows, failures = [], []
+    rows, failures, inc_rows = [], [], []
     runs = [(n, os.path.join(a.data, n), 0) for n in NAMES] + [("concept_flip, labels 1–3 h late", os.path.join(delayed, "concept_flip"), 120)]
     for name, d, extra_min in runs:
         out = os.path.join(d, "alerts.jsonl")
+        inc_out = os.path.join(d, "incidents.jsonl")
         t0 = time.time()
         subprocess.run([a.bin, "replay", "--config", a.config, "--predictions", os.path.join(d, "predictions.jsonl"),
-                        "--outcomes", os.path.join(d, "outcomes.jsonl"), "--output", out],
+                        "--outcomes", os.path.join(d, "outcomes.jsonl"), "--output", out, "--incidents", inc_out],
                        check=True, stderr=subprocess.DEVNULL)
         secs = time.time() - t0
         truth = json.load(open(os.path.join(d, "truth.json")))
@@ -127,9 +128,43 @@ def main():
         other_s = "; ".join((f"{k} ({len(set(v))} series)" if len(set(v)) > 2 else f"{k} ({', '.join(sorted(set(v)))})")
                             for k, v in sorted(other.items())) or "—"
         rows.append((name, found, delay, len(false_alarms), same, other_s, status))
+        # incidents: one per cause
+        incidents = [json.loads(l) for l in open(inc_out)]
+        opened_inc = [e for e in incidents if e["state"] == "open"]
+        crit_inc = {e["incident_id"] for e in incidents if e["severity"] == "critical"}
+        if opened_inc:
+            r0 = opened_inc[0]["root"]
+            sl = ",".join(f"{k}={v}" for k, v in r0["slice"].items())
+            root = f"{r0['kind']} {r0['feature'] or ''}{' [' + sl + ']' if sl else ''}".strip()
+            cause = opened_inc[0]["suspected_cause"]
+            onset = first_onset if first_onset is not None else opened_inc[0]["opened_at"]
+            idelay = f"{(opened_inc[0]['opened_at'] - onset) / 60000:.0f} min" if first_onset is not None else "—"
+        else:
+            root, cause, idelay = "—", "—", "—"
+        if truth["must_not_alert_critical"]:
+            if crit_inc:
+                failures.append(f"{name}: {len(crit_inc)} critical incidents in a no-drift stream")
+        elif len(truth["truth"]) == 1:
+            t = truth["truth"][0]
+            if len(opened_inc) > 2:
+                failures.append(f"{name}: {len(opened_inc)} incidents for one injected shift (at most 2)")
+            if opened_inc:
+                r0 = opened_inc[0]["root"]
+                want_quality = truth.get("concept_only") or t.get("kind") in ("performance", "concept_drift")
+                right = (r0["kind"] in ("performance", "concept_drift")) if want_quality else (r0["feature"] == t.get("feature"))
+                if not right:
+                    failures.append(f"{name}: the first incident's root is {root}, not the shifted {t.get('feature') or t.get('kind')}")
+            elif name not in PENDING:
+                failures.append(f"{name}: no incident")
+        inc_rows.append((name, len(alerts), len(opened_inc), root, cause, idelay))
     print("| scenario | first matching alert | delay after onset | false alarms (before onset, or any in a no-drift stream) | same feature, other slices | other series firing after onset | result |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+    print()
+    print("| scenario | alerts | incidents | first incident's root | cause | delay after onset |")
+    print("|---|---|---|---|---|---|")
+    for r in inc_rows:
         print("| " + " | ".join(str(c) for c in r) + " |")
     n_fail = len(failures)
     n_skip = len([r for r in runs if r[0] in PENDING])
