@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("DRIFTLINE_BIN") or os.path.join(ROOT, "target", "release", "driftline")
 SCHEMAS = {n: fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas", n + ".avsc"))))
-           for n in ("prediction", "outcome", "alert")}
+           for n in ("prediction", "outcome", "alert", "incident")}
 SCENARIO = os.path.join(ROOT, "target", "scenarios", "abrupt_amount")
 SCHEMA_ID = 1
 
@@ -94,7 +94,7 @@ class Env:
 
     def topics(self, partitions, config=None):
         tag = uuid.uuid4().hex[:8]
-        names = {k: f"{k}-{tag}" for k in ("predictions", "outcomes", "alerts", "dlq")}
+        names = {k: f"{k}-{tag}" for k in ("predictions", "outcomes", "alerts", "dlq", "incidents")}
         config = config or {}
         fs = self.admin.create_topics([NewTopic(names[k], partitions.get(k, 1), 1, config=config.get(k, {})) for k in names])
         for f in fs.values():
@@ -131,6 +131,7 @@ group_id = "{group}"
 predictions_topic = "{names['predictions']}"
 outcomes_topic = "{names['outcomes']}"
 alerts_topic = "{names['alerts']}"
+incidents_topic = "{names.get('incidents', '')}"
 dlq_topic = "{names['dlq']}"
 encoding = "{encoding}"
 alert_encoding = "avro"
@@ -145,7 +146,7 @@ idle_timeout = "2s"
         return subprocess.Popen([BIN, "run", "--config", config, "--log-format", "json"],
                                 stdout=subprocess.DEVNULL, stderr=open(log, "w"))
 
-    def read_all(self, topic, settle=4.0, want=None, timeout=120.0, raw=False, ids=None):
+    def read_all(self, topic, settle=4.0, want=None, timeout=120.0, raw=False, ids=None, schema="alert"):
         """Reads a topic from the start until `want` messages are seen (or,
         with `ids`, alerts with every one of those ids; then waits `settle`
         more seconds for extras) or nothing new for `settle`."""
@@ -156,7 +157,7 @@ idle_timeout = "2s"
         while time.time() - t0 < timeout:
             m = c.poll(0.5)
             if m is not None and not m.error():
-                out.append(m if raw else fastavro.schemaless_reader(io.BytesIO(m.value()), SCHEMAS["alert"]))
+                out.append(m if raw else fastavro.schemaless_reader(io.BytesIO(m.value()), SCHEMAS[schema]))
                 last = time.time()
                 continue
             enough = want is None or len(out) >= want
@@ -189,7 +190,8 @@ def replay_alerts():
     if not os.path.exists(path):
         subprocess.run([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftline.toml"),
                         "--predictions", os.path.join(SCENARIO, "predictions.jsonl"),
-                        "--outcomes", os.path.join(SCENARIO, "outcomes.jsonl"), "--output", path],
+                        "--outcomes", os.path.join(SCENARIO, "outcomes.jsonl"), "--output", path,
+                        "--incidents", os.path.join(_REPLAY_DIR, "incidents.replay.jsonl")],
                        check=True, stderr=subprocess.DEVNULL)
     preds, outs = scenario_events()
     newest = max(max(e["event_time"] for e in preds), max(e["event_time"] for e in outs))
@@ -197,6 +199,16 @@ def replay_alerts():
     # (by emitted_at, the event time of the evaluation: a quality alert's
     # window is where its predictions were, hours before it is evaluated)
     return [a for a in (json.loads(l) for l in open(path)) if a["emitted_at"] <= last_closed_end]
+
+
+def replay_incidents():
+    """replay's incident events, less those of its end-of-input flush."""
+    replay_alerts()
+    preds, outs = scenario_events()
+    newest = max(max(e["event_time"] for e in preds), max(e["event_time"] for e in outs))
+    last_closed_end = (newest - 120_000) // 60_000 * 60_000
+    path = os.path.join(_REPLAY_DIR, "incidents.replay.jsonl")
+    return [e for e in (json.loads(l) for l in open(path)) if e["emitted_at"] <= last_closed_end]
 
 
 def strip(a):
@@ -277,6 +289,11 @@ def run_pipeline(env, encoding, with_poison=True):
         rc = proc.wait(60)
     assert rc == 0, f"exit code {rc}; log {log}"
     same_alerts(got, want)
+    # the same incident events as replay's, every field but emitted_at
+    want_inc = replay_incidents()
+    got_inc = env.read_all(names["incidents"], want=len(want_inc), settle=1.0, schema="incident")
+    assert len(want_inc) >= 1
+    same_alerts(got_inc, want_inc)
     if bad:
         dlq = env.read_all(names["dlq"], raw=True, want=2 * len(bad), settle=1.0)
         assert len(dlq) == 2 * len(bad), f"{len(dlq)} dead letters, want {2 * len(bad)}"
