@@ -20,8 +20,6 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
-use crate::alert::avro::decode_alert;
-use crate::alert::{Alert, AlertState};
 use crate::codec::avro::{encode, schemas};
 use crate::codec::confluent::frame;
 use crate::config::{Config, Encoding, HumanDuration, StartFrom};
@@ -84,6 +82,7 @@ pub async fn run(
         &cfg.kafka.outcomes_topic,
         &cfg.kafka.alerts_topic,
         &cfg.kafka.dlq_topic,
+        &cfg.kafka.incidents_topic,
     ] {
         mock.create_topic(t, 1, 1).map_err(mock_err)?;
     }
@@ -100,7 +99,7 @@ pub async fn run(
         .create()
         .map_err(mock_err)?;
     let sim = tokio::spawn(simulate(producer, cfg.clone(), rx.clone()));
-    let printer = tokio::spawn(print_alerts(cfg.clone(), rx.clone()));
+    let printer = tokio::spawn(print_incidents(cfg.clone(), rx.clone()));
     let mut service = Service::new(cfg)?;
     let svc = tokio::spawn(async move {
         let r = service.run(rx).await;
@@ -271,7 +270,9 @@ fn send(
 }
 
 /// Reads the alert topic and prints each alert on one line.
-async fn print_alerts(cfg: Config, mut stop: watch::Receiver<bool>) {
+/// Prints the incident events as they are published: what pages, one
+/// incident per cause (every alert stays on the alert topic).
+async fn print_incidents(cfg: Config, mut stop: watch::Receiver<bool>) {
     let consumer: StreamConsumer = match ClientConfig::new()
         .set("bootstrap.servers", &cfg.kafka.bootstrap_servers)
         .set("group.id", "driftline-demo-printer")
@@ -279,19 +280,19 @@ async fn print_alerts(cfg: Config, mut stop: watch::Receiver<bool>) {
         .create()
     {
         Ok(c) => c,
-        Err(e) => return eprintln!("demo: cannot read alerts: {e}"),
+        Err(e) => return eprintln!("demo: cannot read incidents: {e}"),
     };
-    if let Err(e) = consumer.subscribe(&[&cfg.kafka.alerts_topic]) {
-        return eprintln!("demo: cannot read alerts: {e}");
+    if let Err(e) = consumer.subscribe(&[&cfg.kafka.incidents_topic]) {
+        return eprintln!("demo: cannot read incidents: {e}");
     }
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             m = consumer.recv() => {
                 if let Ok(m) = m {
-                    match m.payload().map(decode_alert) {
-                        Some(Ok(a)) => println!("{}", one_line(&a)),
-                        Some(Err(e)) => eprintln!("demo: unreadable alert: {e}"),
+                    match m.payload().map(crate::incident::avro::decode_incident) {
+                        Some(Ok(i)) => println!("{}", incident_line(&i)),
+                        Some(Err(e)) => eprintln!("demo: unreadable incident: {e}"),
                         None => {}
                     }
                 }
@@ -300,35 +301,31 @@ async fn print_alerts(cfg: Config, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// An alert at a glance: when, how bad, what, where, by how much, why.
-pub fn one_line(a: &Alert) -> String {
-    let minute = (a.window_end - T0) / 60_000;
-    let slice = if a.slice.is_empty() {
-        "overall".to_string()
-    } else {
-        a.slice
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let sev = match (a.state, a.severity) {
-        (AlertState::Resolved, _) => "RESOLVED",
-        (_, crate::alert::Severity::Critical) => "CRITICAL",
-        (_, crate::alert::Severity::Warning) => "WARNING ",
+/// An incident event at a glance: when, what happened to it, its summary,
+/// then its root, owner and what to do.
+pub fn incident_line(i: &crate::incident::IncidentEvent) -> String {
+    let minute = (i.updated_at - T0) / 60_000;
+    let state = match i.state {
+        crate::incident::IncidentState::Open => "OPEN    ",
+        crate::incident::IncidentState::Updated => "UPDATED ",
+        crate::incident::IncidentState::Resolved => "RESOLVED",
     };
     format!(
-        "[event {:02}:{:02}] {sev} {:<9} {:<16} {}/{} [{slice}]  {} {:.3} (tier {})  cause: {}\n    {}",
+        "[event {:02}:{:02}] {state} {:<8} {} #{}  {}\n    root {} {} [{}] {} {:.3} · owner {} · {}\n    do: {}",
         minute / 60,
         minute % 60,
-        a.state.as_str(),
-        a.kind.as_str(),
-        a.model_id,
-        a.feature.as_deref().unwrap_or("-"),
-        a.test,
-        a.statistic,
-        a.threshold,
-        a.suspected_cause,
-        a.evidence.summary
+        i.severity.as_str().to_uppercase(),
+        i.incident_id,
+        i.seq,
+        i.summary,
+        i.root.kind.as_str(),
+        i.root.feature.as_deref().unwrap_or("-"),
+        crate::incident::slice_words(&i.root.slice),
+        i.root.test,
+        i.root.statistic,
+        i.owner,
+        i.runbook_url,
+        i.recommended_action
     )
 }
+

@@ -56,6 +56,7 @@ pub async fn serve(
         .route("/api/series", get(series))
         .route("/api/series/{id}/history", get(history_of))
         .route("/api/alerts", get(alerts))
+        .route("/api/incidents", get(incidents))
         .route("/api/config", get(config))
         .with_state(state);
     tokio::spawn(async move {
@@ -139,6 +140,7 @@ async fn status(State(s): State<AppState>) -> Response {
     if let Some(o) = v.as_object_mut() {
         o.remove("series");
         o.remove("recent_alerts");
+        o.remove("incidents");
     }
     Json(v).into_response()
 }
@@ -157,6 +159,11 @@ async fn history_of(State(s): State<AppState>, Path(id): Path<u32>) -> Response 
         Ok(None) => (StatusCode::NOT_FOUND, "no such series\n").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "service stopping\n").into_response(),
     }
+}
+
+/// The open incidents, each as its latest event reads.
+async fn incidents(State(s): State<AppState>) -> Response {
+    Json(s.snapshot.get().incidents.clone()).into_response()
 }
 
 async fn alerts(State(s): State<AppState>) -> Response {

@@ -68,8 +68,9 @@ pub struct Scope {
     pub slices: Vec<BTreeMap<String, String>>,
 }
 
-/// One incident event (`schemas/incident.avsc`).
+/// One incident event (`schemas/incident.avsc`, record `Incident`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "Incident")]
 pub struct IncidentEvent {
     pub incident_id: String,
     /// 1 for `open`, then one more per event of this incident.

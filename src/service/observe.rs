@@ -117,6 +117,11 @@ impl Service {
             ],
             service: self.stats.clone(),
             recent_alerts: self.recent_alerts.iter().cloned().collect(),
+            incidents: self
+                .tasks
+                .iter()
+                .flat_map(|t| t.engine.open_incidents())
+                .collect(),
             bad: crate::event::BadReason::ALL
                 .iter()
                 .map(|r| (r.as_str(), 0))

@@ -109,6 +109,8 @@ pub struct Snapshot {
     pub lag: Vec<PartitionLag>,
     pub series: Vec<SeriesView>,
     pub recent_alerts: Vec<Alert>,
+    /// Open incidents, as their latest event reads.
+    pub incidents: Vec<crate::incident::IncidentEvent>,
 }
 
 /// The published snapshot: swapped whole under a short lock; and the

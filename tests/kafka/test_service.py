@@ -1030,6 +1030,9 @@ listen = "127.0.0.1:{port}"
         assert all("trace" not in k for f in fams.values() for s in f.samples for k in s.labels)
         code, cfg_text = http_get(base + "/api/config")
         assert code == 200 and "[kafka]" in cfg_text
+        code, inc_text = http_get(base + "/api/incidents")
+        open_inc = json.loads(inc_text)
+        assert code == 200 and any(i["root"]["feature"] == "amount" for i in open_inc), inc_text[:500]
 
         out_dir = os.path.join(ROOT, "target", "test-output")
         os.makedirs(out_dir, exist_ok=True)
@@ -1042,6 +1045,9 @@ listen = "127.0.0.1:{port}"
         points = re.search(r'<svg id="chart"[^>]*data-points="(\d+)"', dom)
         assert points and int(points.group(1)) > 10, re.findall(r'<svg id="chart"[^>]*>', dom)
         assert 'class="alert critical"' in dom
+        # the open incidents come first: the one rooted in amount, with its owner and runbook
+        assert re.search(r'class="alert incident critical" data-incident="inc-[0-9a-f]{16}"', dom), dom[:3000]
+        assert dom.index('id="incidents"') < dom.index('id="models"') and "runbook" in dom
         if os.path.exists(shot):
             os.remove(shot)
         subprocess.run(flags + [f"--screenshot={shot}", base + "/"], capture_output=True, timeout=120)
