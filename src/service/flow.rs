@@ -12,6 +12,11 @@ use crate::kafka::pacer::{Pace, Pacer, set_paused};
 
 use super::Service;
 
+/// Offsets a partition's end may lie past the last message read while it
+/// counts as read to its end: transaction commit markers, which consumers
+/// never see.
+const MARKER_SLACK: i64 = 16;
+
 impl Service {
     /// Idle partitions stop holding the watermark back. With every partition
     /// idle the watermark is the newest event time minus the allowed
@@ -88,10 +93,17 @@ impl Service {
             let end = ends
                 .get(&(st.topic.clone(), st.partition))
                 .filter(|e| e.seen >= st.assigned_at);
-            // (fetched to the end and silent: only transaction markers,
-            // never delivered, are left)
+            // (fetched to the end, silent, and read to within a few offsets
+            // of it: only transaction markers, never delivered, are left.
+            // Fetched alone is not enough: under load librdkafka may hold
+            // thousands of the partition's messages in its queue behind other
+            // partitions' for longer than idle_timeout — declared idle then,
+            // the watermark passed them and they came late)
             let at_end = match end {
-                Some(e) => e.end <= (st.last_offset + 1).max(e.low) || e.fetched >= e.end,
+                Some(e) => {
+                    let next = (st.last_offset + 1).max(e.low);
+                    e.end <= next || (e.fetched >= e.end && e.end - next <= MARKER_SLACK)
+                }
                 None => st.last_message.elapsed() >= idle_after * 5,
             };
             if at_end {
