@@ -233,5 +233,105 @@ fn engine(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sketches, tests, decode, engine);
+/// Grouping one evaluation's alerts into incidents: 60 alerts of one model
+/// (10 features × 6 slices, inputs and downstream kinds), firing then
+/// resolving, against incidents already open.
+fn incidents(c: &mut Criterion) {
+    use driftline::alert::*;
+    use driftline::incident::{Context, Incidents};
+    let owners = driftline::config::owners::Owners::new(&Default::default()).unwrap();
+    let cx = Context {
+        owners: &owners,
+        runbook_base: "docs/runbooks/",
+        config_hash: "0",
+        engine_version: "bench",
+        cooldown_ms: 1_800_000,
+    };
+    let kinds = [
+        AlertKind::DataDrift,
+        AlertKind::DataDrift,
+        AlertKind::DataQuality,
+        AlertKind::PredictionDrift,
+        AlertKind::Performance,
+    ];
+    let slices: Vec<std::collections::BTreeMap<String, String>> =
+        std::iter::once(Default::default())
+            .chain(
+                ["EU", "US", "APAC", "web", "app"].iter().map(|v| {
+                    std::collections::BTreeMap::from([("region".to_string(), v.to_string())])
+                }),
+            )
+            .collect();
+    let batch = |state: AlertState, round: u64| -> Vec<Alert> {
+        let mut v = Vec::new();
+        for f in 0..10 {
+            for (si, sl) in slices.iter().enumerate() {
+                let kind = kinds[f % kinds.len()];
+                v.push(Alert {
+                    alert_id: format!("a{round}-{f}-{si}"),
+                    model_id: "m".into(),
+                    model_version: None,
+                    kind,
+                    feature: Some(format!("f{f}")),
+                    slice: sl.clone(),
+                    test: "psi".into(),
+                    statistic: 0.3,
+                    p_value: None,
+                    threshold: 0.25,
+                    severity: Severity::Warning,
+                    state,
+                    window_start: 0,
+                    window_end: 60_000,
+                    reference_start: 0,
+                    reference_end: 0,
+                    sample_size: SampleSize {
+                        current: 1,
+                        reference: 1,
+                    },
+                    persistence: Persistence {
+                        breaches: 3,
+                        evaluations: 5,
+                    },
+                    evidence: Evidence::default(),
+                    suspected_cause: Cause::CovariateShift,
+                    exemplar_trace_ids: Vec::new(),
+                    emitted_at: 60_000,
+                    incident_id: String::new(),
+                    owner: String::new(),
+                    runbook_url: String::new(),
+                    config_hash: String::new(),
+                    engine_version: String::new(),
+                });
+            }
+        }
+        v
+    };
+    let mut g = c.benchmark_group("incidents");
+    g.throughput(Throughput::Elements(120));
+    let mut round = 0u64;
+    g.bench_function("observe_60_alerts_fire_then_resolve", |b| {
+        let mut inc = Incidents::default();
+        b.iter_batched(
+            || {
+                round += 1;
+                let at = 120_000 * round as i64;
+                (
+                    batch(AlertState::Firing, round),
+                    batch(AlertState::Resolved, round),
+                    at,
+                )
+            },
+            |(mut fire, mut resolve, at)| {
+                inc.observe(&mut fire, at, &cx);
+                inc.observe(&mut resolve, at + 60_000, &cx);
+                inc.drain().for_each(drop);
+                (fire, resolve)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sketches, tests, decode, engine, incidents);
 criterion_main!(benches);

@@ -328,4 +328,3 @@ pub fn incident_line(i: &crate::incident::IncidentEvent) -> String {
         i.recommended_action
     )
 }
-

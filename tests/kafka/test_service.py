@@ -537,6 +537,65 @@ def test_a_missing_input_topic_is_named_and_not_ready(env):
     assert warned >= 2, f"{warned} warnings naming the topic; log {log}"
 
 
+def test_incident_subscriber_dedupes_and_routes_by_owner(env):
+    """examples/incident_subscriber.py against the incident topic of a real
+    run (owners routed by a feature glob): each (incident_id, seq) reaches
+    its owner's webhook once, though the topic holds every event twice (a
+    re-emission), and events below --min-severity are printed, not posted."""
+    import http.server, threading
+    preds, outs = scenario_events()
+    names = env.topics({})
+    env.produce(names["predictions"], [encode("confluent", "prediction", e) for e in preds])
+    env.produce(names["outcomes"], [encode("confluent", "outcome", e) for e in outs])
+    cfg = env.config(names, "confluent", "g-" + names["alerts"], extra="""
+[owners]
+default = "ml-platform"
+[[owners.rules]]
+feature = "amou*"
+owner = "payments-data"
+""")
+    log = os.path.join(env.tmp, "subscriber-run.log")
+    proc = env.start(cfg, log)
+    try:
+        want = replay_incidents()
+        got = env.read_all(names["incidents"], want=len(want), settle=1.0, schema="incident")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert got and all(e["owner"] == "payments-data" for e in got), {e["owner"] for e in got}
+    # every event once more: what a consumer sees after a crash and restart
+    raw = env.read_all(names["incidents"], raw=True, want=len(got), settle=1.0)
+    env.produce(names["incidents"], [m.value() for m in raw])
+    posted = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posted.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "incident_subscriber.py"),
+                              "--bootstrap", env.bootstrap, "--topic", names["incidents"], "--group", "sub-" + names["incidents"],
+                              "--route", f"payments-data={url}/payments", "--route", f"*={url}/other",
+                              "--min-severity", "critical", "--exit-when-idle", "5"],
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        srv.shutdown()
+    assert out.returncode == 0, out.stderr[-2000:]
+    critical = [e for e in got if e["severity"] == "critical"]
+    keys = [(e["incident_id"], e["seq"]) for _, e in posted]
+    assert sorted(keys) == sorted((e["incident_id"], e["seq"]) for e in critical), (keys, len(critical))
+    assert all(path == "/payments" for path, _ in posted)
+    assert out.stdout.count("[warning]") == len(got) - len(critical), out.stdout[-2000:]
+
+
 def test_second_instance_takes_over(env):
     preds, outs = scenario_events()
     names = env.topics({"predictions": 3, "outcomes": 3})
@@ -1232,7 +1291,7 @@ def test_schema_registry_resolves_writer_schemas(env):
 TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_absurd_timestamps_are_refused_per_partition,
          test_an_oversized_dead_letter_never_wedges_the_service, test_a_large_poison_at_a_partition_head_holds_flow_control,
-         test_a_missing_input_topic_is_named_and_not_ready,
+         test_a_missing_input_topic_is_named_and_not_ready, test_incident_subscriber_dedupes_and_routes_by_owner,
          test_second_instance_takes_over,
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
