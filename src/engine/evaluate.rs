@@ -555,25 +555,34 @@ mod tests {
     use crate::sketch::{dd_config, ordinal};
     use crate::window::{BinSpec, fill_bin_sums};
 
-    /// A window whose values match the reference but for one 2^64, alone in
-    /// the top bin of its bucket: the Wasserstein distance stays below the
-    /// warning tier (it was ~10^17 reference deviations).
-    #[test]
-    fn one_wild_value_does_not_move_wasserstein() {
+    fn setup() -> (sketches_ddsketch::Config, BinSpec) {
         let dd = dd_config(0.01);
         let bins = BinSpec {
             coarse: 10,
             fine: 40,
             dd,
         };
-        let mut x = 0u64;
-        let mut normal = || {
-            // a fixed, spread-out sequence: ±3 around 0
+        (dd, bins)
+    }
+
+    /// A fixed, spread-out sequence: uniform over ±3 around 0.
+    fn spread(seed: u64) -> impl FnMut() -> f64 {
+        let mut x = seed;
+        move || {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 6.0
-        };
+        }
+    }
+
+    /// A window whose values match the reference but for one 2^64, alone in
+    /// the top bin of its bucket: the Wasserstein distance stays below the
+    /// warning tier (it was ~10^17 reference deviations).
+    #[test]
+    fn one_wild_value_does_not_move_wasserstein() {
+        let (dd, bins) = setup();
+        let mut normal = spread(0);
         let mut acc = Sketch::new();
         for _ in 0..5000 {
             acc.add_number(normal(), None, &dd);
@@ -606,19 +615,8 @@ mod tests {
     /// reference's standard deviation alone made it ~10^-17.
     #[test]
     fn one_wild_value_in_the_reference_does_not_blind_wasserstein() {
-        let dd = dd_config(0.01);
-        let bins = BinSpec {
-            coarse: 10,
-            fine: 40,
-            dd,
-        };
-        let mut x = 7u64;
-        let mut uniform = || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 6.0
-        };
+        let (dd, bins) = setup();
+        let mut uniform = spread(7);
         let mut acc = Sketch::new();
         for _ in 0..5000 {
             acc.add_number(uniform(), None, &dd);

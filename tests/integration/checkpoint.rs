@@ -94,6 +94,16 @@ fn encoded(e: &Engine, cfg: &Config) -> Vec<u8> {
     .unwrap()
 }
 
+/// The uninterrupted run: its engine at the end, and every alert it made.
+fn uninterrupted(events: &[Event], cfg: &Config) -> (Engine, Vec<Alert>) {
+    let mut whole = Engine::new(cfg.clone());
+    let mut want = Vec::new();
+    feed(&mut whole, events, &mut want);
+    whole.finish();
+    want.extend(whole.drain_alerts());
+    (whole, want)
+}
+
 fn feed(e: &mut Engine, events: &[Event], out: &mut Vec<Alert>) {
     for ev in events {
         e.apply(ev).unwrap();
@@ -105,11 +115,7 @@ fn feed(e: &mut Engine, events: &[Event], out: &mut Vec<Alert>) {
 fn a_restored_engine_continues_exactly_as_the_uninterrupted_one() {
     let events = stream();
     let cfg = Config::default();
-    let mut whole = Engine::new(cfg.clone());
-    let mut want = Vec::new();
-    feed(&mut whole, &events, &mut want);
-    whole.finish();
-    want.extend(whole.drain_alerts());
+    let (whole, want) = uninterrupted(&events, &cfg);
     let kinds: std::collections::BTreeSet<_> = want.iter().map(|a| a.kind).collect();
     assert!(
         want.len() >= 3 && kinds.len() >= 2,
@@ -184,11 +190,7 @@ fn a_checkpoint_under_another_state_shaping_config_is_refused() {
 fn a_late_revoke_checkpoint_over_a_newer_one_costs_rereading_not_correctness() {
     let events = stream();
     let cfg = Config::default();
-    let mut whole = Engine::new(cfg.clone());
-    let mut want = Vec::new();
-    feed(&mut whole, &events, &mut want);
-    whole.finish();
-    want.extend(whole.drain_alerts());
+    let (whole, want) = uninterrupted(&events, &cfg);
     let restore = |bytes: &[u8]| {
         let back = checkpoint::decode(std::path::Path::new("mem"), bytes, &cfg).unwrap();
         Engine::restore(cfg.clone(), Default::default(), &back.engine).unwrap()
