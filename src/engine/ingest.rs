@@ -42,7 +42,7 @@ impl Engine {
     fn check_time(&mut self, t: i64) -> Result<Option<i64>, BadEvent> {
         let b = t.div_euclid(self.bucket_ms);
         let first_open = *self.first_open.get_or_insert(b);
-        let max_span = self.skew_ms.max(7 * 86_400_000) / self.bucket_ms;
+        let max_span = self.max_span_buckets;
         let span = if b < first_open && !self.closed_any {
             first_open - b
         } else {

@@ -98,6 +98,8 @@ pub struct Engine {
     eval_every: i64,
     warmup_buckets: i64,
     skew_ms: i64,
+    /// Most buckets the open ones may span: `max(max_future_skew, 7 days)`.
+    max_span_buckets: i64,
     models: Vec<Model>,
     model_ids: FxHashMap<Box<str>, u32>,
     series: Vec<Series>,
@@ -171,6 +173,7 @@ impl Engine {
             eval_every: cfg.window.evaluate_every.as_millis() / bucket_ms,
             warmup_buckets: cfg.reference.warmup.as_millis() / bucket_ms,
             skew_ms: cfg.input.max_future_skew.as_millis(),
+            max_span_buckets: cfg.input.max_future_skew.as_millis().max(7 * 86_400_000) / bucket_ms,
             cfg,
             models: Vec::new(),
             model_ids: FxHashMap::default(),

@@ -72,7 +72,7 @@ impl Service {
         for topic in self.topics.iter().filter(|t| !t.is_empty()) {
             let md = crate::blocking(|| {
                 self.consumer
-                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                    .fetch_metadata(Some(topic), Duration::from_secs(2))
             });
             // (the brokers away is not a missing topic: consumer errors say that)
             let Ok(md) = md else { continue };
