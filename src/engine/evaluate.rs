@@ -315,13 +315,7 @@ impl Engine {
             ))
         });
         // grouped into incidents by cause (each alert gets its incident_id)
-        let cx = crate::incident::Context {
-            owners: &self.owners,
-            runbook_base: &self.cfg.incidents.runbook_base_url,
-            config_hash: &self.config_hash,
-            engine_version: crate::config::engine_version(),
-            cooldown_ms: self.cfg.policy.cooldown.as_millis(),
-        };
+        let cx = super::incident_context(&self.owners, &self.cfg, &self.config_hash);
         self.incidents.observe(&mut self.out[first_new..], now, &cx);
     }
 

@@ -264,13 +264,7 @@ impl Engine {
 
     /// What the incident tracker attaches to its events.
     fn incident_context(&self) -> crate::incident::Context<'_> {
-        crate::incident::Context {
-            owners: &self.owners,
-            runbook_base: &self.cfg.incidents.runbook_base_url,
-            config_hash: &self.config_hash,
-            engine_version: crate::config::engine_version(),
-            cooldown_ms: self.cfg.policy.cooldown.as_millis(),
-        }
+        incident_context(&self.owners, &self.cfg, &self.config_hash)
     }
 
     /// Adds an input source (a Kafka partition) and returns its id. While a
@@ -326,5 +320,21 @@ impl Engine {
             }
             self.advance();
         }
+    }
+}
+
+/// The incident context from the engine's fields (a free function, so an
+/// evaluation can borrow the tracker and the alerts mutably beside it).
+fn incident_context<'a>(
+    owners: &'a Owners,
+    cfg: &'a Config,
+    config_hash: &'a str,
+) -> crate::incident::Context<'a> {
+    crate::incident::Context {
+        owners,
+        runbook_base: &cfg.incidents.runbook_base_url,
+        config_hash,
+        engine_version: crate::config::engine_version(),
+        cooldown_ms: cfg.policy.cooldown.as_millis(),
     }
 }
