@@ -333,11 +333,11 @@ def input_ids(alerts):
 
 def service_totals(log):
     """messages and late counts from a service's shutdown line."""
-    for line in open(log):
-        if "driftline service stopped" in line:
-            f = json.loads(line)["fields"]
-            return f["messages"], f["late"]
-    return None, None
+    try:
+        f = service_fields(log)
+    except AssertionError:
+        return None, None
+    return f["messages"], f["late"]
 
 
 def produce_keyed(env, names, preds, outs, lo, hi, traceparent=False):
