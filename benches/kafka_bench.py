@@ -11,7 +11,7 @@ Reports the service's own rate (first to last message, from its shutdown
 line) and the wall time including start-up and the group join. Run through
 benches/kafka.sh, which starts and stops the broker.
 """
-import argparse, io, json, os, struct, subprocess, sys, tempfile, time, uuid
+import argparse, atexit, io, json, os, shutil, struct, subprocess, sys, tempfile, time, uuid
 
 import fastavro
 from confluent_kafka import Producer
@@ -105,6 +105,7 @@ def route(args, suffix, topic, n):
     """The two stages: `driftline route --until-end` re-keys the topic by
     model into a routed topic (transactions), then one routed service reads it."""
     tmp = tempfile.mkdtemp(prefix="dl-bench-route-")
+    atexit.register(shutil.rmtree, tmp, True)
     routed = f"bench-routed-{suffix}"
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
     for f in admin.create_topics([NewTopic(routed, args.partitions, 1)]).values():
@@ -125,7 +126,7 @@ predictions_topic = "{routed}"
         wall = time.time() - t
         st = stopped_line(log, "router stopped" if cmd == "route" else "driftline service stopped")
         if rc != 0 or st is None:
-            sys.exit(f"{cmd} failed (rc {rc}); log: {log}")
+            sys.exit(f"{cmd} failed (rc {rc}); log:\n" + open(log).read()[-4000:])
         count = st["routed"] if cmd == "route" else st["messages"]
         rate = st["events_per_s"] if cmd == "route" else st["messages_per_s"]
         print(f"{cmd:>5} (routed): {count} events: {rate:.0f} events/s (first to last, {st['busy_s']:.2f} s); "
@@ -158,6 +159,7 @@ def otlp_sink():
 
 def run(args, suffix, topic, n, otel):
     tmp = tempfile.mkdtemp(prefix="dl-bench-")
+    atexit.register(shutil.rmtree, tmp, True)
     cfg = os.path.join(tmp, "bench.toml")
     sink = otlp_sink() if otel else None
     with open(cfg, "w") as f:
@@ -175,7 +177,7 @@ interval = "1s"
     wall = time.time() - t
     stopped = stopped_line(log, "driftline service stopped")
     if rc != 0 or stopped is None:
-        sys.exit(f"service failed (rc {rc}); log: {log}")
+        sys.exit(f"service failed (rc {rc}); log:\n" + open(log).read()[-4000:])
     msgs = stopped["messages"]
     if sink:
         sink[0].shutdown()

@@ -49,7 +49,8 @@ fn json_predictions_only(
     cfg.kafka.encoding = Encoding::Json;
     cfg.kafka.outcomes_topic = String::new();
     cfg.kafka.idle_timeout = HumanDuration::secs(1);
-    let dir = std::env::temp_dir().join(format!("dl-mock-{tag}-{}", std::process::id()));
+    // under the target dir (removed at the test's end; a failed test's stays for a look, and goes with the clone)
+    let dir = crate::util::tempdir(&format!("mock-{tag}"));
     cfg.checkpoint.dir = dir.to_string_lossy().into_owned();
     (cfg, dir)
 }

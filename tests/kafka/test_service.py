@@ -11,7 +11,7 @@ Needs confluent-kafka and fastavro, a release build, and the scenario streams
 of tests/scenarios/check.py (target/scenarios). Prints one line per test and
 "kafka: N passed, N failed" at the end; exits 1 on a failure.
 """
-import argparse, io, json, os, re, signal, struct, subprocess, sys, tempfile, time, traceback, uuid
+import argparse, atexit, io, json, os, re, shutil, signal, struct, subprocess, sys, tempfile, time, traceback, uuid
 
 import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -91,6 +91,7 @@ class Env:
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self.tmp = tempfile.mkdtemp(prefix="dl-kafka-")
+        atexit.register(shutil.rmtree, self.tmp, True)
 
     def topics(self, partitions, config=None):
         tag = uuid.uuid4().hex[:8]
@@ -171,6 +172,7 @@ idle_timeout = "2s"
 
 _EVENTS = None
 _REPLAY_DIR = tempfile.mkdtemp(prefix="dl-replay-")
+atexit.register(shutil.rmtree, _REPLAY_DIR, True)
 
 
 def scenario_events():

@@ -13,7 +13,7 @@
 
 Prints one line per test and "memory: N passed, N failed"; exits 1 on a failure.
 """
-import json, os, re, subprocess, sys, tempfile, time, traceback
+import json, os, re, shutil, subprocess, sys, tempfile, time, traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "target", "release", "driftline")
@@ -34,6 +34,13 @@ def peak_rss_mib(cmd, env=None):
 
 def test_cardinality_attack_stays_bounded():
     tmp = tempfile.mkdtemp(prefix="dl-mem-")
+    try:
+        attack(tmp)
+    finally:
+        shutil.rmtree(tmp, True)
+
+
+def attack(tmp):
     path = os.path.join(tmp, "attack.jsonl")
     n = 1_000_000
     with open(path, "w") as f:
@@ -68,7 +75,6 @@ def test_cardinality_attack_stays_bounded():
         assert dims >= n // 2 - 16, dims
         assert evicted >= n - max_waiting, evicted
         assert rss < bound, f"peak RSS {rss:.1f} MiB over the documented {bound:.0f} MiB"
-    os.remove(path)
 
 
 TESTS = [test_cardinality_attack_stays_bounded]

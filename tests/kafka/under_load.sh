@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The timing-sensitive Kafka tests (crashes, rebalances, routed stages, event
+# time per partition), ROUNDS times while the machine is busy: a second
+# release build of the crate runs in a loop in a scratch target dir the whole
+# time. Not part of CI (it takes about ten minutes a round); run it before
+# calling a change to the service's partition handling robust.
+#
+#   bash tests/kafka/under_load.sh [ROUNDS] [PORT]
+#
+# Starts its own broker on PORT (default 39411), tests a copy of
+# target/release/driftline (the load's builds never touch it), stops the
+# broker and the load on exit, and ends with "under load: N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-1}
+port=${2:-39411}
+tests="routed absurd sigkill crashes members state_per large_poison"
+
+scratch=$(mktemp -d -t dl-load-XXXXXX)
+load_pid=
+cleanup() {
+  [ -n "$load_pid" ] && kill -- -"$load_pid" 2>/dev/null
+  KAFKA_PORT=$port bash tests/kafka/kafka.sh down >/dev/null 2>&1
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+cargo build --release --locked -q || exit 1
+cp target/release/driftline "$scratch/driftline"
+bootstrap=$(KAFKA_PORT=$port bash tests/kafka/kafka.sh up) || { echo "the broker did not start"; exit 1; }
+
+# the load: rebuild the crate from scratch-ish (its own fingerprints removed) until killed
+set -m
+(
+  while true; do
+    rm -rf "$scratch/target/release/.fingerprint/driftline-"*
+    CARGO_TARGET_DIR="$scratch/target" cargo build --release -q >/dev/null 2>&1
+  done
+) &
+load_pid=$!
+set +m
+
+passed=0
+failed=0
+for i in $(seq 1 "$rounds"); do
+  for t in $tests; do
+    out=$(DRIFTLINE_BIN="$scratch/driftline" timeout 900 target/venv/bin/python tests/kafka/test_service.py \
+      --bootstrap "$bootstrap" --only "$t" 2>&1)
+    echo "$out" | grep -E "^kafka test"
+    if echo "$out" | grep -qE "^kafka: [1-9][0-9]* passed, 0 failed$"; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+      echo "$out" | tail -40
+    fi
+  done
+  echo "round $i of $rounds done $(date +%T): $passed passed, $failed failed so far"
+done
+echo "under load: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
