@@ -81,6 +81,9 @@ pub enum Command {
         /// Where incident events go (JSON Lines; default: not written).
         #[arg(long)]
         incidents: Option<PathBuf>,
+        /// Control events (JSON Lines: feedback on incidents), applied after the run.
+        #[arg(long)]
+        control: Option<PathBuf>,
         /// Stop at the first bad event with exit code 1.
         #[arg(long)]
         strict: bool,
@@ -192,6 +195,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             outcomes,
             output,
             incidents,
+            control,
             strict,
         } => replay::replay(
             Config::load(&config)?,
@@ -199,6 +203,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             &outcomes,
             output,
             incidents,
+            control,
             strict,
         ),
         Command::Demo { duration, listen } => service::demo(duration, listen),

@@ -41,6 +41,37 @@ fn drain_incidents<W: Write>(engine: &mut Engine, sink: Option<&mut JsonLines<W>
     Ok(())
 }
 
+/// Control events (`--control`, JSON Lines) applied after the run: feedback
+/// on the incidents it opened. A line that cannot be taken is reported with
+/// its line number and skipped; the verdict counts go to the summary.
+fn apply_control(engine: &mut Engine, path: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let taken = serde_json::from_str::<crate::incident::feedback::Control>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|c| engine.apply_control(&c));
+        if let Err(e) = taken {
+            crate::cli::note!("{}:{}: control event not taken: {e}", path.display(), i + 1);
+        }
+    }
+    for ((verdict, key), n) in engine.feedback_counts() {
+        crate::cli::note!(
+            "feedback: {n} {} on {} {} ({})",
+            match verdict {
+                crate::incident::feedback::Verdict::Confirmed => "confirmed",
+                crate::incident::feedback::Verdict::FalsePositive => "false positive",
+            },
+            key.test,
+            key.feature.as_deref().unwrap_or("(model)"),
+            key.cause.as_str()
+        );
+    }
+    Ok(())
+}
+
 /// Runs files through the engine, writing alerts as JSON Lines.
 pub fn replay(
     cfg: Config,
@@ -48,6 +79,7 @@ pub fn replay(
     outcomes: &[PathBuf],
     output: Option<PathBuf>,
     incidents: Option<PathBuf>,
+    control: Option<PathBuf>,
     strict: bool,
 ) -> Result<i32> {
     let baselines = Baseline::load_configured(&cfg)?;
@@ -103,6 +135,9 @@ pub fn replay(
         sink.write(&a)?;
     }
     drain_incidents(&mut engine, incident_sink.as_mut())?;
+    if let Some(p) = &control {
+        apply_control(&mut engine, p)?;
+    }
     sink.flush()?;
     if let Some(s) = incident_sink.as_mut() {
         s.flush()?;

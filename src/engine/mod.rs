@@ -252,6 +252,31 @@ impl Engine {
         self.out.drain(..)
     }
 
+    /// Applies a control event (feedback on an incident); an error says why
+    /// it was not taken (an unknown incident).
+    pub fn apply_control(&mut self, c: &crate::incident::feedback::Control) -> Result<(), String> {
+        match c {
+            crate::incident::feedback::Control::IncidentFeedback {
+                incident_id,
+                verdict,
+                ..
+            } => self.incidents.ledger.record(incident_id, *verdict),
+        }
+    }
+
+    /// Feedback verdicts so far, per verdict and incident root.
+    pub fn feedback_counts(
+        &self,
+    ) -> std::collections::BTreeMap<
+        (
+            crate::incident::feedback::Verdict,
+            crate::incident::feedback::Key,
+        ),
+        u64,
+    > {
+        self.incidents.ledger.counts()
+    }
+
     /// Incident events produced since the last call, in order.
     pub fn drain_incidents(&mut self) -> std::vec::Drain<'_, crate::incident::IncidentEvent> {
         self.incidents.drain()

@@ -33,6 +33,7 @@
 //! `seq`).
 
 pub mod avro;
+pub mod feedback;
 
 use std::collections::BTreeMap;
 
@@ -142,6 +143,8 @@ pub struct Incidents {
     recent: Vec<Incident>,
     /// Events not drained yet.
     out: Vec<IncidentEvent>,
+    /// Feedback on incidents (see `feedback`).
+    pub ledger: feedback::Ledger,
 }
 
 /// Input alerts: the data the model reads moved (or broke).
@@ -390,8 +393,17 @@ impl Incidents {
             changed.push(Change::Updated);
             return Some(self.open.len() - 1);
         }
+        let id = incident_id(&a.model_id, &a.alert_id);
+        self.ledger.opened(
+            &id,
+            feedback::Key {
+                test: a.test.clone(),
+                feature: a.feature.clone(),
+                cause: a.suspected_cause,
+            },
+        );
         self.open.push(Incident {
-            id: incident_id(&a.model_id, &a.alert_id),
+            id,
             model_id: a.model_id.clone(),
             model_version: a.model_version.clone(),
             root: Root {
