@@ -83,6 +83,7 @@ pub async fn run(
         &cfg.kafka.alerts_topic,
         &cfg.kafka.dlq_topic,
         &cfg.kafka.incidents_topic,
+        &cfg.kafka.control_topic,
     ] {
         mock.create_topic(t, 1, 1).map_err(mock_err)?;
     }

@@ -57,6 +57,7 @@ pub async fn serve(
         .route("/api/series/{id}/history", get(history_of))
         .route("/api/alerts", get(alerts))
         .route("/api/incidents", get(incidents))
+        .route("/api/feedback", get(feedback))
         .route("/api/config", get(config))
         .with_state(state);
     tokio::spawn(async move {
@@ -141,6 +142,7 @@ async fn status(State(s): State<AppState>) -> Response {
         o.remove("series");
         o.remove("recent_alerts");
         o.remove("incidents");
+        o.remove("feedback");
     }
     Json(v).into_response()
 }
@@ -164,6 +166,11 @@ async fn history_of(State(s): State<AppState>, Path(id): Path<u32>) -> Response 
 /// The open incidents, each as its latest event reads.
 async fn incidents(State(s): State<AppState>) -> Response {
     Json(s.snapshot.get().incidents.clone()).into_response()
+}
+
+/// Feedback verdicts on incidents, per verdict and root (test, feature, cause).
+async fn feedback(State(s): State<AppState>) -> Response {
+    Json(s.snapshot.get().feedback.clone()).into_response()
 }
 
 async fn alerts(State(s): State<AppState>) -> Response {

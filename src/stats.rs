@@ -168,4 +168,7 @@ pub struct ServiceStats {
     pub split_models: u64,
     /// `kafka.routed`: the routers' idle markers read.
     pub idle_markers: u64,
+    /// Control events applied, and refused (not a control event: dead-lettered).
+    pub control_applied: u64,
+    pub control_refused: u64,
 }

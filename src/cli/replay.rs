@@ -9,6 +9,7 @@ use crate::baseline::Baseline;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::incident::feedback::Control;
 use crate::source::file::{check_output, open_merged};
 
 use super::Feeder;
@@ -41,35 +42,62 @@ fn drain_incidents<W: Write>(engine: &mut Engine, sink: Option<&mut JsonLines<W>
     Ok(())
 }
 
-/// Control events (`--control`, JSON Lines) applied after the run: feedback
-/// on the incidents it opened. A line that cannot be taken is reported with
-/// its line number and skipped; the verdict counts go to the summary.
-fn apply_control(engine: &mut Engine, path: &std::path::Path) -> Result<()> {
+/// Control events (`--control`, JSON Lines), each with its line, in the
+/// order they apply: by `event_time` (those without one at the end of
+/// input), ties in file order. A line that is not a control event is an
+/// error naming the file and line: the run has not started yet, and a
+/// verdict silently dropped would skew what the counts teach.
+fn read_control(path: &std::path::Path) -> Result<Vec<(usize, Control)>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let taken = serde_json::from_str::<crate::incident::feedback::Control>(line)
-            .map_err(|e| e.to_string())
-            .and_then(|c| engine.apply_control(&c));
-        if let Err(e) = taken {
-            crate::cli::note!("{}:{}: control event not taken: {e}", path.display(), i + 1);
-        }
+        let c = serde_json::from_str::<Control>(line).map_err(|e| {
+            Error::Usage(format!(
+                "{}:{}: not a control event: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        out.push((i + 1, c));
     }
+    out.sort_by_key(|(_, c)| c.event_time().unwrap_or(i64::MAX));
+    Ok(out)
+}
+
+/// Applies the control events due by `now` (event time; `None`: all).
+fn apply_due(engine: &mut Engine, pending: &mut std::collections::VecDeque<(usize, Control)>, now: Option<i64>) {
+    while let Some((_, c)) = pending.front() {
+        if now.is_some_and(|t| c.event_time().is_none_or(|at| at > t)) {
+            break;
+        }
+        let (_, c) = pending.pop_front().expect("front exists");
+        engine.apply_control(&c);
+    }
+}
+
+/// The feedback counts, and verdicts naming no incident of this run.
+fn report_feedback(engine: &Engine, path: &std::path::Path) {
     for ((verdict, key), n) in engine.feedback_counts() {
         crate::cli::note!(
             "feedback: {n} {} on {} {} ({})",
-            match verdict {
-                crate::incident::feedback::Verdict::Confirmed => "confirmed",
-                crate::incident::feedback::Verdict::FalsePositive => "false positive",
-            },
+            verdict.as_str(),
             key.test,
             key.feature.as_deref().unwrap_or("(model)"),
             key.cause.as_str()
         );
     }
-    Ok(())
+    let waiting = engine.feedback_waiting();
+    if !waiting.is_empty() {
+        crate::cli::note!(
+            "{}: {} verdicts name no incident of this run (not counted): {}",
+            path.display(),
+            waiting.len(),
+            waiting.join(", ")
+        );
+    }
 }
 
 /// Runs files through the engine, writing alerts as JSON Lines.
@@ -82,6 +110,10 @@ pub fn replay(
     control: Option<PathBuf>,
     strict: bool,
 ) -> Result<i32> {
+    let mut pending: std::collections::VecDeque<(usize, Control)> = match &control {
+        Some(p) => read_control(p)?.into(),
+        None => Default::default(),
+    };
     let baselines = Baseline::load_configured(&cfg)?;
     let mut engine = Engine::with_baselines(cfg, baselines);
     let input = &engine.config().input;
@@ -91,15 +123,16 @@ pub fn replay(
         input.max_line_bytes,
         input.max_future_skew.as_millis(),
     )?;
+    // every file read, so no output overwrites one
+    let inputs: Vec<&PathBuf> = predictions.iter().chain(outcomes).chain(&control).collect();
     let out: Box<dyn Write> = match &output {
         Some(p) => {
-            check_output(p, &predictions.iter().chain(outcomes).collect::<Vec<_>>())?;
+            check_output(p, &inputs)?;
             Box::new(std::fs::File::create(p).map_err(|e| Error::write(p, e))?)
         }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = JsonLines::new(std::io::BufWriter::with_capacity(1 << 16, out));
-    let inputs: Vec<&PathBuf> = predictions.iter().chain(outcomes).collect();
     let mut incident_sink = match &incidents {
         Some(p) => {
             check_output(p, &inputs)?;
@@ -119,6 +152,11 @@ pub fn replay(
     let mut n: u64 = 0;
     let mut feeder = Feeder::default();
     for rec in merged {
+        if !pending.is_empty()
+            && let Some(w) = engine.watermark()
+        {
+            apply_due(&mut engine, &mut pending, Some(w));
+        }
         feeder.feed(&mut engine, &rec, strict)?;
         for a in engine.drain_alerts() {
             sink.write(&a)?;
@@ -130,13 +168,14 @@ pub fn replay(
         }
     }
     engine.finish();
+    apply_due(&mut engine, &mut pending, None);
     feeder.settle(&mut engine, strict)?;
     for a in engine.drain_alerts() {
         sink.write(&a)?;
     }
     drain_incidents(&mut engine, incident_sink.as_mut())?;
     if let Some(p) = &control {
-        apply_control(&mut engine, p)?;
+        report_feedback(&engine, p);
     }
     sink.flush()?;
     if let Some(s) = incident_sink.as_mut() {

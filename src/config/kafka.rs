@@ -148,6 +148,9 @@ pub struct KafkaConfig {
     pub incidents_topic: String,
     /// Dead-letter topic for messages that cannot be decoded or validated; empty: count and skip.
     pub dlq_topic: String,
+    /// Control events (JSON: feedback on incidents), read whole by every
+    /// member at every start; empty: no control channel.
+    pub control_topic: String,
     pub encoding: Encoding,
     pub alert_encoding: AlertEncoding,
     /// Schema Registry resolving Confluent schema ids; empty: `schemas/` is the writer schema.
@@ -187,6 +190,7 @@ impl Default for KafkaConfig {
             alerts_topic: "driftline-alerts".into(),
             incidents_topic: "driftline-incidents".into(),
             dlq_topic: "driftline-dlq".into(),
+            control_topic: "driftline-control".into(),
             encoding: Encoding::Confluent,
             alert_encoding: AlertEncoding::Avro,
             schema_registry_url: String::new(),

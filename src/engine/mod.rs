@@ -26,7 +26,7 @@ mod observe;
 mod state;
 pub(crate) mod watermark;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rustc_hash::FxHashMap;
 use sketches_ddsketch::Config as DdConfig;
@@ -38,6 +38,7 @@ use crate::config::Config;
 use crate::config::OwnersConfig;
 use crate::config::owners::Owners;
 use crate::incident::Incidents;
+use crate::incident::feedback::{Control, Key, Recorded, Verdict};
 use crate::quality::monitor::QualityMonitor;
 use crate::registry::{Model, Overflow};
 use crate::sketch::{Sketch, dd_config};
@@ -252,11 +253,11 @@ impl Engine {
         self.out.drain(..)
     }
 
-    /// Applies a control event (feedback on an incident); an error says why
-    /// it was not taken (an unknown incident).
-    pub fn apply_control(&mut self, c: &crate::incident::feedback::Control) -> Result<(), String> {
+    /// Applies a control event (feedback on an incident): whether it names
+    /// an incident this engine knows (else it waits for it; see `feedback`).
+    pub fn apply_control(&mut self, c: &Control) -> Recorded {
         match c {
-            crate::incident::feedback::Control::IncidentFeedback {
+            Control::IncidentFeedback {
                 incident_id,
                 verdict,
                 ..
@@ -265,16 +266,13 @@ impl Engine {
     }
 
     /// Feedback verdicts so far, per verdict and incident root.
-    pub fn feedback_counts(
-        &self,
-    ) -> std::collections::BTreeMap<
-        (
-            crate::incident::feedback::Verdict,
-            crate::incident::feedback::Key,
-        ),
-        u64,
-    > {
+    pub fn feedback_counts(&self) -> BTreeMap<(Verdict, Key), u64> {
         self.incidents.ledger.counts()
+    }
+
+    /// Verdicts naming an incident this engine has not seen.
+    pub fn feedback_waiting(&self) -> Vec<&str> {
+        self.incidents.ledger.waiting()
     }
 
     /// Incident events produced since the last call, in order.

@@ -19,7 +19,9 @@
 //! - `flow`: housekeeping each tick — idle partitions, flow control in event time.
 //! - `publish`: alerts to the alert topic, bad input to the dead-letter topic.
 //! - `observe`: the telemetry snapshot and the OTel batch spans.
+//! - `control`: the control topic (feedback on incidents), read by every member.
 
+mod control;
 mod flow;
 mod handle;
 mod observe;
@@ -67,6 +69,9 @@ pub struct Service {
     inputs: Vec<(String, usize)>,
     baselines: HashMap<String, Baseline>,
     consumer: std::sync::Arc<StreamConsumer<Context>>,
+    /// `kafka.control_topic`'s consumer, and the control events read (for tasks created later).
+    control: Option<std::sync::Arc<StreamConsumer<crate::kafka::client::Logged>>>,
+    control_log: VecDeque<crate::incident::feedback::Control>,
     alerts: KafkaSink,
     dlq: Option<FutureProducer>,
     predictions: ValueDecoder,
@@ -139,6 +144,8 @@ impl Service {
             })?,
             baselines,
             consumer: std::sync::Arc::new(consumer),
+            control: control::consumer(&cfg.kafka)?,
+            control_log: VecDeque::new(),
             partitions: Vec::new(),
             never: watch::channel(false).1,
             stop: watch::channel(false).1,
@@ -187,6 +194,7 @@ impl Service {
             predictions = %self.topics[0],
             outcomes = %self.topics[1],
             alerts = %self.cfg.kafka.alerts_topic,
+            control = %self.cfg.kafka.control_topic,
             "driftline service started"
         );
         if let Store::Topic(t) = &self.store
@@ -204,6 +212,7 @@ impl Service {
             );
         }
         let consumer = self.consumer.clone();
+        let control = self.control.clone();
         let (history_tx, mut history_rx) = tokio::sync::mpsc::channel::<HistoryRequest>(16);
         if !self.cfg.http.listen.is_empty() {
             // a busy port is a start-up error: a service without its health
@@ -256,6 +265,21 @@ impl Service {
                         break;
                     }
                 }
+                c = control::recv(&control) => match c {
+                    Ok(msg) => {
+                        if !self.handle_control(&msg).await {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if last_error.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                            tracing::warn!(error = %e, topic = %self.cfg.kafka.control_topic, errors, "control consumer error");
+                            last_error = Some(Instant::now());
+                            errors = 0;
+                        }
+                    }
+                },
                 m = consumer.recv() => match m {
                     Ok(msg) => {
                         if !self.handle(&msg, &stop).await {

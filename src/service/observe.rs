@@ -90,6 +90,23 @@ impl Service {
                 "input topic does not exist: nothing is consumed from it (create it, or fix kafka.predictions_topic / kafka.outcomes_topic)"
             );
         }
+        // the control topic: named while missing, but not a readiness matter
+        let control = &self.cfg.kafka.control_topic;
+        if !control.is_empty()
+            && let Ok(md) = crate::blocking(|| {
+                self.consumer
+                    .fetch_metadata(Some(control), Duration::from_secs(2))
+            })
+            && md
+                .topics()
+                .first()
+                .is_none_or(|t| t.error().is_some() || t.partitions().is_empty())
+        {
+            tracing::warn!(
+                topic = %control,
+                "control topic does not exist: no incident feedback is read (create it, or set kafka.control_topic = \"\")"
+            );
+        }
         for topic in self.missing_topics.iter().filter(|t| !missing.contains(t)) {
             tracing::info!(topic = %topic, "input topic exists now");
         }
@@ -122,6 +139,13 @@ impl Service {
                 .iter()
                 .flat_map(|t| t.engine.open_incidents())
                 .collect(),
+            feedback: crate::incident::feedback::rows(
+                self.tasks
+                    .iter()
+                    .map(|t| t.engine.feedback_counts())
+                    .collect::<Vec<_>>()
+                    .iter(),
+            ),
             bad: crate::event::BadReason::ALL
                 .iter()
                 .map(|r| (r.as_str(), 0))

@@ -129,7 +129,9 @@ impl Service {
         })
     }
 
-    pub(super) fn push_task(&mut self, key: Vec<(String, i32)>, engine: Engine) -> usize {
+    pub(super) fn push_task(&mut self, key: Vec<(String, i32)>, mut engine: Engine) -> usize {
+        // the control events this member has read (idempotent to apply again)
+        super::control::catch_up(&mut engine, &self.control_log);
         self.tasks.push(Task {
             key,
             engine,

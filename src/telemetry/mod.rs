@@ -111,6 +111,8 @@ pub struct Snapshot {
     pub recent_alerts: Vec<Alert>,
     /// Open incidents, as their latest event reads.
     pub incidents: Vec<crate::incident::IncidentEvent>,
+    /// Feedback verdicts on incidents, per verdict and root (test, feature, cause).
+    pub feedback: Vec<crate::incident::feedback::FeedbackCount>,
 }
 
 /// The published snapshot: swapped whole under a short lock; and the
@@ -303,6 +305,35 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         ("category", s.overflow.categories),
     ] {
         capped.get_or_create(&labels(&[("cap", what)])).inc_by(n);
+    }
+
+    let feedback = Family::<Labels, Gauge>::default();
+    reg.register(
+        "driftline_incident_feedback",
+        "Incidents given a verdict on the control channel, per verdict and the root's test, feature and cause (a gauge: a later verdict replaces an earlier one)",
+        feedback.clone(),
+    );
+    for f in &s.feedback {
+        feedback
+            .get_or_create(&labels(&[
+                ("verdict", f.verdict.as_str()),
+                ("test", &f.test),
+                ("feature", f.feature.as_deref().unwrap_or("")),
+                ("cause", f.cause.as_str()),
+            ]))
+            .set(f.count as i64);
+    }
+    let control = Family::<Labels, Counter>::default();
+    reg.register(
+        "driftline_control_events",
+        "Control events read: applied, or refused (not a control event; sent to the dead-letter topic)",
+        control.clone(),
+    );
+    for (what, n) in [
+        ("applied", s.service.control_applied),
+        ("refused", s.service.control_refused),
+    ] {
+        control.get_or_create(&labels(&[("result", what)])).inc_by(n);
     }
 
     let ckpt = Counter::<u64>::default();

@@ -172,3 +172,99 @@ fn a_stationary_stream_raises_nothing() {
     assert_eq!(alerts(&out), Vec::<serde_json::Value>::new());
     assert!(stderr(&o).contains("alerts: none"));
 }
+
+#[test]
+fn control_feedback_is_counted_per_root_and_a_bad_control_line_is_named() {
+    let dir = tempdir("replay-control");
+    let p = shifted(&dir);
+    let inc = dir.join("incidents.jsonl");
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        "/dev/null",
+        "--incidents",
+        inc.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let incidents = alerts(&inc);
+    let first = &incidents[0];
+    let id = first["incident_id"].as_str().unwrap();
+    let (test, feature, cause) = (
+        first["root"]["test"].as_str().unwrap(),
+        first["root"]["feature"].as_str().unwrap(),
+        first["suspected_cause"].as_str().unwrap(),
+    );
+    // a false positive replaced by a later confirmation (event time orders
+    // them, not the file), and a verdict on an incident this run never opened
+    let control = dir.join("control.jsonl");
+    let late = first["opened_at"].as_i64().unwrap() + 60_000;
+    std::fs::write(
+        &control,
+        format!(
+            "{{\"type\":\"incident_feedback\",\"incident_id\":\"{id}\",\"verdict\":\"confirmed\",\"by\":\"a\",\"event_time\":{late}}}\n\
+             {{\"type\":\"incident_feedback\",\"incident_id\":\"{id}\",\"verdict\":\"false_positive\",\"by\":\"b\",\"event_time\":{}}}\n\
+             \n\
+             {{\"type\":\"incident_feedback\",\"incident_id\":\"inc-elsewhere\",\"verdict\":\"false_positive\"}}\n",
+            late - 1
+        ),
+    )
+    .unwrap();
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        "/dev/null",
+        "--control",
+        control.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("feedback: 1 confirmed on {test} {feature} ({cause})")),
+        "{err}"
+    );
+    assert!(!err.contains("feedback: 1 false_positive"), "{err}");
+    assert!(
+        err.contains("1 verdicts name no incident of this run (not counted): inc-elsewhere"),
+        "{err}"
+    );
+
+    // a line that is not a control event: file and line, nothing run
+    std::fs::write(
+        &control,
+        "{\"type\":\"incident_feedback\",\"incident_id\":\"x\",\"verdict\":\"confirmed\"}\n{\"type\":\"incident_feedback\",\"incident_id\":\"x\",\"verdict\":\"maybe\"}\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        "/dev/null",
+        "--control",
+        control.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{}:2: not a control event", control.display())),
+        "{}",
+        stderr(&o)
+    );
+    // the control file as the output: refused, the file kept
+    let before = std::fs::read(&control).unwrap();
+    let o = run(&[
+        "replay",
+        "--predictions",
+        p.to_str().unwrap(),
+        "--output",
+        control.to_str().unwrap(),
+        "--control",
+        control.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&control).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -93,9 +93,10 @@ class Env:
         self.tmp = tempfile.mkdtemp(prefix="dl-kafka-")
         atexit.register(shutil.rmtree, self.tmp, True)
 
-    def topics(self, partitions, config=None):
+    def topics(self, partitions, config=None, control=False):
         tag = uuid.uuid4().hex[:8]
-        names = {k: f"{k}-{tag}" for k in ("predictions", "outcomes", "alerts", "dlq", "incidents")}
+        names = {k: f"{k}-{tag}" for k in ("predictions", "outcomes", "alerts", "dlq", "incidents")
+                 + (("control",) if control else ())}
         config = config or {}
         fs = self.admin.create_topics([NewTopic(names[k], partitions.get(k, 1), 1, config=config.get(k, {})) for k in names])
         for f in fs.values():
@@ -134,6 +135,7 @@ outcomes_topic = "{names['outcomes']}"
 alerts_topic = "{names['alerts']}"
 incidents_topic = "{names.get('incidents', '')}"
 dlq_topic = "{names['dlq']}"
+{f'control_topic = "{names["control"]}"' if "control" in names else ""}
 encoding = "{encoding}"
 alert_encoding = "avro"
 local_schema_ids = [{SCHEMA_ID}]
@@ -596,6 +598,98 @@ owner = "payments-data"
     assert sorted(keys) == sorted((e["incident_id"], e["seq"]) for e in critical), (keys, len(critical))
     assert all(path == "/payments" for path, _ in posted)
     assert out.stdout.count("[warning]") == len(got) - len(critical), out.stdout[-2000:]
+
+
+def replay_feedback(control_lines):
+    """replay --control over the scenario: its feedback counts, as
+    {(verdict, test, feature, cause): n}."""
+    path = os.path.join(_REPLAY_DIR, "control.jsonl")
+    with open(path, "w") as f:
+        f.write("".join(l + "\n" for l in control_lines))
+    out = subprocess.run([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftline.toml"),
+                          "--predictions", os.path.join(SCENARIO, "predictions.jsonl"),
+                          "--outcomes", os.path.join(SCENARIO, "outcomes.jsonl"), "--output", os.devnull,
+                          "--control", path], capture_output=True, text=True, check=True)
+    counts = {}
+    for m in re.finditer(r"feedback: (\d+) (confirmed|false_positive) on (\S+) (\S+) \((\w+)\)", out.stderr):
+        n, verdict, test, feature, cause = m.groups()
+        counts[(verdict, test, None if feature == "(model)" else feature, cause)] = int(n)
+    return counts
+
+
+def test_incident_feedback_on_the_control_topic_is_counted_and_survives_a_restart(env):
+    """Verdicts on the control topic (one replaced by a later one, one for an
+    incident no one has, one value that is not a control event): /api/feedback
+    and /metrics count them per verdict and root as `replay --control` does
+    with the same events; the bad value is dead-lettered; after a restart on
+    its checkpoint, reading an empty control topic, the counts are still there."""
+    preds, outs = scenario_events()
+    names = env.topics({}, control=True)
+    env.produce(names["predictions"], [encode("confluent", "prediction", e) for e in preds])
+    env.produce(names["outcomes"], [encode("confluent", "outcome", e) for e in outs])
+    incidents = replay_incidents()
+    ids = list(dict.fromkeys(e["incident_id"] for e in incidents))
+    assert ids, incidents
+    lines = [json.dumps(c) for c in (
+        {"type": "incident_feedback", "incident_id": ids[0], "verdict": "false_positive", "by": "bob"},
+        {"type": "incident_feedback", "incident_id": "inc-no-such", "verdict": "false_positive"},
+        {"type": "incident_feedback", "incident_id": ids[0], "verdict": "confirmed", "by": "bob", "note": "on second look"},
+    )]
+    want = replay_feedback(lines)
+    assert list(want.values()) == [1] and list(want)[0][0] == "confirmed", want
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def config(control, tag):
+        return env.config(dict(names, control=control), "confluent", "g-fb-" + names["alerts"], start_from="checkpoint",
+                          tag=tag, extra=f"""
+[checkpoint]
+dir = "{os.path.join(env.tmp, 'ckpt-fb-' + names['alerts'])}"
+interval = "1s"
+[http]
+listen = "127.0.0.1:{port}"
+""")
+
+    def feedback(deadline_s):
+        deadline, got = time.time() + deadline_s, None
+        while time.time() < deadline:
+            code, body = http_get(base + "/api/feedback")
+            if code == 200:
+                got = {(f["verdict"], f["test"], f["feature"], f["cause"]): f["count"] for f in json.loads(body)}
+                if got == want:
+                    break
+            time.sleep(0.5)
+        return got
+
+    proc = env.start(config(names["control"], ""), os.path.join(env.tmp, "feedback-a.log"))
+    try:
+        env.read_all(names["incidents"], want=len(incidents), settle=1.0, schema="incident")
+        env.produce(names["control"], [l.encode() for l in lines] + [b"{not a control event"])
+        got = feedback(60)
+        assert got == want, (got, want)
+        code, metrics = http_get(base + "/metrics")
+        rows = [l for l in metrics.splitlines() if l.startswith("driftline_incident_feedback{")]
+        assert len(rows) == 1 and 'verdict="confirmed"' in rows[0] and rows[0].endswith(" 1"), rows
+        assert 'driftline_control_events_total{result="refused"} 1' in metrics, metrics[-3000:]
+        assert 'driftline_control_events_total{result="applied"} 3' in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    dead = env.read_all(names["dlq"], raw=True, want=1, settle=1.0)
+    assert [m.value() for m in dead] == [b"{not a control event"], dead
+    h = dict(dead[0].headers())
+    assert h["dlq.source.topic"] == names["control"].encode() and h["dlq.error.class"] == b"malformed_json", h
+    # the counts come back from the checkpoint, not from re-reading the verdicts
+    empty = names["control"] + "-empty"
+    for f in env.admin.create_topics([NewTopic(empty, 1, 1)]).values():
+        f.result(30)
+    proc = env.start(config(empty, "-b"), os.path.join(env.tmp, "feedback-b.log"))
+    try:
+        got = feedback(60)
+        assert got == want, (got, want)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
 
 
 def test_second_instance_takes_over(env):
@@ -1294,7 +1388,7 @@ TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equ
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_absurd_timestamps_are_refused_per_partition,
          test_an_oversized_dead_letter_never_wedges_the_service, test_a_large_poison_at_a_partition_head_holds_flow_control,
          test_a_missing_input_topic_is_named_and_not_ready, test_incident_subscriber_dedupes_and_routes_by_owner,
-         test_second_instance_takes_over,
+         test_incident_feedback_on_the_control_topic_is_counted_and_survives_a_restart, test_second_instance_takes_over,
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
          test_state_per_partition_follows_partitions_between_members,

@@ -8,7 +8,8 @@
 #   bash tests/kafka/under_load.sh [ROUNDS] [PORT]
 #
 # Starts its own broker on PORT (default 39411), tests a copy of
-# target/release/driftline (the load's builds never touch it), stops the
+# target/release/driftline with a copy of the tests, config and schemas it
+# was built with (edits to the tree while it runs change neither), stops the
 # broker and the load on exit, and ends with "under load: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,6 +28,9 @@ trap cleanup EXIT
 
 cargo build --release --locked -q || exit 1
 cp target/release/driftline "$scratch/driftline"
+mkdir -p "$scratch/tree/target"
+cp -r config schemas examples tests "$scratch/tree/"
+ln -s "$PWD/target/venv" "$PWD/target/scenarios" "$scratch/tree/target/"
 bootstrap=$(KAFKA_PORT=$port bash tests/kafka/kafka.sh up) || { echo "the broker did not start"; exit 1; }
 
 # the load: rebuild the crate from scratch-ish (its own fingerprints removed) until killed
@@ -44,7 +48,7 @@ passed=0
 failed=0
 for i in $(seq 1 "$rounds"); do
   for t in $tests; do
-    out=$(DRIFTLINE_BIN="$scratch/driftline" timeout 900 target/venv/bin/python tests/kafka/test_service.py \
+    out=$(DRIFTLINE_BIN="$scratch/driftline" timeout 900 target/venv/bin/python "$scratch/tree/tests/kafka/test_service.py" \
       --bootstrap "$bootstrap" --only "$t" 2>&1)
     echo "$out" | grep -E "^kafka test"
     if echo "$out" | grep -qE "^kafka: [1-9][0-9]* passed, 0 failed$"; then
