@@ -371,7 +371,7 @@ mod tests {
             decode(p, &bytes[..bytes.len() - 1], &cfg),
             Err(CheckpointError::Corrupt { .. })
         ));
-        for other in [3u8, 5] {
+        for other in [(FORMAT_VERSION - 1) as u8, (FORMAT_VERSION + 1) as u8] {
             let mut v = bytes.clone();
             v[8] = other;
             assert!(matches!(
