@@ -41,6 +41,14 @@ pub struct Prediction {
     pub prediction: Scalar,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// Scored but not served (a shadow deployment): compared with
+    /// production, never counted as production.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shadow: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -72,6 +72,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod incident;
 pub mod kafka;
+pub mod release;
 pub mod service;
 pub mod sketch;
 pub mod source;

@@ -9,6 +9,9 @@ use crate::event::BadReason;
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub predictions: u64,
+    /// Predictions of candidate versions (canary, shadow): compared with
+    /// production's, never counted in its series.
+    pub candidate_predictions: u64,
     pub outcomes: u64,
     pub late: u64,
     pub bad: [u64; BadReason::ALL.len()],
@@ -47,12 +50,13 @@ impl Stats {
 
     /// Events read, good or bad.
     pub fn events_read(&self) -> u64 {
-        self.predictions + self.outcomes + self.late + self.bad_total()
+        self.predictions + self.candidate_predictions + self.outcomes + self.late + self.bad_total()
     }
 
     /// Adds another engine's counters (the service's tasks, one engine each).
     pub fn add(&mut self, o: &Stats) {
         self.predictions += o.predictions;
+        self.candidate_predictions += o.candidate_predictions;
         self.outcomes += o.outcomes;
         self.late += o.late;
         self.time_jumps += o.time_jumps;
@@ -104,6 +108,13 @@ impl Stats {
                 format!(" ({})", bad.join(", "))
             }
         );
+        if self.candidate_predictions > 0 {
+            let _ = writeln!(
+                s,
+                "candidate predictions: {} (canary and shadow versions: compared with production, not counted as it)",
+                self.candidate_predictions
+            );
+        }
         let _ = writeln!(s, "late events: {}", self.late);
         if self.time_jumps > 0 {
             let _ = writeln!(s, "event-time jumps accepted: {}", self.time_jumps);

@@ -81,7 +81,10 @@ pub enum Command {
         /// Where incident events go (JSON Lines; default: not written).
         #[arg(long)]
         incidents: Option<PathBuf>,
-        /// Control events (JSON Lines: feedback on incidents), applied after the run.
+        /// Where action events go (release decisions, retrain requests; JSON Lines; default: not written).
+        #[arg(long)]
+        actions: Option<PathBuf>,
+        /// Control events (JSON Lines: incident feedback, retrain acknowledgements), applied in event time.
         #[arg(long)]
         control: Option<PathBuf>,
         /// Stop at the first bad event with exit code 1.
@@ -195,14 +198,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             outcomes,
             output,
             incidents,
+            actions,
             control,
             strict,
         } => replay::replay(
             Config::load(&config)?,
             &predictions,
             &outcomes,
-            output,
-            incidents,
+            replay::Outputs {
+                alerts: output,
+                incidents,
+                actions,
+            },
             control,
             strict,
         ),

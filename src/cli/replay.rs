@@ -27,17 +27,57 @@ fn progress() -> indicatif::ProgressBar {
     pb
 }
 
-/// Incident events to their file (`--incidents`), or dropped.
-fn drain_incidents<W: Write>(engine: &mut Engine, sink: Option<&mut JsonLines<W>>) -> Result<()> {
-    match sink {
+/// Where replay writes: alerts (stdout by default), and optionally
+/// incident and action events.
+pub struct Outputs {
+    pub alerts: Option<PathBuf>,
+    pub incidents: Option<PathBuf>,
+    pub actions: Option<PathBuf>,
+}
+
+/// A JSON Lines file for `--incidents` / `--actions`, refused when it is an
+/// input or another output.
+fn side_file(
+    p: &Option<PathBuf>,
+    flag: &str,
+    inputs: &[&PathBuf],
+    others: &[(&str, &Option<PathBuf>)],
+) -> Result<Option<JsonLines<std::io::BufWriter<std::fs::File>>>> {
+    let Some(p) = p else { return Ok(None) };
+    check_output(p, inputs)?;
+    for (other, o) in others {
+        if o.as_ref().is_some_and(|o| o == p) {
+            return Err(Error::Usage(format!(
+                "{flag} {} is also {other}: give each its own file",
+                p.display()
+            )));
+        }
+    }
+    let f = std::fs::File::create(p).map_err(|e| Error::write(p, e))?;
+    Ok(Some(JsonLines::new(std::io::BufWriter::new(f))))
+}
+
+/// Incident and action events to their files, or dropped.
+fn drain_events(
+    engine: &mut Engine,
+    incidents: Option<&mut JsonLines<std::io::BufWriter<std::fs::File>>>,
+    actions: Option<&mut JsonLines<std::io::BufWriter<std::fs::File>>>,
+) -> Result<()> {
+    match incidents {
         Some(s) => {
             for ev in engine.drain_incidents() {
                 s.write(&ev)?;
             }
         }
-        None => {
-            engine.drain_incidents().for_each(drop);
+        None => engine.drain_incidents().for_each(drop),
+    }
+    match actions {
+        Some(s) => {
+            for a in engine.drain_actions() {
+                s.write(&a)?;
+            }
         }
+        None => engine.drain_actions().for_each(drop),
     }
     Ok(())
 }
@@ -68,7 +108,11 @@ fn read_control(path: &std::path::Path) -> Result<Vec<(usize, Control)>> {
 }
 
 /// Applies the control events due by `now` (event time; `None`: all).
-fn apply_due(engine: &mut Engine, pending: &mut std::collections::VecDeque<(usize, Control)>, now: Option<i64>) {
+fn apply_due(
+    engine: &mut Engine,
+    pending: &mut std::collections::VecDeque<(usize, Control)>,
+    now: Option<i64>,
+) {
     while let Some((_, c)) = pending.front() {
         if now.is_some_and(|t| c.event_time().is_none_or(|at| at > t)) {
             break;
@@ -105,8 +149,7 @@ pub fn replay(
     cfg: Config,
     predictions: &[PathBuf],
     outcomes: &[PathBuf],
-    output: Option<PathBuf>,
-    incidents: Option<PathBuf>,
+    outputs: Outputs,
     control: Option<PathBuf>,
     strict: bool,
 ) -> Result<i32> {
@@ -125,6 +168,11 @@ pub fn replay(
     )?;
     // every file read, so no output overwrites one
     let inputs: Vec<&PathBuf> = predictions.iter().chain(outcomes).chain(&control).collect();
+    let Outputs {
+        alerts: output,
+        incidents,
+        actions,
+    } = outputs;
     let out: Box<dyn Write> = match &output {
         Some(p) => {
             check_output(p, &inputs)?;
@@ -133,20 +181,14 @@ pub fn replay(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = JsonLines::new(std::io::BufWriter::with_capacity(1 << 16, out));
-    let mut incident_sink = match &incidents {
-        Some(p) => {
-            check_output(p, &inputs)?;
-            if output.as_ref().is_some_and(|o| o == p) {
-                return Err(Error::Usage(format!(
-                    "--incidents {} is also --output: give each its own file",
-                    p.display()
-                )));
-            }
-            let f = std::fs::File::create(p).map_err(|e| Error::write(p, e))?;
-            Some(JsonLines::new(std::io::BufWriter::new(f)))
-        }
-        None => None,
-    };
+    let mut incident_sink =
+        side_file(&incidents, "--incidents", &inputs, &[("--output", &output)])?;
+    let mut action_sink = side_file(
+        &actions,
+        "--actions",
+        &inputs,
+        &[("--output", &output), ("--incidents", &incidents)],
+    )?;
     let pb = progress();
     let started = Instant::now();
     let mut n: u64 = 0;
@@ -161,7 +203,7 @@ pub fn replay(
         for a in engine.drain_alerts() {
             sink.write(&a)?;
         }
-        drain_incidents(&mut engine, incident_sink.as_mut())?;
+        drain_events(&mut engine, incident_sink.as_mut(), action_sink.as_mut())?;
         n += 1;
         if n.is_multiple_of(16384) {
             pb.set_position(n);
@@ -173,12 +215,15 @@ pub fn replay(
     for a in engine.drain_alerts() {
         sink.write(&a)?;
     }
-    drain_incidents(&mut engine, incident_sink.as_mut())?;
+    drain_events(&mut engine, incident_sink.as_mut(), action_sink.as_mut())?;
     if let Some(p) = &control {
         report_feedback(&engine, p);
     }
     sink.flush()?;
     if let Some(s) = incident_sink.as_mut() {
+        s.flush()?;
+    }
+    if let Some(s) = action_sink.as_mut() {
         s.flush()?;
     }
     pb.finish_and_clear();

@@ -161,6 +161,7 @@ mod tests {
             slices: vec![],
             prediction: Scalar::Number(0.0),
             score: None,
+            shadow: false,
         }
     }
 

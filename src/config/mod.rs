@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 
 mod kafka;
 pub mod owners;
+mod release;
 mod validate;
+
+pub use release::{ReleaseConfig, RetrainConfig};
 
 pub use kafka::{
     AlertEncoding, CheckpointConfig, CheckpointStore, Encoding, KafkaConfig, RouteConfig,
@@ -102,6 +105,8 @@ pub struct Config {
     pub otel: OtelConfig,
     pub incidents: IncidentsConfig,
     pub owners: OwnersConfig,
+    pub release: ReleaseConfig,
+    pub retrain: RetrainConfig,
 }
 
 /// One routing rule: every field given must match.
@@ -157,8 +162,9 @@ impl Default for IncidentsConfig {
     }
 }
 
-/// Hash of the config sections that decide alerts and incidents (input,
-/// window, reference, series, tests, policy, join, incidents, owners), 16
+/// Hash of the config sections that decide alerts, incidents and actions
+/// (input, window, reference, series, tests, policy, join, incidents,
+/// owners, release, retrain), 16
 /// hex digits: carried by every alert and incident as `config_hash`, so a
 /// decision can be traced to the policy in force.
 pub fn decision_hash(cfg: &Config) -> String {
@@ -172,6 +178,8 @@ pub fn decision_hash(cfg: &Config) -> String {
         &cfg.join,
         &cfg.incidents,
         &cfg.owners,
+        &cfg.release,
+        &cfg.retrain,
     ))
     .unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

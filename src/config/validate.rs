@@ -19,6 +19,52 @@ impl Config {
         if let Err(e) = super::owners::Owners::new(&self.owners) {
             return bad("owners.rules", e);
         }
+        let r = &self.release;
+        for (key, v, lo, hi) in [
+            ("release.alpha", r.alpha, 0.0, 0.5),
+            ("release.worse_by", r.worse_by, 0.0, 10.0),
+            ("release.critical_worse_by", r.critical_worse_by, 0.0, 10.0),
+            ("release.fairness_margin", r.fairness_margin, 0.0, 1e9),
+        ] {
+            if !(v > lo && v <= hi) {
+                return bad(key, format!("{v} is outside ({lo}, {hi}]"));
+            }
+        }
+        if r.critical_worse_by < r.worse_by {
+            return bad(
+                "release.critical_worse_by",
+                format!(
+                    "{} is below release.worse_by ({})",
+                    r.critical_worse_by, r.worse_by
+                ),
+            );
+        }
+        if r.min_pairs < 2 {
+            return bad(
+                "release.min_pairs",
+                "needs at least 2 pairs per version".into(),
+            );
+        }
+        for c in &self.retrain.causes {
+            match c.as_str() {
+                "covariate_shift" | "concept_drift" | "label_shift" | "unknown" => {}
+                "pipeline" | "feature_change" => {
+                    return bad(
+                        "retrain.causes",
+                        format!(
+                            "`{c}` never triggers retraining: the data is broken or changed meaning, and training on it bakes the bug in (its incidents go to the pipeline owner)"
+                        ),
+                    );
+                }
+                _ => return bad("retrain.causes", format!("`{c}` is not a cause")),
+            }
+        }
+        if !matches!(self.retrain.min_severity.as_str(), "warning" | "critical") {
+            return bad(
+                "retrain.min_severity",
+                format!("`{}`: warning or critical", self.retrain.min_severity),
+            );
+        }
         // every duration within the range that works: event-time arithmetic
         // stays far from overflow, and a zero where zero means "refuse
         // everything" is refused here instead
@@ -46,6 +92,27 @@ impl Config {
             ("join.ttl", self.join.ttl, ms(0), YEAR),
             ("join.orphan_hold", self.join.orphan_hold, ms(0), YEAR),
             ("policy.cooldown", self.policy.cooldown, ms(0), YEAR),
+            (
+                "release.evaluate_every",
+                self.release.evaluate_every,
+                ms(60_000),
+                30 * DAY,
+            ),
+            (
+                "release.promote_after",
+                self.release.promote_after,
+                ms(0),
+                YEAR,
+            ),
+            ("retrain.persisted", self.retrain.persisted, ms(0), YEAR),
+            ("retrain.cooldown", self.retrain.cooldown, ms(0), YEAR),
+            ("retrain.every", self.retrain.every, ms(0), YEAR),
+            (
+                "retrain.train_window",
+                self.retrain.train_window,
+                ms(60_000),
+                10 * YEAR,
+            ),
             ("kafka.max_skew", self.kafka.max_skew, ms(1000), YEAR),
             ("kafka.idle_timeout", self.kafka.idle_timeout, ms(100), DAY),
             (

@@ -317,6 +317,41 @@ impl Engine {
         // grouped into incidents by cause (each alert gets its incident_id)
         let cx = super::incident_context(&self.owners, &self.cfg, &self.config_hash);
         self.incidents.observe(&mut self.out[first_new..], now, &cx);
+        // release gates and retrain triggers, on the same evaluation
+        let rcx = crate::release::Context {
+            owners: &self.owners,
+            runbook_base: &self.cfg.incidents.runbook_base_url,
+            config_hash: &self.config_hash,
+        };
+        self.release.evaluate(now, &self.models, &self.cfg, &rcx);
+        let open = self.incidents.open_events(&cx);
+        let open: Vec<crate::release::retrain::OpenIncident<'_>> = open
+            .iter()
+            .map(|e| crate::release::retrain::OpenIncident {
+                id: &e.incident_id,
+                model_id: &e.model_id,
+                model_version: e.model_version.as_deref(),
+                severity: e.severity,
+                cause: e.suspected_cause.as_str(),
+                opened_at: e.opened_at,
+                slices: &e.scope.slices,
+                summary: e.summary.clone(),
+            })
+            .collect();
+        let mut actions = Vec::new();
+        self.release.retrain.evaluate(
+            now,
+            &open,
+            self.models
+                .iter()
+                .map(|m| (m.id.clone(), m.version.clone())),
+            &self.cfg,
+            &rcx,
+            &mut actions,
+        );
+        for a in actions {
+            self.release.push(a);
+        }
     }
 
     fn eval_quality(&self, sid: u32) -> Option<ChannelEval> {

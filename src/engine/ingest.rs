@@ -7,6 +7,7 @@ use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Valu
 use crate::join::{self, Label, Waiting};
 use crate::quality::monitor::slots_of;
 use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE};
+use crate::release::Role;
 use crate::sketch::{ValueKind, ordinal};
 use crate::window::{Observation, SeriesWindows};
 
@@ -240,6 +241,17 @@ impl Engine {
             return Ok(Applied::Late);
         };
         let m = self.model(&p.model_id)?;
+        let role = self.release.role(
+            m,
+            &p.model_id,
+            p.model_version.as_deref(),
+            p.shadow,
+            p.event_time,
+            &self.cfg.release,
+        );
+        if role != Role::Production {
+            return Ok(self.candidate_prediction(p, m, role));
+        }
         self.stats.predictions += 1;
         self.stats.see_time(p.event_time);
         let idx = (bucket - self.first_open.unwrap_or(bucket)) as usize;
@@ -264,6 +276,21 @@ impl Engine {
             Scalar::Number(x) => (*x, 0),
             Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
         };
+        if self.outcomes && self.release.comparing(m) {
+            let join = &self.cfg.join;
+            self.release.prediction(
+                join::key(&p.model_id, &p.trace_id),
+                m,
+                Role::Production,
+                &slots,
+                prediction,
+                class,
+                p.score,
+                p.event_time,
+                join.ttl.as_millis(),
+                join.max_waiting,
+            );
+        }
         if self.outcomes {
             self.quality.prediction(
                 join::key(&p.model_id, &p.trace_id),
@@ -315,6 +342,46 @@ impl Engine {
         Ok(Applied::Applied)
     }
 
+    /// A candidate version's prediction (canary or shadow): never in
+    /// production's series; its slices registered, its pair compared.
+    fn candidate_prediction(&mut self, p: &Prediction, m: u32, role: Role) -> Applied {
+        self.stats.candidate_predictions += 1;
+        self.stats.see_time(p.event_time);
+        let mut slots = std::mem::take(&mut self.slots);
+        slots.clear();
+        slots.push(0);
+        if self.cfg.series.track_slices {
+            let model = &mut self.models[m as usize];
+            for (dim, value) in &p.slices {
+                if let Some(s) = model.slot(dim, value, &self.cfg) {
+                    slots.push(s);
+                }
+            }
+        }
+        let (prediction, class) = match &p.prediction {
+            Scalar::Number(x) => (*x, 0),
+            Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
+        };
+        if self.outcomes {
+            let join = &self.cfg.join;
+            self.release.prediction(
+                join::key(&p.model_id, &p.trace_id),
+                m,
+                role,
+                &slots,
+                prediction,
+                class,
+                p.score,
+                p.event_time,
+                join.ttl.as_millis(),
+                join.max_waiting,
+            );
+        }
+        self.slots = slots;
+        self.advance_to(p.event_time);
+        Applied::Applied
+    }
+
     /// An outcome joins its prediction (or waits for it), is counted and
     /// advances event time.
     fn outcome_now(&mut self, o: &Outcome) -> Result<Applied, BadEvent> {
@@ -325,8 +392,17 @@ impl Engine {
             Scalar::Number(x) => Label::Number(*x),
             Scalar::Text(c) => Label::Class(self.quality.class(m, c)),
         };
-        self.quality
-            .outcome(join::key(&o.model_id, &o.trace_id), label, o.event_time);
+        let key = join::key(&o.model_id, &o.trace_id);
+        let join = &self.cfg.join;
+        let candidate = self.release.outcome(
+            key,
+            m,
+            label,
+            o.event_time,
+            join.orphan_hold.as_millis(),
+            join.max_orphans,
+        );
+        self.quality.outcome(key, label, o.event_time, !candidate);
         if !on_time {
             self.stats.late += 1;
             return Ok(Applied::Late);

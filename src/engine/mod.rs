@@ -135,6 +135,8 @@ pub struct Engine {
     outcomes: bool,
     /// Alerts grouped by cause (checkpointed).
     incidents: Incidents,
+    /// Versions: production's, candidates compared with it, and decisions (see `release`).
+    release: crate::release::Release,
     /// `[owners]`, compiled; `config::decision_hash` of this config.
     owners: Owners,
     config_hash: String,
@@ -195,6 +197,7 @@ impl Engine {
             scratch: Vec::new(),
             outcomes: true,
             incidents: Incidents::default(),
+            release: Default::default(),
             owners,
             config_hash,
         }
@@ -262,7 +265,18 @@ impl Engine {
                 verdict,
                 ..
             } => self.incidents.ledger.record(incident_id, *verdict),
+            Control::RetrainAck { action_id, .. } => self.release.retrain.ack(action_id),
         }
+    }
+
+    /// Action events (release decisions, retrain requests) produced since the last call.
+    pub fn drain_actions(&mut self) -> std::vec::Drain<'_, crate::release::Action> {
+        self.release.drain()
+    }
+
+    /// Every model's versions and the latest comparison of each candidate (API, dashboard).
+    pub fn versions(&self) -> Vec<crate::release::VersionsView> {
+        crate::release::views(&self.release, &self.models)
     }
 
     /// Feedback verdicts so far, per verdict and incident root.

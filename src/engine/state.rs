@@ -36,6 +36,7 @@ pub struct EngineState {
     quality: QualityMonitor,
     out: Vec<Alert>,
     incidents: Incidents,
+    release: crate::release::Release,
 }
 
 /// [`EngineState`], borrowed from a live engine to be written.
@@ -52,6 +53,7 @@ struct StateRef<'a> {
     quality: &'a QualityMonitor,
     out: &'a [Alert],
     incidents: &'a Incidents,
+    release: &'a crate::release::Release,
 }
 
 impl Engine {
@@ -71,6 +73,7 @@ impl Engine {
             quality: &self.quality,
             out: &self.out,
             incidents: &self.incidents,
+            release: &self.release,
         })
     }
 
@@ -100,6 +103,7 @@ impl Engine {
         e.quality = st.quality;
         e.out = st.out;
         e.incidents = st.incidents;
+        e.release = st.release;
         Ok(e)
     }
 

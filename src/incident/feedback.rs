@@ -1,9 +1,10 @@
 //! The control channel, and feedback on incidents so thresholds can learn.
 //!
 //! Control events come from people and their tools: `replay --control FILE`
-//! (JSON Lines) or `kafka.control_topic` in `run` (JSON values). One kind so
-//! far — `incident_feedback`: an incident was real (`confirmed`) or noise
-//! (`false_positive`):
+//! (JSON Lines) or `kafka.control_topic` in `run` (JSON values):
+//! `incident_feedback` — an incident was real (`confirmed`) or noise
+//! (`false_positive`) — and `retrain_ack`, answering a retrain request
+//! (`release::retrain`):
 //!
 //! ```json
 //! {"type":"incident_feedback","incident_id":"inc-…","verdict":"false_positive","by":"alice","note":"known campaign","event_time":1767240000000}
@@ -40,12 +41,24 @@ pub enum Control {
         #[serde(default)]
         event_time: Option<i64>,
     },
+    /// Answers a `retrain_requested` action: the retraining was taken on (or
+    /// declined); the model may be asked again after the cool-down.
+    RetrainAck {
+        action_id: String,
+        #[serde(default)]
+        by: String,
+        #[serde(default)]
+        note: String,
+        #[serde(default)]
+        event_time: Option<i64>,
+    },
 }
 
 impl Control {
     pub fn event_time(&self) -> Option<i64> {
         match self {
-            Control::IncidentFeedback { event_time, .. } => *event_time,
+            Control::IncidentFeedback { event_time, .. }
+            | Control::RetrainAck { event_time, .. } => *event_time,
         }
     }
 }

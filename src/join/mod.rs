@@ -152,11 +152,15 @@ impl JoinBuffer {
         None
     }
 
-    /// An outcome arrives: joined with its waiting prediction, or held as an orphan.
-    pub fn outcome(&mut self, k: u128, label: Label, t: i64) -> Option<Joined> {
+    /// An outcome arrives: joined with its waiting prediction, or held as
+    /// an orphan (when `hold`; else it was another's, and is let go).
+    pub fn outcome(&mut self, k: u128, label: Label, t: i64, hold: bool) -> Option<Joined> {
         if let Some(w) = self.waiting.remove(&k) {
             self.joined(k);
             return Some((w, label, t));
+        }
+        if !hold {
+            return None;
         }
         if self.recent.contains_key(&k) {
             self.stats.duplicates += 1;
@@ -237,16 +241,21 @@ mod tests {
     fn joins_in_either_order_and_counts_the_rest() {
         let mut j = JoinBuffer::new(60_000, 10_000, 100, 100);
         assert!(j.prediction(key("m", "a"), w(0)).is_none());
-        let (p, l, t) = j.outcome(key("m", "a"), Label::Number(1.0), 5_000).unwrap();
+        let (p, l, t) = j
+            .outcome(key("m", "a"), Label::Number(1.0), 5_000, true)
+            .unwrap();
         assert_eq!((p.event_time, l, t), (0, Label::Number(1.0), 5_000));
         // the same trace again: a duplicate
         assert!(
-            j.outcome(key("m", "a"), Label::Number(1.0), 6_000)
+            j.outcome(key("m", "a"), Label::Number(1.0), 6_000, true)
                 .is_none()
         );
         assert_eq!(j.stats.duplicates, 1);
         // outcome first, then its prediction
-        assert!(j.outcome(key("m", "b"), Label::Class(3), 7_000).is_none());
+        assert!(
+            j.outcome(key("m", "b"), Label::Class(3), 7_000, true)
+                .is_none()
+        );
         assert_eq!(j.orphans(), 1);
         assert!(j.prediction(key("m", "b"), w(6_000)).is_some());
         // another model's trace with the same id is another key
@@ -255,7 +264,7 @@ mod tests {
         j.expire(70_000);
         assert_eq!(j.stats.expired, 1, "n/b waited longer than the ttl");
         assert!(
-            j.outcome(key("m", "z"), Label::Number(0.0), 70_000)
+            j.outcome(key("m", "z"), Label::Number(0.0), 70_000, true)
                 .is_none()
         );
         j.expire(80_000);
@@ -272,16 +281,20 @@ mod tests {
         }
         assert_eq!(j.waiting(), 10);
         assert_eq!(j.stats.evicted, 15);
-        assert!(j.outcome(key("m", "t24"), Label::Number(1.0), 30).is_some());
         assert!(
-            j.outcome(key("m", "t0"), Label::Number(1.0), 30).is_none(),
+            j.outcome(key("m", "t24"), Label::Number(1.0), 30, true)
+                .is_some()
+        );
+        assert!(
+            j.outcome(key("m", "t0"), Label::Number(1.0), 30, true)
+                .is_none(),
             "evicted: held as an orphan"
         );
         // the order queue stays bounded though entries leave by join
         for i in 100..10_000 {
             let k = key("m", &format!("t{i}"));
             j.prediction(k, w(i));
-            j.outcome(k, Label::Number(0.0), i);
+            j.outcome(k, Label::Number(0.0), i, true);
         }
         assert!(j.order.len() < 2 * 10 + 1024 + 2, "{}", j.order.len());
     }

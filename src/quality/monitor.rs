@@ -199,9 +199,10 @@ impl QualityMonitor {
         }
     }
 
-    /// An outcome: joined with its prediction, or held for it.
-    pub fn outcome(&mut self, key: u128, label: Label, t: i64) {
-        if let Some((w, label, t)) = self.join.outcome(key, label, t) {
+    /// An outcome: joined with its prediction, or held for it (unless
+    /// `hold` is false: a candidate version's prediction took it).
+    pub fn outcome(&mut self, key: u128, label: Label, t: i64, hold: bool) {
+        if let Some((w, label, t)) = self.join.outcome(key, label, t, hold) {
             self.staged.push((t, key, w, label));
         }
     }

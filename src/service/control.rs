@@ -73,7 +73,10 @@ pub(super) async fn recv(
 /// A control message's value as a control event, or why it is not one.
 pub fn parse(value: Option<&[u8]>) -> std::result::Result<Control, BadEvent> {
     let Some(v) = value else {
-        return Err(BadEvent::new(BadReason::MissingField, "empty control message"));
+        return Err(BadEvent::new(
+            BadReason::MissingField,
+            "empty control message",
+        ));
     };
     serde_json::from_slice::<Control>(v).map_err(|e| {
         let reason = match e.classify() {
@@ -107,24 +110,35 @@ impl Service {
                     t.since_checkpoint += 1;
                 }
                 self.stats.control_applied += 1;
-                let Control::IncidentFeedback {
-                    incident_id,
-                    verdict,
-                    by,
-                    ..
-                } = &c;
                 // rare, and an audit trail: one line each
-                tracing::info!(
-                    incident_id = %incident_id,
-                    verdict = verdict.as_str(),
-                    by = %by,
-                    counted,
-                    topic = msg.topic(),
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    "incident feedback recorded{}",
-                    if counted { "" } else { " (its incident is not known here yet)" }
-                );
+                match &c {
+                    Control::IncidentFeedback {
+                        incident_id,
+                        verdict,
+                        by,
+                        ..
+                    } => tracing::info!(
+                        incident_id = %incident_id,
+                        verdict = verdict.as_str(),
+                        by = %by,
+                        counted,
+                        topic = msg.topic(),
+                        partition = msg.partition(),
+                        offset = msg.offset(),
+                        "incident feedback recorded{}",
+                        if counted { "" } else { " (its incident is not known here yet)" }
+                    ),
+                    Control::RetrainAck { action_id, by, .. } => tracing::info!(
+                        action_id = %action_id,
+                        by = %by,
+                        answered = counted,
+                        topic = msg.topic(),
+                        partition = msg.partition(),
+                        offset = msg.offset(),
+                        "retrain request acknowledged{}",
+                        if counted { "" } else { " (no open request of that id here)" }
+                    ),
+                }
                 if self.control_log.len() >= feedback::KNOWN {
                     self.control_log.pop_front();
                 }
@@ -146,18 +160,30 @@ mod tests {
 
     #[test]
     fn a_control_value_is_parsed_or_refused_with_a_reason() {
-        assert!(parse(Some(br#"{"type":"incident_feedback","incident_id":"i","verdict":"confirmed"}"#)).is_ok());
-        assert_eq!(parse(Some(b"{nope")).unwrap_err().reason, BadReason::MalformedJson);
+        assert!(
+            parse(Some(
+                br#"{"type":"incident_feedback","incident_id":"i","verdict":"confirmed"}"#
+            ))
+            .is_ok()
+        );
         assert_eq!(
-            parse(Some(br#"{"type":"incident_feedback","verdict":"confirmed"}"#))
-                .unwrap_err()
-                .reason,
+            parse(Some(b"{nope")).unwrap_err().reason,
+            BadReason::MalformedJson
+        );
+        assert_eq!(
+            parse(Some(
+                br#"{"type":"incident_feedback","verdict":"confirmed"}"#
+            ))
+            .unwrap_err()
+            .reason,
             BadReason::MissingField
         );
         assert_eq!(
-            parse(Some(br#"{"type":"incident_feedback","incident_id":"i","verdict":3}"#))
-                .unwrap_err()
-                .reason,
+            parse(Some(
+                br#"{"type":"incident_feedback","incident_id":"i","verdict":3}"#
+            ))
+            .unwrap_err()
+            .reason,
             BadReason::WrongType
         );
         assert_eq!(parse(None).unwrap_err().reason, BadReason::MissingField);

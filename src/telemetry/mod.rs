@@ -333,7 +333,9 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         ("applied", s.service.control_applied),
         ("refused", s.service.control_refused),
     ] {
-        control.get_or_create(&labels(&[("result", what)])).inc_by(n);
+        control
+            .get_or_create(&labels(&[("result", what)]))
+            .inc_by(n);
     }
 
     let ckpt = Counter::<u64>::default();

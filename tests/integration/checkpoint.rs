@@ -52,6 +52,7 @@ fn stream() -> Vec<Event> {
                 slices: vec![("region".into(), if us { "US".into() } else { "EU".into() })],
                 prediction: Scalar::Number(pred as f64),
                 score: Some(if pred == 1 { 0.8 } else { 0.2 }),
+                shadow: false,
             }),
         ));
         if i % 5 != 0 {

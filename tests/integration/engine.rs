@@ -31,6 +31,7 @@ fn run(
             )],
             prediction: Scalar::Number(0.0),
             score: None,
+            shadow: false,
         };
         e.apply_prediction(&p).unwrap();
         out.extend(e.drain_alerts());
@@ -135,6 +136,7 @@ fn caps_hold_and_late_events_are_counted() {
             slices: vec![("user".into(), format!("u{i}"))],
             prediction: Scalar::Number(0.0),
             score: None,
+            shadow: false,
         };
         // the first events are held until enough agree on the time
         assert_ne!(e.apply_prediction(&p).unwrap(), Applied::Late);
@@ -159,6 +161,7 @@ fn caps_hold_and_late_events_are_counted() {
         slices: vec![],
         prediction: Scalar::Number(0.0),
         score: None,
+        shadow: false,
     };
     assert_eq!(e.apply_prediction(&late).unwrap(), Applied::Late);
     assert_eq!(e.stats.late, 1);
@@ -190,6 +193,7 @@ fn a_moved_label_distribution_is_label_shift() {
             slices: vec![],
             prediction: Scalar::Number(0.0),
             score: Some(score),
+            shadow: false,
         };
         e.apply_prediction(&p).unwrap();
         let rate = if t - T0 >= 4 * 3_600_000 { 0.75 } else { 0.25 };
@@ -282,6 +286,7 @@ fn a_delayed_label_alert_covers_the_predictions_that_moved_it() {
             slices: vec![],
             prediction: Scalar::Number((score > 0.5) as u8 as f64),
             score: Some(score),
+            shadow: false,
         };
         e.apply_prediction(&p).unwrap();
         // before the flip labels follow the score; after it, the opposite

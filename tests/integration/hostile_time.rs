@@ -227,6 +227,7 @@ fn each_partition_is_judged_against_itself() {
             slices: vec![],
             prediction: Scalar::Number(0.0),
             score: None,
+            shadow: false,
         })
     };
     let mut e = Engine::new(Config::default());

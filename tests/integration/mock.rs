@@ -33,6 +33,7 @@ fn stream() -> Vec<Prediction> {
                 slices: vec![],
                 prediction: Scalar::Number(0.0),
                 score: None,
+                shadow: false,
             }
         })
         .collect()

@@ -223,7 +223,9 @@ fn control_feedback_is_counted_per_root_and_a_bad_control_line_is_named() {
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains(&format!("feedback: 1 confirmed on {test} {feature} ({cause})")),
+        err.contains(&format!(
+            "feedback: 1 confirmed on {test} {feature} ({cause})"
+        )),
         "{err}"
     );
     assert!(!err.contains("feedback: 1 false_positive"), "{err}");

@@ -1,0 +1,220 @@
+//! The comparison's test and the rules that turn it into decisions.
+
+use std::collections::BTreeMap;
+
+use crate::config::ReleaseConfig;
+use crate::registry::Model;
+
+use super::{ActionKind, Candidate, Decided, Evidence, SliceComparison, Totals, slice_of};
+
+/// One-sided Welch test that `c`'s mean loss is above `p`'s: the p-value.
+pub fn welch_greater(p: &Totals, c: &Totals) -> f64 {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let (np, nc) = (p.pairs as f64, c.pairs as f64);
+    let (vp, vc) = (p.var() / np, c.var() / nc);
+    let se2 = vp + vc;
+    let d = c.mean() - p.mean();
+    if se2 <= 0.0 {
+        return if d > 0.0 { 0.0 } else { 1.0 };
+    }
+    let t = d / se2.sqrt();
+    let df = se2 * se2
+        / (vp * vp / (np - 1.0).max(1.0) + vc * vc / (nc - 1.0).max(1.0)).max(f64::MIN_POSITIVE);
+    match StudentsT::new(0.0, 1.0, df.clamp(1.0, 1e7)) {
+        Ok(dist) => dist.sf(t),
+        Err(_) => 1.0,
+    }
+}
+
+/// The decision a candidate's comparison calls for now, if any:
+/// (action, slot, rule, evidence).
+pub(super) fn judge(
+    c: &mut Candidate,
+    model: &Model,
+    now: i64,
+    r: &ReleaseConfig,
+) -> Option<(ActionKind, usize, &'static str, Evidence)> {
+    if c.decided == Decided::RolledBack {
+        return None;
+    }
+    // every slot with enough pairs on both sides, tested
+    let mut rows: Vec<(usize, SliceComparison)> = Vec::new();
+    for (slot, [p, k]) in c.totals.iter().enumerate() {
+        if p.pairs < r.min_pairs || k.pairs < r.min_pairs {
+            continue;
+        }
+        let (lp, lc) = (p.mean(), k.mean());
+        let relative = if lp > 0.0 { lc / lp - 1.0 } else { 0.0 };
+        rows.push((
+            slot,
+            SliceComparison {
+                slice: slice_of(model, slot),
+                pairs: [p.pairs, k.pairs],
+                traffic: [p.traffic, k.traffic],
+                loss: [lp, lc],
+                auc: [p.auc(), k.auc()],
+                relative,
+                p_value: welch_greater(p, k),
+                p_adjusted: 1.0,
+                worse: false,
+            },
+        ));
+    }
+    // Benjamini–Hochberg over this evaluation's slices
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        rows[a]
+            .1
+            .p_value
+            .total_cmp(&rows[b].1.p_value)
+            .then(a.cmp(&b))
+    });
+    let n = rows.len() as f64;
+    let mut running = 1.0f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        running = running.min(rows[i].1.p_value * n / (rank as f64 + 1.0));
+        rows[i].1.p_adjusted = running.min(1.0);
+    }
+    for (_, row) in &mut rows {
+        row.worse = row.p_adjusted <= r.alpha && row.relative >= r.worse_by;
+    }
+    c.latest = rows.iter().map(|(_, row)| row.clone()).collect();
+    let evidence = |row: &SliceComparison, threshold: f64| Evidence {
+        candidate: Some(row.loss[1]),
+        production: Some(row.loss[0]),
+        relative: Some(row.relative),
+        threshold: Some(threshold),
+        p_value: Some(row.p_value),
+        p_adjusted: Some(row.p_adjusted),
+        alpha: Some(r.alpha),
+        candidate_pairs: Some(row.pairs[1] as i64),
+        production_pairs: Some(row.pairs[0] as i64),
+        candidate_auc: row.auc[1],
+        production_auc: row.auc[0],
+        ..Evidence::default()
+    };
+    let worst = rows
+        .iter()
+        .filter(|(_, row)| row.worse)
+        .max_by(|a, b| a.1.relative.total_cmp(&b.1.relative).then(b.0.cmp(&a.0)));
+    if let Some((slot, row)) = worst {
+        c.streak += 1;
+        if c.streak >= r.persistence {
+            c.decided = Decided::RolledBack;
+            return Some((
+                ActionKind::RollbackRecommended,
+                *slot,
+                "release.worse_by",
+                evidence(row, r.worse_by),
+            ));
+        }
+        return None;
+    }
+    c.streak = 0;
+    if let Some((ev, dim)) = fairness(c, model, r) {
+        c.decided = Decided::RolledBack;
+        let _ = dim;
+        return Some((
+            ActionKind::RollbackRecommended,
+            0,
+            "release.fairness_margin",
+            ev,
+        ));
+    }
+    let overall = rows.iter().find(|(slot, _)| *slot == 0);
+    if c.decided == Decided::Nothing
+        && now - c.started >= r.promote_after.as_millis()
+        && let Some((_, row)) = overall
+        && row.pairs[1] >= r.promote_min_pairs
+        && rows.iter().all(|(_, row)| row.relative < r.worse_by)
+    {
+        c.decided = Decided::Promoted;
+        return Some((
+            ActionKind::PromoteOk,
+            0,
+            "release.promote_after",
+            evidence(row, r.worse_by),
+        ));
+    }
+    None
+}
+
+/// The fairness gate: the candidate's loss gap across the values of
+/// `fairness_dimension` exceeds production's by more than the margin.
+fn fairness(c: &Candidate, model: &Model, r: &ReleaseConfig) -> Option<(Evidence, String)> {
+    if r.fairness_dimension.is_empty() {
+        return None;
+    }
+    let mut gaps = [(f64::INFINITY, f64::NEG_INFINITY); 2];
+    let mut seen = 0;
+    for (slot, tot) in c.totals.iter().enumerate() {
+        let Some(Some((d, _))) = model.slots.get(slot) else {
+            continue;
+        };
+        if *d != r.fairness_dimension || tot[0].pairs < r.min_pairs || tot[1].pairs < r.min_pairs {
+            continue;
+        }
+        seen += 1;
+        for side in 0..2 {
+            let m = tot[side].mean();
+            gaps[side] = (gaps[side].0.min(m), gaps[side].1.max(m));
+        }
+    }
+    if seen < 2 {
+        return None;
+    }
+    let (gp, gc) = (gaps[0].1 - gaps[0].0, gaps[1].1 - gaps[1].0);
+    (gc - gp > r.fairness_margin).then(|| {
+        (
+            Evidence {
+                statistic: "fairness_gap".into(),
+                candidate: Some(gc),
+                production: Some(gp),
+                threshold: Some(r.fairness_margin),
+                ..Evidence::default()
+            },
+            r.fairness_dimension.clone(),
+        )
+    })
+}
+
+pub(super) fn summary(
+    kind: ActionKind,
+    model: &str,
+    version: &str,
+    production: Option<&str>,
+    mode: &str,
+    slice: &BTreeMap<String, String>,
+    e: &Evidence,
+) -> String {
+    let base = production.unwrap_or("production");
+    let where_ = if slice.is_empty() {
+        "overall".to_string()
+    } else {
+        crate::incident::slice_words(slice)
+    };
+    match kind {
+        ActionKind::RollbackRecommended if e.statistic == "fairness_gap" => format!(
+            "{model}: roll back {mode} {version}: its quality gap across slices is {:.4} against {base}'s {:.4}",
+            e.candidate.unwrap_or(0.0),
+            e.production.unwrap_or(0.0)
+        ),
+        ActionKind::RollbackRecommended => format!(
+            "{model}: roll back {mode} {version}: {} {:.4} vs {base}'s {:.4} ({:+.0}%) {where_}, p={:.2e} over {} labelled pairs",
+            e.statistic,
+            e.candidate.unwrap_or(0.0),
+            e.production.unwrap_or(0.0),
+            100.0 * e.relative.unwrap_or(0.0),
+            e.p_adjusted.unwrap_or(1.0),
+            e.candidate_pairs.unwrap_or(0)
+        ),
+        ActionKind::PromoteOk => format!(
+            "{model}: {mode} {version} may be promoted: {} {:.4} vs {base}'s {:.4} over {} labelled pairs, no slice worse",
+            e.statistic,
+            e.candidate.unwrap_or(0.0),
+            e.production.unwrap_or(0.0),
+            e.candidate_pairs.unwrap_or(0)
+        ),
+        ActionKind::RetrainRequested => e.summary.clone(),
+    }
+}
