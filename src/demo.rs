@@ -84,6 +84,7 @@ pub async fn run(
         &cfg.kafka.dlq_topic,
         &cfg.kafka.incidents_topic,
         &cfg.kafka.control_topic,
+        &cfg.kafka.actions_topic,
     ] {
         mock.create_topic(t, 1, 1).map_err(mock_err)?;
     }

@@ -58,6 +58,8 @@ pub async fn serve(
         .route("/api/alerts", get(alerts))
         .route("/api/incidents", get(incidents))
         .route("/api/feedback", get(feedback))
+        .route("/api/versions", get(versions))
+        .route("/api/actions", get(actions))
         .route("/api/config", get(config))
         .with_state(state);
     tokio::spawn(async move {
@@ -143,6 +145,8 @@ async fn status(State(s): State<AppState>) -> Response {
         o.remove("recent_alerts");
         o.remove("incidents");
         o.remove("feedback");
+        o.remove("versions");
+        o.remove("recent_actions");
     }
     Json(v).into_response()
 }
@@ -171,6 +175,16 @@ async fn incidents(State(s): State<AppState>) -> Response {
 /// Feedback verdicts on incidents, per verdict and root (test, feature, cause).
 async fn feedback(State(s): State<AppState>) -> Response {
     Json(s.snapshot.get().feedback.clone()).into_response()
+}
+
+/// Models with candidate versions: the comparison with production per slice.
+async fn versions(State(s): State<AppState>) -> Response {
+    Json(s.snapshot.get().versions.clone()).into_response()
+}
+
+/// The newest action events (release decisions, retrain requests).
+async fn actions(State(s): State<AppState>) -> Response {
+    Json(s.snapshot.get().recent_actions.clone()).into_response()
 }
 
 async fn alerts(State(s): State<AppState>) -> Response {

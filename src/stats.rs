@@ -166,6 +166,7 @@ pub struct ServiceStats {
     pub dlq_undeliverable: u64,
     pub alerts_published: u64,
     pub incidents_published: u64,
+    pub actions_published: u64,
     pub alert_delivery_retries: u64,
     /// Messages delivered again at or below an offset already applied: skipped.
     pub redelivered: u64,

@@ -16,6 +16,7 @@ pub const PREDICTION_AVSC: &str = include_str!("../../schemas/prediction.avsc");
 pub const OUTCOME_AVSC: &str = include_str!("../../schemas/outcome.avsc");
 pub const ALERT_AVSC: &str = include_str!("../../schemas/alert.avsc");
 pub const INCIDENT_AVSC: &str = include_str!("../../schemas/incident.avsc");
+pub const ACTION_AVSC: &str = include_str!("../../schemas/action.avsc");
 
 /// Largest single allocation the Avro decoder may make (a length prefix that
 /// asks for more is refused as malformed instead of exhausting memory).
@@ -27,6 +28,7 @@ pub struct Schemas {
     pub outcome: Schema,
     pub alert: Schema,
     pub incident: Schema,
+    pub action: Schema,
 }
 
 static SCHEMAS: LazyLock<std::result::Result<Schemas, String>> = LazyLock::new(|| {
@@ -38,6 +40,7 @@ static SCHEMAS: LazyLock<std::result::Result<Schemas, String>> = LazyLock::new(|
         outcome: parse("outcome.avsc", OUTCOME_AVSC)?,
         alert: parse("alert.avsc", ALERT_AVSC)?,
         incident: parse("incident.avsc", INCIDENT_AVSC)?,
+        action: parse("action.avsc", ACTION_AVSC)?,
     })
 });
 

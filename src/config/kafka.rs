@@ -146,6 +146,9 @@ pub struct KafkaConfig {
     /// Incident events (one per cause; key = model id; `alert_encoding`);
     /// empty: not published.
     pub incidents_topic: String,
+    /// Action events (release decisions, retrain requests; key = model id;
+    /// `alert_encoding`); empty: not published.
+    pub actions_topic: String,
     /// Dead-letter topic for messages that cannot be decoded or validated; empty: count and skip.
     pub dlq_topic: String,
     /// Control events (JSON: feedback on incidents), read whole by every
@@ -189,6 +192,7 @@ impl Default for KafkaConfig {
             outcomes_topic: "outcomes".into(),
             alerts_topic: "driftline-alerts".into(),
             incidents_topic: "driftline-incidents".into(),
+            actions_topic: "driftline-actions".into(),
             dlq_topic: "driftline-dlq".into(),
             control_topic: "driftline-control".into(),
             encoding: Encoding::Confluent,

@@ -206,7 +206,10 @@ impl Engine {
                 evals.push(e);
             }
         }
+        // production's pairs, as the quality monitor counts them, to the release comparison
+        self.quality.tap = self.release.comparing_any();
         let qevals = self.quality.evaluate(b, &self.cfg);
+        self.release.production_pairs(self.quality.tapped.drain(..));
         let h = self.cfg.policy.hysteresis;
         let qsums: Vec<Summary> = qevals.iter().map(|e| summarize(&e.scored, h)).collect();
         self.stats.evaluations += (evals.len() + qevals.len()) as u64;

@@ -276,20 +276,8 @@ impl Engine {
             Scalar::Number(x) => (*x, 0),
             Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
         };
-        if self.outcomes && self.release.comparing(m) {
-            let join = &self.cfg.join;
-            self.release.prediction(
-                join::key(&p.model_id, &p.trace_id),
-                m,
-                Role::Production,
-                &slots,
-                prediction,
-                class,
-                p.score,
-                p.event_time,
-                join.ttl.as_millis(),
-                join.max_waiting,
-            );
+        if self.release.comparing(m) {
+            self.release.production_traffic(m, &slots, p.event_time);
         }
         if self.outcomes {
             self.quality.prediction(

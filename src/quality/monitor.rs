@@ -94,6 +94,13 @@ pub struct QualityMonitor {
     /// after their outcome's event time, in (outcome time, key) order, so the
     /// result does not depend on how prediction and outcome streams interleave.
     staged: Vec<(i64, u128, Waiting, Label)>,
+    /// While on (a model has a candidate version), the pairs counted are
+    /// copied here for the release comparison to take (drained in the same
+    /// evaluation; never checkpointed).
+    #[serde(skip)]
+    pub tap: bool,
+    #[serde(skip)]
+    pub tapped: Vec<Joined>,
     pub models: Vec<ModelQuality>,
     pub series: Vec<QualitySeries>,
     bucket_ms: i64,
@@ -118,6 +125,8 @@ impl QualityMonitor {
                 j.max_orphans,
             ),
             staged: Vec::new(),
+            tap: false,
+            tapped: Vec::new(),
             models: Vec::new(),
             series: Vec::new(),
             bucket_ms,
@@ -216,6 +225,9 @@ impl QualityMonitor {
         let n = self.staged.partition_point(|p| p.0 < until);
         let ready: Vec<_> = self.staged.drain(..n).collect();
         for (t, _, w, label) in ready {
+            if self.tap {
+                self.tapped.push((w, label, t));
+            }
             self.pair((w, label, t));
         }
     }

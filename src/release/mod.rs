@@ -36,6 +36,7 @@
 //! before the evaluation's, and sums are order-independent: the decisions
 //! are the same in `replay` and `run`, whatever the interleaving.
 
+pub mod avro;
 mod gate;
 pub mod retrain;
 mod view;
@@ -324,11 +325,17 @@ impl Release {
             return Role::Production;
         }
         let v = version.unwrap_or("");
+        // the comparison starts at the evaluation boundary before its first
+        // event: the same in every interleaving of the partitions unless one
+        // lags by more than that
+        let start = t - t.rem_euclid(cfg.evaluate_every.as_millis().max(1));
         if let Some(i) = mr
             .candidates
             .iter()
             .position(|c| c.version == v && c.shadow == shadow)
         {
+            let c = &mut mr.candidates[i];
+            c.started = c.started.min(start);
             return Role::Candidate(i);
         }
         if mr.candidates.len() >= MAX_CANDIDATES {
@@ -338,7 +345,7 @@ impl Release {
         mr.candidates.push(Candidate {
             version: v.to_string(),
             shadow,
-            started: t,
+            started: start,
             totals: Vec::new(),
             streak: 0,
             decided: Decided::Nothing,
@@ -348,15 +355,56 @@ impl Release {
         Role::Candidate(mr.candidates.len() - 1)
     }
 
-    /// Whether a model has a candidate live (production predictions then
-    /// join the comparison too).
+    /// Whether any model has a candidate (production's pairs are then wanted).
+    pub fn comparing_any(&self) -> bool {
+        self.models.iter().any(|mr| !mr.candidates.is_empty())
+    }
+
+    /// Production predictions per slot while comparing (shown, not tested).
+    pub fn production_traffic(&mut self, m: u32, slots: &[u32], t: i64) {
+        for c in &mut self.model(m).candidates {
+            if t < c.started {
+                continue;
+            }
+            for &slot in slots {
+                let slot = slot as usize;
+                if c.totals.len() <= slot {
+                    c.totals.resize_with(slot + 1, Default::default);
+                }
+                c.totals[slot][0].traffic += 1;
+            }
+        }
+    }
+
+    /// Production's labelled pairs, as the quality monitor counted them
+    /// (in its deterministic order, at the evaluation's cut-off).
+    pub fn production_pairs(&mut self, pairs: impl Iterator<Item = crate::join::Joined>) {
+        for (w, label, _) in pairs {
+            if !self.comparing(w.model) {
+                continue;
+            }
+            let p = Pending {
+                model: w.model,
+                version: 0,
+                slots: w.slots,
+                n_slots: w.n_slots,
+                prediction: w.prediction,
+                class: w.class,
+                score: w.score,
+                event_time: w.event_time,
+            };
+            self.count(&p, label);
+        }
+    }
+
+    /// Whether a model has a candidate.
     pub fn comparing(&self, m: u32) -> bool {
         self.models
             .get(m as usize)
             .is_some_and(|mr| !mr.candidates.is_empty())
     }
 
-    /// A prediction of production (while comparing) or of a candidate.
+    /// A candidate's prediction: counted as traffic, and waits for its outcome.
     #[allow(clippy::too_many_arguments)]
     pub fn prediction(
         &mut self,

@@ -109,6 +109,8 @@ pub struct Service {
     consumed: [u64; 2],
     /// The newest alerts, for the API and the dashboard.
     recent_alerts: VecDeque<Alert>,
+    /// The newest actions, for the API and the dashboard.
+    recent_actions: VecDeque<crate::release::Action>,
     otel: Option<telemetry::otel::Otel>,
     /// The batch being processed, per topic (predictions, outcomes), for
     /// its `process` span: messages, busy time, start, producers' traces.
@@ -166,6 +168,7 @@ impl Service {
             last_snapshot: Instant::now(),
             consumed: [0; 2],
             recent_alerts: VecDeque::new(),
+            recent_actions: VecDeque::new(),
             otel: None,
             batch: Default::default(),
             poll_started: (Instant::now(), std::time::SystemTime::now()),

@@ -139,6 +139,12 @@ impl Service {
                 .iter()
                 .flat_map(|t| t.engine.open_incidents())
                 .collect(),
+            versions: self
+                .tasks
+                .iter()
+                .flat_map(|t| t.engine.versions())
+                .collect(),
+            recent_actions: self.recent_actions.iter().cloned().collect(),
             feedback: crate::incident::feedback::rows(
                 self.tasks
                     .iter()

@@ -73,6 +73,47 @@ impl Service {
             }
             self.stats.incidents_published += 1;
         }
+        // then the actions those evaluations decided (the same guarantees)
+        let actions: Vec<_> = self
+            .tasks
+            .iter_mut()
+            .flat_map(|t| t.engine.drain_actions())
+            .collect();
+        let topic = self.cfg.kafka.actions_topic.clone();
+        for mut a in actions {
+            if topic.is_empty() {
+                continue;
+            }
+            a.emitted_at = now_ms();
+            let payload = match self.alerts.encoding() {
+                crate::config::AlertEncoding::Avro => crate::release::avro::encode_action(&a),
+                crate::config::AlertEncoding::Json => {
+                    serde_json::to_vec(&a).map_err(|e| e.to_string())
+                }
+            };
+            let payload = match payload {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(action_id = %a.action_id, error = %e, "cannot encode action");
+                    continue;
+                }
+            };
+            // decisions are rare and consequential: each one in the log
+            tracing::info!(action_id = %a.action_id, action = a.action.as_str(), model = %a.model_id,
+                version = a.model_version.as_deref().unwrap_or(""), rule = %a.rule, summary = %a.evidence.summary, "action");
+            if !self
+                .alerts
+                .send(&topic, &a.model_id, &payload, &a.action_id, stop)
+                .await
+            {
+                return false;
+            }
+            self.stats.actions_published += 1;
+            if self.recent_actions.len() >= telemetry::RECENT_ALERTS {
+                self.recent_actions.pop_front();
+            }
+            self.recent_actions.push_back(a);
+        }
         self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
         true
     }

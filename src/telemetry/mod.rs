@@ -113,6 +113,10 @@ pub struct Snapshot {
     pub incidents: Vec<crate::incident::IncidentEvent>,
     /// Feedback verdicts on incidents, per verdict and root (test, feature, cause).
     pub feedback: Vec<crate::incident::feedback::FeedbackCount>,
+    /// Models with candidate versions: production, candidates and their latest comparison per slice.
+    pub versions: Vec<crate::release::VersionsView>,
+    /// The newest action events (release decisions, retrain requests).
+    pub recent_actions: Vec<crate::release::Action>,
 }
 
 /// The published snapshot: swapped whole under a short lock; and the

@@ -7,14 +7,17 @@
 #   bash tests/kafka/kafka.sh up     # start; prints the bootstrap address
 #   bash tests/kafka/kafka.sh down   # stop and delete its data
 #
-# Port: KAFKA_PORT (default 39092; the controller uses the next one).
+# Port: KAFKA_PORT (default 39092; the controller uses the next one). Each
+# port has its own data, logs and pid file (target/kafka/<port>/), so
+# brokers on two ports never touch each other's state; the jars are shared.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 work="$root/target/kafka"
 port="${KAFKA_PORT:-39092}"
 cport=$((port + 1))
-pidfile="$work/broker.pid"
+state="$work/$port"
+pidfile="$state/broker.pid"
 
 fetch() {
   if [ -f "$work/libs/.complete" ]; then return; fi
@@ -33,9 +36,9 @@ up() {
     echo "kafka.sh: 127.0.0.1:$port is already in use by another process; set KAFKA_PORT" >&2; exit 1
   fi
   fetch
-  rm -rf "$work/data" "$work/broker.log"
-  mkdir -p "$work/data"
-  cat > "$work/server.properties" <<PROPS
+  rm -rf "$state/data" "$state/broker.log"
+  mkdir -p "$state/data"
+  cat > "$state/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
@@ -44,7 +47,7 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$work/data
+log.dirs=$state/data
 num.partitions=3
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=3
@@ -56,28 +59,28 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.segment.bytes=67108864
 PROPS
-  cat > "$work/log4j2.properties" <<PROPS
+  cat > "$state/log4j2.properties" <<PROPS
 rootLogger.level=WARN
 rootLogger.appenderRef.f.ref=f
 appender.f.type=File
 appender.f.name=f
-appender.f.fileName=$work/broker.log
+appender.f.fileName=$state/broker.log
 appender.f.layout.type=PatternLayout
 appender.f.layout.pattern=[%d] %p %m (%c)%n
 PROPS
   local cp="$work/libs/*"
-  local jopts=(-Xms256m -Xmx768m -Dlog4j2.configurationFile="$work/log4j2.properties")
+  local jopts=(-Xms256m -Xmx768m -Dlog4j2.configurationFile="$state/log4j2.properties")
   java "${jopts[@]}" -cp "$cp" kafka.tools.StorageTool format --standalone \
     -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
-    -c "$work/server.properties" >/dev/null
-  nohup java "${jopts[@]}" -cp "$cp" kafka.Kafka "$work/server.properties" >"$work/stdout.log" 2>&1 &
+    -c "$state/server.properties" >/dev/null
+  nohup java "${jopts[@]}" -cp "$cp" kafka.Kafka "$state/server.properties" >"$state/stdout.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "127.0.0.1:$port"; return
     fi
     if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      echo "kafka.sh: broker exited; see $work/stdout.log" >&2; tail -20 "$work/stdout.log" >&2; exit 1
+      echo "kafka.sh: broker exited; see $state/stdout.log" >&2; tail -20 "$state/stdout.log" >&2; exit 1
     fi
     sleep 0.5
   done
@@ -92,7 +95,7 @@ down() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$pidfile"
   fi
-  rm -rf "$work/data"
+  rm -rf "$state/data"
 }
 
 case "${1:-}" in

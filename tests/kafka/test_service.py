@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("DRIFTLINE_BIN") or os.path.join(ROOT, "target", "release", "driftline")
 SCHEMAS = {n: fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas", n + ".avsc"))))
-           for n in ("prediction", "outcome", "alert", "incident")}
+           for n in ("prediction", "outcome", "alert", "incident", "action")}
 SCENARIO = os.path.join(ROOT, "target", "scenarios", "abrupt_amount")
 SCHEMA_ID = 1
 
@@ -77,6 +77,7 @@ def encode(encoding, kind, ev):
         ev.setdefault("model_version", None)
         ev.setdefault("slices", {})
         ev.setdefault("score", None)
+        ev.setdefault("shadow", False)
         ev["prediction"] = float(ev["prediction"]) if not isinstance(ev["prediction"], str) else ev["prediction"]
         ev["features"] = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
                           for k, v in ev["features"].items()}
@@ -93,10 +94,10 @@ class Env:
         self.tmp = tempfile.mkdtemp(prefix="dl-kafka-")
         atexit.register(shutil.rmtree, self.tmp, True)
 
-    def topics(self, partitions, config=None, control=False):
+    def topics(self, partitions, config=None, control=False, actions=False):
         tag = uuid.uuid4().hex[:8]
         names = {k: f"{k}-{tag}" for k in ("predictions", "outcomes", "alerts", "dlq", "incidents")
-                 + (("control",) if control else ())}
+                 + (("control",) if control else ()) + (("actions",) if actions else ())}
         config = config or {}
         fs = self.admin.create_topics([NewTopic(names[k], partitions.get(k, 1), 1, config=config.get(k, {})) for k in names])
         for f in fs.values():
@@ -136,6 +137,7 @@ alerts_topic = "{names['alerts']}"
 incidents_topic = "{names.get('incidents', '')}"
 dlq_topic = "{names['dlq']}"
 {f'control_topic = "{names["control"]}"' if "control" in names else ""}
+{f'actions_topic = "{names["actions"]}"' if "actions" in names else ""}
 encoding = "{encoding}"
 alert_encoding = "avro"
 local_schema_ids = [{SCHEMA_ID}]
@@ -690,6 +692,36 @@ listen = "127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def test_release_decisions_are_published_as_replay_makes_them(env):
+    """canary_bad (a v8 canary on a quarter of the traffic, worse in APAC)
+    over three partitions: the service publishes the action events replay
+    writes (every field but emitted_at), readable with fastavro; and none of
+    the canary's events reach production's alerts."""
+    scen = os.path.join(ROOT, "target", "scenarios", "canary_bad")
+    preds = [json.loads(l) for l in open(os.path.join(scen, "predictions.jsonl"))]
+    outs = [json.loads(l) for l in open(os.path.join(scen, "outcomes.jsonl"))]
+    path = os.path.join(_REPLAY_DIR, "canary.actions.jsonl")
+    subprocess.run([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftline.toml"),
+                    "--predictions", os.path.join(scen, "predictions.jsonl"), "--outcomes", os.path.join(scen, "outcomes.jsonl"),
+                    "--output", os.path.join(_REPLAY_DIR, "canary.alerts.jsonl"), "--actions", path],
+                   check=True, stderr=subprocess.DEVNULL)
+    want = [json.loads(l) for l in open(path)]
+    assert [(a["action"], a["model_version"], a["slice"]) for a in want] == [("rollback_recommended", "v8", {"region": "APAC"})], want
+    replay_alerts_n = sum(1 for _ in open(os.path.join(_REPLAY_DIR, "canary.alerts.jsonl")))
+    names = env.topics({"predictions": 3, "outcomes": 3}, actions=True)
+    produce_keyed(env, names, preds, outs, 0.0, 1.0)
+    cfg = env.config(names, "confluent", "g-" + names["alerts"])
+    proc = env.start(cfg, os.path.join(env.tmp, "release.log"))
+    try:
+        got = env.read_all(names["actions"], want=len(want), settle=3.0, schema="action", timeout=300)
+        alerts = env.read_all(names["alerts"], settle=1.0, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert [strip(a) for a in got] == [{k: v for k, v in a.items() if k != "emitted_at"} for a in want], (got, want)
+    assert replay_alerts_n == 0 and alerts == [], alerts
 
 
 def test_second_instance_takes_over(env):
@@ -1388,7 +1420,8 @@ TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equ
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_absurd_timestamps_are_refused_per_partition,
          test_an_oversized_dead_letter_never_wedges_the_service, test_a_large_poison_at_a_partition_head_holds_flow_control,
          test_a_missing_input_topic_is_named_and_not_ready, test_incident_subscriber_dedupes_and_routes_by_owner,
-         test_incident_feedback_on_the_control_topic_is_counted_and_survives_a_restart, test_second_instance_takes_over,
+         test_incident_feedback_on_the_control_topic_is_counted_and_survives_a_restart,
+         test_release_decisions_are_published_as_replay_makes_them, test_second_instance_takes_over,
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
          test_state_per_partition_follows_partitions_between_members,
