@@ -201,6 +201,7 @@ impl ActionKind {
 
 /// The comparison or incident behind an action.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "ActionEvidence")]
 pub struct Evidence {
     /// `brier`, `squared_error`, `error_rate`, `fairness_gap`, or `incident`.
     pub statistic: String,
