@@ -270,3 +270,73 @@ fn control_feedback_is_counted_per_root_and_a_bad_control_line_is_named() {
     assert_eq!(std::fs::read(&control).unwrap(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn retraining_is_requested_once_until_acknowledged_then_after_the_cooldown() {
+    let dir = tempdir("replay-retrain");
+    let p = dir.join("p.jsonl");
+    write_stream(
+        &p,
+        &Stream {
+            hours: 12.0,
+            per_second: 1.0,
+            shift_at_hour: Some(2.0),
+            seed: 3,
+        },
+    );
+    let actions = |control: Option<&std::path::Path>| {
+        let out = dir.join("actions.jsonl");
+        let mut c = bin();
+        c.args([
+            "replay",
+            "--predictions",
+            p.to_str().unwrap(),
+            "--output",
+            "/dev/null",
+            "--actions",
+            out.to_str().unwrap(),
+        ])
+        .env("DRIFTLINE__RETRAIN__COOLDOWN", "2h");
+        if let Some(f) = control {
+            c.args(["--control", f.to_str().unwrap()]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        alerts(&out)
+    };
+    // unanswered: one request, however long the incident stays open
+    let first = actions(None);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let a = &first[0];
+    assert_eq!(a["action"], "retrain_requested");
+    assert_eq!(a["rule"], "retrain.causes");
+    assert!(a["incident_id"].as_str().unwrap().starts_with("inc-"));
+    let at = a["decided_at"].as_i64().unwrap();
+    let ev = &a["evidence"];
+    assert_eq!(ev["train_to"].as_i64(), Some(at));
+    assert_eq!(ev["train_from"].as_i64(), Some(at - 7 * 24 * 3_600_000));
+    // opened after the shift, asked for once it persisted an hour
+    assert!(at >= T0 + 3 * 3_600_000 && at <= T0 + 4 * 3_600_000, "{at}");
+
+    // acknowledged 30 min later: asked again once the 2 h cool-down is over, then waits
+    let control = dir.join("control.jsonl");
+    std::fs::write(
+        &control,
+        format!(
+            "{{\"type\":\"retrain_ack\",\"action_id\":\"{}\",\"by\":\"ml\",\"event_time\":{}}}\n",
+            a["action_id"].as_str().unwrap(),
+            at + 1_800_000
+        ),
+    )
+    .unwrap();
+    let acked = actions(Some(&control));
+    assert_eq!(acked.len(), 2, "{acked:?}");
+    assert_eq!(acked[0], first[0]);
+    let second = acked[1]["decided_at"].as_i64().unwrap();
+    assert!(
+        second >= at + 2 * 3_600_000 && second < at + 2 * 3_600_000 + 15 * 60_000,
+        "{second} vs {at}"
+    );
+    assert_ne!(acked[1]["action_id"], acked[0]["action_id"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

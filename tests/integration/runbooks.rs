@@ -39,3 +39,35 @@ fn every_alert_kind_has_a_runbook() {
         "runbooks missing or without what fired / triage / act: {missing:?}"
     );
 }
+
+/// Every action kind in `schemas/action.avsc` links to a runbook that exists
+/// and says how to read the action and what to do.
+#[test]
+fn every_action_kind_has_a_runbook() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("schemas/action.avsc")).unwrap())
+            .unwrap();
+    let kinds: Vec<String> = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "action")
+        .unwrap()["type"]["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    for kind in &kinds {
+        // the page the engine links (release decisions share one)
+        let page = if kind == "retrain_requested" { "retrain" } else { "release" };
+        let text = std::fs::read_to_string(root.join(format!("docs/runbooks/{page}.md")))
+            .unwrap_or_else(|e| panic!("{kind}: docs/runbooks/{page}.md: {e}"));
+        assert!(
+            text.contains(kind.as_str()) && text.contains("## Read it"),
+            "{page}.md does not explain {kind}"
+        );
+    }
+}

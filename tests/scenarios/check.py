@@ -29,12 +29,16 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 GEN = os.path.join(ROOT, "..", "shared", "scenarios", "gen_scenarios.py")
 NAMES = ["stationary", "abrupt_amount", "slice_device_apac", "transient_spike", "null_spike",
          "unit_change", "concept_flip", "gradual_tenure"]
+# a candidate version beside production: judged by the release gates
+RELEASE = ["canary_bad", "canary_good", "shadow_bad"]
+# retraining must never be asked for on these (no drift, or broken data)
+NO_RETRAIN = {"stationary", "transient_spike", "null_spike", "unit_change"}
 PENDING = set()
 
 
 def ensure_data(data, seed, delay, only=None):
     stamp = os.path.join(data, f".seed-{seed}-delay-{delay}")
-    names = [only] if only else NAMES
+    names = [only] if only else NAMES + RELEASE
     if all(os.path.exists(os.path.join(data, n, "truth.json")) for n in names) and os.path.exists(stamp):
         return
     os.makedirs(data, exist_ok=True)
@@ -54,6 +58,94 @@ def matches(alert, t):
     return alert["slice"] == want_slice
 
 
+def first_onset_of(d):
+    truth = json.load(open(os.path.join(d, "truth.json")))
+    return min((t["onset_ms"] for t in truth["truth"]), default=None)
+
+
+def describe(actions, since):
+    out = []
+    for x in actions:
+        sl = ",".join(f"{k}={v}" for k, v in x["slice"].items())
+        when = f"{(x['decided_at'] - since) / 3.6e6:+.1f} h" if since is not None else ""
+        what = x["action"] + (f" {x['model_version']}" if x["action"] != "retrain_requested" else "")
+        out.append(f"{what}{' [' + sl + ']' if sl else ''} {when}".strip())
+    return "; ".join(out) or "—"
+
+
+def retrain_check(name, d, onset, failures):
+    """Retraining: at most one request per model with no acknowledgement;
+    none where there is no drift or the data is broken; one on concept_flip."""
+    actions = [json.loads(l) for l in open(os.path.join(d, "actions.jsonl"))]
+    retrain = [x for x in actions if x["action"] == "retrain_requested"]
+    per_model = {}
+    for x in retrain:
+        per_model[x["model_id"]] = per_model.get(x["model_id"], 0) + 1
+    if any(n > 1 for n in per_model.values()):
+        failures.append(f"{name}: {per_model} retrain requests with none acknowledged (at most 1 per model)")
+    base = name.split(",")[0]
+    if base in NO_RETRAIN and retrain:
+        failures.append(f"{name}: retraining requested ({retrain[0]['rule']}) on a stream that must not ask for it")
+    if base == "concept_flip" and not retrain:
+        failures.append(f"{name}: no retrain request for a concept drift")
+    if any(x["action"] != "retrain_requested" for x in actions):
+        failures.append(f"{name}: release decisions without a candidate version")
+    return describe(actions, onset)
+
+
+def release_check(a, name, d, failures):
+    """A candidate beside production: the decision truth.json expects, in
+    time, and production's alerts untouched by the candidate's events."""
+    truth = json.load(open(os.path.join(d, "truth.json")))
+    rel = truth["release"]
+    out, inc_out, act_out = (os.path.join(d, f) for f in ("alerts.jsonl", "incidents.jsonl", "actions.jsonl"))
+    subprocess.run([a.bin, "replay", "--config", a.config, "--predictions", os.path.join(d, "predictions.jsonl"),
+                    "--outcomes", os.path.join(d, "outcomes.jsonl"), "--output", out, "--incidents", inc_out,
+                    "--actions", act_out], check=True, stderr=subprocess.DEVNULL)
+    actions = [json.loads(l) for l in open(act_out)]
+    mine = [x for x in actions if x["model_version"] == rel["candidate"] and x["action"] != "retrain_requested"]
+    rollbacks = [x for x in mine if x["action"] == "rollback_recommended"]
+    promotes = [x for x in mine if x["action"] == "promote_ok"]
+    if rel["expect"] == "rollback_recommended":
+        if not rollbacks:
+            failures.append(f"{name}: no rollback_recommended for {rel['candidate']}")
+        else:
+            r = rollbacks[0]
+            late_h = (r["decided_at"] - rel["start_ms"]) / 3.6e6
+            if late_h > 8:
+                failures.append(f"{name}: rollback {late_h:.1f} h after the candidate's start (> 8 h)")
+            if rel.get("slice") and r["slice"] != rel["slice"]:
+                failures.append(f"{name}: rollback names {r['slice'] or 'overall'}, not {rel['slice']}")
+            if r["baseline_version"] != rel["production"]:
+                failures.append(f"{name}: baseline {r['baseline_version']}, not {rel['production']}")
+        if promotes and (not rollbacks or promotes[0]["decided_at"] <= rollbacks[0]["decided_at"]):
+            failures.append(f"{name}: promote_ok for a candidate that must be rolled back")
+    else:
+        if not promotes:
+            failures.append(f"{name}: no promote_ok for {rel['candidate']}")
+        if rollbacks:
+            failures.append(f"{name}: rollback_recommended for a candidate as good as production")
+        alerts = [json.loads(l) for l in open(out)]
+        incidents = [json.loads(l) for l in open(inc_out)]
+        if any(x["severity"] == "critical" for x in alerts + incidents):
+            failures.append(f"{name}: a critical alert or incident beside a good candidate")
+    # production's alerts and incidents are those of the stream without the candidate's events
+    clean = os.path.join(d, "production-only.jsonl")
+    with open(os.path.join(d, "predictions.jsonl")) as f, open(clean, "w") as g:
+        for line in f:
+            e = json.loads(line)
+            if e.get("model_version") in (None, rel["production"]) and not e.get("shadow"):
+                g.write(line)
+    subprocess.run([a.bin, "replay", "--config", a.config, "--predictions", clean, "--outcomes",
+                    os.path.join(d, "outcomes.jsonl"), "--output", out + ".production",
+                    "--incidents", inc_out + ".production"], check=True, stderr=subprocess.DEVNULL)
+    for mine_f, theirs in ((out, out + ".production"), (inc_out, inc_out + ".production")):
+        if open(mine_f).read() != open(theirs).read():
+            failures.append(f"{name}: production's {os.path.basename(mine_f)} differ from the stream without {rel['candidate']}")
+    os.remove(clean)
+    return describe(actions, rel["start_ms"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "driftline"))
@@ -70,16 +162,18 @@ def main():
     ensure_data(a.data, a.seed, a.label_delay_s)
     delayed = a.data + "-labels-7200s"
     ensure_data(delayed, a.seed, 7200, only="concept_flip")
-    rows, failures, inc_rows = [], [], []
+    rows, failures, inc_rows, act_rows = [], [], [], []
     runs = [(n, os.path.join(a.data, n), 0) for n in NAMES] + [("concept_flip, labels 1–3 h late", os.path.join(delayed, "concept_flip"), 120)]
     for name, d, extra_min in runs:
         out = os.path.join(d, "alerts.jsonl")
         inc_out = os.path.join(d, "incidents.jsonl")
         t0 = time.time()
         subprocess.run([a.bin, "replay", "--config", a.config, "--predictions", os.path.join(d, "predictions.jsonl"),
-                        "--outcomes", os.path.join(d, "outcomes.jsonl"), "--output", out, "--incidents", inc_out],
+                        "--outcomes", os.path.join(d, "outcomes.jsonl"), "--output", out, "--incidents", inc_out,
+                        "--actions", os.path.join(d, "actions.jsonl")],
                        check=True, stderr=subprocess.DEVNULL)
         secs = time.time() - t0
+        act_rows.append((name, retrain_check(name, d, first_onset_of(d), failures)))
         truth = json.load(open(os.path.join(d, "truth.json")))
         alerts = [json.loads(l) for l in open(out)]
         opened = [x for x in alerts if x["state"] in ("firing", "escalated")]
@@ -157,6 +251,9 @@ def main():
             elif name not in PENDING:
                 failures.append(f"{name}: no incident")
         inc_rows.append((name, len(alerts), len(opened_inc), root, cause, idelay))
+    for name in RELEASE:
+        act_rows.append((name, release_check(a, name, os.path.join(a.data, name), failures)))
+        runs.append((name, None, 0))
     print("| scenario | first matching alert | delay after onset | false alarms (before onset, or any in a no-drift stream) | same feature, other slices | other series firing after onset | result |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -165,6 +262,11 @@ def main():
     print("| scenario | alerts | incidents | first incident's root | cause | delay after onset |")
     print("|---|---|---|---|---|---|")
     for r in inc_rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+    print()
+    print("| scenario | actions (delay after the shift, or after the candidate's start) |")
+    print("|---|---|")
+    for r in act_rows:
         print("| " + " | ".join(str(c) for c in r) + " |")
     n_fail = len(failures)
     n_skip = len([r for r in runs if r[0] in PENDING])
