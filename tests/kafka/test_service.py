@@ -92,7 +92,9 @@ class Env:
         self.bootstrap = bootstrap
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         self.tmp = tempfile.mkdtemp(prefix="dl-kafka-")
-        atexit.register(shutil.rmtree, self.tmp, True)
+        # removed at exit, unless a test failed: its logs are kept for a look
+        self.keep = False
+        atexit.register(lambda: self.keep or shutil.rmtree(self.tmp, True))
 
     def topics(self, partitions, config=None, control=False, actions=False):
         tag = uuid.uuid4().hex[:8]
@@ -712,11 +714,33 @@ def test_release_decisions_are_published_as_replay_makes_them(env):
     replay_alerts_n = sum(1 for _ in open(os.path.join(_REPLAY_DIR, "canary.alerts.jsonl")))
     names = env.topics({"predictions": 3, "outcomes": 3}, actions=True)
     produce_keyed(env, names, preds, outs, 0.0, 1.0)
-    cfg = env.config(names, "confluent", "g-" + names["alerts"])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cfg = env.config(names, "confluent", "g-" + names["alerts"], extra=f'[http]\nlisten = "127.0.0.1:{port}"\n')
     proc = env.start(cfg, os.path.join(env.tmp, "release.log"))
     try:
         got = env.read_all(names["actions"], want=len(want), settle=3.0, schema="action", timeout=300)
         alerts = env.read_all(names["alerts"], settle=1.0, timeout=30)
+        # the version panel: v7 against v8 per slice, APAC worse, the decision beside it
+        code, body = http_get(base + "/api/versions")
+        versions = json.loads(body)
+        assert code == 200 and versions[0]["production"] == "v7" and versions[0]["candidates"][0]["version"] == "v8", body[:500]
+        apac = [r for r in versions[0]["candidates"][0]["slices"] if r["slice"] == {"region": "APAC"}]
+        assert apac and apac[0]["worse"] and apac[0]["loss"][1] > apac[0]["loss"][0], apac
+        chromium = os.environ.get("CHROMIUM") or subprocess.run(
+            ["bash", os.path.join(ROOT, "tests", "browser", "chromium.sh")], capture_output=True, text=True, check=True).stdout.strip()
+        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                 "--virtual-time-budget=10000", "--window-size=1280,1100"]
+        dom = subprocess.run(flags + ["--dump-dom", base + "/"], capture_output=True, text=True, timeout=120).stdout
+        assert re.search(r'<tr class="worse" data-slice="region=APAC">', dom), dom[:3000]
+        assert "rollback_recommended" in dom and 'data-version="v8"' in dom
+        out_dir = os.path.join(ROOT, "target", "test-output")
+        os.makedirs(out_dir, exist_ok=True)
+        shot = os.path.join(out_dir, "versions.png")
+        if os.path.exists(shot):
+            os.remove(shot)
+        subprocess.run(flags + [f"--screenshot={shot}", base + "/"], capture_output=True, timeout=120)
+        assert os.path.getsize(shot) > 20_000, "no screenshot"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
@@ -1452,6 +1476,9 @@ def main():
             print(f"kafka test {t.__name__} ... FAILED ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
     left = sum(p.poll() is None for p in _PROCS)
     kill_leftovers()
+    if failed:
+        env.keep = True
+        print(f"kafka: the failed tests' configs and service logs are kept in {env.tmp}")
     print(f"kafka: {passed} passed, {failed} failed" + (f" ({left} processes left running were killed)" if left else ""))
     sys.exit(1 if failed or left else 0)
 

@@ -6,6 +6,7 @@
 # calling a change to the service's partition handling robust.
 #
 #   bash tests/kafka/under_load.sh [ROUNDS] [PORT]
+#   UNDER_LOAD_TESTS="members" bash tests/kafka/under_load.sh 5   # only these (--only substrings)
 #
 # Starts its own broker on PORT (default 39411), tests a copy of
 # target/release/driftline with a copy of the tests, config and schemas it
@@ -15,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-1}
 port=${2:-39411}
-tests="routed absurd sigkill crashes members state_per large_poison"
+tests=${UNDER_LOAD_TESTS:-routed absurd sigkill crashes members state_per large_poison}
 
 scratch=$(mktemp -d -t dl-load-XXXXXX)
 load_pid=
@@ -56,6 +57,9 @@ for i in $(seq 1 "$rounds"); do
     else
       failed=$((failed + 1))
       echo "$out" | tail -40
+      # the failed run's logs, out of the scratch dir (removed on exit)
+      kept=$(echo "$out" | sed -n 's/.*are kept in //p')
+      [ -n "$kept" ] && mv "$kept" "target/under-load-failed-$(date +%H%M%S)" && echo "logs: target/under-load-failed-$(date +%H%M%S)"
     fi
   done
   echo "round $i of $rounds done $(date +%T): $passed passed, $failed failed so far"
