@@ -218,3 +218,114 @@ pub(super) fn summary(
         ActionKind::RetrainRequested => e.summary.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// `n` losses around `mean` (alternating ±0.05), order-independent totals.
+    fn totals(n: u64, mean: f64) -> Totals {
+        let mut t = Totals::default();
+        for i in 0..n {
+            t.pairs += 1;
+            t.loss.add(mean + if i % 2 == 0 { 0.05 } else { -0.05 });
+        }
+        t
+    }
+
+    /// A model with slots overall, region=EU (1), region=APAC (2).
+    fn model() -> Model {
+        let cfg = Config::default();
+        let mut m = Model::new("m");
+        assert_eq!(m.slot("region", "EU", &cfg), Some(2));
+        assert_eq!(m.slot("region", "APAC", &cfg), Some(3));
+        m
+    }
+
+    fn candidate(slots: Vec<[Totals; 2]>) -> Candidate {
+        Candidate {
+            version: "v8".into(),
+            shadow: false,
+            started: 0,
+            totals: slots,
+            streak: 0,
+            decided: Decided::Nothing,
+            last_action: None,
+            latest: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_slice_worse_for_persistence_evaluations_is_rolled_back_by_name() {
+        let r = ReleaseConfig::default();
+        let m = model();
+        let same = || [totals(3000, 0.19), totals(1000, 0.19)];
+        // slot 1 is region=__other__ (made with the dimension): untested, too few pairs
+        let mut c = candidate(vec![
+            same(),
+            [totals(10, 0.2), totals(10, 0.2)],
+            same(),
+            [totals(900, 0.19), totals(300, 0.25)],
+        ]);
+        for i in 1..r.persistence {
+            assert!(
+                judge(&mut c, &m, 3_600_000, &r).is_none(),
+                "decided after {i}"
+            );
+            assert_eq!(c.streak, i);
+        }
+        let (kind, slot, rule, ev) = judge(&mut c, &m, 3_600_000, &r).expect("a rollback");
+        assert_eq!(
+            (kind, slot, rule),
+            (ActionKind::RollbackRecommended, 3, "release.worse_by")
+        );
+        assert_eq!(
+            slice_of(&m, slot),
+            BTreeMap::from([("region".into(), "APAC".into())])
+        );
+        assert!(ev.p_adjusted.unwrap() <= r.alpha && ev.relative.unwrap() > 0.3);
+        // final: nothing more for this candidate
+        assert!(judge(&mut c, &m, 99 * 3_600_000, &r).is_none());
+    }
+
+    #[test]
+    fn a_good_candidate_is_promoted_only_after_its_span_and_pairs() {
+        let r = ReleaseConfig::default();
+        let m = model();
+        let same = |n| [totals(3 * n, 0.19), totals(n, 0.19)];
+        let mut c = candidate(vec![same(3000), same(10), same(1500), same(1500)]);
+        let early = r.promote_after.as_millis() - 1;
+        assert!(judge(&mut c, &m, early, &r).is_none());
+        let (kind, slot, _, _) = judge(&mut c, &m, early + 1, &r).expect("promote");
+        assert_eq!((kind, slot), (ActionKind::PromoteOk, 0));
+        assert!(judge(&mut c, &m, early + 2, &r).is_none(), "one promote");
+        // too few labelled pairs: no promote however long
+        let mut thin = candidate(vec![same(500)]);
+        assert!(judge(&mut thin, &m, 100 * early, &r).is_none());
+    }
+
+    #[test]
+    fn the_fairness_gate_refuses_a_wider_gap_between_slices() {
+        let r = ReleaseConfig {
+            fairness_dimension: "region".into(),
+            // loss differences below worse_by are not "worse" by themselves
+            worse_by: 0.5,
+            critical_worse_by: 0.6,
+            ..ReleaseConfig::default()
+        };
+        let m = model();
+        let mut c = candidate(vec![
+            [totals(6000, 0.19), totals(2000, 0.19)],
+            [totals(10, 0.2), totals(10, 0.2)],
+            [totals(3000, 0.19), totals(1000, 0.16)],
+            [totals(3000, 0.19), totals(1000, 0.22)],
+        ]);
+        let (kind, _, rule, ev) = judge(&mut c, &m, 1, &r).expect("fairness");
+        assert_eq!(
+            (kind, rule),
+            (ActionKind::RollbackRecommended, "release.fairness_margin")
+        );
+        assert!((ev.candidate.unwrap() - 0.06).abs() < 1e-9 && ev.production.unwrap().abs() < 1e-9);
+    }
+}

@@ -62,7 +62,11 @@ fn every_action_kind_has_a_runbook() {
     assert_eq!(kinds.len(), 3, "{kinds:?}");
     for kind in &kinds {
         // the page the engine links (release decisions share one)
-        let page = if kind == "retrain_requested" { "retrain" } else { "release" };
+        let page = if kind == "retrain_requested" {
+            "retrain"
+        } else {
+            "release"
+        };
         let text = std::fs::read_to_string(root.join(format!("docs/runbooks/{page}.md")))
             .unwrap_or_else(|e| panic!("{kind}: docs/runbooks/{page}.md: {e}"));
         assert!(
