@@ -46,27 +46,10 @@ impl Service {
             .collect();
         let topic = self.cfg.kafka.incidents_topic.clone();
         for mut ev in incidents {
-            if topic.is_empty() {
-                continue;
-            }
             ev.emitted_at = now_ms();
-            let payload = match self.alerts.encoding() {
-                crate::config::AlertEncoding::Avro => crate::incident::avro::encode_incident(&ev),
-                crate::config::AlertEncoding::Json => {
-                    serde_json::to_vec(&ev).map_err(|e| e.to_string())
-                }
-            };
-            let payload = match payload {
-                Ok(p) => p,
-                Err(e) => {
-                    // an event our own schema cannot carry is a defect: loudly, and on
-                    tracing::error!(incident_id = %ev.incident_id, error = %e, "cannot encode incident");
-                    continue;
-                }
-            };
+            let payload = self.payload(&ev, crate::incident::avro::encode_incident);
             if !self
-                .alerts
-                .send(&topic, &ev.model_id, &payload, &ev.incident_id, stop)
+                .send_event(&topic, payload, &ev.model_id, &ev.incident_id, stop)
                 .await
             {
                 return false;
@@ -81,29 +64,13 @@ impl Service {
             .collect();
         let topic = self.cfg.kafka.actions_topic.clone();
         for mut a in actions {
-            if topic.is_empty() {
-                continue;
-            }
             a.emitted_at = now_ms();
-            let payload = match self.alerts.encoding() {
-                crate::config::AlertEncoding::Avro => crate::release::avro::encode_action(&a),
-                crate::config::AlertEncoding::Json => {
-                    serde_json::to_vec(&a).map_err(|e| e.to_string())
-                }
-            };
-            let payload = match payload {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(action_id = %a.action_id, error = %e, "cannot encode action");
-                    continue;
-                }
-            };
             // decisions are rare and consequential: each one in the log
             tracing::info!(action_id = %a.action_id, action = a.action.as_str(), model = %a.model_id,
                 version = a.model_version.as_deref().unwrap_or(""), rule = %a.rule, summary = %a.evidence.summary, "action");
+            let payload = self.payload(&a, crate::release::avro::encode_action);
             if !self
-                .alerts
-                .send(&topic, &a.model_id, &payload, &a.action_id, stop)
+                .send_event(&topic, payload, &a.model_id, &a.action_id, stop)
                 .await
             {
                 return false;
@@ -116,6 +83,41 @@ impl Service {
         }
         self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
         true
+    }
+
+    /// An incident or action event in `kafka.alert_encoding`.
+    fn payload<T: serde::Serialize>(
+        &self,
+        ev: &T,
+        avro: fn(&T) -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, String> {
+        match self.alerts.encoding() {
+            crate::config::AlertEncoding::Avro => avro(ev),
+            crate::config::AlertEncoding::Json => serde_json::to_vec(ev).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Sends an encoded event keyed by model (nothing when `topic` is
+    /// empty); false when stopping cut it short. An event our own schema
+    /// cannot carry is a defect: logged loudly, and passed.
+    async fn send_event(
+        &mut self,
+        topic: &str,
+        payload: Result<Vec<u8>, String>,
+        model: &str,
+        id: &str,
+        stop: &watch::Receiver<bool>,
+    ) -> bool {
+        if topic.is_empty() {
+            return true;
+        }
+        match payload {
+            Ok(p) => self.alerts.send(topic, model, &p, id, stop).await,
+            Err(e) => {
+                tracing::error!(id, topic, error = %e, "cannot encode event");
+                true
+            }
+        }
     }
 
     /// Sends a bad message to the dead-letter topic unchanged, with headers.

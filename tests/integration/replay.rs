@@ -316,7 +316,10 @@ fn retraining_is_requested_once_until_acknowledged_then_after_the_cooldown() {
     assert_eq!(ev["train_to"].as_i64(), Some(at));
     assert_eq!(ev["train_from"].as_i64(), Some(at - 7 * 24 * 3_600_000));
     // opened after the shift, asked for once it persisted an hour
-    assert!((T0 + 3 * 3_600_000..=T0 + 4 * 3_600_000).contains(&at), "{at}");
+    assert!(
+        (T0 + 3 * 3_600_000..=T0 + 4 * 3_600_000).contains(&at),
+        "{at}"
+    );
 
     // acknowledged 30 min later: asked again once the 2 h cool-down is over, then waits
     let control = dir.join("control.jsonl");

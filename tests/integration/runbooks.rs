@@ -3,23 +3,29 @@
 
 use std::path::Path;
 
-#[test]
-fn every_alert_kind_has_a_runbook() {
+/// The symbols of the enum field `field` in `schemas/<schema>`.
+fn symbols(schema: &str, field: &str) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("schemas/alert.avsc")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(root.join("schemas").join(schema)).unwrap())
             .unwrap();
-    let kinds: Vec<String> = schema["fields"]
+    schema["fields"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["name"] == "kind")
+        .find(|f| f["name"] == field)
         .unwrap()["type"]["symbols"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s.as_str().unwrap().to_string())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn every_alert_kind_has_a_runbook() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kinds = symbols("alert.avsc", "kind");
     assert!(kinds.len() >= 5, "{kinds:?}");
     let mut missing = Vec::new();
     for name in kinds.iter().map(String::as_str).chain(["incident"]) {
@@ -45,20 +51,7 @@ fn every_alert_kind_has_a_runbook() {
 #[test]
 fn every_action_kind_has_a_runbook() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("schemas/action.avsc")).unwrap())
-            .unwrap();
-    let kinds: Vec<String> = schema["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "action")
-        .unwrap()["type"]["symbols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect();
+    let kinds = symbols("action.avsc", "action");
     assert_eq!(kinds.len(), 3, "{kinds:?}");
     for kind in &kinds {
         // the page the engine links (release decisions share one)
