@@ -277,7 +277,8 @@ impl Engine {
             Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
         };
         if self.release.comparing(m) {
-            self.release.production_traffic(m, &slots, p.event_time);
+            self.release
+                .production_traffic(m, &slots, p.score, p.event_time);
         }
         if self.outcomes {
             self.quality.prediction(

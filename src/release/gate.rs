@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use crate::config::ReleaseConfig;
 use crate::registry::Model;
 
-use super::{ActionKind, Candidate, Decided, Evidence, SliceComparison, Totals, slice_of};
+use super::{
+    ActionKind, Candidate, Decided, Evidence, MixComparison, SliceComparison, Totals, slice_of,
+};
 
 /// One-sided Welch test that `c`'s mean loss is above `p`'s: the p-value.
 pub fn welch_greater(p: &Totals, c: &Totals) -> f64 {
@@ -79,6 +81,7 @@ pub(super) fn judge(
         row.worse = row.p_adjusted <= r.alpha && row.relative >= r.worse_by;
     }
     c.latest = rows.iter().map(|(_, row)| row.clone()).collect();
+    c.mix = mix(c, model, r);
     let evidence = |row: &SliceComparison, threshold: f64| Evidence {
         candidate: Some(row.loss[1]),
         production: Some(row.loss[0]),
@@ -137,6 +140,45 @@ pub(super) fn judge(
         ));
     }
     None
+}
+
+/// What the versions see (traffic per value of each slice dimension) and
+/// say (score distribution), compared: a canary on a biased share of the
+/// traffic, or a candidate that scores differently, is a finding of its own.
+pub(super) fn mix(c: &Candidate, model: &Model, r: &ReleaseConfig) -> Vec<MixComparison> {
+    let judge = |what: &str, dimension: &str, p: &[u64], k: &[u64]| {
+        let n = [p.iter().sum::<u64>(), k.iter().sum::<u64>()];
+        if n[0] < r.min_pairs || n[1] < r.min_pairs {
+            return None;
+        }
+        let (chi2, _, p_value) = crate::drift::categorical::chi_square(p, k);
+        let js_distance = crate::drift::jensen_shannon(p, k);
+        Some(MixComparison {
+            what: what.into(),
+            dimension: dimension.into(),
+            js_distance,
+            chi2,
+            p_value,
+            n,
+            differs: p_value < r.alpha && js_distance >= 0.1,
+        })
+    };
+    let mut dims: BTreeMap<&str, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
+    for (slot, tot) in c.totals.iter().enumerate() {
+        if let Some(Some((d, _))) = model.slots.get(slot) {
+            let e = dims.entry(d.as_str()).or_default();
+            e.0.push(tot[0].traffic);
+            e.1.push(tot[1].traffic);
+        }
+    }
+    let mut out: Vec<MixComparison> = dims
+        .iter()
+        .filter_map(|(d, (p, k))| judge("input_mix", d, p, k))
+        .collect();
+    if let Some(t) = c.totals.first() {
+        out.extend(judge("score", "", &t[0].scores, &t[1].scores));
+    }
+    out
 }
 
 /// The fairness gate: the candidate's loss gap across the values of
@@ -253,6 +295,7 @@ mod tests {
             decided: Decided::Nothing,
             last_action: None,
             latest: Vec::new(),
+            mix: Vec::new(),
         }
     }
 
@@ -327,5 +370,38 @@ mod tests {
             (ActionKind::RollbackRecommended, "release.fairness_margin")
         );
         assert!((ev.candidate.unwrap() - 0.06).abs() < 1e-9 && ev.production.unwrap().abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_canary_on_a_biased_share_of_the_traffic_is_a_finding() {
+        let r = ReleaseConfig::default();
+        let m = model();
+        let traffic = |p: u64, k: u64| {
+            let mut t: [Totals; 2] = Default::default();
+            t[0].traffic = p;
+            t[1].traffic = k;
+            t
+        };
+        // production 50/50 EU/APAC; the canary sees APAC only one time in ten
+        let c = candidate(vec![
+            traffic(6000, 2000),
+            traffic(0, 0),
+            traffic(3000, 1800),
+            traffic(3000, 200),
+        ]);
+        let found = mix(&c, &m, &r);
+        let region = found
+            .iter()
+            .find(|x| x.what == "input_mix" && x.dimension == "region")
+            .expect("region");
+        assert!(region.differs && region.p_value < 1e-9, "{region:?}");
+        // the same shares: no finding
+        let c = candidate(vec![
+            traffic(6000, 2000),
+            traffic(0, 0),
+            traffic(3000, 1000),
+            traffic(3000, 1000),
+        ]);
+        assert!(mix(&c, &m, &r).iter().all(|x| !x.differs));
     }
 }

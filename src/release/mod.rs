@@ -76,6 +76,8 @@ pub enum Role {
 pub struct Totals {
     /// Predictions seen since the candidate started (labelled or not).
     pub traffic: u64,
+    /// Their scores (binary models), for the prediction-distribution comparison.
+    pub scores: Vec<u64>,
     /// Labelled pairs, and the sum of their losses (order-independent).
     pub pairs: u64,
     pub loss: Moments,
@@ -138,6 +140,40 @@ pub struct Candidate {
     pub last_action: Option<String>,
     /// The latest comparison, per slot, for the API and dashboard.
     pub latest: Vec<SliceComparison>,
+    /// The latest comparisons of what the versions see and say (input mix
+    /// per slice dimension, score distribution): findings shown beside the
+    /// quality comparison, not rules.
+    pub mix: Vec<MixComparison>,
+}
+
+/// One distribution compared between production and a candidate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MixComparison {
+    /// `input_mix` (over a slice dimension's values) or `score`.
+    pub what: String,
+    /// The slice dimension for `input_mix`; empty for `score`.
+    pub dimension: String,
+    /// Jensen–Shannon distance (base 2) between the two distributions.
+    pub js_distance: f64,
+    /// Chi-square test of homogeneity over the cells seen.
+    pub chi2: f64,
+    pub p_value: f64,
+    /// The counts compared (production, candidate).
+    pub n: [u64; 2],
+    /// p below `release.alpha` and a distance of at least 0.1: the
+    /// candidate sees (or says) something production does not.
+    pub differs: bool,
+}
+
+/// Counts a score into a histogram of `SCORE_BINS`.
+fn add_score(h: &mut Vec<u64>, score: Option<f64>) {
+    let Some(s) = score.filter(|s| s.is_finite()) else {
+        return;
+    };
+    if h.is_empty() {
+        h.resize(SCORE_BINS, 0);
+    }
+    h[((s.clamp(0.0, 1.0) * SCORE_BINS as f64) as usize).min(SCORE_BINS - 1)] += 1;
 }
 
 /// One slice's comparison at an evaluation.
@@ -352,6 +388,7 @@ impl Release {
             decided: Decided::Nothing,
             last_action: None,
             latest: Vec::new(),
+            mix: Vec::new(),
         });
         Role::Candidate(mr.candidates.len() - 1)
     }
@@ -362,7 +399,7 @@ impl Release {
     }
 
     /// Production predictions per slot while comparing (shown, not tested).
-    pub fn production_traffic(&mut self, m: u32, slots: &[u32], t: i64) {
+    pub fn production_traffic(&mut self, m: u32, slots: &[u32], score: Option<f64>, t: i64) {
         for c in &mut self.model(m).candidates {
             if t < c.started {
                 continue;
@@ -373,6 +410,9 @@ impl Release {
                     c.totals.resize_with(slot + 1, Default::default);
                 }
                 c.totals[slot][0].traffic += 1;
+                if slot == 0 {
+                    add_score(&mut c.totals[0][0].scores, score);
+                }
             }
         }
     }
@@ -451,6 +491,9 @@ impl Release {
                     c.totals.resize_with(slot + 1, Default::default);
                 }
                 c.totals[slot][side].traffic += 1;
+                if slot == 0 {
+                    add_score(&mut c.totals[0][side].scores, score);
+                }
             }
         }
         if let Some(&(label, at)) = self.orphans.get(&key) {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::registry::Model;
 
-use super::{Decided, Release, SliceComparison};
+use super::{Decided, MixComparison, Release, SliceComparison};
 
 /// A model's versions as the API and dashboard show them.
 #[derive(Clone, Debug, Serialize)]
@@ -24,6 +24,8 @@ pub struct CandidateView {
     pub last_action: Option<String>,
     /// The latest comparison, overall first, then per slice.
     pub slices: Vec<SliceComparison>,
+    /// Input mix per slice dimension and score distribution, compared.
+    pub mix: Vec<MixComparison>,
 }
 
 /// The versions of every model with a candidate.
@@ -47,6 +49,7 @@ pub fn views(r: &Release, models: &[Model]) -> Vec<VersionsView> {
                         decided: c.decided,
                         last_action: c.last_action.clone(),
                         slices: c.latest.clone(),
+                        mix: c.mix.clone(),
                     })
                     .collect(),
             })
