@@ -36,9 +36,6 @@ pub(super) fn judge(
     now: i64,
     r: &ReleaseConfig,
 ) -> Option<(ActionKind, usize, &'static str, Evidence)> {
-    if c.decided == Decided::RolledBack {
-        return None;
-    }
     // every slot with enough pairs on both sides, tested
     let mut rows: Vec<(usize, SliceComparison)> = Vec::new();
     for (slot, [p, k]) in c.totals.iter().enumerate() {
@@ -82,6 +79,10 @@ pub(super) fn judge(
     }
     c.latest = rows.iter().map(|(_, row)| row.clone()).collect();
     c.mix = mix(c, model, r);
+    // a rollback is final: the comparison goes on (the API, the panel), decisions do not
+    if c.decided == Decided::RolledBack {
+        return None;
+    }
     let evidence = |row: &SliceComparison, threshold: f64| Evidence {
         candidate: Some(row.loss[1]),
         production: Some(row.loss[0]),
