@@ -180,6 +180,8 @@ pub struct ServiceStats {
     pub split_models: u64,
     /// `kafka.routed`: the routers' idle markers read.
     pub idle_markers: u64,
+    /// Partitions sought to their state's start again (its first message lay past it).
+    pub reseeks: u64,
     /// Control events applied, and refused (not a control event: dead-lettered).
     pub control_applied: u64,
     pub control_refused: u64,

@@ -15,7 +15,7 @@ use super::Service;
 /// Offsets a partition's end may lie past the last message read while it
 /// counts as read to its end: transaction commit markers, which consumers
 /// never see.
-const MARKER_SLACK: i64 = 16;
+pub(super) const MARKER_SLACK: i64 = 16;
 
 impl Service {
     /// Idle partitions stop holding the watermark back. With every partition

@@ -15,6 +15,56 @@ use crate::telemetry;
 use super::Service;
 
 impl Service {
+    /// The first message of a partition since its state began lies past the
+    /// state's start (its checkpoint's offset, or 0 when rebuilt): the seek
+    /// made on assignment was overridden — librdkafka's fetch of the
+    /// group's committed offset can land after it — and applying this
+    /// message would skip every one in between (seen under load: a member
+    /// rebuilding a partition it had owned before started at the offset it
+    /// had committed, and its checkpoint lacked the first 43,027 events).
+    /// Seeks to the start again and returns false (this message comes again
+    /// in order); true when the log simply begins later (retention).
+    fn reseek_if_past_start(&mut self, pi: usize, msg: &BorrowedMessage<'_>) -> bool {
+        let st = &mut self.partitions[pi];
+        let mut want = st.start_offset;
+        if want == 0 {
+            // rebuilt: the log's first offset may be past 0
+            let low = crate::blocking(|| {
+                self.consumer.fetch_watermarks(
+                    msg.topic(),
+                    msg.partition(),
+                    std::time::Duration::from_secs(5),
+                )
+            });
+            match low {
+                Ok((low, _)) if msg.offset() <= low + super::flow::MARKER_SLACK => {
+                    st.start_offset = low;
+                    return true;
+                }
+                Ok((low, _)) => want = low.max(0),
+                Err(_) => {}
+            }
+        }
+        st.reseeks += 1;
+        self.stats.reseeks += 1;
+        tracing::warn!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            start = want,
+            "first message past the state's start (the seek on assignment was overridden): seeking to the start again"
+        );
+        if let Err(e) = self.consumer.seek(
+            msg.topic(),
+            msg.partition(),
+            rdkafka::Offset::Offset(want),
+            std::time::Duration::from_secs(10),
+        ) {
+            tracing::error!(topic = msg.topic(), partition = msg.partition(), error = %e, "cannot seek to the state's start");
+        }
+        false
+    }
+
     /// One message: decode, apply, publish alerts, store the offset.
     /// False when the service is stopping before the message was done.
     pub(super) async fn handle(
@@ -41,6 +91,14 @@ impl Service {
             self.stats.redelivered += 1;
             return true;
         }
+        if st.last_offset < st.start_offset
+            && msg.offset() > st.start_offset + super::flow::MARKER_SLACK
+            && st.reseeks < 3
+            && !self.reseek_if_past_start(pi, msg)
+        {
+            return true;
+        }
+        let st = &mut self.partitions[pi];
         st.last_offset = msg.offset();
         let woke = st.idle;
         let (task, source) = (st.task, st.source);

@@ -204,6 +204,7 @@ impl Service {
                 last_offset: o.next_offset - 1,
                 start_offset: o.next_offset,
                 end_offset: o.next_offset,
+                reseeks: 0,
             });
             let _ = tpl.add_partition_offset(
                 &o.topic,

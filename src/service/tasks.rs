@@ -63,6 +63,9 @@ pub(super) struct PartitionState {
     /// Read to this offset: past the last message when only transaction
     /// markers follow it (set once the partition is idle at its end).
     pub(super) end_offset: i64,
+    /// Times its start was sought again because its first message lay past
+    /// it (see `handle`).
+    pub(super) reseeks: u8,
 }
 
 /// No engine source: a routed partition's events feed their origins'.
@@ -188,6 +191,7 @@ impl Service {
                     last_offset: -1,
                     start_offset: 0,
                     end_offset: 0,
+                    reseeks: 0,
                 });
                 let task = self.partitions.last().map_or(0, |p| p.task);
                 self.ensure_origins(task);
