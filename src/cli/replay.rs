@@ -122,6 +122,44 @@ fn apply_due(
     }
 }
 
+/// Each candidate version's last comparison with production, overall.
+fn report_versions(engine: &Engine) {
+    let num = |x: Option<f64>| x.map_or("—".to_string(), |x| format!("{x:.4}"));
+    for m in engine.versions() {
+        let prod = m.production.as_deref().unwrap_or("production");
+        for c in &m.candidates {
+            let overall = c.slices.iter().find(|s| s.slice.is_empty());
+            let quality = overall.map_or("too few labelled pairs to compare".to_string(), |s| {
+                format!(
+                    "{} {:.4} vs {:.4}, AUC {} vs {}, accuracy {} vs {}, over {} vs {} pairs",
+                    m.statistic.as_deref().unwrap_or("loss"),
+                    s.loss[1],
+                    s.loss[0],
+                    num(s.auc[1]),
+                    num(s.auc[0]),
+                    num(s.accuracy[1]),
+                    num(s.accuracy[0]),
+                    s.pairs[1],
+                    s.pairs[0]
+                )
+            });
+            let drift = c.drift.as_ref().map_or(String::new(), |d| {
+                format!(
+                    "; score PSI against the reference {:.3} vs {:.3}",
+                    d.candidate, d.production
+                )
+            });
+            crate::cli::note!(
+                "version {} of {} ({}) against {prod}: {quality}{drift}; decided {:?}",
+                c.version,
+                m.model_id,
+                c.mode,
+                c.decided
+            );
+        }
+    }
+}
+
 /// The feedback counts, and verdicts naming no incident of this run.
 fn report_feedback(engine: &Engine, path: &std::path::Path) {
     for ((verdict, key), n) in engine.feedback_counts() {
@@ -219,6 +257,7 @@ pub fn replay(
     if let Some(p) = &control {
         report_feedback(&engine, p);
     }
+    report_versions(&engine);
     sink.flush()?;
     if let Some(s) = incident_sink.as_mut() {
         s.flush()?;

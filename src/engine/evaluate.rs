@@ -326,7 +326,22 @@ impl Engine {
             runbook_base: &self.cfg.incidents.runbook_base_url,
             config_hash: &self.config_hash,
         };
-        self.release.evaluate(now, &self.models, &self.cfg, &rcx);
+        let (models, series) = (&self.models, &self.series);
+        let score_reference = |m: usize| {
+            let model = models.get(m)?;
+            let sid = *model
+                .series_of
+                .get(crate::registry::SCORE as usize)?
+                .first()?;
+            match series.get(sid as usize)?.windows.reference() {
+                crate::window::RefState::Pinned(r) if !r.quantiles.is_empty() => {
+                    Some(r.quantiles.as_slice())
+                }
+                _ => None,
+            }
+        };
+        self.release
+            .evaluate(now, &self.models, &self.cfg, &rcx, score_reference);
         let open = self.incidents.open_events(&cx);
         let open: Vec<crate::release::retrain::OpenIncident<'_>> = open
             .iter()

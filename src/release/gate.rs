@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::ReleaseConfig;
+use crate::config::{ReleaseConfig, Tier};
 use crate::registry::Model;
 
 use super::{
-    ActionKind, Candidate, Decided, Evidence, MixComparison, SliceComparison, Totals, slice_of,
+    ActionKind, Candidate, Decided, Evidence, MixComparison, SCORE_BINS, ScoreDrift,
+    SliceComparison, Totals, slice_of,
 };
 
 /// One-sided Welch test that `c`'s mean loss is above `p`'s: the p-value.
@@ -28,13 +29,61 @@ pub fn welch_greater(p: &Totals, c: &Totals) -> f64 {
     }
 }
 
+/// Bins the score drift check uses (groups of the `SCORE_BINS` histogram).
+const DRIFT_BINS: usize = 10;
+
+/// Each version's scores since the candidate started against production's
+/// reference (its quantiles at evenly spaced levels), as PSI over
+/// `DRIFT_BINS` equal-width bins: see [`ScoreDrift`].
+pub(super) fn score_drift(
+    c: &Candidate,
+    reference: &[f64],
+    psi: Tier,
+    min_n: u64,
+) -> Option<ScoreDrift> {
+    let t = c.totals.first()?;
+    let group = |h: &[u64]| {
+        let mut out = [0u64; DRIFT_BINS];
+        for (i, &x) in h.iter().enumerate() {
+            out[i * DRIFT_BINS / SCORE_BINS] += x;
+        }
+        out
+    };
+    let (p, k) = (group(&t[0].scores), group(&t[1].scores));
+    let n = [p.iter().sum::<u64>(), k.iter().sum::<u64>()];
+    if reference.is_empty() || n[0] < min_n || n[1] < min_n {
+        return None;
+    }
+    let mut reference_counts = [0u64; DRIFT_BINS];
+    for q in reference.iter().filter(|q| q.is_finite()) {
+        reference_counts[((q.clamp(0.0, 1.0) * DRIFT_BINS as f64) as usize).min(DRIFT_BINS - 1)] +=
+            1;
+    }
+    let (pp, pk) = (
+        crate::drift::psi(&reference_counts, &p),
+        crate::drift::psi(&reference_counts, &k),
+    );
+    Some(ScoreDrift {
+        statistic: "psi".into(),
+        candidate: pk,
+        production: pp,
+        critical: psi.critical,
+        n,
+        unique: pk >= psi.critical && pp < psi.critical,
+    })
+}
+
 /// The decision a candidate's comparison calls for now, if any:
-/// (action, slot, rule, evidence).
+/// (action, slot, rule, evidence). `score_reference`: production's score
+/// reference quantiles, when its `score` series has pinned one.
 pub(super) fn judge(
     c: &mut Candidate,
     model: &Model,
     now: i64,
     r: &ReleaseConfig,
+    statistic: &str,
+    score_reference: Option<&[f64]>,
+    psi: Tier,
 ) -> Option<(ActionKind, usize, &'static str, Evidence)> {
     // every slot with enough pairs on both sides, tested
     let mut rows: Vec<(usize, SliceComparison)> = Vec::new();
@@ -52,6 +101,9 @@ pub(super) fn judge(
                 traffic: [p.traffic, k.traffic],
                 loss: [lp, lc],
                 auc: [p.auc(), k.auc()],
+                accuracy: [p.accuracy(statistic), k.accuracy(statistic)],
+                log_loss: [p.log_loss(), k.log_loss()],
+                calibration: [p.calibration(), k.calibration()],
                 relative,
                 p_value: welch_greater(p, k),
                 p_adjusted: 1.0,
@@ -79,6 +131,12 @@ pub(super) fn judge(
     }
     c.latest = rows.iter().map(|(_, row)| row.clone()).collect();
     c.mix = mix(c, model, r);
+    c.drift = score_reference.and_then(|q| score_drift(c, q, psi, r.min_pairs));
+    if c.drift.as_ref().is_some_and(|d| d.unique) {
+        c.drift_streak += 1;
+    } else {
+        c.drift_streak = 0;
+    }
     // a rollback is final: the comparison goes on (the API, the panel), decisions do not
     if c.decided == Decided::RolledBack {
         return None;
@@ -115,6 +173,23 @@ pub(super) fn judge(
         return None;
     }
     c.streak = 0;
+    if c.drift_streak >= r.persistence
+        && let Some(d) = &c.drift
+    {
+        c.decided = Decided::RolledBack;
+        return Some((
+            ActionKind::RollbackRecommended,
+            0,
+            "release.unique_drift",
+            Evidence {
+                statistic: "score_psi".into(),
+                candidate: Some(d.candidate),
+                production: Some(d.production),
+                threshold: Some(d.critical),
+                ..Evidence::default()
+            },
+        ));
+    }
     if let Some((ev, dim)) = fairness(c, model, r) {
         c.decided = Decided::RolledBack;
         let _ = dim;
@@ -130,6 +205,7 @@ pub(super) fn judge(
         && now - c.started >= r.promote_after.as_millis()
         && let Some((_, row)) = overall
         && row.pairs[1] >= r.promote_min_pairs
+        && c.drift_streak == 0
         && rows.iter().all(|(_, row)| row.relative < r.worse_by)
     {
         c.decided = Decided::Promoted;
@@ -237,6 +313,12 @@ pub(super) fn summary(
         crate::incident::slice_words(slice)
     };
     match kind {
+        ActionKind::RollbackRecommended if e.statistic == "score_psi" => format!(
+            "{model}: roll back {mode} {version}: its scores drifted from production's reference (PSI {:.3}, critical {:.2}) while {base}'s on the same traffic did not ({:.3})",
+            e.candidate.unwrap_or(0.0),
+            e.threshold.unwrap_or(0.0),
+            e.production.unwrap_or(0.0)
+        ),
         ActionKind::RollbackRecommended if e.statistic == "fairness_gap" => format!(
             "{model}: roll back {mode} {version}: its quality gap across slices is {:.4} against {base}'s {:.4}",
             e.candidate.unwrap_or(0.0),
@@ -267,6 +349,66 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    const BRIER: &str = "brier";
+    const PSI: Tier = Tier::new(0.1, 0.25);
+
+    /// A score histogram (`SCORE_BINS` bins) with `n` scores spread evenly over [lo, hi).
+    fn scores(n: u64, lo: f64, hi: f64) -> Vec<u64> {
+        let mut h = vec![0u64; SCORE_BINS];
+        for i in 0..n {
+            let s = lo + (hi - lo) * (i as f64 + 0.5) / n as f64;
+            h[((s * SCORE_BINS as f64) as usize).min(SCORE_BINS - 1)] += 1;
+        }
+        h
+    }
+
+    #[test]
+    fn a_critical_score_drift_only_the_candidate_has_rolls_it_back_before_any_label() {
+        let r = ReleaseConfig::default();
+        let m = model();
+        // production's reference: scores spread evenly over [0, 1)
+        let reference: Vec<f64> = (0..100).map(|i| (i as f64 + 0.5) / 100.0).collect();
+        let with = |p: Vec<u64>, k: Vec<u64>| {
+            let mut c = candidate(vec![[Totals::default(), Totals::default()]]);
+            c.totals[0][0].scores = p;
+            c.totals[0][1].scores = k;
+            c
+        };
+        // the candidate scores everything high, production as its reference: no labels yet
+        let mut c = with(scores(4000, 0.0, 1.0), scores(1000, 0.7, 1.0));
+        for i in 1..r.persistence {
+            assert!(judge(&mut c, &m, 60_000, &r, BRIER, Some(&reference), PSI).is_none());
+            assert_eq!(c.drift_streak, i);
+        }
+        let d = c.drift.clone().expect("checked");
+        assert!(
+            d.unique && d.candidate >= PSI.critical && d.production < 0.01,
+            "{d:?}"
+        );
+        let (kind, slot, rule, ev) =
+            judge(&mut c, &m, 60_000, &r, BRIER, Some(&reference), PSI).expect("a rollback");
+        assert_eq!(
+            (kind, slot, rule),
+            (ActionKind::RollbackRecommended, 0, "release.unique_drift")
+        );
+        assert_eq!(ev.statistic, "score_psi");
+        assert_eq!(ev.threshold, Some(PSI.critical));
+        // the same drift in both versions is the traffic's, not the candidate's
+        let mut c = with(scores(4000, 0.7, 1.0), scores(1000, 0.7, 1.0));
+        for _ in 0..2 * r.persistence {
+            assert!(judge(&mut c, &m, 60_000, &r, BRIER, Some(&reference), PSI).is_none());
+        }
+        let d = c.drift.expect("checked");
+        assert!(!d.unique && d.production >= PSI.critical, "{d:?}");
+        // too few scores, or no reference pinned yet: not checked
+        let mut c = with(scores(4000, 0.0, 1.0), scores(r.min_pairs - 1, 0.7, 1.0));
+        assert!(judge(&mut c, &m, 60_000, &r, BRIER, Some(&reference), PSI).is_none());
+        assert!(c.drift.is_none());
+        let mut c = with(scores(4000, 0.0, 1.0), scores(1000, 0.7, 1.0));
+        assert!(judge(&mut c, &m, 60_000, &r, BRIER, None, PSI).is_none());
+        assert!(c.drift.is_none());
+    }
+
     /// `n` losses around `mean` (alternating ±0.05), order-independent totals.
     fn totals(n: u64, mean: f64) -> Totals {
         let mut t = Totals::default();
@@ -293,6 +435,8 @@ mod tests {
             started: 0,
             totals: slots,
             streak: 0,
+            drift_streak: 0,
+            drift: None,
             decided: Decided::Nothing,
             last_action: None,
             latest: Vec::new(),
@@ -314,12 +458,13 @@ mod tests {
         ]);
         for i in 1..r.persistence {
             assert!(
-                judge(&mut c, &m, 3_600_000, &r).is_none(),
+                judge(&mut c, &m, 3_600_000, &r, BRIER, None, PSI).is_none(),
                 "decided after {i}"
             );
             assert_eq!(c.streak, i);
         }
-        let (kind, slot, rule, ev) = judge(&mut c, &m, 3_600_000, &r).expect("a rollback");
+        let (kind, slot, rule, ev) =
+            judge(&mut c, &m, 3_600_000, &r, BRIER, None, PSI).expect("a rollback");
         assert_eq!(
             (kind, slot, rule),
             (ActionKind::RollbackRecommended, 3, "release.worse_by")
@@ -330,7 +475,7 @@ mod tests {
         );
         assert!(ev.p_adjusted.unwrap() <= r.alpha && ev.relative.unwrap() > 0.3);
         // final: nothing more for this candidate
-        assert!(judge(&mut c, &m, 99 * 3_600_000, &r).is_none());
+        assert!(judge(&mut c, &m, 99 * 3_600_000, &r, BRIER, None, PSI).is_none());
     }
 
     #[test]
@@ -340,13 +485,17 @@ mod tests {
         let same = |n| [totals(3 * n, 0.19), totals(n, 0.19)];
         let mut c = candidate(vec![same(3000), same(10), same(1500), same(1500)]);
         let early = r.promote_after.as_millis() - 1;
-        assert!(judge(&mut c, &m, early, &r).is_none());
-        let (kind, slot, _, _) = judge(&mut c, &m, early + 1, &r).expect("promote");
+        assert!(judge(&mut c, &m, early, &r, BRIER, None, PSI).is_none());
+        let (kind, slot, _, _) =
+            judge(&mut c, &m, early + 1, &r, BRIER, None, PSI).expect("promote");
         assert_eq!((kind, slot), (ActionKind::PromoteOk, 0));
-        assert!(judge(&mut c, &m, early + 2, &r).is_none(), "one promote");
+        assert!(
+            judge(&mut c, &m, early + 2, &r, BRIER, None, PSI).is_none(),
+            "one promote"
+        );
         // too few labelled pairs: no promote however long
         let mut thin = candidate(vec![same(500)]);
-        assert!(judge(&mut thin, &m, 100 * early, &r).is_none());
+        assert!(judge(&mut thin, &m, 100 * early, &r, BRIER, None, PSI).is_none());
     }
 
     #[test]
@@ -365,7 +514,7 @@ mod tests {
             [totals(3000, 0.19), totals(1000, 0.16)],
             [totals(3000, 0.19), totals(1000, 0.22)],
         ]);
-        let (kind, _, rule, ev) = judge(&mut c, &m, 1, &r).expect("fairness");
+        let (kind, _, rule, ev) = judge(&mut c, &m, 1, &r, BRIER, None, PSI).expect("fairness");
         assert_eq!(
             (kind, rule),
             (ActionKind::RollbackRecommended, "release.fairness_margin")

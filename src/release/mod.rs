@@ -58,8 +58,10 @@ use crate::sketch::moments::Moments;
 /// Candidates tracked per model; events of more versions are counted and
 /// left out of comparisons (never counted as production either).
 pub const MAX_CANDIDATES: usize = 8;
-/// Score histogram bins (AUC evidence).
+/// Score histogram bins (AUC evidence, score distribution).
 const SCORE_BINS: usize = 50;
+/// Scores are clamped to [this, 1 − this] before a log loss is taken.
+const LOG_LOSS_FLOOR: f64 = 1e-15;
 
 /// Whose an event is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +86,14 @@ pub struct Totals {
     /// Scores by label (binary with scores only), for AUC.
     pub pos: Vec<u32>,
     pub neg: Vec<u32>,
+    /// Pairs whose predicted class was right (binary and classes).
+    pub correct: u64,
+    /// Binary with scores: pairs with a score, their log loss, their
+    /// scores and positives summed (calibration-in-the-large).
+    pub scored: u64,
+    pub log_loss: Moments,
+    pub score_sum: Moments,
+    pub positives: u64,
 }
 
 impl Totals {
@@ -95,6 +105,21 @@ impl Totals {
             return 0.0;
         }
         self.loss.m2(self.pairs) / (self.pairs - 1) as f64
+    }
+    /// Share of pairs whose predicted class was right; None for regressions.
+    pub fn accuracy(&self, statistic: &str) -> Option<f64> {
+        (self.pairs > 0 && statistic != "squared_error")
+            .then(|| self.correct as f64 / self.pairs as f64)
+    }
+    /// Mean log loss (binary with scores).
+    pub fn log_loss(&self) -> Option<f64> {
+        (self.scored > 0).then(|| self.log_loss.mean(self.scored))
+    }
+    /// Calibration error in the large: |mean score − positive rate|.
+    pub fn calibration(&self) -> Option<f64> {
+        (self.scored > 0).then(|| {
+            (self.score_sum.mean(self.scored) - self.positives as f64 / self.scored as f64).abs()
+        })
     }
     /// Area under the ROC curve from the score histograms (ties within a bin count half).
     pub fn auc(&self) -> Option<f64> {
@@ -135,6 +160,10 @@ pub struct Candidate {
     pub totals: Vec<[Totals; 2]>,
     /// Consecutive evaluations with a worse slice.
     pub streak: u32,
+    /// Consecutive evaluations with a critical score drift only the candidate has.
+    pub drift_streak: u32,
+    /// The latest score-drift check against production's reference.
+    pub drift: Option<ScoreDrift>,
     pub decided: Decided,
     /// The open decision's action id (a later one supersedes it).
     pub last_action: Option<String>,
@@ -165,6 +194,22 @@ pub struct MixComparison {
     pub differs: bool,
 }
 
+/// Each version's score distribution since the candidate started, against
+/// the reference of production's `score` series (the one its drift alerts
+/// use), by the PSI over ten equal-width score bins with the `tests.psi`
+/// tiers: a drift is the candidate's own when its PSI is critical and
+/// production's, on the same traffic, is not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreDrift {
+    pub statistic: String,
+    pub candidate: f64,
+    pub production: f64,
+    pub critical: f64,
+    /// Scores counted (production, candidate).
+    pub n: [u64; 2],
+    pub unique: bool,
+}
+
 /// Counts a score into a histogram of `SCORE_BINS`.
 fn add_score(h: &mut Vec<u64>, score: Option<f64>) {
     let Some(s) = score.filter(|s| s.is_finite()) else {
@@ -184,6 +229,11 @@ pub struct SliceComparison {
     pub traffic: [u64; 2],
     pub loss: [f64; 2],
     pub auc: [Option<f64>; 2],
+    /// Shown beside the tested loss: accuracy (classes, binary), log loss
+    /// and calibration error in the large (binary with scores).
+    pub accuracy: [Option<f64>; 2],
+    pub log_loss: [Option<f64>; 2],
+    pub calibration: [Option<f64>; 2],
     /// Candidate's loss relative to production's, less one.
     pub relative: f64,
     pub p_value: f64,
@@ -385,6 +435,8 @@ impl Release {
             started: start,
             totals: Vec::new(),
             streak: 0,
+            drift_streak: 0,
+            drift: None,
             decided: Decided::Nothing,
             last_action: None,
             latest: Vec::new(),
@@ -585,18 +637,22 @@ impl Release {
 
     fn count(&mut self, p: &Pending, label: Label) {
         let score = (!p.score.is_nan()).then_some(p.score as f64);
-        let (statistic, loss, binary) = match label {
-            Label::Class(c) => ("error_rate", (p.class != c) as u8 as f64, None),
-            Label::Number(y) if (y == 0.0 || y == 1.0) => match score {
-                Some(s) => ("brier", (s - y) * (s - y), Some((s, y == 1.0))),
-                None => (
-                    "error_rate",
-                    ((p.prediction >= 0.5) != (y == 1.0)) as u8 as f64,
-                    None,
-                ),
-            },
+        let (statistic, loss, binary, correct) = match label {
+            Label::Class(c) => (
+                "error_rate",
+                (p.class != c) as u8 as f64,
+                None,
+                p.class == c,
+            ),
+            Label::Number(y) if (y == 0.0 || y == 1.0) => {
+                let right = (p.prediction >= 0.5) == (y == 1.0);
+                match score {
+                    Some(s) => ("brier", (s - y) * (s - y), Some((s, y == 1.0)), right),
+                    None => ("error_rate", (!right) as u8 as f64, None, right),
+                }
+            }
             Label::Number(y) if p.prediction.is_finite() => {
-                ("squared_error", (p.prediction - y).powi(2), None)
+                ("squared_error", (p.prediction - y).powi(2), None, false)
             }
             Label::Number(_) => return,
         };
@@ -618,7 +674,14 @@ impl Release {
                 let tot = &mut c.totals[slot][side];
                 tot.pairs += 1;
                 tot.loss.add(loss);
+                tot.correct += correct as u64;
                 if let Some((s, positive)) = binary {
+                    let q = s.clamp(LOG_LOSS_FLOOR, 1.0 - LOG_LOSS_FLOOR);
+                    tot.scored += 1;
+                    tot.log_loss
+                        .add(-if positive { q.ln() } else { (1.0 - q).ln() });
+                    tot.score_sum.add(s);
+                    tot.positives += positive as u64;
                     let h = if positive { &mut tot.pos } else { &mut tot.neg };
                     if h.is_empty() {
                         h.resize(SCORE_BINS, 0);
@@ -632,8 +695,16 @@ impl Release {
     }
 
     /// Compares every live candidate (every `release.evaluate_every`) and
-    /// queues the decisions; `models` names the slots.
-    pub fn evaluate(&mut self, now: i64, models: &[Model], cfg: &Config, cx: &Context<'_>) {
+    /// queues the decisions; `models` names the slots; `score_reference(m)`
+    /// is model `m`'s pinned score reference (quantiles), if any.
+    pub fn evaluate<'r>(
+        &mut self,
+        now: i64,
+        models: &[Model],
+        cfg: &Config,
+        cx: &Context<'_>,
+        score_reference: impl Fn(usize) -> Option<&'r [f64]>,
+    ) {
         self.expire(
             now - cfg
                 .join
@@ -651,8 +722,9 @@ impl Release {
         for (m, mr) in self.models.iter_mut().enumerate() {
             let Some(model) = models.get(m) else { continue };
             let statistic = mr.statistic.clone().unwrap_or_else(|| "brier".into());
+            let reference = score_reference(m);
             for c in &mut mr.candidates {
-                let decision = judge(c, model, now, r);
+                let decision = judge(c, model, now, r, &statistic, reference, cfg.tests.psi);
                 let Some((kind, slot, rule, evidence)) = decision else {
                     continue;
                 };
@@ -751,6 +823,43 @@ mod tests {
         let pv = welch_greater(&p, &c);
         assert!((pv - 0.019_901_5).abs() < 1e-6, "{pv}");
         assert!(welch_greater(&c, &p) > 0.9);
+    }
+
+    #[test]
+    fn accuracy_log_loss_and_calibration_of_labelled_pairs() {
+        let cfg = ReleaseConfig::default();
+        let mut r = Release::default();
+        assert_eq!(r.role(0, "m", Some("v7"), false, 0, &cfg), Role::Production);
+        assert_eq!(
+            r.role(0, "m", Some("v8"), false, 0, &cfg),
+            Role::Candidate(0)
+        );
+        for (s, y) in [(0.9, 1.0), (0.2, 0.0), (0.6, 0.0), (0.4, 1.0)] {
+            let p = Pending {
+                model: 0,
+                version: 1,
+                slots: [0; MAX_SLOTS],
+                n_slots: 1,
+                prediction: (s >= 0.5) as u8 as f64,
+                class: 0,
+                score: s as f32,
+                event_time: 1,
+            };
+            r.count(&p, Label::Number(y));
+        }
+        let t = &r.models[0].candidates[0].totals[0][1];
+        // sklearn.metrics.log_loss([1,0,0,1], [.9,.2,.6,.4]) = 0.5402710...
+        let ll = -(0.9f64.ln() + 0.8f64.ln() + 0.4f64.ln() + 0.4f64.ln()) / 4.0;
+        assert!(
+            (t.log_loss().unwrap() - ll).abs() < 1e-6,
+            "{:?}",
+            t.log_loss()
+        );
+        assert_eq!(t.accuracy("brier"), Some(0.5));
+        assert!((t.calibration().unwrap() - 0.025).abs() < 1e-6);
+        assert_eq!(t.accuracy("squared_error"), None);
+        // production's side saw nothing
+        assert_eq!(r.models[0].candidates[0].totals[0][0].log_loss(), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::registry::Model;
 
-use super::{Decided, MixComparison, Release, SliceComparison};
+use super::{Decided, MixComparison, Release, ScoreDrift, SliceComparison};
 
 /// A model's versions as the API and dashboard show them.
 #[derive(Clone, Debug, Serialize)]
@@ -26,6 +26,8 @@ pub struct CandidateView {
     pub slices: Vec<SliceComparison>,
     /// Input mix per slice dimension and score distribution, compared.
     pub mix: Vec<MixComparison>,
+    /// Each version's scores against production's reference (the unique-drift rule).
+    pub drift: Option<ScoreDrift>,
 }
 
 /// The versions of every model with a candidate.
@@ -50,6 +52,7 @@ pub fn views(r: &Release, models: &[Model]) -> Vec<VersionsView> {
                         last_action: c.last_action.clone(),
                         slices: c.latest.clone(),
                         mix: c.mix.clone(),
+                        drift: c.drift.clone(),
                     })
                     .collect(),
             })

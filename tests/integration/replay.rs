@@ -343,3 +343,88 @@ fn retraining_is_requested_once_until_acknowledged_then_after_the_cooldown() {
     assert_ne!(acked[1]["action_id"], acked[0]["action_id"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Before any label: a shadow whose scores drift from production's reference
+/// while production's do not is rolled back by `release.unique_drift`; a
+/// shadow that scores like production is not, and neither touches
+/// production's alerts.
+#[test]
+fn a_shadow_scoring_apart_is_rolled_back_before_any_label() {
+    let dir = tempdir("replay-unique-drift");
+    let p = dir.join("p.jsonl");
+    write_stream(
+        &p,
+        &Stream {
+            hours: 6.0,
+            per_second: 1.0,
+            shift_at_hour: None,
+            seed: 11,
+        },
+    );
+    let shadow_from = T0 + 3 * 3_600_000;
+    let with_shadow = |name: &str, lift: f64| {
+        let out = dir.join(name);
+        let mut lines = Vec::new();
+        for line in std::fs::read_to_string(&p).unwrap().lines() {
+            lines.push(line.to_string());
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["event_time"].as_i64().unwrap() < shadow_from {
+                continue;
+            }
+            let s = (v["score"].as_f64().unwrap() + lift).min(1.0);
+            v["score"] = s.into();
+            v["prediction"] = ((s > 0.5) as u8).into();
+            v["model_version"] = "v2".into();
+            v["shadow"] = true.into();
+            lines.push(v.to_string());
+        }
+        std::fs::write(&out, lines.join("\n") + "\n").unwrap();
+        out
+    };
+    let replay = |input: &std::path::Path, tag: &str| {
+        let (alerts, actions) = (dir.join(format!("{tag}.a")), dir.join(format!("{tag}.x")));
+        let o = run(&[
+            "replay",
+            "--predictions",
+            input.to_str().unwrap(),
+            "--output",
+            alerts.to_str().unwrap(),
+            "--actions",
+            actions.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let acts: Vec<serde_json::Value> = std::fs::read_to_string(&actions)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (std::fs::read_to_string(&alerts).unwrap(), acts, stderr(&o))
+    };
+    let (plain, none, _) = replay(&p, "plain");
+    assert!(none.is_empty(), "{none:?}");
+    let (alerts, acts, err) = replay(&with_shadow("apart.jsonl", 0.4), "apart");
+    assert_eq!(alerts, plain, "the shadow changed production's alerts");
+    let rollbacks: Vec<_> = acts
+        .iter()
+        .filter(|a| a["action"] == "rollback_recommended")
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "{acts:#?}");
+    let a = rollbacks[0];
+    assert_eq!(a["model_version"], "v2");
+    assert_eq!(a["mode"], "shadow");
+    assert_eq!(a["rule"], "release.unique_drift");
+    assert_eq!(a["evidence"]["statistic"], "score_psi");
+    assert!(a["evidence"]["candidate"].as_f64().unwrap() >= 0.25, "{a}");
+    assert!(a["evidence"]["production"].as_f64().unwrap() < 0.25, "{a}");
+    // persistence evaluations after the first with enough scores, not hours
+    let delay = a["decided_at"].as_i64().unwrap() - shadow_from;
+    assert!(
+        (0..=3_600_000).contains(&delay),
+        "decided {delay} ms after the shadow's start"
+    );
+    assert!(err.contains("version v2 of m1 (shadow)"), "{err}");
+    // the same scores in shadow: nothing to decide without labels
+    let (alerts, acts, _) = replay(&with_shadow("twin.jsonl", 0.0), "twin");
+    assert_eq!(alerts, plain);
+    assert!(acts.is_empty(), "{acts:#?}");
+}

@@ -860,8 +860,14 @@ interval = "300ms"
             extra_env["DRIFTLINE_FAULT_ABORT_AFTER_CHECKPOINT"] = "3"
         proc = subprocess.Popen([BIN, "run", "--config", cfg_c, "--log-format", "json"],
                                 stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=extra_env)
+        # the random kill moments are drawn whatever happens, so every run
+        # of the test kills at the same offsets of its wall clock; the
+        # fault-hook run is waited for (it aborts by itself after its third
+        # checkpoint: a machine under load may take longer than any fixed
+        # moment to get there)
+        moment = rnd.uniform(2.0, 5.0)
         try:
-            proc.wait(rnd.uniform(2.0, 5.0))
+            proc.wait(120.0 if i == 1 else moment)
         except subprocess.TimeoutExpired:
             proc.kill()
         proc.wait()
