@@ -197,6 +197,8 @@ pub fn replay(
     };
     let baselines = Baseline::load_configured(&cfg)?;
     let mut engine = Engine::with_baselines(cfg, baselines);
+    // without an outcomes file no prediction waits in the join
+    engine.expect_outcomes(!outcomes.is_empty());
     let input = &engine.config().input;
     let merged = open_merged(
         predictions,

@@ -381,6 +381,15 @@ impl Engine {
         if cn == 0 {
             return None;
         }
+        if !self.enough(cn, rn) {
+            return Some(too_few(
+                sid,
+                Channel::Quality,
+                AlertKind::DataQuality,
+                cn,
+                rn,
+            ));
+        }
         // a rate now against the reference's: the rise is the effect, the z-test gates
         let rise = |test, x_ref: u64, x_cur: u64, tier| Scored {
             test,
@@ -409,14 +418,12 @@ impl Engine {
                 p_value: Some(p_new),
             });
         }
-        let enough =
-            cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples;
         Some(self.channel_eval(
             sid,
             Channel::Quality,
             AlertKind::DataQuality,
             &scored,
-            enough,
+            true,
             cn,
             rn,
         ))
@@ -435,6 +442,9 @@ impl Engine {
         let (rn, cn) = (r.sketch.values, cur.values);
         if cn == 0 || rn == 0 {
             return None;
+        }
+        if !self.enough(cn, rn) {
+            return Some(too_few(sid, Channel::Drift, kind, cn, rn));
         }
         let mut scored = Vec::with_capacity(4);
         match feat.kind? {
@@ -507,9 +517,12 @@ impl Engine {
                 });
             }
         }
-        let enough =
-            cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples;
-        Some(self.channel_eval(sid, Channel::Drift, kind, &scored, enough, cn, rn))
+        Some(self.channel_eval(sid, Channel::Drift, kind, &scored, true, cn, rn))
+    }
+
+    /// Whether a window holds enough values (and its reference enough) to be tested.
+    fn enough(&self, cn: u64, rn: u64) -> bool {
+        cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -540,6 +553,29 @@ impl Engine {
             current_n: cn,
             reference_n: rn,
         }
+    }
+}
+
+/// A channel with too few values to test: no statistic is computed (the
+/// cost of a sparse series is then its bucket bookkeeping only), it breaches
+/// nothing and is not calm — an open alert neither fires again nor resolves
+/// on a handful of values.
+fn too_few(sid: u32, channel: Channel, kind: AlertKind, cn: u64, rn: u64) -> ChannelEval {
+    ChannelEval {
+        series: sid,
+        channel,
+        kind,
+        severity: None,
+        calm: false,
+        test: Test::None,
+        statistic: 0.0,
+        threshold: 0.0,
+        p_value: None,
+        gate_p: None,
+        enough: false,
+        tests: Vec::new(),
+        current_n: cn,
+        reference_n: rn,
     }
 }
 

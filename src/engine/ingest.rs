@@ -351,21 +351,20 @@ impl Engine {
             Scalar::Number(x) => (*x, 0),
             Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
         };
-        if self.outcomes {
-            let join = &self.cfg.join;
-            self.release.prediction(
-                join::key(&p.model_id, &p.trace_id),
-                m,
-                role,
-                &slots,
-                prediction,
-                class,
-                p.score,
-                p.event_time,
-                join.ttl.as_millis(),
-                join.max_waiting,
-            );
-        }
+        // counted as traffic always; waits for an outcome only when one can come
+        let join = &self.cfg.join;
+        self.release.prediction(
+            join::key(&p.model_id, &p.trace_id),
+            m,
+            role,
+            &slots,
+            prediction,
+            class,
+            p.score,
+            p.event_time,
+            self.outcomes
+                .then(|| (join.ttl.as_millis(), join.max_waiting)),
+        );
         self.slots = slots;
         self.advance_to(p.event_time);
         Applied::Applied

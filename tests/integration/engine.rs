@@ -330,3 +330,42 @@ fn a_delayed_label_alert_covers_the_predictions_that_moved_it() {
     let span_s = (concept.window_end - concept.window_start) / 1000;
     assert!(concept.sample_size.current > 0 && concept.sample_size.current <= 2 * span_s);
 }
+
+/// A window with fewer than `policy.min_samples` values is not tested: it
+/// cannot fire, and an open drift alert does not resolve on a handful of
+/// values that happen to look like the reference.
+#[test]
+fn too_few_values_neither_fire_nor_resolve() {
+    let mut cfg = Config::default();
+    cfg.policy.min_samples = 2000;
+    let (_, alerts) = run(6.0, cfg, |h, rng| {
+        let x = if h < 2.0 {
+            Value::Number(rng.normal())
+        } else if h < 3.0 {
+            Value::Number(rng.normal() + 3.0)
+        } else if rng.uniform() < 0.1 {
+            // ~720 values an hour, like the reference's: enough to look calm, too few to test
+            Value::Number(rng.normal())
+        } else {
+            Value::Null
+        };
+        vec![("x".to_string(), x)]
+    });
+    first(&alerts, AlertKind::DataDrift, "x");
+    let drift: Vec<_> = alerts
+        .iter()
+        .filter(|x| x.kind == AlertKind::DataDrift)
+        .collect();
+    assert!(
+        drift.iter().all(|x| x.state != AlertState::Resolved),
+        "resolved on too few values: {drift:#?}"
+    );
+    // the overall series and each region fired once, for the one shift
+    assert!(
+        drift
+            .iter()
+            .filter(|x| x.state == AlertState::Firing)
+            .count()
+            <= 3
+    );
+}
