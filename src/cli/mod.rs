@@ -90,6 +90,11 @@ pub enum Command {
         /// Stop at the first bad event with exit code 1.
         #[arg(long)]
         strict: bool,
+        /// Threads: 1 reads, decodes and applies on one; 2 or more read and
+        /// decode on a thread of their own beside the engine (default: the
+        /// cores available). The output is the same whatever the number.
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Everything in one process: an in-process Kafka, a simulated inference
     /// service with drifts injected, the monitor, and the alerts as they arrive.
@@ -201,6 +206,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             actions,
             control,
             strict,
+            workers,
         } => replay::replay(
             Config::load(&config)?,
             &predictions,
@@ -212,6 +218,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
             control,
             strict,
+            workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
         ),
         Command::Demo { duration, listen } => service::demo(duration, listen),
         Command::Run {

@@ -190,6 +190,7 @@ pub fn replay(
     outputs: Outputs,
     control: Option<PathBuf>,
     strict: bool,
+    workers: usize,
 ) -> Result<i32> {
     let mut pending: std::collections::VecDeque<(usize, Control)> = match &control {
         Some(p) => read_control(p)?.into(),
@@ -233,7 +234,12 @@ pub fn replay(
     let started = Instant::now();
     let mut n: u64 = 0;
     let mut feeder = Feeder::default();
-    for rec in merged {
+    let records: Box<dyn Iterator<Item = crate::source::file::Record>> = if workers > 1 {
+        Box::new(crate::source::file::Threaded::spawn(merged))
+    } else {
+        Box::new(merged)
+    };
+    for rec in records {
         if !pending.is_empty()
             && let Some(w) = engine.watermark()
         {

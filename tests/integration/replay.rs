@@ -428,3 +428,42 @@ fn a_shadow_scoring_apart_is_rolled_back_before_any_label() {
     assert_eq!(alerts, plain);
     assert!(acts.is_empty(), "{acts:#?}");
 }
+
+/// Reading and decoding on a thread of their own changes nothing: the same
+/// alerts, byte for byte, and the same bad lines named in the same order.
+#[test]
+fn workers_change_nothing_in_the_output() {
+    let dir = tempdir("replay-workers");
+    let p = shifted(&dir);
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    // bad lines at the start, mid-way (past a hand-over batch) and at the end
+    let at = text.match_indices('\n').nth(2500).unwrap().0 + 1;
+    text.insert_str(at, "{\"not\": \"an event\"}\n");
+    let text = format!("garbage\n{text}{{\"trace_id\":\n");
+    std::fs::write(&p, text).unwrap();
+    let replay = |w: &str| {
+        let out = dir.join(format!("alerts-{w}.jsonl"));
+        let o = run(&[
+            "replay",
+            "--predictions",
+            p.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--workers",
+            w,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let named: Vec<String> = stderr(&o)
+            .lines()
+            .filter(|l| l.contains("p.jsonl:"))
+            .map(str::to_string)
+            .collect();
+        (std::fs::read(&out).unwrap(), named)
+    };
+    let (one, bad_one) = replay("1");
+    let (three, bad_three) = replay("3");
+    assert!(!one.is_empty());
+    assert_eq!(one, three, "alerts differ between --workers 1 and 3");
+    assert_eq!(bad_one.len(), 3, "{bad_one:#?}");
+    assert_eq!(bad_one, bad_three);
+}
