@@ -146,9 +146,9 @@ impl Service {
         let engine = &mut self.tasks[task].engine;
         let late_before = engine.stats.late;
         let evaluations_before = engine.stats.evaluations;
+        self.batch[usize::from(!is_predictions)].messages += 1;
         if self.otel.is_some() {
             let b = &mut self.batch[usize::from(!is_predictions)];
-            b.messages += 1;
             if b.started.is_none() {
                 b.started = Some(std::time::SystemTime::now());
             }
@@ -183,9 +183,9 @@ impl Service {
             }
             r
         });
+        let took = now.elapsed();
+        self.batch[usize::from(!is_predictions)].busy += took;
         if let Some(o) = &self.otel {
-            let took = now.elapsed();
-            self.batch[usize::from(!is_predictions)].busy += took;
             let evaluations = engine.stats.evaluations - evaluations_before;
             if evaluations > 0 {
                 let started = std::time::SystemTime::now() - took;

@@ -111,6 +111,8 @@ pub struct Service {
     recent_alerts: VecDeque<Alert>,
     /// The newest actions, for the API and the dashboard.
     recent_actions: VecDeque<crate::release::Action>,
+    /// Batch processing time and alert latency (HDR histograms).
+    latency: telemetry::latency::Latency,
     otel: Option<telemetry::otel::Otel>,
     /// The batch being processed, per topic (predictions, outcomes), for
     /// its `process` span: messages, busy time, start, producers' traces.
@@ -169,6 +171,7 @@ impl Service {
             consumed: [0; 2],
             recent_alerts: VecDeque::new(),
             recent_actions: VecDeque::new(),
+            latency: Default::default(),
             otel: None,
             batch: Default::default(),
             poll_started: (Instant::now(), std::time::SystemTime::now()),

@@ -22,7 +22,18 @@ impl Service {
     /// Ends the batches processed since the last tick: one `process` span
     /// and one `messaging.process.duration` observation per topic.
     pub(super) fn end_batches(&mut self) {
-        let Some(otel) = &self.otel else { return };
+        for b in &self.batch {
+            if b.messages > 0 {
+                self.latency.batch(b.busy);
+            }
+        }
+        let Some(otel) = &self.otel else {
+            for b in &mut self.batch {
+                b.messages = 0;
+                b.busy = Duration::ZERO;
+            }
+            return;
+        };
         // the poll of this tick: how many messages came, and how long the
         // loop waited for them (the tick less the time spent processing)
         let (start, wall) = std::mem::replace(
@@ -145,6 +156,7 @@ impl Service {
                 .flat_map(|t| t.engine.versions())
                 .collect(),
             recent_actions: self.recent_actions.iter().cloned().collect(),
+            latency: self.latency.view(),
             feedback: crate::incident::feedback::rows(
                 self.tasks
                     .iter()

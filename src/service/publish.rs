@@ -33,6 +33,7 @@ impl Service {
                 o.send_alert(&a, &self.cfg.kafka.alerts_topic, t.elapsed(), wall);
             }
             self.stats.alerts_published += 1;
+            self.latency.alert(a.emitted_at - a.window_end);
             if self.recent_alerts.len() >= telemetry::RECENT_ALERTS {
                 self.recent_alerts.pop_front();
             }

@@ -13,6 +13,7 @@
 //! series for the per-series gauges — never trace ids or raw slice values
 //! beyond the engine's caps.
 
+pub mod latency;
 pub mod otel;
 
 use std::collections::BTreeMap;
@@ -117,6 +118,8 @@ pub struct Snapshot {
     pub versions: Vec<crate::release::VersionsView>,
     /// The newest action events (release decisions, retrain requests).
     pub recent_actions: Vec<crate::release::Action>,
+    /// Batch processing time and alert latency, as quantiles.
+    pub latency: latency::LatencyView,
 }
 
 /// The published snapshot: swapped whole under a short lock; and the
@@ -418,6 +421,25 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
         if let Some(p) = &v.last {
             l.push(("test".into(), p.test.clone()));
             stat.get_or_create(&l).set(p.statistic);
+        }
+    }
+    for (name, help, q) in [
+        (
+            "driftline_batch_processing",
+            "Time to process one poll's batch of one input topic, since start (HDR histogram quantile)",
+            &s.latency.batch_processing,
+        ),
+        (
+            "driftline_alert_latency",
+            "From an alert's window end (event time) to its publication (wall clock), since start (HDR histogram quantile)",
+            &s.latency.alert_latency,
+        ),
+    ] {
+        let g = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        reg.register_with_unit(name, help, Unit::Seconds, g.clone());
+        for (quantile, seconds) in &q.seconds {
+            g.get_or_create(&labels(&[("quantile", &quantile.to_string())]))
+                .set(*seconds);
         }
     }
     let mut out = String::new();

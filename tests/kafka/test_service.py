@@ -1245,6 +1245,17 @@ listen = "127.0.0.1:{port}"
                   if s.name.endswith("_total")}
         assert alerts.get(("data_drift", "critical", "escalated"), 0) >= 1, alerts
         assert all("trace" not in k for f in fams.values() for s in f.samples for k in s.labels)
+        # latency distributions (HDR histograms): every published alert is in
+        # alert_latency, quantiles ordered; batches were timed
+        status = json.loads(http_get(base + "/api/status")[1])
+        lat = status["latency"]
+        assert lat["alert_latency"]["count"] == status["alerts_published"] > 0, (lat, status["alerts_published"])
+        assert lat["batch_processing"]["count"] > 0, lat
+        for name in ("driftline_alert_latency_seconds", "driftline_batch_processing_seconds"):
+            q = {s.labels["quantile"]: s.value for s in fams[name].samples}
+            assert set(q) == {"0.5", "0.9", "0.99", "1"} and q["0.5"] <= q["0.99"] <= q["1"], (name, q)
+        # the stream's events are from 2026-01: its alerts reach the topic months after their windows end
+        assert {s.labels["quantile"]: s.value for s in fams["driftline_alert_latency_seconds"].samples}["0.5"] > 86400
         code, cfg_text = http_get(base + "/api/config")
         assert code == 200 and "[kafka]" in cfg_text
         code, inc_text = http_get(base + "/api/incidents")
