@@ -235,7 +235,7 @@ pub fn replay(
     let mut n: u64 = 0;
     let mut feeder = Feeder::default();
     let records: Box<dyn Iterator<Item = crate::source::file::Record>> = if workers > 1 {
-        Box::new(crate::source::file::Threaded::spawn(merged))
+        Box::new(crate::source::threaded::Threaded::spawn(merged))
     } else {
         Box::new(merged)
     };

@@ -2,3 +2,4 @@
 //! and merges them by event time; the Kafka source comes with the service.
 
 pub mod file;
+pub mod threaded;
