@@ -102,6 +102,11 @@ pub struct Service {
     /// Test hook (`DRIFTLINE_FAULT_ABORT_AFTER_CHECKPOINT=N`): abort right
     /// after the N-th checkpoint is written, before its offsets are committed.
     crash_after_checkpoint: Option<u64>,
+    /// Test hook (`DRIFTLINE_FAULT_SKIP_REBUILD_SEEK=1`): a rebuilt
+    /// partition is not sought to its start, as when librdkafka's fetch of
+    /// the committed offset lands after the seek (the race `handle.rs`'s
+    /// re-seek answers), so a test can force what load only sometimes does.
+    skip_rebuild_seek: bool,
     /// What the HTTP side reads, refreshed once a second.
     pub snapshot: Shared,
     last_snapshot: Instant,
@@ -166,6 +171,8 @@ impl Service {
             crash_after_checkpoint: std::env::var("DRIFTLINE_FAULT_ABORT_AFTER_CHECKPOINT")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            skip_rebuild_seek: std::env::var("DRIFTLINE_FAULT_SKIP_REBUILD_SEEK")
+                .is_ok_and(|v| v == "1"),
             snapshot: Shared::default(),
             last_snapshot: Instant::now(),
             consumed: [0; 2],

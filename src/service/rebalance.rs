@@ -140,6 +140,10 @@ impl Service {
             // auto.offset.reset=earliest takes over.
             let _ = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0));
         }
+        if self.skip_rebuild_seek {
+            tracing::warn!("fault injection: the seek to the start of rebuilt partitions is skipped");
+            return;
+        }
         if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10)) {
             tracing::warn!(error = %e, "cannot seek to the start of the assigned partitions");
         }

@@ -890,6 +890,47 @@ interval = "300ms"
           f"{len(got_ids)} distinct ids (uninterrupted: {len(want)})", flush=True)
 
 
+def test_a_rebuild_whose_seek_is_overridden_reads_from_the_start(env):
+    """The race behind the members test's lost counts, forced: the group has
+    committed offsets half-way into every partition, the service has no
+    checkpoint (it rebuilds from offset 0), and the fault hook skips the
+    seek on assignment — as when librdkafka's fetch of the committed offset
+    lands after it. The first message then lies past the state's start: the
+    service must seek to the start again and count every event."""
+    preds, outs = scenario_events()
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    produce_keyed(env, names, preds, outs, 0.0, 1.0)
+    group = "g-reseek-" + names["alerts"]
+    cfg = env.config(names, "confluent", group, start_from="checkpoint", extra=f"""
+[checkpoint]
+dir = "{os.path.join(env.tmp, 'ckpt-reseek')}"
+interval = "1s"
+""")
+    # the group's committed offsets, half-way (a commit without membership)
+    c = Consumer({"bootstrap.servers": env.bootstrap, "group.id": group, "enable.auto.commit": False})
+    half = []
+    for t in (names["predictions"], names["outcomes"]):
+        for p in range(3):
+            lo, hi = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+            assert hi - lo > 100, (t, p, lo, hi)
+            half.append(TopicPartition(t, p, (lo + hi) // 2))
+    c.commit(offsets=half, asynchronous=False)
+    c.close()
+    log = os.path.join(env.tmp, "reseek.log")
+    extra_env = dict(os.environ, DRIFTLINE_FAULT_SKIP_REBUILD_SEEK="1")
+    proc = subprocess.Popen([BIN, "run", "--config", cfg, "--log-format", "json", "--until-end"],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=extra_env)
+    assert proc.wait(300) == 0, open(log).read()[-2000:]
+    text = open(log).read()
+    assert "fault injection: the seek to the start of rebuilt partitions is skipped" in text
+    reseeks = text.count("seeking to the start again")
+    assert reseeks >= 6, f"{reseeks} re-seeks for 6 partitions started half-way"
+    counts = checkpoint_counts(cfg)
+    for k, n in recount(preds).items():
+        assert counts.get(k) == n, (k, counts.get(k), n)
+    print(f"    reseek: {reseeks} re-seeks, every series counted in full", flush=True)
+
+
 REBALANCE_MODELS = [("fraud-a", "abrupt_amount"), ("fraud-b", "null_spike"), ("fraud-c", "concept_flip")]
 
 
@@ -1457,7 +1498,7 @@ def test_schema_registry_resolves_writer_schemas(env):
         srv.shutdown()
 
 
-TESTS = [test_schema_registry_resolves_writer_schemas, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
+TESTS = [test_schema_registry_resolves_writer_schemas, test_a_rebuild_whose_seek_is_overridden_reads_from_the_start, test_confluent_alerts_equal_replay_and_poison_goes_to_dlq, test_plain_avro, test_json_with_garbage,
          test_sigkill_mid_stream_and_restart_publishes_every_alert, test_absurd_timestamps_are_refused_per_partition,
          test_an_oversized_dead_letter_never_wedges_the_service, test_a_large_poison_at_a_partition_head_holds_flow_control,
          test_a_missing_input_topic_is_named_and_not_ready, test_incident_subscriber_dedupes_and_routes_by_owner,
