@@ -24,9 +24,12 @@ for size in 1m 5m; do
   [ -f "$dir/p-null.avro" ] || $bin convert --kind predictions --codec null --input "$p" --output "$dir/p-null.avro" 2>/dev/null
   [ -f "$dir/p-deflate.avro" ] || $bin convert --kind predictions --codec deflate --input "$p" --output "$dir/p-deflate.avro" 2>/dev/null
   for input in "$p" "$dir/p-null.avro" "$dir/p-deflate.avro"; do
-    out=$( { /usr/bin/time -f 'peak_rss_kb=%M' $bin replay --predictions "$input" --output /dev/null; } 2>&1 )
-    rate_line=$(echo "$out" | grep 'events read')
-    rss=$(echo "$out" | grep -o 'peak_rss_kb=[0-9]*' | cut -d= -f2)
-    echo "$size $(basename "$input"): ${rate_line#events read: } | peak RSS $(awk "BEGIN{printf \"%.1f\", $rss/1024}") MiB"
+    for workers in 1 2; do
+      out=$( { /usr/bin/time -f 'peak_rss_kb=%M user=%U sys=%S' $bin replay --predictions "$input" --output /dev/null --workers $workers; } 2>&1 )
+      rate_line=$(echo "$out" | grep 'events read')
+      rss=$(echo "$out" | grep -o 'peak_rss_kb=[0-9]*' | cut -d= -f2)
+      cpu=$(echo "$out" | grep -o 'user=.*')
+      echo "$size $(basename "$input") --workers $workers: ${rate_line#events read: } | peak RSS $(awk "BEGIN{printf \"%.1f\", $rss/1024}") MiB | $cpu"
+    done
   done
 done

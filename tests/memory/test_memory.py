@@ -22,6 +22,8 @@ T0 = 1_767_225_600_000
 # (+ series x window buckets x sketch, small here: the caps hold series to ~1.5k)
 BASE_MIB = 64
 WAITING_BYTES = 330
+# predictions only (no outcomes file): nothing waits in the join
+PREDICTIONS_ONLY_MIB = 64
 
 
 def peak_rss_mib(cmd, env=None):
@@ -53,9 +55,19 @@ def attack(tmp):
                 "features": {"amount": (i % 1000) / 10.0, "device": f"d{i}", f"f{i}": 1.0},
                 "slices": slices, "prediction": 0, "score": 0.5,
             }, separators=(",", ":")) + "\n")
+    # one outcome, for no prediction, at the end: outcomes can come, so
+    # every prediction waits in the join (without an outcomes file none does)
+    outcomes = os.path.join(tmp, "outcomes.jsonl")
+    with open(outcomes, "w") as f:
+        f.write(json.dumps({"trace_id": "none", "model_id": "m", "event_time": T0 + n * 100, "label": 0}) + "\n")
+    rss, err = peak_rss_mib([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftline.toml"),
+                             "--predictions", path, "--output", os.devnull])
+    evicted = int(re.search(r"(\d+) evicted at the cap", err).group(1))
+    print(f"    cardinality attack, predictions only: peak RSS {rss:.1f} MiB, {evicted} evicted", flush=True)
+    assert evicted == 0 and rss < PREDICTIONS_ONLY_MIB, (rss, evicted)
     for max_waiting in (1_000_000, 100_000):
         rss, err = peak_rss_mib([BIN, "replay", "--config", os.path.join(ROOT, "config", "driftline.toml"),
-                                 "--predictions", path, "--output", os.devnull],
+                                 "--predictions", path, "--outcomes", outcomes, "--output", os.devnull],
                                 env={"DRIFTLINE__JOIN__MAX_WAITING": str(max_waiting)})
         bound = BASE_MIB + max_waiting * WAITING_BYTES / 2**20
         capped = re.search(r"capped: (\d+) slice values counted as __other__, (\d+) categories counted as __other__, "
