@@ -141,7 +141,9 @@ impl Service {
             let _ = tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(0));
         }
         if self.skip_rebuild_seek {
-            tracing::warn!("fault injection: the seek to the start of rebuilt partitions is skipped");
+            tracing::warn!(
+                "fault injection: the seek to the start of rebuilt partitions is skipped"
+            );
             return;
         }
         if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10)) {
