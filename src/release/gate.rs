@@ -159,6 +159,20 @@ pub(super) fn judge(
         .iter()
         .filter(|(_, row)| row.worse)
         .max_by(|a, b| a.1.relative.total_cmp(&b.1.relative).then(b.0.cmp(&a.0)));
+    // worse in every tested value of its slice's dimension is worse as a
+    // whole: the rollback names the model, not the value that happened to
+    // be worst, so no one reads a global regression as a local one
+    let worst = worst.map(|w| {
+        let dim_all_worse = !w.1.slice.is_empty()
+            && rows
+                .iter()
+                .filter(|(_, o)| o.slice.keys().eq(w.1.slice.keys()))
+                .all(|(_, o)| o.worse);
+        match rows.iter().find(|(slot, o)| *slot == 0 && o.worse) {
+            Some(overall) if dim_all_worse => overall,
+            _ => w,
+        }
+    });
     if let Some((slot, row)) = worst {
         c.streak += 1;
         if c.streak >= r.persistence {
@@ -476,6 +490,37 @@ mod tests {
         assert!(ev.p_adjusted.unwrap() <= r.alpha && ev.relative.unwrap() > 0.3);
         // final: nothing more for this candidate
         assert!(judge(&mut c, &m, 99 * 3_600_000, &r, BRIER, None, PSI).is_none());
+    }
+
+    #[test]
+    fn a_candidate_worse_in_every_value_of_a_dimension_is_rolled_back_as_a_whole() {
+        let r = ReleaseConfig::default();
+        let m = model();
+        let worse = |n| [totals(3 * n, 0.19), totals(n, 0.25)];
+        // overall, __other__ (too few pairs), EU and APAC all worse; APAC the most
+        let mut c = candidate(vec![
+            worse(1200),
+            [totals(10, 0.2), totals(10, 0.2)],
+            worse(900),
+            [totals(900, 0.19), totals(300, 0.30)],
+        ]);
+        let mut decided = None;
+        for _ in 0..r.persistence {
+            decided = judge(&mut c, &m, 3_600_000, &r, BRIER, None, PSI);
+        }
+        let (kind, slot, ..) = decided.take().expect("a rollback");
+        assert_eq!((kind, slot), (ActionKind::RollbackRecommended, 0));
+        // EU as good as production: the same APAC regression is named by its slice
+        let mut c = candidate(vec![
+            worse(1200),
+            [totals(10, 0.2), totals(10, 0.2)],
+            [totals(2700, 0.19), totals(900, 0.19)],
+            [totals(900, 0.19), totals(300, 0.30)],
+        ]);
+        for _ in 0..r.persistence {
+            decided = judge(&mut c, &m, 3_600_000, &r, BRIER, None, PSI);
+        }
+        assert_eq!(decided.expect("a rollback").1, 3);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 #
 #   bash tests/kafka/kafka.sh up     # start; prints the bootstrap address
 #   bash tests/kafka/kafka.sh down   # stop and delete its data
+#   bash tests/kafka/kafka.sh topics --bootstrap-server … --list   # kafka-topics.sh
 #
-# Port: KAFKA_PORT (default 39092; the controller uses the next one). Each
+# Port: KAFKA_PORT (default 39092; the controller uses the next one, a
+# SASL_PLAINTEXT listener with PLAIN the one after). Each
 # port has its own data, logs and pid file (target/kafka/<port>/), so
 # brokers on two ports never touch each other's state; the jars are shared.
 set -euo pipefail
@@ -16,16 +18,22 @@ root="$(cd "$here/../.." && pwd)"
 work="$root/target/kafka"
 port="${KAFKA_PORT:-39092}"
 cport=$((port + 1))
+# a second listener with SASL/PLAIN (user driftline, password
+# quickstart-secret) for the quick start's SASL step
+sport=$((port + 2))
 state="$work/$port"
 pidfile="$state/broker.pid"
 
 fetch() {
-  if [ -f "$work/libs/.complete" ]; then return; fi
+  # the jars of this pom.xml (a changed pom fetches again)
+  local stamp; stamp=".complete-$(sha256sum "$here/pom.xml" | cut -c1-12)"
+  if [ -f "$work/libs/$stamp" ]; then return; fi
+  rm -rf "$work/libs"
   mkdir -p "$work/libs"
   echo "kafka.sh: fetching broker jars with maven" >&2
   mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$work/libs" -DincludeScope=runtime >&2
-  touch "$work/libs/.complete"
+  touch "$work/libs/$stamp"
 }
 
 up() {
@@ -42,10 +50,12 @@ up() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_PLAINTEXT://127.0.0.1:$sport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_driftline="quickstart-secret";
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$state/data
 num.partitions=3
@@ -98,8 +108,15 @@ down() {
   rm -rf "$state/data"
 }
 
+# Kafka's kafka-topics.sh: the same class on the same jars
+topics() {
+  fetch
+  exec java -Xms64m -Xmx256m -Dlog4j2.level=WARN -cp "$work/libs/*" org.apache.kafka.tools.TopicCommand "$@"
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: kafka.sh up|down" >&2; exit 2 ;;
+  topics) shift; topics "$@" ;;
+  *) echo "usage: kafka.sh up|down|topics ARGS…" >&2; exit 2 ;;
 esac

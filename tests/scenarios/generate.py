@@ -20,6 +20,16 @@ each outcome arrives `label-delay-s` × U(0.5, 1.5) after its prediction, and
 | unit_change | `latency_ms` ×1000 | data_drift on latency_ms |
 | concept_flip | `score_a`'s relation to the labels turns around; inputs and the labels' base rate unchanged | performance or concept_drift, cause concept_drift, no data_drift |
 | gradual_tenure | `tenure_days` mean ramps ×1.8 over 6 h from hour 8 | data_drift on tenure_days within 3 h |
+| canary_bad | from hour 10 a quarter of requests is served by v8, which ranks worse in region=APAC | rollback_recommended for v8 [region=APAC] |
+| canary_good | from hour 10 a quarter of requests is served by v8, as good as v7 | promote_ok for v8, no critical alert |
+| shadow_bad | from hour 10 every request is also scored by v8 (`"shadow": true`), which ranks worse everywhere | rollback_recommended for v8; production's alerts as without it |
+
+The model (v7) is a logistic score of the inputs. The truth follows it,
+except that fraud stops growing with `amount` past 70: the model
+extrapolates, so when amounts move up (abrupt_amount) it over-predicts on
+the large ones and its quality falls measurably, as a real model's does
+when traffic leaves its training range. Release scenarios have no input
+drift; their truth.json has a `release` entry with the decision to reach.
 
 Needs numpy.
 """
@@ -38,7 +48,14 @@ REGION_P = [0.5, 0.35, 0.15]
 CHANNELS = np.array(["web", "app"])
 
 SCENARIOS = ["stationary", "abrupt_amount", "slice_device_apac", "transient_spike",
-             "null_spike", "unit_change", "concept_flip", "gradual_tenure"]
+             "null_spike", "unit_change", "concept_flip", "gradual_tenure",
+             "canary_bad", "canary_good", "shadow_bad"]
+# the candidate v8 beside production v7: how it serves, from when, where it is worse
+RELEASES = {
+    "canary_bad": dict(mode="canary", start_h=10, share=0.25, bad_slice=("region", "APAC"), bad=True),
+    "canary_good": dict(mode="canary", start_h=10, share=0.25, bad_slice=None, bad=False),
+    "shadow_bad": dict(mode="shadow", start_h=10, share=1.0, bad_slice=None, bad=True),
+}
 
 
 def sigmoid(z):
@@ -57,7 +74,18 @@ def truth_of(name, onset):
         "unit_change": [t("data_drift", "latency_ms")],
         "concept_flip": [t("performance", None)],
         "gradual_tenure": [dict(t("data_drift", "tenure_days"), onset_ms=T0 + 8 * HOUR, max_delay_min=180)],
-    }[name]
+    }.get(name, [])
+
+
+def release_of(name):
+    r = RELEASES.get(name)
+    if r is None:
+        return None
+    bad = r["bad"]
+    return {"mode": r["mode"], "production": VERSION, "candidate": "v8",
+            "start_ms": T0 + r["start_h"] * HOUR, "share": r["share"],
+            "expect": "rollback_recommended" if bad else "promote_ok",
+            "slice": dict([r["bad_slice"]]) if bad and r["bad_slice"] else None}
 
 
 def generate(name, outdir, seed, rate, hours, label_delay_s):
@@ -105,15 +133,38 @@ def generate(name, outdir, seed, rate, hours, label_delay_s):
         + 0.3 * (device == "web") + 0.1 * (clicks - 5.0)
     score = sigmoid(z)
     noise = rng.normal(0.0, 0.5, n)
-    p_true = sigmoid(z + noise)
+    # the truth: as the model, but fraud stops growing with amount past 70
+    z_true = z - 0.035 * np.maximum(amount - 70.0, 0.0)
+    p_true = sigmoid(z_true + noise)
     if name == "concept_flip":
         # `score_a`'s effect on the truth turns around; it is symmetric and
         # independent of the rest, so the labels' base rate stays the same
-        p_true = np.where(after, sigmoid(z - 1.0 * score_a + noise), p_true)
+        p_true = np.where(after, sigmoid(z_true - 1.0 * score_a + noise), p_true)
     label = (rng.uniform(size=n) < p_true).astype(int)
     ids = rng.integers(0, 2**63, (n, 2), dtype=np.int64)
     delay = (label_delay_s * 1000 * rng.uniform(0.5, 1.5, n)).astype(np.int64)
     labelled = rng.uniform(size=n) >= 0.10
+
+    # a candidate v8: canary (serves a share of requests instead of v7) or
+    # shadow (scores every request too, never served); a bad v8 ranks worse
+    # where it is bad: its logit is pulled towards the mean and blurred, so
+    # the base rate stays and AUC and loss fall
+    rel = RELEASES.get(name)
+    version = np.full(n, VERSION, dtype=object)
+    cand = np.full(n, False)
+    if rel is not None:
+        live = t >= T0 + rel["start_h"] * HOUR
+        z8 = z + rng.normal(0.0, 0.05, n)
+        if rel["bad"]:
+            worse = live if rel["bad_slice"] is None else live & (region == rel["bad_slice"][1])
+            z8 = np.where(worse, z.mean() + 0.3 * (z - z.mean()) + rng.normal(0.0, 1.2, n), z8)
+        score8 = sigmoid(z8)
+        if rel["mode"] == "canary":
+            served = live & (rng.uniform(size=n) < rel["share"])
+            version[served] = "v8"
+            score = np.where(served, score8, score)
+        else:
+            cand = live
 
     d = os.path.join(outdir, name)
     os.makedirs(d, exist_ok=True)
@@ -122,13 +173,15 @@ def generate(name, outdir, seed, rate, hours, label_delay_s):
         for i in range(n):
             trace = f"{ids[i, 0]:016x}{ids[i, 1]:016x}"
             tenure_s = "null" if tenure_null[i] else f"{tenure[i]:.3f}"
-            f.write(
-                f'{{"trace_id":"{trace}","model_id":"{MODEL}","model_version":"{VERSION}",'
-                f'"event_time":{t[i]},"features":{{"amount":{amount[i]:.4f},"age":{age[i]:.1f},'
-                f'"tenure_days":{tenure_s},"clicks":{clicks[i]:.1f},"score_a":{score_a[i]:.5f},'
-                f'"latency_ms":{latency[i]:.3f},"device":"{device[i]}","country":"{country[i]}"}},'
-                f'"slices":{{"region":"{region[i]}","channel":"{channel[i]}"}},'
-                f'"prediction":{int(score[i] >= 0.5)},"score":{score[i]:.6f}}}\n')
+            head = f'{{"trace_id":"{trace}","model_id":"{MODEL}","model_version":"{version[i]}",'
+            body = (f'"event_time":{t[i]},"features":{{"amount":{amount[i]:.4f},"age":{age[i]:.1f},'
+                    f'"tenure_days":{tenure_s},"clicks":{clicks[i]:.1f},"score_a":{score_a[i]:.5f},'
+                    f'"latency_ms":{latency[i]:.3f},"device":"{device[i]}","country":"{country[i]}"}},'
+                    f'"slices":{{"region":"{region[i]}","channel":"{channel[i]}"}},')
+            f.write(f'{head}{body}"prediction":{int(score[i] >= 0.5)},"score":{score[i]:.6f}}}\n')
+            if cand[i]:
+                f.write(f'{{"trace_id":"{trace}","model_id":"{MODEL}","model_version":"v8","shadow":true,'
+                        f'{body}"prediction":{int(score8[i] >= 0.5)},"score":{score8[i]:.6f}}}\n')
             if labelled[i]:
                 outcomes.append((int(t[i] + delay[i]), trace, int(label[i])))
     outcomes.sort()
@@ -140,8 +193,9 @@ def generate(name, outdir, seed, rate, hours, label_delay_s):
         "seed": seed,
         "events": n,
         "truth": truth_of(name, onset),
-        "must_not_alert_critical": name in ("stationary", "transient_spike"),
+        "must_not_alert_critical": name in ("stationary", "transient_spike", "canary_good"),
         "concept_only": name == "concept_flip",
+        "release": release_of(name),
     }
     with open(os.path.join(d, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
