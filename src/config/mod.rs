@@ -532,7 +532,17 @@ impl Config {
             let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            let mut path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            // librdkafka's keys are dotted, which shells and systemd refuse
+            // in variable names: `…__LIBRDKAFKA__SASL_PASSWORD` is
+            // `sasl.password` (no string property of librdkafka has an `_`)
+            if let [section, map, name] = &mut path[..]
+                && section == "kafka"
+                && map == "librdkafka"
+                && !name.contains('.')
+            {
+                *name = name.replace('_', ".");
+            }
             let key = || format!("{k} ({})", path.join("."));
             let mut last = String::new();
             let mut applied = false;
@@ -700,6 +710,25 @@ mod tests {
         let err = Config::from_toml_with_env("[window]\ncurrent = \"soon\"\n", "x.toml", &[])
             .unwrap_err();
         assert!(err.to_string().contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn librdkafka_keys_can_be_spelt_without_dots_for_shells() {
+        let env = vec![
+            (
+                "DRIFTLINE__KAFKA__LIBRDKAFKA__SASL_PASSWORD".to_string(),
+                "hunter2".to_string(),
+            ),
+            (
+                "DRIFTLINE__KAFKA__LIBRDKAFKA__GROUP.INSTANCE.ID".to_string(),
+                "driftline-0".to_string(),
+            ),
+        ];
+        let text = include_str!("../../config/driftline.toml");
+        let cfg = Config::from_toml_with_env(text, "driftline.toml", &env).unwrap();
+        assert_eq!(cfg.kafka.librdkafka["sasl.password"], "hunter2");
+        assert_eq!(cfg.kafka.librdkafka["group.instance.id"], "driftline-0");
+        assert!(!cfg.kafka.librdkafka.contains_key("sasl_password"));
     }
 
     #[test]
