@@ -886,8 +886,12 @@ interval = "300ms"
     for k, n in recount(preds).items():
         assert counts_c.get(k) == n, (k, counts_c.get(k), n)
     assert got_ids == want_ids, f"missing {len(want_ids - got_ids)}, extra {len(got_ids - want_ids)}"
+    # the size of a checkpoint at the end of the stream, and its write time (docs/operations.md)
+    stopped = [json.loads(l) for l in open(os.path.join(env.tmp, "whole.log")) if "checkpoint_bytes" in l][-1]
+    f = stopped.get("fields", stopped)
     print(f"    crash: {kills} kills, {restored} restores, {len(got)} alerts published for "
-          f"{len(got_ids)} distinct ids (uninterrupted: {len(want)})", flush=True)
+          f"{len(got_ids)} distinct ids (uninterrupted: {len(want)}); the uninterrupted run's last "
+          f"checkpoint: {int(f['checkpoint_bytes']) / 1e6:.1f} MB, written in {float(f['checkpoint_ms']):.0f} ms", flush=True)
 
 
 def test_a_rebuild_whose_seek_is_overridden_reads_from_the_start(env):
