@@ -42,7 +42,7 @@ use crate::config::{CheckpointStore, Config};
 pub mod topic;
 
 pub const MAGIC: &[u8; 8] = b"DLCKPT\r\n";
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 const HEADER: usize = 28;
 
 /// A checkpoint could not be written or read.

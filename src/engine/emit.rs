@@ -288,16 +288,54 @@ impl Engine {
         });
     }
 
+    /// Up to `policy.max_exemplars` trace ids, newest bucket first: nulls and
+    /// wrong types for data quality; for drift, values in the reference's
+    /// extreme bins (the most extreme of each bucket) or of categories rare
+    /// in it (< 1 %). Within a bucket, by hash.
     fn exemplars(&self, e: &ChannelEval) -> Vec<String> {
         let s = &self.series[e.series as usize];
         let cap = self.cfg.policy.max_exemplars;
+        let reference = s.windows.pinned();
+        let categorical = self.models[s.model as usize].features[s.feature as usize].kind
+            == Some(crate::sketch::ValueKind::Categorical);
         let mut out: Vec<String> = Vec::with_capacity(cap);
+        let mut pick: Vec<(u64, &str)> = Vec::new();
         for (_, b) in s.windows.ring().rev() {
-            let ex = match e.channel {
-                Channel::Drift => &b.exemplars,
-                Channel::Quality => &b.null_exemplars,
-            };
-            for t in ex.iter() {
+            pick.clear();
+            match (e.channel, reference) {
+                (Channel::Quality, _) => pick.extend(b.null_exemplars.iter_keyed()),
+                (Channel::Drift, Some(r)) => match &r.edges {
+                    Some(edges) => {
+                        let last = edges.bins() - 1;
+                        let tail =
+                            |k: u64, high: bool| edges.bin_of(crate::sketch::tail_ordinal(k, high));
+                        pick.extend(
+                            b.exemplars
+                                .iter_keyed()
+                                .filter(|&(k, _)| tail(k, false) == 0),
+                        );
+                        pick.extend(
+                            b.high_exemplars
+                                .iter_keyed()
+                                .filter(|&(k, _)| tail(k, true) == last),
+                        );
+                    }
+                    None if categorical => {
+                        pick.extend(b.exemplars.iter_keyed().filter(|&(k, _)| {
+                            let rc = r.counts.get((k >> 32) as usize).copied().unwrap_or(0);
+                            rc * 100 < r.sketch.values
+                        }))
+                    }
+                    None => {}
+                },
+                (Channel::Drift, None) => {}
+            }
+            // by hash, then id
+            for c in pick.iter_mut() {
+                c.0 = crate::sketch::exemplar_hash(c.1);
+            }
+            pick.sort_unstable();
+            for &(_, t) in &pick {
                 if out.len() >= cap {
                     return out;
                 }

@@ -24,10 +24,13 @@ pub enum ValueKind {
 }
 
 /// Up to a few trace ids kept per bucket as examples: those with the
-/// smallest hashes among the ids offered, so which are kept does not depend
-/// on the order events arrive in (partitions interleave differently from
-/// run to run; a re-emitted alert carries the same exemplars). Fixed slots,
-/// kept sorted by hash, whose string buffers are reused.
+/// smallest keys among the ids offered (by default the key is the id's
+/// hash; tails are kept by value, categories one per category), so which
+/// are kept does not depend on the order events arrive in (partitions
+/// interleave differently from run to run; a re-emitted alert carries the
+/// same exemplars) nor on when the reference was pinned: what qualifies as
+/// unusual is decided when an alert is made. Fixed slots, kept sorted by
+/// key, whose string buffers are reused.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Exemplars {
     slots: Vec<(u64, String)>,
@@ -36,17 +39,66 @@ pub struct Exemplars {
 
 /// A trace id's hash for exemplar choice: FxHash (fixed, unseeded) of its bytes.
 #[inline]
-fn exemplar_hash(trace_id: &str) -> u64 {
+pub fn exemplar_hash(trace_id: &str) -> u64 {
     use std::hash::BuildHasher;
     rustc_hash::FxBuildHasher.hash_one(trace_id)
 }
 
+/// Exemplar keys of a numeric value: for the lowest values (its DDSketch
+/// ordinal, order kept) and for the highest (the same, reversed); equal
+/// ordinals are ordered by trace id. The ordinal is the value's DDSketch
+/// bin, which reference edges sit on.
+#[inline]
+pub fn tail_keys(ordinal: i64) -> (u64, u64) {
+    let low = (ordinal as u64) ^ (1 << 63);
+    (low, !low)
+}
+
+/// The DDSketch ordinal a low-tail (`high` false) or high-tail key was made from.
+#[inline]
+pub fn tail_ordinal(key: u64, high: bool) -> i64 {
+    let low = if high { !key } else { key };
+    (low ^ (1 << 63)) as i64
+}
+
 impl Exemplars {
     pub fn offer(&mut self, trace_id: &str, cap: usize) {
+        self.offer_keyed(exemplar_hash(trace_id), trace_id, cap);
+    }
+
+    /// One id per category (the one with the smallest hash), for every
+    /// category seen: the key is the category id, then the hash.
+    pub fn offer_per_category(&mut self, category: u32, trace_id: &str) {
+        let key = ((category as u64) << 32) | (exemplar_hash(trace_id) >> 32);
+        let kept = &self.slots[..self.len];
+        let pos = kept.partition_point(|s| (s.0 >> 32) < category as u64);
+        if let Some(s) = kept.get(pos)
+            && s.0 >> 32 == category as u64
+        {
+            if (key, trace_id) < (s.0, s.1.as_str()) {
+                let s = &mut self.slots[pos];
+                s.0 = key;
+                s.1.clear();
+                s.1.push_str(trace_id);
+            }
+            return;
+        }
+        if self.slots.len() <= self.len {
+            self.slots.push((0, String::new()));
+        }
+        self.len += 1;
+        self.slots[pos..self.len].rotate_right(1);
+        let s = &mut self.slots[pos];
+        s.0 = key;
+        s.1.clear();
+        s.1.push_str(trace_id);
+    }
+
+    /// Keeps the `cap` smallest (key, id) pairs offered.
+    pub fn offer_keyed(&mut self, h: u64, trace_id: &str, cap: usize) {
         if cap == 0 {
             return;
         }
-        let h = exemplar_hash(trace_id);
         let kept = &self.slots[..self.len];
         if self.len >= cap
             && kept
@@ -75,6 +127,9 @@ impl Exemplars {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.slots[..self.len].iter().map(|s| s.1.as_str())
     }
+    pub fn iter_keyed(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.slots[..self.len].iter().map(|s| (s.0, s.1.as_str()))
+    }
     pub fn clear(&mut self) {
         self.len = 0;
     }
@@ -98,8 +153,12 @@ pub struct Sketch {
     pub hist_sum: Vec<f64>,
     /// Quantile sketch of numeric values.
     pub quantiles: Option<DDSketch>,
-    /// Example events whose value is unusual against the reference (tails, rare categories).
+    /// Example events, offered whatever the reference (which decides, when
+    /// an alert is made, which of them are unusual): numbers, the lowest
+    /// values (`tail_keys`); categories, one per category.
     pub exemplars: Exemplars,
+    /// Numbers: the highest values.
+    pub high_exemplars: Exemplars,
     /// Example events with a null or a value of the wrong type.
     pub null_exemplars: Exemplars,
 }
@@ -115,6 +174,7 @@ impl Sketch {
             hist_sum: Vec::new(),
             quantiles: None,
             exemplars: Exemplars::default(),
+            high_exemplars: Exemplars::default(),
             null_exemplars: Exemplars::default(),
         }
     }
@@ -134,6 +194,7 @@ impl Sketch {
         self.hist_sum.clear();
         self.quantiles = None;
         self.exemplars.clear();
+        self.high_exemplars.clear();
         self.null_exemplars.clear();
     }
 

@@ -96,8 +96,7 @@ impl SeriesWindows {
 
     /// Records one value in open bucket `idx` (counted from the engine's
     /// first open bucket), taking a recycled sketch from `pool` when the
-    /// bucket is new. Once the reference is pinned, values in its extreme
-    /// bins, rare categories, nulls and violations are offered as exemplars.
+    /// bucket is new, and offers its trace id as an exemplar.
     #[allow(clippy::vec_box)]
     pub fn record(
         &mut self,
@@ -122,37 +121,35 @@ impl SeriesWindows {
             }
             s
         });
+        // exemplars are offered whatever the reference: which of them are
+        // unusual is decided when an alert is made, so buckets opened
+        // before the reference was pinned (how many depends on batching)
+        // keep the same ones
         match obs {
             Observation::Null => {
                 sketch.add_null();
-                if pinned.is_some() {
-                    sketch.null_exemplars.offer(trace_id, max_exemplars);
-                }
+                sketch.null_exemplars.offer(trace_id, max_exemplars);
             }
-            Observation::Number { x, ordinal } => match pinned.and_then(|r| r.edges.as_ref()) {
-                Some(edges) => {
-                    let bin = edges.bin_of(ordinal);
-                    sketch.add_number(x, Some(bin), dd);
-                    if bin == 0 || bin + 1 == edges.bins() {
-                        sketch.exemplars.offer(trace_id, max_exemplars);
-                    }
+            Observation::Number { x, ordinal } => {
+                match pinned.and_then(|r| r.edges.as_ref()) {
+                    Some(edges) => sketch.add_number(x, Some(edges.bin_of(ordinal)), dd),
+                    None => sketch.add_number(x, None, dd),
                 }
-                None => sketch.add_number(x, None, dd),
-            },
+                let (low, high) = crate::sketch::tail_keys(ordinal);
+                sketch.exemplars.offer_keyed(low, trace_id, max_exemplars);
+                sketch
+                    .high_exemplars
+                    .offer_keyed(high, trace_id, max_exemplars);
+            }
             Observation::Category(id) => {
                 sketch.add_category(id);
-                if let Some(r) = pinned {
-                    let rc = r.counts.get(id).copied().unwrap_or(0);
-                    if rc * 100 < r.sketch.values {
-                        sketch.exemplars.offer(trace_id, max_exemplars);
-                    }
+                if max_exemplars > 0 {
+                    sketch.exemplars.offer_per_category(id as u32, trace_id);
                 }
             }
             Observation::Violation => {
                 sketch.add_violation();
-                if pinned.is_some() {
-                    sketch.null_exemplars.offer(trace_id, max_exemplars);
-                }
+                sketch.null_exemplars.offer(trace_id, max_exemplars);
             }
         }
     }

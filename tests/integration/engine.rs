@@ -3,7 +3,7 @@
 use driftline::alert::{Alert, AlertKind, AlertState, Cause};
 use driftline::config::Config;
 use driftline::engine::{Applied, Engine};
-use driftline::event::{Prediction, Scalar, Value};
+use driftline::event::{Event, Prediction, Scalar, Value};
 
 use crate::util::{Rng, T0};
 
@@ -367,5 +367,103 @@ fn too_few_values_neither_fire_nor_resolve() {
             .filter(|x| x.state == AlertState::Firing)
             .count()
             <= 3
+    );
+}
+
+/// A service may apply a whole partition before another lets the watermark
+/// move, so the buckets after the reference are opened (and filled) before
+/// the reference is pinned; replay applies the same events in time order
+/// and pins it as soon as the reference's end passes. Exemplars are chosen
+/// when an alert is made, not when a value is recorded, so both give the
+/// same alerts, exemplars included.
+#[test]
+fn exemplars_do_not_depend_on_when_the_reference_was_pinned() {
+    let cfg = || {
+        Config::from_toml_with_env(
+            "[reference]\nwarmup = \"20m\"\n[window]\ncurrent = \"10m\"\n\
+             [policy]\nmin_samples = 50\nmin_reference_samples = 100\n",
+            "small.toml",
+            &[],
+        )
+        .unwrap()
+    };
+    let mut rng = Rng::new(11);
+    let events: Vec<Event> = (0..600)
+        .map(|i| {
+            let t = T0 + i * 6_000;
+            let shift = if i >= 300 { 3.0 } else { 1.0 };
+            Event::Prediction(Prediction {
+                trace_id: format!("{:032x}", rng.next_u64()),
+                model_id: "m".into(),
+                model_version: None,
+                event_time: t,
+                features: vec![
+                    (
+                        "amount".into(),
+                        Value::Number((3.3 + 0.6 * rng.normal()).exp() * shift),
+                    ),
+                    (
+                        "device".into(),
+                        Value::Text(
+                            if rng.uniform() < 0.1 && i >= 300 {
+                                "tv"
+                            } else {
+                                "ios"
+                            }
+                            .into(),
+                        ),
+                    ),
+                ],
+                slices: vec![],
+                prediction: Scalar::Number(0.0),
+                score: None,
+                shadow: false,
+            })
+        })
+        .collect();
+    // replay: one merged stream, in time order
+    let mut a = Engine::new(cfg());
+    let mut replayed = Vec::new();
+    for ev in &events {
+        a.apply(ev).unwrap();
+        replayed.extend(a.drain_alerts());
+    }
+    a.finish();
+    replayed.extend(a.drain_alerts());
+    // a service: the predictions partition read whole while the other
+    // partition has delivered nothing, so nothing closes until it goes
+    let mut b = Engine::new(cfg());
+    let (p, idle) = (b.add_source(), b.add_source());
+    let mut served = Vec::new();
+    for ev in &events {
+        b.apply_from(ev, p).unwrap();
+        served.extend(b.drain_alerts());
+    }
+    assert!(
+        served.is_empty(),
+        "nothing may close while a partition holds the watermark"
+    );
+    b.remove_source(idle);
+    b.finish();
+    served.extend(b.drain_alerts());
+    let key = |x: &Alert| {
+        (
+            x.alert_id.clone(),
+            x.state,
+            x.window_end,
+            x.exemplar_trace_ids.clone(),
+        )
+    };
+    assert!(
+        replayed
+            .iter()
+            .any(|x| x.feature.as_deref() == Some("amount")
+                && x.state == AlertState::Firing
+                && !x.exemplar_trace_ids.is_empty()),
+        "no drift on amount with exemplars: {replayed:#?}"
+    );
+    assert_eq!(
+        served.iter().map(key).collect::<Vec<_>>(),
+        replayed.iter().map(key).collect::<Vec<_>>()
     );
 }

@@ -88,7 +88,7 @@ def release_of(name):
             "slice": dict([r["bad_slice"]]) if bad and r["bad_slice"] else None}
 
 
-def generate(name, outdir, seed, rate, hours, label_delay_s):
+def generate(name, outdir, seed, rate, hours, label_delay_s, shops=0):
     rng = np.random.default_rng(seed)
     n = int(hours * 3600 * rate)
     step = 1000.0 / rate
@@ -166,6 +166,14 @@ def generate(name, outdir, seed, rate, hours, label_delay_s):
         else:
             cand = live
 
+    # an extra slice dimension with `shops` values (series scale with it),
+    # drawn last so the streams without it are unchanged
+    if shops:
+        shop = rng.integers(0, shops, n)
+        shop_of = lambda i: f',"shop":"s{shop[i]:04d}"'
+    else:
+        shop_of = lambda i: ""
+
     d = os.path.join(outdir, name)
     os.makedirs(d, exist_ok=True)
     outcomes = []
@@ -177,7 +185,7 @@ def generate(name, outdir, seed, rate, hours, label_delay_s):
             body = (f'"event_time":{t[i]},"features":{{"amount":{amount[i]:.4f},"age":{age[i]:.1f},'
                     f'"tenure_days":{tenure_s},"clicks":{clicks[i]:.1f},"score_a":{score_a[i]:.5f},'
                     f'"latency_ms":{latency[i]:.3f},"device":"{device[i]}","country":"{country[i]}"}},'
-                    f'"slices":{{"region":"{region[i]}","channel":"{channel[i]}"}},')
+                    f'"slices":{{"region":"{region[i]}","channel":"{channel[i]}"{shop_of(i)}}},')
             f.write(f'{head}{body}"prediction":{int(score[i] >= 0.5)},"score":{score[i]:.6f}}}\n')
             if cand[i]:
                 f.write(f'{{"trace_id":"{trace}","model_id":"{MODEL}","model_version":"v8","shadow":true,'
@@ -209,11 +217,13 @@ def main():
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--label-delay-s", type=float, default=600.0)
     ap.add_argument("--only", default=None, choices=SCENARIOS)
+    ap.add_argument("--shops", type=int, default=0,
+                    help="add a slice dimension `shop` with this many values (10 series per value)")
     a = ap.parse_args()
     for i, name in enumerate(SCENARIOS):
         if a.only and name != a.only:
             continue
-        generate(name, a.outdir, a.seed + i, a.rate, a.hours, a.label_delay_s)
+        generate(name, a.outdir, a.seed + i, a.rate, a.hours, a.label_delay_s, a.shops)
         print(f"{name}: written to {os.path.join(a.outdir, name)}")
 
 
