@@ -19,7 +19,7 @@ import tempfile, threading, time, traceback, urllib.request, uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kafka"))
 import test_service as ks  # noqa: E402  (the broker helpers; it tracks every process it starts)
-from test_service import BIN, ROOT, Env, kill_leftovers, same_alerts, _PROCS  # noqa: E402
+from test_service import BIN, ROOT, Env, same_alerts  # noqa: E402
 
 import fastavro  # noqa: E402
 import yaml  # noqa: E402
@@ -524,27 +524,7 @@ def main():
     if a.write_configmap:
         write_configmap()
         return
-    env = Env(a.bootstrap)
-    passed = failed = 0
-    for t in TESTS:
-        if a.only and a.only not in t.__name__:
-            continue
-        t0 = time.time()
-        try:
-            said = t(env)
-            passed += 1
-            print(f"deploy test {t.__name__} ... ok ({time.time() - t0:.1f}s)" + (f" [{said}]" if isinstance(said, str) else ""), flush=True)
-        except Exception:
-            failed += 1
-            kill_leftovers()
-            print(f"deploy test {t.__name__} ... FAILED ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
-    left = sum(p.poll() is None for p in _PROCS)
-    kill_leftovers()
-    if failed:
-        env.keep = True
-        print(f"deploy: the failed tests' files and logs are kept in {env.tmp}")
-    print(f"deploy: {passed} passed, {failed} failed" + (f" ({left} processes left running were killed)" if left else ""))
-    sys.exit(1 if failed or left else 0)
+    ks.run_suite("deploy", TESTS, Env(a.bootstrap), a.only)
 
 
 if __name__ == "__main__":

@@ -1517,32 +1517,40 @@ TESTS = [test_schema_registry_resolves_writer_schemas, test_a_rebuild_whose_seek
          test_otlp_metrics_and_traces_reach_a_real_receiver]
 
 
+def run_suite(label, tests, env, only=None):
+    """Runs `tests` (each given `env`), one line each ("<label> test NAME ...
+    ok (Ns)", with what a test returns as a string), then "<label>: N
+    passed, N failed"; kills what a failed test left running; exits 1 on a
+    failure. Shared by the suites that drive the broker."""
+    passed = failed = 0
+    for t in tests:
+        if only and only not in t.__name__:
+            continue
+        t0 = time.time()
+        try:
+            said = t(env)
+            passed += 1
+            extra = f" [{said}]" if isinstance(said, str) else ""
+            print(f"{label} test {t.__name__} ... ok ({time.time() - t0:.1f}s){extra}", flush=True)
+        except Exception:
+            failed += 1
+            kill_leftovers()
+            print(f"{label} test {t.__name__} ... FAILED ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
+    left = sum(p.poll() is None for p in _PROCS)
+    kill_leftovers()
+    if failed:
+        env.keep = True
+        print(f"{label}: the failed tests' files and logs are kept in {env.tmp}")
+    print(f"{label}: {passed} passed, {failed} failed" + (f" ({left} processes left running were killed)" if left else ""))
+    sys.exit(1 if failed or left else 0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", default="127.0.0.1:39092")
     ap.add_argument("--only", default=None)
     a = ap.parse_args()
-    env = Env(a.bootstrap)
-    passed = failed = 0
-    for t in TESTS:
-        if a.only and a.only not in t.__name__:
-            continue
-        t0 = time.time()
-        try:
-            t(env)
-            passed += 1
-            print(f"kafka test {t.__name__} ... ok ({time.time() - t0:.1f}s)", flush=True)
-        except Exception:
-            failed += 1
-            kill_leftovers()
-            print(f"kafka test {t.__name__} ... FAILED ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
-    left = sum(p.poll() is None for p in _PROCS)
-    kill_leftovers()
-    if failed:
-        env.keep = True
-        print(f"kafka: the failed tests' configs and service logs are kept in {env.tmp}")
-    print(f"kafka: {passed} passed, {failed} failed" + (f" ({left} processes left running were killed)" if left else ""))
-    sys.exit(1 if failed or left else 0)
+    run_suite("kafka", TESTS, Env(a.bootstrap), a.only)
 
 
 if __name__ == "__main__":
