@@ -19,7 +19,8 @@ import tempfile, threading, time, traceback, urllib.request, uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kafka"))
 import test_service as ks  # noqa: E402  (the broker helpers; it tracks every process it starts)
-from test_service import BIN, ROOT, Env, same_alerts  # noqa: E402
+from test_service import BIN, ROOT, Env, free_port, same_alerts  # noqa: E402
+from test_service import http_get as get  # noqa: E402
 
 import fastavro  # noqa: E402
 import yaml  # noqa: E402
@@ -27,22 +28,6 @@ from confluent_kafka import Consumer  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
 K8S = os.path.join(ROOT, "deploy", "k8s")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
 
 
 def wait_ready(port, proc, log, timeout=90):
