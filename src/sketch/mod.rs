@@ -76,18 +76,27 @@ impl Exemplars {
             && s.0 >> 32 == category as u64
         {
             if (key, trace_id) < (s.0, s.1.as_str()) {
-                let s = &mut self.slots[pos];
-                s.0 = key;
-                s.1.clear();
-                s.1.push_str(trace_id);
+                self.set(pos, key, trace_id);
             }
             return;
         }
-        if self.slots.len() <= self.len {
-            self.slots.push((0, String::new()));
+        self.insert(pos, key, trace_id, usize::MAX);
+    }
+
+    /// Puts (key, id) at `pos`, shifting the rest right; at `cap` the
+    /// largest is dropped (its slot, with its buffer, is reused).
+    fn insert(&mut self, pos: usize, key: u64, trace_id: &str, cap: usize) {
+        if self.len < cap {
+            if self.slots.len() <= self.len {
+                self.slots.push((0, String::new()));
+            }
+            self.len += 1;
         }
-        self.len += 1;
         self.slots[pos..self.len].rotate_right(1);
+        self.set(pos, key, trace_id);
+    }
+
+    fn set(&mut self, pos: usize, key: u64, trace_id: &str) {
         let s = &mut self.slots[pos];
         s.0 = key;
         s.1.clear();
@@ -111,18 +120,7 @@ impl Exemplars {
         if kept.get(pos).is_some_and(|s| s.0 == h && s.1 == trace_id) {
             return;
         }
-        if self.len < cap {
-            if self.slots.len() <= self.len {
-                self.slots.push((0, String::new()));
-            }
-            self.len += 1;
-        }
-        // the spare (or the largest, dropped) slot moves to `pos`
-        self.slots[pos..self.len].rotate_right(1);
-        let s = &mut self.slots[pos];
-        s.0 = h;
-        s.1.clear();
-        s.1.push_str(trace_id);
+        self.insert(pos, h, trace_id, cap);
     }
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.slots[..self.len].iter().map(|s| s.1.as_str())
