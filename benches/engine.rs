@@ -1,5 +1,8 @@
-//! Criterion benches: sketch update and merge, each test, decoding, and the
-//! engine per event. `cargo bench --bench engine`; numbers in README.md.
+//! Criterion benches of the hot path, piece by piece: sketch update and
+//! merge, each test, decoding, the engine per event, the outcome join, one
+//! watermark's bucket close and evaluation per series (at 60, 600 and 3,000
+//! series), and incident grouping. `cargo bench --bench engine`; numbers in
+//! docs/BENCHMARKS.md.
 
 use std::hint::black_box;
 
@@ -11,6 +14,10 @@ use driftline::engine::Engine;
 use driftline::event::{Prediction, Scalar, Value};
 use driftline::sketch::{Edges, Sketch, dd_config, ordinal};
 use sketches_ddsketch::DDSketch;
+
+/// The allocator the binary ships with, so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Rng(u64);
 impl Rng {
@@ -334,5 +341,110 @@ fn incidents(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sketches, tests, decode, engine, incidents);
+/// The outcome join in steady state: 100,000 predictions waiting; each
+/// element is one prediction arriving, the outcome of one that arrived
+/// 100,000 earlier joining it, and expiry as event time moves on.
+fn join(c: &mut Criterion) {
+    use driftline::join::{JoinBuffer, Label, MAX_SLOTS, Waiting, key};
+    const WAITING: u64 = 100_000;
+    const BATCH: u64 = 20_000;
+    let keys: Vec<u128> = (0..WAITING + 64 * BATCH)
+        .map(|i| key("checkout-fraud", &format!("{i:032x}")))
+        .collect();
+    let waiting = |i: u64| Waiting {
+        model: 0,
+        bucket: i as i64 / 1200,
+        event_time: i as i64 * 50,
+        slots: [0; MAX_SLOTS],
+        n_slots: 3,
+        prediction: 0.0,
+        class: 1,
+        score: 0.5,
+    };
+    // a TTL of 2 h of event time at 20 predictions/s: nothing expires unjoined
+    let mut buf = JoinBuffer::new(7_200_000, 600_000, 1_000_000, 100_000);
+    for i in 0..WAITING {
+        buf.prediction(keys[i as usize], waiting(i));
+    }
+    let mut next = WAITING;
+    let mut g = c.benchmark_group("join");
+    g.throughput(Throughput::Elements(BATCH));
+    g.bench_function("prediction_and_outcome_100k_waiting", |b| {
+        b.iter(|| {
+            if next + BATCH > keys.len() as u64 {
+                // start over on a fresh buffer in the same steady state (rarely)
+                buf = JoinBuffer::new(7_200_000, 600_000, 1_000_000, 100_000);
+                for i in 0..WAITING {
+                    buf.prediction(keys[i as usize], waiting(i));
+                }
+                next = WAITING;
+            }
+            let mut joined = 0u64;
+            for i in next..next + BATCH {
+                buf.prediction(keys[i as usize], waiting(i));
+                let old = i - WAITING;
+                joined += buf
+                    .outcome(keys[old as usize], Label::Class(1), i as i64 * 50, true)
+                    .is_some() as u64;
+            }
+            buf.expire((next + BATCH) as i64 * 50);
+            next += BATCH;
+            black_box(joined)
+        })
+    });
+    g.finish();
+}
+
+/// One watermark: a bucket closes in every series and every series is
+/// evaluated (tests, the false-discovery gate, policies), with full
+/// windows and pinned references. Elements are series, so the rate is
+/// series per second and its inverse the cost per series per evaluation.
+/// More series come from a third slice dimension `shop` (10 series per value).
+fn watermark(c: &mut Criterion) {
+    let mut g = c.benchmark_group("watermark");
+    g.sample_size(10);
+    for shops in [0usize, 54, 294] {
+        let mut cfg = Config::default();
+        cfg.series.max_slice_values = 1000;
+        let mut rng = Rng(29);
+        let t0 = 1_767_225_600_000i64;
+        // 3 h: 2 h of warm-up pins the references, then a full 30 min window;
+        // at least ~400 events per shop value per window, so every series is tested
+        let per_minute = (60 * 20).max(shops as i64 * 14);
+        let step = 60_000 / per_minute;
+        let n = 180 * per_minute;
+        let mut e = Engine::new(cfg.clone());
+        let mut p = prediction(&mut rng, 0, t0);
+        for i in 0..n {
+            p = prediction(&mut rng, i as u64, t0 + i * step);
+            if shops > 0 {
+                p.slices
+                    .push(("shop".into(), format!("s{}", i as usize % shops)));
+            }
+            e.apply_prediction(&p).unwrap();
+        }
+        e.drain_alerts().for_each(drop);
+        let series = e.series().len();
+        let state = e.save_state().unwrap();
+        // one event a minute past the last: the watermark passes one more bucket
+        p.event_time += 60_000;
+        g.throughput(Throughput::Elements(series as u64));
+        g.bench_function(format!("close_and_evaluate_{series}_series"), |b| {
+            b.iter_batched(
+                || Engine::restore(cfg.clone(), Default::default(), &state).unwrap(),
+                |mut e| {
+                    e.apply_prediction(&p).unwrap();
+                    e.drain_alerts().for_each(drop);
+                    e
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches, sketches, tests, decode, engine, join, watermark, incidents
+);
 criterion_main!(benches);

@@ -71,6 +71,7 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod incident;
+pub mod join;
 pub mod kafka;
 pub mod release;
 pub mod service;
@@ -81,7 +82,6 @@ pub mod source;
 pub(crate) mod baseline;
 pub(crate) mod demo;
 pub(crate) mod http;
-pub(crate) mod join;
 pub(crate) mod quality;
 pub(crate) mod registry;
 pub(crate) mod route;

@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 total_passed=0
 total_failed=0
 logs=$(mktemp -d)
-trap 'bash tests/kafka/kafka.sh down >/dev/null 2>&1; rm -rf "$logs"' EXIT
+fuzz_build=
+trap '[ -n "$fuzz_build" ] && kill -- "-$fuzz_build" 2>/dev/null; bash tests/kafka/kafka.sh down >/dev/null 2>&1; rm -rf "$logs"' EXIT
 
 # suite NAME COMMAND...: runs it (output shown as it comes), then adds the
 # counts of its "passed"/"failed" summary lines; a suite that failed
@@ -58,6 +59,12 @@ suite scenarios target/venv/bin/python tests/scenarios/check.py --check
 # memory under a cardinality attack (peak RSS against the documented bounds)
 suite memory target/venv/bin/python tests/memory/test_memory.py
 
+# The fuzz targets' nightly build (minutes on 2 cores) runs beside the broker
+# suites, which mostly wait on the broker and the service; at the lowest CPU
+# priority, so it takes only what they leave. Its log is shown by the fuzz suite.
+setsid nice -n 19 bash tests/fuzz/run.sh build > "$logs/fuzz-build.out" 2>&1 &
+fuzz_build=$!
+
 # a real Apache Kafka broker (KRaft, jars from Maven Central)
 if bootstrap=$(bash tests/kafka/kafka.sh up); then
   suite kafka target/venv/bin/python tests/kafka/test_service.py --bootstrap "$bootstrap"
@@ -74,7 +81,17 @@ suite cargo-test cargo test --release --locked
 
 # short fuzz runs of the decoders (nightly + cargo-fuzz; 30 s per target here,
 # FUZZ_SECONDS=600 for a longer hunt)
-suite fuzz bash tests/fuzz/run.sh "${FUZZ_SECONDS:-30}"
+fuzz() {
+  local rc=0
+  wait "$fuzz_build" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$logs/fuzz-build.out"
+    echo "fuzz: the targets did not build (rc=$rc)"
+    return 1
+  fi
+  bash tests/fuzz/run.sh "${FUZZ_SECONDS:-30}"
+}
+suite fuzz fuzz
 
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]

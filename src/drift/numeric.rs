@@ -66,17 +66,27 @@ pub fn kolmogorov_sf(x: f64) -> f64 {
 /// normalised. With every sample as a point of weight 1 this is the exact
 /// distance between the empirical distributions.
 pub fn wasserstein(a: &[(f64, f64)], b: &[(f64, f64)]) -> f64 {
-    let wa: f64 = a.iter().map(|p| p.1).sum();
-    let wb: f64 = b.iter().map(|p| p.1).sum();
+    wasserstein_points(a.iter().copied(), b.iter().copied())
+}
+
+/// [`wasserstein`] over points as iterators (each walked twice: once for
+/// the total weight), so the engine's evaluation allocates nothing.
+pub fn wasserstein_points<A, B>(a: A, b: B) -> f64
+where
+    A: Iterator<Item = (f64, f64)> + Clone,
+    B: Iterator<Item = (f64, f64)> + Clone,
+{
+    let wa: f64 = a.clone().map(|p| p.1).sum();
+    let wb: f64 = b.clone().map(|p| p.1).sum();
     if wa <= 0.0 || wb <= 0.0 {
         return 0.0;
     }
-    let (mut i, mut j) = (0, 0);
+    let (mut a, mut b) = (a.peekable(), b.peekable());
     let (mut fa, mut fb) = (0.0f64, 0.0f64);
     let mut x_prev: Option<f64> = None;
     let mut dist = 0.0;
-    while i < a.len() || j < b.len() {
-        let x = match (a.get(i), b.get(j)) {
+    loop {
+        let x = match (a.peek(), b.peek()) {
             (Some(p), Some(q)) => p.0.min(q.0),
             (Some(p), None) => p.0,
             (None, Some(q)) => q.0,
@@ -85,13 +95,11 @@ pub fn wasserstein(a: &[(f64, f64)], b: &[(f64, f64)]) -> f64 {
         if let Some(xp) = x_prev {
             dist += (fa - fb).abs() * (x - xp);
         }
-        while i < a.len() && a[i].0 <= x {
-            fa += a[i].1 / wa;
-            i += 1;
+        while let Some(p) = a.next_if(|p| p.0 <= x) {
+            fa += p.1 / wa;
         }
-        while j < b.len() && b[j].0 <= x {
-            fb += b[j].1 / wb;
-            j += 1;
+        while let Some(q) = b.next_if(|q| q.0 <= x) {
+            fb += q.1 / wb;
         }
         x_prev = Some(x);
     }

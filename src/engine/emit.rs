@@ -159,7 +159,7 @@ impl Engine {
             sizes: (e.current_n, e.reference_n),
             evidence: Evidence {
                 summary,
-                tests: sm.tests.clone(),
+                tests: super::evaluate::test_results(&e.scored),
                 related_alert_ids: related,
                 ..Evidence::default()
             },
@@ -357,7 +357,7 @@ impl Engine {
             reference_null_rate: ratio(r.sketch.nulls, r.sketch.rows()),
             current_null_rate: ratio(totals.nulls, totals.rows()),
             type_violation_rate: ratio(totals.type_violations, totals.rows()),
-            tests: e.tests.clone(),
+            tests: super::evaluate::test_results(&e.scored),
             ..Evidence::default()
         };
         let mut moves: Vec<Move> = Vec::new();

@@ -41,7 +41,8 @@ pub(super) struct ChannelEval {
     pub(super) p_value: Option<f64>,
     pub(super) gate_p: Option<f64>,
     pub(super) enough: bool,
-    pub(super) tests: Vec<TestResult>,
+    /// Every test of the channel (made into `TestResult`s only for an alert).
+    pub(super) scored: Vec<Scored>,
     pub(super) current_n: u64,
     pub(super) reference_n: u64,
 }
@@ -57,15 +58,25 @@ pub(super) struct Summary {
     pub(super) p_value: Option<f64>,
     /// The gate: the smallest p-value among the channel's tests.
     pub(super) gate_p: Option<f64>,
-    pub(super) tests: Vec<TestResult>,
 }
 
-fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
-    let tiered: Vec<&Scored> = scored
+/// Each test's result as an alert carries it.
+pub(super) fn test_results(scored: &[Scored]) -> Vec<TestResult> {
+    scored
         .iter()
-        .filter(|s| s.tier.warning.is_finite())
-        .collect();
-    let top = tiered.iter().copied().max_by(|a, b| {
+        .map(|s| TestResult {
+            test: s.test.to_string(),
+            statistic: s.statistic,
+            p_value: s.p_value,
+        })
+        .collect()
+}
+
+/// What a channel's tests add up to; no allocation (it runs for every
+/// series at every evaluation).
+fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
+    let tiered = || scored.iter().filter(|s| s.tier.warning.is_finite());
+    let top = tiered().max_by(|a, b| {
         let ka = (
             severity_of(a.statistic, a.tier),
             a.statistic / a.tier.warning,
@@ -83,9 +94,7 @@ fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
     let severity = severity_of(statistic, tier);
     Summary {
         severity,
-        calm: tiered
-            .iter()
-            .all(|s| s.statistic < hysteresis * s.tier.warning),
+        calm: tiered().all(|s| s.statistic < hysteresis * s.tier.warning),
         test,
         statistic,
         threshold: if severity == Some(Severity::Critical) {
@@ -98,14 +107,6 @@ fn summarize(scored: &[Scored], hysteresis: f64) -> Summary {
             .iter()
             .filter_map(|s| s.p_value)
             .min_by(f64::total_cmp),
-        tests: scored
-            .iter()
-            .map(|s| TestResult {
-                test: s.test.to_string(),
-                statistic: s.statistic,
-                p_value: s.p_value,
-            })
-            .collect(),
     }
 }
 
@@ -262,13 +263,18 @@ impl Engine {
         for (e, verdict) in evals.iter().zip(feature_verdicts) {
             let s = &mut self.series[e.series as usize];
             if e.channel == Channel::Drift && e.enough {
-                if s.history.len() >= HISTORY {
-                    s.history.pop_front();
-                }
+                // the point that leaves lends its string to the one that comes
+                let mut test = if s.history.len() >= HISTORY {
+                    s.history.pop_front().map(|p| p.test).unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                test.clear();
+                test.push_str(e.test.as_str());
                 let tier = e.test.tier(&self.cfg.tests);
                 s.history.push_back(EvalPoint {
                     t: now,
-                    test: e.test.to_string(),
+                    test,
                     statistic: e.statistic,
                     warning: tier.warning,
                     critical: tier.critical,
@@ -422,7 +428,7 @@ impl Engine {
             sid,
             Channel::Quality,
             AlertKind::DataQuality,
-            &scored,
+            scored,
             true,
             cn,
             rn,
@@ -517,7 +523,7 @@ impl Engine {
                 });
             }
         }
-        Some(self.channel_eval(sid, Channel::Drift, kind, &scored, true, cn, rn))
+        Some(self.channel_eval(sid, Channel::Drift, kind, scored, true, cn, rn))
     }
 
     /// Whether a window holds enough values (and its reference enough) to be tested.
@@ -531,12 +537,12 @@ impl Engine {
         sid: u32,
         channel: Channel,
         kind: AlertKind,
-        scored: &[Scored],
+        scored: Vec<Scored>,
         enough: bool,
         cn: u64,
         rn: u64,
     ) -> ChannelEval {
-        let sm = summarize(scored, self.cfg.policy.hysteresis);
+        let sm = summarize(&scored, self.cfg.policy.hysteresis);
         ChannelEval {
             series: sid,
             channel,
@@ -549,7 +555,7 @@ impl Engine {
             p_value: sm.p_value,
             gate_p: sm.gate_p,
             enough,
-            tests: sm.tests,
+            scored,
             current_n: cn,
             reference_n: rn,
         }
@@ -573,7 +579,7 @@ fn too_few(sid: u32, channel: Channel, kind: AlertKind, cn: u64, rn: u64) -> Cha
         p_value: None,
         gate_p: None,
         enough: false,
-        tests: Vec::new(),
+        scored: Vec::new(),
         current_n: cn,
         reference_n: rn,
     }
@@ -589,7 +595,7 @@ pub(super) fn ratio(a: u64, b: u64) -> f64 {
 /// of its quantile function, so one wild value in the reference window
 /// (2^64 among dollars: its standard deviation ~10^17) cannot blind the test.
 fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
-    let a: Vec<(f64, f64)> = r.quantiles.iter().map(|&x| (x, 1.0)).collect();
+    let a = r.quantiles.iter().map(|&x| (x, 1.0));
     // one wild value (2^64 among dollars) must not page: a bin's mean is held
     // within the reference's range widened by a quarter of it on each side.
     // Only the two open-ended outer bins can reach past it, and a real shift
@@ -598,14 +604,13 @@ fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
         (Some(&l), Some(&h)) => (l - 0.25 * (h - l), h + 0.25 * (h - l)),
         _ => (f64::MIN, f64::MAX),
     };
-    let b: Vec<(f64, f64)> = cur
+    let b = cur
         .hist
         .iter()
         .zip(&cur.hist_sum)
         .filter(|(c, _)| **c > 0)
-        .map(|(c, s)| ((s / *c as f64).clamp(lo, hi), *c as f64))
-        .collect();
-    let w = numeric::wasserstein(&a, &b);
+        .map(|(c, s)| ((s / *c as f64).clamp(lo, hi), *c as f64));
+    let w = numeric::wasserstein_points(a, b);
     let sd = r.sketch.variance().sqrt();
     let robust = quantile_spread(&r.quantiles);
     let sd = if robust > 0.0 {

@@ -6,6 +6,8 @@
 # — fix it and keep the input in tests/fuzz/regressions/<target>/
 # (tests/integration/fuzz_corpus.rs replays it).
 #   bash tests/fuzz/run.sh [seconds per target]
+#   bash tests/fuzz/run.sh build     (only build the targets: the test command
+#                                     builds them beside the broker suites)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-60}"
@@ -13,6 +15,9 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 export CARGO_TARGET_DIR="$PWD/target/fuzz-build"
 cargo +nightly fuzz build --fuzz-dir tests/fuzz -O
+if [ "$secs" = build ]; then
+  exit 0
+fi
 passed=0
 failed=0
 for t in confluent_avro json writer_schema; do
