@@ -81,12 +81,14 @@ suite cargo-test cargo test --release --locked
 
 # short fuzz runs of the decoders (nightly + cargo-fuzz; 30 s per target here,
 # FUZZ_SECONDS=600 for a longer hunt)
+# (waited for here: a suite runs in a pipeline's subshell, which cannot wait
+# for this shell's children)
+fuzz_build_rc=0
+wait "$fuzz_build" || fuzz_build_rc=$?
 fuzz() {
-  local rc=0
-  wait "$fuzz_build" || rc=$?
-  if [ "$rc" -ne 0 ]; then
+  if [ "$fuzz_build_rc" -ne 0 ]; then
     cat "$logs/fuzz-build.out"
-    echo "fuzz: the targets did not build (rc=$rc)"
+    echo "fuzz: the targets did not build (rc=$fuzz_build_rc)"
     return 1
   fi
   bash tests/fuzz/run.sh "${FUZZ_SECONDS:-30}"
