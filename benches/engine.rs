@@ -1,6 +1,6 @@
 //! Criterion benches of the hot path, piece by piece: sketch update and
 //! merge, each test, decoding, the engine per event, the outcome join, one
-//! watermark's bucket close and evaluation per series (at 60, 600 and 3,000
+//! watermark's bucket close and evaluation per series (at ~50, ~600 and ~3,000
 //! series), and incident grouping. `cargo bench --bench engine`; numbers in
 //! docs/BENCHMARKS.md.
 
