@@ -12,8 +12,8 @@ use driftline::config::Config;
 use driftline::drift::{self, categorical, fdr, numeric, quality};
 use driftline::engine::Engine;
 use driftline::event::{Prediction, Scalar, Value};
-use driftline::sketch::{Edges, Sketch, dd_config, ordinal};
-use sketches_ddsketch::DDSketch;
+use driftline::sketch::{Edges, Quantiles, Sketch, dd_config, ordinal};
+use driftline::window::Closed;
 
 /// The allocator the binary ships with, so the numbers are the binary's.
 #[global_allocator]
@@ -68,21 +68,17 @@ fn sketches(c: &mut Criterion) {
     let dd = dd_config(0.01);
     let mut rng = Rng(7);
     let xs: Vec<f64> = (0..10_000).map(|_| (rng.next() * 6.0).exp()).collect();
-    let mut reference = DDSketch::new(dd);
-    xs.iter().for_each(|&x| reference.add(x));
+    let mut reference = Quantiles::default();
+    xs.iter().for_each(|&x| reference.add(x, ordinal(&dd, x)));
     let edges = Edges::from_reference(&dd, &reference, 10, 40);
     let mut g = c.benchmark_group("sketch");
     g.throughput(Throughput::Elements(xs.len() as u64));
     g.bench_function("update_numeric_10k", |b| {
         b.iter_batched_ref(
-            || {
-                let mut s = Sketch::new();
-                s.size_numeric_hist(edges.bins());
-                s
-            },
+            Sketch::new,
             |s| {
                 for &x in &xs {
-                    s.add_number(x, Some(edges.bin_of(ordinal(&dd, x))), &dd);
+                    s.add_number(x, ordinal(&dd, x));
                 }
             },
             BatchSize::SmallInput,
@@ -97,10 +93,9 @@ fn sketches(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(1));
     let mut one = Sketch::new();
-    one.size_numeric_hist(edges.bins());
     xs[..120]
         .iter()
-        .for_each(|&x| one.add_number(x, Some(edges.bin_of(ordinal(&dd, x))), &dd));
+        .for_each(|&x| one.add_number(x, ordinal(&dd, x)));
     g.bench_function("merge_bucket", |b| {
         b.iter_batched_ref(
             || one.clone(),
@@ -108,15 +103,18 @@ fn sketches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    g.bench_function("slide_counts", |b| {
-        b.iter_batched_ref(
-            || one.clone(),
-            |s| {
-                s.merge_counts(black_box(&one));
-                s.subtract_counts(black_box(&one));
-            },
-            BatchSize::SmallInput,
-        )
+    // a bucket of 120 values closes: packed, counted into the running
+    // totals over the reference's edges, and later counted out
+    let mut totals = Sketch::new();
+    totals.size_numeric_hist(edges.bins());
+    let (mut bytes, mut scratch) = (Vec::new(), Vec::new());
+    g.bench_function("close_and_slide_bucket", |b| {
+        b.iter(|| {
+            let c = Closed::pack(7, black_box(&one), &mut bytes);
+            c.fold_into(&mut totals, Some(&edges), &dd, &mut scratch, true);
+            c.fold_into(&mut totals, Some(&edges), &dd, &mut scratch, false);
+            c.heap_bytes()
+        })
     });
     g.bench_function("edges_from_reference", |b| {
         b.iter(|| Edges::from_reference(&dd, black_box(&reference), 10, 40))

@@ -1,23 +1,24 @@
 //! Baseline files: reference profiles built from historical events by
 //! `driftline baseline`, loaded when the config points a model at one.
 //!
-//! Format (JSON, versioned): `{"format": 1, "models": [{"model_id", "start_ms",
+//! Format (JSON, versioned): `{"format": 2, "models": [{"model_id", "start_ms",
 //! "end_ms", "series": [...]}]}`; each series carries its counts, moments,
-//! its DDSketch and, for categories, counts by name.
+//! its quantile bins and, for categories, counts by name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sketches_ddsketch::DDSketch;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::registry::{Feature, Role};
-use crate::sketch::{Sketch, ValueKind};
+use crate::sketch::{Quantiles, Sketch, ValueKind};
 use crate::window::{BinSpec, Reference};
 
-pub const FORMAT: u32 = 1;
+/// Format 2: quantiles as counts per DDSketch bin (format 1 held the
+/// sketches-ddsketch struct, whose bins are not readable).
+pub const FORMAT: u32 = 2;
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct BaselineFile {
@@ -63,7 +64,8 @@ pub struct SeriesBaseline {
     pub type_violations: u64,
     pub mean: f64,
     pub m2: f64,
-    pub quantiles: Option<DDSketch>,
+    /// Counts per DDSketch bin (`sketch::Quantiles`).
+    pub quantiles: Quantiles,
     pub categories: BTreeMap<String, u64>,
 }
 

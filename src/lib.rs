@@ -77,6 +77,7 @@ pub mod release;
 pub mod service;
 pub mod sketch;
 pub mod source;
+pub mod window;
 
 // the engine's parts and the service's, not API
 pub(crate) mod baseline;
@@ -87,7 +88,6 @@ pub(crate) mod registry;
 pub(crate) mod route;
 pub(crate) mod stats;
 pub(crate) mod telemetry;
-pub(crate) mod window;
 
 /// Runs blocking work (file I/O, an HTTP call) from async code, telling a
 /// multi-threaded runtime to move its other tasks off this thread meanwhile;

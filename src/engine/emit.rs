@@ -12,7 +12,7 @@ use crate::drift::{Test, categorical};
 use crate::quality::monitor::{QChannel, QualityEval};
 use crate::registry::{Feature, Role};
 use crate::sketch::{Sketch, ValueKind, edges::format_num};
-use crate::window::Reference;
+use crate::window::{ExemplarList, Reference};
 
 use super::Engine;
 use super::evaluate::{Channel, ChannelEval, Summary, ratio};
@@ -299,29 +299,27 @@ impl Engine {
         let categorical = self.models[s.model as usize].features[s.feature as usize].kind
             == Some(crate::sketch::ValueKind::Categorical);
         let mut out: Vec<String> = Vec::with_capacity(cap);
-        let mut pick: Vec<(u64, &str)> = Vec::new();
-        for (_, b) in s.windows.ring().rev() {
+        let mut pick: Vec<(u64, String)> = Vec::new();
+        for b in s.windows.ring().rev() {
             pick.clear();
             match (e.channel, reference) {
-                (Channel::Quality, _) => pick.extend(b.null_exemplars.iter_keyed()),
+                (Channel::Quality, _) => pick.extend(b.exemplars(ExemplarList::Null)),
                 (Channel::Drift, Some(r)) => match &r.edges {
                     Some(edges) => {
                         let last = edges.bins() - 1;
                         let tail =
                             |k: u64, high: bool| edges.bin_of(crate::sketch::tail_ordinal(k, high));
                         pick.extend(
-                            b.exemplars
-                                .iter_keyed()
-                                .filter(|&(k, _)| tail(k, false) == 0),
+                            b.exemplars(ExemplarList::Low)
+                                .filter(|(k, _)| tail(*k, false) == 0),
                         );
                         pick.extend(
-                            b.high_exemplars
-                                .iter_keyed()
-                                .filter(|&(k, _)| tail(k, true) == last),
+                            b.exemplars(ExemplarList::High)
+                                .filter(|(k, _)| tail(*k, true) == last),
                         );
                     }
                     None if categorical => {
-                        pick.extend(b.exemplars.iter_keyed().filter(|&(k, _)| {
+                        pick.extend(b.exemplars(ExemplarList::Low).filter(|(k, _)| {
                             let rc = r.counts.get((k >> 32) as usize).copied().unwrap_or(0);
                             rc * 100 < r.sketch.values
                         }))
@@ -332,15 +330,15 @@ impl Engine {
             }
             // by hash, then id
             for c in pick.iter_mut() {
-                c.0 = crate::sketch::exemplar_hash(c.1);
+                c.0 = crate::sketch::exemplar_hash(&c.1);
             }
             pick.sort_unstable();
-            for &(_, t) in &pick {
+            for (_, t) in pick.drain(..) {
                 if out.len() >= cap {
                     return out;
                 }
-                if !out.iter().any(|o| o == t) {
-                    out.push(t.to_string());
+                if !out.contains(&t) {
+                    out.push(t);
                 }
             }
         }
@@ -370,7 +368,9 @@ impl Engine {
                     ev.current_mean = Some(cur.mean());
                 }
                 for q in [0.05, 0.25, 0.5, 0.75, 0.95] {
-                    if let (Some(a), Some(b)) = (r.sketch.quantile(q), cur.quantile(q)) {
+                    if let (Some(a), Some(b)) =
+                        (r.sketch.quantile(&self.dd, q), cur.quantile(&self.dd, q))
+                    {
                         ev.quantiles.push(QuantilePair {
                             q,
                             reference: a,
@@ -381,11 +381,13 @@ impl Engine {
                 // the scale of the newest buckets: a unit change shows at once
                 // there, while the whole window is still a mixture
                 let mut recent = Sketch::new();
-                for (_, b) in s.windows.ring().rev().take(RECENT_BUCKETS) {
-                    recent.merge(b);
+                for b in s.windows.ring().rev().take(RECENT_BUCKETS) {
+                    b.merge_into(&mut recent);
                 }
-                if let (Some(a), Some(b)) = (r.sketch.quantile(0.5), recent.quantile(0.5))
-                    && a != 0.0
+                if let (Some(a), Some(b)) = (
+                    r.sketch.quantile(&self.dd, 0.5),
+                    recent.quantile(&self.dd, 0.5),
+                ) && a != 0.0
                 {
                     ev.scale_ratio = Some(b / a);
                 }
@@ -398,8 +400,8 @@ impl Engine {
             Some(ValueKind::Categorical) => {
                 // like the scale ratio, judged on the newest buckets
                 let mut recent = Sketch::new();
-                for (_, b) in s.windows.ring().rev().take(RECENT_BUCKETS) {
-                    recent.merge_counts(b);
+                for b in s.windows.ring().rev().take(RECENT_BUCKETS) {
+                    b.merge_into(&mut recent);
                 }
                 ev.new_category_share =
                     Some(categorical::new_category_share(&r.counts, &recent.hist));

@@ -640,8 +640,27 @@ fn quantile_spread(q: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sketch::Edges;
     use crate::sketch::{dd_config, ordinal};
-    use crate::window::{BinSpec, fill_bin_sums};
+    use crate::window::{BinSpec, Closed};
+
+    /// Running totals of one closed bucket of `xs`.
+    fn closed_totals(xs: &[f64], edges: &Edges, dd: &sketches_ddsketch::Config) -> Sketch {
+        let mut s = Sketch::new();
+        for &v in xs {
+            s.add_number(v, ordinal(dd, v));
+        }
+        let mut totals = Sketch::new();
+        totals.size_numeric_hist(edges.bins());
+        Closed::pack(0, &s, &mut Vec::new()).fold_into(
+            &mut totals,
+            Some(edges),
+            dd,
+            &mut Vec::new(),
+            true,
+        );
+        totals
+    }
 
     fn setup() -> (sketches_ddsketch::Config, BinSpec) {
         let dd = dd_config(0.01);
@@ -673,19 +692,12 @@ mod tests {
         let mut normal = spread(0);
         let mut acc = Sketch::new();
         for _ in 0..5000 {
-            acc.add_number(normal(), None, &dd);
+            let v = normal();
+            acc.add_number(v, ordinal(&dd, v));
         }
         let r = Reference::build(acc, 0, 1, Some(ValueKind::Numeric), &bins);
         let edges = r.edges.clone().unwrap();
-        let bucket = |xs: &[f64]| {
-            let mut s = Sketch::new();
-            s.size_numeric_hist(edges.bins());
-            for &v in xs {
-                s.add_number(v, Some(edges.bin_of(ordinal(&dd, v))), &dd);
-            }
-            fill_bin_sums(&mut s);
-            s
-        };
+        let bucket = |xs: &[f64]| closed_totals(xs, &edges, &dd);
         let calm: Vec<f64> = (0..3000).map(|_| normal()).collect();
         let mut window = bucket(&calm);
         let before = normalised_wasserstein(&r, &window);
@@ -707,18 +719,14 @@ mod tests {
         let mut uniform = spread(7);
         let mut acc = Sketch::new();
         for _ in 0..5000 {
-            acc.add_number(uniform(), None, &dd);
+            let v = uniform();
+            acc.add_number(v, ordinal(&dd, v));
         }
-        acc.add_number(2f64.powi(64), None, &dd);
+        acc.add_number(2f64.powi(64), ordinal(&dd, 2f64.powi(64)));
         let r = Reference::build(acc, 0, 1, Some(ValueKind::Numeric), &bins);
         let edges = r.edges.clone().unwrap();
-        let mut window = Sketch::new();
-        window.size_numeric_hist(edges.bins());
-        for _ in 0..3000 {
-            let v = uniform() + 3.5;
-            window.add_number(v, Some(edges.bin_of(ordinal(&dd, v))), &dd);
-        }
-        fill_bin_sums(&mut window);
+        let shifted: Vec<f64> = (0..3000).map(|_| uniform() + 3.5).collect();
+        let window = closed_totals(&shifted, &edges, &dd);
         let w = normalised_wasserstein(&r, &window);
         assert!(w > 0.4, "a shift of ~2 deviations read {w}");
     }

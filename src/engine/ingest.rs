@@ -445,8 +445,7 @@ impl Engine {
             let sid = self.series_id(m, f, slot, bucket);
             let s = &mut self.series[sid as usize];
             s.applied += 1;
-            s.windows
-                .record(idx, obs, trace_id, max_ex, &self.dd, &mut self.pool);
+            s.windows.record(idx, obs, trace_id, max_ex, &mut self.pool);
         }
     }
 
@@ -468,7 +467,7 @@ impl Engine {
                 &self.bins,
                 self.cfg.series.max_categories,
             ) {
-                windows.pin(r, &self.dd);
+                windows.pin(r);
             }
         }
         model.series_of[f as usize][slot as usize] = sid;

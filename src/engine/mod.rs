@@ -41,7 +41,7 @@ use crate::incident::Incidents;
 use crate::incident::feedback::{Control, Key, Recorded, Verdict};
 use crate::quality::monitor::QualityMonitor;
 use crate::registry::{Model, Overflow};
-use crate::sketch::{Sketch, dd_config};
+use crate::sketch::dd_config;
 use crate::stats::Stats;
 use crate::telemetry::EvalPoint;
 use crate::window::{BinSpec, SeriesWindows};
@@ -119,7 +119,7 @@ pub struct Engine {
     time: Watermark,
     /// Recycled bucket sketches (boxed: they move between open buckets, rings and here).
     #[allow(clippy::vec_box)]
-    pool: Vec<Box<Sketch>>,
+    pool: crate::window::Pool,
     slots: Vec<u32>,
     /// Baselines from the config of models not seen yet, by model id.
     baselines: HashMap<String, Baseline>,
@@ -187,7 +187,7 @@ impl Engine {
             clock: Clock::default(),
             consensus,
             jumped: Vec::new(),
-            pool: Vec::new(),
+            pool: crate::window::Pool::default(),
             slots: Vec::with_capacity(8),
             baselines,
             model_baselines: Vec::new(),

@@ -7,9 +7,11 @@
 //! from its DDSketch, although the edges were chosen after the reference
 //! was summarised.
 
-use sketches_ddsketch::{Config as DdConfig, DDSketch};
+use sketches_ddsketch::Config as DdConfig;
 
-const POS: i64 = 1 << 32;
+use super::Quantiles;
+
+pub(crate) const POS: i64 = 1 << 32;
 
 /// The ordered DDSketch bin of `x`.
 #[inline]
@@ -64,17 +66,11 @@ impl Edges {
     /// holds the quantile (so tied values stay in one bin).
     pub fn from_reference(
         cfg: &DdConfig,
-        reference: &DDSketch,
+        reference: &Quantiles,
         coarse: usize,
         fine: usize,
     ) -> Edges {
-        let edge_at = |q: f64| {
-            reference
-                .quantile(q)
-                .ok()
-                .flatten()
-                .map(|x| ordinal(cfg, x) + 1)
-        };
+        let edge_at = |q: f64| reference.quantile(cfg, q).map(|x| ordinal(cfg, x) + 1);
         let coarse_edges: Vec<i64> = (1..coarse)
             .filter_map(|i| edge_at(i as f64 / coarse as f64))
             .collect();
@@ -140,52 +136,19 @@ impl Edges {
         format!("[{}, {})", fmt(lo, "-inf"), fmt(hi, "inf"))
     }
 
-    /// Exact counts per fine bin of the values summarised in `sketch`.
-    pub fn counts_from_sketch(&self, cfg: &DdConfig, sketch: &DDSketch) -> Vec<u64> {
-        let n = sketch.count() as u64;
-        let mut below_prev = 0;
-        let mut out = Vec::with_capacity(self.bins());
-        for &e in &self.fine {
-            let below = count_below(cfg, sketch, n, e);
-            out.push(below - below_prev);
-            below_prev = below;
+    /// Exact counts per fine bin of the values summarised in `q`.
+    pub fn counts_from_sketch(&self, q: &Quantiles) -> Vec<u64> {
+        let mut out = vec![0; self.bins()];
+        let mut bin = 0;
+        for &(o, c) in q.bins() {
+            // both ascend: walk the edges rather than search them
+            while bin < self.fine.len() && self.fine[bin] <= o {
+                bin += 1;
+            }
+            out[bin] += c;
         }
-        out.push(n - below_prev);
         out
     }
-}
-
-/// Number of values in `sketch` whose ordinal is below `edge`, by binary
-/// search over ranks (DDSketch answers quantiles, not ranks).
-fn count_below(cfg: &DdConfig, sketch: &DDSketch, n: u64, edge: i64) -> u64 {
-    if n == 0 {
-        return 0;
-    }
-    let ord_at = |r: u64| {
-        let q = if r == 0 {
-            0.0
-        } else if r + 1 >= n {
-            1.0
-        } else {
-            (r as f64 + 0.5) / (n - 1) as f64
-        };
-        sketch
-            .quantile(q)
-            .ok()
-            .flatten()
-            .map(|x| ordinal(cfg, x))
-            .unwrap_or(i64::MAX)
-    };
-    let (mut lo, mut hi) = (0u64, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if ord_at(mid) >= edge {
-            hi = mid
-        } else {
-            lo = mid + 1
-        }
-    }
-    lo
 }
 
 /// Short human formatting of a number (4 significant digits).
@@ -229,14 +192,14 @@ mod tests {
         let xs: Vec<f64> = (0..5000)
             .map(|i| ((i * 7919) % 23) as f64 - 5.0 + if i % 3 == 0 { 0.25 } else { 0.0 })
             .collect();
-        let mut dd = DDSketch::new(cfg);
-        xs.iter().for_each(|&x| dd.add(x));
+        let mut dd = Quantiles::default();
+        xs.iter().for_each(|&x| dd.add(x, ordinal(&cfg, x)));
         let edges = Edges::from_reference(&cfg, &dd, 10, 40);
         let mut direct = vec![0u64; edges.bins()];
         for &x in &xs {
             direct[edges.bin_of(ordinal(&cfg, x))] += 1;
         }
-        assert_eq!(edges.counts_from_sketch(&cfg, &dd), direct);
+        assert_eq!(edges.counts_from_sketch(&dd), direct);
         assert!(edges.bins() > 10);
         let mut coarse = Vec::new();
         edges.coarse(&direct, &mut coarse);
@@ -247,13 +210,13 @@ mod tests {
     #[test]
     fn continuous_reference_gives_near_equal_mass_bins() {
         let cfg = dd_config(0.01);
-        let mut dd = DDSketch::new(cfg);
+        let mut dd = Quantiles::default();
         let xs: Vec<f64> = (1..=10000)
             .map(|i| (i as f64 / 10001.0).ln() * -3.0)
             .collect();
-        xs.iter().for_each(|&x| dd.add(x));
+        xs.iter().for_each(|&x| dd.add(x, ordinal(&cfg, x)));
         let edges = Edges::from_reference(&cfg, &dd, 10, 40);
-        let fine = edges.counts_from_sketch(&cfg, &dd);
+        let fine = edges.counts_from_sketch(&dd);
         let mut coarse = Vec::new();
         edges.coarse(&fine, &mut coarse);
         assert_eq!(coarse.len(), 10);

@@ -8,11 +8,13 @@
 
 pub mod edges;
 pub mod moments;
+pub mod quantiles;
 
-use sketches_ddsketch::{Config as DdConfig, DDSketch};
+use sketches_ddsketch::Config as DdConfig;
 
 pub use edges::{Edges, ordinal};
 use moments::Moments;
+pub use quantiles::Quantiles;
 
 /// What a series holds: numbers or categories (strings and booleans). Fixed
 /// by the first non-null value; values of the other type are violations.
@@ -143,14 +145,15 @@ pub struct Sketch {
     pub type_violations: u64,
     /// Sum and sum of squares of numeric values, in any order the same.
     pub moments: Moments,
-    /// Numbers: counts over `Edges` bins (empty until the reference fixes the
-    /// edges). Categories: counts per category id.
+    /// Categories: counts per category id. Numbers, in a window's running
+    /// totals: counts over the reference's `Edges` bins, counted from each
+    /// closing bucket's quantile bins (an open bucket keeps none).
     pub hist: Vec<u64>,
-    /// Numbers: sum of the values in each histogram bin (for Wasserstein),
-    /// filled from the sketch when the bucket closes (`window::fill_bin_sums`).
+    /// Numbers, in running totals: sum of the values in each histogram bin
+    /// (for Wasserstein), from each closing bucket (`window::Closed::bin_counts`).
     pub hist_sum: Vec<f64>,
     /// Quantile sketch of numeric values.
-    pub quantiles: Option<DDSketch>,
+    pub quantiles: Quantiles,
     /// Example events, offered whatever the reference (which decides, when
     /// an alert is made, which of them are unusual): numbers, the lowest
     /// values (`tail_keys`); categories, one per category.
@@ -170,7 +173,7 @@ impl Sketch {
             moments: Moments::default(),
             hist: Vec::new(),
             hist_sum: Vec::new(),
-            quantiles: None,
+            quantiles: Quantiles::default(),
             exemplars: Exemplars::default(),
             high_exemplars: Exemplars::default(),
             null_exemplars: Exemplars::default(),
@@ -190,7 +193,7 @@ impl Sketch {
         self.moments = Moments::default();
         self.hist.clear();
         self.hist_sum.clear();
-        self.quantiles = None;
+        self.quantiles.clear();
         self.exemplars.clear();
         self.high_exemplars.clear();
         self.null_exemplars.clear();
@@ -206,17 +209,12 @@ impl Sketch {
         self.type_violations += 1;
     }
 
-    /// Adds a number; `bin` is its histogram bin when edges are known.
+    /// Adds a number, whose DDSketch bin is `ordinal`.
     #[inline]
-    pub fn add_number(&mut self, x: f64, bin: Option<usize>, dd: &DdConfig) {
+    pub fn add_number(&mut self, x: f64, ordinal: i64) {
         self.values += 1;
         self.moments.add(x);
-        if let Some(b) = bin {
-            self.hist[b] += 1;
-        }
-        self.quantiles
-            .get_or_insert_with(|| DDSketch::new(*dd))
-            .add(x);
+        self.quantiles.add(x, ordinal);
     }
 
     /// Adds a category by id.
@@ -233,16 +231,7 @@ impl Sketch {
     pub fn merge(&mut self, o: &Sketch) {
         self.moments.merge(&o.moments);
         self.merge_counts(o);
-        if let Some(q) = &o.quantiles {
-            match &mut self.quantiles {
-                Some(mine) => {
-                    // one config for every series by construction; a mismatch is a defect
-                    let merged = mine.merge(q);
-                    debug_assert!(merged.is_ok());
-                }
-                None => self.quantiles = Some(q.clone()),
-            }
-        }
+        self.quantiles.merge(&o.quantiles);
     }
 
     /// Adds the integer parts (counts and histogram) of `o`.
@@ -306,10 +295,8 @@ impl Sketch {
         }
     }
 
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.quantiles
-            .as_ref()
-            .and_then(|s| s.quantile(q).ok().flatten())
+    pub fn quantile(&self, dd: &DdConfig, q: f64) -> Option<f64> {
+        self.quantiles.quantile(dd, q)
     }
 }
 
@@ -321,10 +308,7 @@ impl std::fmt::Debug for Sketch {
             .field("type_violations", &self.type_violations)
             .field("mean", &self.mean())
             .field("hist", &self.hist)
-            .field(
-                "quantile_values",
-                &self.quantiles.as_ref().map(|q| q.count()),
-            )
+            .field("quantile_values", &self.quantiles.count())
             .finish()
     }
 }
@@ -350,7 +334,10 @@ mod tests {
         s.size_numeric_hist(edges.bins());
         for x in xs {
             match x {
-                Some(x) => s.add_number(*x, Some(edges.bin_of(ordinal(dd, *x))), dd),
+                Some(x) => {
+                    s.add_number(*x, ordinal(dd, *x));
+                    s.hist[edges.bin_of(ordinal(dd, *x))] += 1;
+                }
                 None => s.add_null(),
             }
         }
@@ -377,7 +364,7 @@ mod tests {
             prop_assert_eq!(merged.mean(), whole.mean());
             prop_assert_eq!(merged.variance(), whole.variance());
             for q in [0.0, 0.1, 0.5, 0.9, 1.0] {
-                prop_assert_eq!(merged.quantile(q), whole.quantile(q));
+                prop_assert_eq!(merged.quantile(&dd, q), whole.quantile(&dd, q));
             }
         }
     }

@@ -4,11 +4,16 @@
 //!
 //! A slide adds the closing bucket's counts to the totals and subtracts the
 //! bucket that leaves: O(bins), not O(window). Moments and quantiles are
-//! merged from the ring when the series is evaluated.
+//! merged from the ring when an alert needs them. A closed bucket is kept
+//! packed ([`Closed`]): a window of 30 buckets is most of a series' memory.
+
+mod closed;
 
 use std::collections::VecDeque;
 
 use sketches_ddsketch::Config as DdConfig;
+
+pub use closed::{Closed, ExemplarList};
 
 use crate::sketch::{Edges, Sketch, ValueKind};
 
@@ -52,7 +57,7 @@ pub struct SeriesWindows {
     open: VecDeque<Option<Box<Sketch>>>,
     reference: RefState,
     /// Closed buckets of the current window, oldest first.
-    ring: VecDeque<(i64, Box<Sketch>)>,
+    ring: VecDeque<Closed>,
     /// Integer parts of the ring's sum.
     totals: Sketch,
 }
@@ -97,30 +102,18 @@ impl SeriesWindows {
     /// Records one value in open bucket `idx` (counted from the engine's
     /// first open bucket), taking a recycled sketch from `pool` when the
     /// bucket is new, and offers its trace id as an exemplar.
-    #[allow(clippy::vec_box)]
     pub fn record(
         &mut self,
         idx: usize,
         obs: Observation,
         trace_id: &str,
         max_exemplars: usize,
-        dd: &DdConfig,
-        pool: &mut Vec<Box<Sketch>>,
+        pool: &mut Pool,
     ) {
         if self.open.len() <= idx {
             self.open.resize_with(idx + 1, || None);
         }
-        let pinned = match &self.reference {
-            RefState::Pinned(r) => Some(&**r),
-            RefState::WarmingUp { .. } => None,
-        };
-        let sketch = self.open[idx].get_or_insert_with(|| {
-            let mut s = pool.pop().unwrap_or_default();
-            if let Some(e) = pinned.and_then(|r| r.edges.as_ref()) {
-                s.size_numeric_hist(e.bins());
-            }
-            s
-        });
+        let sketch = self.open[idx].get_or_insert_with(|| pool.sketches.pop().unwrap_or_default());
         // exemplars are offered whatever the reference: which of them are
         // unusual is decided when an alert is made, so buckets opened
         // before the reference was pinned (how many depends on batching)
@@ -131,10 +124,8 @@ impl SeriesWindows {
                 sketch.null_exemplars.offer(trace_id, max_exemplars);
             }
             Observation::Number { x, ordinal } => {
-                match pinned.and_then(|r| r.edges.as_ref()) {
-                    Some(edges) => sketch.add_number(x, Some(edges.bin_of(ordinal)), dd),
-                    None => sketch.add_number(x, None, dd),
-                }
+                // its histogram bin is counted when the bucket closes, from its quantile bins
+                sketch.add_number(x, ordinal);
                 let (low, high) = crate::sketch::tail_keys(ordinal);
                 sketch.exemplars.offer_keyed(low, trace_id, max_exemplars);
                 sketch
@@ -164,9 +155,9 @@ impl SeriesWindows {
         &self.totals
     }
 
-    /// The current window's closed buckets, oldest first, with their bucket numbers.
-    pub fn ring(&self) -> impl DoubleEndedIterator<Item = (i64, &Sketch)> + ExactSizeIterator {
-        self.ring.iter().map(|(b, s)| (*b, &**s))
+    /// The current window's closed buckets, oldest first.
+    pub fn ring(&self) -> impl DoubleEndedIterator<Item = &Closed> + ExactSizeIterator {
+        self.ring.iter()
     }
 
     pub fn pinned(&self) -> Option<&Reference> {
@@ -181,9 +172,8 @@ impl SeriesWindows {
     }
 
     /// Closes the oldest open bucket (`bucket`), sliding the window to end at
-    /// it. Returns true when this close pinned the reference. (Sketches are
-    /// boxed: they move between open buckets, the ring and the pool.)
-    #[allow(clippy::vec_box)]
+    /// it. Returns true when this close pinned the reference. (Open sketches
+    /// are boxed: they move between open buckets and the pool.)
     pub fn close(
         &mut self,
         bucket: i64,
@@ -191,7 +181,7 @@ impl SeriesWindows {
         kind: Option<ValueKind>,
         bins: &BinSpec,
         bucket_ms: i64,
-        pool: &mut Vec<Box<Sketch>>,
+        pool: &mut Pool,
     ) -> bool {
         let closing = self.open.pop_front().flatten();
         let mut pinned_now = false;
@@ -199,50 +189,43 @@ impl SeriesWindows {
             RefState::WarmingUp { start, end, acc } => {
                 if let Some(s) = closing {
                     acc.merge(&s);
-                    recycle(pool, s);
+                    pool.recycle(s);
                 }
                 if bucket + 1 >= *end {
                     let (start_ms, end_ms) = (*start * bucket_ms, *end * bucket_ms);
                     let acc = std::mem::take(&mut **acc);
-                    self.pin(
-                        Reference::build(acc, start_ms, end_ms, kind, bins),
-                        &bins.dd,
-                    );
+                    self.pin(Reference::build(acc, start_ms, end_ms, kind, bins));
                     pinned_now = true;
                 }
             }
-            RefState::Pinned(_) => {
-                if let Some(mut s) = closing {
-                    if !s.hist.is_empty() && kind == Some(ValueKind::Numeric) {
-                        fill_bin_sums(&mut s);
-                    }
-                    self.totals.merge_counts(&s);
-                    self.ring.push_back((bucket, s));
+            RefState::Pinned(r) => {
+                if let Some(s) = closing {
+                    let c = Closed::pack(bucket, &s, &mut pool.bytes);
+                    pool.recycle(s);
+                    let edges = r.edges.as_ref();
+                    c.fold_into(&mut self.totals, edges, &bins.dd, &mut pool.bins, true);
+                    self.ring.push_back(c);
                 }
             }
         }
-        while let Some((b, _)) = self.ring.front() {
-            if *b > bucket - window_buckets {
+        let edges = match &self.reference {
+            RefState::Pinned(r) => r.edges.as_ref(),
+            RefState::WarmingUp { .. } => None,
+        };
+        while let Some(c) = self.ring.front() {
+            if c.bucket > bucket - window_buckets {
                 break;
             }
-            if let Some((_, s)) = self.ring.pop_front() {
-                self.totals.subtract_counts(&s);
-                recycle(pool, s);
-            }
+            c.fold_into(&mut self.totals, edges, &bins.dd, &mut pool.bins, false);
+            self.ring.pop_front();
         }
         pinned_now
     }
 
-    /// Pins a reference and fills in histograms of buckets opened before the
-    /// edges were known (exactly: edges sit on DDSketch bin boundaries).
-    pub fn pin(&mut self, r: Reference, dd: &DdConfig) {
+    /// Pins a reference. Open buckets need nothing from it: a number's
+    /// histogram bin is counted when its bucket closes.
+    pub fn pin(&mut self, r: Reference) {
         if let Some(edges) = &r.edges {
-            for s in self.open.iter_mut().flatten() {
-                s.size_numeric_hist(edges.bins());
-                if let Some(q) = &s.quantiles {
-                    s.hist = edges.counts_from_sketch(dd, q);
-                }
-            }
             self.totals.size_numeric_hist(edges.bins());
         }
         self.reference = RefState::Pinned(Box::new(r));
@@ -251,14 +234,20 @@ impl SeriesWindows {
     /// Merges the ring into one sketch with moments and quantiles.
     pub fn merged_current(&self, out: &mut Sketch) {
         *out = Sketch::new();
-        for (_, s) in &self.ring {
-            out.merge(s);
+        for c in &self.ring {
+            c.merge_into(out);
         }
     }
 
     /// Event time at which the current window starts (its oldest bucket).
     pub fn window_start_bucket(&self) -> Option<i64> {
-        self.ring.front().map(|(b, _)| *b)
+        self.ring.front().map(|c| c.bucket)
+    }
+
+    /// Bytes held on the heap by the closed buckets (for the memory bench and tests).
+    pub fn ring_bytes(&self) -> usize {
+        self.ring.iter().map(Closed::heap_bytes).sum::<usize>()
+            + self.ring.capacity() * std::mem::size_of::<Closed>()
     }
 }
 
@@ -288,17 +277,18 @@ impl Reference {
             quantiles: Vec::new(),
             sketch,
         };
-        match (kind, &r.sketch.quantiles) {
-            (Some(ValueKind::Numeric), Some(q)) => {
+        let q = &r.sketch.quantiles;
+        match kind {
+            Some(ValueKind::Numeric) if !q.is_empty() => {
                 let edges = Edges::from_reference(&bins.dd, q, bins.coarse, bins.fine);
-                r.counts = edges.counts_from_sketch(&bins.dd, q);
+                r.counts = edges.counts_from_sketch(q);
                 edges.coarse(&r.counts, &mut r.coarse);
                 r.quantiles = crate::drift::numeric::quantile_levels(WASSERSTEIN_LEVELS)
-                    .map(|l| q.quantile(l).ok().flatten().unwrap_or(0.0))
+                    .map(|l| q.quantile(&bins.dd, l).unwrap_or(0.0))
                     .collect();
                 r.edges = Some(edges);
             }
-            (Some(ValueKind::Numeric), None) => {
+            Some(ValueKind::Numeric) => {
                 // numeric but no values in the reference: one bin, everything later lands in it
                 r.edges = Some(Edges::from_ordinals(Vec::new(), 1));
                 r.counts = vec![0];
@@ -310,37 +300,23 @@ impl Reference {
     }
 }
 
-/// Fills a bucket's per-bin sums from its own sketch: each bin's count
-/// times the median of its values (within the sketch's relative accuracy).
-/// Every bucket gets the same treatment when it closes, so the Wasserstein
-/// distance does not depend on which buckets were open when the reference
-/// was pinned (that depends on how partitions interleave).
-pub fn fill_bin_sums(s: &mut Sketch) {
-    let n: u64 = s.hist.iter().sum();
-    s.hist_sum.clear();
-    s.hist_sum.resize(s.hist.len(), 0.0);
-    let Some(q) = &s.quantiles else { return };
-    let mut before = 0u64;
-    for (i, &c) in s.hist.iter().enumerate() {
-        if c > 0 {
-            let mid = before as f64 + (c as f64 - 1.0) / 2.0;
-            let level = if n > 1 { mid / (n - 1) as f64 } else { 0.0 };
-            let median = q
-                .quantile(level.clamp(0.0, 1.0))
-                .ok()
-                .flatten()
-                .unwrap_or(0.0);
-            s.hist_sum[i] = c as f64 * median;
-        }
-        before += c;
-    }
+/// What closing buckets reuse: emptied open sketches, and scratch for
+/// packing a bucket and reading its bins back.
+#[derive(Default)]
+pub struct Pool {
+    // boxed: a sketch moves between an open bucket's slot and here
+    #[allow(clippy::vec_box)]
+    sketches: Vec<Box<Sketch>>,
+    bytes: Vec<u8>,
+    bins: Vec<(i64, u64)>,
 }
 
-#[allow(clippy::vec_box)]
-fn recycle(pool: &mut Vec<Box<Sketch>>, mut s: Box<Sketch>) {
-    if pool.len() < 4096 {
-        s.reset();
-        pool.push(s);
+impl Pool {
+    fn recycle(&mut self, mut s: Box<Sketch>) {
+        if self.sketches.len() < 4096 {
+            s.reset();
+            self.sketches.push(s);
+        }
     }
 }
 
@@ -358,23 +334,27 @@ mod tests {
         }
     }
 
-    /// A bucket's sketch of `xs` (None = null) over the series' edges, if any.
-    fn bucket(w: &SeriesWindows, xs: &[Option<f64>]) -> Box<Sketch> {
+    /// A bucket's sketch of `xs` (None = null).
+    fn bucket(xs: &[Option<f64>]) -> Box<Sketch> {
         let dd = dd_config(0.01);
         let mut s = Box::new(Sketch::new());
-        let edges = w.edges().cloned();
-        if let Some(e) = &edges {
-            s.size_numeric_hist(e.bins());
-        }
         for x in xs {
             match x {
-                Some(x) => {
-                    s.add_number(*x, edges.as_ref().map(|e| e.bin_of(ordinal(&dd, *x))), &dd)
-                }
+                Some(x) => s.add_number(*x, ordinal(&dd, *x)),
                 None => s.add_null(),
             }
         }
         s
+    }
+
+    /// Counts of `xs` over `edges`, directly.
+    fn direct_hist(edges: &Edges, xs: &[Option<f64>]) -> Vec<u64> {
+        let dd = dd_config(0.01);
+        let mut h = vec![0u64; edges.bins()];
+        for x in xs.iter().flatten() {
+            h[edges.bin_of(ordinal(&dd, *x))] += 1;
+        }
+        h
     }
 
     proptest! {
@@ -386,12 +366,13 @@ mod tests {
             window in 1i64..8,
             warmup in 1i64..4,
         ) {
+            let dd = dd_config(0.01);
             let mut w = SeriesWindows::new(0, warmup, 0);
-            let mut pool = Vec::new();
+            let mut pool = Pool::default();
             let mut closed: Vec<(i64, Vec<Option<f64>>)> = Vec::new();
             for (b, xs) in buckets.iter().enumerate() {
                 let b = b as i64;
-                w.open.push_back(Some(bucket(&w, xs)));
+                w.open.push_back(Some(bucket(xs)));
                 let pinned_before = w.pinned().is_some();
                 w.close(b, window, Some(ValueKind::Numeric), &bins(), 60_000, &mut pool);
                 if !pinned_before {
@@ -399,52 +380,132 @@ mod tests {
                 }
                 closed.push((b, xs.clone()));
                 let live: Vec<Option<f64>> = closed.iter().filter(|(cb, _)| *cb > b - window).flat_map(|(_, xs)| xs.clone()).collect();
-                let scratch = bucket(&w, &live);
+                let scratch = bucket(&live);
+                let edges = w.edges().unwrap().clone();
                 prop_assert_eq!(w.totals.values, scratch.values);
                 prop_assert_eq!(w.totals.nulls, scratch.nulls);
-                prop_assert_eq!(&w.totals.hist, &scratch.hist);
+                prop_assert_eq!(&w.totals.hist, &direct_hist(&edges, &live));
                 // per-bin sums: the running total equals the ring's buckets summed afresh
-                let mut sums = vec![0.0f64; w.totals.hist_sum.len()];
-                for (_, b) in &w.ring {
-                    for (x, y) in sums.iter_mut().zip(&b.hist_sum) {
-                        *x += y;
-                    }
+                let mut afresh = Sketch::new();
+                afresh.size_numeric_hist(edges.bins());
+                for c in &w.ring {
+                    c.fold_into(&mut afresh, Some(&edges), &dd, &mut Vec::new(), true);
                 }
-                for (a, e) in w.totals.hist_sum.iter().zip(&sums) {
+                prop_assert_eq!(&afresh.hist, &w.totals.hist);
+                for (a, e) in w.totals.hist_sum.iter().zip(&afresh.hist_sum) {
                     prop_assert!((a - e).abs() <= 1e-6 * (1.0 + e.abs()), "{} vs {}", a, e);
                 }
                 let mut merged = Sketch::new();
                 w.merged_current(&mut merged);
                 prop_assert_eq!(merged.values, scratch.values);
-                prop_assert_eq!(merged.quantile(0.5), scratch.quantile(0.5));
+                prop_assert_eq!(merged.quantile(&dd, 0.5), scratch.quantile(&dd, 0.5));
+                prop_assert_eq!(merged.quantile(&dd, 0.0), scratch.quantile(&dd, 0.0));
+                prop_assert_eq!(merged.quantile(&dd, 1.0), scratch.quantile(&dd, 1.0));
+                prop_assert_eq!(merged.mean(), scratch.mean());
             }
+        }
+
+        /// A bin's sum is its count times the median of its values: the
+        /// value of rank ⌊(c − 1)/2⌋ among them, as its DDSketch bin's
+        /// representative (the exact value at either end of the bucket).
+        #[test]
+        fn bin_sums_are_count_times_median(xs in prop::collection::vec(-1e3f64..1e3, 1..200)) {
+            let dd = dd_config(0.01);
+            let edges = Edges::from_ordinals(
+                [-100.0, -1.0, 0.5, 20.0, 300.0].iter().map(|&x| ordinal(&dd, x)).collect(), 2);
+            let opt: Vec<Option<f64>> = xs.iter().map(|&x| Some(x)).collect();
+            let c = Closed::pack(3, &bucket(&opt), &mut Vec::new());
+            let mut t = Sketch::new();
+            t.size_numeric_hist(edges.bins());
+            c.fold_into(&mut t, Some(&edges), &dd, &mut Vec::new(), true);
+            let mut sorted = xs.clone();
+            sorted.sort_by(f64::total_cmp);
+            let n = sorted.len();
+            for b in 0..edges.bins() {
+                let ranks: Vec<usize> = (0..n).filter(|&i| edges.bin_of(ordinal(&dd, sorted[i])) == b).collect();
+                prop_assert_eq!(t.hist[b], ranks.len() as u64);
+                if ranks.is_empty() {
+                    prop_assert_eq!(t.hist_sum[b], 0.0);
+                    continue;
+                }
+                let r = ranks[(ranks.len() - 1) / 2];
+                let median = if r == 0 {
+                    sorted[0]
+                } else if r + 1 == n {
+                    sorted[n - 1]
+                } else {
+                    crate::sketch::quantiles::representative(&dd, ordinal(&dd, sorted[r]))
+                };
+                prop_assert_eq!(t.hist_sum[b], ranks.len() as f64 * median);
+            }
+            // and taking it out again leaves nothing
+            c.fold_into(&mut t, Some(&edges), &dd, &mut Vec::new(), false);
+            prop_assert!(t.hist.iter().all(|&h| h == 0));
+            prop_assert!(t.hist_sum.iter().all(|&h| h == 0.0));
         }
     }
 
     #[test]
-    fn reference_pins_after_warmup_and_backfills_open_buckets() {
+    fn a_closed_bucket_keeps_what_it_was_packed_from() {
         let dd = dd_config(0.01);
+        let mut s = Sketch::new();
+        for (i, x) in [3.5, -2.0, 0.0, 3.5, 1e12, -7e-3].iter().enumerate() {
+            s.add_number(*x, ordinal(&dd, *x));
+            let id = format!("{:032x}", 0xabcdef0123u64 * (i as u64 + 1));
+            s.exemplars.offer_keyed(i as u64, &id, 3);
+        }
+        s.add_null();
+        s.add_violation();
+        s.null_exemplars.offer("not-a-w3c-id/é", 3);
+        s.high_exemplars
+            .offer("ABCDEF0123456789ABCDEF0123456789", 3);
+        let c = Closed::pack(42, &s, &mut Vec::new());
+        assert_eq!(c.bucket, 42);
+        assert_eq!(c.counts(), (6, 1, 1));
+        assert_eq!(c.bins().collect::<Vec<_>>(), s.quantiles.bins());
+        let list = |l| c.exemplars(l).collect::<Vec<_>>();
+        let want = |e: &crate::sketch::Exemplars| {
+            e.iter_keyed()
+                .map(|(k, t)| (k, t.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(list(ExemplarList::Low), want(&s.exemplars));
+        assert_eq!(list(ExemplarList::High), want(&s.high_exemplars));
+        assert_eq!(list(ExemplarList::Null), want(&s.null_exemplars));
+        let mut m = Sketch::new();
+        c.merge_into(&mut m);
+        assert_eq!(m.quantiles, s.quantiles);
+        assert_eq!((m.values, m.nulls, m.type_violations), (6, 1, 1));
+        assert_eq!(m.mean(), s.mean());
+        // a categorical bucket: counts per category id
+        let mut k = Sketch::new();
+        for id in [0, 3, 3, 5] {
+            k.add_category(id);
+        }
+        let c = Closed::pack(1, &k, &mut Vec::new());
+        assert_eq!(c.categories().collect::<Vec<_>>(), vec![1, 0, 0, 2, 0, 1]);
+        // the packed form is small: 4 categories and no exemplars in a few bytes
+        assert!(c.heap_bytes() < 16, "{}", c.heap_bytes());
+    }
+
+    #[test]
+    fn a_bucket_open_when_the_reference_pins_counts_over_its_edges() {
         let mut w = SeriesWindows::new(10, 2, 0);
-        let mut pool = Vec::new();
+        let mut pool = Pool::default();
         let xs: Vec<Option<f64>> = (0..1000).map(|i| Some(i as f64)).collect();
-        w.open.push_back(Some(bucket(&w, &xs)));
-        w.open.push_back(Some(bucket(&w, &xs)));
+        w.open.push_back(Some(bucket(&xs)));
+        w.open.push_back(Some(bucket(&xs)));
         // a bucket opened before the reference is pinned, with no edges yet
-        w.open
-            .push_back(Some(bucket(&w, &[Some(5.0), Some(995.0), None])));
+        let late = [Some(5.0), Some(995.0), None];
+        w.open.push_back(Some(bucket(&late)));
         assert!(!w.close(10, 5, Some(ValueKind::Numeric), &bins(), 60_000, &mut pool));
         assert!(w.close(11, 5, Some(ValueKind::Numeric), &bins(), 60_000, &mut pool));
         let r = w.pinned().unwrap();
         assert_eq!((r.start_ms, r.end_ms), (600_000, 720_000));
         assert_eq!(r.counts.iter().sum::<u64>(), 2000);
         let edges = r.edges.clone().unwrap();
-        let open = w.open[0].as_ref().unwrap();
-        let mut want = vec![0u64; edges.bins()];
-        want[edges.bin_of(ordinal(&dd, 5.0))] += 1;
-        want[edges.bin_of(ordinal(&dd, 995.0))] += 1;
-        assert_eq!(open.hist, want);
         w.close(12, 5, Some(ValueKind::Numeric), &bins(), 60_000, &mut pool);
-        assert_eq!(w.totals.hist, want);
+        assert_eq!(w.totals.hist, direct_hist(&edges, &late));
         assert_eq!(w.totals.nulls, 1);
     }
 }

@@ -71,7 +71,7 @@ fn a_baseline_file_replaces_the_warm_up() {
     // a baseline of another format version is refused, not misread
     let text = std::fs::read_to_string(&base)
         .unwrap()
-        .replacen("\"format\":1", "\"format\":99", 1);
+        .replacen("\"format\":2", "\"format\":99", 1);
     std::fs::write(&base, text).unwrap();
     let o = run(&[
         "replay",

@@ -1,0 +1,323 @@
+//! A DDSketch whose bins are ours to read: counts per DDSketch bin
+//! (`ordinal`, sketches-ddsketch's key mapping), sorted, with the exact
+//! minimum and maximum. Quantiles are answered as sketches-ddsketch answers
+//! them (rank `⌊q·(n−1)⌋`, the bin's representative value, the exact
+//! extremes at 0 and 1); the crate's own sketch does not expose its bins,
+//! which a window needs twice: to count a bucket into the reference's bin
+//! edges exactly, and to keep a closed bucket as a few packed bytes
+//! ([`crate::window::Closed`]). Bins are never collapsed: a bucket holds at
+//! most one bin per distinct value, and a value range wide enough to make
+//! DDSketch collapse (10^17 at 1 %) stays exact here.
+
+use sketches_ddsketch::Config as DdConfig;
+
+use super::edges::POS;
+
+/// Counts per ordinal, ascending, and the exact extremes.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Stored", from = "Stored")]
+pub struct Quantiles {
+    bins: Vec<(i64, u64)>,
+    n: u64,
+    min: f64,
+    max: f64,
+}
+
+/// As written (a baseline file is JSON, which has no infinities): the
+/// extremes of an empty sketch are absent.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    bins: Vec<(i64, u64)>,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl From<Quantiles> for Stored {
+    fn from(q: Quantiles) -> Stored {
+        Stored {
+            min: q.min(),
+            max: q.max(),
+            bins: q.bins,
+        }
+    }
+}
+
+impl From<Stored> for Quantiles {
+    /// Bins out of order, repeated or empty (a hand-edited file) are
+    /// sorted and summed, so the sketch is one `add` could have made.
+    fn from(s: Stored) -> Quantiles {
+        let mut q = Quantiles::default();
+        let mut bins = s.bins;
+        bins.sort_unstable_by_key(|b| b.0);
+        q.merge_bins(
+            bins.into_iter(),
+            s.min.unwrap_or(f64::INFINITY),
+            s.max.unwrap_or(f64::NEG_INFINITY),
+        );
+        q
+    }
+}
+
+impl Default for Quantiles {
+    fn default() -> Self {
+        Quantiles {
+            bins: Vec::new(),
+            n: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+/// The value sketches-ddsketch reports for the bin of `ordinal`.
+#[inline]
+pub fn representative(cfg: &DdConfig, ordinal: i64) -> f64 {
+    if ordinal > POS / 2 {
+        cfg.value((ordinal - POS) as i32)
+    } else if ordinal < -POS / 2 {
+        -cfg.value((-ordinal - POS) as i32)
+    } else {
+        0.0
+    }
+}
+
+impl Quantiles {
+    /// Values summarised.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn min(&self) -> Option<f64> {
+        (self.n > 0).then_some(self.min)
+    }
+
+    pub fn max(&self) -> Option<f64> {
+        (self.n > 0).then_some(self.max)
+    }
+
+    /// Distinct bins held.
+    pub fn bins_len(&self) -> usize {
+        self.bins.len()
+    }
+
+    /// (ordinal, count) pairs, ascending.
+    pub fn bins(&self) -> &[(i64, u64)] {
+        &self.bins
+    }
+
+    /// Empties, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.bins.clear();
+        self.n = 0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+    }
+
+    /// Adds value `x`, whose bin is `ordinal` (`sketch::ordinal`).
+    #[inline]
+    pub fn add(&mut self, x: f64, ordinal: i64) {
+        // values arrive in no order, but most land in a bin already held
+        match self.bins.binary_search_by_key(&ordinal, |b| b.0) {
+            Ok(i) => self.bins[i].1 += 1,
+            Err(i) => self.bins.insert(i, (ordinal, 1)),
+        }
+        self.n += 1;
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+    }
+
+    /// Adds sorted (ordinal, count) pairs and their extremes: the union of
+    /// two sketches' bins, exactly.
+    pub fn merge_bins(&mut self, bins: impl Iterator<Item = (i64, u64)>, min: f64, max: f64) {
+        let before = self.bins.len();
+        let mut added = 0;
+        let mut cursor = 0;
+        for (o, c) in bins {
+            if c == 0 {
+                continue;
+            }
+            added += c;
+            // both sides ascend: walk rather than search
+            while cursor < before && self.bins[cursor].0 < o {
+                cursor += 1;
+            }
+            if cursor < before && self.bins[cursor].0 == o {
+                self.bins[cursor].1 += c;
+            } else {
+                self.bins.push((o, c));
+            }
+        }
+        if self.bins.len() > before {
+            self.bins.sort_unstable_by_key(|b| b.0);
+            // an input that repeats an ordinal (only a hand-made one does)
+            self.bins.dedup_by(|b, a| {
+                let same = a.0 == b.0;
+                if same {
+                    a.1 += b.1;
+                }
+                same
+            });
+        }
+        if added > 0 {
+            self.n += added;
+            self.min = self.min.min(min);
+            self.max = self.max.max(max);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Quantiles) {
+        self.merge_bins(o.bins.iter().copied(), o.min, o.max);
+    }
+
+    /// The ordinal holding the value of rank `rank` (0-based, ascending).
+    pub fn ordinal_at_rank(&self, rank: u64) -> Option<i64> {
+        let mut seen = 0;
+        for &(o, c) in &self.bins {
+            seen += c;
+            if seen > rank {
+                return Some(o);
+            }
+        }
+        self.bins.last().map(|b| b.0)
+    }
+
+    /// Quantile `q` in [0, 1], as sketches-ddsketch answers it.
+    pub fn quantile(&self, cfg: &DdConfig, q: f64) -> Option<f64> {
+        if self.n == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        if q == 0.0 {
+            return Some(self.min);
+        }
+        if q == 1.0 {
+            return Some(self.max);
+        }
+        let rank = (q * (self.n as f64 - 1.0)) as u64;
+        self.ordinal_at_rank(rank).map(|o| representative(cfg, o))
+    }
+}
+
+/// Appends `v` as LEB128.
+#[inline]
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads one LEB128 value at `*pos`, advancing it. The bytes are our own
+/// (written by `put_varint`), so a short buffer is a defect: it reads as 0.
+#[inline]
+pub fn get_varint(bytes: &[u8], pos: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    while let Some(&b) = bytes.get(*pos) {
+        *pos += 1;
+        v |= ((b & 0x7f) as u64) << shift;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+        if shift >= 64 {
+            break;
+        }
+    }
+    v
+}
+
+#[inline]
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sketch::{dd_config, ordinal};
+    use proptest::prelude::*;
+    use sketches_ddsketch::DDSketch;
+
+    #[test]
+    fn written_as_json_and_read_back() {
+        let cfg = dd_config(0.01);
+        let empty = Quantiles::default();
+        let text = serde_json::to_string(&empty).unwrap();
+        assert_eq!(serde_json::from_str::<Quantiles>(&text).unwrap(), empty);
+        let mut q = Quantiles::default();
+        for x in [2.5, -1.0, 0.0, 2.5, 1e9] {
+            q.add(x, ordinal(&cfg, x));
+        }
+        let text = serde_json::to_string(&q).unwrap();
+        assert_eq!(serde_json::from_str::<Quantiles>(&text).unwrap(), q);
+        // a hand-edited file: bins out of order and repeated are summed in order
+        let o = ordinal(&cfg, 2.5);
+        let edited = format!(r#"{{"bins":[[{o},1],[0,1],[{o},1]],"min":0.0,"max":2.5}}"#);
+        let r: Quantiles = serde_json::from_str(&edited).unwrap();
+        assert_eq!(r.bins(), &[(0, 1), (o, 2)]);
+        assert_eq!(r.count(), 3);
+    }
+
+    proptest! {
+        /// Every quantile is the one sketches-ddsketch gives for the same values.
+        #[test]
+        fn answers_as_ddsketch_does(
+            xs in prop::collection::vec(prop_oneof![-1e6f64..1e6, Just(0.0), 1e-3f64..10.0], 1..400),
+            qs in prop::collection::vec(0.0f64..=1.0, 1..20),
+        ) {
+            let cfg = dd_config(0.01);
+            let mut dd = DDSketch::new(cfg);
+            let mut ours = Quantiles::default();
+            for &x in &xs {
+                dd.add(x);
+                ours.add(x, ordinal(&cfg, x));
+            }
+            prop_assert_eq!(ours.count(), xs.len() as u64);
+            for q in qs.iter().copied().chain([0.0, 0.5, 1.0]) {
+                prop_assert_eq!(ours.quantile(&cfg, q), dd.quantile(q).unwrap(), "q = {}", q);
+            }
+        }
+
+        /// Merging in any split gives the sketch of the union.
+        #[test]
+        fn merge_is_the_union(
+            parts in prop::collection::vec(prop::collection::vec(-1e4f64..1e4, 0..50), 1..6),
+        ) {
+            let cfg = dd_config(0.01);
+            let mut whole = Quantiles::default();
+            let mut merged = Quantiles::default();
+            for p in &parts {
+                let mut one = Quantiles::default();
+                for &x in p {
+                    whole.add(x, ordinal(&cfg, x));
+                    one.add(x, ordinal(&cfg, x));
+                }
+                merged.merge(&one);
+            }
+            prop_assert_eq!(merged, whole);
+        }
+
+        #[test]
+        fn varints_round_trip(vs in prop::collection::vec(any::<i64>(), 0..50)) {
+            let mut buf = Vec::new();
+            for &v in &vs {
+                put_varint(&mut buf, zigzag(v));
+            }
+            let mut pos = 0;
+            for &v in &vs {
+                prop_assert_eq!(unzigzag(get_varint(&buf, &mut pos)), v);
+            }
+            prop_assert_eq!(pos, buf.len());
+        }
+    }
+}

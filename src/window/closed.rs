@@ -1,0 +1,286 @@
+//! A closed bucket of a series' current window, packed into one allocation.
+//!
+//! A window is 30 closed buckets by default, kept for every series: as
+//! `Sketch`es (a histogram and bin sums of 8-byte words, a quantile store,
+//! nine exemplar strings) they were ~2.5 KiB each. Packed, a bucket is its
+//! moments and extremes, then LEB128 varints: its counts, its quantile bins
+//! (first ordinal, then the gaps, each with its count), its category counts
+//! and its exemplars (a 32-hex-digit trace id as its 16 bytes). Its
+//! histogram over the reference's edges and its per-bin sums are not kept:
+//! they are counted from its bins when it enters the running totals and
+//! counted again, the same way, when it leaves, so the two cancel.
+
+use sketches_ddsketch::Config as DdConfig;
+
+use crate::sketch::moments::Moments;
+use crate::sketch::quantiles::{get_varint, put_varint, representative, unzigzag, zigzag};
+use crate::sketch::{Edges, Exemplars, Sketch};
+
+/// Which of a bucket's exemplar lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExemplarList {
+    /// Numbers: the lowest values; categories: one per category.
+    Low = 0,
+    /// Numbers: the highest values.
+    High = 1,
+    /// Nulls and values of the wrong type.
+    Null = 2,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Closed {
+    pub bucket: i64,
+    moments: Moments,
+    min: f64,
+    max: f64,
+    /// values, nulls, type violations; bins; categories; three exemplar lists.
+    data: Box<[u8]>,
+    /// Where the category counts and the exemplar lists start in `data`.
+    categories_at: u32,
+    exemplars_at: u32,
+}
+
+impl Closed {
+    /// Packs an open bucket's sketch, using `buf` as scratch.
+    pub fn pack(bucket: i64, s: &Sketch, buf: &mut Vec<u8>) -> Closed {
+        buf.clear();
+        put_varint(buf, s.values);
+        put_varint(buf, s.nulls);
+        put_varint(buf, s.type_violations);
+        let bins = s.quantiles.bins();
+        put_varint(buf, bins.len() as u64);
+        let mut prev = 0i64;
+        for (i, &(o, c)) in bins.iter().enumerate() {
+            if i == 0 {
+                put_varint(buf, zigzag(o));
+            } else {
+                put_varint(buf, (o - prev) as u64);
+            }
+            put_varint(buf, c);
+            prev = o;
+        }
+        let categories_at = buf.len() as u32;
+        // a numeric bucket's `hist` is empty: only categories count here
+        let used = s.hist.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+        put_varint(buf, used as u64);
+        for &c in &s.hist[..used] {
+            put_varint(buf, c);
+        }
+        let exemplars_at = buf.len() as u32;
+        for list in [&s.exemplars, &s.high_exemplars, &s.null_exemplars] {
+            put_exemplars(buf, list);
+        }
+        Closed {
+            bucket,
+            moments: s.moments,
+            min: s.quantiles.min().unwrap_or(0.0),
+            max: s.quantiles.max().unwrap_or(0.0),
+            data: buf.as_slice().into(),
+            categories_at,
+            exemplars_at,
+        }
+    }
+
+    /// (values, nulls, type violations).
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let mut pos = 0;
+        let v = get_varint(&self.data, &mut pos);
+        let n = get_varint(&self.data, &mut pos);
+        let t = get_varint(&self.data, &mut pos);
+        (v, n, t)
+    }
+
+    pub fn values(&self) -> u64 {
+        self.counts().0
+    }
+
+    /// The quantile bins, (ordinal, count) ascending.
+    pub fn bins(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let mut pos = 0;
+        for _ in 0..3 {
+            get_varint(&self.data, &mut pos);
+        }
+        let n = get_varint(&self.data, &mut pos);
+        let mut prev = 0i64;
+        (0..n).map(move |i| {
+            let d = get_varint(&self.data, &mut pos);
+            let o = if i == 0 { unzigzag(d) } else { prev + d as i64 };
+            prev = o;
+            (o, get_varint(&self.data, &mut pos))
+        })
+    }
+
+    /// Counts per category id (categories only).
+    pub fn categories(&self) -> impl Iterator<Item = u64> + '_ {
+        let mut pos = self.categories_at as usize;
+        let n = get_varint(&self.data, &mut pos);
+        (0..n).map(move |_| get_varint(&self.data, &mut pos))
+    }
+
+    /// One exemplar list as (key, trace id), smallest key first.
+    pub fn exemplars(&self, list: ExemplarList) -> impl Iterator<Item = (u64, String)> + '_ {
+        let mut pos = self.exemplars_at as usize;
+        for _ in 0..list as usize {
+            skip_exemplars(&self.data, &mut pos);
+        }
+        let n = get_varint(&self.data, &mut pos);
+        (0..n).map(move |_| read_exemplar(&self.data, &mut pos))
+    }
+
+    /// Merges this bucket into `out` (moments, counts, categories, quantiles).
+    pub fn merge_into(&self, out: &mut Sketch) {
+        let (v, n, t) = self.counts();
+        out.values += v;
+        out.nulls += n;
+        out.type_violations += t;
+        out.moments.merge(&self.moments);
+        for (i, c) in self.categories().enumerate() {
+            if out.hist.len() <= i {
+                out.hist.resize(i + 1, 0);
+            }
+            out.hist[i] += c;
+        }
+        out.quantiles.merge_bins(self.bins(), self.min, self.max);
+    }
+
+    /// Adds this bucket to a window's running totals (`add`), or takes it
+    /// out: counts, category counts and, for numbers with edges, the
+    /// histogram over them and each bin's sum, its count times the median
+    /// of its values (rank `⌊(c − 1)/2⌋` within the bin; the exact extreme
+    /// at either end of the bucket). `scratch` holds the bins meanwhile.
+    pub fn fold_into(
+        &self,
+        totals: &mut Sketch,
+        edges: Option<&Edges>,
+        dd: &DdConfig,
+        scratch: &mut Vec<(i64, u64)>,
+        add: bool,
+    ) {
+        let (v, n, t) = self.counts();
+        let apply = |a: &mut u64, b: u64| {
+            if add {
+                *a += b
+            } else {
+                debug_assert!(*a >= b);
+                *a -= b
+            }
+        };
+        apply(&mut totals.values, v);
+        apply(&mut totals.nulls, n);
+        apply(&mut totals.type_violations, t);
+        for (i, c) in self.categories().enumerate() {
+            if totals.hist.len() <= i {
+                totals.hist.resize(i + 1, 0);
+            }
+            apply(&mut totals.hist[i], c);
+        }
+        let Some(edges) = edges else { return };
+        scratch.clear();
+        scratch.extend(self.bins());
+        let total: u64 = scratch.iter().map(|b| b.1).sum();
+        if total == 0 || totals.hist.len() < edges.bins() {
+            return;
+        }
+        // the value of bucket rank `rank`, walking from bin `start`, which holds rank `seen`
+        let value_at = |rank: u64, start: usize, mut seen: u64| -> f64 {
+            if rank == 0 {
+                return self.min;
+            }
+            if rank + 1 == total {
+                return self.max;
+            }
+            for &(o, c) in &scratch[start..] {
+                seen += c;
+                if seen > rank {
+                    return representative(dd, o);
+                }
+            }
+            self.max
+        };
+        let (mut i, mut before) = (0, 0u64);
+        while i < scratch.len() {
+            let bin = edges.bin_of(scratch[i].0);
+            let upper = edges.fine.get(bin).copied().unwrap_or(i64::MAX);
+            let start = i;
+            let mut c = 0;
+            while i < scratch.len() && scratch[i].0 < upper {
+                c += scratch[i].1;
+                i += 1;
+            }
+            let median = value_at(before + (c - 1) / 2, start, before);
+            apply(&mut totals.hist[bin], c);
+            let sum = c as f64 * median;
+            if add {
+                totals.hist_sum[bin] += sum;
+            } else {
+                totals.hist_sum[bin] -= sum;
+            }
+            before += c;
+        }
+    }
+
+    /// Heap bytes of the packed data.
+    pub fn heap_bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn put_exemplars(buf: &mut Vec<u8>, list: &Exemplars) {
+    let n = list.iter_keyed().count();
+    put_varint(buf, n as u64);
+    for (key, id) in list.iter_keyed() {
+        buf.extend_from_slice(&key.to_le_bytes());
+        let packed = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if packed {
+            put_varint(buf, 1);
+            for pair in id.as_bytes().chunks(2) {
+                buf.push((nibble(pair[0]) << 4) | nibble(pair[1]));
+            }
+        } else {
+            put_varint(buf, (id.len() as u64) << 1);
+            buf.extend_from_slice(id.as_bytes());
+        }
+    }
+}
+
+fn nibble(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        _ => b - b'a' + 10,
+    }
+}
+
+fn skip_exemplars(data: &[u8], pos: &mut usize) {
+    let n = get_varint(data, pos);
+    for _ in 0..n {
+        *pos += 8;
+        let h = get_varint(data, pos);
+        *pos += if h & 1 == 1 { 16 } else { (h >> 1) as usize };
+    }
+}
+
+fn read_exemplar(data: &[u8], pos: &mut usize) -> (u64, String) {
+    let key_bytes = data.get(*pos..*pos + 8).unwrap_or(&[0; 8]);
+    let key = u64::from_le_bytes(key_bytes.try_into().unwrap_or([0; 8]));
+    *pos += 8;
+    let h = get_varint(data, pos);
+    let id = if h & 1 == 1 {
+        let raw = data.get(*pos..*pos + 16).unwrap_or(&[]);
+        *pos += 16;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        raw.iter()
+            .flat_map(|b| {
+                [
+                    HEX[(b >> 4) as usize] as char,
+                    HEX[(b & 15) as usize] as char,
+                ]
+            })
+            .collect()
+    } else {
+        let len = (h >> 1) as usize;
+        let raw = data.get(*pos..*pos + len).unwrap_or(&[]);
+        *pos += len;
+        String::from_utf8_lossy(raw).into_owned()
+    };
+    (key, id)
+}
