@@ -7,7 +7,7 @@ use std::fmt;
 use crate::config::{TestsConfig, Tier};
 
 /// One test of the monitor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Test {
     // input and prediction drift
     Psi,

@@ -11,10 +11,10 @@ use crate::drift::{Scored, Test};
 use crate::quality::monitor::QChannel;
 use crate::registry::Role;
 use crate::sketch::{Sketch, ValueKind};
-use crate::telemetry::{EvalPoint, HISTORY};
+use crate::telemetry::HISTORY;
 use crate::window::Reference;
 
-use super::Engine;
+use super::{Engine, Point};
 
 /// A label distribution whose chi-square p-value against the reference's is
 /// below this counts as moved when a quality alert is triaged.
@@ -263,24 +263,16 @@ impl Engine {
         for (e, verdict) in evals.iter().zip(feature_verdicts) {
             let s = &mut self.series[e.series as usize];
             if e.channel == Channel::Drift && e.enough {
-                // the point that leaves lends its string to the one that comes
-                let mut test = if s.history.len() >= HISTORY {
-                    s.history.pop_front().map(|p| p.test).unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                test.clear();
-                test.push_str(e.test.as_str());
-                let tier = e.test.tier(&self.cfg.tests);
-                s.history.push_back(EvalPoint {
-                    t: now,
-                    test,
-                    statistic: e.statistic,
-                    warning: tier.warning,
-                    critical: tier.critical,
-                    p_value: e.p_value,
-                    breach: verdict.breach,
-                });
+                if s.history.len() >= HISTORY {
+                    s.history.pop_front();
+                }
+                s.history.push_back(Point::new(
+                    now,
+                    e.test,
+                    e.statistic,
+                    e.p_value,
+                    verdict.breach,
+                ));
             }
             let ch = match e.channel {
                 Channel::Drift => &mut s.drift,

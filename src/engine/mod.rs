@@ -61,10 +61,55 @@ pub struct Series {
     pub applied: u64,
     /// The latest drift evaluations, oldest first (at most [`crate::telemetry::HISTORY`]): for
     /// the dashboard's charts and the drift-statistic gauges.
-    pub history: std::collections::VecDeque<EvalPoint>,
+    pub history: std::collections::VecDeque<Point>,
     pub windows: SeriesWindows,
     pub drift: ChannelState,
     pub quality: ChannelState,
+}
+
+/// One drift evaluation as a series keeps it: 24 bytes, 240 of them per
+/// series (the test's tiers come from the config when it is shown, and
+/// its p-value, shown only, as an `f32`). [`EvalPoint`] is its view.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Point {
+    pub t: i64,
+    pub statistic: f64,
+    /// NaN when the test gives none.
+    p_value: f32,
+    pub test: crate::drift::Test,
+    pub breach: Option<crate::alert::Severity>,
+}
+
+impl Point {
+    pub fn new(
+        t: i64,
+        test: crate::drift::Test,
+        statistic: f64,
+        p_value: Option<f64>,
+        breach: Option<crate::alert::Severity>,
+    ) -> Point {
+        Point {
+            t,
+            statistic,
+            p_value: p_value.map_or(f32::NAN, |p| p as f32),
+            test,
+            breach,
+        }
+    }
+
+    /// As the API and the dashboard show it, with the test's tiers.
+    pub fn view(&self, tests: &crate::config::TestsConfig) -> EvalPoint {
+        let tier = self.test.tier(tests);
+        EvalPoint {
+            t: self.t,
+            test: self.test.as_str().to_string(),
+            statistic: self.statistic,
+            warning: tier.warning,
+            critical: tier.critical,
+            p_value: (!self.p_value.is_nan()).then_some(self.p_value as f64),
+            breach: self.breach,
+        }
+    }
 }
 
 /// Did the engine take the event?

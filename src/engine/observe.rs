@@ -59,7 +59,7 @@ impl Engine {
                     Some(Severity::Warning) => "warning",
                     None => "ok",
                 },
-                last: x.history.back().cloned(),
+                last: x.history.back().map(|p| p.view(&e.config().tests)),
             }
         }));
     }

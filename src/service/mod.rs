@@ -268,7 +268,7 @@ impl Service {
                 _ = stop.changed() => break,
                 Some((id, reply)) = history_rx.recv() => {
                     let (task, sid) = ((id >> telemetry::TASK_SHIFT) as usize, id & ((1 << telemetry::TASK_SHIFT) - 1));
-                    let h = self.tasks.get(task).and_then(|t| t.engine.series().get(sid as usize)).map(|s| s.history.iter().cloned().collect());
+                    let h = self.tasks.get(task).and_then(|t| t.engine.series().get(sid as usize)).map(|s| s.history.iter().map(|p| p.view(&self.cfg.tests)).collect());
                     let _ = reply.send(h);
                 }
                 _ = tick.tick() => {
