@@ -117,6 +117,11 @@ impl Quantiles {
         self.max = f64::NEG_INFINITY;
     }
 
+    /// Gives back room beyond `bins` bins.
+    pub fn shrink_to(&mut self, bins: usize) {
+        self.bins.shrink_to(bins);
+    }
+
     /// Adds value `x`, whose bin is `ordinal` (`sketch::ordinal`).
     #[inline]
     pub fn add(&mut self, x: f64, ordinal: i64) {

@@ -282,6 +282,8 @@ impl Reference {
             quantiles: Vec::new(),
             sketch,
         };
+        // pinned for good: no room to grow into
+        r.sketch.quantiles.shrink_to(0);
         let q = &r.sketch.quantiles;
         match kind {
             Some(ValueKind::Numeric) if !q.is_empty() => {
@@ -316,10 +318,15 @@ pub struct Pool {
     bins: Vec<(i64, u64)>,
 }
 
+/// Quantile bins a recycled sketch keeps room for: a sketch that held a busy
+/// series' bucket must not carry its room to the many sparse ones.
+const POOLED_BINS: usize = 64;
+
 impl Pool {
     fn recycle(&mut self, mut s: Box<Sketch>) {
         if self.sketches.len() < 4096 {
             s.reset();
+            s.quantiles.shrink_to(POOLED_BINS);
             self.sketches.push(s);
         }
     }
