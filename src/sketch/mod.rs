@@ -1,10 +1,11 @@
 //! Mergeable per-bucket summaries of one series: counts, nulls, type
-//! violations, moments, a histogram (numbers: over the reference's bin edges;
-//! categories: counts per category id) and a DDSketch for quantiles.
+//! violations, moments, category counts, exemplars and, for numbers, the
+//! DDSketch bins of the values ([`Quantiles`]). A window's running totals
+//! are a `Sketch` too, with a histogram over the reference's bin edges and
+//! per-bin sums (`window::Closed::fold_into`).
 //!
-//! Integer parts subtract exactly, so a sliding window keeps them as running
-//! totals; moments and quantiles merge (DDSketch merge is the exact union of
-//! its bins).
+//! Everything merges exactly: counts add, moments are order-independent
+//! sums, and merging DDSketch bins is the exact union of the values' bins.
 
 pub mod edges;
 pub mod moments;
@@ -253,21 +254,6 @@ impl Sketch {
         }
     }
 
-    /// Subtracts the integer parts of `o`, which must have been added before.
-    pub fn subtract_counts(&mut self, o: &Sketch) {
-        debug_assert!(self.values >= o.values && self.nulls >= o.nulls);
-        self.values -= o.values;
-        self.nulls -= o.nulls;
-        self.type_violations -= o.type_violations;
-        for (a, b) in self.hist.iter_mut().zip(&o.hist) {
-            debug_assert!(*a >= *b);
-            *a -= *b;
-        }
-        for (a, b) in self.hist_sum.iter_mut().zip(&o.hist_sum) {
-            *a -= *b;
-        }
-    }
-
     /// Sizes the histogram for `bins` numeric bins (empty when edges are not known yet).
     pub fn size_numeric_hist(&mut self, bins: usize) {
         self.hist.clear();
@@ -367,20 +353,5 @@ mod tests {
                 prop_assert_eq!(merged.quantile(&dd, q), whole.quantile(&dd, q));
             }
         }
-    }
-
-    #[test]
-    fn subtract_undoes_merge() {
-        let dd = dd_config(0.01);
-        let edges = Edges::from_ordinals(vec![ordinal(&dd, 1.0)], 1);
-        let a = sketch_of(&[Some(0.5), Some(2.0), None], &edges, &dd);
-        let b = sketch_of(&[Some(3.0), None], &edges, &dd);
-        let mut t = a.clone();
-        t.merge_counts(&b);
-        t.subtract_counts(&b);
-        assert_eq!(
-            (t.values, t.nulls, t.hist.clone()),
-            (a.values, a.nulls, a.hist.clone())
-        );
     }
 }
