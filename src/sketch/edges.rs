@@ -11,7 +11,7 @@ use sketches_ddsketch::Config as DdConfig;
 
 use super::Quantiles;
 
-pub(crate) const POS: i64 = 1 << 32;
+const POS: i64 = 1 << 32;
 
 /// The ordered DDSketch bin of `x`.
 #[inline]
@@ -26,14 +26,25 @@ pub fn ordinal(cfg: &DdConfig, x: f64) -> i64 {
     }
 }
 
+/// The DDSketch key of an ordinal and whether its values are negative
+/// (`None`: the zero bin).
+#[inline]
+pub fn signed_key(ordinal: i64) -> Option<(bool, i32)> {
+    if ordinal > POS / 2 {
+        Some((false, (ordinal - POS) as i32))
+    } else if ordinal < -POS / 2 {
+        Some((true, (-ordinal - POS) as i32))
+    } else {
+        None
+    }
+}
+
 /// The value at which bins of ordinal `e - 1` end and bins of ordinal `e` begin (approximately, for display).
 pub fn boundary_value(cfg: &DdConfig, e: i64) -> f64 {
-    if e > POS / 2 {
-        cfg.gamma.powi((e - POS) as i32)
-    } else if e < -POS / 2 {
-        -cfg.gamma.powi((-e - POS + 1) as i32)
-    } else {
-        0.0
+    match signed_key(e) {
+        Some((false, k)) => cfg.gamma.powi(k),
+        Some((true, k)) => -cfg.gamma.powi(k + 1),
+        None => 0.0,
     }
 }
 

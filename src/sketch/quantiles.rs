@@ -11,7 +11,7 @@
 
 use sketches_ddsketch::Config as DdConfig;
 
-use super::edges::POS;
+use super::edges::signed_key;
 
 /// Counts per ordinal, ascending, and the exact extremes.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -72,12 +72,10 @@ impl Default for Quantiles {
 /// The value sketches-ddsketch reports for the bin of `ordinal`.
 #[inline]
 pub fn representative(cfg: &DdConfig, ordinal: i64) -> f64 {
-    if ordinal > POS / 2 {
-        cfg.value((ordinal - POS) as i32)
-    } else if ordinal < -POS / 2 {
-        -cfg.value((-ordinal - POS) as i32)
-    } else {
-        0.0
+    match signed_key(ordinal) {
+        Some((true, k)) => -cfg.value(k),
+        Some((false, k)) => cfg.value(k),
+        None => 0.0,
     }
 }
 
@@ -97,11 +95,6 @@ impl Quantiles {
 
     pub fn max(&self) -> Option<f64> {
         (self.n > 0).then_some(self.max)
-    }
-
-    /// Distinct bins held.
-    pub fn bins_len(&self) -> usize {
-        self.bins.len()
     }
 
     /// (ordinal, count) pairs, ascending.

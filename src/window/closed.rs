@@ -90,10 +90,6 @@ impl Closed {
         (v, n, t)
     }
 
-    pub fn values(&self) -> u64 {
-        self.counts().0
-    }
-
     /// The quantile bins, (ordinal, count) ascending.
     pub fn bins(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
         let mut pos = 0;

@@ -243,17 +243,6 @@ impl SeriesWindows {
     pub fn window_start_bucket(&self) -> Option<i64> {
         self.ring.front().map(|c| c.bucket)
     }
-
-    /// Open buckets holding a sketch.
-    pub fn open_count(&self) -> usize {
-        self.open.iter().flatten().count()
-    }
-
-    /// Bytes held on the heap by the closed buckets (for the memory bench and tests).
-    pub fn ring_bytes(&self) -> usize {
-        self.ring.iter().map(Closed::heap_bytes).sum::<usize>()
-            + self.ring.capacity() * std::mem::size_of::<Closed>()
-    }
 }
 
 /// Bin counts the reference's edges are built with.
