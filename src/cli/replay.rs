@@ -234,18 +234,13 @@ pub fn replay(
     let started = Instant::now();
     let mut n: u64 = 0;
     let mut feeder = Feeder::default();
-    let records: Box<dyn Iterator<Item = crate::source::file::Record>> = if workers > 1 {
-        Box::new(crate::source::threaded::Threaded::spawn(merged))
-    } else {
-        Box::new(merged)
-    };
-    for rec in records {
+    crate::source::threaded::Records::new(merged, workers).try_for_each(|rec| {
         if !pending.is_empty()
             && let Some(w) = engine.watermark()
         {
             apply_due(&mut engine, &mut pending, Some(w));
         }
-        feeder.feed(&mut engine, &rec, strict)?;
+        feeder.feed(&mut engine, rec, strict)?;
         for a in engine.drain_alerts() {
             sink.write(&a)?;
         }
@@ -254,7 +249,8 @@ pub fn replay(
         if n.is_multiple_of(16384) {
             pb.set_position(n);
         }
-    }
+        Ok::<(), Error>(())
+    })?;
     engine.finish();
     apply_due(&mut engine, &mut pending, None);
     feeder.settle(&mut engine, strict)?;

@@ -5,27 +5,39 @@ use super::file::{Merge, Record};
 /// Records read, decoded and merged on a thread of their own, handed over
 /// in batches: reading and decoding run beside the engine (`--workers` 2
 /// or more). The sequence is the one the merge makes on the caller's thread.
+///
+/// A batch goes back to the reader with its records once applied: they are
+/// dropped on the thread that allocated them (a free from the other thread
+/// costs the engine's thread more than the allocation cost the reader's),
+/// and the batch's buffer is refilled.
 pub struct Threaded {
     rx: std::sync::mpsc::Receiver<Vec<Record>>,
     back: std::sync::mpsc::SyncSender<Vec<Record>>,
-    batch: std::vec::IntoIter<Record>,
 }
 
 /// Records per hand-over.
 const BATCH: usize = 1024;
 
+/// Batches decoded ahead of the engine: enough to ride out a bucket close
+/// (every series evaluated at once) without the reader waiting.
+const AHEAD: usize = 8;
+
 impl Threaded {
     pub fn spawn(mut merge: Merge) -> Threaded {
-        // two batches in flight, their buffers sent back to be refilled
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(2);
-        let (back, empty) = std::sync::mpsc::sync_channel::<Vec<Record>>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD);
+        // every batch in flight fits: AHEAD queued, one being filled, one applied
+        let (back, empty) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD + 2);
         std::thread::Builder::new()
             .name("driftline-read".into())
             .spawn(move || {
                 loop {
-                    let mut b = empty
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                    let mut b = match empty.try_recv() {
+                        Ok(mut b) => {
+                            b.clear();
+                            b
+                        }
+                        Err(_) => Vec::with_capacity(BATCH),
+                    };
                     b.extend(merge.by_ref().take(BATCH));
                     let last = b.len() < BATCH;
                     // the reader stopped early (an error, --strict): stop too
@@ -35,28 +47,54 @@ impl Threaded {
                 }
             })
             .expect("a thread can be started");
-        Threaded {
-            rx,
-            back,
-            batch: Vec::new().into_iter(),
-        }
+        Threaded { rx, back }
+    }
+
+    /// The next batch, in order; `None` at the end. Hand it back with
+    /// [`Threaded::done`] once applied.
+    pub fn batch(&mut self) -> Option<Vec<Record>> {
+        self.rx.recv().ok()
+    }
+
+    /// Returns an applied batch to the reader (dropped here if the reader
+    /// has ended).
+    pub fn done(&mut self, b: Vec<Record>) {
+        let _ = self.back.try_send(b);
     }
 }
 
-impl Iterator for Threaded {
-    type Item = Record;
+/// The merged records, read on this thread or beside it.
+pub enum Records {
+    Here(Merge),
+    Beside(Threaded),
+}
 
-    fn next(&mut self) -> Option<Record> {
-        loop {
-            if let Some(r) = self.batch.next() {
-                return Some(r);
+impl Records {
+    /// `Beside` when `workers` > 1.
+    pub fn new(merge: Merge, workers: usize) -> Records {
+        if workers > 1 {
+            Records::Beside(Threaded::spawn(merge))
+        } else {
+            Records::Here(merge)
+        }
+    }
+
+    /// Calls `f` on each record in order, until the end or its first error.
+    pub fn try_for_each<E>(
+        self,
+        mut f: impl FnMut(&Record) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        match self {
+            Records::Here(merge) => merge.into_iter().try_for_each(|r| f(&r)),
+            Records::Beside(mut t) => {
+                while let Some(b) = t.batch() {
+                    for r in &b {
+                        f(r)?;
+                    }
+                    t.done(b);
+                }
+                Ok(())
             }
-            let b = self.rx.recv().ok()?;
-            let spent = std::mem::replace(&mut self.batch, b.into_iter());
-            // the drained buffer goes back for reuse (dropped if the reader has enough)
-            let mut v: Vec<Record> = spent.collect();
-            v.clear();
-            let _ = self.back.try_send(v);
         }
     }
 }
