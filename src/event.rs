@@ -10,12 +10,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Latest event time accepted at all: 2100-01-01T00:00:00Z.
 pub const MAX_EVENT_TIME_MS: i64 = 4_102_444_800_000;
 
+/// A name or a short text of an event (model id, feature and slice names
+/// and values, a category): kept inline up to 24 bytes, so decoding one
+/// event allocates for its trace id and its two lists only, and the engine
+/// reads its names from the lists' own memory.
+pub type Text = compact_str::CompactString;
+
 /// A feature's value. `Null` is a missing value: counted, never dropped.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Null,
     Number(f64),
-    Text(String),
+    Text(Text),
     Bool(bool),
 }
 
@@ -23,21 +29,21 @@ pub enum Value {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Scalar {
     Number(f64),
-    Text(String),
+    Text(Text),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub trace_id: String,
-    pub model_id: String,
+    pub model_id: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_version: Option<String>,
+    pub model_version: Option<Text>,
     #[serde(deserialize_with = "de_event_time")]
     pub event_time: i64,
     #[serde(serialize_with = "ser_pairs", deserialize_with = "de_features")]
-    pub features: Vec<(String, Value)>,
+    pub features: Vec<(Text, Value)>,
     #[serde(default, serialize_with = "ser_pairs", deserialize_with = "de_slices")]
-    pub slices: Vec<(String, String)>,
+    pub slices: Vec<(Text, Text)>,
     pub prediction: Scalar,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
@@ -54,7 +60,7 @@ fn is_false(b: &bool) -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub trace_id: String,
-    pub model_id: String,
+    pub model_id: Text,
     #[serde(deserialize_with = "de_event_time")]
     pub event_time: i64,
     pub label: Scalar,
@@ -344,10 +350,10 @@ impl<'de> Deserialize<'de> for Value {
                 Ok(Value::Number(x as f64))
             }
             fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-                Ok(Value::Text(s.to_string()))
+                Ok(Value::Text(s.into()))
             }
             fn visit_string<E>(self, s: String) -> Result<Value, E> {
-                Ok(Value::Text(s))
+                Ok(Value::Text(s.into()))
             }
         }
         d.deserialize_any(V)
@@ -384,10 +390,10 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar::Number(x as f64))
             }
             fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Text(s.to_string()))
+                Ok(Scalar::Text(s.into()))
             }
             fn visit_string<E>(self, s: String) -> Result<Scalar, E> {
-                Ok(Scalar::Text(s))
+                Ok(Scalar::Text(s.into()))
             }
         }
         d.deserialize_any(V)
@@ -421,7 +427,7 @@ fn de_event_time<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     d.deserialize_any(V)
 }
 
-fn ser_pairs<S: Serializer, V: Serialize>(pairs: &[(String, V)], s: S) -> Result<S::Ok, S::Error> {
+fn ser_pairs<S: Serializer, V: Serialize>(pairs: &[(Text, V)], s: S) -> Result<S::Ok, S::Error> {
     let mut m = s.serialize_map(Some(pairs.len()))?;
     for (k, v) in pairs {
         m.serialize_entry(k, v)?;
@@ -432,7 +438,7 @@ fn ser_pairs<S: Serializer, V: Serialize>(pairs: &[(String, V)], s: S) -> Result
 struct PairsVisitor<V>(std::marker::PhantomData<V>);
 
 impl<'de, V: Deserialize<'de>> Visitor<'de> for PairsVisitor<V> {
-    type Value = Vec<(String, V)>;
+    type Value = Vec<(Text, V)>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a map")
     }
@@ -442,18 +448,18 @@ impl<'de, V: Deserialize<'de>> Visitor<'de> for PairsVisitor<V> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         // the hint comes from the input (an Avro block count): never trust it for more than a few
         let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
-        while let Some((k, v)) = map.next_entry::<String, V>()? {
+        while let Some((k, v)) = map.next_entry::<Text, V>()? {
             out.push((k, v));
         }
         Ok(out)
     }
 }
 
-fn de_features<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Value)>, D::Error> {
+fn de_features<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Text, Value)>, D::Error> {
     d.deserialize_map(PairsVisitor(std::marker::PhantomData))
 }
 
-fn de_slices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+fn de_slices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Text, Text)>, D::Error> {
     d.deserialize_any(PairsVisitor(std::marker::PhantomData))
 }
 

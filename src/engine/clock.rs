@@ -291,7 +291,7 @@ impl Clock {
                         tag: h.tag,
                         event: Event::Outcome(crate::event::Outcome {
                             trace_id: String::new(),
-                            model_id: String::new(),
+                            model_id: Default::default(),
                             event_time: h.time,
                             label: crate::event::Scalar::Number(0.0),
                         }),

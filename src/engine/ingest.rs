@@ -256,8 +256,8 @@ impl Engine {
         self.stats.see_time(p.event_time);
         let idx = (bucket - self.first_open.unwrap_or(bucket)) as usize;
         let model = &mut self.models[m as usize];
-        if p.model_version.is_some() && model.version != p.model_version {
-            model.version.clone_from(&p.model_version);
+        if p.model_version.is_some() && model.version.as_deref() != p.model_version.as_deref() {
+            model.version = p.model_version.as_deref().map(String::from);
         }
         model.event_gen += 1;
         let generation = model.event_gen;

@@ -24,7 +24,10 @@ fn run(
             model_id: "m".into(),
             model_version: None,
             event_time: t,
-            features: f((t - T0) as f64 / 3.6e6, &mut rng),
+            features: f((t - T0) as f64 / 3.6e6, &mut rng)
+                .into_iter()
+                .map(|(k, v)| (k.into(), v))
+                .collect(),
             slices: vec![(
                 "region".into(),
                 if i % 2 == 0 { "EU".into() } else { "US".into() },
@@ -132,8 +135,8 @@ fn caps_hold_and_late_events_are_counted() {
             model_id: "m".into(),
             model_version: None,
             event_time: T0 + i * 1000,
-            features: vec![("c".into(), Value::Text(format!("v{i}")))],
-            slices: vec![("user".into(), format!("u{i}"))],
+            features: vec![("c".into(), Value::Text(format!("v{i}").into()))],
+            slices: vec![("user".into(), format!("u{i}").into())],
             prediction: Scalar::Number(0.0),
             score: None,
             shadow: false,
