@@ -51,7 +51,7 @@ fn prediction(rng: &mut Rng, i: u64, t: i64) -> Prediction {
             ),
             (
                 "country".into(),
-                Value::Text(format!("C{}", (r(rng) * 12.0) as u32)),
+                Value::Text(format!("C{}", (r(rng) * 12.0) as u32).into()),
             ),
         ],
         slices: vec![
@@ -417,7 +417,7 @@ fn watermark(c: &mut Criterion) {
             p = prediction(&mut rng, i as u64, t0 + i * step);
             if shops > 0 {
                 p.slices
-                    .push(("shop".into(), format!("s{}", i as usize % shops)));
+                    .push(("shop".into(), format!("s{}", i as usize % shops).into()));
             }
             e.apply_prediction(&p).unwrap();
         }
