@@ -151,7 +151,7 @@ impl Edges {
     pub fn counts_from_sketch(&self, q: &Quantiles) -> Vec<u64> {
         let mut out = vec![0; self.bins()];
         let mut bin = 0;
-        for (o, c) in q.bins() {
+        for &(o, c) in q.bins() {
             // both ascend: walk the edges rather than search them
             while bin < self.fine.len() && self.fine[bin] <= o {
                 bin += 1;

@@ -13,14 +13,11 @@ use sketches_ddsketch::Config as DdConfig;
 
 use super::edges::signed_key;
 
-/// Counts per ordinal, ascending, and the exact extremes. Ordinals and
-/// counts are two columns: adding a value searches the ordinals alone
-/// (half the memory a search over pairs reads).
+/// Counts per ordinal, ascending, and the exact extremes.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "Stored", from = "Stored")]
 pub struct Quantiles {
-    keys: Vec<i64>,
-    counts: Vec<u64>,
+    bins: Vec<(i64, u64)>,
     n: u64,
     min: f64,
     max: f64,
@@ -40,7 +37,7 @@ impl From<Quantiles> for Stored {
         Stored {
             min: q.min(),
             max: q.max(),
-            bins: q.bins().collect(),
+            bins: q.bins,
         }
     }
 }
@@ -64,8 +61,7 @@ impl From<Stored> for Quantiles {
 impl Default for Quantiles {
     fn default() -> Self {
         Quantiles {
-            keys: Vec::new(),
-            counts: Vec::new(),
+            bins: Vec::new(),
             n: 0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
@@ -102,14 +98,13 @@ impl Quantiles {
     }
 
     /// (ordinal, count) pairs, ascending.
-    pub fn bins(&self) -> impl ExactSizeIterator<Item = (i64, u64)> + Clone + '_ {
-        self.keys.iter().copied().zip(self.counts.iter().copied())
+    pub fn bins(&self) -> &[(i64, u64)] {
+        &self.bins
     }
 
     /// Empties, keeping the allocation.
     pub fn clear(&mut self) {
-        self.keys.clear();
-        self.counts.clear();
+        self.bins.clear();
         self.n = 0;
         self.min = f64::INFINITY;
         self.max = f64::NEG_INFINITY;
@@ -117,20 +112,16 @@ impl Quantiles {
 
     /// Gives back room beyond `bins` bins.
     pub fn shrink_to(&mut self, bins: usize) {
-        self.keys.shrink_to(bins);
-        self.counts.shrink_to(bins);
+        self.bins.shrink_to(bins);
     }
 
     /// Adds value `x`, whose bin is `ordinal` (`sketch::ordinal`).
     #[inline]
     pub fn add(&mut self, x: f64, ordinal: i64) {
         // values arrive in no order, but most land in a bin already held
-        match self.keys.binary_search(&ordinal) {
-            Ok(i) => self.counts[i] += 1,
-            Err(i) => {
-                self.keys.insert(i, ordinal);
-                self.counts.insert(i, 1);
-            }
+        match self.bins.binary_search_by_key(&ordinal, |b| b.0) {
+            Ok(i) => self.bins[i].1 += 1,
+            Err(i) => self.bins.insert(i, (ordinal, 1)),
         }
         self.n += 1;
         self.min = self.min.min(x);
@@ -140,7 +131,7 @@ impl Quantiles {
     /// Adds sorted (ordinal, count) pairs and their extremes: the union of
     /// two sketches' bins, exactly.
     pub fn merge_bins(&mut self, bins: impl Iterator<Item = (i64, u64)>, min: f64, max: f64) {
-        let before = self.keys.len();
+        let before = self.bins.len();
         let mut added = 0;
         let mut cursor = 0;
         for (o, c) in bins {
@@ -149,33 +140,25 @@ impl Quantiles {
             }
             added += c;
             // both sides ascend: walk rather than search
-            while cursor < before && self.keys[cursor] < o {
+            while cursor < before && self.bins[cursor].0 < o {
                 cursor += 1;
             }
-            if cursor < before && self.keys[cursor] == o {
-                self.counts[cursor] += c;
+            if cursor < before && self.bins[cursor].0 == o {
+                self.bins[cursor].1 += c;
             } else {
-                self.keys.push(o);
-                self.counts.push(c);
+                self.bins.push((o, c));
             }
         }
-        if self.keys.len() > before {
-            let mut pairs: Vec<(i64, u64)> = self.bins().collect();
-            pairs.sort_unstable_by_key(|b| b.0);
+        if self.bins.len() > before {
+            self.bins.sort_unstable_by_key(|b| b.0);
             // an input that repeats an ordinal (only a hand-made one does)
-            pairs.dedup_by(|b, a| {
+            self.bins.dedup_by(|b, a| {
                 let same = a.0 == b.0;
                 if same {
                     a.1 += b.1;
                 }
                 same
             });
-            self.keys.clear();
-            self.counts.clear();
-            for (o, c) in pairs {
-                self.keys.push(o);
-                self.counts.push(c);
-            }
         }
         if added > 0 {
             self.n += added;
@@ -185,19 +168,19 @@ impl Quantiles {
     }
 
     pub fn merge(&mut self, o: &Quantiles) {
-        self.merge_bins(o.bins(), o.min, o.max);
+        self.merge_bins(o.bins.iter().copied(), o.min, o.max);
     }
 
     /// The ordinal holding the value of rank `rank` (0-based, ascending).
     pub fn ordinal_at_rank(&self, rank: u64) -> Option<i64> {
         let mut seen = 0;
-        for (o, c) in self.bins() {
+        for &(o, c) in &self.bins {
             seen += c;
             if seen > rank {
                 return Some(o);
             }
         }
-        self.keys.last().copied()
+        self.bins.last().map(|b| b.0)
     }
 
     /// Quantile `q` in [0, 1], as sketches-ddsketch answers it.
@@ -279,7 +262,7 @@ mod tests {
         let o = ordinal(&cfg, 2.5);
         let edited = format!(r#"{{"bins":[[{o},1],[0,1],[{o},1]],"min":0.0,"max":2.5}}"#);
         let r: Quantiles = serde_json::from_str(&edited).unwrap();
-        assert_eq!(r.bins().collect::<Vec<_>>(), [(0, 1), (o, 2)]);
+        assert_eq!(r.bins(), &[(0, 1), (o, 2)]);
         assert_eq!(r.count(), 3);
     }
 

@@ -50,7 +50,7 @@ impl Closed {
         let bins = s.quantiles.bins();
         put_varint(buf, bins.len() as u64);
         let mut prev = 0i64;
-        for (i, (o, c)) in bins.enumerate() {
+        for (i, &(o, c)) in bins.iter().enumerate() {
             if i == 0 {
                 put_varint(buf, zigzag(o));
             } else {

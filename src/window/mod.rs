@@ -463,10 +463,7 @@ mod tests {
         let c = Closed::pack(42, &s, &mut Vec::new());
         assert_eq!(c.bucket, 42);
         assert_eq!(c.counts(), (6, 1, 1));
-        assert_eq!(
-            c.bins().collect::<Vec<_>>(),
-            s.quantiles.bins().collect::<Vec<_>>()
-        );
+        assert_eq!(c.bins().collect::<Vec<_>>(), s.quantiles.bins());
         let list = |l| c.exemplars(l).collect::<Vec<_>>();
         let want = |e: &crate::sketch::Exemplars| {
             e.iter_keyed()
