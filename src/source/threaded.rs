@@ -15,12 +15,13 @@ pub struct Threaded {
     back: std::sync::mpsc::SyncSender<Vec<Record>>,
 }
 
-/// Records per hand-over.
-const BATCH: usize = 1024;
+/// Records per hand-over: small enough that the records in flight stay in
+/// the caches (1,024 with 8 ahead was as fast, with 12 MiB more peak RSS).
+const BATCH: usize = 256;
 
-/// Batches decoded ahead of the engine: enough to ride out a bucket close
-/// (every series evaluated at once) without the reader waiting.
-const AHEAD: usize = 8;
+/// Batches decoded ahead of the engine, to ride out a bucket close (every
+/// series evaluated at once) without the reader waiting.
+const AHEAD: usize = 4;
 
 impl Threaded {
     pub fn spawn(mut merge: Merge) -> Threaded {
