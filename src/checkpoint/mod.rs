@@ -4,12 +4,12 @@
 //! durable checkpoint covers, and on assignment the consumer seeks to the
 //! checkpoint's offsets, not the group's.
 //!
-//! # File format (version 8)
+//! # File format (version 9)
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic "DLCKPT\r\n"
-//! 8       4     format version, u32 little endian (8)
+//! 8       4     format version, u32 little endian (9)
 //! 12      4     flags, u32 little endian (0)
 //! 16      8     body length in bytes, u64 little endian
 //! 24      4     CRC-32 (IEEE) of the body, u32 little endian
@@ -43,7 +43,8 @@ pub mod topic;
 
 pub const MAGIC: &[u8; 8] = b"DLCKPT\r\n";
 /// 8: closed buckets packed (`window::Closed`), quantiles as own bins.
-pub const FORMAT_VERSION: u32 = 8;
+/// 9: closed buckets' exemplar keys as gaps, high-tail ids by reference.
+pub const FORMAT_VERSION: u32 = 9;
 const HEADER: usize = 28;
 
 /// A checkpoint could not be written or read.

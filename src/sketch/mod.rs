@@ -36,8 +36,79 @@ pub enum ValueKind {
 /// key, whose string buffers are reused.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Exemplars {
-    slots: Vec<(u64, String)>,
+    slots: Vec<(u64, TraceId)>,
     len: usize,
+}
+
+/// A kept trace id: up to 32 bytes (a W3C trace id's 32 hex digits) in
+/// place, longer ones on the heap. Every open bucket of every series keeps a
+/// few; in place, reading one is not a trip to a separate allocation (with
+/// thousands of sparse series each was a cache miss, on every offer and
+/// again when the bucket closed). Serialized as the string it holds.
+#[derive(Clone, Debug)]
+pub enum TraceId {
+    Inline { len: u8, bytes: [u8; 32] },
+    Heap(Box<str>),
+}
+
+impl Default for TraceId {
+    fn default() -> Self {
+        TraceId::Inline {
+            len: 0,
+            bytes: [0; 32],
+        }
+    }
+}
+
+impl TraceId {
+    /// Its bytes (string order is byte order).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            TraceId::Inline { len, bytes } => &bytes[..*len as usize],
+            TraceId::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match self {
+            // only ever a whole `&str` is copied in
+            TraceId::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default()
+            }
+            TraceId::Heap(s) => s,
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, id: &str) {
+        if id.len() <= 32 {
+            let mut bytes = [0; 32];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            *self = TraceId::Inline {
+                len: id.len() as u8,
+                bytes,
+            };
+        } else {
+            *self = TraceId::Heap(id.into());
+        }
+    }
+}
+
+impl serde::Serialize for TraceId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TraceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut t = TraceId::default();
+        t.set(&s);
+        Ok(t)
+    }
 }
 
 /// A trace id's hash for exemplar choice: FxHash (fixed, unseeded) of its bytes.
@@ -78,7 +149,7 @@ impl Exemplars {
         if let Some(s) = kept.get(pos)
             && s.0 >> 32 == category as u64
         {
-            if (key, trace_id) < (s.0, s.1.as_str()) {
+            if (key, trace_id.as_bytes()) < (s.0, s.1.as_bytes()) {
                 self.set(pos, key, trace_id);
             }
             return;
@@ -91,7 +162,7 @@ impl Exemplars {
     fn insert(&mut self, pos: usize, key: u64, trace_id: &str, cap: usize) {
         if self.len < cap {
             if self.slots.len() <= self.len {
-                self.slots.push((0, String::new()));
+                self.slots.push((0, TraceId::default()));
             }
             self.len += 1;
         }
@@ -102,8 +173,7 @@ impl Exemplars {
     fn set(&mut self, pos: usize, key: u64, trace_id: &str) {
         let s = &mut self.slots[pos];
         s.0 = key;
-        s.1.clear();
-        s.1.push_str(trace_id);
+        s.1.set(trace_id);
     }
 
     /// Keeps the `cap` smallest (key, id) pairs offered.
@@ -115,12 +185,15 @@ impl Exemplars {
         if self.len >= cap
             && kept
                 .last()
-                .is_some_and(|l| (l.0, l.1.as_str()) <= (h, trace_id))
+                .is_some_and(|l| (l.0, l.1.as_bytes()) <= (h, trace_id.as_bytes()))
         {
             return;
         }
-        let pos = kept.partition_point(|s| (s.0, s.1.as_str()) < (h, trace_id));
-        if kept.get(pos).is_some_and(|s| s.0 == h && s.1 == trace_id) {
+        let pos = kept.partition_point(|s| (s.0, s.1.as_bytes()) < (h, trace_id.as_bytes()));
+        if kept
+            .get(pos)
+            .is_some_and(|s| s.0 == h && s.1.as_bytes() == trace_id.as_bytes())
+        {
             return;
         }
         self.insert(pos, h, trace_id, cap);

@@ -5,7 +5,8 @@
 //! nine exemplar strings) they were ~2.5 KiB each. Packed, a bucket is its
 //! moments and extremes, then LEB128 varints: its counts, its quantile bins
 //! (first ordinal, then the gaps, each with its count), its category counts
-//! and its exemplars (a 32-hex-digit trace id as its 16 bytes). Its
+//! and its exemplars (a 32-hex-digit trace id as its 16 bytes, keys as
+//! gaps, a high-tail id the low tail holds as a reference to it). Its
 //! histogram over the reference's edges and its per-bin sums are not kept:
 //! they are counted from its bins when it enters the running totals and
 //! counted again, the same way, when it leaves, so the two cancel.
@@ -67,9 +68,9 @@ impl Closed {
             put_varint(buf, c);
         }
         let exemplars_at = buf.len() as u32;
-        for list in [&s.exemplars, &s.high_exemplars, &s.null_exemplars] {
-            put_exemplars(buf, list);
-        }
+        put_exemplars(buf, &s.exemplars, None);
+        put_exemplars(buf, &s.high_exemplars, Some(&s.exemplars));
+        put_exemplars(buf, &s.null_exemplars, None);
         Closed {
             bucket,
             moments: s.moments,
@@ -114,13 +115,17 @@ impl Closed {
     }
 
     /// One exemplar list as (key, trace id), smallest key first.
-    pub fn exemplars(&self, list: ExemplarList) -> impl Iterator<Item = (u64, String)> + '_ {
+    pub fn exemplars(&self, list: ExemplarList) -> std::vec::IntoIter<(u64, String)> {
         let mut pos = self.exemplars_at as usize;
-        for _ in 0..list as usize {
-            skip_exemplars(&self.data, &mut pos);
+        let low = read_exemplars(&self.data, &mut pos, &[]);
+        let high = match list {
+            ExemplarList::Low => return low.into_iter(),
+            _ => read_exemplars(&self.data, &mut pos, &low),
+        };
+        match list {
+            ExemplarList::High => high.into_iter(),
+            _ => read_exemplars(&self.data, &mut pos, &[]).into_iter(),
         }
-        let n = get_varint(&self.data, &mut pos);
-        (0..n).map(move |_| read_exemplar(&self.data, &mut pos))
     }
 
     /// Merges this bucket into `out` (moments, counts, categories, quantiles).
@@ -221,11 +226,27 @@ impl Closed {
     }
 }
 
-fn put_exemplars(buf: &mut Vec<u8>, list: &Exemplars) {
+/// One exemplar list: its length, then each (key, id). The first key is
+/// 8 bytes, the others the varint gap from the one before (a list is sorted
+/// by key: numbers' keys are DDSketch ordinals, gaps of a byte or two). An
+/// id is a varint header, then: (header & 3) 1, a 32-hex-digit id as its 16
+/// bytes; 0, `header >> 2` bytes as they are; 2, none, it is the id of entry
+/// `header >> 2` of `earlier` (a sparse bucket's highest values are its
+/// lowest too: the high list refers to the low one).
+fn put_exemplars(buf: &mut Vec<u8>, list: &Exemplars, earlier: Option<&Exemplars>) {
     let n = list.iter_keyed().count();
     put_varint(buf, n as u64);
+    let mut prev = None;
     for (key, id) in list.iter_keyed() {
-        buf.extend_from_slice(&key.to_le_bytes());
+        match prev {
+            None => buf.extend_from_slice(&key.to_le_bytes()),
+            Some(p) => put_varint(buf, key - p),
+        }
+        prev = Some(key);
+        if let Some(i) = earlier.and_then(|e| e.iter().position(|x| x == id)) {
+            put_varint(buf, ((i as u64) << 2) | 2);
+            continue;
+        }
         let packed = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if packed {
             put_varint(buf, 1);
@@ -233,7 +254,7 @@ fn put_exemplars(buf: &mut Vec<u8>, list: &Exemplars) {
                 buf.push((nibble(pair[0]) << 4) | nibble(pair[1]));
             }
         } else {
-            put_varint(buf, (id.len() as u64) << 1);
+            put_varint(buf, (id.len() as u64) << 2);
             buf.extend_from_slice(id.as_bytes());
         }
     }
@@ -246,37 +267,46 @@ fn nibble(b: u8) -> u8 {
     }
 }
 
-fn skip_exemplars(data: &[u8], pos: &mut usize) {
+/// Reads one list (see [`put_exemplars`]); `earlier` is the list its
+/// references point into.
+fn read_exemplars(data: &[u8], pos: &mut usize, earlier: &[(u64, String)]) -> Vec<(u64, String)> {
     let n = get_varint(data, pos);
-    for _ in 0..n {
-        *pos += 8;
+    let mut out = Vec::with_capacity(n.min(64) as usize);
+    let mut key = 0u64;
+    for i in 0..n {
+        if i == 0 {
+            let key_bytes = data.get(*pos..*pos + 8).unwrap_or(&[0; 8]);
+            key = u64::from_le_bytes(key_bytes.try_into().unwrap_or([0; 8]));
+            *pos += 8;
+        } else {
+            key += get_varint(data, pos);
+        }
         let h = get_varint(data, pos);
-        *pos += if h & 1 == 1 { 16 } else { (h >> 1) as usize };
+        let id = match h & 3 {
+            1 => {
+                let raw = data.get(*pos..*pos + 16).unwrap_or(&[]);
+                *pos += 16;
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                raw.iter()
+                    .flat_map(|b| {
+                        [
+                            HEX[(b >> 4) as usize] as char,
+                            HEX[(b & 15) as usize] as char,
+                        ]
+                    })
+                    .collect()
+            }
+            0 => {
+                let len = (h >> 2) as usize;
+                let raw = data.get(*pos..*pos + len).unwrap_or(&[]);
+                *pos += len;
+                String::from_utf8_lossy(raw).into_owned()
+            }
+            _ => earlier
+                .get((h >> 2) as usize)
+                .map_or_else(String::new, |e| e.1.clone()),
+        };
+        out.push((key, id));
     }
-}
-
-fn read_exemplar(data: &[u8], pos: &mut usize) -> (u64, String) {
-    let key_bytes = data.get(*pos..*pos + 8).unwrap_or(&[0; 8]);
-    let key = u64::from_le_bytes(key_bytes.try_into().unwrap_or([0; 8]));
-    *pos += 8;
-    let h = get_varint(data, pos);
-    let id = if h & 1 == 1 {
-        let raw = data.get(*pos..*pos + 16).unwrap_or(&[]);
-        *pos += 16;
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        raw.iter()
-            .flat_map(|b| {
-                [
-                    HEX[(b >> 4) as usize] as char,
-                    HEX[(b & 15) as usize] as char,
-                ]
-            })
-            .collect()
-    } else {
-        let len = (h >> 1) as usize;
-        let raw = data.get(*pos..*pos + len).unwrap_or(&[]);
-        *pos += len;
-        String::from_utf8_lossy(raw).into_owned()
-    };
-    (key, id)
+    out
 }

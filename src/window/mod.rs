@@ -308,8 +308,10 @@ pub struct Pool {
 }
 
 /// Quantile bins a recycled sketch keeps room for: a sketch that held a busy
-/// series' bucket must not carry its room to the many sparse ones.
-const POOLED_BINS: usize = 64;
+/// series' bucket must not carry its room to the many sparse ones (with
+/// 3,000 series, 64 bins of room was 2 KiB a series; a busy bucket grows
+/// back in a few doublings).
+const POOLED_BINS: usize = 8;
 
 impl Pool {
     fn recycle(&mut self, mut s: Box<Sketch>) {
@@ -487,6 +489,41 @@ mod tests {
         assert_eq!(c.categories().collect::<Vec<_>>(), vec![1, 0, 0, 2, 0, 1]);
         // the packed form is small: 4 categories and no exemplars in a few bytes
         assert!(c.heap_bytes() < 16, "{}", c.heap_bytes());
+    }
+
+    /// A sparse bucket's highest values are its lowest too: the high list
+    /// refers to the low one's ids, and reads back the same.
+    #[test]
+    fn a_sparse_buckets_high_tail_refers_to_its_low_one() {
+        let dd = dd_config(0.01);
+        let ids: Vec<String> = (1..=3u64)
+            .map(|i| format!("{:032x}", i * 0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let mut s = Sketch::new();
+        for (x, id) in [2.0, 2.0, 40.0].iter().zip(&ids) {
+            let o = ordinal(&dd, *x);
+            let (low, high) = crate::sketch::tail_keys(o);
+            s.add_number(*x, o);
+            s.exemplars.offer_keyed(low, id, 3);
+            s.high_exemplars.offer_keyed(high, id, 3);
+        }
+        let c = Closed::pack(7, &s, &mut Vec::new());
+        let want = |e: &crate::sketch::Exemplars| {
+            e.iter_keyed()
+                .map(|(k, t)| (k, t.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            c.exemplars(ExemplarList::Low).collect::<Vec<_>>(),
+            want(&s.exemplars)
+        );
+        assert_eq!(
+            c.exemplars(ExemplarList::High).collect::<Vec<_>>(),
+            want(&s.high_exemplars)
+        );
+        assert_eq!(c.exemplars(ExemplarList::Null).count(), 0);
+        // the three ids once (16 bytes each), not twice (~126 bytes then)
+        assert!(c.heap_bytes() < 100, "{}", c.heap_bytes());
     }
 
     #[test]
