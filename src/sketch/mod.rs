@@ -201,6 +201,10 @@ impl Exemplars {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.slots[..self.len].iter().map(|s| s.1.as_str())
     }
+    /// (key, id bytes): what a closing bucket packs (no UTF-8 check).
+    pub fn iter_keyed_bytes(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.slots[..self.len].iter().map(|s| (s.0, s.1.as_bytes()))
+    }
     pub fn iter_keyed(&self) -> impl Iterator<Item = (u64, &str)> {
         self.slots[..self.len].iter().map(|s| (s.0, s.1.as_str()))
     }

@@ -234,28 +234,28 @@ impl Closed {
 /// `header >> 2` of `earlier` (a sparse bucket's highest values are its
 /// lowest too: the high list refers to the low one).
 fn put_exemplars(buf: &mut Vec<u8>, list: &Exemplars, earlier: Option<&Exemplars>) {
-    let n = list.iter_keyed().count();
+    let n = list.iter_keyed_bytes().count();
     put_varint(buf, n as u64);
     let mut prev = None;
-    for (key, id) in list.iter_keyed() {
+    for (key, id) in list.iter_keyed_bytes() {
         match prev {
             None => buf.extend_from_slice(&key.to_le_bytes()),
             Some(p) => put_varint(buf, key - p),
         }
         prev = Some(key);
-        if let Some(i) = earlier.and_then(|e| e.iter().position(|x| x == id)) {
+        if let Some(i) = earlier.and_then(|e| e.iter_keyed_bytes().position(|x| x.1 == id)) {
             put_varint(buf, ((i as u64) << 2) | 2);
             continue;
         }
-        let packed = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let packed = id.len() == 32 && id.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if packed {
             put_varint(buf, 1);
-            for pair in id.as_bytes().chunks(2) {
+            for pair in id.chunks(2) {
                 buf.push((nibble(pair[0]) << 4) | nibble(pair[1]));
             }
         } else {
             put_varint(buf, (id.len() as u64) << 2);
-            buf.extend_from_slice(id.as_bytes());
+            buf.extend_from_slice(id);
         }
     }
 }
