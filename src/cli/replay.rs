@@ -200,6 +200,7 @@ pub fn replay(
     let mut engine = Engine::with_baselines(cfg, baselines);
     // without an outcomes file no prediction waits in the join
     engine.expect_outcomes(!outcomes.is_empty());
+    engine.set_workers(workers);
     let input = &engine.config().input;
     let merged = open_merged(
         predictions,

@@ -20,6 +20,10 @@ use super::{Engine, Point};
 /// below this counts as moved when a quality alert is triaged.
 const LABEL_SHIFT_P: f64 = 1e-3;
 
+/// Series per worker below which a bucket's windows close on one thread
+/// (a thread's start costs about what closing a few hundred windows does).
+const PARALLEL_CLOSE_SERIES: usize = 512;
+
 /// Which of a series' two alert channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Channel {
@@ -176,16 +180,47 @@ impl Engine {
 
     fn close_bucket(&mut self, b: i64) {
         self.closed_any = true;
-        for s in &mut self.series {
-            let kind = self.models[s.model as usize].features[s.feature as usize].kind;
-            s.windows.close(
-                b,
-                self.window_buckets,
-                kind,
-                &self.bins,
-                self.bucket_ms,
-                &mut self.pool,
-            );
+        let Engine {
+            models,
+            series,
+            bins,
+            pool,
+            close_pools,
+            ..
+        } = self;
+        let (window, bucket_ms) = (self.window_buckets, self.bucket_ms);
+        let close = |series: &mut [super::Series], pool: &mut crate::window::Pool| {
+            for s in series {
+                let kind = models[s.model as usize].features[s.feature as usize].kind;
+                s.windows.close(b, window, kind, bins, bucket_ms, pool);
+            }
+        };
+        // every series' window slides on its own: with many series, in
+        // chunks on the workers (each with its own pool, drained into the
+        // engine's after: the next events' buckets take from it)
+        let threads = self
+            .close_threads
+            .min(series.len() / PARALLEL_CLOSE_SERIES)
+            .max(1);
+        if threads == 1 {
+            close(series, pool);
+        } else {
+            close_pools.resize_with(threads - 1, Default::default);
+            let chunk = series.len().div_ceil(threads);
+            let mut chunks = series.chunks_mut(chunk);
+            let first = chunks.next();
+            std::thread::scope(|scope| {
+                for (chunk, p) in chunks.zip(close_pools.iter_mut()) {
+                    let close = &close;
+                    scope.spawn(move || close(chunk, p));
+                }
+                if let Some(chunk) = first {
+                    close(chunk, pool);
+                }
+            });
+            for p in close_pools.iter_mut() {
+                pool.absorb(p);
+            }
         }
         self.stats.buckets_closed += 1;
         if (b + 1) % self.eval_every == 0 {

@@ -165,6 +165,9 @@ pub struct Engine {
     /// Recycled bucket sketches (boxed: they move between open buckets, rings and here).
     #[allow(clippy::vec_box)]
     pool: crate::window::Pool,
+    /// Workers a bucket's windows close on (`set_workers`), and their pools.
+    close_threads: usize,
+    close_pools: Vec<crate::window::Pool>,
     slots: Vec<u32>,
     /// Baselines from the config of models not seen yet, by model id.
     baselines: HashMap<String, Baseline>,
@@ -233,6 +236,8 @@ impl Engine {
             consensus,
             jumped: Vec::new(),
             pool: crate::window::Pool::default(),
+            close_threads: 1,
+            close_pools: Vec::new(),
             slots: Vec::with_capacity(8),
             baselines,
             model_baselines: Vec::new(),
@@ -250,6 +255,12 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Threads the engine may use: with many series, a bucket's windows
+    /// close on up to this many at once (the output does not depend on it).
+    pub fn set_workers(&mut self, n: usize) {
+        self.close_threads = n.max(1);
     }
 
     /// Whether outcomes can come at all (the service without an outcomes

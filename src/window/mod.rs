@@ -307,6 +307,9 @@ pub struct Pool {
     bins: Vec<(i64, u64)>,
 }
 
+/// Recycled sketches a pool keeps.
+const POOLED_SKETCHES: usize = 4096;
+
 /// Quantile bins a recycled sketch keeps room for: a sketch that held a busy
 /// series' bucket must not carry its room to the many sparse ones (with
 /// 3,000 series, 64 bins of room was 2 KiB a series; a busy bucket grows
@@ -314,8 +317,16 @@ pub struct Pool {
 const POOLED_BINS: usize = 8;
 
 impl Pool {
+    /// Takes `other`'s recycled sketches (as many as this pool keeps).
+    pub fn absorb(&mut self, other: &mut Pool) {
+        let room = POOLED_SKETCHES.saturating_sub(self.sketches.len());
+        let n = other.sketches.len().min(room);
+        self.sketches.extend(other.sketches.drain(..n));
+        other.sketches.clear();
+    }
+
     fn recycle(&mut self, mut s: Box<Sketch>) {
-        if self.sketches.len() < 4096 {
+        if self.sketches.len() < POOLED_SKETCHES {
             s.reset();
             s.quantiles.shrink_to(POOLED_BINS);
             self.sketches.push(s);
