@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "driftline")
+BIN = os.environ.get("DRIFTLINE_BIN") or os.path.join(ROOT, "target", "release", "driftline")
 STREAM = os.path.join(ROOT, "target", "bench", "1m", "stationary", "predictions.jsonl")
 
 
