@@ -31,6 +31,8 @@ def main():
                     help="also route the topic by model (driftline route) and run a routed service on it")
     ap.add_argument("--otel", action="store_true",
                     help="also run with OTLP export (1 s interval) to a local sink and compare")
+    ap.add_argument("--workers", default="1,2",
+                    help="comma-separated `run --workers` values, each run in turn on the same topic")
     args = ap.parse_args()
 
     schema = fastavro.parse_schema(json.load(open(os.path.join(ROOT, "schemas", "prediction.avsc"))))
@@ -72,8 +74,9 @@ def main():
     p.flush()
     print(f"produced {n} events to {topic} ({args.partitions} partitions) in {time.time() - t:.1f} s", flush=True)
 
-    for otel in ([False, True, False, True] if args.otel else [False]):
-        run(args, suffix, topic, n, otel)
+    for workers in [int(w) for w in args.workers.split(",")]:
+        for otel in ([False, True, False, True] if args.otel else [False]):
+            run(args, suffix, topic, n, otel, workers)
     if args.route:
         route(args, suffix, topic, n)
 
@@ -157,7 +160,7 @@ def otlp_sink():
     return srv, H
 
 
-def run(args, suffix, topic, n, otel):
+def run(args, suffix, topic, n, otel, workers):
     tmp = tempfile.mkdtemp(prefix="dl-bench-")
     atexit.register(shutil.rmtree, tmp, True)
     cfg = os.path.join(tmp, "bench.toml")
@@ -172,7 +175,8 @@ interval = "1s"
     log = os.path.join(tmp, "service.log")
     t = time.time()
     with open(log, "w") as lf:
-        rc = subprocess.call([BIN, "run", "--config", cfg, "--log-format", "json", "--until-end"],
+        rc = subprocess.call([BIN, "run", "--config", cfg, "--log-format", "json", "--until-end",
+                              "--workers", str(workers)],
                              stdout=subprocess.DEVNULL, stderr=lf)
     wall = time.time() - t
     stopped = stopped_line(log, "driftline service stopped")
@@ -181,7 +185,7 @@ interval = "1s"
     msgs = stopped["messages"]
     if sink:
         sink[0].shutdown()
-    print(f"{'otlp on ' if otel else 'otlp off'}: consumed and applied {msgs} events: {stopped['messages_per_s']:.0f} events/s "
+    print(f"workers {workers}, {'otlp on ' if otel else 'otlp off'}: consumed and applied {msgs} events: {stopped['messages_per_s']:.0f} events/s "
           f"(first to last message, {stopped['busy_s']:.2f} s); wall {wall:.1f} s incl. start-up, "
           f"group join and {1}s idle detection; late {stopped['late']}, alerts {stopped['alerts']}")
     if msgs < n:

@@ -185,4 +185,6 @@ pub struct ServiceStats {
     /// Control events applied, and refused (not a control event: dead-lettered).
     pub control_applied: u64,
     pub control_refused: u64,
+    /// Messages read ahead and decoded on the workers (`run --workers`).
+    pub decoded_on_workers: u64,
 }

@@ -119,6 +119,12 @@ pub enum Command {
         /// backfill, or a benchmark.
         #[arg(long)]
         until_end: bool,
+        /// Threads decoding: 2 or more take what the consumer already holds
+        /// as a batch and decode it on them, then apply it in order; 1
+        /// decodes each message as it comes (default: the cores available).
+        /// What is applied, published and stored is the same whatever the number.
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Re-key the input topics by model id into `[route]`'s topics, exactly
     /// once (Kafka transactions): the first stage when several `run`
@@ -218,16 +224,20 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
             control,
             strict,
-            workers.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            }),
+            workers.unwrap_or_else(cores),
         ),
         Command::Demo { duration, listen } => service::demo(duration, listen),
         Command::Run {
             config,
             log_format,
             until_end,
-        } => service::run(&config, log_format, until_end),
+            workers,
+        } => service::run(
+            &config,
+            log_format,
+            until_end,
+            workers.unwrap_or_else(cores),
+        ),
         Command::Route {
             config,
             log_format,
@@ -356,4 +366,9 @@ fn report_bad(
         }
     }
     Ok(())
+}
+
+/// The cores available: the default number of workers.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }

@@ -20,13 +20,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// `driftline run`: the Kafka service.
-pub fn run(config: &Path, log_format: LogFormat, until_end: bool) -> Result<i32> {
+pub fn run(config: &Path, log_format: LogFormat, until_end: bool, workers: usize) -> Result<i32> {
     let cfg = Config::load(config)?;
     init_logging(log_format);
     runtime()?.block_on(async {
         let stop = crate::service::stop_on_signals(cfg.kafka.shutdown_timeout.0);
         let mut service = crate::service::Service::new(cfg)?;
         service.until_end = until_end;
+        service.set_workers(workers)?;
         service.run(stop).await
     })?;
     Ok(0)

@@ -7,6 +7,7 @@
 //! where `kafka.local_schema_ids` may restrict the ids accepted.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apache_avro::Schema;
@@ -25,6 +26,9 @@ pub struct ValueDecoder {
     /// Writer schemas fetched from the registry, by id (leaked once per id:
     /// a decoder borrows its schema for the life of the process).
     fetched: HashMap<u32, DatumDecoder<'static>>,
+    /// The schemas fetched by this decoder and those made by [`ValueDecoder::sharing`]
+    /// (workers'): each id is asked of the registry once.
+    shared: Arc<Mutex<HashMap<u32, &'static Schema>>>,
     local: DatumDecoder<'static>,
 }
 
@@ -44,8 +48,17 @@ impl ValueDecoder {
                 .then(|| cfg.schema_registry_url.trim_end_matches('/').to_string()),
             local_ids: cfg.local_schema_ids.clone(),
             fetched: HashMap::new(),
+            shared: Arc::default(),
             local,
         })
+    }
+
+    /// A decoder like this one (for another thread) that shares its
+    /// registry lookups.
+    pub fn sharing(&self, cfg: &KafkaConfig) -> crate::error::Result<Self> {
+        let mut d = ValueDecoder::new(self.kind, cfg)?;
+        d.shared = self.shared.clone();
+        Ok(d)
     }
 
     /// Decodes and validates one message value.
@@ -80,9 +93,19 @@ impl ValueDecoder {
             return Ok(&self.local);
         };
         if !self.fetched.contains_key(&id) {
-            // a blocking HTTP call, once per schema id: keep it off the async worker's feet
-            let schema = crate::blocking(|| fetch_schema(url, id))?;
-            let schema: &'static Schema = Box::leak(Box::new(schema));
+            // held while fetching: another thread wanting the id waits for this answer
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            let schema = match shared.get(&id) {
+                Some(s) => *s,
+                None => {
+                    // a blocking HTTP call, once per schema id: keep it off the async worker's feet
+                    let schema = crate::blocking(|| fetch_schema(url, id))?;
+                    let schema: &'static Schema = Box::leak(Box::new(schema));
+                    shared.insert(id, schema);
+                    schema
+                }
+            };
+            drop(shared);
             let d = DatumDecoder::new(self.kind, schema)
                 .map_err(|e| BadEvent::new(BadReason::UnknownSchema, e))?;
             self.fetched.insert(id, d);

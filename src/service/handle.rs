@@ -67,12 +67,17 @@ impl Service {
 
     /// One message: decode, apply, publish alerts, store the offset.
     /// False when the service is stopping before the message was done.
+    /// `decoded`: its value decoded already (read ahead), or None to
+    /// decode it here. `apply_changes`: pending assignment changes are
+    /// applied first (not for a message read ahead before them).
     pub(super) async fn handle(
         &mut self,
         msg: &BorrowedMessage<'_>,
+        decoded: Option<Result<crate::event::Event, crate::event::BadEvent>>,
+        apply_changes: bool,
         stop: &watch::Receiver<bool>,
     ) -> bool {
-        if self.apply_assignment_changes() {
+        if apply_changes && self.apply_assignment_changes() {
             // this message comes again from the start of its partition
             return true;
         }
@@ -168,7 +173,11 @@ impl Service {
             }
         }
         let tag = self.stats.messages;
-        let result = decoder.decode(msg.payload()).and_then(|ev| {
+        let decoded = match decoded {
+            Some(d) => d,
+            None => decoder.decode(msg.payload()),
+        };
+        let result = decoded.and_then(|ev| {
             let r = engine.apply_tagged(&ev, Some(source), tag);
             if engine.stats.late > late_before && engine.stats.late <= 20 {
                 // the first few, for the operator: where late events come from

@@ -15,12 +15,15 @@
 //!   name), the partitions and routed origins each one reads.
 //! - `rebalance`: assignment changes, restore from a checkpoint or rebuild
 //!   from the start, and writing checkpoints (then committing what they cover).
+//! - `ahead`: the messages the consumer already holds, taken as a batch
+//!   and decoded on the workers, then handled one by one in order.
 //! - `handle`: one message — decode, apply, publish, store its offset.
 //! - `flow`: housekeeping each tick — idle partitions, flow control in event time.
 //! - `publish`: alerts to the alert topic, bad input to the dead-letter topic.
 //! - `observe`: the telemetry snapshot and the OTel batch spans.
 //! - `control`: the control topic (feedback on incidents), read by every member.
 
+mod ahead;
 mod control;
 mod flow;
 mod handle;
@@ -124,6 +127,13 @@ pub struct Service {
     batch: [Batch; 2],
     /// When the current poll period (one tick) began, monotonic and wall.
     poll_started: (Instant, std::time::SystemTime),
+    /// Threads decoding a batch read ahead (1: none read ahead, each
+    /// message decoded as it comes), and the decoders of all but this one.
+    workers: usize,
+    worker_decoders: Vec<ahead::Decoders>,
+    /// A batch's decoded events, in order (buffers kept between batches).
+    decoded: Vec<Result<crate::event::Event, crate::event::BadEvent>>,
+    decoded_parts: Vec<Vec<Result<crate::event::Event, crate::event::BadEvent>>>,
 }
 
 impl Service {
@@ -182,8 +192,29 @@ impl Service {
             otel: None,
             batch: Default::default(),
             poll_started: (Instant::now(), std::time::SystemTime::now()),
+            workers: 1,
+            worker_decoders: Vec::new(),
+            decoded: Vec::with_capacity(ahead::AHEAD),
+            decoded_parts: Vec::new(),
             cfg,
         })
+    }
+
+    /// Threads for decoding (`run --workers`): with 2 or more, what the
+    /// consumer already holds is read ahead as a batch and decoded on them
+    /// (see `ahead`); 1 decodes each message as it comes.
+    pub fn set_workers(&mut self, n: usize) -> Result<()> {
+        let n = n.max(1);
+        self.worker_decoders = (1..n)
+            .map(|_| {
+                Ok((
+                    self.predictions.sharing(&self.cfg.kafka)?,
+                    self.outcomes.sharing(&self.cfg.kafka)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        self.workers = n;
+        Ok(())
     }
 
     /// The counters of every task's engine, summed.
@@ -259,6 +290,7 @@ impl Service {
             Err(e) => tracing::error!(error = %e, "otel export not started"),
         }
         let (mut errors, mut last_error) = (0u64, None);
+        let mut batch = Vec::with_capacity(ahead::AHEAD);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -295,8 +327,13 @@ impl Service {
                 },
                 m = consumer.recv() => match m {
                     Ok(msg) => {
-                        if !self.handle(&msg, &stop).await {
+                        batch.push(msg);
+                        let (last_applies, failed) = self.read_ahead(&consumer, &mut batch);
+                        if !self.handle_batch(&mut batch, last_applies, &stop).await {
                             break;
+                        }
+                        if let Some(e) = failed {
+                            tracing::warn!(error = %e, "consumer error");
                         }
                     }
                     Err(e) => {
@@ -360,6 +397,7 @@ impl Service {
             alerts = self.stats.alerts_published,
             late = engine.late,
             redelivered = self.stats.redelivered,
+            decoded_on_workers = self.stats.decoded_on_workers,
             checkpoints = self.stats.checkpoints,
             checkpoint_bytes = self.stats.checkpoint_bytes,
             checkpoint_ms = self.stats.checkpoint_ms,

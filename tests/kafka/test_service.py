@@ -149,8 +149,9 @@ idle_timeout = "2s"
 """)
         return path
 
-    def start(self, config, log):
-        return subprocess.Popen([BIN, "run", "--config", config, "--log-format", "json"],
+    def start(self, config, log, workers=None):
+        return subprocess.Popen([BIN, "run", "--config", config, "--log-format", "json"]
+                                + (["--workers", str(workers)] if workers else []),
                                 stdout=subprocess.DEVNULL, stderr=open(log, "w"))
 
     def read_all(self, topic, settle=4.0, want=None, timeout=120.0, raw=False, ids=None, schema="alert"):
@@ -276,7 +277,7 @@ def poison(encoding):
     return out
 
 
-def run_pipeline(env, encoding, with_poison=True):
+def run_pipeline(env, encoding, with_poison=True, workers=None):
     preds, outs = scenario_events()
     names = env.topics({})
     bad = poison(encoding) if with_poison else []
@@ -288,7 +289,7 @@ def run_pipeline(env, encoding, with_poison=True):
     env.produce(names["outcomes"], [encode(encoding, "outcome", e) for e in outs])
     cfg = env.config(names, encoding, "g-" + names["alerts"])
     log = os.path.join(env.tmp, f"{encoding}.log")
-    proc = env.start(cfg, log)
+    proc = env.start(cfg, log, workers)
     want = replay_alerts()
     try:
         got = env.read_all(names["alerts"], want=len(want))
@@ -313,15 +314,20 @@ def run_pipeline(env, encoding, with_poison=True):
             assert h["dlq.error.message"]
         offsets = sorted(int({k: v.decode() for k, v in m.headers()}["dlq.source.offset"]) for m in dlq)
         assert offsets == list(range(len(bad))) + list(range(len(bad) + mid, 2 * len(bad) + mid)), offsets
-    return names, want
+    return names, want, service_fields(log)
 
 
 def test_confluent_alerts_equal_replay_and_poison_goes_to_dlq(env):
-    run_pipeline(env, "confluent")
+    # three decoding threads on two cores: batches split three ways, the
+    # same alerts, incidents and dead letters as replay's
+    *_, fields = run_pipeline(env, "confluent", workers=3)
+    assert fields["decoded_on_workers"] > 0, fields
 
 
 def test_plain_avro(env):
-    run_pipeline(env, "avro")
+    # one thread: no reading ahead
+    *_, fields = run_pipeline(env, "avro", workers=1)
+    assert fields["decoded_on_workers"] == 0, fields
 
 
 def test_json_with_garbage(env):
