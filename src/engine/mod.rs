@@ -67,18 +67,24 @@ pub struct Series {
     pub quality: ChannelState,
 }
 
-/// One drift evaluation as a series keeps it: 24 bytes, 240 of them per
-/// series (the test's tiers come from the config when it is shown, and
-/// its p-value, shown only, as an `f32`). [`EvalPoint`] is its view.
+/// One drift evaluation as a series keeps it: 16 bytes, 240 of them per
+/// series (the test's tiers come from the config when it is shown). It is
+/// shown only — the chart, the API's history, the statistic gauges — so its
+/// statistic and p-value are kept as `f32` (shown to the 7 significant
+/// digits an `f32` holds) and its time as whole seconds and milliseconds
+/// (every accepted event time, 1970 to 2100, fits). [`EvalPoint`] is its view.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Point {
-    pub t: i64,
-    pub statistic: f64,
-    /// NaN when the test gives none.
-    p_value: f32,
+    t_s: u32,
+    t_ms: u16,
     pub test: crate::drift::Test,
     pub breach: Option<crate::alert::Severity>,
+    statistic: f32,
+    /// NaN when the test gives none.
+    p_value: f32,
 }
+
+const _: () = assert!(std::mem::size_of::<Point>() == 16);
 
 impl Point {
     pub fn new(
@@ -88,28 +94,51 @@ impl Point {
         p_value: Option<f64>,
         breach: Option<crate::alert::Severity>,
     ) -> Point {
+        let t = t.clamp(0, i64::from(u32::MAX) * 1000 + 999);
         Point {
-            t,
-            statistic,
+            t_s: (t / 1000) as u32,
+            t_ms: (t % 1000) as u16,
+            statistic: statistic as f32,
             p_value: p_value.map_or(f32::NAN, |p| p as f32),
             test,
             breach,
         }
     }
 
+    /// Event time of the evaluation (ms).
+    pub fn t(&self) -> i64 {
+        i64::from(self.t_s) * 1000 + i64::from(self.t_ms)
+    }
+
+    pub fn statistic(&self) -> f64 {
+        shown(self.statistic)
+    }
+
     /// As the API and the dashboard show it, with the test's tiers.
     pub fn view(&self, tests: &crate::config::TestsConfig) -> EvalPoint {
         let tier = self.test.tier(tests);
         EvalPoint {
-            t: self.t,
+            t: self.t(),
             test: self.test.as_str().to_string(),
-            statistic: self.statistic,
+            statistic: self.statistic(),
             warning: tier.warning,
             critical: tier.critical,
-            p_value: (!self.p_value.is_nan()).then_some(self.p_value as f64),
+            p_value: (!self.p_value.is_nan()).then(|| shown(self.p_value)),
             breach: self.breach,
         }
     }
+}
+
+/// An `f32` as the `f64` nearest its 7 significant digits: 0.2512345, not
+/// the 0.25123450160026550 its exact value prints as.
+fn shown(x: f32) -> f64 {
+    let x = f64::from(x);
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(6 - x.abs().log10().floor() as i32);
+    let r = (x * scale).round() / scale;
+    if r.is_finite() { r } else { x }
 }
 
 /// Did the engine take the event?
@@ -429,5 +458,36 @@ fn incident_context<'a>(
         config_hash,
         engine_version: crate::config::engine_version(),
         cooldown_ms: cfg.policy.cooldown.as_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_point_keeps_its_time_exactly_and_shows_seven_digits() {
+        let tests = crate::config::TestsConfig::default();
+        for t in [0, 1_767_225_601_500, crate::event::MAX_EVENT_TIME_MS - 1] {
+            let p = Point::new(
+                t,
+                crate::drift::Test::Psi,
+                0.251_234_567_8,
+                Some(0.012_345_678),
+                None,
+            );
+            assert_eq!(p.t(), t);
+            let v = p.view(&tests);
+            assert_eq!(v.t, t);
+            assert_eq!(v.statistic, 0.251_234_6);
+            assert_eq!(v.p_value, Some(0.012_345_68));
+        }
+        let none = Point::new(60_000, crate::drift::Test::Psi, 1e-9, None, None);
+        assert_eq!(none.view(&tests).p_value, None);
+        assert_eq!(none.statistic(), 1e-9);
+        assert_eq!(
+            Point::new(0, crate::drift::Test::Psi, 0.0, Some(0.0), None).statistic(),
+            0.0
+        );
     }
 }
