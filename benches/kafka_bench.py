@@ -187,7 +187,8 @@ interval = "1s"
         sink[0].shutdown()
     print(f"workers {workers}, {'otlp on ' if otel else 'otlp off'}: consumed and applied {msgs} events: {stopped['messages_per_s']:.0f} events/s "
           f"(first to last message, {stopped['busy_s']:.2f} s); wall {wall:.1f} s incl. start-up, "
-          f"group join and {1}s idle detection; late {stopped['late']}, alerts {stopped['alerts']}")
+          f"group join and {1}s idle detection; late {stopped['late']}, alerts {stopped['alerts']}; "
+          f"decoded on the workers {stopped.get('decoded_on_workers', 0)}")
     if msgs < n:
         sys.exit(f"only {msgs} of {n} events consumed")
 
