@@ -333,18 +333,10 @@ impl Service {
                             break;
                         }
                         if let Some(e) = failed {
-                            tracing::warn!(error = %e, "consumer error");
+                            consumer_error(&e, &mut errors, &mut last_error);
                         }
                     }
-                    Err(e) => {
-                        // not once per poll while the brokers are away: once per 10 s
-                        errors += 1;
-                        if last_error.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
-                            tracing::warn!(error = %e, errors, "consumer error");
-                            last_error = Some(Instant::now());
-                            errors = 0;
-                        }
-                    }
+                    Err(e) => consumer_error(&e, &mut errors, &mut last_error),
                 },
             }
         }
@@ -416,6 +408,17 @@ fn new_engine(cfg: &Config, baselines: &HashMap<String, Baseline>) -> Engine {
     let mut e = Engine::with_baselines(cfg.clone(), baselines.clone());
     e.expect_outcomes(!cfg.kafka.outcomes_topic.is_empty());
     e
+}
+
+/// Logs a consumer error — not once per poll while the brokers are away:
+/// once per 10 s, with how many there were.
+fn consumer_error(e: &rdkafka::error::KafkaError, errors: &mut u64, last: &mut Option<Instant>) {
+    *errors += 1;
+    if last.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+        tracing::warn!(error = %e, errors = *errors, "consumer error");
+        *last = Some(Instant::now());
+        *errors = 0;
+    }
 }
 
 fn now_ms() -> i64 {
