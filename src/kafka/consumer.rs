@@ -7,6 +7,7 @@
 //! reported to the service as events; a revoke commits stored offsets first.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -54,9 +55,39 @@ pub type PartitionEnds = Arc<Mutex<HashMap<(String, i32), PartitionEnd>>>;
 /// the offsets stored so far (when committing at all) before the partitions
 /// go; statistics update the partitions' log ends.
 pub struct Context {
-    pub changes: Arc<Mutex<Vec<Assignment>>>,
+    changes: Mutex<Vec<Assignment>>,
+    /// `changes` is not empty: read per message without taking the lock.
+    pending: AtomicBool,
     pub ends: PartitionEnds,
     commit: bool,
+}
+
+impl Context {
+    fn push_change(&self, a: Assignment) {
+        if let Ok(mut c) = self.changes.lock() {
+            c.push(a);
+            self.pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether assignment changes wait to be taken (no lock taken).
+    pub fn changes_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// The assignment changes since the last call, oldest first.
+    pub fn take_changes(&self) -> Vec<Assignment> {
+        if !self.changes_pending() {
+            return Vec::new();
+        }
+        match self.changes.lock() {
+            Ok(mut c) => {
+                self.pending.store(false, Ordering::Release);
+                c.drain(..).collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 impl ClientContext for Context {
@@ -113,17 +144,13 @@ impl ConsumerContext for Context {
                     tracing::warn!(error = %e, "commit on revoke failed");
                 }
             }
-            if let Ok(mut c) = self.changes.lock() {
-                c.push(Assignment::Revoked(partitions(tpl)));
-            }
+            self.push_change(Assignment::Revoked(partitions(tpl)));
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance
-            && let Ok(mut c) = self.changes.lock()
-        {
-            c.push(Assignment::Assigned(partitions(tpl)));
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.push_change(Assignment::Assigned(partitions(tpl)));
         }
     }
 
@@ -159,7 +186,8 @@ pub fn consumer(k: &KafkaConfig) -> KafkaResult<StreamConsumer<Context>> {
         c.set_if_absent("partition.assignment.strategy", "range");
     }
     let consumer: StreamConsumer<Context> = c.create_with_context(Context {
-        changes: Arc::default(),
+        changes: Mutex::default(),
+        pending: AtomicBool::new(false),
         ends: Arc::default(),
         commit,
     })?;

@@ -108,11 +108,7 @@ impl Service {
     }
 
     fn changes_pending(&self) -> bool {
-        self.consumer
-            .context()
-            .changes
-            .lock()
-            .is_ok_and(|c| !c.is_empty())
+        self.consumer.context().changes_pending()
     }
 
     /// Decodes the batch into `self.decoded`, split over the workers.

@@ -21,10 +21,7 @@ impl Service {
     /// partitions were sent back to their start).
     pub(super) fn apply_assignment_changes(&mut self) -> bool {
         let mut rebuilt = false;
-        let changes: Vec<Assignment> = match self.consumer.context().changes.lock() {
-            Ok(mut c) => c.drain(..).collect(),
-            Err(_) => Vec::new(),
-        };
+        let changes = self.consumer.context().take_changes();
         for ch in changes {
             match ch {
                 Assignment::Assigned(ps) => {
