@@ -151,6 +151,27 @@ impl Quantiles {
     /// Adds sorted (ordinal, count) pairs and their extremes: the union of
     /// two sketches' bins, exactly.
     pub fn merge_bins(&mut self, bins: impl Iterator<Item = (i64, u64)>, min: f64, max: f64) {
+        let added = self.add_counts(bins);
+        if added > 0 {
+            self.n += added;
+            self.min = self.min.min(min);
+            self.max = self.max.max(max);
+        }
+    }
+
+    /// Counts a value whose bin is counted elsewhere, to be added with
+    /// [`Quantiles::add_counts`] before the bins are read (a busy open
+    /// bucket's values, `window::Open`): its count and the extremes.
+    #[inline]
+    pub fn note(&mut self, x: f64) {
+        self.n += 1;
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+    }
+
+    /// Adds sorted (ordinal, count) pairs to the bins only (their values
+    /// were counted by [`Quantiles::note`]); returns the count added.
+    pub fn add_counts(&mut self, bins: impl Iterator<Item = (i64, u64)>) -> u64 {
         let before = self.bins.len();
         let mut added = 0;
         let mut cursor = 0;
@@ -180,11 +201,7 @@ impl Quantiles {
                 same
             });
         }
-        if added > 0 {
-            self.n += added;
-            self.min = self.min.min(min);
-            self.max = self.max.max(max);
-        }
+        added
     }
 
     pub fn merge(&mut self, o: &Quantiles) {

@@ -8,12 +8,14 @@
 //! packed ([`Closed`]): a window of 30 buckets is most of a series' memory.
 
 mod closed;
+mod open;
 
 use std::collections::VecDeque;
 
 use sketches_ddsketch::Config as DdConfig;
 
 pub use closed::{Closed, ExemplarList};
+use open::Open;
 
 use crate::sketch::{Edges, Sketch, ValueKind};
 
@@ -54,7 +56,7 @@ pub enum RefState {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeriesWindows {
     /// Open buckets, index 0 = the engine's first open bucket.
-    open: VecDeque<Option<Box<Sketch>>>,
+    open: VecDeque<Option<Box<Open>>>,
     reference: RefState,
     /// Closed buckets of the current window, oldest first.
     ring: VecDeque<Closed>,
@@ -113,19 +115,20 @@ impl SeriesWindows {
         if self.open.len() <= idx {
             self.open.resize_with(idx + 1, || None);
         }
-        let sketch = self.open[idx].get_or_insert_with(|| pool.sketches.pop().unwrap_or_default());
+        let open = self.open[idx].get_or_insert_with(|| pool.sketches.pop().unwrap_or_default());
         // exemplars are offered whatever the reference: which of them are
         // unusual is decided when an alert is made, so buckets opened
         // before the reference was pinned (how many depends on batching)
         // keep the same ones
         match obs {
             Observation::Null => {
-                sketch.add_null();
-                sketch.null_exemplars.offer(trace_id, max_exemplars);
+                open.sketch.add_null();
+                open.sketch.null_exemplars.offer(trace_id, max_exemplars);
             }
             Observation::Number { x, ordinal } => {
                 // its histogram bin is counted when the bucket closes, from its quantile bins
-                sketch.add_number(x, ordinal);
+                open.add_number(x, ordinal);
+                let sketch = &mut open.sketch;
                 let (low, high) = crate::sketch::tail_keys(ordinal);
                 sketch.exemplars.offer_keyed(low, trace_id, max_exemplars);
                 sketch
@@ -133,14 +136,16 @@ impl SeriesWindows {
                     .offer_keyed(high, trace_id, max_exemplars);
             }
             Observation::Category(id) => {
-                sketch.add_category(id);
+                open.sketch.add_category(id);
                 if max_exemplars > 0 {
-                    sketch.exemplars.offer_per_category(id as u32, trace_id);
+                    open.sketch
+                        .exemplars
+                        .offer_per_category(id as u32, trace_id);
                 }
             }
             Observation::Violation => {
-                sketch.add_violation();
-                sketch.null_exemplars.offer(trace_id, max_exemplars);
+                open.sketch.add_violation();
+                open.sketch.null_exemplars.offer(trace_id, max_exemplars);
             }
         }
     }
@@ -187,8 +192,8 @@ impl SeriesWindows {
         let mut pinned_now = false;
         match &mut self.reference {
             RefState::WarmingUp { start, end, acc } => {
-                if let Some(s) = closing {
-                    acc.merge(&s);
+                if let Some(mut s) = closing {
+                    acc.merge(s.settled());
                     pool.recycle(s);
                 }
                 if bucket + 1 >= *end {
@@ -199,8 +204,8 @@ impl SeriesWindows {
                 }
             }
             RefState::Pinned(r) => {
-                if let Some(s) = closing {
-                    let c = Closed::pack(bucket, &s, &mut pool.bytes);
+                if let Some(mut s) = closing {
+                    let c = Closed::pack(bucket, s.settled(), &mut pool.bytes);
                     pool.recycle(s);
                     let edges = r.edges.as_ref();
                     c.fold_into(&mut self.totals, edges, &bins.dd, &mut pool.bins, true);
@@ -302,7 +307,7 @@ impl Reference {
 pub struct Pool {
     // boxed: a sketch moves between an open bucket's slot and here
     #[allow(clippy::vec_box)]
-    sketches: Vec<Box<Sketch>>,
+    sketches: Vec<Box<Open>>,
     bytes: Vec<u8>,
     bins: Vec<(i64, u64)>,
 }
@@ -325,10 +330,10 @@ impl Pool {
         other.sketches.clear();
     }
 
-    fn recycle(&mut self, mut s: Box<Sketch>) {
+    fn recycle(&mut self, mut s: Box<Open>) {
         if self.sketches.len() < POOLED_SKETCHES {
             s.reset();
-            s.quantiles.shrink_to(POOLED_BINS);
+            s.sketch.quantiles.shrink_to(POOLED_BINS);
             self.sketches.push(s);
         }
     }
@@ -349,13 +354,26 @@ mod tests {
     }
 
     /// A bucket's sketch of `xs` (None = null).
-    fn bucket(xs: &[Option<f64>]) -> Box<Sketch> {
+    fn sketch_of(xs: &[Option<f64>]) -> Sketch {
         let dd = dd_config(0.01);
-        let mut s = Box::new(Sketch::new());
+        let mut s = Sketch::new();
         for x in xs {
             match x {
                 Some(x) => s.add_number(*x, ordinal(&dd, *x)),
                 None => s.add_null(),
+            }
+        }
+        s
+    }
+
+    /// An open bucket of `xs`, written as `record` writes one.
+    fn bucket(xs: &[Option<f64>]) -> Box<Open> {
+        let dd = dd_config(0.01);
+        let mut s = Box::new(Open::default());
+        for x in xs {
+            match x {
+                Some(x) => s.add_number(*x, ordinal(&dd, *x)),
+                None => s.sketch.add_null(),
             }
         }
         s
@@ -394,7 +412,7 @@ mod tests {
                 }
                 closed.push((b, xs.clone()));
                 let live: Vec<Option<f64>> = closed.iter().filter(|(cb, _)| *cb > b - window).flat_map(|(_, xs)| xs.clone()).collect();
-                let scratch = bucket(&live);
+                let scratch = sketch_of(&live);
                 let edges = w.edges().unwrap().clone();
                 prop_assert_eq!(w.totals.values, scratch.values);
                 prop_assert_eq!(w.totals.nulls, scratch.nulls);
@@ -428,7 +446,7 @@ mod tests {
             let edges = Edges::from_ordinals(
                 [-100.0, -1.0, 0.5, 20.0, 300.0].iter().map(|&x| ordinal(&dd, x)).collect(), 2);
             let opt: Vec<Option<f64>> = xs.iter().map(|&x| Some(x)).collect();
-            let c = Closed::pack(3, &bucket(&opt), &mut Vec::new());
+            let c = Closed::pack(3, &sketch_of(&opt), &mut Vec::new());
             let mut t = Sketch::new();
             t.size_numeric_hist(edges.bins());
             c.fold_into(&mut t, Some(&edges), &dd, &mut Vec::new(), true);

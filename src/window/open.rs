@@ -1,0 +1,235 @@
+//! An open bucket: the sketch its values go into, and for a busy one a
+//! dense count per quantile bin.
+//!
+//! A bucket's quantile bins are kept sorted ([`Quantiles`]): a value whose
+//! bin is held is found by a binary search (a chain of dependent loads), a
+//! new one is inserted, shifting the rest. For a sparse bucket (most of a
+//! high-cardinality model's) that is a handful of bins and cheap; a busy
+//! one holds hundreds, where the search and the shifting were most of the
+//! time of writing a value. Once a bucket holds [`DENSE_FROM`] bins, its
+//! values are counted in an array indexed by their bin's ordinal over the
+//! span seen (and as much again around it), if that fits in [`DENSE_SPAN`]
+//! ordinals; an ordinal outside it widens the array, or past that goes to
+//! the sorted bins. The counts join the sorted bins when the bucket is read
+//! — closed, or written to a checkpoint — through [`Open::settled`], the
+//! only way to its sketch's quantiles.
+
+use crate::sketch::Sketch;
+
+/// Bins a bucket holds before its values are counted densely.
+const DENSE_FROM: usize = 16;
+/// Most ordinals the dense counts span (16 KiB; at 1 % accuracy the values
+/// of a bin at each end are a factor of e^40 apart).
+const DENSE_SPAN: usize = 4096;
+
+#[derive(Clone, Default)]
+pub struct Open {
+    /// Counts, nulls, moments and exemplars are current; its quantiles
+    /// are not while `dense` holds counts (read them through [`Open::settled`]).
+    pub(super) sketch: Sketch,
+    dense: Dense,
+}
+
+/// Counts per ordinal `base + i`, not yet in the sketch's bins.
+#[derive(Clone, Default)]
+struct Dense {
+    base: i64,
+    counts: Vec<u32>,
+}
+
+impl Open {
+    /// Adds a number, whose DDSketch bin is `ordinal`.
+    #[inline]
+    pub fn add_number(&mut self, x: f64, ordinal: i64) {
+        let k = ordinal.wrapping_sub(self.dense.base) as u64;
+        if let Some(c) = self.dense.counts.get_mut(k as usize)
+            && *c < u32::MAX
+        {
+            *c += 1;
+            self.sketch.values += 1;
+            self.sketch.moments.add(x);
+            self.sketch.quantiles.note(x);
+            return;
+        }
+        self.add_outside(x, ordinal);
+    }
+
+    /// [`Open::add_number`] for a value the dense counts do not take (yet).
+    #[cold]
+    fn add_outside(&mut self, x: f64, ordinal: i64) {
+        if self.dense.counts.is_empty() {
+            self.sketch.add_number(x, ordinal);
+            if self.sketch.quantiles.bins().len() >= DENSE_FROM {
+                let bins = self.sketch.quantiles.bins();
+                let (first, last) = (bins[0].0, bins[bins.len() - 1].0);
+                self.dense_over(first, last);
+            }
+            return;
+        }
+        let base = self.dense.base;
+        let last = base + self.dense.counts.len() as i64 - 1;
+        let in_span = (base..=last).contains(&ordinal);
+        if in_span {
+            // its count is full: the counts go to the bins, and on afresh
+            self.settle();
+            self.dense_over(base, last);
+        } else {
+            self.settle();
+            self.dense_over(base.min(ordinal), last.max(ordinal));
+        }
+        let k = ordinal.wrapping_sub(self.dense.base) as u64;
+        match self.dense.counts.get_mut(k as usize) {
+            // (counts afresh: this one is 0)
+            Some(c) => {
+                *c += 1;
+                self.sketch.values += 1;
+                self.sketch.moments.add(x);
+                self.sketch.quantiles.note(x);
+            }
+            None => self.sketch.add_number(x, ordinal),
+        }
+    }
+
+    /// Counts densely over `first..=last` and as much again around it, if
+    /// that fits in [`DENSE_SPAN`] (else not at all). Holds no counts.
+    fn dense_over(&mut self, first: i64, last: i64) {
+        let span = last.abs_diff(first).saturating_add(1);
+        self.dense.counts.clear();
+        if span > DENSE_SPAN as u64 {
+            return;
+        }
+        let len = (2 * span as usize).clamp(4 * DENSE_FROM, DENSE_SPAN);
+        self.dense.base = first.saturating_sub(((len as u64 - span) / 2) as i64);
+        self.dense.counts.resize(len, 0);
+    }
+
+    /// Moves the dense counts into the sketch's bins.
+    fn settle(&mut self) {
+        let base = self.dense.base;
+        self.sketch.quantiles.add_counts(
+            self.dense
+                .counts
+                .iter()
+                .enumerate()
+                .filter(|&(_, &c)| c > 0)
+                .map(|(i, &c)| (base + i as i64, u64::from(c))),
+        );
+        self.dense.counts.fill(0);
+    }
+
+    /// The bucket's sketch, its quantiles complete.
+    pub fn settled(&mut self) -> &Sketch {
+        if !self.dense.counts.is_empty() {
+            self.settle();
+        }
+        &self.sketch
+    }
+
+    /// Empties it for reuse, keeping the sketch's allocations (not the
+    /// dense counts': a recycled bucket may next be a sparse one).
+    pub fn reset(&mut self) {
+        self.sketch.reset();
+        self.dense = Dense::default();
+    }
+}
+
+impl From<Sketch> for Open {
+    fn from(sketch: Sketch) -> Open {
+        Open {
+            sketch,
+            dense: Dense::default(),
+        }
+    }
+}
+
+/// Written as its settled sketch (a checkpoint's format does not know the
+/// dense counts), read back as one.
+impl serde::Serialize for Open {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.dense.counts.iter().all(|&c| c == 0) {
+            return self.sketch.serialize(s);
+        }
+        let mut settled = self.clone();
+        settled.settle();
+        settled.sketch.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Open {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Sketch::deserialize(d).map(Open::from)
+    }
+}
+
+impl std::fmt::Debug for Open {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Open")
+            .field("values", &self.sketch.values)
+            .field("dense_span", &self.dense.counts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the values (busy and sparse, spans too wide to count
+        /// densely, counts read midway as a checkpoint does), the settled
+        /// sketch is the one the values make directly, and is written as it.
+        #[test]
+        fn settles_to_the_direct_sketch(
+            mut ords in prop::collection::vec(prop_oneof![
+                8 => -40i64..40,
+                1 => -3000i64..3000,
+            ], 1..800),
+            // at most one value at either end of the ordinals (too wide a span to count densely)
+            extreme in prop::option::of((0usize..800, prop_oneof![Just(i64::MIN + 1), Just(i64::MAX)])),
+            read_at in prop::collection::vec(0usize..800, 0..3),
+        ) {
+            if let Some((at, o)) = extreme {
+                ords.insert(at.min(ords.len()), o);
+            }
+            let mut open = Open::default();
+            let mut direct = Sketch::new();
+            for (i, &o) in ords.iter().enumerate() {
+                open.add_number(o as f64, o);
+                direct.add_number(o as f64, o);
+                if read_at.contains(&i) {
+                    let written = postcard::to_allocvec(&open).unwrap();
+                    prop_assert_eq!(written, postcard::to_allocvec(&direct).unwrap());
+                    let back: Open = postcard::from_bytes(&postcard::to_allocvec(&open).unwrap()).unwrap();
+                    prop_assert_eq!(back.sketch.quantiles.bins(), direct.quantiles.bins());
+                }
+            }
+            let settled = open.settled();
+            prop_assert_eq!(settled.quantiles.bins(), direct.quantiles.bins());
+            prop_assert_eq!(&settled.quantiles, &direct.quantiles);
+            prop_assert_eq!(settled.values, direct.values);
+            prop_assert_eq!(settled.moments, direct.moments);
+            // settled twice, nothing counted twice
+            let again = open.settled().quantiles.clone();
+            prop_assert_eq!(&again, &direct.quantiles);
+        }
+    }
+
+    #[test]
+    fn a_full_count_goes_to_the_bins() {
+        let mut open = Open::default();
+        for o in 0..DENSE_FROM as i64 {
+            open.add_number(o as f64, o);
+        }
+        assert!(!open.dense.counts.is_empty());
+        // as if 2^32 - 1 more values had landed in bin 3 (one is in the bins already)
+        let k = (3 - open.dense.base) as usize;
+        open.dense.counts[k] = u32::MAX;
+        open.add_number(3.0, 3);
+        let bins = open.settled().quantiles.bins().to_vec();
+        assert_eq!(
+            bins.iter().find(|b| b.0 == 3).unwrap().1,
+            u64::from(u32::MAX) + 2
+        );
+    }
+}
