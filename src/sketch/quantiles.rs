@@ -204,6 +204,13 @@ impl Quantiles {
         added
     }
 
+    /// Hands each bin to `take`, removing those it takes (their values stay
+    /// counted: they are counted elsewhere now and come back through
+    /// [`Quantiles::add_counts`], as a busy open bucket's do, `window::Open`).
+    pub fn take_counts(&mut self, mut take: impl FnMut(i64, u64) -> bool) {
+        self.bins.retain(|&(o, c)| !take(o, c));
+    }
+
     pub fn merge(&mut self, o: &Quantiles) {
         self.merge_bins(o.bins.iter().copied(), o.min, o.max);
     }

@@ -59,52 +59,64 @@ impl Open {
     fn add_outside(&mut self, x: f64, ordinal: i64) {
         if self.dense.counts.is_empty() {
             self.sketch.add_number(x, ordinal);
-            if self.sketch.quantiles.bins().len() >= DENSE_FROM {
-                let bins = self.sketch.quantiles.bins();
-                let (first, last) = (bins[0].0, bins[bins.len() - 1].0);
-                self.dense_over(first, last);
+            let bins = self.sketch.quantiles.bins();
+            if bins.len() >= DENSE_FROM {
+                self.densify(bins[0].0, bins[bins.len() - 1].0);
             }
             return;
         }
         let base = self.dense.base;
         let last = base + self.dense.counts.len() as i64 - 1;
-        let in_span = (base..=last).contains(&ordinal);
-        if in_span {
-            // its count is full: the counts go to the bins, and on afresh
-            self.settle();
-            self.dense_over(base, last);
-        } else {
-            self.settle();
-            self.dense_over(base.min(ordinal), last.max(ordinal));
+        if (base..=last).contains(&ordinal) {
+            // its count is full: that goes to the bins, and it counts on afresh
+            let c = std::mem::take(&mut self.dense.counts[(ordinal - base) as usize]);
+            self.sketch
+                .quantiles
+                .add_counts(std::iter::once((ordinal, u64::from(c))));
+        } else if !self.densify(base.min(ordinal), last.max(ordinal)) {
+            // too far out to count densely: a bin of its own
+            self.sketch.add_number(x, ordinal);
+            return;
         }
-        let k = ordinal.wrapping_sub(self.dense.base) as u64;
-        match self.dense.counts.get_mut(k as usize) {
-            // (counts afresh: this one is 0)
-            Some(c) => {
-                *c += 1;
-                self.sketch.values += 1;
-                self.sketch.moments.add(x);
-                self.sketch.quantiles.note(x);
-            }
-            None => self.sketch.add_number(x, ordinal),
-        }
+        self.dense.counts[(ordinal - self.dense.base) as usize] += 1;
+        self.sketch.values += 1;
+        self.sketch.moments.add(x);
+        self.sketch.quantiles.note(x);
     }
 
     /// Counts densely over `first..=last` and as much again around it, if
-    /// that fits in [`DENSE_SPAN`] (else not at all). Holds no counts.
-    fn dense_over(&mut self, first: i64, last: i64) {
+    /// that fits in [`DENSE_SPAN`] (else changes nothing and says so): the
+    /// counts so far and the bins in that span move into the new counts.
+    fn densify(&mut self, first: i64, last: i64) -> bool {
         let span = last.abs_diff(first).saturating_add(1);
-        self.dense.counts.clear();
         if span > DENSE_SPAN as u64 {
-            return;
+            return false;
         }
+        self.settle();
         let len = (2 * span as usize).clamp(4 * DENSE_FROM, DENSE_SPAN);
-        self.dense.base = first.saturating_sub(((len as u64 - span) / 2) as i64);
-        self.dense.counts.resize(len, 0);
+        let base = first.saturating_sub(((len as u64 - span) / 2) as i64);
+        let counts = &mut self.dense.counts;
+        counts.clear();
+        counts.resize(len, 0);
+        self.sketch.quantiles.take_counts(|o, c| {
+            let k = o.wrapping_sub(base) as u64;
+            match counts.get_mut(k as usize) {
+                Some(slot) if c < u64::from(u32::MAX) => {
+                    *slot = c as u32;
+                    true
+                }
+                _ => false,
+            }
+        });
+        self.dense.base = base;
+        true
     }
 
     /// Moves the dense counts into the sketch's bins.
     fn settle(&mut self) {
+        if self.dense.counts.is_empty() {
+            return;
+        }
         let base = self.dense.base;
         self.sketch.quantiles.add_counts(
             self.dense
@@ -119,9 +131,7 @@ impl Open {
 
     /// The bucket's sketch, its quantiles complete.
     pub fn settled(&mut self) -> &Sketch {
-        if !self.dense.counts.is_empty() {
-            self.settle();
-        }
+        self.settle();
         &self.sketch
     }
 
@@ -222,14 +232,14 @@ mod tests {
             open.add_number(o as f64, o);
         }
         assert!(!open.dense.counts.is_empty());
-        // as if 2^32 - 1 more values had landed in bin 3 (one is in the bins already)
+        // as if 2^32 - 1 values had landed in bin 3 (its one so far moved into the counts)
         let k = (3 - open.dense.base) as usize;
         open.dense.counts[k] = u32::MAX;
         open.add_number(3.0, 3);
         let bins = open.settled().quantiles.bins().to_vec();
         assert_eq!(
             bins.iter().find(|b| b.0 == 3).unwrap().1,
-            u64::from(u32::MAX) + 2
+            u64::from(u32::MAX) + 1
         );
     }
 }
