@@ -6,20 +6,23 @@
 //! new one is inserted, shifting the rest. For a sparse bucket (most of a
 //! high-cardinality model's) that is a handful of bins and cheap; a busy
 //! one holds hundreds, where the search and the shifting were most of the
-//! time of writing a value. Once a bucket holds [`DENSE_FROM`] bins, its
-//! values are counted in an array indexed by their bin's ordinal over the
-//! span seen (and as much again around it), if that fits in [`DENSE_SPAN`]
-//! ordinals; an ordinal outside it widens the array, or past that goes to
-//! the sorted bins. The counts join the sorted bins when the bucket is read
+//! time of writing a value. Once a bucket holds [`DENSE_FROM_VALUES`]
+//! values in [`DENSE_FROM`] bins or more, its values are counted in an
+//! array indexed by their bin's ordinal over the span seen (and as much
+//! again around it), if that fits in [`DENSE_SPAN`] ordinals; an ordinal
+//! outside it widens the array, or past that goes to the sorted bins. The counts join the sorted bins when the bucket is read
 //! — closed, or written to a checkpoint — through [`Open::settled`], the
 //! only way to its sketch's quantiles.
 
 use crate::sketch::Sketch;
 
-/// Bins a bucket holds before its values are counted densely.
-const DENSE_FROM: usize = 16;
+/// Bins, and values, a bucket holds before its values are counted densely
+/// (a search over fewer bins is a few steps; a bucket of few values would
+/// not repay the counts' allocation).
+const DENSE_FROM: usize = 4;
+const DENSE_FROM_VALUES: u64 = 32;
 /// Most ordinals the dense counts span (16 KiB; at 1 % accuracy the values
-/// of a bin at each end are a factor of e^40 apart).
+/// of a bin at each end are a factor of e^80 apart).
 const DENSE_SPAN: usize = 4096;
 
 #[derive(Clone, Default)]
@@ -51,20 +54,28 @@ impl Open {
             self.sketch.quantiles.note(x);
             return;
         }
-        self.add_outside(x, ordinal);
+        if !self.dense.counts.is_empty() {
+            return self.add_outside(x, ordinal);
+        }
+        self.sketch.add_number(x, ordinal);
+        if self.sketch.values >= DENSE_FROM_VALUES
+            && self.sketch.quantiles.bins().len() >= DENSE_FROM
+        {
+            self.start_dense();
+        }
     }
 
-    /// [`Open::add_number`] for a value the dense counts do not take (yet).
+    /// A busy bucket starts counting densely (if its bins' span allows).
+    #[cold]
+    fn start_dense(&mut self) {
+        let bins = self.sketch.quantiles.bins();
+        self.densify(bins[0].0, bins[bins.len() - 1].0);
+    }
+
+    /// [`Open::add_number`] for a value outside the dense counts' span, or
+    /// whose count there is full.
     #[cold]
     fn add_outside(&mut self, x: f64, ordinal: i64) {
-        if self.dense.counts.is_empty() {
-            self.sketch.add_number(x, ordinal);
-            let bins = self.sketch.quantiles.bins();
-            if bins.len() >= DENSE_FROM {
-                self.densify(bins[0].0, bins[bins.len() - 1].0);
-            }
-            return;
-        }
         let base = self.dense.base;
         let last = base + self.dense.counts.len() as i64 - 1;
         if (base..=last).contains(&ordinal) {
@@ -228,8 +239,8 @@ mod tests {
     #[test]
     fn a_full_count_goes_to_the_bins() {
         let mut open = Open::default();
-        for o in 0..DENSE_FROM as i64 {
-            open.add_number(o as f64, o);
+        for o in 0..DENSE_FROM_VALUES as i64 {
+            open.add_number(o as f64, o % DENSE_FROM as i64);
         }
         assert!(!open.dense.counts.is_empty());
         // as if 2^32 - 1 values had landed in bin 3 (its one so far moved into the counts)
