@@ -30,22 +30,37 @@ pub struct Open {
     /// Counts, nulls, moments and exemplars are current; its quantiles
     /// are not while `dense` holds counts (read them through [`Open::settled`]).
     pub(super) sketch: Sketch,
-    dense: Dense,
+    /// Positive values' ordinals, and negative values' (by their magnitude,
+    /// `−ordinal`): the two sides are ~2^31 ordinals apart (`sketch::ordinal`),
+    /// so a feature of either sign has a span on each. Zero has a bin.
+    dense: [Dense; 2],
 }
 
-/// Counts per ordinal `base + i`, not yet in the sketch's bins.
+/// Counts per magnitude `base + i`, not yet in the sketch's bins.
 #[derive(Clone, Default)]
 struct Dense {
     base: i64,
     counts: Vec<u32>,
 }
 
+/// The side of an ordinal and its magnitude there.
+#[inline]
+fn side(ordinal: i64) -> (usize, i64) {
+    if ordinal >= 0 {
+        (0, ordinal)
+    } else {
+        (1, ordinal.wrapping_neg())
+    }
+}
+
 impl Open {
     /// Adds a number, whose DDSketch bin is `ordinal`.
     #[inline]
     pub fn add_number(&mut self, x: f64, ordinal: i64) {
-        let k = ordinal.wrapping_sub(self.dense.base) as u64;
-        if let Some(c) = self.dense.counts.get_mut(k as usize)
+        let (side, m) = side(ordinal);
+        let dense = &mut self.dense[side];
+        let k = m.wrapping_sub(dense.base) as u64;
+        if let Some(c) = dense.counts.get_mut(k as usize)
             && *c < u32::MAX
         {
             *c += 1;
@@ -54,90 +69,116 @@ impl Open {
             self.sketch.quantiles.note(x);
             return;
         }
-        if !self.dense.counts.is_empty() {
-            return self.add_outside(x, ordinal);
+        if !dense.counts.is_empty() {
+            return self.add_outside(x, side, m);
         }
         self.sketch.add_number(x, ordinal);
         if self.sketch.values >= DENSE_FROM_VALUES
             && self.sketch.quantiles.bins().len() >= DENSE_FROM
+            && ordinal != 0
         {
-            self.start_dense();
+            self.start_dense(side, m);
         }
     }
 
-    /// A busy bucket starts counting densely (if its bins' span allows).
+    /// A busy bucket starts counting one side densely, over the span of its
+    /// bins there around `m` (the value just added) that fits.
     #[cold]
-    fn start_dense(&mut self) {
+    fn start_dense(&mut self, side: usize, m: i64) {
+        let reach = (DENSE_SPAN / 2 - 1) as i64;
+        let near = |b: &(i64, u64)| {
+            let (s, bm) = self::side(b.0);
+            (s == side && b.0 != 0 && bm.abs_diff(m) <= reach as u64).then_some(bm)
+        };
         let bins = self.sketch.quantiles.bins();
-        self.densify(bins[0].0, bins[bins.len() - 1].0);
+        let (lo, hi) = bins
+            .iter()
+            .filter_map(near)
+            .fold((m, m), |(lo, hi), bm| (lo.min(bm), hi.max(bm)));
+        self.densify(side, lo, hi);
     }
 
-    /// [`Open::add_number`] for a value outside the dense counts' span, or
+    /// [`Open::add_number`] for a value outside its side's dense span, or
     /// whose count there is full.
     #[cold]
-    fn add_outside(&mut self, x: f64, ordinal: i64) {
-        let base = self.dense.base;
-        let last = base + self.dense.counts.len() as i64 - 1;
-        if (base..=last).contains(&ordinal) {
+    fn add_outside(&mut self, x: f64, side: usize, m: i64) {
+        let dense = &mut self.dense[side];
+        let (base, last) = (dense.base, dense.base + dense.counts.len() as i64 - 1);
+        if (base..=last).contains(&m) {
             // its count is full: that goes to the bins, and it counts on afresh
-            let c = std::mem::take(&mut self.dense.counts[(ordinal - base) as usize]);
+            let c = std::mem::take(&mut dense.counts[(m - base) as usize]);
+            let ordinal = if side == 0 { m } else { -m };
             self.sketch
                 .quantiles
                 .add_counts(std::iter::once((ordinal, u64::from(c))));
-        } else if !self.densify(base.min(ordinal), last.max(ordinal)) {
-            // too far out to count densely: a bin of its own
+        } else if m == 0 || !self.densify(side, base.min(m), last.max(m)) {
+            // zero, or too far out to count densely: a bin of its own
+            let ordinal = if side == 0 { m } else { m.wrapping_neg() };
             self.sketch.add_number(x, ordinal);
             return;
         }
-        self.dense.counts[(ordinal - self.dense.base) as usize] += 1;
+        let dense = &mut self.dense[side];
+        dense.counts[(m - dense.base) as usize] += 1;
         self.sketch.values += 1;
         self.sketch.moments.add(x);
         self.sketch.quantiles.note(x);
     }
 
-    /// Counts densely over `first..=last` and as much again around it, if
-    /// that fits in [`DENSE_SPAN`] (else changes nothing and says so): the
-    /// counts so far and the bins in that span move into the new counts.
-    fn densify(&mut self, first: i64, last: i64) -> bool {
+    /// Counts one side densely over magnitudes `first..=last` and as much
+    /// again around them, if that fits in [`DENSE_SPAN`] (else changes
+    /// nothing and says so): its counts so far and the bins of that span
+    /// move into the new counts.
+    fn densify(&mut self, side: usize, first: i64, last: i64) -> bool {
         let span = last.abs_diff(first).saturating_add(1);
         if span > DENSE_SPAN as u64 {
             return false;
         }
         self.settle();
         let len = (2 * span as usize).clamp(4 * DENSE_FROM, DENSE_SPAN);
-        let base = first.saturating_sub(((len as u64 - span) / 2) as i64);
-        let counts = &mut self.dense.counts;
+        let base = first
+            .saturating_sub(((len as u64 - span) / 2) as i64)
+            .max(1);
+        let counts = &mut self.dense[side].counts;
         counts.clear();
         counts.resize(len, 0);
         self.sketch.quantiles.take_counts(|o, c| {
-            let k = o.wrapping_sub(base) as u64;
+            let (s, m) = self::side(o);
+            let k = m.wrapping_sub(base) as u64;
             match counts.get_mut(k as usize) {
-                Some(slot) if c < u64::from(u32::MAX) => {
+                Some(slot) if s == side && c < u64::from(u32::MAX) => {
                     *slot = c as u32;
                     true
                 }
                 _ => false,
             }
         });
-        self.dense.base = base;
+        self.dense[side].base = base;
         true
     }
 
-    /// Moves the dense counts into the sketch's bins.
+    /// Moves the dense counts into the sketch's bins, in ascending order:
+    /// the negative side from its largest magnitude, then the positive.
     fn settle(&mut self) {
-        if self.dense.counts.is_empty() {
+        if self.dense.iter().all(|d| d.counts.is_empty()) {
             return;
         }
-        let base = self.dense.base;
-        self.sketch.quantiles.add_counts(
-            self.dense
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|&(_, &c)| c > 0)
-                .map(|(i, &c)| (base + i as i64, u64::from(c))),
-        );
-        self.dense.counts.fill(0);
+        let [pos, neg] = &mut self.dense;
+        let negative = neg
+            .counts
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|&(_, &c)| c > 0)
+            .map(|(i, &c)| (-(neg.base + i as i64), u64::from(c)));
+        let positive = pos
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c > 0)
+            .map(|(i, &c)| (pos.base + i as i64, u64::from(c)));
+        self.sketch.quantiles.add_counts(negative.chain(positive));
+        pos.counts.fill(0);
+        neg.counts.fill(0);
     }
 
     /// The bucket's sketch, its quantiles complete.
@@ -150,7 +191,7 @@ impl Open {
     /// dense counts': a recycled bucket may next be a sparse one).
     pub fn reset(&mut self) {
         self.sketch.reset();
-        self.dense = Dense::default();
+        self.dense = Default::default();
     }
 }
 
@@ -158,7 +199,7 @@ impl From<Sketch> for Open {
     fn from(sketch: Sketch) -> Open {
         Open {
             sketch,
-            dense: Dense::default(),
+            dense: Default::default(),
         }
     }
 }
@@ -167,7 +208,7 @@ impl From<Sketch> for Open {
 /// dense counts), read back as one.
 impl serde::Serialize for Open {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.dense.counts.iter().all(|&c| c == 0) {
+        if self.dense.iter().all(|d| d.counts.iter().all(|&c| c == 0)) {
             return self.sketch.serialize(s);
         }
         let mut settled = self.clone();
@@ -186,7 +227,10 @@ impl std::fmt::Debug for Open {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Open")
             .field("values", &self.sketch.values)
-            .field("dense_span", &self.dense.counts.len())
+            .field(
+                "dense_spans",
+                &[self.dense[0].counts.len(), self.dense[1].counts.len()],
+            )
             .finish_non_exhaustive()
     }
 }
@@ -205,6 +249,9 @@ mod tests {
             mut ords in prop::collection::vec(prop_oneof![
                 8 => -40i64..40,
                 1 => -3000i64..3000,
+                // both signs, as `sketch::ordinal` places them (2^31 apart)
+                4 => (1i64 << 31)..(1i64 << 31) + 200,
+                4 => -(1i64 << 31) - 200..-(1i64 << 31),
             ], 1..800),
             // at most one value at either end of the ordinals (too wide a span to count densely)
             extreme in prop::option::of((0usize..800, prop_oneof![Just(i64::MIN + 1), Just(i64::MAX)])),
@@ -238,19 +285,22 @@ mod tests {
 
     #[test]
     fn a_full_count_goes_to_the_bins() {
-        let mut open = Open::default();
-        for o in 0..DENSE_FROM_VALUES as i64 {
-            open.add_number(o as f64, o % DENSE_FROM as i64);
+        for sign in [1, -1] {
+            let side = usize::from(sign < 0);
+            let mut open = Open::default();
+            for o in 0..DENSE_FROM_VALUES as i64 {
+                open.add_number(o as f64, sign * (o % DENSE_FROM as i64));
+            }
+            assert!(!open.dense[side].counts.is_empty());
+            // as if 2^32 - 1 values had landed in bin ±3 (its one so far moved into the counts)
+            let k = (3 - open.dense[side].base) as usize;
+            open.dense[side].counts[k] = u32::MAX;
+            open.add_number(3.0, sign * 3);
+            let bins = open.settled().quantiles.bins().to_vec();
+            let three = bins.iter().find(|b| b.0 == sign * 3).unwrap();
+            assert_eq!(three.1, u64::from(u32::MAX) + 1);
+            // zero kept its bin
+            assert_eq!(bins.iter().find(|b| b.0 == 0).unwrap().1, 8);
         }
-        assert!(!open.dense.counts.is_empty());
-        // as if 2^32 - 1 values had landed in bin 3 (its one so far moved into the counts)
-        let k = (3 - open.dense.base) as usize;
-        open.dense.counts[k] = u32::MAX;
-        open.add_number(3.0, 3);
-        let bins = open.settled().quantiles.bins().to_vec();
-        assert_eq!(
-            bins.iter().find(|b| b.0 == 3).unwrap().1,
-            u64::from(u32::MAX) + 1
-        );
     }
 }
