@@ -199,8 +199,15 @@ impl Closed {
             self.max
         };
         let (mut i, mut before) = (0, 0u64);
+        // bins and edges both ascend: the edge bin is found by walking on
+        // from the last one (`Edges::bin_of`, without its search)
+        let mut bin = 0;
         while i < scratch.len() {
-            let bin = edges.bin_of(scratch[i].0);
+            let o = scratch[i].0;
+            while edges.fine.get(bin).is_some_and(|&e| e <= o) {
+                bin += 1;
+            }
+            debug_assert_eq!(bin, edges.bin_of(o));
             let upper = edges.fine.get(bin).copied().unwrap_or(i64::MAX);
             let start = i;
             let mut c = 0;

@@ -526,7 +526,7 @@ mod tests {
     fn a_sparse_buckets_high_tail_refers_to_its_low_one() {
         let dd = dd_config(0.01);
         let ids: Vec<String> = (1..=3u64)
-            .map(|i| format!("{:032x}", i * 0x9e37_79b9_7f4a_7c15))
+            .map(|i| format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
             .collect();
         let mut s = Sketch::new();
         for (x, id) in [2.0, 2.0, 40.0].iter().zip(&ids) {

@@ -163,19 +163,10 @@ impl Open {
             return;
         }
         let [pos, neg] = &mut self.dense;
-        let negative = neg
-            .counts
-            .iter()
-            .enumerate()
+        let negative = held(&neg.counts)
             .rev()
-            .filter(|&(_, &c)| c > 0)
-            .map(|(i, &c)| (-(neg.base + i as i64), u64::from(c)));
-        let positive = pos
-            .counts
-            .iter()
-            .enumerate()
-            .filter(|&(_, &c)| c > 0)
-            .map(|(i, &c)| (pos.base + i as i64, u64::from(c)));
+            .map(|(i, c)| (-(neg.base + i as i64), c));
+        let positive = held(&pos.counts).map(|(i, c)| (pos.base + i as i64, c));
         self.sketch.quantiles.add_counts(negative.chain(positive));
         pos.counts.fill(0);
         neg.counts.fill(0);
@@ -193,6 +184,22 @@ impl Open {
         self.sketch.reset();
         self.dense = Default::default();
     }
+}
+
+/// The counts that are not 0, with their index: a span is mostly 0 (the
+/// room around what a bucket held), passed over 16 at a time.
+fn held(counts: &[u32]) -> impl DoubleEndedIterator<Item = (usize, u64)> + '_ {
+    counts
+        .chunks(16)
+        .enumerate()
+        .filter(|(_, chunk)| chunk.iter().any(|&c| c > 0))
+        .flat_map(|(at, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .filter(|&(_, &c)| c > 0)
+                .map(move |(i, &c)| (at * 16 + i, u64::from(c)))
+        })
 }
 
 impl From<Sketch> for Open {
