@@ -307,7 +307,7 @@ fn read_line(r: &mut Input, buf: &mut Vec<u8>, max: usize, first: bool) -> std::
             }
         }
         let chunk = avail;
-        match chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+        match memchr::memchr2(b'\n', b'\r', chunk) {
             Some(i) => {
                 let cr = chunk[i] == b'\r';
                 total += i as u64;
