@@ -84,6 +84,20 @@ fn sketches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // the same values as an open bucket writes them (dense counts once busy),
+    // settled into the sketch as a close does
+    g.bench_function("update_numeric_open_bucket_10k", |b| {
+        b.iter_batched_ref(
+            driftline::window::Open::default,
+            |s| {
+                for &x in &xs {
+                    s.add_number(x, ordinal(&dd, x));
+                }
+                s.settled().values
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("update_categorical_10k", |b| {
         b.iter_batched_ref(
             Sketch::new,

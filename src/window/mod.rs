@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use sketches_ddsketch::Config as DdConfig;
 
 pub use closed::{Closed, ExemplarList};
-use open::Open;
+pub use open::Open;
 
 use crate::sketch::{Edges, Sketch, ValueKind};
 
