@@ -384,7 +384,6 @@ impl Engine {
         let join = &self.cfg.join;
         let candidate = self.release.outcome(
             key,
-            m,
             label,
             o.event_time,
             join.orphan_hold.as_millis(),

@@ -480,7 +480,6 @@ impl Release {
     pub fn outcome(
         &mut self,
         key: u128,
-        m: u32,
         label: Label,
         t: i64,
         hold_ms: i64,
@@ -493,17 +492,18 @@ impl Release {
             }
             return candidate;
         }
-        if self.comparing(m) {
-            if self.orphans.insert(key, (label, t)).is_none() {
-                self.orphan_order.push_back((t + hold_ms, key));
-            }
-            while self.orphans.len() > max_orphans.max(1) {
-                match self.orphan_order.pop_front() {
-                    Some((_, old)) => {
-                        self.orphans.remove(&old);
-                    }
-                    None => break,
+        // held whether or not the model has a candidate yet: an outcome
+        // read before the candidate's first prediction (its partition ahead
+        // of the predictions') must still meet it, as in replay's order
+        if self.orphans.insert(key, (label, t)).is_none() {
+            self.orphan_order.push_back((t + hold_ms, key));
+        }
+        while self.orphans.len() > max_orphans.max(1) {
+            match self.orphan_order.pop_front() {
+                Some((_, old)) => {
+                    self.orphans.remove(&old);
                 }
+                None => break,
             }
         }
         false

@@ -13,5 +13,6 @@ mod hostile_files;
 mod hostile_time;
 mod layout;
 mod mock;
+mod release_order;
 mod replay;
 mod runbooks;
