@@ -64,9 +64,7 @@ impl Open {
             && *c < u32::MAX
         {
             *c += 1;
-            self.sketch.values += 1;
-            self.sketch.moments.add(x);
-            self.sketch.quantiles.note(x);
+            self.counted(x);
             return;
         }
         if !dense.counts.is_empty() {
@@ -119,6 +117,12 @@ impl Open {
         }
         let dense = &mut self.dense[side];
         dense.counts[(m - dense.base) as usize] += 1;
+        self.counted(x);
+    }
+
+    /// A value counted densely: the sketch's count, moments and extremes.
+    #[inline]
+    fn counted(&mut self, x: f64) {
         self.sketch.values += 1;
         self.sketch.moments.add(x);
         self.sketch.quantiles.note(x);
