@@ -80,40 +80,42 @@ pub fn encode<T: Serialize>(schema: &Schema, value: &T) -> std::result::Result<V
 }
 
 /// Decodes plain Avro binary datums written with one writer schema,
-/// straight into events (serde, schema-aware: no intermediate value tree).
-/// Fields are matched by name, so a writer schema with other field order or
-/// extra fields decodes too.
-pub struct DatumDecoder<'s> {
+/// straight into events: serde_avro_fast, a decoder specialised to the
+/// writer schema once (no value tree, no per-field schema lookups, strings
+/// borrowed from the datum); apache-avro keeps the schemas, the container
+/// files and the writing. Fields are matched by name, so a writer schema
+/// with other field order or extra fields decodes too.
+pub struct DatumDecoder {
     kind: StreamKind,
-    reader: apache_avro::reader::datum::GenericDatumReader<'s>,
+    schema: serde_avro_fast::Schema,
 }
 
-impl<'s> DatumDecoder<'s> {
-    pub fn new(kind: StreamKind, writer: &'s Schema) -> std::result::Result<Self, String> {
-        let reader = apache_avro::reader::datum::GenericDatumReader::builder(writer)
-            .build()
+impl DatumDecoder {
+    pub fn new(kind: StreamKind, writer: &Schema) -> std::result::Result<Self, String> {
+        let text = serde_json::to_string(writer).map_err(|e| e.to_string())?;
+        let schema = text
+            .parse::<serde_avro_fast::Schema>()
             .map_err(|e| e.to_string())?;
-        Ok(DatumDecoder { kind, reader })
+        Ok(DatumDecoder { kind, schema })
     }
 
     /// Decodes and validates one datum; trailing bytes are an error.
     pub fn decode(&self, bytes: &[u8]) -> std::result::Result<Event, BadEvent> {
-        let mut rest = bytes;
+        use serde::Deserialize;
+        use std::io::BufRead;
+        let mut state = serde_avro_fast::de::DeserializerState::from_slice(bytes, &self.schema);
         let ev = match self.kind {
-            StreamKind::Predictions => self
-                .reader
-                .read_deser::<Prediction>(&mut rest)
-                .map(Event::Prediction),
-            StreamKind::Outcomes => self
-                .reader
-                .read_deser::<Outcome>(&mut rest)
-                .map(Event::Outcome),
+            StreamKind::Predictions => {
+                Prediction::deserialize(state.deserializer()).map(Event::Prediction)
+            }
+            StreamKind::Outcomes => Outcome::deserialize(state.deserializer()).map(Event::Outcome),
         }
-        .map_err(|e| classify(&e))?;
-        if !rest.is_empty() {
+        .map_err(|e| classify_message(e.to_string()))?;
+        let trailing = state.into_reader().fill_buf().map_or(0, <[u8]>::len);
+        if trailing > 0 {
             return Err(BadEvent::new(
                 BadReason::MalformedAvro,
-                format!("{} trailing bytes after the datum", rest.len()),
+                format!("{trailing} trailing bytes after the datum"),
             ));
         }
         ev.validate()?;
@@ -135,7 +137,11 @@ pub fn decode(
 
 /// The reason for an Avro decoding error.
 pub fn classify(e: &apache_avro::Error) -> BadEvent {
-    let msg = e.to_string();
+    classify_message(e.to_string())
+}
+
+/// The reason for an Avro decoding error, from its message.
+fn classify_message(msg: String) -> BadEvent {
     let lower = msg.to_ascii_lowercase();
     let reason = if lower.contains("missing field") {
         BadReason::MissingField

@@ -25,11 +25,11 @@ pub struct ValueDecoder {
     local_ids: Vec<u32>,
     /// Writer schemas fetched from the registry, by id (leaked once per id:
     /// a decoder borrows its schema for the life of the process).
-    fetched: HashMap<u32, DatumDecoder<'static>>,
+    fetched: HashMap<u32, DatumDecoder>,
     /// The schemas fetched by this decoder and those made by [`ValueDecoder::sharing`]
     /// (workers'): each id is asked of the registry once.
     shared: Arc<Mutex<HashMap<u32, &'static Schema>>>,
-    local: DatumDecoder<'static>,
+    local: DatumDecoder,
 }
 
 impl ValueDecoder {
@@ -79,7 +79,7 @@ impl ValueDecoder {
         }
     }
 
-    fn decoder_for(&mut self, id: u32) -> Result<&DatumDecoder<'static>, BadEvent> {
+    fn decoder_for(&mut self, id: u32) -> Result<&DatumDecoder, BadEvent> {
         let Some(url) = &self.registry else {
             if !self.local_ids.is_empty() && !self.local_ids.contains(&id) {
                 return Err(BadEvent::new(
