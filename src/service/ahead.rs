@@ -1,5 +1,7 @@
 //! Reading ahead: the messages the consumer already holds are taken as one
-//! batch (up to [`AHEAD`]), decoded on the workers at once, then handled
+//! batch (up to [`AHEAD`]), decoded on the workers at once (on the
+//! service's thread alone with `--workers 1`: a batch still saves the
+//! select over the other inputs per message), then handled
 //! one by one in the order they came, exactly as if each had been received
 //! alone. Decoding is pure (bytes in, event or refusal out), so where it
 //! runs changes nothing; what could change is what happens *between*
@@ -84,9 +86,6 @@ impl Service {
         consumer: &'c StreamConsumer<ConsumerContext>,
         batch: &mut Vec<BorrowedMessage<'c>>,
     ) -> (bool, Option<KafkaError>) {
-        if self.workers <= 1 {
-            return (true, None);
-        }
         let mut pending = self.changes_pending();
         while batch.len() < AHEAD && !pending {
             match ready(consumer.recv()) {
