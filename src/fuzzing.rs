@@ -77,3 +77,23 @@ pub fn writer_schema(data: &[u8]) {
         apply(&ev);
     }
 }
+
+/// An Avro object container file (what `replay` reads): byte 0 picks the
+/// stream (bit 0); every record read is applied, until the file ends or a
+/// record ends it.
+pub fn container(data: &[u8]) {
+    let Some((&sel, file)) = data.split_first() else {
+        return;
+    };
+    let _ = avro::schemas();
+    let Ok(mut c) = crate::codec::container::Container::open(file, kind(sel)) else {
+        return;
+    };
+    let mut engine = Engine::new(Config::default());
+    while let Some(r) = c.next_record() {
+        if let Ok(ev) = r {
+            let _ = engine.apply(&ev);
+        }
+    }
+    engine.finish();
+}

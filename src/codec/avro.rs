@@ -101,6 +101,20 @@ impl DatumDecoder {
 
     /// Decodes and validates one datum; trailing bytes are an error.
     pub fn decode(&self, bytes: &[u8]) -> std::result::Result<Event, BadEvent> {
+        let (ev, used) = self.read(bytes)?;
+        if used < bytes.len() {
+            return Err(BadEvent::new(
+                BadReason::MalformedAvro,
+                format!("{} trailing bytes after the datum", bytes.len() - used),
+            ));
+        }
+        ev.validate()?;
+        Ok(ev)
+    }
+
+    /// Decodes the datum at the start of `bytes` (not validated), and the
+    /// number of bytes it took.
+    pub fn read(&self, bytes: &[u8]) -> std::result::Result<(Event, usize), BadEvent> {
         use serde::Deserialize;
         use std::io::BufRead;
         let mut state = serde_avro_fast::de::DeserializerState::from_slice(bytes, &self.schema);
@@ -111,15 +125,8 @@ impl DatumDecoder {
             StreamKind::Outcomes => Outcome::deserialize(state.deserializer()).map(Event::Outcome),
         }
         .map_err(|e| classify_message(e.to_string()))?;
-        let trailing = state.into_reader().fill_buf().map_or(0, <[u8]>::len);
-        if trailing > 0 {
-            return Err(BadEvent::new(
-                BadReason::MalformedAvro,
-                format!("{trailing} trailing bytes after the datum"),
-            ));
-        }
-        ev.validate()?;
-        Ok(ev)
+        let rest = state.into_reader().fill_buf().map_or(0, <[u8]>::len);
+        Ok((ev, bytes.len() - rest))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod avro;
 pub mod confluent;
+pub mod container;
 pub mod json;
 
 /// Which contract a stream carries.

@@ -51,38 +51,13 @@ impl std::fmt::Display for Location {
 /// A file (or standard input) read once, as a stream.
 type Input = BufReader<Box<dyn Read + Send>>;
 
-/// The stream under the Avro reader, noting whether it was read to its end:
-/// a reader that stops before (a block header it takes for the end, such as
-/// a negative record count) must not drop the rest silently.
-struct Tracked {
-    inner: Input,
-    eof: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Read for Tracked {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.eof.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-}
-
 enum Reader {
     Jsonl {
         r: Input,
         buf: Vec<u8>,
         max_line: usize,
     },
-    AvroPredictions(
-        Box<apache_avro::reader::ReaderDeser<'static, Tracked, crate::event::Prediction>>,
-        std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ),
-    AvroOutcomes(
-        Box<apache_avro::reader::ReaderDeser<'static, Tracked, crate::event::Outcome>>,
-        std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ),
+    Avro(Box<crate::codec::container::Container<Input>>),
 }
 
 pub use crate::config::MAX_LINE_BYTES;
@@ -117,26 +92,14 @@ impl FileSource {
         let input = BufReader::with_capacity(1 << 16, stream);
         let reader = if n == 4 && &magic == AVRO_MAGIC {
             avro::schemas()?;
-            let eof = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let tracked = Tracked {
-                inner: input,
-                eof: eof.clone(),
-            };
-            let r = apache_avro::Reader::new(tracked).map_err(|e| Error::AvroFile {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-            // a file of something else is an unreadable input, not one bad event
-            check_writer_schema(r.writer_schema(), kind).map_err(|message| Error::AvroFile {
+            let unreadable = |message| Error::AvroFile {
                 path: path.to_path_buf(),
                 message,
-            })?;
-            match kind {
-                StreamKind::Predictions => {
-                    Reader::AvroPredictions(Box::new(r.into_deser_iter()), eof)
-                }
-                StreamKind::Outcomes => Reader::AvroOutcomes(Box::new(r.into_deser_iter()), eof),
-            }
+            };
+            let r = crate::codec::container::Container::open(input, kind).map_err(unreadable)?;
+            // a file of something else is an unreadable input, not one bad event
+            check_writer_schema(r.writer_schema(), kind).map_err(unreadable)?;
+            Reader::Avro(Box::new(r))
         } else {
             Reader::Jsonl {
                 r: input,
@@ -197,48 +160,16 @@ impl FileSource {
                         }
                     }
                 }
-                Reader::AvroPredictions(r, eof) => match r.next() {
-                    Some(Ok(p)) => p.validate().map(|_| Event::Prediction(p)),
-                    Some(Err(e)) => self.avro_failed(&e),
+                Reader::Avro(r) => match r.next_record() {
+                    Some(ev) => ev,
                     None => {
-                        let at_end = eof.load(std::sync::atomic::Ordering::Relaxed);
-                        self.avro_ended(at_end)?
-                    }
-                },
-                Reader::AvroOutcomes(r, eof) => match r.next() {
-                    Some(Ok(o)) => o.validate().map(|_| Event::Outcome(o)),
-                    Some(Err(e)) => self.avro_failed(&e),
-                    None => {
-                        let at_end = eof.load(std::sync::atomic::Ordering::Relaxed);
-                        self.avro_ended(at_end)?
+                        self.done = true;
+                        return None;
                     }
                 },
             };
             return Some(Record { location, event });
         }
-    }
-}
-
-impl FileSource {
-    /// The Avro reader is done: at the end of the file, nothing more; before
-    /// it, one bad record says the rest was not read.
-    fn avro_ended(&mut self, at_end: bool) -> Option<std::result::Result<Event, BadEvent>> {
-        self.done = true;
-        if at_end {
-            return None;
-        }
-        Some(Err(BadEvent::new(
-            BadReason::MalformedAvro,
-            "the container ends before its data does (a corrupt block header, such as a negative record count); rest of file skipped".to_string(),
-        )))
-    }
-
-    /// A record that cannot be read ends the file: the reader cannot resync.
-    fn avro_failed(&mut self, e: &apache_avro::Error) -> std::result::Result<Event, BadEvent> {
-        self.done = true;
-        let mut bad = avro::classify(e);
-        bad.message.push_str("; rest of file skipped");
-        Err(bad)
     }
 }
 

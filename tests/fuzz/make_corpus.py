@@ -85,4 +85,32 @@ nested = {"type": "array", "items": "long"}
 for _ in range(200):
     nested = {"type": "array", "items": nested}
 write("writer_schema", "nested-200", schema_input(nested, b"\x00"))
+
+
+def container(kind, recs, codec):
+    b = io.BytesIO()
+    fastavro.writer(b, PARSED[kind], recs, codec=codec, sync_interval=200)
+    return b.getvalue()
+
+
+# Avro container files (byte 0 picks the stream), as replay reads them
+preds = [dict(PRED, trace_id=f"t{i}", event_time=1767225600000 + 1000 * i) for i in range(8)]
+write("container", "predictions-null", b"\x00" + container("prediction", preds, "null"))
+write("container", "predictions-deflate", b"\x00" + container("prediction", preds, "deflate"))
+write("container", "outcomes-deflate", b"\x01" + container("outcome", [OUT, OUT], "deflate"))
+write("container", "truncated", b"\x00" + container("prediction", preds, "deflate")[:-30])
+good = container("prediction", preds[:1], "null")
+sync = good[-16:]
+header = good[: good.index(sync) + 16]
+# a block that claims 2^60 records, and one of 2^62 bytes
+write("container", "huge-count", b"\x00" + header + zigzag(1 << 60) + zigzag(4) + b"abcd" + sync)
+write("container", "huge-block", b"\x00" + header + zigzag(1) + zigzag(1 << 62) + b"abcd")
+# a deflate block that inflates to 32 MiB of zeros
+import zlib
+bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
+raw = bomb.compress(b"\x00" * (32 << 20)) + bomb.flush()
+dgood = container("prediction", preds[:1], "deflate")
+dsync = dgood[-16:]
+dheader = dgood[: dgood.index(dsync) + 16]
+write("container", "deflate-bomb", b"\x00" + dheader + zigzag(1) + zigzag(len(raw)) + raw + dsync)
 print("corpus written")

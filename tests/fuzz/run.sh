@@ -20,7 +20,7 @@ if [ "$secs" = build ]; then
 fi
 passed=0
 failed=0
-for t in confluent_avro json writer_schema; do
+for t in confluent_avro json writer_schema container; do
   mkdir -p "target/fuzz-corpus/$t"
   echo "fuzz: $t for ${secs}s"
   cargo +nightly fuzz run --fuzz-dir tests/fuzz -O "$t" "target/fuzz-corpus/$t" "tests/fuzz/corpus/$t" -- \

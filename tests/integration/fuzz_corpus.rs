@@ -36,3 +36,8 @@ fn json_inputs_do_not_panic() {
 fn writer_schema_inputs_do_not_panic() {
     assert!(each_input("writer_schema", driftline::fuzzing::writer_schema) >= 5);
 }
+
+#[test]
+fn container_inputs_do_not_panic() {
+    assert!(each_input("container", driftline::fuzzing::container) >= 5);
+}
