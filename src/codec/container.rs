@@ -134,10 +134,10 @@ impl<R: Read> Container<R> {
     }
 
     /// The next record: an event (validated), a bad record, or `None` at
-    /// the end of the file. A datum that cannot be decoded or a block that
-    /// cannot be read ends the file with one bad record: what follows it
-    /// in the block cannot be found, and a block's end is checked by its
-    /// sync marker.
+    /// the end of the file. A datum that cannot be decoded skips the rest
+    /// of its block (where the next record starts is lost; the next block
+    /// says where it starts). A block that cannot be read ends the file with
+    /// one bad record: past it no block's start can be trusted.
     pub fn next_record(&mut self) -> Option<Result<Event, BadEvent>> {
         if self.broken {
             return None;
@@ -155,7 +155,18 @@ impl<R: Read> Container<R> {
                 self.at += used;
                 Some(ev.validate().map(|_| ev))
             }
-            Err(bad) => Some(Err(self.fail(bad.reason, bad.message))),
+            // where the next record starts is lost, the next block's is not
+            Err(bad) => {
+                let skipped = std::mem::take(&mut self.left);
+                self.at = self.block.len();
+                Some(Err(BadEvent::new(
+                    bad.reason,
+                    format!(
+                        "{}; the {skipped} records after it in its block skipped",
+                        bad.message
+                    ),
+                )))
+            }
         }
     }
 
@@ -388,6 +399,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_decoded_skips_the_rest_of_its_block_only() {
+        let whole = file(40, apache_avro::Codec::Null, 200);
+        let blocks = read_all(&whole);
+        assert_eq!(blocks.len(), 40);
+        // the first record's trace id length, just after the first block's
+        // record count and byte size: now -64
+        let sync = whole[whole.len() - 16..].to_vec();
+        let end = whole.windows(16).position(|w| w == sync.as_slice()).unwrap() + 16;
+        let mut bytes = whole.clone();
+        let mut at = end;
+        for _ in 0..2 {
+            while bytes[at] & 0x80 != 0 {
+                at += 1;
+            }
+            at += 1;
+        }
+        let count = (whole[end] >> 1) as usize;
+        assert!(count > 1 && count < 40, "{count} records in the first block");
+        bytes[at] = 0x7F;
+        let got = read_all(&bytes);
+        let err = got[0].as_ref().unwrap_err();
+        assert!(
+            err.message
+                .contains(&format!("the {} records after it in its block skipped", count - 1)),
+            "{}",
+            err.message
+        );
+        assert_eq!(got.len(), 1 + 40 - count, "the later blocks are read");
+        assert!(got[1..].iter().all(Result::is_ok));
     }
 
     #[test]
