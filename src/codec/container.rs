@@ -409,7 +409,11 @@ mod tests {
         // the first record's trace id length, just after the first block's
         // record count and byte size: now -64
         let sync = whole[whole.len() - 16..].to_vec();
-        let end = whole.windows(16).position(|w| w == sync.as_slice()).unwrap() + 16;
+        let end = whole
+            .windows(16)
+            .position(|w| w == sync.as_slice())
+            .unwrap()
+            + 16;
         let mut bytes = whole.clone();
         let mut at = end;
         for _ in 0..2 {
@@ -419,13 +423,18 @@ mod tests {
             at += 1;
         }
         let count = (whole[end] >> 1) as usize;
-        assert!(count > 1 && count < 40, "{count} records in the first block");
+        assert!(
+            count > 1 && count < 40,
+            "{count} records in the first block"
+        );
         bytes[at] = 0x7F;
         let got = read_all(&bytes);
         let err = got[0].as_ref().unwrap_err();
         assert!(
-            err.message
-                .contains(&format!("the {} records after it in its block skipped", count - 1)),
+            err.message.contains(&format!(
+                "the {} records after it in its block skipped",
+                count - 1
+            )),
             "{}",
             err.message
         );
