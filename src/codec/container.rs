@@ -443,6 +443,21 @@ mod tests {
     }
 
     #[test]
+    fn a_codec_it_cannot_read_is_named_when_the_file_opens() {
+        let mut bytes = file(3, deflate(), 100_000);
+        let at = bytes
+            .windows(8)
+            .position(|w| w == b"\x0edeflate")
+            .expect("the codec's metadata entry");
+        // a codec of the same length the reader does not know
+        bytes[at + 1..at + 8].copy_from_slice(b"snappy2");
+        let err = Container::open(bytes.as_slice(), StreamKind::Predictions)
+            .err()
+            .expect("refused");
+        assert!(err.contains("codec `snappy2` is not supported"), "{err}");
+    }
+
+    #[test]
     fn a_corrupt_sync_marker_ends_the_file_with_a_reason() {
         let mut bytes = file(10, apache_avro::Codec::Null, 100_000);
         let n = bytes.len();
