@@ -82,9 +82,9 @@ pub fn encode<T: Serialize>(schema: &Schema, value: &T) -> std::result::Result<V
 /// Decodes plain Avro binary datums written with one writer schema,
 /// straight into events: serde_avro_fast, a decoder specialised to the
 /// writer schema once (no value tree, no per-field schema lookups, strings
-/// borrowed from the datum); apache-avro keeps the schemas, the container
-/// files and the writing. Fields are matched by name, so a writer schema
-/// with other field order or extra fields decodes too.
+/// read in place); apache-avro keeps the schemas and the writing, and
+/// `codec::container` frames container files. Fields are matched by name,
+/// so a writer schema with other field order or extra fields decodes too.
 pub struct DatumDecoder {
     kind: StreamKind,
     schema: serde_avro_fast::Schema,
@@ -140,11 +140,6 @@ pub fn decode(
     DatumDecoder::new(kind, writer)
         .map_err(|e| BadEvent::new(BadReason::MalformedAvro, e))?
         .decode(bytes)
-}
-
-/// The reason for an Avro decoding error.
-pub fn classify(e: &apache_avro::Error) -> BadEvent {
-    classify_message(e.to_string())
 }
 
 /// The reason for an Avro decoding error, from its message.
