@@ -350,6 +350,13 @@ mod tests {
         std::iter::from_fn(|| c.next_record()).collect()
     }
 
+    /// Where the header ends, and its sync marker (the file ends with it too).
+    fn header_end(file: &[u8]) -> (usize, Vec<u8>) {
+        let sync = file[file.len() - 16..].to_vec();
+        let end = file.windows(16).position(|w| w == sync.as_slice()).unwrap() + 16;
+        (end, sync)
+    }
+
     fn deflate() -> apache_avro::Codec {
         apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default())
     }
@@ -408,12 +415,7 @@ mod tests {
         assert_eq!(blocks.len(), 40);
         // the first record's trace id length, just after the first block's
         // record count and byte size: now -64
-        let sync = whole[whole.len() - 16..].to_vec();
-        let end = whole
-            .windows(16)
-            .position(|w| w == sync.as_slice())
-            .unwrap()
-            + 16;
+        let (end, _) = header_end(&whole);
         let mut bytes = whole.clone();
         let mut at = end;
         for _ in 0..2 {
@@ -477,8 +479,7 @@ mod tests {
     fn lengths_past_the_cap_are_refused_before_anything_is_allocated() {
         let good = file(1, apache_avro::Codec::Null, 100_000);
         // the header ends with the sync marker the file also ends with
-        let sync = good[good.len() - 16..].to_vec();
-        let end = good.windows(16).position(|w| w == sync.as_slice()).unwrap() + 16;
+        let (end, _) = header_end(&good);
         let mut huge = good[..end].to_vec();
         huge.extend_from_slice(&[2]); // one record
         huge.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]); // 2^62 bytes
@@ -487,8 +488,7 @@ mod tests {
         assert!(err.message.contains("the cap is"), "{}", err.message);
         // a deflate block inflating past the cap
         let good = file(1, deflate(), 100_000);
-        let sync = good[good.len() - 16..].to_vec();
-        let end = good.windows(16).position(|w| w == sync.as_slice()).unwrap() + 16;
+        let (end, sync) = header_end(&good);
         let mut bomb = good[..end].to_vec();
         let zeros = vec![0u8; MAX_ALLOCATION_BYTES + 1];
         let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
