@@ -12,7 +12,7 @@ use crate::sketch::{ValueKind, ordinal};
 use crate::window::{Observation, SeriesWindows};
 
 use super::clock::{Gate, Refused};
-use super::{Applied, Engine, Series};
+use super::{Applied, Engine, PREFETCH_FROM_SERIES, Series};
 
 /// A value as the engine sees it, borrowed from the event.
 #[derive(Clone, Copy, Debug)]
@@ -295,26 +295,40 @@ impl Engine {
                 },
             );
         }
+        // each value's observation and series first, then the writes: with
+        // thousands of sparse series a write is a chain of cache misses
+        // (the series, its open bucket, that bucket's bins and exemplars),
+        // fetched for all of an event's series at once, a link at a time
+        let mut planned = std::mem::take(&mut self.planned);
+        let mut sids = std::mem::take(&mut self.planned_series);
+        planned.clear();
+        sids.clear();
+        let mut plan = |e: &mut Self, f: u32, v: Val<'_>| {
+            planned.push(e.observe(m, f, v));
+            for &slot in &slots {
+                sids.push(e.series_id(m, f, slot, bucket));
+            }
+        };
         for (name, v) in &p.features {
             let model = &mut self.models[m as usize];
             let Some(f) = model.feature(name, &self.cfg) else {
                 continue;
             };
             model.features[f as usize].seen_gen = generation;
-            self.apply_value(m, f, v.into(), &slots, idx, bucket, &p.trace_id);
+            plan(self, f, v.into());
         }
         let pred = match &p.prediction {
             Scalar::Number(x) => Val::Num(*x),
             Scalar::Text(s) => Val::Cat(s),
         };
-        self.apply_value(m, PREDICTION, pred, &slots, idx, bucket, &p.trace_id);
+        plan(self, PREDICTION, pred);
         match p.score {
-            Some(s) => self.apply_value(m, SCORE, Val::Num(s), &slots, idx, bucket, &p.trace_id),
+            Some(s) => plan(self, SCORE, Val::Num(s)),
             None if self.models[m as usize].features[SCORE as usize]
                 .kind
                 .is_some() =>
             {
-                self.apply_value(m, SCORE, Val::Null, &slots, idx, bucket, &p.trace_id)
+                plan(self, SCORE, Val::Null)
             }
             None => {}
         }
@@ -323,9 +337,31 @@ impl Engine {
         for f in 2..n_features {
             let feat = &self.models[m as usize].features[f as usize];
             if feat.seen_gen != generation && feat.kind.is_some() {
-                self.apply_value(m, f, Val::Null, &slots, idx, bucket, &p.trace_id);
+                plan(self, f, Val::Null);
             }
         }
+        if self.series.len() >= PREFETCH_FROM_SERIES {
+            for stage in 0..4 {
+                let mut new_buckets = 0;
+                for &sid in &sids {
+                    new_buckets += self.series[sid as usize].prefetch_record(stage, idx) as usize;
+                }
+                if stage >= 2 {
+                    self.pool.prefetch_next(new_buckets, stage - 2);
+                }
+            }
+        }
+        let max_ex = self.cfg.policy.max_exemplars;
+        for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
+            for &sid in sids {
+                let s = &mut self.series[sid as usize];
+                s.applied += 1;
+                s.windows
+                    .record(idx, obs, &p.trace_id, max_ex, &mut self.pool);
+            }
+        }
+        self.planned = planned;
+        self.planned_series = sids;
         self.slots = slots;
         self.advance_to(p.event_time);
         Ok(Applied::Applied)
@@ -401,16 +437,9 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn apply_value(
-        &mut self,
-        m: u32,
-        f: u32,
-        v: Val<'_>,
-        slots: &[u32],
-        idx: usize,
-        bucket: i64,
-        trace_id: &str,
-    ) {
+    /// What value `v` of feature `f` is to its series (with its DDSketch
+    /// bin for a number), the feature's kind and categories updated.
+    fn observe(&mut self, m: u32, f: u32, v: Val<'_>) -> Observation {
         let cap = self.cfg.series.max_categories;
         let feat = &mut self.models[m as usize].features[f as usize];
         match (feat.kind, v) {
@@ -426,10 +455,7 @@ impl Engine {
         if cat == Some(0) {
             self.models[m as usize].overflow.categories += 1;
         }
-        let max_ex = self.cfg.policy.max_exemplars;
-        // what the value is to its series, once for all of them (with its
-        // DDSketch bin for a number)
-        let obs = match (kind, v) {
+        match (kind, v) {
             (_, Val::Null) => Observation::Null,
             (Some(ValueKind::Numeric), Val::Num(x)) => Observation::Number {
                 x,
@@ -439,12 +465,6 @@ impl Engine {
                 Observation::Category(cat.unwrap_or(0) as usize)
             }
             _ => Observation::Violation,
-        };
-        for &slot in slots {
-            let sid = self.series_id(m, f, slot, bucket);
-            let s = &mut self.series[sid as usize];
-            s.applied += 1;
-            s.windows.record(idx, obs, trace_id, max_ex, &mut self.pool);
         }
     }
 

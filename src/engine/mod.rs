@@ -67,6 +67,29 @@ pub struct Series {
     pub quality: ChannelState,
 }
 
+/// Series from which an event's writes fetch their series' memory ahead
+/// ([`Series::prefetch_record`]): below it, it is in the caches anyway.
+pub(crate) const PREFETCH_FROM_SERIES: usize = 256;
+
+impl Series {
+    /// Cache hints for a write soon into open bucket `idx`, one link of the
+    /// chain per stage (each stage reads only what the one before fetched):
+    /// 0, the series; 1, its open bucket's slot; 2, the bucket; 3, its bins
+    /// and exemplars.
+    /// Returns whether the write will take a new bucket from the pool.
+    #[inline]
+    pub fn prefetch_record(&self, stage: u8, idx: usize) -> bool {
+        match stage {
+            0 => {
+                crate::sketch::prefetch(&self.applied);
+                crate::sketch::prefetch(&self.windows);
+                false
+            }
+            _ => self.windows.prefetch_record(stage, idx),
+        }
+    }
+}
+
 /// One drift evaluation as a series keeps it: 16 bytes, 240 of them per
 /// series (the test's tiers come from the config when it is shown). It is
 /// shown only — the chart, the API's history, the statistic gauges — so its
@@ -198,6 +221,10 @@ pub struct Engine {
     close_threads: usize,
     close_pools: Vec<crate::window::Pool>,
     slots: Vec<u32>,
+    /// An event's values as their series record them, and those series
+    /// (one per value and slot): reused from event to event.
+    planned: Vec<crate::window::Observation>,
+    planned_series: Vec<u32>,
     /// Baselines from the config of models not seen yet, by model id.
     baselines: HashMap<String, Baseline>,
     /// Each model's baseline, if it has one (index: model id); attached
@@ -268,6 +295,8 @@ impl Engine {
             close_threads: 1,
             close_pools: Vec::new(),
             slots: Vec::with_capacity(8),
+            planned: Vec::with_capacity(16),
+            planned_series: Vec::with_capacity(48),
             baselines,
             model_baselines: Vec::new(),
             stats: Stats::default(),

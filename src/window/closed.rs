@@ -227,6 +227,11 @@ impl Closed {
         }
     }
 
+    /// Where its packed bytes are (a cache hint's address).
+    pub fn data_ptr(&self) -> *const u8 {
+        self.data.as_ptr()
+    }
+
     /// Heap bytes of the packed data.
     pub fn heap_bytes(&self) -> usize {
         self.data.len()

@@ -176,6 +176,69 @@ impl SeriesWindows {
         self.pinned().and_then(|r| r.edges.as_ref())
     }
 
+    /// Cache hints for a [`SeriesWindows::record`] into open bucket `idx`
+    /// soon (stages as [`crate::engine::Series::prefetch_record`]'s).
+    /// Returns whether the write will take a new bucket from the pool
+    /// (its bucket is not open yet: [`Pool::prefetch_next`]).
+    #[inline]
+    pub fn prefetch_record(&self, stage: u8, idx: usize) -> bool {
+        let Some(slot) = self.open.get(idx) else {
+            return true;
+        };
+        match (stage, slot) {
+            (1, _) => crate::sketch::prefetch(slot),
+            (_, None) => return true,
+            (2, Some(o)) => o.prefetch(),
+            (_, Some(o)) => o.prefetch_contents(),
+        }
+        false
+    }
+
+    /// Cache hints for a [`SeriesWindows::close`] soon, in three stages a
+    /// series apart, each touching only what the one before brought in:
+    /// 0, what the series' own fields point at (its first open bucket's
+    /// and its ring's slots, its totals, its reference); 1, the open
+    /// bucket, the oldest closed bucket's bytes and the reference's edges;
+    /// 2, the open bucket's bins and exemplars.
+    #[inline]
+    pub fn prefetch_close(&self, stage: u8) {
+        use crate::sketch::prefetch;
+        match stage {
+            0 => {
+                if let Some(o) = self.open.front() {
+                    prefetch(o);
+                }
+                if let Some(c) = self.ring.front() {
+                    prefetch(c);
+                }
+                if let Some(c) = self.ring.back() {
+                    prefetch(c);
+                }
+                prefetch(self.totals.hist.as_ptr());
+                prefetch(self.totals.hist_sum.as_ptr());
+                if let RefState::Pinned(r) = &self.reference {
+                    prefetch(&**r);
+                }
+            }
+            1 => {
+                if let Some(Some(o)) = self.open.front() {
+                    o.prefetch();
+                }
+                if let Some(c) = self.ring.front() {
+                    prefetch(c.data_ptr());
+                }
+                if let Some(e) = self.edges() {
+                    prefetch(e.fine.as_ptr());
+                }
+            }
+            _ => {
+                if let Some(Some(o)) = self.open.front() {
+                    o.prefetch_contents();
+                }
+            }
+        }
+    }
+
     /// Closes the oldest open bucket (`bucket`), sliding the window to end at
     /// it. Returns true when this close pinned the reference. (Open sketches
     /// are boxed: they move between open buckets and the pool.)
@@ -328,6 +391,17 @@ impl Pool {
         let n = other.sketches.len().min(room);
         self.sketches.extend(other.sketches.drain(..n));
         other.sketches.clear();
+    }
+
+    /// Cache hints for the next `n` sketches new buckets will take:
+    /// `stage` 0, the sketches; 1, their bins and exemplars.
+    pub fn prefetch_next(&self, n: usize, stage: u8) {
+        for s in self.sketches.iter().rev().take(n) {
+            match stage {
+                0 => s.prefetch(),
+                _ => s.prefetch_contents(),
+            }
+        }
     }
 
     fn recycle(&mut self, mut s: Box<Open>) {

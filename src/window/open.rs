@@ -176,6 +176,24 @@ impl Open {
         neg.counts.fill(0);
     }
 
+    /// Cache hints for the sketch itself.
+    #[inline]
+    pub fn prefetch(&self) {
+        let p: *const Open = self;
+        for line in (0..std::mem::size_of::<Open>()).step_by(64) {
+            crate::sketch::prefetch(p.cast::<u8>().wrapping_add(line));
+        }
+    }
+
+    /// Cache hints for what a value's write reads behind the sketch: its
+    /// bins and its exemplars.
+    #[inline]
+    pub fn prefetch_contents(&self) {
+        crate::sketch::prefetch(self.sketch.quantiles.bins().as_ptr());
+        self.sketch.exemplars.prefetch();
+        self.sketch.high_exemplars.prefetch();
+    }
+
     /// The bucket's sketch, its quantiles complete.
     pub fn settled(&mut self) -> &Sketch {
         self.settle();
