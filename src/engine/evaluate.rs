@@ -194,6 +194,9 @@ impl Engine {
             // cache misses: the series a few places ahead are fetched meanwhile
             const AHEAD: usize = 2;
             for i in 0..series.len() {
+                if let Some(s) = series.get(i + AHEAD * 4) {
+                    crate::sketch::prefetch_slice(std::slice::from_ref(&s.windows), 8);
+                }
                 for stage in 0..3u8 {
                     if let Some(s) = series.get(i + AHEAD * (3 - stage as usize)) {
                         s.windows.prefetch_close(stage);
@@ -241,6 +244,13 @@ impl Engine {
         let now = (b + 1) * self.bucket_ms;
         let mut evals = Vec::new();
         for sid in 0..self.series.len() as u32 {
+            // with thousands of series, the next ones are fetched meanwhile
+            for (stage, ahead) in [(0, 8), (1, 4)] {
+                if let Some(s) = self.series.get(sid as usize + ahead) {
+                    crate::sketch::prefetch(s);
+                    s.windows.prefetch_evaluate(stage);
+                }
+            }
             if self.series[sid as usize].windows.pinned().is_none() {
                 continue;
             }

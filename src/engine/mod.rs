@@ -82,8 +82,7 @@ impl Series {
         match stage {
             0 => {
                 crate::sketch::prefetch(&self.applied);
-                crate::sketch::prefetch(&self.windows);
-                false
+                self.windows.prefetch_record(stage, idx)
             }
             _ => self.windows.prefetch_record(stage, idx),
         }

@@ -214,11 +214,17 @@ impl Exemplars {
     /// Cache hints for its slots (the first few lines of them).
     #[inline]
     pub fn prefetch(&self) {
-        let p: *const u8 = self.slots.as_ptr().cast();
-        let bytes = std::mem::size_of_val(&self.slots[..self.slots.len().min(4)]);
-        for line in (0..bytes).step_by(64) {
-            prefetch(p.wrapping_add(line));
-        }
+        prefetch_slice(&self.slots, 3);
+    }
+}
+
+/// [`prefetch`] for the memory of `s`, up to `max_lines` cache lines of it.
+#[inline(always)]
+pub fn prefetch_slice<T>(s: &[T], max_lines: usize) {
+    let p: *const u8 = s.as_ptr().cast();
+    let bytes = std::mem::size_of_val(s).min(max_lines * 64);
+    for line in (0..bytes).step_by(64) {
+        prefetch(p.wrapping_add(line));
     }
 }
 

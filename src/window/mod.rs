@@ -176,12 +176,32 @@ impl SeriesWindows {
         self.pinned().and_then(|r| r.edges.as_ref())
     }
 
+    /// Cache hints for an evaluation soon: 0, the reference's place and
+    /// the totals; 1, the reference's counts.
+    #[inline]
+    pub fn prefetch_evaluate(&self, stage: u8) {
+        use crate::sketch::prefetch;
+        match (stage, &self.reference) {
+            (0, r) => {
+                prefetch(r);
+                prefetch(&self.totals);
+            }
+            (_, RefState::Pinned(r)) => prefetch(&r.sketch),
+            _ => {}
+        }
+    }
+
     /// Cache hints for a [`SeriesWindows::record`] into open bucket `idx`
     /// soon (stages as [`crate::engine::Series::prefetch_record`]'s).
     /// Returns whether the write will take a new bucket from the pool
     /// (its bucket is not open yet: [`Pool::prefetch_next`]).
     #[inline]
     pub fn prefetch_record(&self, stage: u8, idx: usize) -> bool {
+        if stage == 0 {
+            // the deque's place (its fields are read to find the slot)
+            crate::sketch::prefetch(&self.open);
+            return false;
+        }
         let Some(slot) = self.open.get(idx) else {
             return true;
         };
@@ -202,22 +222,24 @@ impl SeriesWindows {
     /// 2, the open bucket's bins and exemplars.
     #[inline]
     pub fn prefetch_close(&self, stage: u8) {
-        use crate::sketch::prefetch;
+        use crate::sketch::{prefetch, prefetch_slice};
         match stage {
             0 => {
                 if let Some(o) = self.open.front() {
                     prefetch(o);
                 }
+                // the oldest bucket leaves, the new one goes after the newest
                 if let Some(c) = self.ring.front() {
-                    prefetch(c);
+                    prefetch_slice(std::slice::from_ref(c), 2);
                 }
                 if let Some(c) = self.ring.back() {
-                    prefetch(c);
+                    prefetch_slice(std::slice::from_ref(c), 2);
                 }
-                prefetch(self.totals.hist.as_ptr());
-                prefetch(self.totals.hist_sum.as_ptr());
+                // both buckets count into some of the totals' bins
+                prefetch_slice(&self.totals.hist, 8);
+                prefetch_slice(&self.totals.hist_sum, 8);
                 if let RefState::Pinned(r) = &self.reference {
-                    prefetch(&**r);
+                    prefetch(&r.edges);
                 }
             }
             1 => {
@@ -228,7 +250,7 @@ impl SeriesWindows {
                     prefetch(c.data_ptr());
                 }
                 if let Some(e) = self.edges() {
-                    prefetch(e.fine.as_ptr());
+                    prefetch_slice(&e.fine, 8);
                 }
             }
             _ => {
