@@ -343,8 +343,11 @@ impl Engine {
         if self.series.len() >= PREFETCH_FROM_SERIES {
             for stage in 0..4 {
                 let mut new_buckets = 0;
-                for &sid in &sids {
-                    new_buckets += self.series[sid as usize].prefetch_record(stage, idx) as usize;
+                for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
+                    for &sid in sids {
+                        let s = &self.series[sid as usize];
+                        new_buckets += s.prefetch_record(stage, idx, obs) as usize;
+                    }
                 }
                 if stage >= 2 {
                     self.pool.prefetch_next(new_buckets, stage - 2);

@@ -44,7 +44,7 @@ use crate::registry::{Model, Overflow};
 use crate::sketch::dd_config;
 use crate::stats::Stats;
 use crate::telemetry::EvalPoint;
-use crate::window::{BinSpec, SeriesWindows};
+use crate::window::{BinSpec, Observation, SeriesWindows};
 
 use clock::Clock;
 pub use state::EngineState;
@@ -78,14 +78,11 @@ impl Series {
     /// and exemplars.
     /// Returns whether the write will take a new bucket from the pool.
     #[inline]
-    pub fn prefetch_record(&self, stage: u8, idx: usize) -> bool {
-        match stage {
-            0 => {
-                crate::sketch::prefetch(&self.applied);
-                self.windows.prefetch_record(stage, idx)
-            }
-            _ => self.windows.prefetch_record(stage, idx),
+    pub fn prefetch_record(&self, stage: u8, idx: usize, obs: Observation) -> bool {
+        if stage == 0 {
+            crate::sketch::prefetch(&self.applied);
         }
+        self.windows.prefetch_record(stage, idx, obs)
     }
 }
 
@@ -222,7 +219,7 @@ pub struct Engine {
     slots: Vec<u32>,
     /// An event's values as their series record them, and those series
     /// (one per value and slot): reused from event to event.
-    planned: Vec<crate::window::Observation>,
+    planned: Vec<Observation>,
     planned_series: Vec<u32>,
     /// Baselines from the config of models not seen yet, by model id.
     baselines: HashMap<String, Baseline>,

@@ -198,6 +198,13 @@ impl Exemplars {
         }
         self.insert(pos, h, trace_id, cap);
     }
+    /// How many it keeps.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.slots[..self.len].iter().map(|s| s.1.as_str())
     }

@@ -246,7 +246,7 @@ impl Closed {
 /// `header >> 2` of `earlier` (a sparse bucket's highest values are its
 /// lowest too: the high list refers to the low one).
 fn put_exemplars(buf: &mut Vec<u8>, list: &Exemplars, earlier: Option<&Exemplars>) {
-    let n = list.iter_keyed_bytes().count();
+    let n = list.len();
     put_varint(buf, n as u64);
     let mut prev = None;
     for (key, id) in list.iter_keyed_bytes() {
@@ -259,12 +259,9 @@ fn put_exemplars(buf: &mut Vec<u8>, list: &Exemplars, earlier: Option<&Exemplars
             put_varint(buf, ((i as u64) << 2) | 2);
             continue;
         }
-        let packed = id.len() == 32 && id.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if packed {
+        if let Some(packed) = pack_hex(id) {
             put_varint(buf, 1);
-            for pair in id.chunks(2) {
-                buf.push((nibble(pair[0]) << 4) | nibble(pair[1]));
-            }
+            buf.extend_from_slice(&packed);
         } else {
             put_varint(buf, (id.len() as u64) << 2);
             buf.extend_from_slice(id);
@@ -272,11 +269,29 @@ fn put_exemplars(buf: &mut Vec<u8>, list: &Exemplars, earlier: Option<&Exemplars
     }
 }
 
-fn nibble(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        _ => b - b'a' + 10,
+/// A lowercase hex digit's value; 0xff for any other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
     }
+    t
+};
+
+/// A 32-lowercase-hex-digit id as its 16 bytes (any other id: none).
+#[inline]
+fn pack_hex(id: &[u8]) -> Option<[u8; 16]> {
+    let id: &[u8; 32] = id.try_into().ok()?;
+    let mut out = [0u8; 16];
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(id.chunks_exact(2)) {
+        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 15);
+    }
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 /// Reads one list (see [`put_exemplars`]); `earlier` is the list its
@@ -321,4 +336,42 @@ fn read_exemplars(data: &[u8], pos: &mut usize, earlier: &[(u64, String)]) -> Ve
         out.push((key, id));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_32_lowercase_hex_digits_pack() {
+        let id = b"0123456789abcdef00ff10a0b0c0d0e9";
+        let packed = pack_hex(id).unwrap();
+        assert_eq!(packed[0], 0x01);
+        assert_eq!(packed[7], 0xef);
+        assert_eq!(packed[9], 0xff);
+        assert_eq!(packed[15], 0xe9);
+        for bad in [
+            &b"0123456789ABCDEF00ff10a0b0c0d0e9"[..],
+            b"0123456789abcdef00ff10a0b0c0d0eg",
+            b"0123456789abcdef00ff10a0b0c0d0e",
+            b"0123456789abcdef00ff10a0b0c0d0e90",
+            b"0123456789abcdef00ff10a0b0c0d0e/",
+        ] {
+            assert_eq!(pack_hex(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // what is packed reads back as it was
+        let mut e = Exemplars::default();
+        e.offer_keyed(7, std::str::from_utf8(id).unwrap(), 3);
+        e.offer_keyed(9, "not-hex", 3);
+        let mut buf = Vec::new();
+        put_exemplars(&mut buf, &e, None);
+        let back = read_exemplars(&buf, &mut 0, &[]);
+        assert_eq!(
+            back,
+            vec![
+                (7, String::from_utf8(id.to_vec()).unwrap()),
+                (9, "not-hex".into())
+            ]
+        );
+    }
 }

@@ -196,7 +196,7 @@ impl SeriesWindows {
     /// Returns whether the write will take a new bucket from the pool
     /// (its bucket is not open yet: [`Pool::prefetch_next`]).
     #[inline]
-    pub fn prefetch_record(&self, stage: u8, idx: usize) -> bool {
+    pub fn prefetch_record(&self, stage: u8, idx: usize, obs: Observation) -> bool {
         if stage == 0 {
             // the deque's place (its fields are read to find the slot)
             crate::sketch::prefetch(&self.open);
@@ -209,7 +209,7 @@ impl SeriesWindows {
             (1, _) => crate::sketch::prefetch(slot),
             (_, None) => return true,
             (2, Some(o)) => o.prefetch(),
-            (_, Some(o)) => o.prefetch_contents(),
+            (_, Some(o)) => o.prefetch_contents(Some(obs)),
         }
         false
     }
@@ -255,7 +255,7 @@ impl SeriesWindows {
             }
             _ => {
                 if let Some(Some(o)) = self.open.front() {
-                    o.prefetch_contents();
+                    o.prefetch_contents(None);
                 }
             }
         }
@@ -421,7 +421,7 @@ impl Pool {
         for s in self.sketches.iter().rev().take(n) {
             match stage {
                 0 => s.prefetch(),
-                _ => s.prefetch_contents(),
+                _ => s.prefetch_contents(None),
             }
         }
     }

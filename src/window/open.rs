@@ -185,13 +185,34 @@ impl Open {
         }
     }
 
-    /// Cache hints for what a value's write reads behind the sketch: its
-    /// bins and its exemplars.
+    /// Cache hints for what a write reads behind the sketch: the count
+    /// of the value `obs` (a busy bucket's dense count, a category's), its
+    /// bins and its exemplars (none given: a close's, all of them).
     #[inline]
-    pub fn prefetch_contents(&self) {
-        crate::sketch::prefetch(self.sketch.quantiles.bins().as_ptr());
-        self.sketch.exemplars.prefetch();
-        self.sketch.high_exemplars.prefetch();
+    pub fn prefetch_contents(&self, obs: Option<super::Observation>) {
+        use super::Observation;
+        use crate::sketch::prefetch;
+        let s = &self.sketch;
+        match obs {
+            Some(Observation::Number { ordinal, .. }) => {
+                let (side, m) = side(ordinal);
+                let dense = &self.dense[side];
+                match dense.counts.get(m.wrapping_sub(dense.base) as u64 as usize) {
+                    Some(c) => prefetch(c),
+                    None => prefetch(s.quantiles.bins().as_ptr()),
+                }
+            }
+            Some(Observation::Category(id)) => prefetch(s.hist.as_ptr().wrapping_add(id)),
+            Some(_) => {}
+            None => prefetch(s.quantiles.bins().as_ptr()),
+        }
+        match obs {
+            Some(Observation::Null | Observation::Violation) => s.null_exemplars.prefetch(),
+            _ => {
+                s.exemplars.prefetch();
+                s.high_exemplars.prefetch();
+            }
+        }
     }
 
     /// The bucket's sketch, its quantiles complete.
