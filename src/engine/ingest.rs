@@ -439,7 +439,6 @@ impl Engine {
         Ok(Applied::Applied)
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// What value `v` of feature `f` is to its series (with its DDSketch
     /// bin for a number), the feature's kind and categories updated.
     fn observe(&mut self, m: u32, f: u32, v: Val<'_>) -> Observation {

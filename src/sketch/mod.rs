@@ -229,7 +229,7 @@ impl Exemplars {
 #[inline(always)]
 pub fn prefetch_slice<T>(s: &[T], max_lines: usize) {
     let p: *const u8 = s.as_ptr().cast();
-    let bytes = std::mem::size_of_val(s).min(max_lines * 64);
+    let bytes = std::mem::size_of_val(s).min(max_lines.saturating_mul(64));
     for line in (0..bytes).step_by(64) {
         prefetch(p.wrapping_add(line));
     }

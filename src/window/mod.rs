@@ -215,7 +215,7 @@ impl SeriesWindows {
     }
 
     /// Cache hints for a [`SeriesWindows::close`] soon, in three stages a
-    /// series apart, each touching only what the one before brought in:
+    /// few series apart, each touching only what the one before brought in:
     /// 0, what the series' own fields point at (its first open bucket's
     /// and its ring's slots, its totals, its reference); 1, the open
     /// bucket, the oldest closed bucket's bytes and the reference's edges;

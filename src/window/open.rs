@@ -101,7 +101,10 @@ impl Open {
     #[cold]
     fn add_outside(&mut self, x: f64, side: usize, m: i64) {
         let dense = &mut self.dense[side];
-        let (base, last) = (dense.base, dense.base + dense.counts.len() as i64 - 1);
+        let (base, last) = (
+            dense.base,
+            dense.base.saturating_add(dense.counts.len() as i64 - 1),
+        );
         if (base..=last).contains(&m) {
             // its count is full: that goes to the bins, and it counts on afresh
             let c = std::mem::take(&mut dense.counts[(m - base) as usize]);
@@ -179,10 +182,7 @@ impl Open {
     /// Cache hints for the sketch itself.
     #[inline]
     pub fn prefetch(&self) {
-        let p: *const Open = self;
-        for line in (0..std::mem::size_of::<Open>()).step_by(64) {
-            crate::sketch::prefetch(p.cast::<u8>().wrapping_add(line));
-        }
+        crate::sketch::prefetch_slice(std::slice::from_ref(self), usize::MAX);
     }
 
     /// Cache hints for what a write reads behind the sketch: the count
