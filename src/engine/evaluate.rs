@@ -245,11 +245,12 @@ impl Engine {
         let mut evals = Vec::new();
         for sid in 0..self.series.len() as u32 {
             // with thousands of series, the next ones are fetched meanwhile
-            for (stage, ahead) in [(0, 8), (1, 4)] {
-                if let Some(s) = self.series.get(sid as usize + ahead) {
-                    crate::sketch::prefetch(s);
-                    s.windows.prefetch_evaluate(stage);
-                }
+            if let Some(s) = self.series.get(sid as usize + 8) {
+                crate::sketch::prefetch(s);
+                s.windows.prefetch_evaluate(0);
+            }
+            if let Some(s) = self.series.get(sid as usize + 4) {
+                s.windows.prefetch_evaluate(1);
             }
             if self.series[sid as usize].windows.pinned().is_none() {
                 continue;
