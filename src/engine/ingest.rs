@@ -355,12 +355,13 @@ impl Engine {
             }
         }
         let max_ex = self.cfg.policy.max_exemplars;
+        let trace = crate::sketch::Offered::new(&p.trace_id);
         for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
             for &sid in sids {
                 let s = &mut self.series[sid as usize];
                 s.applied += 1;
                 s.windows
-                    .record(idx, obs, &p.trace_id, max_ex, &mut self.pool);
+                    .record(idx, obs, &trace, max_ex, &mut self.pool);
             }
         }
         self.planned = planned;

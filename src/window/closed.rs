@@ -341,6 +341,7 @@ fn read_exemplars(data: &[u8], pos: &mut usize, earlier: &[(u64, String)]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sketch::Offered;
 
     #[test]
     fn only_32_lowercase_hex_digits_pack() {
@@ -361,8 +362,8 @@ mod tests {
         }
         // what is packed reads back as it was
         let mut e = Exemplars::default();
-        e.offer_keyed(7, std::str::from_utf8(id).unwrap(), 3);
-        e.offer_keyed(9, "not-hex", 3);
+        e.offer_keyed(7, &Offered::new(std::str::from_utf8(id).unwrap()), 3);
+        e.offer_keyed(9, &Offered::new("not-hex"), 3);
         let mut buf = Vec::new();
         put_exemplars(&mut buf, &e, None);
         let back = read_exemplars(&buf, &mut 0, &[]);

@@ -108,7 +108,7 @@ impl SeriesWindows {
         &mut self,
         idx: usize,
         obs: Observation,
-        trace_id: &str,
+        trace_id: &crate::sketch::Offered<'_>,
         max_exemplars: usize,
         pool: &mut Pool,
     ) {
@@ -438,7 +438,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sketch::{dd_config, ordinal};
+    use crate::sketch::{Offered, dd_config, ordinal};
     use proptest::prelude::*;
 
     fn bins() -> BinSpec {
@@ -580,13 +580,13 @@ mod tests {
         for (i, x) in [3.5, -2.0, 0.0, 3.5, 1e12, -7e-3].iter().enumerate() {
             s.add_number(*x, ordinal(&dd, *x));
             let id = format!("{:032x}", 0xabcdef0123u64 * (i as u64 + 1));
-            s.exemplars.offer_keyed(i as u64, &id, 3);
+            s.exemplars.offer_keyed(i as u64, &Offered::new(&id), 3);
         }
         s.add_null();
         s.add_violation();
-        s.null_exemplars.offer("not-a-w3c-id/é", 3);
+        s.null_exemplars.offer(&Offered::new("not-a-w3c-id/é"), 3);
         s.high_exemplars
-            .offer("ABCDEF0123456789ABCDEF0123456789", 3);
+            .offer(&Offered::new("ABCDEF0123456789ABCDEF0123456789"), 3);
         let c = Closed::pack(42, &s, &mut Vec::new());
         assert_eq!(c.bucket, 42);
         assert_eq!(c.counts(), (6, 1, 1));
@@ -629,8 +629,8 @@ mod tests {
             let o = ordinal(&dd, *x);
             let (low, high) = crate::sketch::tail_keys(o);
             s.add_number(*x, o);
-            s.exemplars.offer_keyed(low, id, 3);
-            s.high_exemplars.offer_keyed(high, id, 3);
+            s.exemplars.offer_keyed(low, &Offered::new(id), 3);
+            s.high_exemplars.offer_keyed(high, &Offered::new(id), 3);
         }
         let c = Closed::pack(7, &s, &mut Vec::new());
         let want = |e: &crate::sketch::Exemplars| {
