@@ -360,8 +360,7 @@ impl Engine {
             for &sid in sids {
                 let s = &mut self.series[sid as usize];
                 s.applied += 1;
-                s.windows
-                    .record(idx, obs, &trace, max_ex, &mut self.pool);
+                s.windows.record(idx, obs, &trace, max_ex, &mut self.pool);
             }
         }
         self.planned = planned;
