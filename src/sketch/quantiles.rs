@@ -191,7 +191,9 @@ impl Quantiles {
             }
         }
         if self.bins.len() > before {
-            self.bins.sort_unstable_by_key(|b| b.0);
+            // two ascending runs (the bins before, the ones added): a stable
+            // sort finds them and merges them in one pass
+            self.bins.sort_by_key(|b| b.0);
             // an input that repeats an ordinal (only a hand-made one does)
             self.bins.dedup_by(|b, a| {
                 let same = a.0 == b.0;
