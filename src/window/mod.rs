@@ -104,6 +104,7 @@ impl SeriesWindows {
     /// Records one value in open bucket `idx` (counted from the engine's
     /// first open bucket), taking a recycled sketch from `pool` when the
     /// bucket is new, and offers its trace id as an exemplar.
+    #[inline]
     pub fn record(
         &mut self,
         idx: usize,

@@ -235,7 +235,8 @@ fn held(counts: &[u32]) -> impl DoubleEndedIterator<Item = (usize, u64)> + '_ {
     counts
         .chunks(16)
         .enumerate()
-        .filter(|(_, chunk)| chunk.iter().any(|&c| c > 0))
+        // or-ed whole (vectorized), not tested one by one
+        .filter(|(_, chunk)| chunk.iter().fold(0, |a, &c| a | c) != 0)
         .flat_map(|(at, chunk)| {
             chunk
                 .iter()
