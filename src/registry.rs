@@ -114,7 +114,16 @@ pub struct Model {
     pub(crate) event_gen: u64,
     /// Values that met a cap: sent to `__other__` or not tracked.
     pub overflow: Overflow,
+    /// The feature id the last event had at each place (up to
+    /// [`ORDER_PLACES`]; `u32::MAX`: none): a model's events carry their
+    /// features in the same order, so a name is compared with the one
+    /// there before it is hashed.
+    #[serde(skip)]
+    order: Vec<u32>,
 }
+
+/// Places of an event's features [`Model::feature_at`] remembers.
+const ORDER_PLACES: usize = 256;
 
 impl Model {
     pub(crate) fn new(id: &str) -> Self {
@@ -132,9 +141,30 @@ impl Model {
             series_of: vec![Vec::new(), Vec::new()],
             event_gen: 0,
             overflow: Overflow::default(),
+            order: Vec::new(),
         };
         m.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
         m
+    }
+
+    /// [`Model::feature`] for the feature at place `i` of an event: the
+    /// feature the last event had there, if the names are the same.
+    #[inline]
+    pub(crate) fn feature_at(&mut self, i: usize, name: &str, cfg: &Config) -> Option<u32> {
+        if let Some(&id) = self.order.get(i)
+            && let Some(f) = self.features.get(id as usize)
+            && f.name == name
+        {
+            return Some(id);
+        }
+        let id = self.feature(name, cfg);
+        if i < ORDER_PLACES {
+            if self.order.len() <= i {
+                self.order.resize(i + 1, u32::MAX);
+            }
+            self.order[i] = id.unwrap_or(u32::MAX);
+        }
+        id
     }
 
     /// The id of feature `name`, registered on first sight (None: ignored or past the cap).
@@ -205,6 +235,36 @@ impl Model {
         match &self.slots[slot as usize] {
             Some((d, v)) => BTreeMap::from([(d.clone(), v.clone())]),
             None => BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Looking a feature up by its place in the event gives what looking
+        /// it up by name gives — the same ids, the same overflow counts —
+        /// whatever the events' orders, ignored names and cap.
+        #[test]
+        fn a_place_gives_what_the_name_gives(
+            events in proptest::collection::vec(
+                proptest::collection::vec(0usize..7, 0..6), 1..40),
+        ) {
+            let names = ["amount", "age", "skip_me", "device", "prediction", "country", "age2"];
+            let mut cfg = Config::default();
+            cfg.series.max_features = 4;
+            cfg.series.ignore_features = vec!["skip_me".into()];
+            let (mut by_place, mut by_name) = (Model::new("m"), Model::new("m"));
+            for ev in &events {
+                for (i, &n) in ev.iter().enumerate() {
+                    prop_assert_eq!(by_place.feature_at(i, names[n], &cfg), by_name.feature(names[n], &cfg));
+                }
+            }
+            prop_assert_eq!(by_place.overflow.features, by_name.overflow.features);
+            prop_assert_eq!(by_place.features.len(), by_name.features.len());
         }
     }
 }

@@ -309,9 +309,9 @@ impl Engine {
                 sids.push(e.series_id(m, f, slot, bucket));
             }
         };
-        for (name, v) in &p.features {
+        for (i, (name, v)) in p.features.iter().enumerate() {
             let model = &mut self.models[m as usize];
-            let Some(f) = model.feature(name, &self.cfg) else {
+            let Some(f) = model.feature_at(i, name, &self.cfg) else {
                 continue;
             };
             model.features[f as usize].seen_gen = generation;
