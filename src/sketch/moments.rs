@@ -47,6 +47,16 @@ impl Dd {
         *self = Dd { hi, lo };
     }
 
+    /// Adds a double-double when both are ≥ 0: no cancellation, so the
+    /// low parts can be summed without their own error term (~106 bits
+    /// still).
+    #[inline]
+    pub fn add_nonnegative(&mut self, o: Dd) {
+        let (s, e) = two_sum(self.hi, o.hi);
+        let (hi, lo) = quick_two_sum(s, e + (self.lo + o.lo));
+        *self = Dd { hi, lo };
+    }
+
     /// The exact square of an `f64`.
     #[inline]
     pub fn square(x: f64) -> Dd {
@@ -120,7 +130,7 @@ impl Moments {
     #[inline]
     pub fn add(&mut self, x: f64) {
         self.sum.add_f64(x);
-        self.sum_sq = self.sum_sq + Dd::square(x);
+        self.sum_sq.add_nonnegative(Dd::square(x));
     }
 
     pub fn merge(&mut self, o: &Moments) {
@@ -186,6 +196,24 @@ mod tests {
         ba.merge(&ma);
         assert_eq!(ab.m2(5000), ba.m2(5000));
         assert_eq!(ab.m2(5000), forward.1);
+    }
+
+    proptest::proptest! {
+        /// Squares summed with the shortcut round to what the full
+        /// double-double sum gives, whatever their sizes.
+        #[test]
+        fn squares_sum_as_with_the_full_addition(
+            xs in proptest::collection::vec(-1e12f64..1e12, 1..400),
+            scale in -30i32..30,
+        ) {
+            let (mut quick, mut full) = (Dd::ZERO, Dd::ZERO);
+            for x in &xs {
+                let x = x * 2f64.powi(scale);
+                quick.add_nonnegative(Dd::square(x));
+                full = full + Dd::square(x);
+            }
+            proptest::prop_assert_eq!(quick.value(), full.value());
+        }
     }
 
     fn values(at: f64, spread: f64) -> Vec<f64> {
