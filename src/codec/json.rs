@@ -6,11 +6,22 @@ use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 
 /// Decodes and validates one JSON event.
 pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
-    let ev = match kind {
-        StreamKind::Predictions => {
+    // valid UTF-8 is checked once for the whole line (word at a time), not
+    // string by string; a line that is not is read as bytes, so that its
+    // error names where, as before
+    let ev = match (kind, std::str::from_utf8(bytes)) {
+        (StreamKind::Predictions, Ok(text)) => {
+            serde_json::from_str::<Prediction>(text).map(Event::Prediction)
+        }
+        (StreamKind::Outcomes, Ok(text)) => {
+            serde_json::from_str::<Outcome>(text).map(Event::Outcome)
+        }
+        (StreamKind::Predictions, Err(_)) => {
             serde_json::from_slice::<Prediction>(bytes).map(Event::Prediction)
         }
-        StreamKind::Outcomes => serde_json::from_slice::<Outcome>(bytes).map(Event::Outcome),
+        (StreamKind::Outcomes, Err(_)) => {
+            serde_json::from_slice::<Outcome>(bytes).map(Event::Outcome)
+        }
     }
     .map_err(|e| classify(&e, bytes))?;
     ev.validate()?;
@@ -90,6 +101,35 @@ mod tests {
         decode(StreamKind::Predictions, line.as_bytes())
             .unwrap_err()
             .reason
+    }
+
+    #[test]
+    fn text_is_read_as_utf8_whole_or_refused_where_it_breaks() {
+        // valid UTF-8 beyond ASCII, in keys and values, reads as written
+        let line = GOOD
+            .replace(r#""ios""#, r#""iOS ✓ é""#)
+            .replace("amount", "montant_€");
+        let Event::Prediction(p) = decode(StreamKind::Predictions, line.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.features[0].0, "montant_€");
+        assert_eq!(p.features[1].1, Value::Text("iOS ✓ é".into()));
+        // a byte that is not UTF-8, in a string or outside one: malformed,
+        // and the message says where (as serde_json reads bytes)
+        let cases: [(&str, &[u8]); 2] = [
+            (r#""ios""#, b"\"i\xffs\""),
+            ("1767225600000", b"17672256000\xc300"),
+        ];
+        for (at, bad) in cases {
+            let mut bytes = Vec::new();
+            let (head, tail) = GOOD.split_once(at).unwrap();
+            bytes.extend_from_slice(head.as_bytes());
+            bytes.extend_from_slice(bad);
+            bytes.extend_from_slice(tail.as_bytes());
+            let e = decode(StreamKind::Predictions, &bytes).unwrap_err();
+            assert_eq!(e.reason, BadReason::MalformedJson, "{}", e.message);
+            assert!(e.message.contains("column"), "{}", e.message);
+        }
     }
 
     #[test]
