@@ -165,8 +165,14 @@ impl Quantiles {
     #[inline]
     pub fn note(&mut self, x: f64) {
         self.n += 1;
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
+        // values are finite (events are validated): plain comparisons,
+        // not `f64::min`'s care for NaN
+        if x < self.min {
+            self.min = x;
+        }
+        if x > self.max {
+            self.max = x;
+        }
     }
 
     /// Adds sorted (ordinal, count) pairs to the bins only (their values
