@@ -30,6 +30,20 @@ pub struct Record {
     pub event: std::result::Result<Event, BadEvent>,
 }
 
+impl Record {
+    /// Cache hints for what applying it reads beyond the record itself:
+    /// a prediction's features, slices and trace id.
+    #[inline]
+    pub fn prefetch(&self) {
+        use crate::sketch::{prefetch, prefetch_slice};
+        if let Ok(Event::Prediction(p)) = &self.event {
+            prefetch_slice(&p.features, 8);
+            prefetch_slice(&p.slices, 2);
+            prefetch(p.trace_id.as_ptr());
+        }
+    }
+}
+
 /// File and line (JSON Lines) or record number (Avro), 1-based.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {

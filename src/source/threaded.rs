@@ -89,7 +89,12 @@ impl Records {
             Records::Here(merge) => merge.into_iter().try_for_each(|r| f(&r)),
             Records::Beside(mut t) => {
                 while let Some(b) = t.batch() {
-                    for r in &b {
+                    for (i, r) in b.iter().enumerate() {
+                        // the reader's thread wrote the next event: its
+                        // parts come over from that core while this one is applied
+                        if let Some(next) = b.get(i + 1) {
+                            next.prefetch();
+                        }
                         f(r)?;
                     }
                     t.done(b);
