@@ -175,7 +175,13 @@ impl Service {
         let mut sought: Vec<(&str, i32)> = Vec::new();
         let last = batch.len() - 1;
         let mut go = true;
-        for (i, (msg, ev)) in batch.iter().zip(decoded.drain(..)).enumerate() {
+        let mut events = decoded.drain(..).peekable();
+        for (i, msg) in batch.iter().enumerate() {
+            let Some(ev) = events.next() else { break };
+            // decoded on a worker's core: the next one's parts come over meanwhile
+            if let Some(Ok(next)) = events.peek() {
+                next.prefetch();
+            }
             if *stop.borrow() {
                 go = false;
                 break;
@@ -219,6 +225,7 @@ impl Service {
                 }
             }
         }
+        drop(events);
         decoded.clear();
         self.decoded = decoded;
         batch.clear();

@@ -31,15 +31,11 @@ pub struct Record {
 }
 
 impl Record {
-    /// Cache hints for what applying it reads beyond the record itself:
-    /// a prediction's features, slices and trace id.
+    /// Cache hints for its event's parts ([`Event::prefetch`]).
     #[inline]
     pub fn prefetch(&self) {
-        use crate::sketch::{prefetch, prefetch_slice};
-        if let Ok(Event::Prediction(p)) = &self.event {
-            prefetch_slice(&p.features, 8);
-            prefetch_slice(&p.slices, 2);
-            prefetch(p.trace_id.as_ptr());
+        if let Ok(ev) = &self.event {
+            ev.prefetch();
         }
     }
 }
