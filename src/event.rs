@@ -74,19 +74,6 @@ pub enum Event {
 }
 
 impl Event {
-    /// Cache hints for what applying it reads beyond the event itself: a
-    /// prediction's features, slices and trace id (an event decoded on
-    /// another core is applied on this one).
-    #[inline]
-    pub fn prefetch(&self) {
-        use crate::sketch::{prefetch, prefetch_slice};
-        if let Event::Prediction(p) = self {
-            prefetch_slice(&p.features, 8);
-            prefetch_slice(&p.slices, 2);
-            prefetch(p.trace_id.as_ptr());
-        }
-    }
-
     pub fn event_time(&self) -> i64 {
         match self {
             Event::Prediction(p) => p.event_time,

@@ -6,26 +6,23 @@ use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 
 /// Decodes and validates one JSON event.
 pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
-    // valid UTF-8 is checked once for the whole line (word at a time), not
-    // string by string; a line that is not is read as bytes, so that its
-    // error names where, as before
-    let ev = match (kind, std::str::from_utf8(bytes)) {
-        (StreamKind::Predictions, Ok(text)) => {
-            serde_json::from_str::<Prediction>(text).map(Event::Prediction)
-        }
-        (StreamKind::Outcomes, Ok(text)) => {
-            serde_json::from_str::<Outcome>(text).map(Event::Outcome)
-        }
-        (StreamKind::Predictions, Err(_)) => {
-            serde_json::from_slice::<Prediction>(bytes).map(Event::Prediction)
-        }
-        (StreamKind::Outcomes, Err(_)) => {
-            serde_json::from_slice::<Outcome>(bytes).map(Event::Outcome)
-        }
+    let ev = match kind {
+        StreamKind::Predictions => read::<Prediction>(bytes).map(Event::Prediction),
+        StreamKind::Outcomes => read::<Outcome>(bytes).map(Event::Outcome),
     }
     .map_err(|e| classify(&e, bytes))?;
     ev.validate()?;
     Ok(ev)
+}
+
+/// Valid UTF-8 is checked once for the whole line (word at a time), not
+/// string by string; a line that is not is read as bytes, so that its
+/// error names where, as before.
+fn read<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
 }
 
 fn classify(e: &serde_json::Error, bytes: &[u8]) -> BadEvent {

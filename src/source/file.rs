@@ -30,16 +30,6 @@ pub struct Record {
     pub event: std::result::Result<Event, BadEvent>,
 }
 
-impl Record {
-    /// Cache hints for its event's parts ([`Event::prefetch`]).
-    #[inline]
-    pub fn prefetch(&self) {
-        if let Ok(ev) = &self.event {
-            ev.prefetch();
-        }
-    }
-}
-
 /// File and line (JSON Lines) or record number (Avro), 1-based.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {

@@ -92,8 +92,8 @@ impl Records {
                     for (i, r) in b.iter().enumerate() {
                         // the reader's thread wrote the next event: its
                         // parts come over from that core while this one is applied
-                        if let Some(next) = b.get(i + 1) {
-                            next.prefetch();
+                        if let Some(Ok(next)) = b.get(i + 1).map(|r| &r.event) {
+                            prefetch_event(next);
                         }
                         f(r)?;
                     }
@@ -102,5 +102,18 @@ impl Records {
                 Ok(())
             }
         }
+    }
+}
+
+/// Cache hints for what applying `ev` reads beyond the event itself: a
+/// prediction's features, slices and trace id (an event decoded on another
+/// core is applied on this one).
+#[inline]
+pub fn prefetch_event(ev: &crate::event::Event) {
+    use crate::sketch::{prefetch, prefetch_slice};
+    if let crate::event::Event::Prediction(p) = ev {
+        prefetch_slice(&p.features, 8);
+        prefetch_slice(&p.slices, 2);
+        prefetch(p.trace_id.as_ptr());
     }
 }
