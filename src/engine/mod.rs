@@ -71,6 +71,20 @@ pub struct Series {
 /// ([`Series::prefetch_record`]): below it, it is in the caches anyway.
 pub(crate) const PREFETCH_FROM_SERIES: usize = 256;
 
+/// Cache hints for what applying `ev` reads beyond the event itself: a
+/// prediction's features, slices and trace id — for an event decoded on
+/// another core (replay's reader, `run`'s workers), hinted while the one
+/// before it is applied.
+#[inline]
+pub fn prefetch_event(ev: &crate::event::Event) {
+    use crate::sketch::{prefetch, prefetch_slice};
+    if let crate::event::Event::Prediction(p) = ev {
+        prefetch_slice(&p.features, 8);
+        prefetch_slice(&p.slices, 2);
+        prefetch(p.trace_id.as_ptr());
+    }
+}
+
 impl Series {
     /// Cache hints for a write soon into open bucket `idx`, one link of the
     /// chain per stage (each stage reads only what the one before fetched):

@@ -180,7 +180,7 @@ impl Service {
             let Some(ev) = events.next() else { break };
             // decoded on a worker's core: the next one's parts come over meanwhile
             if let Some(Ok(next)) = events.peek() {
-                crate::source::threaded::prefetch_event(next);
+                crate::engine::prefetch_event(next);
             }
             if *stop.borrow() {
                 go = false;

@@ -80,40 +80,24 @@ impl Records {
         }
     }
 
-    /// Calls `f` on each record in order, until the end or its first error.
+    /// Calls `f` on each record in order, until the end or its first
+    /// error, with the record after it when that one is already read
+    /// (read beside: the caller may hint its memory over from the reader's core).
     pub fn try_for_each<E>(
         self,
-        mut f: impl FnMut(&Record) -> std::result::Result<(), E>,
+        mut f: impl FnMut(&Record, Option<&Record>) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         match self {
-            Records::Here(merge) => merge.into_iter().try_for_each(|r| f(&r)),
+            Records::Here(merge) => merge.into_iter().try_for_each(|r| f(&r, None)),
             Records::Beside(mut t) => {
                 while let Some(b) = t.batch() {
                     for (i, r) in b.iter().enumerate() {
-                        // the reader's thread wrote the next event: its
-                        // parts come over from that core while this one is applied
-                        if let Some(Ok(next)) = b.get(i + 1).map(|r| &r.event) {
-                            prefetch_event(next);
-                        }
-                        f(r)?;
+                        f(r, b.get(i + 1))?;
                     }
                     t.done(b);
                 }
                 Ok(())
             }
         }
-    }
-}
-
-/// Cache hints for what applying `ev` reads beyond the event itself: a
-/// prediction's features, slices and trace id (an event decoded on another
-/// core is applied on this one).
-#[inline]
-pub fn prefetch_event(ev: &crate::event::Event) {
-    use crate::sketch::{prefetch, prefetch_slice};
-    if let crate::event::Event::Prediction(p) = ev {
-        prefetch_slice(&p.features, 8);
-        prefetch_slice(&p.slices, 2);
-        prefetch(p.trace_id.as_ptr());
     }
 }
