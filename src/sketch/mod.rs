@@ -38,8 +38,8 @@ pub enum ValueKind {
 pub struct Exemplars {
     slots: Vec<(u64, TraceId)>,
     len: usize,
-    /// The largest kept pair's [`bound`] (never below it; the largest possible
-    /// when not known): an offer past it is turned away without reading the
+    /// The largest kept pair's key and [`head`] (never below them; the
+    /// largest possible when not known): an offer past it is turned away without reading the
     /// slots — most offers, once a bucket's slots are full.
     #[serde(skip, default = "unbounded")]
     bound: (u64, u64),
@@ -59,15 +59,9 @@ fn unbounded() -> (u64, u64) {
     (u64::MAX, u64::MAX)
 }
 
-/// (key, id) as a pair of numbers whose order never contradicts the pair's:
-/// the key, then the id's first 8 bytes (zero-padded, big-endian). Where
-/// two pairs' bounds differ, the pairs differ the same way; equal bounds
-/// say nothing.
-#[inline]
-fn bound(key: u64, id: &[u8]) -> (u64, u64) {
-    (key, head(id))
-}
-
+/// An id's first 8 bytes (zero-padded, big-endian): (key, head) pairs are
+/// ordered as (key, id) pairs are wherever they differ; equal ones say
+/// nothing.
 #[inline]
 fn head(id: &[u8]) -> u64 {
     match id.first_chunk::<8>() {
@@ -237,7 +231,7 @@ impl Exemplars {
         s.0 = key;
         s.1.set(trace_id);
         let last = &self.slots[self.len - 1];
-        self.bound = bound(last.0, last.1.as_bytes());
+        self.bound = (last.0, head(last.1.as_bytes()));
     }
 
     /// Keeps the `cap` smallest (key, id) pairs offered.

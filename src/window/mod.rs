@@ -109,7 +109,7 @@ impl SeriesWindows {
         &mut self,
         idx: usize,
         obs: Observation,
-        trace_id: &crate::sketch::Offered<'_>,
+        trace: &crate::sketch::Offered<'_>,
         max_exemplars: usize,
         pool: &mut Pool,
     ) {
@@ -124,29 +124,27 @@ impl SeriesWindows {
         match obs {
             Observation::Null => {
                 open.sketch.add_null();
-                open.sketch.null_exemplars.offer(trace_id, max_exemplars);
+                open.sketch.null_exemplars.offer(trace, max_exemplars);
             }
             Observation::Number { x, ordinal } => {
                 // its histogram bin is counted when the bucket closes, from its quantile bins
                 open.add_number(x, ordinal);
                 let sketch = &mut open.sketch;
                 let (low, high) = crate::sketch::tail_keys(ordinal);
-                sketch.exemplars.offer_keyed(low, trace_id, max_exemplars);
+                sketch.exemplars.offer_keyed(low, trace, max_exemplars);
                 sketch
                     .high_exemplars
-                    .offer_keyed(high, trace_id, max_exemplars);
+                    .offer_keyed(high, trace, max_exemplars);
             }
             Observation::Category(id) => {
                 open.sketch.add_category(id);
                 if max_exemplars > 0 {
-                    open.sketch
-                        .exemplars
-                        .offer_per_category(id as u32, trace_id);
+                    open.sketch.exemplars.offer_per_category(id as u32, trace);
                 }
             }
             Observation::Violation => {
                 open.sketch.add_violation();
-                open.sketch.null_exemplars.offer(trace_id, max_exemplars);
+                open.sketch.null_exemplars.offer(trace, max_exemplars);
             }
         }
     }
