@@ -1,14 +1,16 @@
 //! JSON decoding of prediction and outcome events (one JSON object per line
 //! in files, one per message on Kafka).
 
+mod plain;
+
 use crate::codec::StreamKind;
-use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
+use crate::event::{BadEvent, BadReason, Event, Outcome};
 
 /// Decodes and validates one JSON event.
 pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
     let ev = match kind {
-        StreamKind::Predictions => read::<Prediction>(bytes).map(Event::Prediction),
-        StreamKind::Outcomes => read::<Outcome>(bytes).map(Event::Outcome),
+        StreamKind::Predictions => read(bytes, plain::prediction).map(Event::Prediction),
+        StreamKind::Outcomes => read::<Outcome>(bytes, |_| None).map(Event::Outcome),
     }
     .map_err(|e| classify(&e, bytes))?;
     ev.validate()?;
@@ -17,10 +19,17 @@ pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
 
 /// Valid UTF-8 is checked once for the whole line (word at a time), not
 /// string by string; a line that is not is read as bytes, so that its
-/// error names where, as before.
-fn read<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+/// error names where. Valid text of the common shape is read by `plain`;
+/// the rest by serde_json.
+fn read<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+    plain: impl FnOnce(&'a str) -> Option<T>,
+) -> serde_json::Result<T> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
+        Ok(text) => match plain(text) {
+            Some(x) => Ok(x),
+            None => serde_json::from_str(text),
+        },
         Err(_) => serde_json::from_slice(bytes),
     }
 }

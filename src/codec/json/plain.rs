@@ -1,0 +1,581 @@
+//! A prediction of the common shape, read in one pass over its text.
+//!
+//! Nearly every line a producer writes is plain: the contract's fields,
+//! each once, strings without escapes, numbers in JSON's grammar, feature
+//! values that are null, a bool, a number or a string. Such a line is read
+//! here directly into a [`Prediction`], a byte at a time with no visitor
+//! between the text and the fields (serde_json spent ~10k instructions an
+//! event on this shape, most of them in its generic map and string
+//! machinery). Anything else — an escape, a control byte, an unknown or
+//! repeated field, a missing one, a value of another type, a time as text,
+//! a number that is not finite — is not read here at all: [`prediction`]
+//! says `None` and the caller reads the line with serde_json, whose result
+//! (or error, with its line and column) is the line's. So this reader
+//! never accepts what serde_json refuses, and what it accepts it reads to
+//! the same values (numbers correctly rounded, as serde_json's
+//! `float_roundtrip` reads them: the test below holds the two equal).
+
+use crate::event::{Prediction, Scalar, Text, Value};
+
+/// Bytes that end the plain part of a string: its closing quote, an
+/// escape, a control byte (which JSON refuses inside a string).
+const STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// The fields of a prediction, as bits of what was seen.
+const TRACE_ID: u16 = 1;
+const MODEL_ID: u16 = 1 << 1;
+const MODEL_VERSION: u16 = 1 << 2;
+const EVENT_TIME: u16 = 1 << 3;
+const FEATURES: u16 = 1 << 4;
+const SLICES: u16 = 1 << 5;
+const PREDICTION: u16 = 1 << 6;
+const SCORE: u16 = 1 << 7;
+const SHADOW: u16 = 1 << 8;
+const REQUIRED: u16 = TRACE_ID | MODEL_ID | EVENT_TIME | FEATURES | PREDICTION;
+
+/// Reads `text` as a plain prediction; `None` when it is not one (the
+/// caller reads it with serde_json then).
+pub fn prediction(text: &str) -> Option<Prediction> {
+    let mut c = Cursor { text, at: 0 };
+    let mut p = Prediction {
+        trace_id: String::new(),
+        model_id: Text::default(),
+        model_version: None,
+        event_time: 0,
+        features: Vec::new(),
+        slices: Vec::new(),
+        prediction: Scalar::Number(0.0),
+        score: None,
+        shadow: false,
+    };
+    let mut seen = 0u16;
+    c.eat(b'{')?;
+    if c.peek()? != b'}' {
+        loop {
+            let field = match c.string()? {
+                "trace_id" => TRACE_ID,
+                "model_id" => MODEL_ID,
+                "model_version" => MODEL_VERSION,
+                "event_time" => EVENT_TIME,
+                "features" => FEATURES,
+                "slices" => SLICES,
+                "prediction" => PREDICTION,
+                "score" => SCORE,
+                "shadow" => SHADOW,
+                _ => return None,
+            };
+            if seen & field != 0 {
+                return None;
+            }
+            seen |= field;
+            c.eat(b':')?;
+            match field {
+                TRACE_ID => p.trace_id = c.string()?.to_owned(),
+                MODEL_ID => p.model_id = Text::from(c.string()?),
+                MODEL_VERSION => {
+                    p.model_version = match c.peek()? {
+                        b'n' => c.null()?,
+                        _ => Some(Text::from(c.string()?)),
+                    }
+                }
+                EVENT_TIME => p.event_time = c.integer()?,
+                FEATURES => c.features(&mut p.features)?,
+                SLICES => match c.peek()? {
+                    b'n' => c.null::<()>().map(drop)?,
+                    _ => c.slices(&mut p.slices)?,
+                },
+                PREDICTION => {
+                    p.prediction = match c.peek()? {
+                        b'"' => Scalar::Text(Text::from(c.string()?)),
+                        b't' | b'f' => Scalar::Number(if c.bool()? { 1.0 } else { 0.0 }),
+                        _ => Scalar::Number(c.number()?),
+                    }
+                }
+                SCORE => {
+                    p.score = match c.peek()? {
+                        b'n' => c.null()?,
+                        _ => Some(c.number()?),
+                    }
+                }
+                _ => p.shadow = c.bool()?,
+            }
+            match c.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    } else {
+        c.at += 1;
+    }
+    c.skip_ws();
+    (c.at == text.len() && seen & REQUIRED == REQUIRED).then_some(p)
+}
+
+/// Exact powers of ten as doubles (10^22 is the last one that is).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A byte of `w` (little-endian) that is a quote, a backslash or below
+/// 0x20 has its high bit set in the result; bits above the first such byte
+/// may be set by borrows, bits below it are not.
+#[inline]
+fn stop_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\'))) | below_space
+}
+
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline]
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        // a producer's line has little or no whitespace: one compare says so
+        while let Some(&b) = self.bytes().get(self.at) {
+            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                break;
+            }
+            self.at += 1;
+        }
+    }
+
+    /// The next byte after whitespace, not taken.
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.bytes().get(self.at).copied()
+    }
+
+    /// The next byte after whitespace, taken.
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    #[inline]
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    /// A string without escapes or control bytes.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let b = self.bytes();
+        let start = self.at;
+        let mut i = start;
+        // eight bytes at a time while eight remain, then one at a time
+        while let Some(word) = b.get(i..i + 8) {
+            let w = u64::from_le_bytes(word.try_into().ok()?);
+            let stop = stop_bytes(w);
+            if stop != 0 {
+                i += (stop.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        while !STOP[*b.get(i)? as usize] {
+            i += 1;
+        }
+        if b[i] != b'"' {
+            return None;
+        }
+        self.at = i + 1;
+        // quotes are ASCII: the text between two is whole characters
+        self.text.get(start..i)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.skip_ws();
+        let end = self.at + word.len();
+        (self.bytes().get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// `null`, as a `None` of any type.
+    fn null<T>(&mut self) -> Option<Option<T>> {
+        self.literal(b"null").map(|()| None)
+    }
+
+    fn bool(&mut self) -> Option<bool> {
+        match self.peek()? {
+            b't' => self.literal(b"true").map(|()| true),
+            _ => self.literal(b"false").map(|()| false),
+        }
+    }
+
+    /// Digits from `i` on; where they end.
+    #[inline]
+    fn digits(b: &[u8], mut i: usize) -> usize {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    }
+
+    /// A number in JSON's grammar (`-? (0 | [1-9][0-9]*) (. [0-9]+)?
+    /// ([eE] [+-]? [0-9]+)?`), correctly rounded; not one that is not
+    /// finite (serde_json's error names it).
+    #[inline]
+    fn number(&mut self) -> Option<f64> {
+        self.skip_ws();
+        let b = self.bytes();
+        let start = self.at;
+        let negative = b.get(start) == Some(&b'-');
+        let mut i = start + usize::from(negative);
+        // the digits' value while it fits (19 digits), and how many
+        // digits followed the point
+        let (mut m, mut digits, mut scale) = (0u64, 0u32, 0i32);
+        let mut take = |i: usize| {
+            let mut i = i;
+            while let Some(&d) = b.get(i)
+                && d.is_ascii_digit()
+            {
+                m = m.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                digits += u32::from(m != 0);
+                i += 1;
+            }
+            i
+        };
+        match b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => i = take(i),
+            _ => return None,
+        }
+        let mut exact = true;
+        if b.get(i) == Some(&b'.') {
+            let end = take(i + 1);
+            if end == i + 1 {
+                return None;
+            }
+            scale = (end - i - 1) as i32;
+            i = end;
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            // rare in a producer's output: the standard parse reads it
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            let end = Self::digits(b, i);
+            if end == i {
+                return None;
+            }
+            i = end;
+            exact = false;
+        }
+        // a digit straight after (`01`) is not JSON: the caller's next
+        // byte check refuses it
+        self.at = i;
+        // Clinger's fast path: a significand below 2^53 and a power of ten
+        // of at most 22 are both exact doubles, so one division (or none)
+        // rounds once, correctly; anything else, the standard parse
+        // (also correctly rounded)
+        let x = if exact && digits <= 19 && m < (1 << 53) && scale <= 22 {
+            let x = m as f64 / POW10[scale as usize];
+            if negative { -x } else { x }
+        } else {
+            self.text.get(start..i)?.parse().ok()?
+        };
+        x.is_finite().then_some(x)
+    }
+
+    /// An integer of up to 18 digits (an event time); any other number is
+    /// left to serde_json.
+    fn integer(&mut self) -> Option<i64> {
+        self.skip_ws();
+        let b = self.bytes();
+        let negative = b.get(self.at) == Some(&b'-');
+        let start = self.at + usize::from(negative);
+        let end = Self::digits(b, start);
+        let n = end - start;
+        if n == 0 || n > 18 || (n > 1 && b[start] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = b.get(end) {
+            return None;
+        }
+        let x = b[start..end]
+            .iter()
+            .fold(0i64, |x, d| x * 10 + i64::from(d - b'0'));
+        self.at = end;
+        Some(if negative { -x } else { x })
+    }
+
+    /// `{` name `:` value, … `}` of features.
+    fn features(&mut self, out: &mut Vec<(Text, Value)>) -> Option<()> {
+        self.eat(b'{')?;
+        out.reserve(8);
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let name = Text::from(self.string()?);
+            self.eat(b':')?;
+            let value = match self.peek()? {
+                b'"' => Value::Text(Text::from(self.string()?)),
+                b'n' => self.null().map(|_: Option<()>| Value::Null)?,
+                b't' | b'f' => Value::Bool(self.bool()?),
+                _ => Value::Number(self.number()?),
+            };
+            out.push((name, value));
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// `{` name `:` text, … `}` of slices.
+    fn slices(&mut self, out: &mut Vec<(Text, Text)>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        out.reserve(4);
+        loop {
+            let name = Text::from(self.string()?);
+            self.eat(b':')?;
+            out.push((name, Text::from(self.string()?)));
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What serde_json reads a line to (its error, if it refuses it).
+    fn by_serde(line: &str) -> Result<Prediction, String> {
+        serde_json::from_str::<Prediction>(line).map_err(|e| e.to_string())
+    }
+
+    /// A number as producers write it (mostly), and as they should not.
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            12 => finite().prop_map(|x| format!("{x}")),
+            4 => finite().prop_map(|x| format!("{x:e}")),
+            12 => (-1e6f64..1e6).prop_map(|x| format!("{x:.6}")),
+            4 => any::<i64>().prop_map(|x| x.to_string()),
+            4 => any::<u64>().prop_map(|x| x.to_string()),
+            // long significands, leading zeros, exponents, subnormals
+            8 => "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?",
+            // not JSON, or not finite
+            1 => "-?0[0-9]{1,3}",
+            1 => prop::sample::select(vec![
+                "-0", "-0.0", "0.0", "1e400", "-1e400", "1e-400", "4.9e-324", "2.2250738585072011e-308",
+                "9007199254740993", "9007199254740993.0", "0.1", "1.", ".5", "+1", "1e", "1e+", "--1",
+                "NaN", "Infinity", "1.7976931348623157e308", "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880.0",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// A finite double of any magnitude, subnormals and zeros among them.
+    fn finite() -> impl Strategy<Value = f64> {
+        use prop::num::f64::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
+        POSITIVE | NEGATIVE | NORMAL | SUBNORMAL | ZERO
+    }
+
+    /// A JSON string as producers write it (mostly), and as they should not.
+    fn string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            24 => "[a-z_0-9]{0,40}".prop_map(|s| format!("\"{s}\"")),
+            6 => "[a-zé✓€ -]{0,12}".prop_map(|s| format!("\"{s}\"")),
+            // an escape, a control byte or a quote anywhere in a long one
+            1 => ("[a-z]{0,20}", prop::sample::select(vec!["\\\"", "\\n", "\t", "\u{1}", "\u{7f}", "\\u00e9"]), "[a-z]{0,20}")
+                .prop_map(|(a, e, b)| format!("\"{a}{e}{b}\"")),
+            1 => prop::sample::select(vec![
+                r#""a\"b""#, r#""a\\b""#, r#""\u00e9""#, "\"tab\there\"", "\"new\nline\"", "\"\u{1f}\"",
+                "\"\"", "\"unterminated", "'single'", "\"x\"\"y\"",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// A feature's value.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            24 => number(),
+            12 => string(),
+            8 => prop::sample::select(vec!["null", "true", "false"]).prop_map(str::to_owned),
+            1 => prop::sample::select(vec!["nul", "[1]", "{}", "truex"]).prop_map(str::to_owned),
+        ]
+    }
+
+    fn object(entries: Vec<(String, String)>, ws: &str) -> String {
+        let body: Vec<String> = entries
+            .into_iter()
+            .map(|(k, v)| format!("{ws}{k}{ws}:{ws}{v}{ws}"))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    /// A prediction line: the contract's fields in any order, some left
+    /// out, some given twice or of another type, unknown ones, whitespace.
+    fn line() -> impl Strategy<Value = String> {
+        let names = prop_oneof![
+            8 => "[a-z_]{1,12}".prop_map(|s| format!("\"{s}\"")),
+            1 => string(),
+        ];
+        let features =
+            prop::collection::vec((names.clone(), value()), 0..6).prop_map(|e| object(e, ""));
+        let slices = prop_oneof![
+            4 => prop::collection::vec((names, string()), 0..4).prop_map(|e| object(e, "")),
+            1 => prop::sample::select(vec!["null", "[]", "{\"a\":1}", "{\"a\":null}"]).prop_map(str::to_owned),
+        ];
+        let field = |name: &'static str, v: BoxedStrategy<String>| (Just(format!("\"{name}\"")), v);
+        let fields = (
+            field("trace_id", string().boxed()),
+            field("model_id", string().boxed()),
+            field(
+                "model_version",
+                prop_oneof![8 => string(), 2 => Just("null".to_owned()), 1 => number()].boxed(),
+            ),
+            field(
+                "event_time",
+                prop_oneof![
+                    12 => (0i64..4_102_444_800_000).prop_map(|t| t.to_string()),
+                    1 => number(),
+                    1 => "-?0[0-9]{1,13}",
+                    1 => Just("\"2026-01-01T00:00:00.250Z\"".to_owned()),
+                ]
+                .boxed(),
+            ),
+            field("features", prop_oneof![8 => features, 1 => value()].boxed()),
+            field("slices", slices.boxed()),
+            field("prediction", value().boxed()),
+            field(
+                "score",
+                prop_oneof![8 => number(), 2 => Just("null".to_owned()), 1 => string()].boxed(),
+            ),
+            field(
+                "shadow",
+                prop_oneof![
+                    10 => prop::sample::select(vec!["true", "false"]).prop_map(str::to_owned),
+                    1 => value(),
+                ]
+                .boxed(),
+            ),
+            field("unknown", value().boxed()),
+        );
+        (
+            fields,
+            prop::collection::vec(any::<u8>(), 10),
+            prop::sample::select(vec!["", "", "", " ", "\n\t ", "\r"]),
+            prop::sample::select(vec!["", "", "", "", "", "x", " ", "}"]),
+        )
+            .prop_map(|(f, picks, ws, trailing)| {
+                let all = [f.0, f.1, f.2, f.3, f.4, f.5, f.6, f.7, f.8, f.9];
+                let mut entries = Vec::new();
+                for (i, (entry, pick)) in all.into_iter().zip(picks).enumerate() {
+                    // required fields mostly there, others sometimes, any twice rarely
+                    let keep = if i < 2 || i == 3 || i == 4 || i == 6 {
+                        pick > 2
+                    } else {
+                        pick > 128 && (i < 9 || pick > 240)
+                    };
+                    if keep {
+                        entries.push(entry.clone());
+                    }
+                    if pick > 250 {
+                        entries.push(entry);
+                    }
+                }
+                let n = entries.len();
+                entries.rotate_left(usize::from(picks_rotation(n)));
+                format!("{}{ws}{trailing}", object(entries, ws))
+            })
+    }
+
+    fn picks_rotation(n: usize) -> u8 {
+        (n % 3) as u8
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// A line read here reads to what serde_json reads it to (bit for
+        /// bit: `-0.0` is not `0.0`); one it refuses is never read here.
+        #[test]
+        fn reads_what_serde_json_reads_or_leaves_it(line in line()) {
+            if let Some(p) = prediction(&line) {
+                match by_serde(&line) {
+                    Ok(q) => prop_assert_eq!(format!("{p:?}"), format!("{q:?}")),
+                    Err(e) => prop_assert!(false, "read {p:?}, serde_json refused: {e}"),
+                }
+            }
+        }
+
+        /// Every number serde_json reads in a feature is read here to the
+        /// same bits.
+        #[test]
+        fn numbers_are_read_to_the_same_bits(x in number()) {
+            let line = format!(r#"{{"trace_id":"t","model_id":"m","event_time":1,"features":{{"a":{x}}},"prediction":{x}}}"#);
+            match (prediction(&line), by_serde(&line)) {
+                (Some(p), Ok(q)) => prop_assert_eq!(format!("{p:?}"), format!("{q:?}")),
+                (Some(p), Err(e)) => prop_assert!(false, "read {p:?}, serde_json refused: {e}"),
+                (None, Ok(q)) => prop_assert!(false, "left a line serde_json reads: {q:?}"),
+                (None, Err(_)) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_producers_line_is_read_here() {
+        let lines = [
+            r#"{"trace_id":"595dae84f52a16650311c704311df301","model_id":"checkout-fraud","model_version":"v7","event_time":1767225600007,"features":{"amount":23.6405,"age":34.0,"clicks":7,"score_a":-0.63194,"device":"android","vip":true,"gone":null},"slices":{"region":"US","channel":"app"},"prediction":0,"score":0.164117}"#,
+            "{ \"trace_id\" : \"t\",\n \"model_id\": \"m\", \"event_time\": 5, \"features\": {}, \"slices\": null, \"prediction\": \"fraud\", \"score\": null, \"shadow\": true, \"model_version\": null }\n",
+        ];
+        for line in lines {
+            let p = prediction(line).unwrap_or_else(|| panic!("left: {line}"));
+            assert_eq!(p, by_serde(line).unwrap());
+        }
+        // and what is not of the common shape is left to serde_json
+        for line in [
+            r#"{"trace_id":"a\"b","model_id":"m","event_time":5,"features":{},"prediction":1}"#,
+            r#"{"trace_id":"t","model_id":"m","event_time":"2026-01-01T00:00:00Z","features":{},"prediction":1}"#,
+            r#"{"trace_id":"t","model_id":"m","event_time":5,"features":{},"prediction":1,"extra":2}"#,
+            r#"{"trace_id":"t","model_id":"m","event_time":5,"features":{},"prediction":1,"prediction":1}"#,
+            r#"{"trace_id":"t","model_id":"m","event_time":5,"features":{"a":1e400},"prediction":1}"#,
+            r#"{"trace_id":"t","model_id":"m","event_time":5,"features":{"a":01},"prediction":1}"#,
+            r#"{"trace_id":"t","model_id":"m","event_time":5,"prediction":1}"#,
+        ] {
+            assert_eq!(prediction(line), None, "{line}");
+        }
+    }
+}
