@@ -342,7 +342,9 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Value::Null => s.serialize_none(),
+            // unit, not none: JSON writes both as null, and an Avro union
+            // of more than two branches (a feature's) takes only unit for it
+            Value::Null => s.serialize_unit(),
             Value::Number(x) => s.serialize_f64(*x),
             Value::Text(t) => s.serialize_str(t),
             Value::Bool(b) => s.serialize_bool(*b),

@@ -42,11 +42,17 @@ pub fn confluent_avro(data: &[u8]) {
     }
 }
 
-/// A JSON value: byte 0 picks the stream; a decoded event is applied.
+/// A JSON value: byte 0 picks the stream; a decoded event is applied, and
+/// the one-pass reader must read a prediction as serde_json does.
 pub fn json(data: &[u8]) {
     let Some((&sel, value)) = data.split_first() else {
         return;
     };
+    assert!(
+        json::readers_agree(value),
+        "the one-pass reader and serde_json read {:?} differently",
+        String::from_utf8_lossy(value)
+    );
     if let Ok(ev) = json::decode(kind(sel), value) {
         apply(&ev);
     }

@@ -64,31 +64,36 @@ pub fn convert(kind: Kind, input: &[PathBuf], output: &PathBuf, codec: AvroCodec
         .map_err(|e| write_err(e.to_string()))?;
     let (mut good, mut bad) = (0u64, 0u64);
     for rec in merged {
-        let value = match &rec.event {
-            Ok(Event::Prediction(p)) => avro::to_avro_value(schema, p),
-            Ok(Event::Outcome(o)) => avro::to_avro_value(schema, o),
-            Err(_) => Ok(apache_avro::types::Value::Null),
-        };
+        // written by serde straight into the schema (apache-avro's
+        // schema-aware serializer), so a map's entries keep the event's
+        // order and two conversions of one file are the same bytes (through
+        // its `Value`, a `HashMap`, each record's features came out in an
+        // order of their own)
+        let datum = match &rec.event {
+            Ok(Event::Prediction(p)) => sizer.write_ser_to_vec(p),
+            Ok(Event::Outcome(o)) => sizer.write_ser_to_vec(o),
+            Err(_) => Ok(Vec::new()),
+        }
+        .map_err(|e| write_err(e.to_string()))?;
         // a datum over half the reader's allocation cap would make a block
         // replay cannot read back: refused here, as a bad event
-        let value = value.map_err(write_err)?;
         let event = match rec.event {
-            Ok(ev) => match sizer.write_value_to_vec(value.clone()) {
-                Ok(d) if d.len() > MAX_DATUM_BYTES => Err(BadEvent::new(
-                    BadReason::LineTooLong,
-                    format!(
-                        "encodes to {} bytes, over the {MAX_DATUM_BYTES} an Avro block may carry here",
-                        d.len()
-                    ),
-                )),
-                _ => Ok(ev),
-            },
-            Err(e) => Err(e),
+            Ok(_) if datum.len() > MAX_DATUM_BYTES => Err(BadEvent::new(
+                BadReason::LineTooLong,
+                format!(
+                    "encodes to {} bytes, over the {MAX_DATUM_BYTES} an Avro block may carry here",
+                    datum.len()
+                ),
+            )),
+            other => other,
         };
         match event {
-            Ok(_) => {
-                w.append_value(value)
-                    .map_err(|e| write_err(e.to_string()))?;
+            Ok(ev) => {
+                match &ev {
+                    Event::Prediction(p) => w.append_ser(p),
+                    Event::Outcome(o) => w.append_ser(o),
+                }
+                .map_err(|e| write_err(e.to_string()))?;
                 good += 1;
             }
             Err(e) => {

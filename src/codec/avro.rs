@@ -70,12 +70,12 @@ pub fn to_avro_value<T: Serialize>(
     v.resolve(schema).map_err(|e| e.to_string())
 }
 
-/// Encodes any serde value as an Avro binary datum of `schema`.
+/// Encodes any serde value as an Avro binary datum of `schema`, serialized
+/// straight into it (a map's entries keep their order).
 pub fn encode<T: Serialize>(schema: &Schema, value: &T) -> std::result::Result<Vec<u8>, String> {
-    let v = to_avro_value(schema, value)?;
     apache_avro::writer::datum::GenericDatumWriter::builder(schema)
         .build()
-        .and_then(|w| w.write_value_to_vec(v))
+        .and_then(|w| w.write_ser_to_vec(value))
         .map_err(|e| e.to_string())
 }
 

@@ -381,3 +381,46 @@ fn convert_writes_only_what_replay_reads_back() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("20 predictions"), "{}", stderr(&o));
 }
+
+#[test]
+fn convert_keeps_each_events_feature_order_so_a_file_converts_to_the_same_bytes() {
+    let dir = tempdir("avro-order");
+    let features =
+        r#""features":{"zeta":1.5,"alpha":null,"mid":"ios","beta":true,"omega":-2,"kappa":7.25}"#;
+    let lines: Vec<String> = (0..40)
+        .map(|i| good(i).replace(r#""features":{"x":1.0}"#, features))
+        .collect();
+    let (a, b) = (convert(&dir, &lines, "a"), convert(&dir, &lines, "b"));
+    let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    // each file has a sync marker of its own (random, 16 bytes, ending it)
+    let unsynced = |bytes: &[u8]| {
+        let sync = &bytes[bytes.len() - 16..];
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i..].starts_with(sync) {
+                out.extend_from_slice(b"<sync>");
+                i += 16;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    };
+    assert!(
+        unsynced(&a) == unsynced(&b),
+        "two conversions of one file differ"
+    );
+    // and the order is the event's: each name first found after the one before it
+    let at = |name: &str| {
+        a.windows(name.len())
+            .position(|w| w == name.as_bytes())
+            .unwrap()
+    };
+    let names = ["zeta", "alpha", "mid", "beta", "omega", "kappa"];
+    assert!(
+        names.windows(2).all(|w| at(w[0]) < at(w[1])),
+        "features out of the event's order"
+    );
+}

@@ -34,6 +34,20 @@ fn read<'a, T: serde::Deserialize<'a>>(
     }
 }
 
+/// Whether the one-pass reader and serde_json agree on `bytes`: either the
+/// former leaves it, or both read it to the same event, bit for bit (the
+/// fuzz target `json` holds this on every input it makes).
+pub fn readers_agree(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return true;
+    };
+    match plain::prediction(text) {
+        None => true,
+        Some(p) => serde_json::from_str::<crate::event::Prediction>(text)
+            .is_ok_and(|q| format!("{p:?}") == format!("{q:?}")),
+    }
+}
+
 fn classify(e: &serde_json::Error, bytes: &[u8]) -> BadEvent {
     use serde_json::error::Category;
     let msg = e.to_string();
