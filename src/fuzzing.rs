@@ -43,13 +43,13 @@ pub fn confluent_avro(data: &[u8]) {
 }
 
 /// A JSON value: byte 0 picks the stream; a decoded event is applied, and
-/// the one-pass reader must read a prediction as serde_json does.
+/// the one-pass reader must read it as serde_json does.
 pub fn json(data: &[u8]) {
     let Some((&sel, value)) = data.split_first() else {
         return;
     };
     assert!(
-        json::readers_agree(value),
+        json::readers_agree(kind(sel), value),
         "the one-pass reader and serde_json read {:?} differently",
         String::from_utf8_lossy(value)
     );

@@ -10,7 +10,7 @@ use crate::event::{BadEvent, BadReason, Event, Outcome};
 pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
     let ev = match kind {
         StreamKind::Predictions => read(bytes, plain::prediction).map(Event::Prediction),
-        StreamKind::Outcomes => read::<Outcome>(bytes, |_| None).map(Event::Outcome),
+        StreamKind::Outcomes => read(bytes, plain::outcome).map(Event::Outcome),
     }
     .map_err(|e| classify(&e, bytes))?;
     ev.validate()?;
@@ -37,14 +37,19 @@ fn read<'a, T: serde::Deserialize<'a>>(
 /// Whether the one-pass reader and serde_json agree on `bytes`: either the
 /// former leaves it, or both read it to the same event, bit for bit (the
 /// fuzz target `json` holds this on every input it makes).
-pub fn readers_agree(bytes: &[u8]) -> bool {
+pub fn readers_agree(kind: StreamKind, bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return true;
     };
-    match plain::prediction(text) {
-        None => true,
-        Some(p) => serde_json::from_str::<crate::event::Prediction>(text)
-            .is_ok_and(|q| format!("{p:?}") == format!("{q:?}")),
+    let same = |ours: &dyn std::fmt::Debug, theirs: &dyn std::fmt::Debug| {
+        format!("{ours:?}") == format!("{theirs:?}")
+    };
+    match kind {
+        StreamKind::Predictions => plain::prediction(text).is_none_or(|p| {
+            serde_json::from_str::<crate::event::Prediction>(text).is_ok_and(|q| same(&p, &q))
+        }),
+        StreamKind::Outcomes => plain::outcome(text)
+            .is_none_or(|o| serde_json::from_str::<Outcome>(text).is_ok_and(|q| same(&o, &q))),
     }
 }
 

@@ -1,4 +1,5 @@
-//! A prediction of the common shape, read in one pass over its text.
+//! A prediction (or an outcome) of the common shape, read in one pass over
+//! its text.
 //!
 //! Nearly every line a producer writes is plain: the contract's fields,
 //! each once, strings without escapes, numbers in JSON's grammar, feature
@@ -15,7 +16,7 @@
 //! the same values (numbers correctly rounded, as serde_json's
 //! `float_roundtrip` reads them: the test below holds the two equal).
 
-use crate::event::{Prediction, Scalar, Text, Value};
+use crate::event::{Outcome, Prediction, Scalar, Text, Value};
 
 /// Bytes that end the plain part of a string: its closing quote, an
 /// escape, a control byte (which JSON refuses inside a string).
@@ -94,13 +95,7 @@ pub fn prediction(text: &str) -> Option<Prediction> {
                     b'n' => c.null::<()>().map(drop)?,
                     _ => c.slices(&mut p.slices)?,
                 },
-                PREDICTION => {
-                    p.prediction = match c.peek()? {
-                        b'"' => Scalar::Text(Text::from(c.string()?)),
-                        b't' | b'f' => Scalar::Number(if c.bool()? { 1.0 } else { 0.0 }),
-                        _ => Scalar::Number(c.number()?),
-                    }
-                }
+                PREDICTION => p.prediction = c.scalar()?,
                 SCORE => {
                     p.score = match c.peek()? {
                         b'n' => c.null()?,
@@ -120,6 +115,47 @@ pub fn prediction(text: &str) -> Option<Prediction> {
     }
     c.skip_ws();
     (c.at == text.len() && seen & REQUIRED == REQUIRED).then_some(p)
+}
+
+/// Reads `text` as a plain outcome (its four fields once each); `None`
+/// when it is not one.
+pub fn outcome(text: &str) -> Option<Outcome> {
+    let mut c = Cursor { text, at: 0 };
+    let mut o = Outcome {
+        trace_id: String::new(),
+        model_id: Text::default(),
+        event_time: 0,
+        label: Scalar::Number(0.0),
+    };
+    let mut seen = 0u16;
+    c.eat(b'{')?;
+    loop {
+        let field = match c.string()? {
+            "trace_id" => TRACE_ID,
+            "model_id" => MODEL_ID,
+            "event_time" => EVENT_TIME,
+            "label" => PREDICTION,
+            _ => return None,
+        };
+        if seen & field != 0 {
+            return None;
+        }
+        seen |= field;
+        c.eat(b':')?;
+        match field {
+            TRACE_ID => o.trace_id = c.string()?.to_owned(),
+            MODEL_ID => o.model_id = Text::from(c.string()?),
+            EVENT_TIME => o.event_time = c.integer()?,
+            _ => o.label = c.scalar()?,
+        }
+        match c.next()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    c.skip_ws();
+    (c.at == text.len() && seen == TRACE_ID | MODEL_ID | EVENT_TIME | PREDICTION).then_some(o)
 }
 
 /// Exact powers of ten as doubles (10^22 is the last one that is).
@@ -302,6 +338,15 @@ impl<'a> Cursor<'a> {
             self.text.get(start..i)?.parse().ok()?
         };
         x.is_finite().then_some(x)
+    }
+
+    /// A model output or a label: a number, a string, or a bool (1 or 0).
+    fn scalar(&mut self) -> Option<Scalar> {
+        Some(match self.peek()? {
+            b'"' => Scalar::Text(Text::from(self.string()?)),
+            b't' | b'f' => Scalar::Number(if self.bool()? { 1.0 } else { 0.0 }),
+            _ => Scalar::Number(self.number()?),
+        })
     }
 
     /// An integer of up to 18 digits (an event time); any other number is
@@ -541,6 +586,40 @@ mod tests {
             }
         }
 
+        /// The same for outcomes: the label is any value, the time mostly
+        /// epoch milliseconds.
+        #[test]
+        fn reads_outcomes_as_serde_json_does(
+            fields in (string(), string(), prop_oneof![8 => (0i64..4_102_444_800_000).prop_map(|t| t.to_string()), 1 => number()], value(), "(\"[a-z_]{1,10}\")?"),
+            picks in prop::collection::vec(any::<u8>(), 5),
+            ws in prop::sample::select(vec!["", "", " ", "\n"]),
+            trailing in prop::sample::select(vec!["", "", "", "x", " ", "}"]),
+        ) {
+            let (trace, model, time, label, other) = fields;
+            let all = [
+                ("\"trace_id\"".to_owned(), trace),
+                ("\"model_id\"".to_owned(), model),
+                ("\"event_time\"".to_owned(), time),
+                ("\"label\"".to_owned(), label.clone()),
+                (if other.is_empty() { "\"label\"".to_owned() } else { other }, label),
+            ];
+            // each field mostly there, the fifth (another or a repeat) rarely
+            let entries: Vec<_> = all
+                .into_iter()
+                .zip(&picks)
+                .enumerate()
+                .filter(|(i, (_, p))| if *i < 4 { **p > 8 } else { **p > 230 })
+                .map(|(_, (e, _))| e)
+                .collect();
+            let line = format!("{}{ws}{trailing}", object(entries, ws));
+            if let Some(o) = outcome(&line) {
+                match serde_json::from_str::<Outcome>(&line) {
+                    Ok(q) => prop_assert_eq!(format!("{o:?}"), format!("{q:?}")),
+                    Err(e) => prop_assert!(false, "read {o:?}, serde_json refused: {e}"),
+                }
+            }
+        }
+
         /// Every number serde_json reads in a feature is read here to the
         /// same bits.
         #[test]
@@ -565,6 +644,9 @@ mod tests {
             let p = prediction(line).unwrap_or_else(|| panic!("left: {line}"));
             assert_eq!(p, by_serde(line).unwrap());
         }
+        let line = r#"{"trace_id":"t1","model_id":"m","event_time":5,"label":"fraud"}"#;
+        let o = outcome(line).unwrap_or_else(|| panic!("left: {line}"));
+        assert_eq!(o, serde_json::from_str::<Outcome>(line).unwrap());
         // and what is not of the common shape is left to serde_json
         for line in [
             r#"{"trace_id":"a\"b","model_id":"m","event_time":5,"features":{},"prediction":1}"#,
