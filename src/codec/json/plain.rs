@@ -60,59 +60,46 @@ pub fn prediction(text: &str) -> Option<Prediction> {
         shadow: false,
     };
     let mut seen = 0u16;
-    c.eat(b'{')?;
-    if c.peek()? != b'}' {
-        loop {
-            let field = match c.string()? {
-                "trace_id" => TRACE_ID,
-                "model_id" => MODEL_ID,
-                "model_version" => MODEL_VERSION,
-                "event_time" => EVENT_TIME,
-                "features" => FEATURES,
-                "slices" => SLICES,
-                "prediction" => PREDICTION,
-                "score" => SCORE,
-                "shadow" => SHADOW,
-                _ => return None,
-            };
-            if seen & field != 0 {
-                return None;
-            }
-            seen |= field;
-            c.eat(b':')?;
-            match field {
-                TRACE_ID => p.trace_id = c.string()?.to_owned(),
-                MODEL_ID => p.model_id = Text::from(c.string()?),
-                MODEL_VERSION => {
-                    p.model_version = match c.peek()? {
-                        b'n' => c.null()?,
-                        _ => Some(Text::from(c.string()?)),
-                    }
+    c.object(|c, name| {
+        let field = match name {
+            "trace_id" => TRACE_ID,
+            "model_id" => MODEL_ID,
+            "model_version" => MODEL_VERSION,
+            "event_time" => EVENT_TIME,
+            "features" => FEATURES,
+            "slices" => SLICES,
+            "prediction" => PREDICTION,
+            "score" => SCORE,
+            "shadow" => SHADOW,
+            _ => return None,
+        };
+        once(&mut seen, field)?;
+        match field {
+            TRACE_ID => p.trace_id = c.string()?.to_owned(),
+            MODEL_ID => p.model_id = Text::from(c.string()?),
+            MODEL_VERSION => {
+                p.model_version = match c.peek()? {
+                    b'n' => c.null()?,
+                    _ => Some(Text::from(c.string()?)),
                 }
-                EVENT_TIME => p.event_time = c.integer()?,
-                FEATURES => c.features(&mut p.features)?,
-                SLICES => match c.peek()? {
-                    b'n' => c.null::<()>().map(drop)?,
-                    _ => c.slices(&mut p.slices)?,
-                },
-                PREDICTION => p.prediction = c.scalar()?,
-                SCORE => {
-                    p.score = match c.peek()? {
-                        b'n' => c.null()?,
-                        _ => Some(c.number()?),
-                    }
+            }
+            EVENT_TIME => p.event_time = c.integer()?,
+            FEATURES => c.features(&mut p.features)?,
+            SLICES => match c.peek()? {
+                b'n' => c.null::<()>().map(drop)?,
+                _ => c.slices(&mut p.slices)?,
+            },
+            PREDICTION => p.prediction = c.scalar()?,
+            SCORE => {
+                p.score = match c.peek()? {
+                    b'n' => c.null()?,
+                    _ => Some(c.number()?),
                 }
-                _ => p.shadow = c.bool()?,
             }
-            match c.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return None,
-            }
+            _ => p.shadow = c.bool()?,
         }
-    } else {
-        c.at += 1;
-    }
+        Some(())
+    })?;
     c.skip_ws();
     (c.at == text.len() && seen & REQUIRED == REQUIRED).then_some(p)
 }
@@ -128,34 +115,33 @@ pub fn outcome(text: &str) -> Option<Outcome> {
         label: Scalar::Number(0.0),
     };
     let mut seen = 0u16;
-    c.eat(b'{')?;
-    loop {
-        let field = match c.string()? {
+    c.object(|c, name| {
+        let field = match name {
             "trace_id" => TRACE_ID,
             "model_id" => MODEL_ID,
             "event_time" => EVENT_TIME,
             "label" => PREDICTION,
             _ => return None,
         };
-        if seen & field != 0 {
-            return None;
-        }
-        seen |= field;
-        c.eat(b':')?;
+        once(&mut seen, field)?;
         match field {
             TRACE_ID => o.trace_id = c.string()?.to_owned(),
             MODEL_ID => o.model_id = Text::from(c.string()?),
             EVENT_TIME => o.event_time = c.integer()?,
             _ => o.label = c.scalar()?,
         }
-        match c.next()? {
-            b',' => continue,
-            b'}' => break,
-            _ => return None,
-        }
-    }
+        Some(())
+    })?;
     c.skip_ws();
     (c.at == text.len() && seen == TRACE_ID | MODEL_ID | EVENT_TIME | PREDICTION).then_some(o)
+}
+
+/// Marks `field` seen; `None` if it was (serde_json refuses a repeated field).
+#[inline]
+fn once(seen: &mut u16, field: u16) -> Option<()> {
+    let first = *seen & field == 0;
+    *seen |= field;
+    first.then_some(())
 }
 
 /// Exact powers of ten as doubles (10^22 is the last one that is).
@@ -371,24 +357,19 @@ impl<'a> Cursor<'a> {
         Some(if negative { -x } else { x })
     }
 
-    /// `{` name `:` value, … `}` of features.
-    fn features(&mut self, out: &mut Vec<(Text, Value)>) -> Option<()> {
+    /// `{` name `:` value, … `}`, each entry read by `entry` (given the
+    /// name, the cursor at its value).
+    #[inline]
+    fn object(&mut self, mut entry: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
-        out.reserve(8);
         if self.peek()? == b'}' {
             self.at += 1;
             return Some(());
         }
         loop {
-            let name = Text::from(self.string()?);
+            let name = self.string()?;
             self.eat(b':')?;
-            let value = match self.peek()? {
-                b'"' => Value::Text(Text::from(self.string()?)),
-                b'n' => self.null().map(|_: Option<()>| Value::Null)?,
-                b't' | b'f' => Value::Bool(self.bool()?),
-                _ => Value::Number(self.number()?),
-            };
-            out.push((name, value));
+            entry(self, name)?;
             match self.next()? {
                 b',' => continue,
                 b'}' => return Some(()),
@@ -397,24 +378,27 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// `{` name `:` text, … `}` of slices.
+    /// Features: null, a bool, a number or a string each.
+    fn features(&mut self, out: &mut Vec<(Text, Value)>) -> Option<()> {
+        out.reserve(8);
+        self.object(|c, name| {
+            let value = match c.peek()? {
+                b'"' => Value::Text(Text::from(c.string()?)),
+                b'n' => c.null().map(|_: Option<()>| Value::Null)?,
+                b't' | b'f' => Value::Bool(c.bool()?),
+                _ => Value::Number(c.number()?),
+            };
+            out.push((Text::from(name), value));
+            Some(())
+        })
+    }
+
+    /// Slices: a string each.
     fn slices(&mut self, out: &mut Vec<(Text, Text)>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        out.reserve(4);
-        loop {
-            let name = Text::from(self.string()?);
-            self.eat(b':')?;
-            out.push((name, Text::from(self.string()?)));
-            match self.next()? {
-                b',' => continue,
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
+        self.object(|c, name| {
+            out.push((Text::from(name), Text::from(c.string()?)));
+            Some(())
+        })
     }
 }
 
