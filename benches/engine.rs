@@ -201,6 +201,15 @@ fn decode(c: &mut Criterion) {
     g.bench_function("json_prediction", |b| {
         b.iter(|| json::decode(StreamKind::Predictions, black_box(&line)).unwrap())
     });
+    // the same line through serde_json alone (what read every line before
+    // the one-pass reader, and reads every line it leaves)
+    g.bench_function("json_prediction_serde_json", |b| {
+        b.iter(|| {
+            let p: Prediction = serde_json::from_slice(black_box(&line)).unwrap();
+            p.validate().unwrap();
+            p
+        })
+    });
     // a decoder is built once per writer schema, as the service and replay hold it
     let d = avro::DatumDecoder::new(StreamKind::Predictions, &s.prediction).unwrap();
     g.bench_function("avro_prediction", |b| {
