@@ -4,7 +4,7 @@
 //! Nearly every line a producer writes is plain: the contract's fields,
 //! each once, strings without escapes, numbers in JSON's grammar, feature
 //! values that are null, a bool, a number or a string. Such a line is read
-//! here directly into a [`Prediction`], a byte at a time with no visitor
+//! here directly into a [`Prediction`] in one pass, with no visitor
 //! between the text and the fields (serde_json spent ~10k instructions an
 //! event on this shape, most of them in its generic map and string
 //! machinery). Anything else — an escape, a control byte, an unknown or
