@@ -5,7 +5,6 @@
 use std::sync::LazyLock;
 
 use apache_avro::Schema;
-use apache_avro::types::Value as Avro;
 use serde::Serialize;
 
 use crate::codec::StreamKind;
@@ -59,15 +58,6 @@ impl Schemas {
             StreamKind::Outcomes => &self.outcome,
         }
     }
-}
-
-/// Any serde value as an Avro value resolved against `schema` (unions picked by type).
-pub fn to_avro_value<T: Serialize>(
-    schema: &Schema,
-    value: &T,
-) -> std::result::Result<Avro, String> {
-    let v = apache_avro::to_value(value).map_err(|e| e.to_string())?;
-    v.resolve(schema).map_err(|e| e.to_string())
 }
 
 /// Encodes any serde value as an Avro binary datum of `schema`, serialized

@@ -307,7 +307,7 @@ fn bytes<R: Read>(r: &mut R) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::avro::{schemas, to_avro_value};
+    use crate::codec::avro::schemas;
     use crate::event::{Prediction, Value};
 
     fn prediction(i: i64) -> Prediction {
@@ -339,8 +339,7 @@ mod tests {
             .build()
             .unwrap();
         for i in 0..n {
-            w.append_value_ref(&to_avro_value(s, &prediction(i)).unwrap())
-                .unwrap();
+            w.append_ser(prediction(i)).unwrap();
         }
         w.into_inner().unwrap()
     }
