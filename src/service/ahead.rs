@@ -1,9 +1,9 @@
 //! Reading ahead: the messages the consumer already holds are taken as one
-//! batch (up to [`AHEAD`]), decoded on the workers at once (on the
-//! service's thread alone with `--workers 1`: a batch still saves the
-//! select over the other inputs per message), then handled
-//! one by one in the order they came, exactly as if each had been received
-//! alone. Decoding is pure (bytes in, event or refusal out), so where it
+//! batch (up to [`AHEAD`]) and handled one by one in the order they came,
+//! exactly as if each had been received alone. With `--workers` 2 or more
+//! the batch is decoded on a thread of its own ([`DecodeAhead`]) while this
+//! one handles the messages decoded so far; with 1, here first (a batch
+//! still saves the select over the other inputs per message). Decoding is pure (bytes in, event or refusal out), so where it
 //! runs changes nothing; what could change is what happens *between*
 //! messages, and the batch keeps that as it was:
 //!
@@ -72,6 +72,99 @@ fn decode_one(
 }
 
 type Decoded = Result<Event, BadEvent>;
+
+/// Messages of a batch the service's thread decodes itself before it takes
+/// the decode thread's (the first ones: by the time they are handled, the
+/// thread is ahead).
+const DECODED_HERE: usize = 4;
+
+/// Events the decode thread hands back at once.
+const CHUNK: usize = 16;
+
+/// A batch's payloads, copied for the decode thread: one buffer, and per
+/// message its span in it (`None`: no value) and whether it is an outcome.
+#[derive(Default)]
+pub(super) struct Job {
+    bytes: Vec<u8>,
+    spans: Vec<(Option<(u32, u32)>, bool)>,
+}
+
+impl Job {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+    }
+
+    fn push(&mut self, payload: Option<&[u8]>, outcome: bool) {
+        let span = payload.map(|p| {
+            let start = self.bytes.len() as u32;
+            self.bytes.extend_from_slice(p);
+            (start, self.bytes.len() as u32)
+        });
+        self.spans.push((span, outcome));
+    }
+}
+
+/// What the decode thread sends back: a job's events in order, a chunk at a
+/// time, then the job itself (its buffers, for the next batch).
+enum Done {
+    Events(Vec<Decoded>),
+    End(Job),
+}
+
+/// A thread decoding a batch's messages while the service's thread handles
+/// the ones before (`run --workers` 2 or more): handling a message costs
+/// about twice what decoding it does, so the thread stays ahead and the
+/// service's thread only applies. Decoding is pure: where it runs changes
+/// nothing.
+pub(super) struct DecodeAhead {
+    jobs: std::sync::mpsc::Sender<Job>,
+    done: tokio::sync::mpsc::Receiver<Done>,
+    /// Emptied chunks, back to the thread for reuse.
+    spare: std::sync::mpsc::Sender<Vec<Decoded>>,
+    /// The buffers of the last job, between batches.
+    job: Option<Job>,
+}
+
+impl DecodeAhead {
+    pub(super) fn spawn(mut decoders: Decoders) -> std::io::Result<DecodeAhead> {
+        let (jobs, jobs_rx) = std::sync::mpsc::channel::<Job>();
+        let (done_tx, done) = tokio::sync::mpsc::channel::<Done>(AHEAD / CHUNK + 2);
+        let (spare, spare_rx) = std::sync::mpsc::channel::<Vec<Decoded>>();
+        std::thread::Builder::new()
+            .name("driftline-decode".into())
+            .spawn(move || {
+                let (p, o) = (&mut decoders.0, &mut decoders.1);
+                for job in jobs_rx {
+                    for spans in job.spans.chunks(CHUNK) {
+                        let mut out = spare_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                        out.extend(spans.iter().map(|&(span, outcome)| {
+                            let value = span.map(|(a, b)| &job.bytes[a as usize..b as usize]);
+                            if outcome {
+                                o.decode(value)
+                            } else {
+                                p.decode(value)
+                            }
+                        }));
+                        if done_tx.blocking_send(Done::Events(out)).is_err() {
+                            return;
+                        }
+                    }
+                    if done_tx.blocking_send(Done::End(job)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(DecodeAhead {
+            jobs,
+            done,
+            spare,
+            job: Some(Job::default()),
+        })
+    }
+}
 
 impl Service {
     /// Adds to `batch` (holding the message just received) what the
@@ -169,60 +262,27 @@ impl Service {
             let msg = batch.pop().expect("one message");
             return self.handle(&msg, None, last_applies, stop).await;
         }
+        if batch.len() > DECODED_HERE && self.decode_ahead.is_some() {
+            return self.handle_batch_ahead(batch, last_applies, stop).await;
+        }
         self.decode_batch(batch);
         let mut decoded = std::mem::take(&mut self.decoded);
         // partitions sought back during this batch: their later messages come again
         let mut sought: Vec<(&str, i32)> = Vec::new();
-        let last = batch.len() - 1;
         let mut go = true;
         let mut events = decoded.drain(..).peekable();
-        for (i, msg) in batch.iter().enumerate() {
+        for i in 0..batch.len() {
             let Some(ev) = events.next() else { break };
             // decoded on a worker's core: the next one's parts come over meanwhile
             if let Some(Ok(next)) = events.peek() {
                 crate::engine::prefetch_event(next);
             }
-            if *stop.borrow() {
-                go = false;
-                break;
-            }
-            if sought.contains(&(msg.topic(), msg.partition())) {
-                continue;
-            }
-            let reseeks = self.stats.reseeks;
-            let was_paused = self.is_paused(msg);
             if !self
-                .handle(msg, Some(ev), i == last && last_applies, stop)
+                .handle_one_of(batch, i, ev, last_applies, stop, &mut sought)
                 .await
             {
                 go = false;
                 break;
-            }
-            if self.stats.reseeks > reseeks {
-                sought.push((msg.topic(), msg.partition()));
-            } else if !was_paused
-                && self.is_paused(msg)
-                && let Some(next) = batch[i + 1..]
-                    .iter()
-                    .find(|m| m.topic() == msg.topic() && m.partition() == msg.partition())
-            {
-                // flow control paused it: its messages read ahead wait, as
-                // librdkafka's queued ones do — read again once resumed
-                match self.consumer.seek(
-                    next.topic(),
-                    next.partition(),
-                    rdkafka::Offset::Offset(next.offset()),
-                    std::time::Duration::from_secs(10),
-                ) {
-                    Ok(()) => sought.push((msg.topic(), msg.partition())),
-                    // applied now instead: flow control a batch late, nothing lost
-                    Err(e) => tracing::warn!(
-                        topic = next.topic(),
-                        partition = next.partition(),
-                        error = %e,
-                        "cannot seek a paused partition back to its messages read ahead"
-                    ),
-                }
             }
         }
         drop(events);
@@ -230,5 +290,252 @@ impl Service {
         self.decoded = decoded;
         batch.clear();
         go
+    }
+
+    /// [`Service::handle_batch`] with the decode thread: its first messages
+    /// decoded here, the rest there meanwhile, taken a chunk at a time.
+    async fn handle_batch_ahead(
+        &mut self,
+        batch: &mut Vec<BorrowedMessage<'_>>,
+        last_applies: bool,
+        stop: &watch::Receiver<bool>,
+    ) -> bool {
+        let mut here = std::mem::take(&mut self.decoded);
+        here.clear();
+        let sent = {
+            let Service {
+                topics,
+                predictions,
+                outcomes,
+                decode_ahead,
+                ..
+            } = self;
+            let topic = topics[0].as_str();
+            let ahead = decode_ahead.as_mut().expect("a decode thread");
+            let mut job = ahead.job.take().unwrap_or_default();
+            job.clear();
+            for m in &batch[DECODED_HERE..] {
+                job.push(m.payload(), m.topic() != topic);
+            }
+            let sent = ahead.jobs.send(job).is_ok();
+            here.extend(
+                batch[..DECODED_HERE]
+                    .iter()
+                    .map(|m| decode_one(predictions, outcomes, topic, m)),
+            );
+            sent
+        };
+        let mut sought: Vec<(&str, i32)> = Vec::new();
+        let mut go = true;
+        // the decode thread's chunks as they come; `ended`: its job is back
+        let (mut chunk, mut ended) = (std::collections::VecDeque::new(), !sent);
+        let mut from_thread = 0u64;
+        let mut i = 0;
+        let mut here_events = here.drain(..);
+        while i < batch.len() {
+            let ev = if i < DECODED_HERE {
+                here_events.next().expect("decoded here")
+            } else {
+                if chunk.is_empty() && !ended {
+                    self.next_chunk(&mut chunk, &mut ended).await;
+                }
+                if chunk.is_empty() {
+                    // the thread is gone: the rest is decoded here
+                    let Service {
+                        topics,
+                        predictions,
+                        outcomes,
+                        ..
+                    } = self;
+                    decode_one(predictions, outcomes, &topics[0], &batch[i])
+                } else {
+                    from_thread += 1;
+                    chunk.pop_front().expect("not empty")
+                }
+            };
+            if let Some(Ok(next)) = chunk.front() {
+                crate::engine::prefetch_event(next);
+            }
+            if !self
+                .handle_one_of(batch, i, ev, last_applies, stop, &mut sought)
+                .await
+            {
+                go = false;
+                break;
+            }
+            i += 1;
+        }
+        drop(here_events);
+        self.decoded = here;
+        // the rest of the job (a stop, an error) is waited for and dropped:
+        // its buffers come back with it
+        while !ended {
+            chunk.clear();
+            self.next_chunk(&mut chunk, &mut ended).await;
+        }
+        self.stats.decoded_on_workers += from_thread;
+        batch.clear();
+        go
+    }
+
+    /// The decode thread's next chunk into `chunk` (empty when the job
+    /// ended or the thread is gone; `ended` set then).
+    async fn next_chunk(
+        &mut self,
+        chunk: &mut std::collections::VecDeque<Decoded>,
+        ended: &mut bool,
+    ) {
+        let ahead = self.decode_ahead.as_mut().expect("a decode thread");
+        match ahead.done.recv().await {
+            Some(Done::Events(mut v)) => {
+                // handed back in order: the emptied vector goes back for reuse
+                chunk.extend(v.drain(..));
+                let _ = ahead.spare.send(v);
+            }
+            Some(Done::End(job)) => {
+                ahead.job = Some(job);
+                *ended = true;
+            }
+            None => {
+                // the thread ended (a panic in a decoder): decode here from now on
+                tracing::error!("the decode thread has stopped; decoding on the service's thread");
+                self.decode_ahead = None;
+                *ended = true;
+            }
+        }
+    }
+
+    /// Message `i` of a batch, decoded as `ev`, in its turn (the module's
+    /// rules; `sought`: partitions sought back so far, whose later messages
+    /// in the batch are skipped). False when the service is stopping.
+    async fn handle_one_of<'c>(
+        &mut self,
+        batch: &'c [BorrowedMessage<'_>],
+        i: usize,
+        ev: Decoded,
+        last_applies: bool,
+        stop: &watch::Receiver<bool>,
+        sought: &mut Vec<(&'c str, i32)>,
+    ) -> bool {
+        let msg = &batch[i];
+        if *stop.borrow() {
+            return false;
+        }
+        if sought.contains(&(msg.topic(), msg.partition())) {
+            return true;
+        }
+        let reseeks = self.stats.reseeks;
+        let was_paused = self.is_paused(msg);
+        let last = i == batch.len() - 1;
+        if !self.handle(msg, Some(ev), last && last_applies, stop).await {
+            return false;
+        }
+        if self.stats.reseeks > reseeks {
+            sought.push((msg.topic(), msg.partition()));
+        } else if !was_paused
+            && self.is_paused(msg)
+            && let Some(next) = batch[i + 1..]
+                .iter()
+                .find(|m| m.topic() == msg.topic() && m.partition() == msg.partition())
+        {
+            // flow control paused it: its messages read ahead wait, as
+            // librdkafka's queued ones do — read again once resumed
+            match self.consumer.seek(
+                next.topic(),
+                next.partition(),
+                rdkafka::Offset::Offset(next.offset()),
+                std::time::Duration::from_secs(10),
+            ) {
+                Ok(()) => sought.push((msg.topic(), msg.partition())),
+                // applied now instead: flow control a batch late, nothing lost
+                Err(e) => tracing::warn!(
+                    topic = next.topic(),
+                    partition = next.partition(),
+                    error = %e,
+                    "cannot seek a paused partition back to its messages read ahead"
+                ),
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::StreamKind;
+    use crate::codec::confluent::ValueDecoder;
+    use crate::config::{Config, Encoding};
+
+    fn decoders() -> Decoders {
+        let mut cfg = Config::default().kafka;
+        cfg.encoding = Encoding::Json;
+        (
+            ValueDecoder::new(StreamKind::Predictions, &cfg).unwrap(),
+            ValueDecoder::new(StreamKind::Outcomes, &cfg).unwrap(),
+        )
+    }
+
+    /// The thread hands back every message of a job, in order, decoded as
+    /// the service's thread decodes it — good, bad and valueless, of both
+    /// streams, over more than one chunk — and then the job's buffers;
+    /// a second job after it is read from the start of those buffers.
+    #[test]
+    fn the_decode_thread_hands_back_each_message_in_order() {
+        let prediction = |i: usize| {
+            format!(
+                r#"{{"trace_id":"t{i}","model_id":"m","event_time":{},"features":{{"x":{i}.5}},"prediction":0.1}}"#,
+                1_700_000_000_000i64 + i as i64
+            )
+        };
+        let outcome = |i: usize| {
+            format!(r#"{{"trace_id":"t{i}","model_id":"m","event_time":1700000000000,"label":1}}"#)
+        };
+        let mut messages: Vec<(Option<Vec<u8>>, bool)> = Vec::new();
+        for i in 0..3 * CHUNK + 5 {
+            messages.push(match i % 7 {
+                3 => (Some(outcome(i).into_bytes()), true),
+                4 => (Some(b"{not json".to_vec()), false),
+                5 => (None, false),
+                _ => (Some(prediction(i).into_bytes()), false),
+            });
+        }
+        let mut ahead = DecodeAhead::spawn(decoders()).unwrap();
+        let (mut p, mut o) = decoders();
+        for round in 0..2 {
+            let mut job = ahead.job.take().unwrap();
+            job.clear();
+            let these = &messages[round..];
+            for (payload, outcome) in these {
+                job.push(payload.as_deref(), *outcome);
+            }
+            ahead.jobs.send(job).unwrap();
+            let mut got = Vec::new();
+            loop {
+                match ahead.done.blocking_recv().unwrap() {
+                    Done::Events(mut v) => {
+                        assert!(v.len() <= CHUNK);
+                        got.append(&mut v);
+                        ahead.spare.send(v).unwrap();
+                    }
+                    Done::End(job) => {
+                        ahead.job = Some(job);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(got.len(), these.len());
+            for (g, (payload, outcome)) in got.iter().zip(these) {
+                let want = if *outcome {
+                    o.decode(payload.as_deref())
+                } else {
+                    p.decode(payload.as_deref())
+                };
+                assert_eq!(format!("{g:?}"), format!("{want:?}"));
+            }
+            assert!(
+                got.iter().any(|g| g.is_err()) && got.iter().filter(|g| g.is_ok()).count() > CHUNK
+            );
+        }
     }
 }

@@ -16,7 +16,7 @@
 //! - `rebalance`: assignment changes, restore from a checkpoint or rebuild
 //!   from the start, and writing checkpoints (then committing what they cover).
 //! - `ahead`: the messages the consumer already holds, taken as a batch
-//!   and decoded on the workers, then handled one by one in order.
+//!   and handled one by one in order while a thread decodes them.
 //! - `handle`: one message — decode, apply, publish, store its offset.
 //! - `flow`: housekeeping each tick — idle partitions, flow control in event time.
 //! - `publish`: alerts to the alert topic, bad input to the dead-letter topic.
@@ -131,6 +131,10 @@ pub struct Service {
     /// message decoded as it comes), and the decoders of all but this one.
     workers: usize,
     worker_decoders: Vec<ahead::Decoders>,
+    /// With 2 workers or more: the thread decoding a batch while this one
+    /// handles it (`None` with one, or if it stopped: then the batch is
+    /// decoded first, split over `worker_decoders`).
+    decode_ahead: Option<ahead::DecodeAhead>,
     /// A batch's decoded events, in order (buffers kept between batches).
     decoded: Vec<Result<crate::event::Event, crate::event::BadEvent>>,
     decoded_parts: Vec<Vec<Result<crate::event::Event, crate::event::BadEvent>>>,
@@ -194,25 +198,36 @@ impl Service {
             poll_started: (Instant::now(), std::time::SystemTime::now()),
             workers: 1,
             worker_decoders: Vec::new(),
+            decode_ahead: None,
             decoded: Vec::with_capacity(ahead::AHEAD),
             decoded_parts: Vec::new(),
             cfg,
         })
     }
 
-    /// Threads for decoding (`run --workers`): with 2 or more, what the
-    /// consumer already holds is read ahead as a batch and decoded on them
-    /// (see `ahead`); 1 decodes each message as it comes.
+    /// Threads for decoding (`run --workers`): what the consumer already
+    /// holds is read ahead as a batch (see `ahead`); with 2 or more it is
+    /// decoded on a thread of its own while this one handles it (with 1,
+    /// here first).
     pub fn set_workers(&mut self, n: usize) -> Result<()> {
         let n = n.max(1);
-        self.worker_decoders = (1..n)
-            .map(|_| {
-                Ok((
-                    self.predictions.sharing(&self.cfg.kafka)?,
-                    self.outcomes.sharing(&self.cfg.kafka)?,
-                ))
-            })
-            .collect::<Result<_>>()?;
+        let decoders = || -> Result<ahead::Decoders> {
+            Ok((
+                self.predictions.sharing(&self.cfg.kafka)?,
+                self.outcomes.sharing(&self.cfg.kafka)?,
+            ))
+        };
+        // if the decode thread stops, batches are decoded first, on these
+        self.worker_decoders = (1..n).map(|_| decoders()).collect::<Result<_>>()?;
+        self.decode_ahead = if n > 1 {
+            let thread = ahead::DecodeAhead::spawn(decoders()?).map_err(|e| Error::Kafka {
+                what: "decode thread".into(),
+                message: e.to_string(),
+            })?;
+            Some(thread)
+        } else {
+            None
+        };
         self.workers = n;
         Ok(())
     }
