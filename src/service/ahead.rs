@@ -120,7 +120,8 @@ enum Done {
 pub(super) struct DecodeAhead {
     jobs: std::sync::mpsc::Sender<Job>,
     done: tokio::sync::mpsc::Receiver<Done>,
-    /// Emptied chunks, back to the thread for reuse.
+    /// Handled chunks, back to the thread: their events freed there, the
+    /// vectors reused.
     spare: std::sync::mpsc::Sender<Vec<Decoded>>,
     /// The buffers of the last job, between batches.
     job: Option<Job>,
@@ -137,9 +138,12 @@ impl DecodeAhead {
                 let (p, o) = (&mut decoders.0, &mut decoders.1);
                 for job in jobs_rx {
                     for spans in job.spans.chunks(CHUNK) {
+                        // a chunk handed back holds its handled events:
+                        // freed here, on the thread that allocated them
                         let mut out = spare_rx
                             .try_recv()
                             .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                        out.clear();
                         out.extend(spans.iter().map(|&(span, outcome)| {
                             let value = span.map(|(a, b)| &job.bytes[a as usize..b as usize]);
                             if outcome {
@@ -270,22 +274,19 @@ impl Service {
         // partitions sought back during this batch: their later messages come again
         let mut sought: Vec<(&str, i32)> = Vec::new();
         let mut go = true;
-        let mut events = decoded.drain(..).peekable();
-        for i in 0..batch.len() {
-            let Some(ev) = events.next() else { break };
+        for i in 0..batch.len().min(decoded.len()) {
             // decoded on a worker's core: the next one's parts come over meanwhile
-            if let Some(Ok(next)) = events.peek() {
+            if let Some(Ok(next)) = decoded.get(i + 1) {
                 crate::engine::prefetch_event(next);
             }
             if !self
-                .handle_one_of(batch, i, ev, last_applies, stop, &mut sought)
+                .handle_one_of(batch, i, &decoded[i], last_applies, stop, &mut sought)
                 .await
             {
                 go = false;
                 break;
             }
         }
-        drop(events);
         decoded.clear();
         self.decoded = decoded;
         batch.clear();
@@ -293,7 +294,9 @@ impl Service {
     }
 
     /// [`Service::handle_batch`] with the decode thread: its first messages
-    /// decoded here, the rest there meanwhile, taken a chunk at a time.
+    /// decoded here, the rest there meanwhile, taken a chunk at a time (and
+    /// each chunk, handled, given back with its events: they are freed on
+    /// the thread that allocated them).
     async fn handle_batch_ahead(
         &mut self,
         batch: &mut Vec<BorrowedMessage<'_>>,
@@ -327,19 +330,24 @@ impl Service {
         };
         let mut sought: Vec<(&str, i32)> = Vec::new();
         let mut go = true;
-        // the decode thread's chunks as they come; `ended`: its job is back
-        let (mut chunk, mut ended) = (std::collections::VecDeque::new(), !sent);
+        // the decode thread's chunk being handled, the next event's place in
+        // it; `ended`: its job is back (or the thread is gone)
+        let (mut chunk, mut at, mut ended) = (Vec::new(), 0, !sent);
         let mut from_thread = 0u64;
-        let mut i = 0;
-        let mut here_events = here.drain(..);
-        while i < batch.len() {
+        let mut fallback;
+        for i in 0..batch.len() {
             let ev = if i < DECODED_HERE {
-                here_events.next().expect("decoded here")
+                &here[i]
             } else {
-                if chunk.is_empty() && !ended {
+                if at == chunk.len() && !ended {
                     self.next_chunk(&mut chunk, &mut ended).await;
+                    at = 0;
                 }
-                if chunk.is_empty() {
+                if at < chunk.len() {
+                    at += 1;
+                    from_thread += 1;
+                    &chunk[at - 1]
+                } else {
                     // the thread is gone: the rest is decoded here
                     let Service {
                         topics,
@@ -347,13 +355,11 @@ impl Service {
                         outcomes,
                         ..
                     } = self;
-                    decode_one(predictions, outcomes, &topics[0], &batch[i])
-                } else {
-                    from_thread += 1;
-                    chunk.pop_front().expect("not empty")
+                    fallback = decode_one(predictions, outcomes, &topics[0], &batch[i]);
+                    &fallback
                 }
             };
-            if let Some(Ok(next)) = chunk.front() {
+            if let Some(Ok(next)) = chunk.get(at) {
                 crate::engine::prefetch_event(next);
             }
             if !self
@@ -363,14 +369,12 @@ impl Service {
                 go = false;
                 break;
             }
-            i += 1;
         }
-        drop(here_events);
+        here.clear();
         self.decoded = here;
-        // the rest of the job (a stop, an error) is waited for and dropped:
-        // its buffers come back with it
+        // the rest of the job (a stop, an error) is waited for and given
+        // back unhandled: its buffers come back with it
         while !ended {
-            chunk.clear();
             self.next_chunk(&mut chunk, &mut ended).await;
         }
         self.stats.decoded_on_workers += from_thread;
@@ -378,20 +382,16 @@ impl Service {
         go
     }
 
-    /// The decode thread's next chunk into `chunk` (empty when the job
+    /// Gives `chunk` back to the decode thread (its events freed there)
+    /// and puts the thread's next one in its place (empty when the job
     /// ended or the thread is gone; `ended` set then).
-    async fn next_chunk(
-        &mut self,
-        chunk: &mut std::collections::VecDeque<Decoded>,
-        ended: &mut bool,
-    ) {
+    async fn next_chunk(&mut self, chunk: &mut Vec<Decoded>, ended: &mut bool) {
         let ahead = self.decode_ahead.as_mut().expect("a decode thread");
+        if chunk.capacity() > 0 {
+            let _ = ahead.spare.send(std::mem::take(chunk));
+        }
         match ahead.done.recv().await {
-            Some(Done::Events(mut v)) => {
-                // handed back in order: the emptied vector goes back for reuse
-                chunk.extend(v.drain(..));
-                let _ = ahead.spare.send(v);
-            }
+            Some(Done::Events(v)) => *chunk = v,
             Some(Done::End(job)) => {
                 ahead.job = Some(job);
                 *ended = true;
@@ -412,7 +412,7 @@ impl Service {
         &mut self,
         batch: &'c [BorrowedMessage<'_>],
         i: usize,
-        ev: Decoded,
+        ev: &Decoded,
         last_applies: bool,
         stop: &watch::Receiver<bool>,
         sought: &mut Vec<(&'c str, i32)>,

@@ -73,7 +73,7 @@ impl Service {
     pub(super) async fn handle(
         &mut self,
         msg: &BorrowedMessage<'_>,
-        decoded: Option<Result<crate::event::Event, crate::event::BadEvent>>,
+        decoded: Option<&Result<crate::event::Event, crate::event::BadEvent>>,
         apply_changes: bool,
         stop: &watch::Receiver<bool>,
     ) -> bool {
@@ -173,12 +173,18 @@ impl Service {
             }
         }
         let tag = self.stats.messages;
+        let here;
         let decoded = match decoded {
             Some(d) => d,
-            None => decoder.decode(msg.payload()),
+            None => {
+                here = decoder.decode(msg.payload());
+                &here
+            }
         };
-        let result = decoded.and_then(|ev| {
-            let r = engine.apply_tagged(&ev, Some(source), tag);
+        // (a bad event's refusal is copied: the decoded one may be the
+        // decode thread's, freed there)
+        let result = decoded.as_ref().map_err(Clone::clone).and_then(|ev| {
+            let r = engine.apply_tagged(ev, Some(source), tag);
             if engine.stats.late > late_before && engine.stats.late <= 20 {
                 // the first few, for the operator: where late events come from
                 tracing::warn!(
