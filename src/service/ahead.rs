@@ -3,9 +3,10 @@
 //! exactly as if each had been received alone. With `--workers` 2 or more
 //! the batch is decoded on a thread of its own ([`DecodeAhead`]) while this
 //! one handles the messages decoded so far; with 1, here first (a batch
-//! still saves the select over the other inputs per message). Decoding is pure (bytes in, event or refusal out), so where it
-//! runs changes nothing; what could change is what happens *between*
-//! messages, and the batch keeps that as it was:
+//! still saves the select over the other inputs per message). Decoding is
+//! pure (bytes in, event or refusal out), so where it runs changes nothing;
+//! what could change is what happens *between* messages, and the batch
+//! keeps that as it was:
 //!
 //! - a rebalance is seen by a poll: reading ahead stops at the first
 //!   message whose poll left assignment changes pending, and only that
@@ -86,20 +87,25 @@ const CHUNK: usize = 16;
 #[derive(Default)]
 pub(super) struct Job {
     bytes: Vec<u8>,
-    spans: Vec<(Option<(u32, u32)>, bool)>,
+    spans: Vec<(Option<(usize, usize)>, bool)>,
 }
+
+/// Room a job's buffer keeps between batches at most (a batch of large
+/// values grows it; librdkafka holds those values anyway while they wait).
+const JOB_BYTES_KEPT: usize = 16 << 20;
 
 impl Job {
     fn clear(&mut self) {
         self.bytes.clear();
+        self.bytes.shrink_to(JOB_BYTES_KEPT);
         self.spans.clear();
     }
 
     fn push(&mut self, payload: Option<&[u8]>, outcome: bool) {
         let span = payload.map(|p| {
-            let start = self.bytes.len() as u32;
+            let start = self.bytes.len();
             self.bytes.extend_from_slice(p);
-            (start, self.bytes.len() as u32)
+            (start, self.bytes.len())
         });
         self.spans.push((span, outcome));
     }
@@ -145,7 +151,7 @@ impl DecodeAhead {
                             .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
                         out.clear();
                         out.extend(spans.iter().map(|&(span, outcome)| {
-                            let value = span.map(|(a, b)| &job.bytes[a as usize..b as usize]);
+                            let value = span.map(|(a, b)| &job.bytes[a..b]);
                             if outcome {
                                 o.decode(value)
                             } else {
