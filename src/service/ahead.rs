@@ -42,10 +42,6 @@ use super::Service;
 /// Messages taken at once at most.
 pub(super) const AHEAD: usize = 256;
 
-/// Fewer than this are decoded on the service's thread alone (a thread
-/// costs more than it saves).
-const PARALLEL_FROM: usize = 64;
-
 /// A worker's own decoders (predictions, outcomes): a decoder caches the
 /// writer schemas it has fetched.
 pub(super) type Decoders = (ValueDecoder, ValueDecoder);
@@ -213,48 +209,14 @@ impl Service {
         self.consumer.context().changes_pending()
     }
 
-    /// Decodes the batch into `self.decoded`, split over the workers.
+    /// Decodes the batch into `self.decoded`, here (one worker, or the
+    /// decode thread gone).
     fn decode_batch(&mut self, batch: &[BorrowedMessage<'_>]) {
         let mut decoded = std::mem::take(&mut self.decoded);
         decoded.clear();
         let topic = self.topics[0].as_str();
         let (pred, out) = (&mut self.predictions, &mut self.outcomes);
-        let extra = self.worker_decoders.len();
-        if batch.len() < PARALLEL_FROM || extra == 0 {
-            decoded.extend(batch.iter().map(|m| decode_one(pred, out, topic, m)));
-        } else {
-            // the first chunk here, chunk k + 1 on worker k, joined in order
-            let per = batch.len().div_ceil(extra + 1);
-            let mut chunks = batch.chunks(per);
-            let parts = &mut self.decoded_parts;
-            parts.resize_with(extra, Vec::new);
-            parts.iter_mut().for_each(Vec::clear);
-            std::thread::scope(|s| {
-                let mine = chunks.next().unwrap_or_default();
-                let handles: Vec<_> = self
-                    .worker_decoders
-                    .iter_mut()
-                    .zip(parts.iter_mut())
-                    .zip(chunks)
-                    .map(|(((p, o), part), chunk)| {
-                        s.spawn(move || {
-                            part.clear();
-                            part.extend(chunk.iter().map(|m| decode_one(p, o, topic, m)));
-                        })
-                    })
-                    .collect();
-                decoded.extend(mine.iter().map(|m| decode_one(pred, out, topic, m)));
-                for h in handles {
-                    if let Err(p) = h.join() {
-                        std::panic::resume_unwind(p);
-                    }
-                }
-            });
-            for p in parts.iter_mut() {
-                decoded.append(p);
-            }
-            self.stats.decoded_on_workers += batch.len() as u64;
-        }
+        decoded.extend(batch.iter().map(|m| decode_one(pred, out, topic, m)));
         self.decoded = decoded;
     }
 
@@ -280,13 +242,9 @@ impl Service {
         // partitions sought back during this batch: their later messages come again
         let mut sought: Vec<(&str, i32)> = Vec::new();
         let mut go = true;
-        for i in 0..batch.len().min(decoded.len()) {
-            // decoded on a worker's core: the next one's parts come over meanwhile
-            if let Some(Ok(next)) = decoded.get(i + 1) {
-                crate::engine::prefetch_event(next);
-            }
+        for (i, ev) in decoded.iter().enumerate().take(batch.len()) {
             if !self
-                .handle_one_of(batch, i, &decoded[i], last_applies, stop, &mut sought)
+                .handle_one_of(batch, i, ev, last_applies, stop, &mut sought)
                 .await
             {
                 go = false;

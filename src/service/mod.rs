@@ -127,17 +127,12 @@ pub struct Service {
     batch: [Batch; 2],
     /// When the current poll period (one tick) began, monotonic and wall.
     poll_started: (Instant, std::time::SystemTime),
-    /// Threads decoding a batch read ahead (1: none read ahead, each
-    /// message decoded as it comes), and the decoders of all but this one.
-    workers: usize,
-    worker_decoders: Vec<ahead::Decoders>,
     /// With 2 workers or more: the thread decoding a batch while this one
-    /// handles it (`None` with one, or if it stopped: then the batch is
-    /// decoded first, split over `worker_decoders`).
+    /// handles it (`None` with one, or if it stopped: then this thread
+    /// decodes the batch first).
     decode_ahead: Option<ahead::DecodeAhead>,
     /// A batch's decoded events, in order (buffers kept between batches).
     decoded: Vec<Result<crate::event::Event, crate::event::BadEvent>>,
-    decoded_parts: Vec<Vec<Result<crate::event::Event, crate::event::BadEvent>>>,
 }
 
 impl Service {
@@ -196,11 +191,8 @@ impl Service {
             otel: None,
             batch: Default::default(),
             poll_started: (Instant::now(), std::time::SystemTime::now()),
-            workers: 1,
-            worker_decoders: Vec::new(),
             decode_ahead: None,
             decoded: Vec::with_capacity(ahead::AHEAD),
-            decoded_parts: Vec::new(),
             cfg,
         })
     }
@@ -210,17 +202,12 @@ impl Service {
     /// decoded on a thread of its own while this one handles it (with 1,
     /// here first).
     pub fn set_workers(&mut self, n: usize) -> Result<()> {
-        let n = n.max(1);
-        let decoders = || -> Result<ahead::Decoders> {
-            Ok((
+        self.decode_ahead = if n > 1 {
+            let decoders = (
                 self.predictions.sharing(&self.cfg.kafka)?,
                 self.outcomes.sharing(&self.cfg.kafka)?,
-            ))
-        };
-        // if the decode thread stops, batches are decoded first, on these
-        self.worker_decoders = (1..n).map(|_| decoders()).collect::<Result<_>>()?;
-        self.decode_ahead = if n > 1 {
-            let thread = ahead::DecodeAhead::spawn(decoders()?).map_err(|e| Error::Kafka {
+            );
+            let thread = ahead::DecodeAhead::spawn(decoders).map_err(|e| Error::Kafka {
                 what: "decode thread".into(),
                 message: e.to_string(),
             })?;
@@ -228,7 +215,6 @@ impl Service {
         } else {
             None
         };
-        self.workers = n;
         Ok(())
     }
 
