@@ -42,8 +42,8 @@ use super::Service;
 /// Messages taken at once at most.
 pub(super) const AHEAD: usize = 256;
 
-/// A worker's own decoders (predictions, outcomes): a decoder caches the
-/// writer schemas it has fetched.
+/// The decode thread's own decoders (predictions, outcomes), sharing the
+/// service's cache of writer schemas fetched from the registry.
 pub(super) type Decoders = (ValueDecoder, ValueDecoder);
 
 /// The future's value if it is ready now, without waiting.
