@@ -51,6 +51,17 @@ impl ChannelState {
         )
     }
 
+    /// Whether a verdict of too few samples would leave this channel as
+    /// anything reads it: no episode, no breach or calm to remember, and
+    /// enough evaluations that the count in `persistence` stays at n.
+    pub fn idle(&self, p: &PolicyConfig) -> bool {
+        self.episode.is_none()
+            && self.history == 0
+            && self.critical_history == 0
+            && self.calm_streak == 0
+            && self.evaluations as usize >= p.persistence_n
+    }
+
     /// Feeds one evaluation at event time `now`; returns the transition, if any.
     /// On `Fire`, the caller opens the episode with [`ChannelState::open`].
     pub fn step(&mut self, v: Verdict, now: i64, p: &PolicyConfig) -> Option<Transition> {

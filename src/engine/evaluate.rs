@@ -189,6 +189,7 @@ impl Engine {
             ..
         } = self;
         let (window, bucket_ms) = (self.window_buckets, self.bucket_ms);
+        let policy = &self.cfg.policy;
         let close = |series: &mut [super::Series], pool: &mut crate::window::Pool| {
             // with thousands of sparse series a close is mostly waiting on
             // cache misses: the series a few places ahead are fetched meanwhile
@@ -205,6 +206,8 @@ impl Engine {
                 let s = &mut series[i];
                 let kind = models[s.model as usize].features[s.feature as usize].kind;
                 s.windows.close(b, window, kind, bins, bucket_ms, pool);
+                // still nothing to evaluate while the window stays below
+                s.settled = s.settled && s.below_min_samples(policy);
             }
         };
         // every series' window slides on its own: with many series, in
@@ -252,7 +255,10 @@ impl Engine {
             if let Some(s) = self.series.get(sid as usize + 4) {
                 s.windows.prefetch_evaluate(1);
             }
-            if self.series[sid as usize].windows.pinned().is_none() {
+            let s = &self.series[sid as usize];
+            // below min_samples with nothing pending: a "too few" verdict
+            // would change nothing, so none is computed or stepped
+            if s.settled || s.windows.pinned().is_none() {
                 continue;
             }
             if let Some(e) = self.eval_quality(sid) {
@@ -336,6 +342,10 @@ impl Engine {
             if let Some(t) = ch.step(verdict, now, &self.cfg.policy) {
                 self.emit(e, t, now);
             }
+        }
+        for e in &evals {
+            let s = &mut self.series[e.series as usize];
+            s.settled = s.settles(&self.cfg.policy);
         }
         // quality after inputs, and label alerts before quality ones: triage
         // weighs the input and label alerts open at this watermark

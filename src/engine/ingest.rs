@@ -501,6 +501,7 @@ impl Engine {
             windows,
             drift: ChannelState::default(),
             quality: ChannelState::default(),
+            settled: false,
         });
         self.stats.series = self.series.len() as u64;
         sid

@@ -65,6 +65,14 @@ pub struct Series {
     pub windows: SeriesWindows,
     pub drift: ChannelState,
     pub quality: ChannelState,
+    /// Nothing to evaluate until its window holds enough samples: both
+    /// channels idle and the window below `min_samples` (or the reference
+    /// below `min_reference_samples`), so an evaluation could only say "too
+    /// few". Set by an evaluation, kept by a close only while the window
+    /// stays below; a checkpoint does not keep it (the first evaluation
+    /// after a restore sets it again, changing nothing).
+    #[serde(skip)]
+    pub settled: bool,
 }
 
 /// Series from which an event's writes fetch their series' memory ahead
@@ -86,6 +94,25 @@ pub fn prefetch_event(ev: &crate::event::Event) {
 }
 
 impl Series {
+    /// Whether the window as it stands is below what an evaluation needs,
+    /// for data quality (rows) and so for drift (values, never more): the
+    /// window under `min_samples`, or the reference under
+    /// `min_reference_samples`. A series not yet pinned is not evaluated.
+    pub(crate) fn below_min_samples(&self, p: &crate::config::PolicyConfig) -> bool {
+        match self.windows.pinned() {
+            None => true,
+            Some(r) => {
+                self.windows.totals().rows() < p.min_samples
+                    || r.sketch.rows() < p.min_reference_samples
+            }
+        }
+    }
+
+    /// Whether an evaluation now could change nothing (see [`Series::settled`]).
+    fn settles(&self, p: &crate::config::PolicyConfig) -> bool {
+        self.below_min_samples(p) && self.drift.idle(p) && self.quality.idle(p)
+    }
+
     /// Cache hints for a write soon into open bucket `idx`, one link of the
     /// chain per stage (each stage reads only what the one before fetched):
     /// 0, the series; 1, its open bucket's slot; 2, the bucket; 3, its bins

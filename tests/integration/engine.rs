@@ -531,3 +531,73 @@ fn closing_windows_on_threads_changes_nothing() {
     assert_eq!(one, two, "alerts differ between one and two threads");
     assert!(state_one == state_two, "saved state differs");
 }
+
+/// A slice below `min_samples` is not evaluated while nothing is pending
+/// (its series settle), and is again as soon as its window fills: a rare
+/// slice that turns busy and shifted fires like any other.
+#[test]
+fn a_quiet_slice_is_skipped_until_its_window_fills_then_fires() {
+    let mut cfg = Config::from_toml_with_env(
+        "[reference]\nwarmup = \"1h\"\n[policy]\nmin_samples = 200\nmin_reference_samples = 20\n",
+        "quiet.toml",
+        &[],
+    )
+    .unwrap();
+    cfg.series.max_slice_values = 10;
+    let mut e = Engine::new(cfg);
+    let mut rng = Rng::new(23);
+    let mut out = Vec::new();
+    let rare_settled = |e: &Engine| {
+        e.series()
+            .iter()
+            .zip(e.series_counts())
+            .filter(|(_, c)| c.slice == Some(("region", "rare")))
+            .map(|(s, _)| s.settled)
+            .collect::<Vec<bool>>()
+    };
+    let mut seen_settled = false;
+    // two events a second: hours 0–3 one in 50 is "rare" (~70 per 30-minute
+    // window, under 200); from hour 3 half are, shifted by three deviations
+    for i in 0..6 * 7200i64 {
+        let t = T0 + i * 500;
+        let h = (t - T0) as f64 / 3.6e6;
+        let busy = h >= 3.0;
+        let rare = if busy { i % 2 == 0 } else { i % 50 == 0 };
+        let x = rng.normal() + if rare && busy { 3.0 } else { 0.0 };
+        let p = Prediction {
+            trace_id: format!("{:032x}", rng.next_u64()),
+            model_id: "m".into(),
+            model_version: None,
+            event_time: t,
+            features: vec![("x".into(), Value::Number(x))],
+            slices: vec![("region".into(), if rare { "rare" } else { "common" }.into())],
+            prediction: Scalar::Number(0.0),
+            score: None,
+            shadow: false,
+        };
+        e.apply_prediction(&p).unwrap();
+        out.extend(e.drain_alerts());
+        if i == 3 * 7200 - 1 {
+            let settled = rare_settled(&e);
+            assert!(!settled.is_empty(), "no rare series");
+            seen_settled = settled.iter().all(|&s| s);
+        }
+    }
+    e.finish();
+    out.extend(e.drain_alerts());
+    assert!(
+        seen_settled,
+        "the sparse slice's series were still evaluated at hour 3"
+    );
+    assert!(
+        rare_settled(&e).iter().any(|&s| !s),
+        "the busy slice stayed settled"
+    );
+    let fired = out.iter().any(|a| {
+        a.kind == AlertKind::DataDrift
+            && a.feature.as_deref() == Some("x")
+            && a.slice.get("region").map(String::as_str) == Some("rare")
+            && a.state == AlertState::Firing
+    });
+    assert!(fired, "the rare slice's shift fired nothing: {out:#?}");
+}
