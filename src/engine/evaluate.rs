@@ -217,10 +217,14 @@ impl Engine {
             .close_threads
             .min(series.len() / PARALLEL_CLOSE_SERIES)
             .max(1);
+        pool.keep_for(series.len());
         if threads == 1 {
             close(series, pool);
         } else {
             close_pools.resize_with(threads - 1, Default::default);
+            for p in close_pools.iter_mut() {
+                p.keep_for(series.len() / threads + 1);
+            }
             let chunk = series.len().div_ceil(threads);
             let mut chunks = series.chunks_mut(chunk);
             let first = chunks.next();

@@ -394,6 +394,10 @@ pub struct Pool {
     sketches: Vec<Box<Open>>,
     bytes: Vec<u8>,
     bins: Vec<(i64, u64)>,
+    /// Sketches kept beyond [`POOLED_SKETCHES`]: one per series (with more
+    /// series than that, a minute's closes recycle more sketches than the
+    /// pool held, and the next minute's buckets were allocated anew).
+    keep: usize,
 }
 
 /// Recycled sketches a pool keeps.
@@ -406,9 +410,19 @@ const POOLED_SKETCHES: usize = 4096;
 const POOLED_BINS: usize = 8;
 
 impl Pool {
+    /// Keeps recycled sketches for up to `series` series (at least
+    /// [`POOLED_SKETCHES`]).
+    pub fn keep_for(&mut self, series: usize) {
+        self.keep = series;
+    }
+
+    fn capacity(&self) -> usize {
+        POOLED_SKETCHES.max(self.keep)
+    }
+
     /// Takes `other`'s recycled sketches (as many as this pool keeps).
     pub fn absorb(&mut self, other: &mut Pool) {
-        let room = POOLED_SKETCHES.saturating_sub(self.sketches.len());
+        let room = self.capacity().saturating_sub(self.sketches.len());
         let n = other.sketches.len().min(room);
         self.sketches.extend(other.sketches.drain(..n));
         other.sketches.clear();
@@ -426,7 +440,7 @@ impl Pool {
     }
 
     fn recycle(&mut self, mut s: Box<Open>) {
-        if self.sketches.len() < POOLED_SKETCHES {
+        if self.sketches.len() < self.capacity() {
             s.reset();
             s.sketch.quantiles.shrink_to(POOLED_BINS);
             self.sketches.push(s);
