@@ -480,6 +480,15 @@ pub struct PolicyConfig {
     pub max_exemplars: usize,
 }
 
+impl PolicyConfig {
+    /// Whether a window of `current` samples against a reference of
+    /// `reference` is enough to test: the one rule an evaluation applies and
+    /// a settled series (below it, nothing to compute) is judged by.
+    pub fn enough(&self, current: u64, reference: u64) -> bool {
+        current >= self.min_samples && reference >= self.min_reference_samples
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {

@@ -347,7 +347,14 @@ impl Engine {
                 self.emit(e, t, now);
             }
         }
+        // a series' evaluations are adjacent (quality, then drift): each
+        // series judged once
+        let mut last = None;
         for e in &evals {
+            if last == Some(e.series) {
+                continue;
+            }
+            last = Some(e.series);
             let s = &mut self.series[e.series as usize];
             s.settled = s.settles(&self.cfg.policy);
         }
@@ -589,7 +596,7 @@ impl Engine {
 
     /// Whether a window holds enough values (and its reference enough) to be tested.
     fn enough(&self, cn: u64, rn: u64) -> bool {
-        cn >= self.cfg.policy.min_samples && rn >= self.cfg.policy.min_reference_samples
+        self.cfg.policy.enough(cn, rn)
     }
 
     #[allow(clippy::too_many_arguments)]

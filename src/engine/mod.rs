@@ -101,10 +101,7 @@ impl Series {
     pub(crate) fn below_min_samples(&self, p: &crate::config::PolicyConfig) -> bool {
         match self.windows.pinned() {
             None => true,
-            Some(r) => {
-                self.windows.totals().rows() < p.min_samples
-                    || r.sketch.rows() < p.min_reference_samples
-            }
+            Some(r) => !p.enough(self.windows.totals().rows(), r.sketch.rows()),
         }
     }
 

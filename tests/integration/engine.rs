@@ -471,6 +471,24 @@ fn exemplars_do_not_depend_on_when_the_reference_was_pinned() {
     );
 }
 
+/// A prediction of model `m` with numeric features and one slice.
+fn sliced(trace: u64, t: i64, features: &[(&str, f64)], slice: (&str, &str)) -> Prediction {
+    Prediction {
+        trace_id: format!("{trace:032x}"),
+        model_id: "m".into(),
+        model_version: None,
+        event_time: t,
+        features: features
+            .iter()
+            .map(|&(k, v)| (k.into(), Value::Number(v)))
+            .collect(),
+        slices: vec![(slice.0.into(), slice.1.into())],
+        prediction: Scalar::Number(0.0),
+        score: None,
+        shadow: false,
+    }
+}
+
 /// With enough series a bucket's windows close on several threads, each
 /// with its own pool of recycled sketches: the alerts and the saved state
 /// are the same, byte for byte, as on one.
@@ -492,23 +510,10 @@ fn closing_windows_on_threads_changes_nothing() {
         for i in 0..4 * 7200i64 {
             let t = T0 + i * 500;
             let shift = if t - T0 >= 3 * 3_600_000 { 2.0 } else { 0.0 };
-            let p = Prediction {
-                trace_id: format!("{:032x}", rng.next_u64()),
-                model_id: "m".into(),
-                model_version: None,
-                event_time: t,
-                features: vec![
-                    ("x".into(), Value::Number(rng.normal() + shift)),
-                    ("y".into(), Value::Number(rng.normal())),
-                ],
-                slices: vec![(
-                    "shop".into(),
-                    shops[(rng.next_u64() % 700) as usize].as_str().into(),
-                )],
-                prediction: Scalar::Number(0.0),
-                score: None,
-                shadow: false,
-            };
+            let trace = rng.next_u64();
+            let features = [("x", rng.normal() + shift), ("y", rng.normal())];
+            let shop = shops[(rng.next_u64() % 700) as usize].as_str();
+            let p = sliced(trace, t, &features, ("shop", shop));
             e.apply_prediction(&p).unwrap();
             out.extend(e.drain_alerts());
         }
@@ -564,17 +569,8 @@ fn a_quiet_slice_is_skipped_until_its_window_fills_then_fires() {
         let busy = h >= 3.0;
         let rare = if busy { i % 2 == 0 } else { i % 50 == 0 };
         let x = rng.normal() + if rare && busy { 3.0 } else { 0.0 };
-        let p = Prediction {
-            trace_id: format!("{:032x}", rng.next_u64()),
-            model_id: "m".into(),
-            model_version: None,
-            event_time: t,
-            features: vec![("x".into(), Value::Number(x))],
-            slices: vec![("region".into(), if rare { "rare" } else { "common" }.into())],
-            prediction: Scalar::Number(0.0),
-            score: None,
-            shadow: false,
-        };
+        let region = if rare { "rare" } else { "common" };
+        let p = sliced(rng.next_u64(), t, &[("x", x)], ("region", region));
         e.apply_prediction(&p).unwrap();
         out.extend(e.drain_alerts());
         if i == 3 * 7200 - 1 {
