@@ -19,6 +19,9 @@ pub struct Stats {
     pub time_jumps: u64,
     pub series: u64,
     pub buckets_closed: u64,
+    /// Channels evaluated (drift and quality, one each per series and
+    /// watermark); a settled series (below `min_samples`, nothing pending:
+    /// `engine::Series::settled`) is not evaluated and not counted.
     pub evaluations: u64,
     pub alerts: BTreeMap<(AlertKind, Severity, AlertState), u64>,
     pub min_time: Option<i64>,
