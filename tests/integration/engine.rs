@@ -471,6 +471,15 @@ fn exemplars_do_not_depend_on_when_the_reference_was_pinned() {
     );
 }
 
+/// An engine with a one-hour warm-up, `policy` (TOML) and room for
+/// `slice_values` values per slice dimension.
+fn engine_of(policy: &str, slice_values: usize) -> Engine {
+    let toml = format!("[reference]\nwarmup = \"1h\"\n{policy}");
+    let mut cfg = Config::from_toml_with_env(&toml, "test.toml", &[]).unwrap();
+    cfg.series.max_slice_values = slice_values;
+    Engine::new(cfg)
+}
+
 /// A prediction of model `m` with numeric features and one slice.
 fn sliced(trace: u64, t: i64, features: &[(&str, f64)], slice: (&str, &str)) -> Prediction {
     Prediction {
@@ -496,14 +505,7 @@ fn sliced(trace: u64, t: i64, features: &[(&str, f64)], slice: (&str, &str)) -> 
 fn closing_windows_on_threads_changes_nothing() {
     let shops: Vec<String> = (0..700).map(|i| format!("s{i}")).collect();
     let play = |workers: usize| {
-        let mut cfg = Config::from_toml_with_env(
-            "[reference]\nwarmup = \"1h\"\n[policy]\nmin_samples = 50\n",
-            "many.toml",
-            &[],
-        )
-        .unwrap();
-        cfg.series.max_slice_values = 1000;
-        let mut e = Engine::new(cfg);
+        let mut e = engine_of("[policy]\nmin_samples = 50\n", 1000);
         e.set_workers(workers);
         let mut rng = Rng::new(17);
         let mut out = Vec::new();
@@ -542,14 +544,10 @@ fn closing_windows_on_threads_changes_nothing() {
 /// slice that turns busy and shifted fires like any other.
 #[test]
 fn a_quiet_slice_is_skipped_until_its_window_fills_then_fires() {
-    let mut cfg = Config::from_toml_with_env(
-        "[reference]\nwarmup = \"1h\"\n[policy]\nmin_samples = 200\nmin_reference_samples = 20\n",
-        "quiet.toml",
-        &[],
-    )
-    .unwrap();
-    cfg.series.max_slice_values = 10;
-    let mut e = Engine::new(cfg);
+    let mut e = engine_of(
+        "[policy]\nmin_samples = 200\nmin_reference_samples = 20\n",
+        10,
+    );
     let mut rng = Rng::new(23);
     let mut out = Vec::new();
     let rare_settled = |e: &Engine| {
