@@ -168,6 +168,18 @@ fn tests(c: &mut Criterion) {
     g.bench_function("wasserstein_100_vs_41_points", |b| {
         b.iter(|| numeric::wasserstein(black_box(&pa), black_box(&pb)))
     });
+    // the engine's: a reference's 100 quantile points against a window's bins
+    let qs: Vec<f64> = pa.iter().map(|p| p.0).collect();
+    let wb: f64 = pb.iter().map(|p| p.1).sum();
+    g.bench_function("wasserstein_from_100_quantiles_vs_41_bins", |b| {
+        b.iter(|| {
+            numeric::wasserstein_from_quantiles(
+                black_box(&qs),
+                black_box(&pb).iter().copied(),
+                black_box(wb),
+            )
+        })
+    });
     g.bench_function("chi_square_10_with_p", |b| {
         b.iter(|| categorical::chi_square(black_box(&r10), black_box(&c10)))
     });

@@ -663,7 +663,6 @@ pub(super) fn ratio(a: u64, b: u64) -> f64 {
 /// of its quantile function, so one wild value in the reference window
 /// (2^64 among dollars: its standard deviation ~10^17) cannot blind the test.
 fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
-    let a = r.quantiles.iter().map(|&x| (x, 1.0));
     // one wild value (2^64 among dollars) must not page: a bin's mean is held
     // within the reference's range widened by a quarter of it on each side.
     // Only the two open-ended outer bins can reach past it, and a real shift
@@ -678,7 +677,10 @@ fn normalised_wasserstein(r: &Reference, cur: &Sketch) -> f64 {
         .zip(&cur.hist_sum)
         .filter(|(c, _)| **c > 0)
         .map(|(c, s)| ((s / *c as f64).clamp(lo, hi), *c as f64));
-    let w = numeric::wasserstein_points(a, b);
+    // the counts' total, summed as integers: the same number a sum of
+    // them as floats makes (exact below 2^53)
+    let wb = cur.hist.iter().sum::<u64>() as f64;
+    let w = numeric::wasserstein_from_quantiles(&r.quantiles, b, wb);
     let sd = r.sketch.variance().sqrt();
     let robust = quantile_spread(&r.quantiles);
     let sd = if robust > 0.0 {
