@@ -455,7 +455,7 @@ impl Engine {
         if cn == 0 {
             return None;
         }
-        if !self.enough(cn, rn) {
+        if !self.cfg.policy.enough(cn, rn) {
             return Some(too_few(
                 sid,
                 Channel::Quality,
@@ -517,7 +517,7 @@ impl Engine {
         if cn == 0 || rn == 0 {
             return None;
         }
-        if !self.enough(cn, rn) {
+        if !self.cfg.policy.enough(cn, rn) {
             return Some(too_few(sid, Channel::Drift, kind, cn, rn));
         }
         let mut scored = Vec::with_capacity(4);
@@ -592,11 +592,6 @@ impl Engine {
             }
         }
         Some(self.channel_eval(sid, Channel::Drift, kind, scored, true, cn, rn))
-    }
-
-    /// Whether a window holds enough values (and its reference enough) to be tested.
-    fn enough(&self, cn: u64, rn: u64) -> bool {
-        self.cfg.policy.enough(cn, rn)
     }
 
     #[allow(clippy::too_many_arguments)]
