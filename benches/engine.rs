@@ -289,6 +289,66 @@ fn engine(c: &mut Criterion) {
     g.finish();
 }
 
+/// One model's stream over ~3,000 series (a `shop` slice of 294 values),
+/// with the engine on one thread, on two (its closes split), and on two
+/// with its writes in two groups of series as well (`defer_writes`): what
+/// the groups gain with a core for each, without decoding beside them. Each iteration goes on with the stream, bucket
+/// closes and evaluations included.
+fn engine_groups(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine_groups");
+    g.sample_size(10);
+    let shops = 294usize;
+    let mut cfg = Config::default();
+    cfg.series.max_slice_values = 1000;
+    let t0 = 1_767_225_600_000i64;
+    let per_minute = 700i64;
+    let step = 60_000 / per_minute;
+    let event = |rng: &mut Rng, i: i64| {
+        let mut p = prediction(rng, i as u64, t0 + i * step);
+        p.slices
+            .push(("shop".into(), format!("s{}", i as usize % shops).into()));
+        p
+    };
+    for (workers, groups) in [(1usize, false), (2, false), (2, true)] {
+        let mut rng = Rng(31);
+        let mut e = Engine::new(cfg.clone());
+        e.set_workers(workers);
+        e.defer_writes(groups);
+        // 3 h: references pinned, windows full
+        let warm = 180 * per_minute;
+        for i in 0..warm {
+            e.apply_prediction(&event(&mut rng, i)).unwrap();
+        }
+        e.drain_alerts().for_each(drop);
+        let chunk = 20_000i64;
+        let mut at = warm;
+        g.throughput(Throughput::Elements(chunk as u64));
+        let name = match groups {
+            true => format!("apply_3k_series_{workers}_workers_write_groups"),
+            false => format!("apply_3k_series_{workers}_workers"),
+        };
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let events: Vec<Prediction> =
+                        (at..at + chunk).map(|i| event(&mut rng, i)).collect();
+                    at += chunk;
+                    events
+                },
+                |events| {
+                    for p in &events {
+                        e.apply_prediction(p).unwrap();
+                    }
+                    e.drain_alerts().for_each(drop);
+                    events
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
 /// Grouping one evaluation's alerts into incidents: 60 alerts of one model
 /// (10 features × 6 slices, inputs and downstream kinds), firing then
 /// resolving, against incidents already open.
@@ -493,6 +553,14 @@ fn watermark(c: &mut Criterion) {
 }
 
 criterion_group!(
-    benches, sketches, tests, decode, engine, join, watermark, incidents
+    benches,
+    sketches,
+    tests,
+    decode,
+    engine,
+    engine_groups,
+    join,
+    watermark,
+    incidents
 );
 criterion_main!(benches);

@@ -201,6 +201,8 @@ pub fn replay(
     // without an outcomes file no prediction waits in the join
     engine.expect_outcomes(!outcomes.is_empty());
     engine.set_workers(workers);
+    // writes applied in groups of series, on the workers
+    engine.defer_writes(true);
     let input = &engine.config().input;
     let merged = open_merged(
         predictions,

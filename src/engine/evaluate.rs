@@ -165,6 +165,7 @@ impl Engine {
     /// End of input: closes every bucket up to the newest event and evaluates.
     pub fn finish(&mut self) {
         self.anchor();
+        self.flush_writes();
         let Some(max) = self.time.newest() else {
             return;
         };
@@ -179,6 +180,7 @@ impl Engine {
     }
 
     fn close_bucket(&mut self, b: i64) {
+        self.flush_writes();
         self.closed_any = true;
         let Engine {
             models,

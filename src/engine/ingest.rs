@@ -60,7 +60,9 @@ impl Engine {
             ));
         }
         if b < first_open && !self.closed_any {
-            // nothing closed yet: open the earlier buckets
+            // nothing closed yet: open the earlier buckets (the writes
+            // waiting name open buckets by their place: they go first)
+            self.flush_writes();
             let extra = (first_open - b) as usize;
             for s in &mut self.series {
                 s.windows.open_earlier(extra);
@@ -340,6 +342,15 @@ impl Engine {
                 plan(self, f, Val::Null);
             }
         }
+        // few series are in the caches: writing at once is cheaper
+        if self.queued.on && self.series.len() >= PREFETCH_FROM_SERIES {
+            self.queue(&planned, &sids, slots.len(), idx, &p.trace_id);
+            self.planned = planned;
+            self.planned_series = sids;
+            self.slots = slots;
+            self.advance_to(p.event_time);
+            return Ok(Applied::Applied);
+        }
         if self.series.len() >= PREFETCH_FROM_SERIES {
             for stage in 0..4 {
                 let mut new_buckets = 0;
@@ -360,7 +371,8 @@ impl Engine {
             for &sid in sids {
                 let s = &mut self.series[sid as usize];
                 s.applied += 1;
-                s.windows.record(idx, obs, &trace, max_ex, &mut self.pool);
+                s.windows
+                    .record::<0>(idx, obs, &trace, max_ex, &mut self.pool);
             }
         }
         self.planned = planned;

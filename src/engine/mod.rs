@@ -12,6 +12,8 @@
 //! - [`watermark`]: event time reached, per input (Kafka partition or routed origin).
 //! - `ingest`: the per-event path — check the time, find the model, its
 //!   series and slots, write each value into its open bucket, feed the join.
+//! - `shard`: with `replay --workers` 2 or more, the writes of many events
+//!   applied at once, the series in groups on their own threads.
 //! - `evaluate`: a bucket closes at the watermark, the windows slide, every
 //!   series is tested, the per-model FDR gate, the alert policy's steps.
 //! - `emit`: one place that builds an [`Alert`]: evidence, triage, the summary.
@@ -23,6 +25,7 @@ mod emit;
 mod evaluate;
 mod ingest;
 mod observe;
+mod shard;
 mod state;
 pub(crate) mod watermark;
 
@@ -259,6 +262,9 @@ pub struct Engine {
     /// (one per value and slot): reused from event to event.
     planned: Vec<Observation>,
     planned_series: Vec<u32>,
+    /// Writes held back to be applied in groups (`defer_writes`; boxed:
+    /// the per-event path reads only whether it is on).
+    queued: Box<shard::Queued>,
     /// Baselines from the config of models not seen yet, by model id.
     baselines: HashMap<String, Baseline>,
     /// Each model's baseline, if it has one (index: model id); attached
@@ -331,6 +337,7 @@ impl Engine {
             slots: Vec::with_capacity(8),
             planned: Vec::with_capacity(16),
             planned_series: Vec::with_capacity(48),
+            queued: Default::default(),
             baselines,
             model_baselines: Vec::new(),
             stats: Stats::default(),
@@ -373,6 +380,10 @@ impl Engine {
 
     /// Every series with its identity and how many values it has taken.
     pub fn series_counts(&self) -> impl Iterator<Item = SeriesCount<'_>> {
+        assert!(
+            self.queued.is_empty(),
+            "series read with writes waiting: Engine::flush first"
+        );
         self.series.iter().map(|s| {
             let m = &self.models[s.model as usize];
             SeriesCount {
@@ -391,6 +402,10 @@ impl Engine {
     }
 
     pub fn series(&self) -> &[Series] {
+        assert!(
+            self.queued.is_empty(),
+            "series read with writes waiting: Engine::flush first"
+        );
         &self.series
     }
 

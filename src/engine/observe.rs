@@ -13,6 +13,10 @@ impl Engine {
     /// each): counters summed, the slowest watermark, every series' view with
     /// an id that names its task.
     pub fn view_into(&self, task: usize, s: &mut Snapshot) {
+        assert!(
+            self.queued.is_empty(),
+            "a snapshot with writes waiting: Engine::flush first"
+        );
         let e = self;
         if let Some(w) = e.watermark() {
             s.watermark = Some(s.watermark.map_or(w, |x: i64| x.min(w)));

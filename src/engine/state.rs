@@ -61,6 +61,10 @@ impl Engine {
     /// the config and the baselines give (those are supplied again on
     /// [`Engine::restore`]). Taken between events, so no alert is pending.
     pub fn save_state(&self) -> Result<Vec<u8>, postcard::Error> {
+        assert!(
+            self.queued.is_empty(),
+            "a checkpoint with writes waiting: Engine::flush first"
+        );
         postcard::to_allocvec(&StateRef {
             models: &self.models,
             model_ids: &self.model_ids,

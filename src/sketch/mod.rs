@@ -34,7 +34,7 @@ pub enum ValueKind {
 /// same exemplars) nor on when the reference was pinned: what qualifies as
 /// unusual is decided when an alert is made. Fixed slots, kept sorted by
 /// key, whose string buffers are reused.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize)]
 pub struct Exemplars {
     slots: Vec<(u64, TraceId)>,
     len: usize,
@@ -52,6 +52,19 @@ impl Default for Exemplars {
             len: 0,
             bound: unbounded(),
         }
+    }
+}
+
+/// Written as the pairs it keeps: the slots past them are buffers kept
+/// for reuse, whose contents depend on which recycled sketch a bucket took
+/// (so a checkpoint would, and would carry them).
+impl serde::Serialize for Exemplars {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Exemplars", 2)?;
+        st.serialize_field("slots", &self.slots[..self.len])?;
+        st.serialize_field("len", &self.len)?;
+        st.end()
     }
 }
 
@@ -92,6 +105,17 @@ impl<'a> Offered<'a> {
             head: head(id.as_bytes()),
             hash: exemplar_hash(id),
         }
+    }
+
+    /// Its keys (first bytes and hash), to offer it again from a copy of the id.
+    pub fn keys(&self) -> (u64, u64) {
+        (self.head, self.hash)
+    }
+
+    /// The offer of `id` whose keys [`Offered::keys`] gave.
+    #[inline]
+    pub fn with_keys(id: &'a str, (head, hash): (u64, u64)) -> Self {
+        Offered { id, head, hash }
     }
 }
 

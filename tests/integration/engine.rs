@@ -499,18 +499,23 @@ fn sliced(trace: u64, t: i64, features: &[(&str, f64)], slice: (&str, &str)) -> 
 }
 
 /// With enough series a bucket's windows close on several threads, each
-/// with its own pool of recycled sketches: the alerts and the saved state
-/// are the same, byte for byte, as on one.
+/// with its own pool of recycled sketches, and with `defer_writes` the
+/// writes go to the series in groups on those threads too: the alerts and
+/// the saved state (early, with buckets open, and late) are the same, byte
+/// for byte, as on one.
 #[test]
-fn closing_windows_on_threads_changes_nothing() {
+fn closing_windows_and_writing_on_threads_changes_nothing() {
     let shops: Vec<String> = (0..700).map(|i| format!("s{i}")).collect();
-    let play = |workers: usize| {
+    let play = |workers: usize, groups: bool| {
         let mut e = engine_of("[policy]\nmin_samples = 50\n", 1000);
         e.set_workers(workers);
+        e.defer_writes(groups);
         let mut rng = Rng::new(17);
-        let mut out = Vec::new();
+        let (mut out, mut states) = (Vec::new(), Vec::new());
         for i in 0..4 * 7200i64 {
-            let t = T0 + i * 500;
+            // one event out of order before any bucket closed (with writes
+            // queued): earlier buckets open, the queued writes' places move
+            let t = T0 + if i == 100 { -90_000 } else { i * 500 };
             let shift = if t - T0 >= 3 * 3_600_000 { 2.0 } else { 0.0 };
             let trace = rng.next_u64();
             let features = [("x", rng.normal() + shift), ("y", rng.normal())];
@@ -518,25 +523,50 @@ fn closing_windows_on_threads_changes_nothing() {
             let p = sliced(trace, t, &features, ("shop", shop));
             e.apply_prediction(&p).unwrap();
             out.extend(e.drain_alerts());
+            if i == 110 {
+                // the open buckets, each value in its own
+                e.flush();
+                states.push(e.save_state().unwrap());
+            }
         }
+        e.flush();
         assert!(e.series().len() > 1400, "{} series", e.series().len());
-        let state = e.save_state().unwrap();
+        states.push(e.save_state().unwrap());
         e.finish();
         out.extend(e.drain_alerts());
         let alerts: Vec<String> = out
             .iter()
             .map(|a| serde_json::to_string(a).unwrap())
             .collect();
-        (alerts, state)
+        (alerts, states)
     };
-    let (one, state_one) = play(1);
-    let (two, state_two) = play(2);
+    let (one, state_one) = play(1, false);
     assert!(
         one.iter().any(|a| a.contains("\"feature\":\"x\"")),
         "the shift in x fired nothing"
     );
-    assert_eq!(one, two, "alerts differ between one and two threads");
-    assert!(state_one == state_two, "saved state differs");
+    for (workers, groups) in [(2, false), (2, true), (3, true)] {
+        let (other, state_other) = play(workers, groups);
+        let how = format!("{workers} threads, write groups {groups}");
+        assert_eq!(one, other, "alerts differ between one thread and {how}");
+        assert!(state_one == state_other, "saved state differs with {how}");
+    }
+}
+
+/// Writes queued for a flush are applied before anyone outside reads the
+/// series: reading them first is refused, not answered with stale counts.
+#[test]
+#[should_panic(expected = "Engine::flush first")]
+fn series_are_not_read_while_writes_wait() {
+    let mut e = engine_of("", 1000);
+    e.set_workers(2);
+    e.defer_writes(true);
+    for i in 0..200i64 {
+        let shop = format!("s{}", i % 150);
+        let p = sliced(i as u64, T0 + i, &[("x", 1.0), ("y", 2.0)], ("shop", &shop));
+        e.apply_prediction(&p).unwrap();
+    }
+    let _ = e.series();
 }
 
 /// A slice below `min_samples` is not evaluated while nothing is pending
