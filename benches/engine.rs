@@ -276,17 +276,21 @@ fn engine(c: &mut Criterion) {
                     })
                     .collect::<Vec<_>>()
             },
-            |events| {
-                for p in &events {
-                    e.apply_prediction(p).unwrap();
-                }
-                e.drain_alerts().for_each(drop);
-                events
-            },
+            |events| apply_all(&mut e, events),
             BatchSize::PerIteration,
         )
     });
     g.finish();
+}
+
+/// Applies `events` and drops their alerts; gives the events back (freed
+/// outside the measurement).
+fn apply_all(e: &mut Engine, events: Vec<Prediction>) -> Vec<Prediction> {
+    for p in &events {
+        e.apply_prediction(p).unwrap();
+    }
+    e.drain_alerts().for_each(drop);
+    events
 }
 
 /// One model's stream over ~3,000 series (a `shop` slice of 294 values),
@@ -335,13 +339,7 @@ fn engine_groups(c: &mut Criterion) {
                     at += chunk;
                     events
                 },
-                |events| {
-                    for p in &events {
-                        e.apply_prediction(p).unwrap();
-                    }
-                    e.drain_alerts().for_each(drop);
-                    events
-                },
+                |events| apply_all(&mut e, events),
                 BatchSize::PerIteration,
             )
         });
