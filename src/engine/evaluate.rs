@@ -165,7 +165,7 @@ impl Engine {
     /// End of input: closes every bucket up to the newest event and evaluates.
     pub fn finish(&mut self) {
         self.anchor();
-        self.flush_writes();
+        self.flush();
         let Some(max) = self.time.newest() else {
             return;
         };
@@ -180,7 +180,7 @@ impl Engine {
     }
 
     fn close_bucket(&mut self, b: i64) {
-        self.flush_writes();
+        self.flush();
         self.closed_any = true;
         let Engine {
             models,

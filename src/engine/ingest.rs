@@ -62,7 +62,7 @@ impl Engine {
         if b < first_open && !self.closed_any {
             // nothing closed yet: open the earlier buckets (the writes
             // waiting name open buckets by their place: they go first)
-            self.flush_writes();
+            self.flush();
             let extra = (first_open - b) as usize;
             for s in &mut self.series {
                 s.windows.open_earlier(extra);

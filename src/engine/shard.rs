@@ -1,16 +1,16 @@
 //! Writes held back and applied to their series on several threads at once
-//! (`replay --workers` 2 or more): the per-event path plans an event's
-//! writes (model, slots, series, each value's observation) on the engine's
-//! thread and queues them here; at a flush the series are cut into as many
-//! contiguous groups as there are workers, each holding about as many of
-//! the queued writes, and every group applies its own writes, in the order
-//! they came, on its own thread.
+//! (`replay --workers` 2 or more, from 256 series on): the per-event path
+//! plans an event's writes (model, slots, series, each value's observation)
+//! on the engine's thread and queues them here; at a flush the series are
+//! cut into as many contiguous groups as there are workers, weighed by each
+//! group's measured time per write, and every group applies its own
+//! writes, in the order they came, on its own thread.
 //!
 //! A series sees the same writes in the same order as when each is made at
 //! once, so the output does not depend on the number of workers. Nothing
-//! reads a series while writes wait: every step that does (a bucket
-//! closing, earlier buckets opening, a control, the end of input) flushes
-//! first.
+//! in the engine reads a series while writes wait: every step that does (a
+//! bucket closing, earlier buckets opening, the end of input) flushes
+//! first, and the readers from outside refuse until [`Engine::flush`].
 
 use crate::sketch::Offered;
 use crate::window::{Observation, Pool};
@@ -163,7 +163,7 @@ fn apply(
     pool: &mut Pool,
     max_ex: usize,
 ) {
-    let prefetch = q.waiting > 0 && series.len() >= super::PREFETCH_FROM_SERIES / 2;
+    let prefetch = series.len() >= super::PREFETCH_FROM_SERIES / 2;
     for (i, w) in writes.iter().enumerate() {
         // with thousands of sparse series a write is a chain of cache
         // misses: the next writes' links are fetched meanwhile
@@ -188,9 +188,9 @@ impl Engine {
     /// same). What waits is applied whenever the engine itself needs the
     /// series (a bucket closing, the input's end); whoever reads them from
     /// outside (`series`, `save_state`, a snapshot) calls [`Engine::flush`]
-    /// first, or they refuse.
+    /// first, or they refuse. Call it after [`Engine::set_workers`].
     pub fn defer_writes(&mut self, on: bool) {
-        self.flush_writes();
+        self.flush();
         self.queued.on = on && self.close_threads > 1;
         self.queued.balance(&self.series, self.close_threads);
     }
@@ -215,17 +215,13 @@ impl Engine {
             }
         }
         if full {
-            self.flush_writes();
+            self.flush();
         }
     }
 
-    /// Applies every write waiting (see [`Engine::defer_writes`]).
+    /// Applies every write waiting (see [`Engine::defer_writes`]), then
+    /// cuts the groups afresh.
     pub fn flush(&mut self) {
-        self.flush_writes();
-    }
-
-    /// Applies every queued write, then cuts the groups afresh.
-    pub(super) fn flush_writes(&mut self) {
         if self.queued.is_empty() {
             return;
         }
