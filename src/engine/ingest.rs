@@ -342,37 +342,35 @@ impl Engine {
                 plan(self, f, Val::Null);
             }
         }
-        // few series are in the caches: writing at once is cheaper
-        if self.queued.on && self.series.len() >= PREFETCH_FROM_SERIES {
+        let many = self.series.len() >= PREFETCH_FROM_SERIES;
+        if self.queued.on && many {
+            // written in groups of series on the workers (`shard`); few
+            // series are in the caches, and writing at once is cheaper
             self.queue(&planned, &sids, slots.len(), idx, &p.trace_id);
-            self.planned = planned;
-            self.planned_series = sids;
-            self.slots = slots;
-            self.advance_to(p.event_time);
-            return Ok(Applied::Applied);
-        }
-        if self.series.len() >= PREFETCH_FROM_SERIES {
-            for stage in 0..4 {
-                let mut new_buckets = 0;
-                for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
-                    for &sid in sids {
-                        let s = &self.series[sid as usize];
-                        new_buckets += s.prefetch_record(stage, idx, obs) as usize;
+        } else {
+            if many {
+                for stage in 0..4 {
+                    let mut new_buckets = 0;
+                    for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
+                        for &sid in sids {
+                            let s = &self.series[sid as usize];
+                            new_buckets += s.prefetch_record(stage, idx, obs) as usize;
+                        }
+                    }
+                    if stage >= 2 {
+                        self.pool.prefetch_next(new_buckets, stage - 2);
                     }
                 }
-                if stage >= 2 {
-                    self.pool.prefetch_next(new_buckets, stage - 2);
-                }
             }
-        }
-        let max_ex = self.cfg.policy.max_exemplars;
-        let trace = crate::sketch::Offered::new(&p.trace_id);
-        for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
-            for &sid in sids {
-                let s = &mut self.series[sid as usize];
-                s.applied += 1;
-                s.windows
-                    .record::<0>(idx, obs, &trace, max_ex, &mut self.pool);
+            let max_ex = self.cfg.policy.max_exemplars;
+            let trace = crate::sketch::Offered::new(&p.trace_id);
+            for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
+                for &sid in sids {
+                    let s = &mut self.series[sid as usize];
+                    s.applied += 1;
+                    s.windows
+                        .record::<0>(idx, obs, &trace, max_ex, &mut self.pool);
+                }
             }
         }
         self.planned = planned;
