@@ -76,15 +76,19 @@ impl Service {
         decoded: Option<&Result<crate::event::Event, crate::event::BadEvent>>,
         apply_changes: bool,
         stop: &watch::Receiver<bool>,
+        now: Instant,
     ) -> bool {
-        if apply_changes && self.apply_assignment_changes() {
-            // this message comes again from the start of its partition
-            return true;
+        if apply_changes {
+            // the offsets of the messages before, stored while their
+            // partitions are still this member's
+            self.store_offsets();
+            if self.apply_assignment_changes() {
+                // this message comes again from the start of its partition
+                return true;
+            }
         }
         self.stats.messages += 1;
-        let now = Instant::now();
         self.first_message.get_or_insert(now);
-        self.last_message = Some(now);
         // a message may come before its assignment event was seen: then it registers here
         let pi = self.partition(msg.topic(), msg.partition());
         let st = &mut self.partitions[pi];
@@ -113,9 +117,7 @@ impl Service {
             if marker {
                 // the router's word that an input partition is idle: no event
                 self.stats.idle_markers += 1;
-                if let Err(e) = self.consumer.store_offset_from_message(msg) {
-                    tracing::warn!(error = %e, "cannot store offset");
-                }
+                self.store_later(pi, msg.offset());
                 return true;
             }
             source
@@ -173,6 +175,14 @@ impl Service {
             }
         }
         let tag = self.stats.messages;
+        // the message's own start, for its evaluation span (OTLP only: a
+        // clock read per message costs; the batch's time is kept by the
+        // caller, `Service::handle_batch`)
+        let started = if self.otel.is_some() {
+            Instant::now()
+        } else {
+            now
+        };
         let here;
         let decoded = match decoded {
             Some(d) => d,
@@ -198,11 +208,10 @@ impl Service {
             }
             r
         });
-        let took = now.elapsed();
-        self.batch[usize::from(!is_predictions)].busy += took;
         if let Some(o) = &self.otel {
             let evaluations = engine.stats.evaluations - evaluations_before;
             if evaluations > 0 {
+                let took = started.elapsed();
                 let started = std::time::SystemTime::now() - took;
                 o.evaluate(engine.watermark().unwrap_or(0), evaluations, took, started);
             }
@@ -246,9 +255,30 @@ impl Service {
         if self.held.iter().any(|h| h.0 == task && h.1 == tag) {
             return true;
         }
-        if let Err(e) = self.consumer.store_offset_from_message(msg) {
-            tracing::warn!(error = %e, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "cannot store offset");
-        }
+        self.store_later(pi, msg.offset());
         true
+    }
+
+    /// Marks the message at `offset` of partition `pi` done: its offset is
+    /// stored with the batch's others ([`Service::store_offsets`]), one
+    /// librdkafka call per partition instead of one per message. Only a
+    /// commit reads stored offsets, and none happens inside a batch.
+    fn store_later(&mut self, pi: usize, offset: i64) {
+        match self.to_store.iter_mut().find(|(p, _)| *p == pi) {
+            Some((_, o)) => *o = offset.max(*o),
+            None => self.to_store.push((pi, offset)),
+        }
+    }
+
+    /// Stores the offsets of the messages done since the last call (see
+    /// [`Service::store_later`]): at a batch's end, before assignment
+    /// changes, and before a held message's own offset is stored.
+    pub(super) fn store_offsets(&mut self) {
+        for (pi, offset) in self.to_store.drain(..) {
+            let p = &self.partitions[pi];
+            if let Err(e) = self.consumer.store_offset(&p.topic, p.partition, offset) {
+                tracing::warn!(error = %e, topic = %p.topic, partition = p.partition, offset, "cannot store offset");
+            }
+        }
     }
 }

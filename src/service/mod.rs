@@ -92,6 +92,9 @@ pub struct Service {
     /// Messages an engine holds (its first events, until enough agree on
     /// the time): (task, tag, topic, partition, offset), to name them if refused.
     held: Vec<(usize, u64, String, i32, i64)>,
+    /// Offsets of the batch's messages done, stored at its end: (index in
+    /// `partitions`, offset of the last one done).
+    to_store: Vec<(usize, i64)>,
     /// Stop once every assigned partition is idle at its end.
     pub until_end: bool,
     /// Wall time of the first and the last message handled.
@@ -171,6 +174,7 @@ impl Service {
             topics_checked: None,
             stats: ServiceStats::default(),
             held: Vec::new(),
+            to_store: Vec::new(),
             until_end: false,
             first_message: None,
             last_message: None,

@@ -242,6 +242,8 @@ impl Service {
     /// The engine of `task` holds no event any more: the offsets of the
     /// messages it held are stored now (at-least-once: never before).
     fn release_held(&mut self, task: usize) {
+        // the batch's messages done before, first: in offset order
+        self.store_offsets();
         for (_, _, topic, partition, offset) in self.held.iter().filter(|h| h.0 == task) {
             // a later message of the partition handled since covers this
             // one: storing it now would move the stored offset back
