@@ -21,9 +21,15 @@ use crate::sketch::Sketch;
 /// not repay the counts' allocation).
 const DENSE_FROM: usize = 4;
 const DENSE_FROM_VALUES: u64 = 32;
-/// Most ordinals the dense counts span (16 KiB; at 1 % accuracy the values
+/// Most ordinals the dense counts span (8 KiB; at 1 % accuracy the values
 /// of a bin at each end are a factor of e^80 apart).
 const DENSE_SPAN: usize = 4096;
+
+/// A dense count: 16 bits, half the room of 32 (the counts of the open
+/// buckets of every series are what a write reaches for; halved, more of
+/// them stay in the caches). A count that fills goes to the sorted bins
+/// and counts on from 0 — once per 65,535 values of one bin in one bucket.
+type Count = u16;
 
 #[derive(Clone, Default)]
 pub struct Open {
@@ -40,7 +46,7 @@ pub struct Open {
 #[derive(Clone, Default)]
 struct Dense {
     base: i64,
-    counts: Vec<u32>,
+    counts: Vec<Count>,
 }
 
 /// The side of an ordinal and its magnitude there.
@@ -61,7 +67,7 @@ impl Open {
         let dense = &mut self.dense[side];
         let k = m.wrapping_sub(dense.base) as u64;
         if let Some(c) = dense.counts.get_mut(k as usize)
-            && *c < u32::MAX
+            && *c < Count::MAX
         {
             *c += 1;
             self.counted(x);
@@ -152,8 +158,8 @@ impl Open {
             let (s, m) = self::side(o);
             let k = m.wrapping_sub(base) as u64;
             match counts.get_mut(k as usize) {
-                Some(slot) if s == side && c < u64::from(u32::MAX) => {
-                    *slot = c as u32;
+                Some(slot) if s == side && c < u64::from(Count::MAX) => {
+                    *slot = c as Count;
                     true
                 }
                 _ => false,
@@ -231,7 +237,7 @@ impl Open {
 
 /// The counts that are not 0, with their index: a span is mostly 0 (the
 /// room around what a bucket held), passed over 16 at a time.
-fn held(counts: &[u32]) -> impl DoubleEndedIterator<Item = (usize, u64)> + '_ {
+fn held(counts: &[Count]) -> impl DoubleEndedIterator<Item = (usize, u64)> + '_ {
     counts
         .chunks(16)
         .enumerate()
@@ -334,6 +340,39 @@ mod tests {
         }
     }
 
+    /// A bin's count fills again and again (400,000 values in eight bins,
+    /// one on either side past 2^16, read midway as a checkpoint
+    /// does): the settled sketch is the one the values make directly.
+    #[test]
+    fn counts_that_fill_again_and_again_settle_to_the_direct_sketch() {
+        let mut open = Open::default();
+        let mut direct = Sketch::new();
+        for i in 0..400_000i64 {
+            let o = [5, 6, 6, 6, 6, 6, 7, 8, -8, -8, -8, -8, -9, -10, -11, 6][(i % 16) as usize];
+            open.add_number(o as f64, o);
+            direct.add_number(o as f64, o);
+            if i == 131_072 {
+                let written = postcard::to_allocvec(&open).unwrap();
+                assert_eq!(written, postcard::to_allocvec(&direct).unwrap());
+            }
+        }
+        assert!(open.dense.iter().all(|d| !d.counts.is_empty()), "{open:?}");
+        let settled = open.settled();
+        assert_eq!(settled.quantiles.bins(), direct.quantiles.bins());
+        assert_eq!(&settled.quantiles, &direct.quantiles);
+        assert_eq!(settled.values, 400_000);
+        let count = |o: i64| {
+            settled
+                .quantiles
+                .bins()
+                .iter()
+                .find(|b| b.0 == o)
+                .unwrap()
+                .1
+        };
+        assert_eq!((count(6), count(-8)), (150_000, 100_000));
+    }
+
     #[test]
     fn a_full_count_goes_to_the_bins() {
         for sign in [1, -1] {
@@ -343,13 +382,13 @@ mod tests {
                 open.add_number(o as f64, sign * (o % DENSE_FROM as i64));
             }
             assert!(!open.dense[side].counts.is_empty());
-            // as if 2^32 - 1 values had landed in bin ±3 (its one so far moved into the counts)
+            // as if 2^16 - 1 values had landed in bin ±3 (its one so far moved into the counts)
             let k = (3 - open.dense[side].base) as usize;
-            open.dense[side].counts[k] = u32::MAX;
+            open.dense[side].counts[k] = Count::MAX;
             open.add_number(3.0, sign * 3);
             let bins = open.settled().quantiles.bins().to_vec();
             let three = bins.iter().find(|b| b.0 == sign * 3).unwrap();
-            assert_eq!(three.1, u64::from(u32::MAX) + 1);
+            assert_eq!(three.1, u64::from(Count::MAX) + 1);
             // zero kept its bin
             assert_eq!(bins.iter().find(|b| b.0 == 0).unwrap().1, 8);
         }
