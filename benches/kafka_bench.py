@@ -27,6 +27,8 @@ def main():
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--stream", default=STREAM,
+                    help="the predictions (JSON Lines) to produce; default the 1M stream of benches/e2e.sh")
     ap.add_argument("--route", action="store_true",
                     help="also route the topic by model (driftline route) and run a routed service on it")
     ap.add_argument("--otel", action="store_true",
@@ -47,7 +49,7 @@ def main():
                   "queue.buffering.max.messages": 500000, "compression.type": "none"})
     n = 0
     buf = io.BytesIO()
-    with open(STREAM) as f:
+    with open(args.stream) as f:
         for line in f:
             if n >= args.events:
                 break

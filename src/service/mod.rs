@@ -134,6 +134,9 @@ pub struct Service {
     /// handles it (`None` with one, or if it stopped: then this thread
     /// decodes the batch first).
     decode_ahead: Option<ahead::DecodeAhead>,
+    /// `run --workers`: each task's engine closes a bucket's windows on up
+    /// to this many threads (from 1,024 series on, as in replay).
+    workers: usize,
     /// A batch's decoded events, in order (buffers kept between batches).
     decoded: Vec<Result<crate::event::Event, crate::event::BadEvent>>,
 }
@@ -196,6 +199,7 @@ impl Service {
             batch: Default::default(),
             poll_started: (Instant::now(), std::time::SystemTime::now()),
             decode_ahead: None,
+            workers: 1,
             decoded: Vec::with_capacity(ahead::AHEAD),
             cfg,
         })
@@ -204,8 +208,13 @@ impl Service {
     /// Threads for decoding (`run --workers`): what the consumer already
     /// holds is read ahead as a batch (see `ahead`); with 2 or more it is
     /// decoded on a thread of its own while this one handles it (with 1,
-    /// here first).
+    /// here first). Each task's engine closes a bucket's windows on up to
+    /// `n` threads when it has many series (`Engine::set_workers`).
     pub fn set_workers(&mut self, n: usize) -> Result<()> {
+        self.workers = n.max(1);
+        for t in &mut self.tasks {
+            t.engine.set_workers(self.workers);
+        }
         self.decode_ahead = if n > 1 {
             let decoders = (
                 self.predictions.sharing(&self.cfg.kafka)?,

@@ -135,6 +135,7 @@ impl Service {
     pub(super) fn push_task(&mut self, key: Vec<(String, i32)>, mut engine: Engine) -> usize {
         // the control events this member has read (idempotent to apply again)
         super::control::catch_up(&mut engine, &self.control_log);
+        engine.set_workers(self.workers);
         self.tasks.push(Task {
             key,
             engine,
