@@ -268,7 +268,7 @@ impl Service {
         let Some(first) = batch.first() else {
             return true;
         };
-        let mut clock = BusyClock::start(self.stream_of(first));
+        let mut clock = BusyClock::start(self.stream_of(first.topic()));
         let go = if batch.len() == 1 {
             let msg = batch.pop().expect("one message");
             self.handle(&msg, None, last_applies, stop, clock.since)
@@ -302,8 +302,8 @@ impl Service {
     }
 
     /// 0 for the predictions topic, 1 for outcomes (`Service::batch`).
-    fn stream_of(&self, msg: &BorrowedMessage<'_>) -> usize {
-        usize::from(msg.topic() != self.topics[0])
+    fn stream_of(&self, topic: &str) -> usize {
+        usize::from(topic != self.topics[0])
     }
 
     /// [`Service::handle_batch`] with the decode thread: its first messages
@@ -441,7 +441,7 @@ impl Service {
         if sought.contains(&(topic, msg.partition())) {
             return true;
         }
-        clock.switch(self, usize::from(topic != self.topics[0]));
+        clock.switch(self, self.stream_of(topic));
         let reseeks = self.stats.reseeks;
         let was_paused = self.is_paused(topic, msg.partition());
         let last = i == batch.len() - 1;

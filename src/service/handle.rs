@@ -78,14 +78,9 @@ impl Service {
         stop: &watch::Receiver<bool>,
         now: Instant,
     ) -> bool {
-        if apply_changes {
-            // the offsets of the messages before, stored while their
-            // partitions are still this member's
-            self.store_offsets();
-            if self.apply_assignment_changes() {
-                // this message comes again from the start of its partition
-                return true;
-            }
+        if apply_changes && self.apply_assignment_changes() {
+            // this message comes again from the start of its partition
+            return true;
         }
         self.stats.messages += 1;
         self.first_message.get_or_insert(now);
@@ -272,7 +267,8 @@ impl Service {
 
     /// Stores the offsets of the messages done since the last call (see
     /// [`Service::store_later`]): at a batch's end, before assignment
-    /// changes, and before a held message's own offset is stored.
+    /// changes (they move the partitions' places), and before a held
+    /// message's own offset is stored.
     pub(super) fn store_offsets(&mut self) {
         for (pi, offset) in self.to_store.drain(..) {
             let p = &self.partitions[pi];

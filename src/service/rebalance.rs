@@ -20,6 +20,9 @@ impl Service {
     /// Applies rebalances; true when the windows were rebuilt (the
     /// partitions were sent back to their start).
     pub(super) fn apply_assignment_changes(&mut self) -> bool {
+        // the offsets of the messages done, stored while their partitions
+        // are still this member's and at the places `store_later` noted
+        self.store_offsets();
         let mut rebuilt = false;
         let changes = self.consumer.context().take_changes();
         for ch in changes {
