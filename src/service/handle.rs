@@ -85,7 +85,9 @@ impl Service {
         self.stats.messages += 1;
         self.first_message.get_or_insert(now);
         // a message may come before its assignment event was seen: then it registers here
-        let pi = self.partition(msg.topic(), msg.partition());
+        // (the topic's name is checked as UTF-8 at each call: read once)
+        let topic = msg.topic();
+        let pi = self.partition(topic, msg.partition());
         let st = &mut self.partitions[pi];
         st.last_message = now;
         if msg.offset() <= st.last_offset {
@@ -138,7 +140,7 @@ impl Service {
                 self.tasks[task].engine.set_idle(p.source, false);
             }
         }
-        let is_predictions = msg.topic() == self.topics[0];
+        let is_predictions = topic == self.topics[0];
         self.consumed[usize::from(!is_predictions)] += 1;
         let decoder = if is_predictions {
             &mut self.predictions
