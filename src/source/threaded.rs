@@ -1,6 +1,7 @@
 //! Reading beside the engine (`replay --workers`).
 
 use super::file::{Merge, Record};
+use crate::event::Event;
 
 /// Records read, decoded and merged on a thread of their own, handed over
 /// in batches: reading and decoding run beside the engine (`--workers` 2
@@ -24,7 +25,9 @@ const BATCH: usize = 256;
 const AHEAD: usize = 4;
 
 impl Threaded {
-    pub fn spawn(mut merge: Merge) -> Threaded {
+    /// Reads `merge` on a thread of its own, calling `prepare` there on
+    /// each event (what can be worked out for the engine beforehand).
+    pub fn spawn(mut merge: Merge, prepare: impl Fn(&mut Event) + Send + 'static) -> Threaded {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD);
         // every batch in flight fits: AHEAD queued, one being filled, one applied
         let (back, empty) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD + 2);
@@ -40,6 +43,11 @@ impl Threaded {
                         Err(_) => Vec::with_capacity(BATCH),
                     };
                     b.extend(merge.by_ref().take(BATCH));
+                    for r in &mut b {
+                        if let Ok(ev) = &mut r.event {
+                            prepare(ev);
+                        }
+                    }
                     let last = b.len() < BATCH;
                     // the reader stopped early (an error, --strict): stop too
                     if (!b.is_empty() && tx.send(b).is_err()) || last {
@@ -71,10 +79,14 @@ pub enum Records {
 }
 
 impl Records {
-    /// `Beside` when `workers` > 1.
-    pub fn new(merge: Merge, workers: usize) -> Records {
+    /// `Beside` when `workers` > 1 (calling `prepare` on each event there).
+    pub fn new(
+        merge: Merge,
+        workers: usize,
+        prepare: impl Fn(&mut Event) + Send + 'static,
+    ) -> Records {
         if workers > 1 {
-            Records::Beside(Threaded::spawn(merge))
+            Records::Beside(Threaded::spawn(merge, prepare))
         } else {
             Records::Here(merge)
         }
