@@ -45,7 +45,12 @@ impl Service {
             .iter_mut()
             .flat_map(|t| t.engine.drain_incidents())
             .collect();
-        let topic = self.cfg.kafka.incidents_topic.clone();
+        // (called after every message: nothing is allocated when nothing is pending)
+        let topic = if incidents.is_empty() {
+            String::new()
+        } else {
+            self.cfg.kafka.incidents_topic.clone()
+        };
         for mut ev in incidents {
             ev.emitted_at = now_ms();
             let payload = self.payload(&ev, crate::incident::avro::encode_incident);
@@ -63,7 +68,11 @@ impl Service {
             .iter_mut()
             .flat_map(|t| t.engine.drain_actions())
             .collect();
-        let topic = self.cfg.kafka.actions_topic.clone();
+        let topic = if actions.is_empty() {
+            String::new()
+        } else {
+            self.cfg.kafka.actions_topic.clone()
+        };
         for mut a in actions {
             a.emitted_at = now_ms();
             // decisions are rare and consequential: each one in the log
