@@ -113,3 +113,58 @@ impl Records {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::StreamKind;
+    use crate::source::file::FileSource;
+
+    fn file(name: &str, lines: usize) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("dl-threaded-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("p.jsonl");
+        let text: String = (0..lines)
+            .map(|i| {
+                format!(
+                    "{{\"trace_id\":\"t{i}\",\"model_id\":\"m\",\"event_time\":{},\"features\":{{\"x\":{i}.5}},\"prediction\":0}}\n",
+                    1_700_000_000_000i64 + i as i64
+                )
+            })
+            .collect();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn threaded(p: &std::path::Path) -> Threaded {
+        let src = FileSource::open(p, StreamKind::Predictions, 1 << 20).unwrap();
+        Threaded::spawn(Merge::new(vec![src]), |ev| {
+            if let Event::Prediction(p) = ev {
+                p.work_out_ordinals(0.01, |x| x as i64);
+            }
+        })
+    }
+
+    /// Many more batches than are ever queued: each record once, in
+    /// order, prepared on the reader's thread.
+    #[test]
+    fn every_record_comes_once_in_order_and_prepared() {
+        let n = BATCH * AHEAD * 5 + 7;
+        let p = file("all", n);
+        let mut t = threaded(&p);
+        let mut line = 0;
+        while let Some(b) = t.batch() {
+            for r in &b {
+                line += 1;
+                assert_eq!(r.location.line, line as u64);
+                let Ok(Event::Prediction(p)) = &r.event else {
+                    panic!("{:?}", r.location)
+                };
+                assert_eq!(p.ordinals(0.01), Some(&[line as i64 - 1, 0, 0][..]));
+            }
+            t.done(b);
+        }
+        assert_eq!(line, n);
+        std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+    }
+}
