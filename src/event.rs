@@ -51,29 +51,6 @@ pub struct Prediction {
     /// production, never counted as production.
     #[serde(default, skip_serializing_if = "is_false")]
     pub shadow: bool,
-    /// Its numbers' sketch bins, when worked out where it was decoded
-    /// ([`Prediction::work_out_ordinals`]); never written or read.
-    #[serde(skip)]
-    pub ordinals: Ordinals,
-}
-
-/// Each number's DDSketch bin (`sketch::ordinal`) in a prediction — its
-/// features' in order (0 for one that is not a number), then its
-/// prediction's and its score's — worked out on the thread that decoded
-/// it, so the engine's thread (the one a replay or a task waits on) need
-/// not take a logarithm per value. Made for one quantile accuracy and read
-/// only at that one; otherwise, or when empty, the engine works them out.
-/// Derived from the values, so it plays no part in equality.
-#[derive(Clone, Debug, Default)]
-pub struct Ordinals {
-    accuracy: u64,
-    of: Vec<i64>,
-}
-
-impl PartialEq for Ordinals {
-    fn eq(&self, _: &Ordinals) -> bool {
-        true
-    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -197,34 +174,6 @@ impl BadEvent {
 }
 
 impl Prediction {
-    /// Works out its numbers' sketch bins, `ordinal` each number's at
-    /// quantile accuracy `accuracy` (`engine::Prepare` gives both), for
-    /// [`Prediction::ordinals`].
-    pub fn work_out_ordinals(&mut self, accuracy: f64, ordinal: impl Fn(f64) -> i64) {
-        let of = &mut self.ordinals.of;
-        of.clear();
-        of.extend(self.features.iter().map(|(_, v)| match v {
-            Value::Number(x) => ordinal(*x),
-            _ => 0,
-        }));
-        of.push(match self.prediction {
-            Scalar::Number(x) => ordinal(x),
-            Scalar::Text(_) => 0,
-        });
-        of.push(self.score.map_or(0, &ordinal));
-        self.ordinals.accuracy = accuracy.to_bits();
-    }
-
-    /// Its numbers' bins as [`Prediction::work_out_ordinals`] left them for
-    /// quantile accuracy `accuracy`; `None` when they were not worked out
-    /// for it (or the event changed since).
-    #[inline]
-    pub fn ordinals(&self, accuracy: f64) -> Option<&[i64]> {
-        let o = &self.ordinals;
-        (o.accuracy == accuracy.to_bits() && o.of.len() == self.features.len() + 2)
-            .then_some(&o.of[..])
-    }
-
     /// Checks what types cannot: non-empty ids, finite numbers, a score in
     /// [0, 1], an event time after the epoch and before 2100.
     pub fn validate(&self) -> Result<(), BadEvent> {
@@ -546,34 +495,6 @@ fn de_slices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Text, Text)>, D::Er
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The bins worked out beside decoding are each number's own, in
-    /// order; read at another accuracy, or after the features changed,
-    /// there are none (the engine works them out itself then).
-    #[test]
-    fn ordinals_are_each_numbers_bin_and_only_at_their_accuracy() {
-        let mut p: Prediction = serde_json::from_str(
-            r#"{"trace_id":"t","model_id":"m","event_time":1,"prediction":0.25,"score":0.5,
-                "features":{"a":-3.5,"b":"red","c":null,"d":1e6}}"#,
-        )
-        .unwrap();
-        assert_eq!(p.ordinals(0.01), None);
-        // (any function of the value will do here)
-        let o = |x: f64| (x * 100.0).round() as i64;
-        p.work_out_ordinals(0.01, o);
-        assert_eq!(
-            p.ordinals(0.01),
-            Some(&[o(-3.5), 0, 0, o(1e6), o(0.25), o(0.5)][..])
-        );
-        assert_eq!(p.ordinals(0.02), None);
-        let same = p.clone();
-        p.features.pop();
-        assert_eq!(p.ordinals(0.01), None);
-        // derived: no part of equality
-        let mut fresh = same.clone();
-        fresh.ordinals = Ordinals::default();
-        assert_eq!(fresh, same);
-    }
 
     proptest::proptest! {
         /// Keys alike at both ends, of one length or empty: refused exactly

@@ -197,7 +197,6 @@ pub fn replay(
         None => Default::default(),
     };
     let baselines = Baseline::load_configured(&cfg)?;
-    let prepare = crate::engine::Prepare::new(cfg.series.quantile_accuracy);
     let mut engine = Engine::with_baselines(cfg, baselines);
     // without an outcomes file no prediction waits in the join
     engine.expect_outcomes(!outcomes.is_empty());
@@ -238,29 +237,28 @@ pub fn replay(
     let started = Instant::now();
     let mut n: u64 = 0;
     let mut feeder = Feeder::default();
-    crate::source::threaded::Records::new(merged, workers, move |ev| prepare.event(ev))
-        .try_for_each(|rec, next| {
-            // read on the reader's core: the next event's parts come over
-            // while this one is applied
-            if let Some(Ok(next)) = next.map(|r| &r.event) {
-                crate::engine::prefetch_event(next);
-            }
-            if !pending.is_empty()
-                && let Some(w) = engine.watermark()
-            {
-                apply_due(&mut engine, &mut pending, Some(w));
-            }
-            feeder.feed(&mut engine, rec, strict)?;
-            for a in engine.drain_alerts() {
-                sink.write(&a)?;
-            }
-            drain_events(&mut engine, incident_sink.as_mut(), action_sink.as_mut())?;
-            n += 1;
-            if n.is_multiple_of(16384) {
-                pb.set_position(n);
-            }
-            Ok::<(), Error>(())
-        })?;
+    crate::source::threaded::Records::new(merged, workers).try_for_each(|rec, next| {
+        // read on the reader's core: the next event's parts come over
+        // while this one is applied
+        if let Some(Ok(next)) = next.map(|r| &r.event) {
+            crate::engine::prefetch_event(next);
+        }
+        if !pending.is_empty()
+            && let Some(w) = engine.watermark()
+        {
+            apply_due(&mut engine, &mut pending, Some(w));
+        }
+        feeder.feed(&mut engine, rec, strict)?;
+        for a in engine.drain_alerts() {
+            sink.write(&a)?;
+        }
+        drain_events(&mut engine, incident_sink.as_mut(), action_sink.as_mut())?;
+        n += 1;
+        if n.is_multiple_of(16384) {
+            pb.set_position(n);
+        }
+        Ok::<(), Error>(())
+    })?;
     engine.finish();
     apply_due(&mut engine, &mut pending, None);
     feeder.settle(&mut engine, strict)?;

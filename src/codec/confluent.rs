@@ -185,7 +185,6 @@ mod tests {
             prediction: Scalar::Number(0.0),
             score: None,
             shadow: false,
-            ordinals: Default::default(),
         }
     }
 

@@ -305,11 +305,8 @@ impl Engine {
         let mut sids = std::mem::take(&mut self.planned_series);
         planned.clear();
         sids.clear();
-        // each number's bin, worked out on the decoding thread when it could be
-        let pre = p.ordinals(self.cfg.series.quantile_accuracy);
-        let n_values = p.features.len();
-        let mut plan = |e: &mut Self, f: u32, v: Val<'_>, at: usize| {
-            planned.push(e.observe(m, f, v, pre.map(|o| o[at])));
+        let mut plan = |e: &mut Self, f: u32, v: Val<'_>| {
+            planned.push(e.observe(m, f, v));
             for &slot in &slots {
                 sids.push(e.series_id(m, f, slot, bucket));
             }
@@ -320,20 +317,20 @@ impl Engine {
                 continue;
             };
             model.features[f as usize].seen_gen = generation;
-            plan(self, f, v.into(), i);
+            plan(self, f, v.into());
         }
         let pred = match &p.prediction {
             Scalar::Number(x) => Val::Num(*x),
             Scalar::Text(s) => Val::Cat(s),
         };
-        plan(self, PREDICTION, pred, n_values);
+        plan(self, PREDICTION, pred);
         match p.score {
-            Some(s) => plan(self, SCORE, Val::Num(s), n_values + 1),
+            Some(s) => plan(self, SCORE, Val::Num(s)),
             None if self.models[m as usize].features[SCORE as usize]
                 .kind
                 .is_some() =>
             {
-                plan(self, SCORE, Val::Null, n_values + 1)
+                plan(self, SCORE, Val::Null)
             }
             None => {}
         }
@@ -342,7 +339,7 @@ impl Engine {
         for f in 2..n_features {
             let feat = &self.models[m as usize].features[f as usize];
             if feat.seen_gen != generation && feat.kind.is_some() {
-                plan(self, f, Val::Null, 0);
+                plan(self, f, Val::Null);
             }
         }
         let many = self.series.len() >= PREFETCH_FROM_SERIES;
@@ -454,8 +451,7 @@ impl Engine {
 
     /// What value `v` of feature `f` is to its series (with its DDSketch
     /// bin for a number), the feature's kind and categories updated.
-    /// `pre`: the value's sketch bin if worked out already (a number's).
-    fn observe(&mut self, m: u32, f: u32, v: Val<'_>, pre: Option<i64>) -> Observation {
+    fn observe(&mut self, m: u32, f: u32, v: Val<'_>) -> Observation {
         let cap = self.cfg.series.max_categories;
         let feat = &mut self.models[m as usize].features[f as usize];
         match (feat.kind, v) {
@@ -475,7 +471,7 @@ impl Engine {
             (_, Val::Null) => Observation::Null,
             (Some(ValueKind::Numeric), Val::Num(x)) => Observation::Number {
                 x,
-                ordinal: pre.unwrap_or_else(|| ordinal(&self.dd, x)),
+                ordinal: ordinal(&self.dd, x),
             },
             (Some(ValueKind::Categorical), Val::Cat(_)) => {
                 Observation::Category(cat.unwrap_or(0) as usize)

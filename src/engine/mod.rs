@@ -96,33 +96,6 @@ pub fn prefetch_event(ev: &crate::event::Event) {
     }
 }
 
-/// What can be worked out for an engine before it applies an event, on
-/// the thread that decoded it (replay's reader, `run`'s decode thread):
-/// a prediction's sketch bins, a logarithm per number that the engine's
-/// thread — the one a replay or a task waits on — is spared. An engine of
-/// another accuracy works them out again itself.
-#[derive(Clone)]
-pub struct Prepare {
-    accuracy: f64,
-    dd: DdConfig,
-}
-
-impl Prepare {
-    /// For an engine of quantile accuracy `accuracy` (`series.quantile_accuracy`).
-    pub fn new(accuracy: f64) -> Prepare {
-        Prepare {
-            accuracy,
-            dd: dd_config(accuracy),
-        }
-    }
-
-    pub fn event(&self, ev: &mut crate::event::Event) {
-        if let crate::event::Event::Prediction(p) = ev {
-            p.work_out_ordinals(self.accuracy, |x| crate::sketch::ordinal(&self.dd, x));
-        }
-    }
-}
-
 impl Series {
     /// Whether the window as it stands is below what an evaluation needs,
     /// for data quality (rows) and so for drift (values, never more): the

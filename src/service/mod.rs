@@ -220,12 +220,10 @@ impl Service {
                 self.predictions.sharing(&self.cfg.kafka)?,
                 self.outcomes.sharing(&self.cfg.kafka)?,
             );
-            let prepare = crate::engine::Prepare::new(self.cfg.series.quantile_accuracy);
-            let thread =
-                ahead::DecodeAhead::spawn(decoders, prepare).map_err(|e| Error::Kafka {
-                    what: "decode thread".into(),
-                    message: e.to_string(),
-                })?;
+            let thread = ahead::DecodeAhead::spawn(decoders).map_err(|e| Error::Kafka {
+                what: "decode thread".into(),
+                message: e.to_string(),
+            })?;
             Some(thread)
         } else {
             None

@@ -1,7 +1,6 @@
 //! Reading beside the engine (`replay --workers`).
 
 use super::file::{Merge, Record};
-use crate::event::Event;
 
 /// Records read, decoded and merged on a thread of their own, handed over
 /// in batches: reading and decoding run beside the engine (`--workers` 2
@@ -25,9 +24,7 @@ const BATCH: usize = 256;
 const AHEAD: usize = 4;
 
 impl Threaded {
-    /// Reads `merge` on a thread of its own, calling `prepare` there on
-    /// each event (what can be worked out for the engine beforehand).
-    pub fn spawn(mut merge: Merge, prepare: impl Fn(&mut Event) + Send + 'static) -> Threaded {
+    pub fn spawn(mut merge: Merge) -> Threaded {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD);
         // every batch in flight fits: AHEAD queued, one being filled, one applied
         let (back, empty) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD + 2);
@@ -43,11 +40,6 @@ impl Threaded {
                         Err(_) => Vec::with_capacity(BATCH),
                     };
                     b.extend(merge.by_ref().take(BATCH));
-                    for r in &mut b {
-                        if let Ok(ev) = &mut r.event {
-                            prepare(ev);
-                        }
-                    }
                     let last = b.len() < BATCH;
                     // the reader stopped early (an error, --strict): stop too
                     if (!b.is_empty() && tx.send(b).is_err()) || last {
@@ -79,14 +71,10 @@ pub enum Records {
 }
 
 impl Records {
-    /// `Beside` when `workers` > 1 (calling `prepare` on each event there).
-    pub fn new(
-        merge: Merge,
-        workers: usize,
-        prepare: impl Fn(&mut Event) + Send + 'static,
-    ) -> Records {
+    /// `Beside` when `workers` > 1.
+    pub fn new(merge: Merge, workers: usize) -> Records {
         if workers > 1 {
-            Records::Beside(Threaded::spawn(merge, prepare))
+            Records::Beside(Threaded::spawn(merge))
         } else {
             Records::Here(merge)
         }
@@ -118,6 +106,7 @@ impl Records {
 mod tests {
     use super::*;
     use crate::codec::StreamKind;
+    use crate::event::Event;
     use crate::source::file::FileSource;
 
     fn file(name: &str, lines: usize) -> std::path::PathBuf {
@@ -138,17 +127,13 @@ mod tests {
 
     fn threaded(p: &std::path::Path) -> Threaded {
         let src = FileSource::open(p, StreamKind::Predictions, 1 << 20).unwrap();
-        Threaded::spawn(Merge::new(vec![src]), |ev| {
-            if let Event::Prediction(p) = ev {
-                p.work_out_ordinals(0.01, |x| x as i64);
-            }
-        })
+        Threaded::spawn(Merge::new(vec![src]))
     }
 
     /// Many more batches than are ever queued: each record once, in
-    /// order, prepared on the reader's thread.
+    /// order.
     #[test]
-    fn every_record_comes_once_in_order_and_prepared() {
+    fn every_record_comes_once_in_order() {
         let n = BATCH * AHEAD * 5 + 7;
         let p = file("all", n);
         let mut t = threaded(&p);
@@ -160,7 +145,7 @@ mod tests {
                 let Ok(Event::Prediction(p)) = &r.event else {
                     panic!("{:?}", r.location)
                 };
-                assert_eq!(p.ordinals(0.01), Some(&[line as i64 - 1, 0, 0][..]));
+                assert_eq!(p.trace_id, format!("t{}", line - 1));
             }
             t.done(b);
         }

@@ -58,7 +58,6 @@ pub fn prediction(text: &str) -> Option<Prediction> {
         prediction: Scalar::Number(0.0),
         score: None,
         shadow: false,
-        ordinals: Default::default(),
     };
     let mut seen = 0u16;
     c.object(|c, name| {
