@@ -45,13 +45,10 @@ impl Service {
             .iter_mut()
             .flat_map(|t| t.engine.drain_incidents())
             .collect();
-        // (called after every message: nothing is allocated when nothing is pending)
-        let topic = if incidents.is_empty() {
-            String::new()
-        } else {
-            self.cfg.kafka.incidents_topic.clone()
-        };
         for mut ev in incidents {
+            // (the name copied per event, not per call: this runs after
+            // every message, and most have nothing to publish)
+            let topic = self.cfg.kafka.incidents_topic.clone();
             ev.emitted_at = now_ms();
             let payload = self.payload(&ev, crate::incident::avro::encode_incident);
             if !self
@@ -68,12 +65,8 @@ impl Service {
             .iter_mut()
             .flat_map(|t| t.engine.drain_actions())
             .collect();
-        let topic = if actions.is_empty() {
-            String::new()
-        } else {
-            self.cfg.kafka.actions_topic.clone()
-        };
         for mut a in actions {
+            let topic = self.cfg.kafka.actions_topic.clone();
             a.emitted_at = now_ms();
             // decisions are rare and consequential: each one in the log
             tracing::info!(action_id = %a.action_id, action = a.action.as_str(), model = %a.model_id,
