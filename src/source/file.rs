@@ -123,6 +123,13 @@ impl FileSource {
     /// The next record, or `None` at the end of the file. An unreadable file
     /// part (an I/O error, a corrupt Avro block) ends the file with one bad record.
     pub fn next_record(&mut self) -> Option<Record> {
+        self.next_record_reusing(None)
+    }
+
+    /// [`FileSource::next_record`], decoding into `spare` (an event already
+    /// applied) when it can: a JSON line of the common shape takes no
+    /// allocation then.
+    pub fn next_record_reusing(&mut self, mut spare: Option<Event>) -> Option<Record> {
         loop {
             if self.done {
                 return None;
@@ -135,28 +142,46 @@ impl FileSource {
             };
             let event = match &mut self.reader {
                 Reader::Jsonl { r, buf, max_line } => {
-                    match read_line(r, buf, *max_line, self.line == 1) {
-                        Ok(Line::Eof) => return None,
-                        Ok(Line::Read) => {
-                            let line = trim(buf);
-                            if line.is_empty() {
-                                continue;
-                            }
-                            json::decode(self.kind, line)
+                    // most lines are whole in the reader's buffer: read there,
+                    // not copied out first
+                    if self.line > 1
+                        && let Ok(avail) = r.fill_buf()
+                        && let Some(i) = memchr::memchr2(b'\n', b'\r', avail)
+                        && avail[i] == b'\n'
+                        && i <= *max_line
+                    {
+                        let line = trim(&avail[..i]);
+                        let event = (!line.is_empty())
+                            .then(|| json::decode_reusing(self.kind, line, spare.take()));
+                        r.consume(i + 1);
+                        match event {
+                            Some(event) => event,
+                            None => continue,
                         }
-                        Ok(Line::TooLong(n)) => Err(BadEvent::new(
-                            BadReason::LineTooLong,
-                            format!(
-                                "line of {n} bytes is longer than input.max_line_bytes ({max_line}); skipped"
-                            ),
-                        )),
-                        Err(e) => {
-                            // stop this file: the rest cannot be trusted
-                            self.done = true;
-                            Err(BadEvent::new(
-                                BadReason::MalformedJson,
-                                format!("read error: {e}; rest of file skipped"),
-                            ))
+                    } else {
+                        match read_line(r, buf, *max_line, self.line == 1) {
+                            Ok(Line::Eof) => return None,
+                            Ok(Line::Read) => {
+                                let line = trim(buf);
+                                if line.is_empty() {
+                                    continue;
+                                }
+                                json::decode_reusing(self.kind, line, spare.take())
+                            }
+                            Ok(Line::TooLong(n)) => Err(BadEvent::new(
+                                BadReason::LineTooLong,
+                                format!(
+                                    "line of {n} bytes is longer than input.max_line_bytes ({max_line}); skipped"
+                                ),
+                            )),
+                            Err(e) => {
+                                // stop this file: the rest cannot be trusted
+                                self.done = true;
+                                Err(BadEvent::new(
+                                    BadReason::MalformedJson,
+                                    format!("read error: {e}; rest of file skipped"),
+                                ))
+                            }
                         }
                     }
                 }
@@ -333,13 +358,13 @@ impl Merge {
             jump_ms,
         };
         for i in 0..n {
-            m.refill(i);
+            m.refill(i, None);
         }
         m
     }
 
-    fn refill(&mut self, i: usize) {
-        while let Some(rec) = self.sources[i].next_record() {
+    fn refill(&mut self, i: usize, mut spare: Option<Event>) {
+        while let Some(rec) = self.sources[i].next_record_reusing(spare.take()) {
             match rec.event {
                 Ok(ev) => {
                     let t = ev.event_time();
@@ -362,20 +387,28 @@ impl Merge {
     }
 }
 
-impl Iterator for Merge {
-    type Item = Record;
-
-    fn next(&mut self) -> Option<Record> {
+impl Merge {
+    /// The next record, decoding the one after it from its file into
+    /// `spare` (an event already applied) when it can.
+    pub fn next_reusing(&mut self, spare: Option<Event>) -> Option<Record> {
         if let Some(b) = self.bad.pop_front() {
             return Some(b);
         }
         let Reverse((_, i)) = self.heap.pop()?;
         let (location, ev) = self.pending[i].take()?;
-        self.refill(i);
+        self.refill(i, spare);
         Some(Record {
             location,
             event: Ok(ev),
         })
+    }
+}
+
+impl Iterator for Merge {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        self.next_reusing(None)
     }
 }
 
@@ -507,6 +540,66 @@ mod tests {
         assert_eq!(bad.len(), 1);
         assert!(bad[0].0.ends_with("a.jsonl:4"), "{bad:?}");
         assert_eq!(bad[0].1, BadReason::MalformedJson);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Lines read in the reader's buffer or copied out of it (one across
+    /// the buffer's end, a BOM, `\r\n`, blank and too-long lines), into
+    /// spent events or fresh ones: each line is the event it is alone, at
+    /// its own line number.
+    #[test]
+    fn every_line_reads_as_it_would_alone_wherever_it_lies() {
+        let dir = std::env::temp_dir().join(format!("dl-lines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let max = 300;
+        let mut lines = vec![format!("\u{feff}{}", pred(1, "bom"))];
+        for i in 0..2_000 {
+            lines.push(match i % 11 {
+                3 => String::new(),
+                4 => "   ".to_owned(),
+                5 => format!("{}\r", pred(i, &format!("crlf{i}"))),
+                6 => pred(i, &"x".repeat(max)),
+                7 => "{oops".to_owned(),
+                8 => format!(
+                    r#"{{"trace_id":"w{i}","model_id":"m","model_version":"v2","event_time":{i},"features":{{"a":"b","c":null,"d":true}},"slices":{{"r":"eu"}},"prediction":"yes","score":0.25,"shadow":true}}"#
+                ),
+                _ => pred(i, &format!("t{i}")),
+            });
+        }
+        let text = lines.join("\n");
+        // a line runs across the reader's first 64 KiB
+        assert!(text.len() > 1 << 17);
+        let p = write(&dir, "p.jsonl", &text);
+        let alone = |n: usize| {
+            let line = lines[n].trim_start_matches('\u{feff}');
+            let line = trim(line.as_bytes());
+            if line.is_empty() {
+                None
+            } else if line.len() > max {
+                Some(Err(BadReason::LineTooLong))
+            } else {
+                Some(json::decode(StreamKind::Predictions, line).map_err(|e| e.reason))
+            }
+        };
+        for reuse in [false, true] {
+            let mut src = FileSource::open(&p, StreamKind::Predictions, max).unwrap();
+            let mut spare = None;
+            let mut want = (0..lines.len()).filter_map(|n| alone(n).map(|ev| (n + 1, ev)));
+            while let Some(r) = src.next_record_reusing(spare.take()) {
+                let (line, ev) = want.next().expect("no more records than lines");
+                assert_eq!(r.location.line, line as u64);
+                let got = r.event.as_ref().map_err(|e| e.reason);
+                assert_eq!(
+                    format!("{got:?}"),
+                    format!("{:?}", ev.as_ref()),
+                    "line {line}"
+                );
+                if reuse {
+                    spare = r.event.ok();
+                }
+            }
+            assert!(want.next().is_none());
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

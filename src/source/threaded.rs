@@ -1,15 +1,17 @@
 //! Reading beside the engine (`replay --workers`).
 
 use super::file::{Merge, Record};
+use crate::event::Event;
 
 /// Records read, decoded and merged on a thread of their own, handed over
 /// in batches: reading and decoding run beside the engine (`--workers` 2
 /// or more). The sequence is the one the merge makes on the caller's thread.
 ///
-/// A batch goes back to the reader with its records once applied: they are
-/// dropped on the thread that allocated them (a free from the other thread
-/// costs the engine's thread more than the allocation cost the reader's),
-/// and the batch's buffer is refilled.
+/// A batch goes back to the reader with its records once applied: their
+/// events are decoded into again on the thread that allocated them (a
+/// free from the other thread costs the engine's thread more than the
+/// allocation cost the reader's; reused, nothing is allocated or freed per
+/// event), and the batch's buffer is refilled.
 pub struct Threaded {
     rx: std::sync::mpsc::Receiver<Vec<Record>>,
     back: std::sync::mpsc::SyncSender<Vec<Record>>,
@@ -31,15 +33,23 @@ impl Threaded {
         std::thread::Builder::new()
             .name("driftline-read".into())
             .spawn(move || {
+                // a batch handed back gives its events to the next records
+                // read: decoded into them, without allocating
+                let mut spares: Vec<Event> = Vec::with_capacity(BATCH);
                 loop {
                     let mut b = match empty.try_recv() {
                         Ok(mut b) => {
-                            b.clear();
+                            spares.extend(b.drain(..).filter_map(|r| r.event.ok()));
                             b
                         }
                         Err(_) => Vec::with_capacity(BATCH),
                     };
-                    b.extend(merge.by_ref().take(BATCH));
+                    while b.len() < BATCH {
+                        match merge.next_reusing(spares.pop()) {
+                            Some(r) => b.push(r),
+                            None => break,
+                        }
+                    }
                     let last = b.len() < BATCH;
                     // the reader stopped early (an error, --strict): stop too
                     if (!b.is_empty() && tx.send(b).is_err()) || last {
@@ -88,7 +98,15 @@ impl Records {
         mut f: impl FnMut(&Record, Option<&Record>) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         match self {
-            Records::Here(merge) => merge.into_iter().try_for_each(|r| f(&r, None)),
+            Records::Here(mut merge) => {
+                // each event applied is the next one's buffers
+                let mut spare = None;
+                while let Some(r) = merge.next_reusing(spare.take()) {
+                    f(&r, None)?;
+                    spare = r.event.ok();
+                }
+                Ok(())
+            }
             Records::Beside(mut t) => {
                 while let Some(b) = t.batch() {
                     for (i, r) in b.iter().enumerate() {

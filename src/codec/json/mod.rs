@@ -17,6 +17,25 @@ pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
     Ok(ev)
 }
 
+/// [`decode`], reusing `spare` (an event handed back once applied) for a
+/// prediction of the common shape: its trace id, features and slices keep
+/// their buffers, and nothing is allocated.
+pub fn decode_reusing(
+    kind: StreamKind,
+    bytes: &[u8],
+    spare: Option<Event>,
+) -> Result<Event, BadEvent> {
+    if let (StreamKind::Predictions, Some(Event::Prediction(mut p))) = (kind, spare)
+        && let Ok(text) = std::str::from_utf8(bytes)
+        && plain::prediction_into(text, &mut p)
+    {
+        let ev = Event::Prediction(p);
+        ev.validate()?;
+        return Ok(ev);
+    }
+    decode(kind, bytes)
+}
+
 /// Valid UTF-8 is checked once for the whole line (word at a time), not
 /// string by string; a line that is not is read as bytes, so that its
 /// error names where. Valid text of the common shape is read by `plain`;

@@ -47,7 +47,6 @@ const REQUIRED: u16 = TRACE_ID | MODEL_ID | EVENT_TIME | FEATURES | PREDICTION;
 /// Reads `text` as a plain prediction; `None` when it is not one (the
 /// caller reads it with serde_json then).
 pub fn prediction(text: &str) -> Option<Prediction> {
-    let mut c = Cursor { text, at: 0 };
     let mut p = Prediction {
         trace_id: String::new(),
         model_id: Text::default(),
@@ -59,8 +58,25 @@ pub fn prediction(text: &str) -> Option<Prediction> {
         score: None,
         shadow: false,
     };
+    prediction_into(text, &mut p).then_some(p)
+}
+
+/// [`prediction`] into `p`, whose buffers (trace id, features, slices) are
+/// reused: a reader that hands its spent events back decodes without
+/// allocating. False when `text` is not plain (`p` then holds a part of it).
+pub fn prediction_into(text: &str, p: &mut Prediction) -> bool {
+    let mut c = Cursor { text, at: 0 };
+    p.trace_id.clear();
+    p.model_id.clear();
+    p.model_version = None;
+    p.event_time = 0;
+    p.features.clear();
+    p.slices.clear();
+    p.prediction = Scalar::Number(0.0);
+    p.score = None;
+    p.shadow = false;
     let mut seen = 0u16;
-    c.object(|c, name| {
+    let read = c.object(|c, name| {
         let field = match name {
             "trace_id" => TRACE_ID,
             "model_id" => MODEL_ID,
@@ -75,8 +91,8 @@ pub fn prediction(text: &str) -> Option<Prediction> {
         };
         once(&mut seen, field)?;
         match field {
-            TRACE_ID => p.trace_id = c.string()?.to_owned(),
-            MODEL_ID => p.model_id = Text::from(c.string()?),
+            TRACE_ID => p.trace_id.push_str(c.string()?),
+            MODEL_ID => p.model_id.push_str(c.string()?),
             MODEL_VERSION => {
                 p.model_version = match c.peek()? {
                     b'n' => c.null()?,
@@ -99,9 +115,9 @@ pub fn prediction(text: &str) -> Option<Prediction> {
             _ => p.shadow = c.bool()?,
         }
         Some(())
-    })?;
+    });
     c.skip_ws();
-    (c.at == text.len() && seen & REQUIRED == REQUIRED).then_some(p)
+    read.is_some() && c.at == text.len() && seen & REQUIRED == REQUIRED
 }
 
 /// Reads `text` as a plain outcome (its four fields once each); `None`
@@ -567,6 +583,23 @@ mod tests {
                     Ok(q) => prop_assert_eq!(format!("{p:?}"), format!("{q:?}")),
                     Err(e) => prop_assert!(false, "read {p:?}, serde_json refused: {e}"),
                 }
+            }
+        }
+
+        /// Read into an event left from another line (one read partly and
+        /// refused, too), a line reads to what it reads to alone: nothing
+        /// of the other stays.
+        #[test]
+        fn reading_into_a_spent_event_leaves_nothing_of_it(before in line(), line in line()) {
+            let mut p = prediction(&before).unwrap_or_else(|| {
+                let mut p = prediction(r#"{"trace_id":"t","model_id":"m","model_version":"v9","event_time":1,"features":{"a":1,"b":"x"},"slices":{"r":"eu"},"prediction":"yes","score":0.5,"shadow":true}"#).unwrap();
+                prediction_into(&before, &mut p);
+                p
+            });
+            let alone = prediction(&line);
+            prop_assert_eq!(prediction_into(&line, &mut p), alone.is_some());
+            if let Some(alone) = alone {
+                prop_assert_eq!(format!("{p:?}"), format!("{alone:?}"));
             }
         }
 
