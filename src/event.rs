@@ -53,6 +53,23 @@ pub struct Prediction {
     pub shadow: bool,
 }
 
+/// An empty prediction: a buffer for a decoder to read into.
+impl Default for Prediction {
+    fn default() -> Prediction {
+        Prediction {
+            trace_id: String::new(),
+            model_id: Text::default(),
+            model_version: None,
+            event_time: 0,
+            features: Vec::new(),
+            slices: Vec::new(),
+            prediction: Scalar::Number(0.0),
+            score: None,
+            shadow: false,
+        }
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -11,6 +11,8 @@ use crate::codec::StreamKind;
 use crate::error::{Error, Result};
 use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 
+mod plain;
+
 pub const PREDICTION_AVSC: &str = include_str!("../../schemas/prediction.avsc");
 pub const OUTCOME_AVSC: &str = include_str!("../../schemas/outcome.avsc");
 pub const ALERT_AVSC: &str = include_str!("../../schemas/alert.avsc");
@@ -75,9 +77,17 @@ pub fn encode<T: Serialize>(schema: &Schema, value: &T) -> std::result::Result<V
 /// read in place); apache-avro keeps the schemas and the writing, and
 /// `codec::container` frames container files. Fields are matched by name,
 /// so a writer schema with other field order or extra fields decodes too.
+///
+/// A prediction written with the shipped schema itself (the same Parsing
+/// Canonical Form) is read by `plain` in one pass, into the buffers of an
+/// event already applied when the caller hands one back; anything it is
+/// unsure of is left to serde_avro_fast, whose result or error is the
+/// datum's.
 pub struct DatumDecoder {
     kind: StreamKind,
     schema: serde_avro_fast::Schema,
+    /// The writer schema is the shipped prediction schema: `plain` reads it.
+    shipped: bool,
 }
 
 impl DatumDecoder {
@@ -86,12 +96,30 @@ impl DatumDecoder {
         let schema = text
             .parse::<serde_avro_fast::Schema>()
             .map_err(|e| e.to_string())?;
-        Ok(DatumDecoder { kind, schema })
+        let shipped = kind == StreamKind::Predictions
+            && SCHEMAS
+                .as_ref()
+                .is_ok_and(|s| s.prediction.canonical_form() == writer.canonical_form());
+        Ok(DatumDecoder {
+            kind,
+            schema,
+            shipped,
+        })
     }
 
     /// Decodes and validates one datum; trailing bytes are an error.
     pub fn decode(&self, bytes: &[u8]) -> std::result::Result<Event, BadEvent> {
-        let (ev, used) = self.read(bytes)?;
+        self.decode_reusing(bytes, None)
+    }
+
+    /// [`DatumDecoder::decode`], into `spare` (an event already applied)
+    /// when it can.
+    pub fn decode_reusing(
+        &self,
+        bytes: &[u8],
+        spare: Option<Event>,
+    ) -> std::result::Result<Event, BadEvent> {
+        let (ev, used) = self.read_reusing(bytes, spare)?;
         if used < bytes.len() {
             return Err(BadEvent::new(
                 BadReason::MalformedAvro,
@@ -103,8 +131,27 @@ impl DatumDecoder {
     }
 
     /// Decodes the datum at the start of `bytes` (not validated), and the
-    /// number of bytes it took.
-    pub fn read(&self, bytes: &[u8]) -> std::result::Result<(Event, usize), BadEvent> {
+    /// number of bytes it took; into `spare` (an event already applied)
+    /// when it can.
+    pub fn read_reusing(
+        &self,
+        bytes: &[u8],
+        spare: Option<Event>,
+    ) -> std::result::Result<(Event, usize), BadEvent> {
+        if self.shipped {
+            let mut p = match spare {
+                Some(Event::Prediction(p)) => p,
+                _ => Prediction::default(),
+            };
+            if let Some(used) = plain::prediction_into(bytes, &mut p) {
+                return Ok((Event::Prediction(p), used));
+            }
+        }
+        self.read_general(bytes)
+    }
+
+    /// [`DatumDecoder::read_reusing`] by serde_avro_fast alone.
+    fn read_general(&self, bytes: &[u8]) -> std::result::Result<(Event, usize), BadEvent> {
         use serde::Deserialize;
         use std::io::BufRead;
         let mut state = serde_avro_fast::de::DeserializerState::from_slice(bytes, &self.schema);

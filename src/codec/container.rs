@@ -139,6 +139,12 @@ impl<R: Read> Container<R> {
     /// says where it starts). A block that cannot be read ends the file with
     /// one bad record: past it no block's start can be trusted.
     pub fn next_record(&mut self) -> Option<Result<Event, BadEvent>> {
+        self.next_record_reusing(None)
+    }
+
+    /// [`Container::next_record`], decoded into `spare` (an event already
+    /// applied) when it can.
+    pub fn next_record_reusing(&mut self, spare: Option<Event>) -> Option<Result<Event, BadEvent>> {
         if self.broken {
             return None;
         }
@@ -150,7 +156,7 @@ impl<R: Read> Container<R> {
             }
         }
         self.left -= 1;
-        match self.decoder.read(&self.block[self.at..]) {
+        match self.decoder.read_reusing(&self.block[self.at..], spare) {
             Ok((ev, used)) => {
                 self.at += used;
                 Some(ev.validate().map(|_| ev))

@@ -127,8 +127,8 @@ impl FileSource {
     }
 
     /// [`FileSource::next_record`], decoding into `spare` (an event already
-    /// applied) when it can: a JSON line of the common shape takes no
-    /// allocation then.
+    /// applied) when it can: a JSON line of the common shape, or an Avro
+    /// datum of the shipped schema, takes no allocation then.
     pub fn next_record_reusing(&mut self, mut spare: Option<Event>) -> Option<Record> {
         loop {
             if self.done {
@@ -185,7 +185,7 @@ impl FileSource {
                         }
                     }
                 }
-                Reader::Avro(r) => match r.next_record() {
+                Reader::Avro(r) => match r.next_record_reusing(spare.take()) {
                     Some(ev) => ev,
                     None => {
                         self.done = true;

@@ -47,17 +47,7 @@ const REQUIRED: u16 = TRACE_ID | MODEL_ID | EVENT_TIME | FEATURES | PREDICTION;
 /// Reads `text` as a plain prediction; `None` when it is not one (the
 /// caller reads it with serde_json then).
 pub fn prediction(text: &str) -> Option<Prediction> {
-    let mut p = Prediction {
-        trace_id: String::new(),
-        model_id: Text::default(),
-        model_version: None,
-        event_time: 0,
-        features: Vec::new(),
-        slices: Vec::new(),
-        prediction: Scalar::Number(0.0),
-        score: None,
-        shadow: false,
-    };
+    let mut p = Prediction::default();
     prediction_into(text, &mut p).then_some(p)
 }
 

@@ -1,0 +1,272 @@
+//! A prediction written with the shipped schema (`schemas/prediction.avsc`,
+//! compared in its Parsing Canonical Form, so the same binary layout), read
+//! straight into an event whose buffers are reused.
+//!
+//! Nearly every producer writes with the contract's own schema. For that
+//! one layout the fields come in a known order with known types, so a
+//! datum is read here in one pass with no deserializer between the bytes
+//! and the fields, into an event already applied (its trace id, features
+//! and slices keep their memory: nothing is allocated). Anything this
+//! reader is unsure of — a varint longer than a long, a negative length,
+//! text that is not UTF-8, a union branch or boolean byte out of range, a
+//! map block written with its byte size, bytes running out — is not read
+//! here at all: [`prediction_into`] says `None` and the caller reads the
+//! datum with serde_avro_fast, whose result (or error) is the datum's. So
+//! this reader never accepts what serde_avro_fast refuses, and what it
+//! accepts it reads to the same values (a proptest holds the two equal,
+//! over encoded predictions and over their bytes changed at random).
+
+use crate::event::{Prediction, Scalar, Text, Value};
+
+/// Reads the datum at the start of `bytes` into `p`; the bytes it took, or
+/// `None` when it is not read here (`p` then holds a part of it).
+pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
+    let mut d = Datum { b: bytes, at: 0 };
+    p.trace_id.clear();
+    p.trace_id.push_str(d.string()?);
+    p.model_id.clear();
+    p.model_id.push_str(d.string()?);
+    p.model_version = match d.long()? {
+        0 => None,
+        1 => Some(Text::from(d.string()?)),
+        _ => return None,
+    };
+    p.event_time = d.long()?;
+    p.features.clear();
+    d.map(|d| {
+        let name = Text::from(d.string()?);
+        let value = match d.long()? {
+            0 => Value::Null,
+            1 => Value::Number(d.double()?),
+            2 => Value::Text(Text::from(d.string()?)),
+            3 => Value::Bool(d.boolean()?),
+            _ => return None,
+        };
+        p.features.push((name, value));
+        Some(())
+    })?;
+    p.slices.clear();
+    d.map(|d| {
+        let name = Text::from(d.string()?);
+        p.slices.push((name, Text::from(d.string()?)));
+        Some(())
+    })?;
+    p.prediction = match d.long()? {
+        0 => Scalar::Number(d.double()?),
+        1 => Scalar::Text(Text::from(d.string()?)),
+        _ => return None,
+    };
+    p.score = match d.long()? {
+        0 => None,
+        1 => Some(d.double()?),
+        _ => return None,
+    };
+    p.shadow = d.boolean()?;
+    Some(d.at)
+}
+
+struct Datum<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Datum<'a> {
+    /// A zig-zag varint of at most ten bytes whose value fits a long.
+    #[inline]
+    fn long(&mut self) -> Option<i64> {
+        let mut x = 0u64;
+        for i in 0..10 {
+            let byte = *self.b.get(self.at)?;
+            self.at += 1;
+            x |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                // the tenth byte holds the long's last bit only
+                if i == 9 && byte > 1 {
+                    return None;
+                }
+                return Some((x >> 1) as i64 ^ -((x & 1) as i64));
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        let n = usize::try_from(self.long()?).ok()?;
+        let end = self.at.checked_add(n)?;
+        let s = std::str::from_utf8(self.b.get(self.at..end)?).ok()?;
+        self.at = end;
+        Some(s)
+    }
+
+    #[inline]
+    fn double(&mut self) -> Option<f64> {
+        let end = self.at + 8;
+        let x = f64::from_le_bytes(self.b.get(self.at..end)?.try_into().ok()?);
+        self.at = end;
+        Some(x)
+    }
+
+    #[inline]
+    fn boolean(&mut self) -> Option<bool> {
+        let b = match *self.b.get(self.at)? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        self.at += 1;
+        Some(b)
+    }
+
+    /// A map's blocks, each entry read by `entry`. Every entry takes a
+    /// byte at least, so a hostile count ends with the bytes.
+    fn map(&mut self, mut entry: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        loop {
+            match self.long()? {
+                0 => return Some(()),
+                n if n > 0 => {
+                    for _ in 0..n {
+                        entry(self)?;
+                    }
+                }
+                // a block with its byte size: left to serde_avro_fast
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::codec::StreamKind;
+    use crate::codec::avro::{DatumDecoder, encode, schemas};
+    use crate::event::Event;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-z_]{0,12}",
+            1 => "[a-zé😀 ]{20,40}",
+        ]
+    }
+
+    fn number() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            8 => -1e6f64..1e6,
+            1 => any::<f64>(),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            1 => Just(Value::Null),
+            4 => number().prop_map(Value::Number),
+            2 => text().prop_map(|t| Value::Text(t.into())),
+            1 => any::<bool>().prop_map(Value::Bool),
+        ]
+    }
+
+    prop_compose! {
+        fn prediction()(
+            trace in text(),
+            model in text(),
+            version in proptest::option::of(text()),
+            time in any::<i64>(),
+            features in proptest::collection::vec((text(), value()), 0..12),
+            slices in proptest::collection::vec((text(), text()), 0..4),
+            out in prop_oneof![number().prop_map(Scalar::Number), text().prop_map(|t| Scalar::Text(t.into()))],
+            score in proptest::option::of(number()),
+            shadow in any::<bool>(),
+        ) -> Prediction {
+            Prediction {
+                trace_id: trace,
+                model_id: model.into(),
+                model_version: version.map(Into::into),
+                event_time: time,
+                features: features.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                slices: slices.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+                prediction: out,
+                score,
+                shadow,
+            }
+        }
+    }
+
+    /// What serde_avro_fast reads the bytes to, or its error.
+    fn theirs(bytes: &[u8]) -> Result<(String, usize), String> {
+        let s = schemas().unwrap();
+        let d = DatumDecoder::new(StreamKind::Predictions, &s.prediction).unwrap();
+        d.read_general(bytes)
+            .map(|(ev, used)| (format!("{ev:?}"), used))
+            .map_err(|e| e.message)
+    }
+
+    fn ours(bytes: &[u8], into: &mut Prediction) -> Option<(String, usize)> {
+        let used = prediction_into(bytes, into)?;
+        Some((format!("{:?}", Event::Prediction(into.clone())), used))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// A datum of the shipped schema reads here, into an event left from
+        /// another, to what serde_avro_fast reads it to (bit for bit).
+        #[test]
+        fn reads_what_serde_avro_fast_reads(before in prediction(), p in prediction()) {
+            let s = schemas().unwrap();
+            let bytes = encode(&s.prediction, &p).unwrap();
+            let mut into = before;
+            let got = ours(&bytes, &mut into);
+            prop_assert!(got.is_some());
+            prop_assert_eq!(Ok(got.unwrap()), theirs(&bytes));
+        }
+
+        /// Bytes changed, cut or added at random: read here only to what
+        /// serde_avro_fast reads them to, never what it refuses.
+        #[test]
+        fn never_reads_what_serde_avro_fast_refuses(
+            p in prediction(),
+            changes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            tail in proptest::collection::vec(any::<u8>(), 0..3),
+        ) {
+            let s = schemas().unwrap();
+            let mut bytes = encode(&s.prediction, &p).unwrap();
+            for (at, b) in changes {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            if let Some(c) = cut {
+                bytes.truncate(c.index(bytes.len() + 1));
+            }
+            bytes.extend(tail);
+            if let Some(got) = ours(&bytes, &mut Prediction::default()) {
+                prop_assert_eq!(Ok(got), theirs(&bytes));
+            }
+        }
+    }
+
+    /// Lengths, counts and varints at their edges are left to serde_avro_fast.
+    #[test]
+    fn what_it_is_unsure_of_is_left() {
+        let mut p = Prediction::default();
+        // an eleven-byte varint, a negative length, a block with its size
+        assert!(prediction_into(&[0xff; 11], &mut p).is_none());
+        assert!(prediction_into(&[0x01, b'a'], &mut p).is_none());
+        let s = schemas().unwrap();
+        let mut q = Prediction::default();
+        q.features.push(("a".into(), Value::Number(1.0)));
+        let bytes = encode(&s.prediction, &q).unwrap();
+        assert!(prediction_into(&bytes, &mut p).is_some());
+        // the same features as one block of -1 entries and its byte size
+        let at = 4;
+        assert_eq!(bytes[at], 0x02);
+        let mut sized = bytes[..at].to_vec();
+        sized.extend([0x01, 0x16]);
+        sized.extend(&bytes[at + 1..]);
+        assert!(prediction_into(&sized, &mut p).is_none());
+        assert!(theirs(&sized).is_ok(), "{:?}", theirs(&sized));
+    }
+}
