@@ -63,6 +63,17 @@ impl ValueDecoder {
 
     /// Decodes and validates one message value.
     pub fn decode(&mut self, value: Option<&[u8]>) -> Result<Event, BadEvent> {
+        self.decode_reusing(value, None)
+    }
+
+    /// [`ValueDecoder::decode`], into `spare` (an event already applied)
+    /// when it can: a prediction of the common JSON shape or of the shipped
+    /// Avro schema then takes no allocation.
+    pub fn decode_reusing(
+        &mut self,
+        value: Option<&[u8]>,
+        spare: Option<Event>,
+    ) -> Result<Event, BadEvent> {
         let Some(bytes) = value else {
             return Err(BadEvent::new(
                 BadReason::MalformedAvro,
@@ -70,11 +81,11 @@ impl ValueDecoder {
             ));
         };
         match self.encoding {
-            Encoding::Json => json::decode(self.kind, bytes),
-            Encoding::Avro => self.local.decode(bytes),
+            Encoding::Json => json::decode_reusing(self.kind, bytes, spare),
+            Encoding::Avro => self.local.decode_reusing(bytes, spare),
             Encoding::Confluent => {
                 let (id, payload) = split_frame(bytes)?;
-                self.decoder_for(id)?.decode(payload)
+                self.decoder_for(id)?.decode_reusing(payload, spare)
             }
         }
     }
