@@ -555,7 +555,7 @@ mod tests {
         // of two shapes: one decoded into the other's buffers keeps nothing of it
         let prediction = |i: usize| {
             let t = 1_700_000_000_000i64 + i as i64;
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 format!(
                     r#"{{"trace_id":"t{i}","model_id":"m","event_time":{t},"features":{{"x":{i}.5}},"prediction":0.1}}"#
                 )
@@ -590,7 +590,7 @@ mod tests {
             let mut got = Vec::new();
             loop {
                 match ahead.done.blocking_recv().unwrap() {
-                    Done::Events(mut v) => {
+                    Done::Events(v) => {
                         assert!(v.len() <= CHUNK);
                         // handed back holding its events: the next
                         // predictions are decoded into them
@@ -612,9 +612,7 @@ mod tests {
                 };
                 assert_eq!(g.0, format!("{want:?}"));
             }
-            assert!(
-                got.iter().any(|g| !g.1) && got.iter().filter(|g| g.1).count() > CHUNK
-            );
+            assert!(got.iter().any(|g| !g.1) && got.iter().filter(|g| g.1).count() > CHUNK);
         }
     }
 }
