@@ -222,10 +222,37 @@ fn decode(c: &mut Criterion) {
             p
         })
     });
-    // a decoder is built once per writer schema, as the service and replay hold it
+    // into the buffers of the event decoded before, as replay and the
+    // decode thread do (no allocation)
+    g.bench_function("json_prediction_reused", |b| {
+        let mut spare = None;
+        b.iter(|| {
+            let ev = json::decode_reusing(StreamKind::Predictions, black_box(&line), spare.take());
+            spare = Some(black_box(ev.unwrap()));
+        })
+    });
+    // a decoder is built once per writer schema, as the service and replay
+    // hold it; the shipped schema's datums are read in one pass
     let d = avro::DatumDecoder::new(StreamKind::Predictions, &s.prediction).unwrap();
     g.bench_function("avro_prediction", |b| {
         b.iter(|| d.decode(black_box(&datum)).unwrap())
+    });
+    g.bench_function("avro_prediction_reused", |b| {
+        let mut spare = None;
+        b.iter(|| {
+            let ev = d.decode_reusing(black_box(&datum), spare.take());
+            spare = Some(black_box(ev.unwrap()));
+        })
+    });
+    // the same bytes under another schema name (any writer schema but the
+    // shipped one): serde_avro_fast, specialised to it
+    let other = apache_avro::Schema::parse_str(
+        &avro::PREDICTION_AVSC.replace("\"name\": \"Prediction\"", "\"name\": \"PredictionV2\""),
+    )
+    .unwrap();
+    let d2 = avro::DatumDecoder::new(StreamKind::Predictions, &other).unwrap();
+    g.bench_function("avro_prediction_serde_avro_fast", |b| {
+        b.iter(|| d2.decode(black_box(&datum)).unwrap())
     });
     // the same datum through apache-avro's schema-aware serde reader (what
     // decoded datums before serde_avro_fast): the reason for the choice
