@@ -23,11 +23,19 @@ fn apply(ev: &Event) {
 }
 
 /// A Kafka message value: byte 0 picks the stream (bit 0) and the encoding
-/// (bit 1: Confluent framing or plain Avro); a decoded event is applied.
+/// (bit 1: Confluent framing or plain Avro); a decoded event is applied,
+/// and a plain Avro prediction must be read by the one-pass reader as
+/// serde_avro_fast reads it.
 pub fn confluent_avro(data: &[u8]) {
     let Some((&sel, value)) = data.split_first() else {
         return;
     };
+    if sel & 2 != 0 && kind(sel) == StreamKind::Predictions {
+        assert!(
+            avro::readers_agree(value),
+            "the one-pass Avro reader and serde_avro_fast read {value:?} differently"
+        );
+    }
     let mut cfg = Config::default();
     cfg.kafka.encoding = if sel & 2 == 0 {
         Encoding::Confluent

@@ -167,6 +167,25 @@ impl DatumDecoder {
     }
 }
 
+/// Whether the one-pass reader and serde_avro_fast agree on a prediction
+/// datum of the shipped schema: either the former leaves it, or both read
+/// it to the same event, bit for bit, taking the same bytes (the fuzz
+/// target `confluent_avro` holds this on every input it makes).
+pub fn readers_agree(bytes: &[u8]) -> bool {
+    let Ok(s) = schemas() else {
+        return true;
+    };
+    let Ok(d) = DatumDecoder::new(StreamKind::Predictions, &s.prediction) else {
+        return true;
+    };
+    let mut p = Prediction::default();
+    plain::prediction_into(bytes, &mut p).is_none_or(|used| {
+        d.read_general(bytes).is_ok_and(|(theirs, n)| {
+            n == used && format!("{:?}", Event::Prediction(p)) == format!("{theirs:?}")
+        })
+    })
+}
+
 /// Decodes one datum written with `writer` (builds a decoder; keep a
 /// [`DatumDecoder`] for many).
 pub fn decode(
