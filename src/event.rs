@@ -70,6 +70,37 @@ impl Default for Prediction {
     }
 }
 
+impl Prediction {
+    /// Empties it for a decoder to read the next event into, keeping its
+    /// buffers — but not one grown past what a producer's event needs (a
+    /// hostile event's thousands of features are not held on to).
+    pub fn reset(&mut self) {
+        const KEEP_PAIRS: usize = 256;
+        const KEEP_BYTES: usize = 256;
+        if self.trace_id.capacity() > KEEP_BYTES {
+            self.trace_id = String::new();
+        }
+        if self.features.capacity() > KEEP_PAIRS {
+            self.features = Vec::new();
+        }
+        if self.slices.capacity() > KEEP_PAIRS {
+            self.slices = Vec::new();
+        }
+        if self.model_id.capacity() > KEEP_BYTES {
+            self.model_id = Text::default();
+        }
+        self.trace_id.clear();
+        self.model_id.clear();
+        self.model_version = None;
+        self.event_time = 0;
+        self.features.clear();
+        self.slices.clear();
+        self.prediction = Scalar::Number(0.0);
+        self.score = None;
+        self.shadow = false;
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -524,6 +555,39 @@ mod tests {
             let r = check_unique("features", keys.iter().map(String::as_str));
             proptest::prop_assert_eq!(r.is_err(), twice);
         }
+    }
+
+    /// A spent event is emptied for the next, and a hostile one's grown
+    /// buffers are let go, not kept for every event after it.
+    #[test]
+    fn a_reset_prediction_is_empty_and_keeps_no_hostile_buffer() {
+        let mut p = Prediction {
+            trace_id: "t".repeat(10_000),
+            model_id: "m".repeat(1_000).into(),
+            model_version: Some("v".into()),
+            event_time: 5,
+            features: (0..100_000)
+                .map(|i| (format!("f{i}").into(), Value::Null))
+                .collect(),
+            slices: vec![("r".into(), "eu".into())],
+            prediction: Scalar::Text("yes".into()),
+            score: Some(0.5),
+            shadow: true,
+        };
+        p.reset();
+        assert_eq!(p, Prediction::default());
+        assert!(p.trace_id.capacity() <= 256 && p.features.capacity() <= 256);
+        assert!(p.model_id.capacity() <= 256);
+        let mut q = Prediction::default();
+        q.features.reserve(8);
+        q.trace_id.push_str("0123456789abcdef0123456789abcdef");
+        let (features, trace) = (q.features.as_ptr(), q.trace_id.as_ptr());
+        q.reset();
+        // a producer's event keeps its buffers
+        assert_eq!(
+            (q.features.as_ptr(), q.trace_id.as_ptr()),
+            (features, trace)
+        );
     }
 
     #[test]

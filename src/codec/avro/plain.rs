@@ -22,9 +22,8 @@ use crate::event::{Prediction, Scalar, Text, Value};
 /// `None` when it is not read here (`p` then holds a part of it).
 pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
     let mut d = Datum { b: bytes, at: 0 };
-    p.trace_id.clear();
+    p.reset();
     p.trace_id.push_str(d.string()?);
-    p.model_id.clear();
     p.model_id.push_str(d.string()?);
     p.model_version = match d.long()? {
         0 => None,
@@ -32,7 +31,6 @@ pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
         _ => return None,
     };
     p.event_time = d.long()?;
-    p.features.clear();
     d.map(|d| {
         let name = Text::from(d.string()?);
         let value = match d.long()? {
@@ -45,7 +43,6 @@ pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
         p.features.push((name, value));
         Some(())
     })?;
-    p.slices.clear();
     d.map(|d| {
         let name = Text::from(d.string()?);
         p.slices.push((name, Text::from(d.string()?)));

@@ -56,15 +56,7 @@ pub fn prediction(text: &str) -> Option<Prediction> {
 /// allocating. False when `text` is not plain (`p` then holds a part of it).
 pub fn prediction_into(text: &str, p: &mut Prediction) -> bool {
     let mut c = Cursor { text, at: 0 };
-    p.trace_id.clear();
-    p.model_id.clear();
-    p.model_version = None;
-    p.event_time = 0;
-    p.features.clear();
-    p.slices.clear();
-    p.prediction = Scalar::Number(0.0);
-    p.score = None;
-    p.shadow = false;
+    p.reset();
     let mut seen = 0u16;
     let read = c.object(|c, name| {
         let field = match name {
