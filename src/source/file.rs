@@ -554,7 +554,7 @@ mod tests {
         let max = 300;
         let mut lines = vec![format!("\u{feff}{}", pred(1, "bom"))];
         for i in 0..2_000 {
-            lines.push(match i % 11 {
+            lines.push(match i % 12 {
                 3 => String::new(),
                 4 => "   ".to_owned(),
                 5 => format!("{}\r", pred(i, &format!("crlf{i}"))),
@@ -563,6 +563,8 @@ mod tests {
                 8 => format!(
                     r#"{{"trace_id":"w{i}","model_id":"m","model_version":"v2","event_time":{i},"features":{{"a":"b","c":null,"d":true}},"slices":{{"r":"eu"}},"prediction":"yes","score":0.25,"shadow":true}}"#
                 ),
+                // an escape: left by the one-pass reader to serde_json
+                9 => pred(i, &format!("e\\u0041{i}")),
                 _ => pred(i, &format!("t{i}")),
             });
         }

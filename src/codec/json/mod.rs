@@ -8,32 +8,28 @@ use crate::event::{BadEvent, BadReason, Event, Outcome};
 
 /// Decodes and validates one JSON event.
 pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
-    let ev = match kind {
-        StreamKind::Predictions => read(bytes, plain::prediction).map(Event::Prediction),
-        StreamKind::Outcomes => read(bytes, plain::outcome).map(Event::Outcome),
-    }
-    .map_err(|e| classify(&e, bytes))?;
-    ev.validate()?;
-    Ok(ev)
+    decode_reusing(kind, bytes, None)
 }
 
-/// [`decode`], reusing `spare` (an event handed back once applied) for a
-/// prediction of the common shape: its trace id, features and slices keep
+/// [`decode`], reading a prediction of the common shape into `spare` (an
+/// event handed back once applied): its trace id, features and slices keep
 /// their buffers, and nothing is allocated.
 pub fn decode_reusing(
     kind: StreamKind,
     bytes: &[u8],
     spare: Option<Event>,
 ) -> Result<Event, BadEvent> {
-    if let (StreamKind::Predictions, Some(Event::Prediction(mut p))) = (kind, spare)
-        && let Ok(text) = std::str::from_utf8(bytes)
-        && plain::prediction_into(text, &mut p)
-    {
-        let ev = Event::Prediction(p);
-        ev.validate()?;
-        return Ok(ev);
+    let ev = match (kind, spare) {
+        (StreamKind::Predictions, Some(Event::Prediction(mut p))) => read(bytes, |text| {
+            plain::prediction_into(text, &mut p).then_some(p)
+        })
+        .map(Event::Prediction),
+        (StreamKind::Predictions, _) => read(bytes, plain::prediction).map(Event::Prediction),
+        (StreamKind::Outcomes, _) => read(bytes, plain::outcome).map(Event::Outcome),
     }
-    decode(kind, bytes)
+    .map_err(|e| classify(&e, bytes))?;
+    ev.validate()?;
+    Ok(ev)
 }
 
 /// Valid UTF-8 is checked once for the whole line (word at a time), not
