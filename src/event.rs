@@ -70,37 +70,6 @@ impl Default for Prediction {
     }
 }
 
-impl Prediction {
-    /// Empties it for a decoder to read the next event into, keeping its
-    /// buffers — but not one grown past what a producer's event needs (a
-    /// hostile event's thousands of features are not held on to).
-    pub fn reset(&mut self) {
-        const KEEP_PAIRS: usize = 256;
-        const KEEP_BYTES: usize = 256;
-        if self.trace_id.capacity() > KEEP_BYTES {
-            self.trace_id = String::new();
-        }
-        if self.features.capacity() > KEEP_PAIRS {
-            self.features = Vec::new();
-        }
-        if self.slices.capacity() > KEEP_PAIRS {
-            self.slices = Vec::new();
-        }
-        if self.model_id.capacity() > KEEP_BYTES {
-            self.model_id = Text::default();
-        }
-        self.trace_id.clear();
-        self.model_id.clear();
-        self.model_version = None;
-        self.event_time = 0;
-        self.features.clear();
-        self.slices.clear();
-        self.prediction = Scalar::Number(0.0);
-        self.score = None;
-        self.shadow = false;
-    }
-}
-
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -222,6 +191,35 @@ impl BadEvent {
 }
 
 impl Prediction {
+    /// Empties it for a decoder to read the next event into, keeping its
+    /// buffers — but not one grown past what a producer's event needs (a
+    /// hostile event's thousands of features are not held on to).
+    pub fn reset(&mut self) {
+        const KEEP_PAIRS: usize = 256;
+        const KEEP_BYTES: usize = 256;
+        if self.trace_id.capacity() > KEEP_BYTES {
+            self.trace_id = String::new();
+        }
+        if self.features.capacity() > KEEP_PAIRS {
+            self.features = Vec::new();
+        }
+        if self.slices.capacity() > KEEP_PAIRS {
+            self.slices = Vec::new();
+        }
+        if self.model_id.capacity() > KEEP_BYTES {
+            self.model_id = Text::default();
+        }
+        self.trace_id.clear();
+        self.model_id.clear();
+        self.model_version = None;
+        self.event_time = 0;
+        self.features.clear();
+        self.slices.clear();
+        self.prediction = Scalar::Number(0.0);
+        self.score = None;
+        self.shadow = false;
+    }
+
     /// Checks what types cannot: non-empty ids, finite numbers, a score in
     /// [0, 1], an event time after the epoch and before 2100.
     pub fn validate(&self) -> Result<(), BadEvent> {
