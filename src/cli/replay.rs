@@ -237,7 +237,8 @@ pub fn replay(
     let started = Instant::now();
     let mut n: u64 = 0;
     let mut feeder = Feeder::default();
-    crate::source::threaded::Records::new(merged, workers).try_for_each(|rec, next| {
+    let dd = engine.sketch_config();
+    crate::source::threaded::Records::new(merged, workers, dd).try_for_each(|rec, next| {
         // read on the reader's core: the next event's parts come over
         // while this one is applied
         if let Some(Ok(next)) = next.map(|r| &r.event) {

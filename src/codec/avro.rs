@@ -237,6 +237,7 @@ mod tests {
             prediction: Scalar::Text("fraud".into()),
             score: Some(0.25),
             shadow: false,
+            ordinals: Default::default(),
         }
     }
 

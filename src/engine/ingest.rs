@@ -3,12 +3,12 @@
 //! bucket, and hand predictions and outcomes to the join.
 
 use crate::alert::policy::ChannelState;
-use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Value};
+use crate::event::{BadEvent, BadReason, Event, Ordinals, Outcome, Prediction, Scalar, Value};
 use crate::join::{self, Label, Waiting};
 use crate::quality::monitor::slots_of;
 use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE};
 use crate::release::Role;
-use crate::sketch::{ValueKind, ordinal};
+use crate::sketch::ValueKind;
 use crate::window::{Observation, SeriesWindows};
 
 use super::clock::{Gate, Refused};
@@ -305,8 +305,10 @@ impl Engine {
         let mut sids = std::mem::take(&mut self.planned_series);
         planned.clear();
         sids.clear();
-        let mut plan = |e: &mut Self, f: u32, v: Val<'_>| {
-            planned.push(e.observe(m, f, v));
+        // its numbers' bins, if the reader worked them out
+        let pre = p.ordinals.for_config(&self.dd, p.features.len());
+        let mut plan = |e: &mut Self, f: u32, v: Val<'_>, at: usize| {
+            planned.push(e.observe(m, f, v, pre, at));
             for &slot in &slots {
                 sids.push(e.series_id(m, f, slot, bucket));
             }
@@ -317,20 +319,21 @@ impl Engine {
                 continue;
             };
             model.features[f as usize].seen_gen = generation;
-            plan(self, f, v.into());
+            plan(self, f, v.into(), i);
         }
         let pred = match &p.prediction {
             Scalar::Number(x) => Val::Num(*x),
             Scalar::Text(s) => Val::Cat(s),
         };
-        plan(self, PREDICTION, pred);
+        let n = p.features.len();
+        plan(self, PREDICTION, pred, n);
         match p.score {
-            Some(s) => plan(self, SCORE, Val::Num(s)),
+            Some(s) => plan(self, SCORE, Val::Num(s), n + 1),
             None if self.models[m as usize].features[SCORE as usize]
                 .kind
                 .is_some() =>
             {
-                plan(self, SCORE, Val::Null)
+                plan(self, SCORE, Val::Null, n + 1)
             }
             None => {}
         }
@@ -339,7 +342,7 @@ impl Engine {
         for f in 2..n_features {
             let feat = &self.models[m as usize].features[f as usize];
             if feat.seen_gen != generation && feat.kind.is_some() {
-                plan(self, f, Val::Null);
+                plan(self, f, Val::Null, 0);
             }
         }
         let many = self.series.len() >= PREFETCH_FROM_SERIES;
@@ -451,7 +454,16 @@ impl Engine {
 
     /// What value `v` of feature `f` is to its series (with its DDSketch
     /// bin for a number), the feature's kind and categories updated.
-    fn observe(&mut self, m: u32, f: u32, v: Val<'_>) -> Observation {
+    /// What `v`, the number at `at` of the event whose bins `pre` are
+    /// (`Ordinals`), is to feature `f`.
+    fn observe(
+        &mut self,
+        m: u32,
+        f: u32,
+        v: Val<'_>,
+        pre: Option<&[i64]>,
+        at: usize,
+    ) -> Observation {
         let cap = self.cfg.series.max_categories;
         let feat = &mut self.models[m as usize].features[f as usize];
         match (feat.kind, v) {
@@ -471,7 +483,7 @@ impl Engine {
             (_, Val::Null) => Observation::Null,
             (Some(ValueKind::Numeric), Val::Num(x)) => Observation::Number {
                 x,
-                ordinal: ordinal(&self.dd, x),
+                ordinal: Ordinals::of(pre, at, &self.dd, x),
             },
             (Some(ValueKind::Categorical), Val::Cat(_)) => {
                 Observation::Category(cat.unwrap_or(0) as usize)

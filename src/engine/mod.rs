@@ -358,6 +358,12 @@ impl Engine {
 
     /// Threads the engine may use: with many series, a bucket's windows
     /// close on up to this many at once (the output does not depend on it).
+    /// How its sketches bin numbers (what [`crate::event::Prediction::prepare`]
+    /// works out bins for).
+    pub fn sketch_config(&self) -> DdConfig {
+        self.dd
+    }
+
     pub fn set_workers(&mut self, n: usize) {
         self.close_threads = n.max(1);
     }

@@ -170,7 +170,12 @@ pub(super) struct DecodeAhead {
 }
 
 impl DecodeAhead {
-    pub(super) fn spawn(mut decoders: Decoders) -> std::io::Result<DecodeAhead> {
+    /// The thread, decoding with `decoders` and working out each
+    /// prediction's DDSketch bins for `dd` ([`crate::event::Ordinals`]).
+    pub(super) fn spawn(
+        mut decoders: Decoders,
+        dd: sketches_ddsketch::Config,
+    ) -> std::io::Result<DecodeAhead> {
         let (jobs, jobs_rx) = std::sync::mpsc::channel::<Job>();
         let (done_tx, done) = tokio::sync::mpsc::channel::<Done>(AHEAD / CHUNK + 2);
         let (spare, spare_rx) = std::sync::mpsc::channel::<Vec<Decoded>>();
@@ -199,7 +204,11 @@ impl DecodeAhead {
                             if outcome {
                                 o.decode(value)
                             } else {
-                                p.decode_reusing(value, spares.pop())
+                                let mut d = p.decode_reusing(value, spares.pop());
+                                if let Ok(Event::Prediction(p)) = &mut d {
+                                    p.prepare(&dd);
+                                }
+                                d
                             }
                         }));
                         if done_tx.blocking_send(Done::Events(out)).is_err() {
@@ -577,7 +586,7 @@ mod tests {
                 _ => (Some(prediction(i).into_bytes()), false),
             });
         }
-        let mut ahead = DecodeAhead::spawn(decoders()).unwrap();
+        let mut ahead = DecodeAhead::spawn(decoders(), crate::sketch::dd_config(0.01)).unwrap();
         let (mut p, mut o) = decoders();
         for round in 0..2 {
             let mut job = ahead.job.take().unwrap();

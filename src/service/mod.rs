@@ -220,7 +220,8 @@ impl Service {
                 self.predictions.sharing(&self.cfg.kafka)?,
                 self.outcomes.sharing(&self.cfg.kafka)?,
             );
-            let thread = ahead::DecodeAhead::spawn(decoders).map_err(|e| Error::Kafka {
+            let dd = crate::sketch::dd_config(self.cfg.series.quantile_accuracy);
+            let thread = ahead::DecodeAhead::spawn(decoders, dd).map_err(|e| Error::Kafka {
                 what: "decode thread".into(),
                 message: e.to_string(),
             })?;

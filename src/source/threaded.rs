@@ -26,7 +26,9 @@ const BATCH: usize = 256;
 const AHEAD: usize = 4;
 
 impl Threaded {
-    pub fn spawn(mut merge: Merge) -> Threaded {
+    /// Reads `merge` on a thread of its own, working out each prediction's
+    /// DDSketch bins for `dd` there ([`crate::event::Ordinals`]).
+    pub fn spawn(mut merge: Merge, dd: sketches_ddsketch::Config) -> Threaded {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD);
         // every batch in flight fits: AHEAD queued, one being filled, one applied
         let (back, empty) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD + 2);
@@ -46,7 +48,12 @@ impl Threaded {
                     };
                     while b.len() < BATCH {
                         match merge.next_reusing(spares.pop()) {
-                            Some(r) => b.push(r),
+                            Some(mut r) => {
+                                if let Ok(Event::Prediction(p)) = &mut r.event {
+                                    p.prepare(&dd);
+                                }
+                                b.push(r)
+                            }
                             None => break,
                         }
                     }
@@ -81,10 +88,10 @@ pub enum Records {
 }
 
 impl Records {
-    /// `Beside` when `workers` > 1.
-    pub fn new(merge: Merge, workers: usize) -> Records {
+    /// `Beside` when `workers` > 1 (the engine's sketches configured by `dd`).
+    pub fn new(merge: Merge, workers: usize, dd: sketches_ddsketch::Config) -> Records {
         if workers > 1 {
-            Records::Beside(Threaded::spawn(merge))
+            Records::Beside(Threaded::spawn(merge, dd))
         } else {
             Records::Here(merge)
         }
@@ -145,7 +152,7 @@ mod tests {
 
     fn threaded(p: &std::path::Path) -> Threaded {
         let src = FileSource::open(p, StreamKind::Predictions, 1 << 20).unwrap();
-        Threaded::spawn(Merge::new(vec![src]))
+        Threaded::spawn(Merge::new(vec![src]), crate::sketch::dd_config(0.01))
     }
 
     /// Many more batches than are ever queued: each record once, in

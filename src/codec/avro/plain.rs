@@ -187,6 +187,7 @@ mod tests {
                 prediction: out,
                 score,
                 shadow,
+                ordinals: Default::default(),
             }
         }
     }
