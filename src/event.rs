@@ -57,49 +57,40 @@ pub struct Prediction {
     pub ordinals: Ordinals,
 }
 
-/// Each number's DDSketch bin (`sketch::ordinal`) of a prediction — its
-/// features' in order, then its prediction's and its score's — worked out
-/// on the thread that decoded it, beside the engine's (`--workers` 2 or
-/// more), so the engine's thread reads them rather than taking a
-/// logarithm per value. Held for one sketch configuration and one event:
+/// Each number's DDSketch bin of a prediction — its features' in order,
+/// then its prediction's and its score's — worked out on the thread that
+/// decoded it, beside the engine's (`--workers` 2 or more), so the
+/// engine's thread reads them rather than taking a logarithm per value
+/// (`sketch::edges::prepare` fills them, `prepared` reads them). Held
+/// for one sketch configuration (`config`, opaque here) and one event:
 /// decoding into a spent prediction empties them ([`Prediction::reset`]).
 /// Not part of the event: equal and printed alike whatever they hold.
 #[derive(Clone, Default)]
 pub struct Ordinals {
-    /// The configuration's γ and smallest indexable value, as bits (0: none held).
+    /// The configuration they were worked out for ((0, 0): none held).
     config: (u64, u64),
     bins: Vec<i64>,
 }
 
-/// Not a number (a category, a null).
-const NO_ORDINAL: i64 = i64::MIN;
-
 impl Ordinals {
-    /// The bins, if worked out for `dd` and an event of `features` features.
+    /// The `n` bins held for `config`, if those are what is held.
     #[inline]
-    pub fn for_config(&self, dd: &sketches_ddsketch::Config, features: usize) -> Option<&[i64]> {
-        (self.config == config_bits(dd) && self.bins.len() == features + 2)
+    pub fn get(&self, config: (u64, u64), n: usize) -> Option<&[i64]> {
+        (config != (0, 0) && self.config == config && self.bins.len() == n)
             .then_some(self.bins.as_slice())
     }
 
-    /// The bin of `x`, the number at `i`, from `bins` (`for_config`), or
-    /// worked out here.
-    #[inline]
-    pub fn of(bins: Option<&[i64]>, i: usize, dd: &sketches_ddsketch::Config, x: f64) -> i64 {
-        match bins.map(|b| b[i]) {
-            Some(o) if o != NO_ORDINAL => o,
-            _ => crate::sketch::ordinal(dd, x),
-        }
+    /// Holds `bins`, worked out for `config`.
+    pub fn fill(&mut self, config: (u64, u64), bins: impl IntoIterator<Item = i64>) {
+        self.bins.clear();
+        self.bins.extend(bins);
+        self.config = config;
     }
 
     fn clear(&mut self) {
         self.config = (0, 0);
         self.bins.clear();
     }
-}
-
-fn config_bits(dd: &sketches_ddsketch::Config) -> (u64, u64) {
-    (dd.gamma.to_bits(), dd.min_possible().to_bits())
 }
 
 impl PartialEq for Ordinals {
@@ -281,25 +272,6 @@ impl Prediction {
         self.score = None;
         self.shadow = false;
         self.ordinals.clear();
-    }
-
-    /// Works out its numbers' DDSketch bins for `dd` ([`Ordinals`]).
-    pub fn prepare(&mut self, dd: &sketches_ddsketch::Config) {
-        let o = &mut self.ordinals;
-        o.bins.clear();
-        let bin = |x: Option<f64>| x.map_or(NO_ORDINAL, |x| crate::sketch::ordinal(dd, x));
-        o.bins.extend(self.features.iter().map(|(_, v)| {
-            bin(match v {
-                Value::Number(x) => Some(*x),
-                _ => None,
-            })
-        }));
-        o.bins.push(bin(match self.prediction {
-            Scalar::Number(x) => Some(x),
-            Scalar::Text(_) => None,
-        }));
-        o.bins.push(bin(self.score));
-        o.config = config_bits(dd);
     }
 
     /// Checks what types cannot: non-empty ids, finite numbers, a score in
@@ -669,48 +641,6 @@ mod tests {
             (q.features.as_ptr(), q.trace_id.as_ptr()),
             (features, trace)
         );
-    }
-
-    /// The bins worked out beside the engine are the ones it would work
-    /// out: each number's, held only for their configuration and event.
-    #[test]
-    fn prepared_bins_are_each_numbers_and_held_for_one_event() {
-        use crate::sketch::{dd_config, ordinal};
-        let dd = dd_config(0.01);
-        let mut p = Prediction {
-            features: vec![
-                ("a".into(), Value::Number(3.5)),
-                ("b".into(), Value::Text("x".into())),
-                ("c".into(), Value::Null),
-                ("d".into(), Value::Number(-1e-12)),
-                ("e".into(), Value::Number(-7e5)),
-            ],
-            prediction: Scalar::Number(0.25),
-            score: Some(0.9),
-            ..Prediction::default()
-        };
-        assert!(p.ordinals.for_config(&dd, 5).is_none());
-        p.prepare(&dd);
-        let bins = p.ordinals.for_config(&dd, 5).unwrap();
-        for (i, x) in [(0, 3.5), (3, -1e-12), (4, -7e5), (5, 0.25), (6, 0.9)] {
-            assert_eq!(bins[i], ordinal(&dd, x), "number {i}");
-            // read from the bins or worked out: the same
-            assert_eq!(Ordinals::of(Some(bins), i, &dd, x), ordinal(&dd, x));
-        }
-        // not numbers: worked out from the value given, whatever it is
-        assert_eq!(Ordinals::of(Some(bins), 1, &dd, 2.0), ordinal(&dd, 2.0));
-        assert!(p.ordinals.for_config(&dd_config(0.02), 5).is_none());
-        assert!(p.ordinals.for_config(&dd, 4).is_none());
-        // not part of the event
-        assert_eq!(
-            p,
-            Prediction {
-                ordinals: Ordinals::default(),
-                ..p.clone()
-            }
-        );
-        p.reset();
-        assert!(p.ordinals.for_config(&dd, 0).is_none());
     }
 
     #[test]

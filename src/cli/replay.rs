@@ -237,8 +237,10 @@ pub fn replay(
     let started = Instant::now();
     let mut n: u64 = 0;
     let mut feeder = Feeder::default();
+    // read beside the engine: each prediction's ordinals worked out there
     let dd = engine.sketch_config();
-    crate::source::threaded::Records::new(merged, workers, dd).try_for_each(|rec, next| {
+    let prepare = Box::new(move |p: &mut _| crate::sketch::edges::prepare(p, &dd));
+    crate::source::threaded::Records::new(merged, workers, prepare).try_for_each(|rec, next| {
         // read on the reader's core: the next event's parts come over
         // while this one is applied
         if let Some(Ok(next)) = next.map(|r| &r.event) {

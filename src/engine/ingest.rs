@@ -3,7 +3,7 @@
 //! bucket, and hand predictions and outcomes to the join.
 
 use crate::alert::policy::ChannelState;
-use crate::event::{BadEvent, BadReason, Event, Ordinals, Outcome, Prediction, Scalar, Value};
+use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Value};
 use crate::join::{self, Label, Waiting};
 use crate::quality::monitor::slots_of;
 use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE};
@@ -306,7 +306,7 @@ impl Engine {
         planned.clear();
         sids.clear();
         // its numbers' bins, if the reader worked them out
-        let pre = p.ordinals.for_config(&self.dd, p.features.len());
+        let pre = crate::sketch::edges::prepared(p, &self.dd);
         let mut plan = |e: &mut Self, f: u32, v: Val<'_>, at: usize| {
             planned.push(e.observe(m, f, v, pre, at));
             for &slot in &slots {
@@ -483,7 +483,7 @@ impl Engine {
             (_, Val::Null) => Observation::Null,
             (Some(ValueKind::Numeric), Val::Num(x)) => Observation::Number {
                 x,
-                ordinal: Ordinals::of(pre, at, &self.dd, x),
+                ordinal: crate::sketch::edges::ordinal_at(pre, at, &self.dd, x),
             },
             (Some(ValueKind::Categorical), Val::Cat(_)) => {
                 Observation::Category(cat.unwrap_or(0) as usize)

@@ -171,7 +171,7 @@ pub(super) struct DecodeAhead {
 
 impl DecodeAhead {
     /// The thread, decoding with `decoders` and working out each
-    /// prediction's DDSketch bins for `dd` ([`crate::event::Ordinals`]).
+    /// prediction's DDSketch ordinals for `dd` ([`crate::event::Ordinals`]).
     pub(super) fn spawn(
         mut decoders: Decoders,
         dd: sketches_ddsketch::Config,
@@ -206,7 +206,7 @@ impl DecodeAhead {
                             } else {
                                 let mut d = p.decode_reusing(value, spares.pop());
                                 if let Ok(Event::Prediction(p)) = &mut d {
-                                    p.prepare(&dd);
+                                    crate::sketch::edges::prepare(p, &dd);
                                 }
                                 d
                             }

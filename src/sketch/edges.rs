@@ -10,6 +10,7 @@
 use sketches_ddsketch::Config as DdConfig;
 
 use super::Quantiles;
+use crate::event::{Prediction, Scalar, Value};
 
 const POS: i64 = 1 << 32;
 
@@ -23,6 +24,52 @@ pub fn ordinal(cfg: &DdConfig, x: f64) -> i64 {
         -(POS + cfg.key(-x) as i64)
     } else {
         0
+    }
+}
+
+/// A prediction's place that holds no number (a category, a null).
+const NOT_A_NUMBER: i64 = i64::MIN;
+
+/// `dd` as [`Ordinals`] hold it: its γ and smallest indexable value.
+fn config_key(dd: &DdConfig) -> (u64, u64) {
+    (dd.gamma.to_bits(), dd.min_possible().to_bits())
+}
+
+/// Works out the ordinal of each of `p`'s numbers for `dd` ([`Ordinals`]):
+/// on the thread that decoded it, so the engine's need not.
+pub fn prepare(p: &mut Prediction, dd: &DdConfig) {
+    let bin = |x: Option<f64>| x.map_or(NOT_A_NUMBER, |x| ordinal(dd, x));
+    let features = p.features.iter().map(|(_, v)| {
+        bin(match v {
+            Value::Number(x) => Some(*x),
+            _ => None,
+        })
+    });
+    let prediction = bin(match p.prediction {
+        Scalar::Number(x) => Some(x),
+        Scalar::Text(_) => None,
+    });
+    let score = bin(p.score);
+    let bins = features.chain([prediction, score]);
+    let mut o = std::mem::take(&mut p.ordinals);
+    o.fill(config_key(dd), bins);
+    p.ordinals = o;
+}
+
+/// The ordinals [`prepare`] worked out for `p` and `dd`, if any: its
+/// features' in order, then its prediction's and its score's.
+#[inline]
+pub fn prepared<'a>(p: &'a Prediction, dd: &DdConfig) -> Option<&'a [i64]> {
+    p.ordinals.get(config_key(dd), p.features.len() + 2)
+}
+
+/// The ordinal of `x`, the number at place `i` of a prediction whose
+/// [`prepared`] ordinals are `pre`: read from them, or worked out here.
+#[inline]
+pub fn ordinal_at(pre: Option<&[i64]>, i: usize, dd: &DdConfig, x: f64) -> i64 {
+    match pre.and_then(|b| b.get(i)) {
+        Some(&o) if o != NOT_A_NUMBER => o,
+        _ => ordinal(dd, x),
     }
 }
 
@@ -184,6 +231,50 @@ pub fn format_num(x: f64) -> String {
 mod tests {
     use super::*;
     use crate::sketch::dd_config;
+
+    /// The ordinals worked out beside the engine are the ones it would
+    /// work out: each number's, held only for their configuration and event.
+    #[test]
+    fn prepared_ordinals_are_each_numbers_and_held_for_one_event() {
+        use crate::event::Ordinals;
+        let dd = dd_config(0.01);
+        let mut p = Prediction {
+            features: vec![
+                ("a".into(), Value::Number(3.5)),
+                ("b".into(), Value::Text("x".into())),
+                ("c".into(), Value::Null),
+                ("d".into(), Value::Number(-1e-12)),
+                ("e".into(), Value::Number(-7e5)),
+            ],
+            prediction: Scalar::Number(0.25),
+            score: Some(0.9),
+            ..Prediction::default()
+        };
+        assert!(prepared(&p, &dd).is_none());
+        prepare(&mut p, &dd);
+        let pre = prepared(&p, &dd);
+        for (i, x) in [(0, 3.5), (3, -1e-12), (4, -7e5), (5, 0.25), (6, 0.9)] {
+            assert_eq!(pre.unwrap()[i], ordinal(&dd, x), "number {i}");
+            assert_eq!(ordinal_at(pre, i, &dd, x), ordinal(&dd, x));
+        }
+        // not a number there, or none held: worked out from the value given
+        assert_eq!(ordinal_at(pre, 1, &dd, 2.0), ordinal(&dd, 2.0));
+        assert_eq!(ordinal_at(None, 0, &dd, 2.0), ordinal(&dd, 2.0));
+        // for another configuration, or another event's features: none
+        assert!(prepared(&p, &dd_config(0.02)).is_none());
+        let mut q = p.clone();
+        q.features.pop();
+        assert!(prepared(&q, &dd).is_none());
+        // not part of the event
+        let mut r = p.clone();
+        r.ordinals = Ordinals::default();
+        assert_eq!(p, r);
+        assert_eq!(format!("{p:?}"), format!("{r:?}"));
+        // a spent event decoded into holds none
+        p.reset();
+        p.features.push(("a".into(), Value::Number(1.0)));
+        assert!(prepared(&p, &dd).is_none());
+    }
 
     #[test]
     fn ordinals_are_monotone() {

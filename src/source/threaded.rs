@@ -17,6 +17,10 @@ pub struct Threaded {
     back: std::sync::mpsc::SyncSender<Vec<Record>>,
 }
 
+/// What the reader's thread does to each prediction it reads, for the
+/// engine.
+pub type Prepare = Box<dyn Fn(&mut crate::event::Prediction) + Send>;
+
 /// Records per hand-over: small enough that the records in flight stay in
 /// the caches (1,024 with 8 ahead was as fast, with 12 MiB more peak RSS).
 const BATCH: usize = 256;
@@ -26,9 +30,10 @@ const BATCH: usize = 256;
 const AHEAD: usize = 4;
 
 impl Threaded {
-    /// Reads `merge` on a thread of its own, working out each prediction's
-    /// DDSketch bins for `dd` there ([`crate::event::Ordinals`]).
-    pub fn spawn(mut merge: Merge, dd: sketches_ddsketch::Config) -> Threaded {
+    /// Reads `merge` on a thread of its own, calling `prepare` there on
+    /// each prediction read (work of the engine's that needs only the
+    /// event, done beside it).
+    pub fn spawn(mut merge: Merge, prepare: Prepare) -> Threaded {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD);
         // every batch in flight fits: AHEAD queued, one being filled, one applied
         let (back, empty) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD + 2);
@@ -50,7 +55,7 @@ impl Threaded {
                         match merge.next_reusing(spares.pop()) {
                             Some(mut r) => {
                                 if let Ok(Event::Prediction(p)) = &mut r.event {
-                                    p.prepare(&dd);
+                                    prepare(p);
                                 }
                                 b.push(r)
                             }
@@ -88,10 +93,11 @@ pub enum Records {
 }
 
 impl Records {
-    /// `Beside` when `workers` > 1 (the engine's sketches configured by `dd`).
-    pub fn new(merge: Merge, workers: usize, dd: sketches_ddsketch::Config) -> Records {
+    /// `Beside` when `workers` > 1, calling `prepare` on each prediction
+    /// there; here, the engine does that work itself.
+    pub fn new(merge: Merge, workers: usize, prepare: Prepare) -> Records {
         if workers > 1 {
-            Records::Beside(Threaded::spawn(merge, dd))
+            Records::Beside(Threaded::spawn(merge, prepare))
         } else {
             Records::Here(merge)
         }
@@ -152,7 +158,7 @@ mod tests {
 
     fn threaded(p: &std::path::Path) -> Threaded {
         let src = FileSource::open(p, StreamKind::Predictions, 1 << 20).unwrap();
-        Threaded::spawn(Merge::new(vec![src]), crate::sketch::dd_config(0.01))
+        Threaded::spawn(Merge::new(vec![src]), Box::new(|_| {}))
     }
 
     /// Many more batches than are ever queued: each record once, in
