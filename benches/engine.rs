@@ -11,7 +11,7 @@ use driftline::codec::{StreamKind, avro, json};
 use driftline::config::Config;
 use driftline::drift::{self, categorical, fdr, numeric, quality};
 use driftline::engine::Engine;
-use driftline::event::{Prediction, Scalar, Value};
+use driftline::event::{Event, Prediction, Scalar, Value};
 use driftline::sketch::{Edges, Quantiles, Sketch, dd_config, ordinal};
 use driftline::window::Closed;
 
@@ -238,6 +238,15 @@ fn decode(c: &mut Criterion) {
     g.bench_function("avro_prediction", |b| {
         b.iter(|| d.decode(black_box(&datum)).unwrap())
     });
+    // what the reader's thread does to each prediction for the engine's
+    // (`--workers` 2 or more): each number's DDSketch ordinal
+    let dd = dd_config(0.01);
+    g.bench_function("prepare_ordinals", |b| {
+        let Ok(Event::Prediction(mut p)) = json::decode(StreamKind::Predictions, &line) else {
+            unreachable!()
+        };
+        b.iter(|| driftline::sketch::edges::prepare(black_box(&mut p), &dd))
+    });
     g.bench_function("avro_prediction_reused", |b| {
         let mut spare = None;
         b.iter(|| {
@@ -300,6 +309,27 @@ fn engine(c: &mut Criterion) {
                     .map(|p| {
                         let mut p = p.clone();
                         p.event_time += k * 20_000 * 50;
+                        p
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |events| apply_all(&mut e, events),
+            BatchSize::PerIteration,
+        )
+    });
+    // the same, each event's ordinals worked out beforehand, as the
+    // reader's thread does with two workers: what the engine's thread is
+    // spared
+    let dd = e.sketch_config();
+    g.bench_function("apply_prediction_8_features_2_slices_prepared", |b| {
+        b.iter_batched(
+            || {
+                k += 1;
+                next.iter()
+                    .map(|p| {
+                        let mut p = p.clone();
+                        p.event_time += k * 20_000 * 50;
+                        driftline::sketch::edges::prepare(&mut p, &dd);
                         p
                     })
                     .collect::<Vec<_>>()
