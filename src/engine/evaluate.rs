@@ -24,6 +24,9 @@ const LABEL_SHIFT_P: f64 = 1e-3;
 /// (a thread's start costs about what closing a few hundred windows does).
 const PARALLEL_CLOSE_SERIES: usize = 512;
 
+/// Series per worker below which a watermark's tests run on one thread.
+const PARALLEL_EVAL_SERIES: usize = 256;
+
 /// Which of a series' two alert channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Channel {
@@ -251,28 +254,36 @@ impl Engine {
 
     fn evaluate(&mut self, b: i64) {
         let now = (b + 1) * self.bucket_ms;
+        // each series' tests read only its own windows: with many series,
+        // in ranges on the workers, joined in series order (the same list)
+        let n = self.series.len();
+        let threads = self.close_threads.min(n / PARALLEL_EVAL_SERIES).max(1);
         let mut evals = Vec::new();
-        for sid in 0..self.series.len() as u32 {
-            // with thousands of series, the next ones are fetched meanwhile
-            if let Some(s) = self.series.get(sid as usize + 8) {
-                crate::sketch::prefetch(s);
-                s.windows.prefetch_evaluate(0);
-            }
-            if let Some(s) = self.series.get(sid as usize + 4) {
-                s.windows.prefetch_evaluate(1);
-            }
-            let s = &self.series[sid as usize];
-            // below min_samples with nothing pending: a "too few" verdict
-            // would change nothing, so none is computed or stepped
-            if s.settled || s.windows.pinned().is_none() {
-                continue;
-            }
-            if let Some(e) = self.eval_quality(sid) {
-                evals.push(e);
-            }
-            if let Some(e) = self.eval_drift(sid) {
-                evals.push(e);
-            }
+        if threads == 1 {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            self.eval_series(0..n, &mut scratch, &mut evals);
+            self.scratch = scratch;
+        } else {
+            let chunk = n.div_ceil(threads);
+            let this = &*self;
+            let rest: Vec<Vec<ChannelEval>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (1..threads)
+                    .map(|i| {
+                        scope.spawn(move || {
+                            let mut out = Vec::new();
+                            let range = i * chunk..((i + 1) * chunk).min(n);
+                            this.eval_series(range, &mut Vec::new(), &mut out);
+                            out
+                        })
+                    })
+                    .collect();
+                this.eval_series(0..chunk.min(n), &mut Vec::new(), &mut evals);
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("an evaluation thread does not panic"))
+                    .collect()
+            });
+            evals.extend(rest.into_iter().flatten());
         }
         // production's pairs, as the quality monitor counts them, to the release comparison
         self.quality.tap = self.release.comparing_any();
@@ -448,6 +459,38 @@ impl Engine {
         }
     }
 
+    /// The quality and drift evaluations of the series in `range`, in
+    /// order, appended to `out`.
+    fn eval_series(
+        &self,
+        range: std::ops::Range<usize>,
+        scratch: &mut Vec<u64>,
+        out: &mut Vec<ChannelEval>,
+    ) {
+        for sid in range.clone() {
+            // with thousands of series, the next ones are fetched meanwhile
+            if let Some(s) = self.series.get(sid + 8).filter(|_| sid + 8 < range.end) {
+                crate::sketch::prefetch(s);
+                s.windows.prefetch_evaluate(0);
+            }
+            if let Some(s) = self.series.get(sid + 4).filter(|_| sid + 4 < range.end) {
+                s.windows.prefetch_evaluate(1);
+            }
+            let s = &self.series[sid];
+            // below min_samples with nothing pending: a "too few" verdict
+            // would change nothing, so none is computed or stepped
+            if s.settled || s.windows.pinned().is_none() {
+                continue;
+            }
+            if let Some(e) = self.eval_quality(sid as u32) {
+                out.push(e);
+            }
+            if let Some(e) = self.eval_drift(sid as u32, scratch) {
+                out.push(e);
+            }
+        }
+    }
+
     fn eval_quality(&self, sid: u32) -> Option<ChannelEval> {
         let s = &self.series[sid as usize];
         let r = s.windows.pinned()?;
@@ -505,7 +548,7 @@ impl Engine {
         ))
     }
 
-    fn eval_drift(&mut self, sid: u32) -> Option<ChannelEval> {
+    fn eval_drift(&self, sid: u32, scratch: &mut Vec<u64>) -> Option<ChannelEval> {
         let s = &self.series[sid as usize];
         let r = s.windows.pinned()?;
         let cur = s.windows.totals();
@@ -526,13 +569,9 @@ impl Engine {
         match feat.kind? {
             ValueKind::Numeric => {
                 let edges = r.edges.as_ref()?;
-                let mut coarse = std::mem::take(&mut self.scratch);
-                edges.coarse(&cur.hist, &mut coarse);
-                let psi = drift::psi(&r.coarse, &coarse);
-                let js = drift::jensen_shannon(&r.coarse, &coarse);
-                self.scratch = coarse;
-                let s = &self.series[sid as usize];
-                let (r, cur) = (s.windows.pinned()?, s.windows.totals());
+                edges.coarse(&cur.hist, scratch);
+                let psi = drift::psi(&r.coarse, scratch);
+                let js = drift::jensen_shannon(&r.coarse, scratch);
                 let d = numeric::ks_statistic(&r.counts, &cur.hist);
                 let p = numeric::ks_p_value(d, rn, cn);
                 let w = normalised_wasserstein(r, cur);

@@ -560,6 +560,53 @@ fn closing_windows_and_writing_on_threads_changes_nothing() {
     }
 }
 
+/// With enough series a watermark's tests run in ranges of series on
+/// several threads: where the series in every range fire, the alerts are
+/// the same, in the same order, byte for byte, as on one.
+#[test]
+fn evaluating_on_threads_changes_nothing() {
+    let regions: Vec<String> = (0..64).map(|i| format!("r{i:02}")).collect();
+    let names = ["a", "b", "c", "d", "e", "f", "g", "x"];
+    let play = |workers: usize| {
+        let mut e = engine_of(
+            "[policy]\nmin_samples = 50\nmin_reference_samples = 50\n",
+            100,
+        );
+        e.set_workers(workers);
+        let mut rng = Rng::new(29);
+        let mut out = Vec::new();
+        // four an event-second for 4 h: ~110 a region in each 30-minute window
+        for i in 0..4 * 14_400i64 {
+            let t = T0 + i * 250;
+            let shift = if t - T0 >= 3 * 3_600_000 { 3.0 } else { 0.0 };
+            let mut features: Vec<(&str, f64)> = names.iter().map(|n| (*n, rng.normal())).collect();
+            features[7].1 += shift;
+            let region = regions[(rng.next_u64() % 64) as usize].as_str();
+            let p = sliced(rng.next_u64(), t, &features, ("region", region));
+            e.apply_prediction(&p).unwrap();
+            out.extend(e.drain_alerts());
+        }
+        assert!(e.series().len() >= 512, "{} series", e.series().len());
+        e.finish();
+        out.extend(e.drain_alerts());
+        out.iter()
+            .map(|a| serde_json::to_string(a).unwrap())
+            .collect::<Vec<String>>()
+    };
+    let one = play(1);
+    // the shift fired in the regions of the first range and of the last
+    for r in ["r00", "r63"] {
+        assert!(
+            one.iter()
+                .any(|a| a.contains(&format!("\"{r}\"")) && a.contains("\"feature\":\"x\"")),
+            "nothing fired in region {r}"
+        );
+    }
+    for workers in [2, 3] {
+        assert_eq!(one, play(workers), "alerts differ with {workers} threads");
+    }
+}
+
 /// Writes queued for a flush are applied before anyone outside reads the
 /// series: reading them first is refused, not answered with stale counts.
 #[test]
