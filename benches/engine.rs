@@ -299,45 +299,35 @@ fn engine(c: &mut Criterion) {
     g.throughput(Throughput::Elements(next.len() as u64));
     g.sample_size(20);
     // each iteration continues the stream (bucket closes and evaluations
-    // included); cloning the events is setup, not measured
-    let mut k = 0i64;
-    g.bench_function("apply_prediction_8_features_2_slices", |b| {
-        b.iter_batched(
-            || {
-                k += 1;
-                next.iter()
-                    .map(|p| {
-                        let mut p = p.clone();
-                        p.event_time += k * 20_000 * 50;
-                        p
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |events| apply_all(&mut e, events),
-            BatchSize::PerIteration,
-        )
-    });
-    // the same, each event's ordinals worked out beforehand, as the
-    // reader's thread does with two workers: what the engine's thread is
-    // spared
+    // included); cloning the events is setup, not measured. Prepared: each
+    // event's ordinals worked out beforehand, as the reader's thread does
+    // with two workers (what the engine's thread is spared)
     let dd = e.sketch_config();
-    g.bench_function("apply_prediction_8_features_2_slices_prepared", |b| {
-        b.iter_batched(
-            || {
-                k += 1;
-                next.iter()
-                    .map(|p| {
-                        let mut p = p.clone();
-                        p.event_time += k * 20_000 * 50;
-                        driftline::sketch::edges::prepare(&mut p, &dd);
-                        p
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |events| apply_all(&mut e, events),
-            BatchSize::PerIteration,
-        )
-    });
+    let mut k = 0i64;
+    for (name, prepared) in [
+        ("apply_prediction_8_features_2_slices", false),
+        ("apply_prediction_8_features_2_slices_prepared", true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    k += 1;
+                    next.iter()
+                        .map(|p| {
+                            let mut p = p.clone();
+                            p.event_time += k * 20_000 * 50;
+                            if prepared {
+                                driftline::sketch::edges::prepare(&mut p, &dd);
+                            }
+                            p
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |events| apply_all(&mut e, events),
+                BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
 }
 
