@@ -32,6 +32,13 @@ pub struct Schemas {
     pub action: Schema,
 }
 
+/// The shipped prediction schema as apache-avro serializes it: a writer
+/// schema serialized to the same text is the shipped one.
+static SHIPPED_PREDICTION: LazyLock<Option<String>> = LazyLock::new(|| {
+    let s = SCHEMAS.as_ref().ok()?;
+    serde_json::to_string(&s.prediction).ok()
+});
+
 static SCHEMAS: LazyLock<std::result::Result<Schemas, String>> = LazyLock::new(|| {
     apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
     let parse =
@@ -78,8 +85,9 @@ pub fn encode<T: Serialize>(schema: &Schema, value: &T) -> std::result::Result<V
 /// `codec::container` frames container files. Fields are matched by name,
 /// so a writer schema with other field order or extra fields decodes too.
 ///
-/// A prediction written with the shipped schema itself (the same Parsing
-/// Canonical Form) is read by `plain` in one pass, into the buffers of an
+/// A prediction written with the shipped schema itself (the same schema as
+/// apache-avro reads it: the same text written back out) is read by
+/// `plain` in one pass, into the buffers of an
 /// event already applied when the caller hands one back; anything it is
 /// unsure of is left to serde_avro_fast, whose result or error is the
 /// datum's.
@@ -96,10 +104,12 @@ impl DatumDecoder {
         let schema = text
             .parse::<serde_avro_fast::Schema>()
             .map_err(|e| e.to_string())?;
-        let shipped = kind == StreamKind::Predictions
-            && SCHEMAS
-                .as_ref()
-                .is_ok_and(|s| s.prediction.canonical_form() == writer.canonical_form());
+        // the shipped schema, as apache-avro writes it back out: compared
+        // as text, not by canonical form — apache-avro's panics on some
+        // schemas it parses (a field with `"symbols": false`, found by the
+        // fuzz target `container`), and a writer's schema is input
+        let shipped =
+            kind == StreamKind::Predictions && SHIPPED_PREDICTION.as_deref() == Some(text.as_str());
         Ok(DatumDecoder {
             kind,
             schema,
@@ -217,6 +227,43 @@ fn classify_message(msg: String) -> BadEvent {
 mod tests {
     use super::*;
     use crate::event::{Scalar, Value};
+
+    /// The shipped schema is known however it was written (its name
+    /// qualified or with a namespace, keys in any order, other spacing);
+    /// another schema, or one apache-avro cannot put in canonical form,
+    /// is not — and never panics.
+    #[test]
+    fn the_shipped_schema_is_known_however_written_and_hostile_ones_are_not() {
+        let shipped = |text: &str| {
+            let w = Schema::parse_str(text).unwrap();
+            DatumDecoder::new(StreamKind::Predictions, &w)
+                .unwrap()
+                .shipped
+        };
+        assert!(shipped(PREDICTION_AVSC));
+        let mut v: serde_json::Value = serde_json::from_str(PREDICTION_AVSC).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("namespace");
+        o.insert("name".into(), "io.driftline.Prediction".into());
+        assert!(
+            shipped(&serde_json::to_string(&v).unwrap()),
+            "qualified name"
+        );
+        assert!(
+            shipped(&serde_json::to_string_pretty(&v).unwrap()),
+            "spacing"
+        );
+        let mut other = v.clone();
+        other["fields"][0]["name"] = "trace".into();
+        assert!(!shipped(&serde_json::to_string(&other).unwrap()));
+        // a field attribute apache-avro keeps but its canonical form
+        // panics on (the fuzz target `container` found it)
+        let mut hostile = v.clone();
+        hostile["fields"][8]["symbols"] = false.into();
+        assert!(!shipped(&serde_json::to_string(&hostile).unwrap()));
+        let o = Schema::parse_str(OUTCOME_AVSC).unwrap();
+        assert!(!DatumDecoder::new(StreamKind::Outcomes, &o).unwrap().shipped);
+    }
 
     fn prediction() -> Prediction {
         Prediction {
