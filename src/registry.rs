@@ -189,6 +189,13 @@ impl Model {
     /// The slot of slice `dim=value`, registered on first sight (None: an
     /// untracked dimension; past the value cap: the dimension's `__other__`).
     pub(crate) fn slot(&mut self, dim: &str, value: &str, cfg: &Config) -> Option<u32> {
+        self.slot_in(dim, value, cfg).map(|(slot, _)| slot)
+    }
+
+    /// [`Model::slot`], with whether the slot is one of the carrier's
+    /// ([`Model::carrier_slots`]).
+    #[inline]
+    pub(crate) fn slot_in(&mut self, dim: &str, value: &str, cfg: &Config) -> Option<(u32, bool)> {
         let d = match self.dim_ids.get(dim) {
             Some(&d) => d as usize,
             None => {
@@ -211,18 +218,30 @@ impl Model {
                 self.dims.len() - 1
             }
         };
+        let carrier = d == 0;
         if let Some(&v) = self.dims[d].values.get(value) {
-            return Some(self.dims[d].slots[v as usize]);
+            return Some((self.dims[d].slots[v as usize], carrier));
         }
         if self.dims[d].values.len() >= cfg.series.max_slice_values {
             self.overflow.slice_values += 1;
-            return Some(self.dims[d].slots[0]);
+            return Some((self.dims[d].slots[0], carrier));
         }
         let slot = self.new_slot(dim, value);
         let dm = &mut self.dims[d];
         dm.values.insert(value.into(), dm.slots.len() as u32);
         dm.slots.push(slot);
-        Some(slot)
+        Some((slot, carrier))
+    }
+
+    /// The slots of the carrier, the model's first slice dimension (its
+    /// `__other__` and every value; none before it has one). Every event
+    /// that names the dimension is in exactly one of them (a key is given
+    /// once, `event::check_unique`), so the overall series' open bucket is
+    /// the merge of theirs and of the events without it: only those are
+    /// written to the overall series as they come, the rest are merged in
+    /// when the bucket closes (`Engine::close_bucket`).
+    pub(crate) fn carrier_slots(&self) -> &[u32] {
+        self.dims.first().map_or(&[], |d| &d.slots)
     }
 
     fn new_slot(&mut self, dim: &str, value: &str) -> u32 {

@@ -4,12 +4,12 @@
 //! durable checkpoint covers, and on assignment the consumer seeks to the
 //! checkpoint's offsets, not the group's.
 //!
-//! # File format (version 9)
+//! # File format (version 10)
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic "DLCKPT\r\n"
-//! 8       4     format version, u32 little endian (9)
+//! 8       4     format version, u32 little endian (10)
 //! 12      4     flags, u32 little endian (0)
 //! 16      8     body length in bytes, u64 little endian
 //! 24      4     CRC-32 (IEEE) of the body, u32 little endian
@@ -20,7 +20,9 @@
 //! an error saying which; a checkpoint of another format version is never
 //! read as this one (version 3 came with the rename to driftline and the
 //! engine state's new bad-event reasons: no checkpoint of an older one
-//! carries this magic). A checkpoint written under a
+//! carries this magic; version 10, when an overall series' open buckets
+//! began to hold only what its carrier slices do not, merged in as each
+//! closes: `registry::Model::carrier_slots`). A checkpoint written under a
 //! config that shapes state differently (`[window]`, `[series]`,
 //! `[reference]`, `[join]`) is rejected too: its fingerprint differs.
 //!
@@ -44,7 +46,7 @@ pub mod topic;
 pub const MAGIC: &[u8; 8] = b"DLCKPT\r\n";
 /// 8: closed buckets packed (`window::Closed`), quantiles as own bins.
 /// 9: closed buckets' exemplar keys as gaps, high-tail ids by reference.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 const HEADER: usize = 28;
 
 /// A checkpoint could not be written or read.

@@ -9,7 +9,7 @@ use crate::config::Tier;
 use crate::drift::{self, categorical, fdr, numeric, quality};
 use crate::drift::{Scored, Test};
 use crate::quality::monitor::QChannel;
-use crate::registry::Role;
+use crate::registry::{NO_SERIES, Role};
 use crate::sketch::{Sketch, ValueKind};
 use crate::telemetry::HISTORY;
 use crate::window::Reference;
@@ -184,6 +184,7 @@ impl Engine {
 
     fn close_bucket(&mut self, b: i64) {
         self.flush();
+        self.gather_overall();
         self.closed_any = true;
         let Engine {
             models,
@@ -249,6 +250,43 @@ impl Engine {
         self.stats.buckets_closed += 1;
         if (b + 1) % self.eval_every == 0 {
             self.evaluate(b);
+        }
+    }
+
+    /// Merges the closing bucket of each carrier slice into its overall
+    /// series' (`registry::Model::carrier_slots`): their values were
+    /// written there only.
+    fn gather_overall(&mut self) {
+        let Engine {
+            models,
+            series,
+            pool,
+            cfg,
+            ..
+        } = self;
+        let max_ex = cfg.policy.max_exemplars;
+        for model in models.iter() {
+            let carrier = model.carrier_slots();
+            if carrier.is_empty() {
+                continue;
+            }
+            for (feature, of) in model.features.iter().zip(&model.series_of) {
+                let overall = of[0];
+                if overall == NO_SERIES {
+                    continue;
+                }
+                for &slot in carrier {
+                    let part = of[slot as usize];
+                    if part == NO_SERIES {
+                        continue;
+                    }
+                    let [o, p] = series
+                        .get_disjoint_mut([overall as usize, part as usize])
+                        .expect("a slice's series is not the overall one");
+                    o.windows
+                        .absorb_front(&mut p.windows, feature.kind, max_ex, pool);
+                }
+            }
         }
     }
 

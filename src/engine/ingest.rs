@@ -266,13 +266,26 @@ impl Engine {
         let mut slots = std::mem::take(&mut self.slots);
         slots.clear();
         slots.push(0);
+        // in a slice of the carrier (`Model::carrier_slots`): its values
+        // reach the overall series when their bucket closes, merged from
+        // that slice's, not one by one now
+        let mut carried = false;
         if self.cfg.series.track_slices {
             for (dim, value) in &p.slices {
-                if let Some(s) = model.slot(dim, value, &self.cfg) {
-                    slots.push(s);
+                match model.slot_in(dim, value, &self.cfg) {
+                    // the carrier named twice (never from a decoder, which
+                    // refuses a key given twice): its first value only
+                    Some((_, true)) if carried => {}
+                    Some((s, carrier)) => {
+                        carried |= carrier;
+                        slots.push(s);
+                    }
+                    None => {}
                 }
             }
         }
+        // each value's series: the overall one first, written now or not
+        let skip = usize::from(carried);
         let (join_slots, n_slots) = slots_of(&slots);
         let (prediction, class) = match &p.prediction {
             Scalar::Number(x) => (*x, 0),
@@ -346,16 +359,22 @@ impl Engine {
             }
         }
         let many = self.series.len() >= PREFETCH_FROM_SERIES;
+        if skip == 1 {
+            // counted as taken now all the same
+            for sids in sids.chunks(slots.len()) {
+                self.series[sids[0] as usize].applied += 1;
+            }
+        }
         if self.queued.on && many {
             // written in groups of series on the workers (`shard`); few
             // series are in the caches, and writing at once is cheaper
-            self.queue(&planned, &sids, slots.len(), idx, &p.trace_id);
+            self.queue(&planned, &sids, slots.len(), skip, idx, &p.trace_id);
         } else {
             if many {
                 for stage in 0..4 {
                     let mut new_buckets = 0;
                     for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
-                        for &sid in sids {
+                        for &sid in &sids[skip..] {
                             let s = &self.series[sid as usize];
                             new_buckets += s.prefetch_record(stage, idx, obs) as usize;
                         }
@@ -368,7 +387,7 @@ impl Engine {
             let max_ex = self.cfg.policy.max_exemplars;
             let trace = crate::sketch::Offered::new(&p.trace_id);
             for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
-                for &sid in sids {
+                for &sid in &sids[skip..] {
                     let s = &mut self.series[sid as usize];
                     s.applied += 1;
                     s.windows

@@ -196,13 +196,15 @@ impl Engine {
     }
 
     /// Queues an event's writes (`planned`: its observations, `sids`:
-    /// each one's series, `per` of them), and flushes when the queue is full.
+    /// each one's series, `per` of them, the first `skip` of each not
+    /// written), and flushes when the queue is full.
     #[inline(never)]
     pub(super) fn queue(
         &mut self,
         planned: &[Observation],
         sids: &[u32],
         per: usize,
+        skip: usize,
         idx: usize,
         trace_id: &str,
     ) {
@@ -210,7 +212,7 @@ impl Engine {
         let trace = q.trace(&Offered::new(trace_id));
         let mut full = false;
         for (&obs, sids) in planned.iter().zip(sids.chunks(per)) {
-            for &sid in sids {
+            for &sid in &sids[skip..] {
                 full |= q.push(sid, idx, trace, obs);
             }
         }

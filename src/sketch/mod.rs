@@ -222,12 +222,18 @@ impl Exemplars {
     /// One id per category (the one with the smallest hash), for every
     /// category seen: the key is the category id, then the hash.
     pub fn offer_per_category(&mut self, category: u32, t: &Offered<'_>) {
-        let trace_id = t.id;
-        let key = ((category as u64) << 32) | (t.hash >> 32);
+        self.offer_category_key(((category as u64) << 32) | (t.hash >> 32), t.id);
+    }
+
+    /// [`Exemplars::offer_per_category`] of a key made already (its
+    /// category in the high 32 bits).
+    #[inline]
+    fn offer_category_key(&mut self, key: u64, trace_id: &str) {
+        let category = key >> 32;
         let kept = &self.slots[..self.len];
-        let pos = kept.partition_point(|s| (s.0 >> 32) < category as u64);
+        let pos = kept.partition_point(|s| (s.0 >> 32) < category);
         if let Some(s) = kept.get(pos)
-            && s.0 >> 32 == category as u64
+            && s.0 >> 32 == category
         {
             if (key, trace_id.as_bytes()) < (s.0, s.1.as_bytes()) {
                 self.set(pos, key, trace_id);
@@ -287,6 +293,32 @@ impl Exemplars {
         }
         self.insert(pos, h, trace_id, cap);
     }
+
+    /// Keeps what it would had `other`'s ids been offered to it too, by
+    /// [`Exemplars::offer_keyed`] with the same `cap`: the smallest of
+    /// both (what each kept is all of its ids that can be).
+    pub fn merge_keyed(&mut self, other: &Exemplars, cap: usize) {
+        if cap == 0 {
+            return;
+        }
+        for (key, id) in &other.slots[..other.len] {
+            let id = id.as_str();
+            if self.len >= cap && (*key, head(id.as_bytes())) > self.bound {
+                // the rest are larger still
+                break;
+            }
+            self.offer_slow(*key, id, cap);
+        }
+    }
+
+    /// [`Exemplars::merge_keyed`] for lists kept by
+    /// [`Exemplars::offer_per_category`]: the smaller of each category's.
+    pub fn merge_per_category(&mut self, other: &Exemplars) {
+        for (key, id) in &other.slots[..other.len] {
+            self.offer_category_key(*key, id.as_str());
+        }
+    }
+
     /// How many it keeps.
     pub fn len(&self) -> usize {
         self.len
@@ -523,6 +555,35 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// Lists kept apart and merged keep what one list offered all of
+        /// their ids keeps: by key with a cap, and one per category.
+        #[test]
+        fn merged_lists_keep_what_one_list_keeps(
+            offers in proptest::collection::vec(
+                (0u64..4, 0u32..3, "(abcdefgh|abcdefg|ab|)[a-c]{0,2}", 0usize..3), 1..80),
+            cap in 1usize..5,
+        ) {
+            let (mut one, mut one_cat) = (Exemplars::default(), Exemplars::default());
+            let mut parts = vec![(Exemplars::default(), Exemplars::default()); 3];
+            for (k, cat, id, part) in &offers {
+                let t = Offered::new(id);
+                one.offer_keyed(*k, &t, cap);
+                one_cat.offer_per_category(*cat, &t);
+                parts[*part].0.offer_keyed(*k, &t, cap);
+                parts[*part].1.offer_per_category(*cat, &t);
+            }
+            let (mut merged, mut merged_cat) = (Exemplars::default(), Exemplars::default());
+            for (p, c) in &parts {
+                merged.merge_keyed(p, cap);
+                merged_cat.merge_per_category(c);
+            }
+            let pairs = |e: &Exemplars| -> Vec<(u64, String)> {
+                e.iter_keyed().map(|(k, id)| (k, id.to_string())).collect()
+            };
+            prop_assert_eq!(pairs(&merged), pairs(&one));
+            prop_assert_eq!(pairs(&merged_cat), pairs(&one_cat));
+        }
+
         /// Whatever is turned away by the bound alone, the kept pairs are the
         /// `cap` smallest (key, id) offered: keys that tie, ids that share
         /// their first 8 bytes or are shorter than 8, an exemplar list read

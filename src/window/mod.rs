@@ -154,6 +154,27 @@ impl SeriesWindows {
         }
     }
 
+    /// Merges `part`'s oldest open bucket into this one's (the same
+    /// bucket: both count from the engine's first open one) — a carrier
+    /// slice's values into the overall series' before the bucket closes
+    /// (`registry::Model::carrier_slots`). `kind` is the feature's.
+    pub fn absorb_front(
+        &mut self,
+        part: &mut SeriesWindows,
+        kind: Option<ValueKind>,
+        max_exemplars: usize,
+        pool: &mut Pool,
+    ) {
+        let Some(Some(from)) = part.open.front_mut() else {
+            return;
+        };
+        if self.open.is_empty() {
+            self.open.push_back(None);
+        }
+        let into = self.open[0].get_or_insert_with(|| pool.sketches.pop().unwrap_or_default());
+        into.absorb(from, kind, max_exemplars);
+    }
+
     /// Where the reference stands: warming up, or pinned.
     pub fn reference(&self) -> &RefState {
         &self.reference

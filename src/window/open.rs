@@ -14,7 +14,7 @@
 //! — closed, or written to a checkpoint — through [`Open::settled`], the
 //! only way to its sketch's quantiles.
 
-use crate::sketch::Sketch;
+use crate::sketch::{Sketch, ValueKind};
 
 /// Bins, and values, a bucket holds before its values are counted densely
 /// (a search over fewer bins is a few steps; a bucket of few values would
@@ -219,6 +219,27 @@ impl Open {
                 s.high_exemplars.prefetch();
             }
         }
+    }
+
+    /// Adds the values of `other`, a bucket of another series of the same
+    /// feature (`kind`), and its exemplars as `max_exemplars` keeps them:
+    /// this one then holds what it would had they come to it.
+    pub fn absorb(&mut self, other: &mut Open, kind: Option<ValueKind>, max_exemplars: usize) {
+        self.settle();
+        let o = other.settled();
+        let s = &mut self.sketch;
+        s.merge(o);
+        if kind == Some(ValueKind::Categorical) {
+            if max_exemplars > 0 {
+                s.exemplars.merge_per_category(&o.exemplars);
+            }
+        } else {
+            s.exemplars.merge_keyed(&o.exemplars, max_exemplars);
+            s.high_exemplars
+                .merge_keyed(&o.high_exemplars, max_exemplars);
+        }
+        s.null_exemplars
+            .merge_keyed(&o.null_exemplars, max_exemplars);
     }
 
     /// The bucket's sketch, its quantiles complete.

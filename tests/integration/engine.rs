@@ -560,6 +560,113 @@ fn closing_windows_and_writing_on_threads_changes_nothing() {
     }
 }
 
+/// An overall series takes as they come only the values of events outside
+/// its carrier (the model's first slice dimension); the carrier slices'
+/// are merged in when each bucket closes. What it holds is what writing
+/// every value to it gives — the same as with slices not tracked at all —
+/// whatever comes: events before any slice, the carrier a dimension other
+/// than the first one an event names, events without it, its values past
+/// the cap (`__other__`), numbers, categories, nulls and wrong types, and
+/// exemplars chosen from all of them.
+#[test]
+fn the_overall_series_merged_from_its_carrier_is_the_one_written_directly() {
+    let regions = ["EU", "US", "APAC", "LATAM", "AF"];
+    let play = |track_slices: bool| {
+        let mut e = engine_of("[policy]\nmin_samples = 50\nmax_exemplars = 3\n", 3);
+        let mut cfg = e.config().clone();
+        cfg.series.track_slices = track_slices;
+        e = Engine::new(cfg);
+        let mut rng = Rng::new(23);
+        for i in 0..3 * 7200i64 {
+            let t = T0 + i * 500;
+            let shift = if t - T0 >= 2 * 3_600_000 { 1.5 } else { 0.0 };
+            let amount = match rng.next_u64() % 50 {
+                0 => Value::Null,
+                1 => Value::Text("n/a".into()),
+                _ => Value::Number(rng.normal() * 10.0 + 50.0 + shift * 10.0),
+            };
+            let device = match rng.next_u64() % 40 {
+                0 => Value::Null,
+                r => Value::Text(["ios", "android", "web", "tv"][(r % 4) as usize].into()),
+            };
+            let region = regions[(rng.next_u64() % 5) as usize];
+            let channel = if rng.next_u64().is_multiple_of(2) {
+                "app"
+            } else {
+                "site"
+            };
+            // none at first; then only `channel` (the carrier from then
+            // on), then both, `region` first; every seventh event without
+            let slices: Vec<(&str, &str)> = match i {
+                _ if i < 1000 => vec![],
+                _ if i < 2000 => vec![("channel", channel)],
+                _ if i % 7 == 0 => vec![("region", region)],
+                _ => vec![("region", region), ("channel", channel)],
+            };
+            let p = Prediction {
+                trace_id: format!("{:032x}", rng.next_u64()),
+                model_id: "m".into(),
+                model_version: None,
+                event_time: t,
+                features: vec![("amount".into(), amount), ("device".into(), device)],
+                slices: slices
+                    .into_iter()
+                    .map(|(d, v)| (d.into(), v.into()))
+                    .collect(),
+                prediction: Scalar::Number(rng.normal()),
+                score: (i % 3 != 0).then(|| rng.normal()),
+                shadow: false,
+                ordinals: Default::default(),
+            };
+            e.apply_prediction(&p).unwrap();
+            e.drain_alerts();
+        }
+        e.finish();
+        let m = &e.models()[0];
+        let overall: Vec<(String, u64, String)> = e
+            .series()
+            .iter()
+            .filter(|s| s.slot == 0)
+            .map(|s| {
+                (
+                    m.features[s.feature as usize].name.clone(),
+                    s.applied,
+                    rounded(serde_json::to_value(&s.windows).unwrap()).to_string(),
+                )
+            })
+            .collect();
+        (overall, e.series().len())
+    };
+    // a sum is kept as two doubles (`sketch::moments`), whose low parts
+    // may differ in their last bits with the order of the terms; the sum
+    // they make may not
+    fn rounded(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match v {
+            J::Object(o) if o.len() == 2 && o.contains_key("hi") && o.contains_key("lo") => {
+                let (hi, lo) = (o["hi"].as_f64().unwrap(), o["lo"].as_f64().unwrap());
+                J::from(hi + lo)
+            }
+            J::Object(o) => J::Object(o.into_iter().map(|(k, v)| (k, rounded(v))).collect()),
+            J::Array(a) => J::Array(a.into_iter().map(rounded).collect()),
+            v => v,
+        }
+    }
+    let (merged, n) = play(true);
+    let (direct, one_each) = play(false);
+    assert!(n > 20 && one_each == 4, "{n} and {one_each} series");
+    assert!(
+        merged[0].2.contains("exemplars") && merged[0].2.contains("Pinned"),
+        "{}",
+        &merged[0].2[..200]
+    );
+    for (a, b) in merged.iter().zip(&direct) {
+        assert_eq!(a.0, b.0);
+        assert_eq!(a.1, b.1, "{}: values taken", a.0);
+        assert!(a.2 == b.2, "{}: windows differ:\n{}\n{}", a.0, a.2, b.2);
+    }
+}
+
 /// With enough series a watermark's tests run in ranges of series on
 /// several threads: where the series in every range fire, the alerts are
 /// the same, in the same order, byte for byte, as on one.
