@@ -231,7 +231,18 @@ impl Exemplars {
     fn offer_category_key(&mut self, key: u64, trace_id: &str) {
         let category = key >> 32;
         let kept = &self.slots[..self.len];
-        let pos = kept.partition_point(|s| (s.0 >> 32) < category);
+        let held_at = |i: usize| kept.get(i).is_some_and(|s| s.0 >> 32 == category);
+        // once a bucket has seen every category (each kept once, in
+        // order), category `c` is at place `c`, or `c - 1` when the
+        // overflow (0) has not come: looked at before searching
+        let c = category as usize;
+        let pos = if held_at(c) {
+            c
+        } else if c > 0 && held_at(c - 1) {
+            c - 1
+        } else {
+            kept.partition_point(|s| (s.0 >> 32) < category)
+        };
         if let Some(s) = kept.get(pos)
             && s.0 >> 32 == category
         {
