@@ -151,7 +151,7 @@ impl DatumDecoder {
         if self.shipped {
             let mut p = match spare {
                 Some(Event::Prediction(p)) => p,
-                _ => Prediction::default(),
+                _ => Box::default(),
             };
             if let Some(used) = plain::prediction_into(bytes, &mut p) {
                 return Ok((Event::Prediction(p), used));
@@ -167,7 +167,7 @@ impl DatumDecoder {
         let mut state = serde_avro_fast::de::DeserializerState::from_slice(bytes, &self.schema);
         let ev = match self.kind {
             StreamKind::Predictions => {
-                Prediction::deserialize(state.deserializer()).map(Event::Prediction)
+                Box::<Prediction>::deserialize(state.deserializer()).map(Event::Prediction)
             }
             StreamKind::Outcomes => Outcome::deserialize(state.deserializer()).map(Event::Outcome),
         }
@@ -191,7 +191,7 @@ pub fn readers_agree(bytes: &[u8]) -> bool {
     let mut p = Prediction::default();
     plain::prediction_into(bytes, &mut p).is_none_or(|used| {
         d.read_general(bytes).is_ok_and(|(theirs, n)| {
-            n == used && format!("{:?}", Event::Prediction(p)) == format!("{theirs:?}")
+            n == used && format!("{:?}", Event::Prediction(Box::new(p))) == format!("{theirs:?}")
         })
     })
 }
@@ -301,7 +301,7 @@ mod tests {
         // Avro maps have no order
         back.features.sort_by(|a, b| a.0.cmp(&b.0));
         back.slices.sort();
-        assert_eq!(back, p);
+        assert_eq!(*back, p);
         let mut p2 = p.clone();
         p2.model_version = None;
         p2.score = None;
@@ -314,7 +314,7 @@ mod tests {
             panic!()
         };
         back.features.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(back, p2);
+        assert_eq!(*back, p2);
     }
 
     #[test]

@@ -210,7 +210,7 @@ mod tests {
         let payload = encode(&schemas().unwrap().prediction, &pred()).unwrap();
         assert_eq!(
             d.decode(Some(&frame(7, &payload))).unwrap(),
-            Event::Prediction(pred())
+            Event::Prediction(Box::new(pred()))
         );
         let reason = |d: &mut ValueDecoder, b: &[u8]| d.decode(Some(b)).unwrap_err().reason;
         assert_eq!(reason(&mut d, &[1, 0, 0, 0, 7, 2]), BadReason::BadMagicByte);

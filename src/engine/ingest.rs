@@ -223,7 +223,7 @@ impl Engine {
     pub fn apply_prediction(&mut self, p: &Prediction) -> Result<Applied, BadEvent> {
         match self.gate(p.event_time, None) {
             Gate::Apply | Gate::Jump { .. } => self.prediction_now(p),
-            Gate::Hold => self.apply_tagged(&Event::Prediction(p.clone()), None, 0),
+            Gate::Hold => self.apply_tagged(&Event::Prediction(Box::new(p.clone())), None, 0),
             Gate::Refuse(bad) => Err(bad),
         }
     }

@@ -32,7 +32,7 @@ fn stream() -> Vec<Event> {
         let device = ["ios", "android", "web"][(rng.next_u64() % 3) as usize];
         events.push((
             t,
-            Event::Prediction(Prediction {
+            Event::Prediction(Box::new(Prediction {
                 trace_id: format!("t{i}"),
                 model_id: "m".into(),
                 model_version: Some("v1".into()),
@@ -54,7 +54,7 @@ fn stream() -> Vec<Event> {
                 score: Some(if pred == 1 { 0.8 } else { 0.2 }),
                 shadow: false,
                 ordinals: Default::default(),
-            }),
+            })),
         ));
         if i % 5 != 0 {
             let at = t + 300_000 + (rng.uniform() * 600_000.0) as i64;

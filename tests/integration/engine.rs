@@ -400,7 +400,7 @@ fn exemplars_do_not_depend_on_when_the_reference_was_pinned() {
         .map(|i| {
             let t = T0 + i * 6_000;
             let shift = if i >= 300 { 3.0 } else { 1.0 };
-            Event::Prediction(Prediction {
+            Event::Prediction(Box::new(Prediction {
                 trace_id: format!("{:032x}", rng.next_u64()),
                 model_id: "m".into(),
                 model_version: None,
@@ -427,7 +427,7 @@ fn exemplars_do_not_depend_on_when_the_reference_was_pinned() {
                 score: None,
                 shadow: false,
                 ordinals: Default::default(),
-            })
+            }))
         })
         .collect();
     // replay: one merged stream, in time order

@@ -218,7 +218,7 @@ fn each_partition_is_judged_against_itself() {
     use driftline::engine::{Applied, Engine};
     use driftline::event::{Event, Prediction, Scalar, Value};
     let ev = |i: i64, t: i64| {
-        Event::Prediction(Prediction {
+        Event::Prediction(Box::new(Prediction {
             trace_id: format!("t{i}"),
             model_id: "m".into(),
             model_version: None,
@@ -229,7 +229,7 @@ fn each_partition_is_judged_against_itself() {
             score: None,
             shadow: false,
             ordinals: Default::default(),
-        })
+        }))
     };
     let mut e = Engine::new(Config::default());
     let (ahead, behind, other_era) = (e.add_source(), e.add_source(), e.add_source());

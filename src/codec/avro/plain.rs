@@ -203,7 +203,10 @@ mod tests {
 
     fn ours(bytes: &[u8], into: &mut Prediction) -> Option<(String, usize)> {
         let used = prediction_into(bytes, into)?;
-        Some((format!("{:?}", Event::Prediction(into.clone())), used))
+        Some((
+            format!("{:?}", Event::Prediction(Box::new(into.clone()))),
+            used,
+        ))
     }
 
     proptest! {

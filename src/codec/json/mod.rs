@@ -24,7 +24,9 @@ pub fn decode_reusing(
             plain::prediction_into(text, &mut p).then_some(p)
         })
         .map(Event::Prediction),
-        (StreamKind::Predictions, _) => read(bytes, plain::prediction).map(Event::Prediction),
+        (StreamKind::Predictions, _) => {
+            read(bytes, |text| plain::prediction(text).map(Box::new)).map(Event::Prediction)
+        }
         (StreamKind::Outcomes, _) => read(bytes, plain::outcome).map(Event::Outcome),
     }
     .map_err(|e| classify(&e, bytes))?;
