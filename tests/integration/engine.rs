@@ -572,10 +572,12 @@ fn closing_windows_and_writing_on_threads_changes_nothing() {
 fn the_overall_series_merged_from_its_carrier_is_the_one_written_directly() {
     let regions = ["EU", "US", "APAC", "LATAM", "AF"];
     let play = |track_slices: bool| {
-        let mut e = engine_of("[policy]\nmin_samples = 50\nmax_exemplars = 3\n", 3);
-        let mut cfg = e.config().clone();
-        cfg.series.track_slices = track_slices;
-        e = Engine::new(cfg);
+        let mut e = engine_of(
+            &format!(
+                "[policy]\nmin_samples = 50\nmax_exemplars = 3\n[series]\ntrack_slices = {track_slices}\n"
+            ),
+            3,
+        );
         let mut rng = Rng::new(23);
         for i in 0..3 * 7200i64 {
             let t = T0 + i * 500;
