@@ -18,6 +18,8 @@ pub struct Stats {
     /// Event-time jumps accepted (see `engine::clock`).
     pub time_jumps: u64,
     pub series: u64,
+    /// Of them, dormant (`engine::Series::settled`), filled in when a run ends.
+    pub dormant_series: Option<u64>,
     pub buckets_closed: u64,
     /// Channels evaluated (drift and quality, one each per series and
     /// watermark); a settled series (below `min_samples`, nothing pending:
@@ -67,6 +69,9 @@ impl Stats {
             *a += b;
         }
         self.series += o.series;
+        if let Some(n) = o.dormant_series {
+            *self.dormant_series.get_or_insert(0) += n;
+        }
         self.buckets_closed += o.buckets_closed;
         self.evaluations += o.evaluations;
         for (k, n) in &o.alerts {
@@ -129,7 +134,16 @@ impl Stats {
                 j.joined, j.expired, j.evicted, j.unmatched, j.duplicates
             );
         }
-        let _ = writeln!(s, "series tracked: {}", self.series);
+        let _ = write!(s, "series tracked: {}", self.series);
+        match self.dormant_series.filter(|&n| n > 0) {
+            Some(n) => {
+                let _ = writeln!(
+                    s,
+                    " ({n} dormant: their reference is below policy.min_reference_samples, so they can never alert; no current window kept)"
+                );
+            }
+            None => s.push('\n'),
+        }
         if let Some(o) = self.overflow.filter(|o| o.total() > 0) {
             let _ = writeln!(
                 s,

@@ -283,6 +283,7 @@ pub fn replay(
     pb.finish_and_clear();
     engine.stats.join = Some(engine.quality.join.stats);
     engine.stats.overflow = Some(engine.overflow());
+    engine.stats.dormant_series = Some(engine.dormant_series());
     crate::cli::note_raw!("{}", engine.stats.summary(started.elapsed().as_secs_f64()));
     Ok(0)
 }

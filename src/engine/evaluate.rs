@@ -213,7 +213,8 @@ impl Engine {
                 let kind = models[s.model as usize].features[s.feature as usize].kind;
                 s.windows.close(b, window, kind, bins, bucket_ms, pool);
                 // still nothing to evaluate while the window stays below
-                s.settled = s.settled && s.below_min_samples(policy);
+                // (a dormant series' reference always is)
+                s.settled = s.settled && (s.windows.dormant() || s.below_min_samples(policy));
             }
         };
         // every series' window slides on its own: with many series, in
@@ -408,6 +409,19 @@ impl Engine {
             last = Some(e.series);
             let s = &mut self.series[e.series as usize];
             s.settled = s.settles(&self.cfg.policy);
+            // settled for good: nothing will read its current window
+            if s.settled
+                && !self.keep_dormant
+                && !s.windows.dormant()
+                && s.windows
+                    .pinned()
+                    .is_some_and(|r| r.sketch.rows() < self.cfg.policy.min_reference_samples)
+            {
+                let carrier = self.models[s.model as usize]
+                    .carrier_slots()
+                    .contains(&s.slot);
+                s.windows.go_dormant(carrier);
+            }
         }
         // quality after inputs, and label alerts before quality ones: triage
         // weighs the input and label alerts open at this watermark

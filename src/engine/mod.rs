@@ -74,6 +74,14 @@ pub struct Series {
     /// few". Set by an evaluation, kept by a close only while the window
     /// stays below; a checkpoint does not keep it (the first evaluation
     /// after a restore sets it again, changing nothing).
+    ///
+    /// Settled with its reference below `min_reference_samples`, it stays
+    /// settled for the engine's life (a reference never changes once
+    /// pinned, nor does the configuration): no evaluation can alert on it,
+    /// so it goes dormant and keeps no current window
+    /// ([`SeriesWindows::go_dormant`]) — with a slice value per shop or
+    /// user, most of a model's series, and most of the cost of their
+    /// writes and closes.
     #[serde(skip)]
     pub settled: bool,
 }
@@ -242,6 +250,8 @@ pub struct Engine {
     /// No bucket has closed yet: an event older than the first open bucket
     /// opens earlier buckets instead of being late.
     closed_any: bool,
+    /// Series never go dormant ([`Engine::keep_dormant_windows`]).
+    keep_dormant: bool,
     /// Which event times are trusted; the first events held.
     clock: Clock,
     /// `input.time_consensus`.
@@ -327,6 +337,7 @@ impl Engine {
             series: Vec::new(),
             first_open: None,
             closed_any: false,
+            keep_dormant: false,
             time: Watermark::default(),
             clock: Clock::default(),
             consensus,
@@ -373,6 +384,19 @@ impl Engine {
     /// no model quality to watch.
     pub fn expect_outcomes(&mut self, on: bool) {
         self.outcomes = on;
+    }
+
+    /// Keeps the window of every series, even one that can never alert
+    /// ([`Series::settled`]): the alerts are the same; for tests that say so.
+    #[doc(hidden)]
+    pub fn keep_dormant_windows(&mut self) {
+        self.keep_dormant = true;
+    }
+
+    /// Series that keep no current window: no evaluation under this
+    /// configuration can alert on them (see [`Series::settled`]).
+    pub fn dormant_series(&self) -> u64 {
+        self.series.iter().filter(|s| s.windows.dormant()).count() as u64
     }
 
     /// Values that met a cardinality cap, over every model.

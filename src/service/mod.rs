@@ -240,6 +240,7 @@ impl Service {
             let mut o = s.overflow.unwrap_or_default();
             o.add(&t.engine.overflow());
             s.overflow = Some(o);
+            *s.dormant_series.get_or_insert(0) += t.engine.dormant_series();
         }
         s
     }

@@ -62,6 +62,24 @@ pub struct SeriesWindows {
     ring: VecDeque<Closed>,
     /// Integer parts of the ring's sum.
     totals: Sketch,
+    /// What it keeps of its current window ([`SeriesWindows::go_dormant`]);
+    /// not checkpointed: a restored series keeps everything again.
+    #[serde(skip)]
+    kept: Kept,
+}
+
+/// What a series keeps of its current window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Kept {
+    /// Everything: its open buckets, and its closed ones in the ring and totals.
+    #[default]
+    All,
+    /// Dormant, a carrier slice: its open buckets are written (they make
+    /// its model's overall series, `registry::Model::carrier_slots`) and
+    /// dropped when they close.
+    Open,
+    /// Dormant: nothing is written to it, nothing kept.
+    Nothing,
 }
 
 /// One value as a series' bucket records it.
@@ -90,7 +108,31 @@ impl SeriesWindows {
             },
             ring: VecDeque::new(),
             totals: Sketch::new(),
+            kept: Kept::All,
         }
+    }
+
+    /// Stops keeping its current window: a series that no evaluation
+    /// under the configuration can alert on (its reference is below
+    /// `policy.min_reference_samples`, and a reference never changes once
+    /// pinned), so nothing reads it (see `engine::Series::settled`). Its
+    /// closed buckets are dropped and its totals zeroed — as a window
+    /// just begun, which is what a checkpoint keeps of it — and from now
+    /// on its buckets are dropped as they close; a `carrier` slice's are
+    /// still written (its overall series' values come from them), any
+    /// other's are not.
+    pub fn go_dormant(&mut self, carrier: bool) {
+        self.ring = VecDeque::new();
+        let t = &mut self.totals;
+        (t.values, t.nulls, t.type_violations) = (0, 0, 0);
+        t.hist.fill(0);
+        t.hist_sum.fill(0.0);
+        self.kept = if carrier { Kept::Open } else { Kept::Nothing };
+    }
+
+    /// Whether it keeps no current window ([`SeriesWindows::go_dormant`]).
+    pub fn dormant(&self) -> bool {
+        self.kept != Kept::All
     }
 
     /// Opens `n` buckets before the first open one (an event older than
@@ -118,6 +160,9 @@ impl SeriesWindows {
         max_exemplars: usize,
         pool: &mut Pool,
     ) {
+        if self.kept == Kept::Nothing {
+            return;
+        }
         if self.open.len() <= idx {
             self.open.resize_with(idx + 1, || None);
         }
@@ -168,6 +213,10 @@ impl SeriesWindows {
         let Some(Some(from)) = part.open.front_mut() else {
             return;
         };
+        if self.dormant() {
+            // its closing bucket would be dropped
+            return;
+        }
         if self.open.is_empty() {
             self.open.push_back(None);
         }
@@ -227,6 +276,9 @@ impl SeriesWindows {
             crate::sketch::prefetch(&self.open);
             return false;
         }
+        if self.kept == Kept::Nothing {
+            return false;
+        }
         let Some(slot) = self.open.get(idx) else {
             return true;
         };
@@ -248,10 +300,16 @@ impl SeriesWindows {
     #[inline]
     pub fn prefetch_close(&self, stage: u8) {
         use crate::sketch::{prefetch, prefetch_slice};
+        if self.kept == Kept::Nothing {
+            return;
+        }
         match stage {
             0 => {
                 if let Some(o) = self.open.front() {
                     prefetch(o);
+                }
+                if self.dormant() {
+                    return;
                 }
                 // the oldest bucket leaves, the new one goes after the newest
                 if let Some(c) = self.ring.front() {
@@ -274,7 +332,7 @@ impl SeriesWindows {
                 if let Some(c) = self.ring.front() {
                     prefetch(c.data_ptr());
                 }
-                if let Some(e) = self.edges() {
+                if let Some(e) = self.edges().filter(|_| !self.dormant()) {
                     prefetch_slice(&e.fine, 8);
                 }
             }
@@ -299,6 +357,12 @@ impl SeriesWindows {
         pool: &mut Pool,
     ) -> bool {
         let closing = self.open.pop_front().flatten();
+        if self.dormant() {
+            if let Some(s) = closing {
+                pool.recycle(s);
+            }
+            return false;
+        }
         let mut pinned_now = false;
         match &mut self.reference {
             RefState::WarmingUp { start, end, acc } => {

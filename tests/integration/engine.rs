@@ -669,6 +669,170 @@ fn the_overall_series_merged_from_its_carrier_is_the_one_written_directly() {
     }
 }
 
+/// A series whose reference is below `min_reference_samples` can never
+/// alert: once settled it goes dormant and keeps no current window (a
+/// shop of a hundred, a rare value of the carrier dimension, whose open
+/// buckets still make the overall series'). Nothing else changes: the
+/// alerts, every other series' windows and every series' count of values
+/// are those of an engine that keeps every window, written at once or in
+/// groups on threads, and across a checkpoint taken while series are
+/// dormant (restored, they keep their windows again until they settle).
+#[test]
+fn a_series_that_can_never_alert_keeps_no_window_and_changes_nothing() {
+    let shops: Vec<String> = (0..100).map(|i| format!("s{i:03}")).collect();
+    let cfg = || {
+        let toml = "[reference]\nwarmup = \"1h\"\n[policy]\nmin_samples = 50\nmin_reference_samples = 500\n";
+        let mut cfg = Config::from_toml_with_env(toml, "test.toml", &[]).unwrap();
+        cfg.series.max_slice_values = 200;
+        cfg
+    };
+    let event = |i: i64, rng: &mut Rng| {
+        let t = T0 + i * 500;
+        let shift = if t - T0 >= 3 * 3_600_000 { 1.0 } else { 0.0 };
+        // `region` first: the carrier; XX is one event in a hundred
+        let region = match rng.next_u64() % 100 {
+            0 => "XX",
+            r if r % 2 == 0 => "EU",
+            _ => "US",
+        };
+        let shop = shops[(rng.next_u64() % 100) as usize].as_str();
+        let device = ["ios", "android", "web"][(rng.next_u64() % 3) as usize];
+        let mut slices = vec![("region".into(), region.into())];
+        if i % 7 == 0 {
+            // without the carrier: written to the overall series directly
+            slices.clear();
+        }
+        if i % 5 != 0 {
+            slices.push(("shop".into(), shop.into()));
+        }
+        Prediction {
+            trace_id: format!("{:032x}", rng.next_u64()),
+            model_id: "m".into(),
+            model_version: None,
+            event_time: t,
+            features: vec![
+                ("x".into(), Value::Number(rng.normal() + shift)),
+                ("device".into(), Value::Text(device.into())),
+            ],
+            slices,
+            prediction: Scalar::Number(rng.normal()),
+            score: None,
+            shadow: false,
+            ordinals: Default::default(),
+        }
+    };
+    const EVENTS: i64 = 4 * 7200;
+    const SAVED_AT: i64 = 3 * 7200;
+    // the alerts, the state saved at SAVED_AT, and per series: its name,
+    // values taken, whether dormant, and its windows
+    let play = |keep: bool, workers: usize| {
+        let mut e = Engine::new(cfg());
+        if keep {
+            e.keep_dormant_windows();
+        }
+        e.set_workers(workers);
+        e.defer_writes(workers > 1);
+        let mut rng = Rng::new(31);
+        let (mut out, mut saved) = (Vec::new(), Vec::new());
+        for i in 0..EVENTS {
+            e.apply_prediction(&event(i, &mut rng)).unwrap();
+            out.extend(e.drain_alerts());
+            if i == SAVED_AT {
+                e.flush();
+                saved = e.save_state().unwrap();
+            }
+        }
+        e.finish();
+        out.extend(e.drain_alerts());
+        let alerts: Vec<String> = out
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap())
+            .collect();
+        let m = &e.models()[0];
+        let series: Vec<(String, u64, bool, String)> = e
+            .series()
+            .iter()
+            .map(|s| {
+                let name = format!(
+                    "{} {:?}",
+                    m.features[s.feature as usize].name, m.slots[s.slot as usize]
+                );
+                if s.windows.dormant() {
+                    assert_eq!(s.windows.ring().len(), 0, "{name} keeps closed buckets");
+                    assert_eq!(s.windows.totals().rows(), 0, "{name} keeps totals");
+                }
+                let w = serde_json::to_string(&s.windows).unwrap();
+                (name, s.applied, s.windows.dormant(), w)
+            })
+            .collect();
+        (alerts, saved, series)
+    };
+    let (kept, kept_saved, all) = play(true, 1);
+    assert!(all.iter().all(|s| !s.2));
+    assert!(
+        kept.iter()
+            .any(|a| a.contains("\"feature\":\"x\"") && a.contains("\"EU\"")),
+        "the shift in x fired nothing in EU"
+    );
+    for workers in [1, 2] {
+        let (alerts, saved, series) = play(false, workers);
+        assert_eq!(kept, alerts, "alerts differ with {workers} workers");
+        let dormant: Vec<&String> = series.iter().filter(|s| s.2).map(|s| &s.0).collect();
+        // each shop's (3 values × 100) and XX's, not EU's, US's or the overall
+        assert_eq!(dormant.len(), 303, "{dormant:?}");
+        assert!(dormant.iter().any(|n| n.contains("\"XX\"")), "{dormant:?}");
+        assert!(
+            !dormant
+                .iter()
+                .any(|n| n.contains("EU") || n.contains("None"))
+        );
+        assert_eq!(series.len(), all.len());
+        for (a, b) in series.iter().zip(&all) {
+            assert_eq!((&a.0, a.1), (&b.0, b.1), "values taken");
+            if !a.2 {
+                assert!(a.3 == b.3, "{}: windows differ:\n{}\n{}", a.0, a.3, b.3);
+            }
+        }
+        // (most of a shop's state is its reference)
+        assert!(
+            saved.len() < kept_saved.len() * 9 / 10,
+            "{} against {}",
+            saved.len(),
+            kept_saved.len()
+        );
+        // restored from the state saved while dormant, and played on
+        let mut e = Engine::restore(cfg(), Default::default(), &saved).unwrap();
+        e.set_workers(workers);
+        e.defer_writes(workers > 1);
+        let mut rng = Rng::new(31);
+        let mut out = Vec::new();
+        for i in 0..EVENTS {
+            let p = event(i, &mut rng);
+            if i > SAVED_AT {
+                e.apply_prediction(&p).unwrap();
+                out.extend(e.drain_alerts());
+            }
+        }
+        e.finish();
+        out.extend(e.drain_alerts());
+        let after: Vec<String> = out
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap())
+            .collect();
+        let split = alerts.len() - after.len();
+        assert_eq!(
+            &alerts[split..],
+            &after[..],
+            "alerts after a restore differ"
+        );
+        assert!(
+            e.dormant_series() >= 300,
+            "{} dormant after the restore",
+            e.dormant_series()
+        );
+    }
+}
+
 /// With enough series a watermark's tests run in ranges of series on
 /// several threads: where the series in every range fire, the alerts are
 /// the same, in the same order, byte for byte, as on one.
