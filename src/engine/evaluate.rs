@@ -421,6 +421,7 @@ impl Engine {
                     .carrier_slots()
                     .contains(&s.slot);
                 s.windows.go_dormant(carrier);
+                self.dormant += 1;
             }
         }
         // quality after inputs, and label alerts before quality ones: triage

@@ -358,7 +358,8 @@ impl Engine {
                 plan(self, f, Val::Null, 0);
             }
         }
-        let many = self.series.len() >= PREFETCH_FROM_SERIES;
+        // (a dormant series takes no write: what it holds is not reached)
+        let many = self.awake_series() >= PREFETCH_FROM_SERIES;
         if skip == 1 {
             // counted as taken now all the same
             for sids in sids.chunks(slots.len()) {

@@ -252,6 +252,8 @@ pub struct Engine {
     closed_any: bool,
     /// Series never go dormant ([`Engine::keep_dormant_windows`]).
     keep_dormant: bool,
+    /// Series that have gone dormant ([`Series::settled`]).
+    dormant: usize,
     /// Which event times are trusted; the first events held.
     clock: Clock,
     /// `input.time_consensus`.
@@ -338,6 +340,7 @@ impl Engine {
             first_open: None,
             closed_any: false,
             keep_dormant: false,
+            dormant: 0,
             time: Watermark::default(),
             clock: Clock::default(),
             consensus,
@@ -396,7 +399,12 @@ impl Engine {
     /// Series that keep no current window: no evaluation under this
     /// configuration can alert on them (see [`Series::settled`]).
     pub fn dormant_series(&self) -> u64 {
-        self.series.iter().filter(|s| s.windows.dormant()).count() as u64
+        self.dormant as u64
+    }
+
+    /// Series whose windows are kept: what an event's writes reach into.
+    fn awake_series(&self) -> usize {
+        self.series.len() - self.dormant
     }
 
     /// Values that met a cardinality cap, over every model.

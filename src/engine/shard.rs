@@ -162,8 +162,8 @@ fn apply(
     q: &Queued,
     pool: &mut Pool,
     max_ex: usize,
+    prefetch: bool,
 ) {
-    let prefetch = series.len() >= super::PREFETCH_FROM_SERIES / 2;
     for (i, w) in writes.iter().enumerate() {
         // with thousands of sparse series a write is a chain of cache
         // misses: the next writes' links are fetched meanwhile
@@ -234,10 +234,14 @@ impl Engine {
             close_pools,
             close_threads,
             cfg,
+            dormant,
             ..
         } = self;
         let max_ex = cfg.policy.max_exemplars;
         let groups = queued.groups.len();
+        // a group's writes reach into its series' memory ahead when they
+        // are too many for the caches (dormant ones take none)
+        let prefetch = (series.len() - *dormant) / groups >= super::PREFETCH_FROM_SERIES / 2;
         // the other groups' new buckets take from their own pools: each
         // gets a share of the engine's recycled sketches, and gives back
         // what is left
@@ -249,7 +253,7 @@ impl Engine {
         // each group timed (a clock read per group per flush) for the next cut
         let timed = |first, series: &mut [Series], writes: &[Write], pool: &mut Pool| {
             let t = std::time::Instant::now();
-            apply(first, series, writes, q, pool, max_ex);
+            apply(first, series, writes, q, pool, max_ex, prefetch);
             (writes.len(), t.elapsed())
         };
         let took: Vec<(usize, std::time::Duration)> = std::thread::scope(|scope| {
