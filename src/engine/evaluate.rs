@@ -1,6 +1,6 @@
-//! A watermark's work: buckets close as it passes, every series' window
-//! slides, pinned series are tested (drift and data quality), model quality
-//! is evaluated, the p-values of each model pass one false-discovery gate,
+//! A watermark's evaluation, once its buckets have closed (`close`):
+//! pinned series are tested (drift and data quality), model quality is
+//! evaluated, the p-values of each model pass one false-discovery gate,
 //! and each channel's policy steps — transitions go to `emit`.
 
 use crate::alert::policy::Verdict;
@@ -9,7 +9,7 @@ use crate::config::Tier;
 use crate::drift::{self, categorical, fdr, numeric, quality};
 use crate::drift::{Scored, Test};
 use crate::quality::monitor::QChannel;
-use crate::registry::{NO_SERIES, Role};
+use crate::registry::Role;
 use crate::sketch::{Sketch, ValueKind};
 use crate::telemetry::HISTORY;
 use crate::window::Reference;
@@ -19,10 +19,6 @@ use super::{Engine, Point};
 /// A label distribution whose chi-square p-value against the reference's is
 /// below this counts as moved when a quality alert is triaged.
 const LABEL_SHIFT_P: f64 = 1e-3;
-
-/// Series per worker below which a bucket's windows close on one thread
-/// (a thread's start costs about what closing a few hundred windows does).
-const PARALLEL_CLOSE_SERIES: usize = 512;
 
 /// Series per worker below which a watermark's tests run on one thread.
 const PARALLEL_EVAL_SERIES: usize = 256;
@@ -145,158 +141,16 @@ fn severity_of(stat: f64, t: Tier) -> Option<Severity> {
 }
 
 impl Engine {
-    /// Moves the watermark for a new newest event time and closes every bucket it passes.
-    pub(super) fn advance_to(&mut self, t: i64) {
-        self.time.see(t);
-        self.advance();
-    }
-
-    pub(super) fn advance(&mut self) {
-        let Some(reached) = self.time.reached() else {
-            return;
-        };
-        let wm = reached - self.lateness_ms;
-        while let Some(fo) = self.first_open {
-            if (fo + 1) * self.bucket_ms > wm {
-                break;
-            }
-            self.close_bucket(fo);
-            self.first_open = Some(fo + 1);
-        }
-    }
-
-    /// End of input: closes every bucket up to the newest event and evaluates.
-    pub fn finish(&mut self) {
-        self.anchor();
-        self.flush();
-        let Some(max) = self.time.newest() else {
-            return;
-        };
-        let last = max.div_euclid(self.bucket_ms);
-        while let Some(fo) = self.first_open {
-            if fo > last {
-                break;
-            }
-            self.close_bucket(fo);
-            self.first_open = Some(fo + 1);
-        }
-    }
-
-    fn close_bucket(&mut self, b: i64) {
-        self.flush();
-        self.gather_overall();
-        self.closed_any = true;
-        let Engine {
-            models,
-            series,
-            bins,
-            pool,
-            close_pools,
-            ..
-        } = self;
-        let (window, bucket_ms) = (self.window_buckets, self.bucket_ms);
-        let policy = &self.cfg.policy;
-        let close = |series: &mut [super::Series], pool: &mut crate::window::Pool| {
-            // with thousands of sparse series a close is mostly waiting on
-            // cache misses: the series a few places ahead are fetched meanwhile
-            const AHEAD: usize = 2;
-            for i in 0..series.len() {
-                if let Some(s) = series.get(i + AHEAD * 4) {
-                    crate::sketch::prefetch_slice(std::slice::from_ref(&s.windows), 8);
-                }
-                for stage in 0..3u8 {
-                    if let Some(s) = series.get(i + AHEAD * (3 - stage as usize)) {
-                        s.windows.prefetch_close(stage);
-                    }
-                }
-                let s = &mut series[i];
-                let kind = models[s.model as usize].features[s.feature as usize].kind;
-                s.windows.close(b, window, kind, bins, bucket_ms, pool);
-                // still nothing to evaluate while the window stays below
-                // (a dormant series' reference always is)
-                s.settled = s.settled && (s.windows.dormant() || s.below_min_samples(policy));
-            }
-        };
-        // every series' window slides on its own: with many series, in
-        // chunks on the workers (each with its own pool, drained into the
-        // engine's after: the next events' buckets take from it)
-        let threads = self
-            .close_threads
-            .min(series.len() / PARALLEL_CLOSE_SERIES)
-            .max(1);
-        pool.keep_for(series.len());
-        if threads == 1 {
-            close(series, pool);
-        } else {
-            close_pools.resize_with(threads - 1, Default::default);
-            for p in close_pools.iter_mut() {
-                p.keep_for(series.len() / threads + 1);
-            }
-            let chunk = series.len().div_ceil(threads);
-            let mut chunks = series.chunks_mut(chunk);
-            let first = chunks.next();
-            std::thread::scope(|scope| {
-                for (chunk, p) in chunks.zip(close_pools.iter_mut()) {
-                    let close = &close;
-                    scope.spawn(move || close(chunk, p));
-                }
-                if let Some(chunk) = first {
-                    close(chunk, pool);
-                }
-            });
-            for p in close_pools.iter_mut() {
-                pool.absorb(p);
-            }
-        }
-        self.stats.buckets_closed += 1;
-        if (b + 1) % self.eval_every == 0 {
-            self.evaluate(b);
-        }
-    }
-
-    /// Merges the closing bucket of each carrier slice into its overall
-    /// series' (`registry::Model::carrier_slots`): their values were
-    /// written there only.
-    fn gather_overall(&mut self) {
-        let Engine {
-            models,
-            series,
-            pool,
-            cfg,
-            ..
-        } = self;
-        let max_ex = cfg.policy.max_exemplars;
-        for model in models.iter() {
-            let carrier = model.carrier_slots();
-            if carrier.is_empty() {
-                continue;
-            }
-            for (feature, of) in model.features.iter().zip(&model.series_of) {
-                let overall = of[0];
-                if overall == NO_SERIES {
-                    continue;
-                }
-                for &slot in carrier {
-                    let part = of[slot as usize];
-                    if part == NO_SERIES {
-                        continue;
-                    }
-                    let [o, p] = series
-                        .get_disjoint_mut([overall as usize, part as usize])
-                        .expect("a slice's series is not the overall one");
-                    o.windows
-                        .absorb_front(&mut p.windows, feature.kind, max_ex, pool);
-                }
-            }
-        }
-    }
-
-    fn evaluate(&mut self, b: i64) {
+    pub(super) fn evaluate(&mut self, b: i64) {
         let now = (b + 1) * self.bucket_ms;
         // each series' tests read only its own windows: with many series,
         // in ranges on the workers, joined in series order (the same list)
         let n = self.series.len();
-        let threads = self.close_threads.min(n / PARALLEL_EVAL_SERIES).max(1);
+        // (a dormant series is not evaluated)
+        let threads = self
+            .close_threads
+            .min((n - self.dormant) / PARALLEL_EVAL_SERIES)
+            .max(1);
         let mut evals = Vec::new();
         if threads == 1 {
             let mut scratch = std::mem::take(&mut self.scratch);
@@ -409,19 +263,8 @@ impl Engine {
             last = Some(e.series);
             let s = &mut self.series[e.series as usize];
             s.settled = s.settles(&self.cfg.policy);
-            // settled for good: nothing will read its current window
-            if s.settled
-                && !self.keep_dormant
-                && !s.windows.dormant()
-                && s.windows
-                    .pinned()
-                    .is_some_and(|r| r.sketch.rows() < self.cfg.policy.min_reference_samples)
-            {
-                let carrier = self.models[s.model as usize]
-                    .carrier_slots()
-                    .contains(&s.slot);
-                s.windows.go_dormant(carrier);
-                self.dormant += 1;
+            if s.settled {
+                self.doze(e.series);
             }
         }
         // quality after inputs, and label alerts before quality ones: triage
@@ -520,14 +363,20 @@ impl Engine {
         scratch: &mut Vec<u64>,
         out: &mut Vec<ChannelEval>,
     ) {
+        // an asleep series is dormant, so settled: not reached into at all
+        let awake_at = |j: usize| j < range.end && !self.asleep[j];
         for sid in range.clone() {
             // with thousands of series, the next ones are fetched meanwhile
-            if let Some(s) = self.series.get(sid + 8).filter(|_| sid + 8 < range.end) {
+            if awake_at(sid + 8) {
+                let s = &self.series[sid + 8];
                 crate::sketch::prefetch(s);
                 s.windows.prefetch_evaluate(0);
             }
-            if let Some(s) = self.series.get(sid + 4).filter(|_| sid + 4 < range.end) {
-                s.windows.prefetch_evaluate(1);
+            if awake_at(sid + 4) {
+                self.series[sid + 4].windows.prefetch_evaluate(1);
+            }
+            if self.asleep[sid] {
+                continue;
             }
             let s = &self.series[sid];
             // below min_samples with nothing pending: a "too few" verdict

@@ -534,6 +534,7 @@ impl Engine {
             }
         }
         model.series_of[f as usize][slot as usize] = sid;
+        self.asleep.push(false);
         self.series.push(Series {
             model: m,
             feature: f,

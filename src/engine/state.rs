@@ -99,6 +99,8 @@ impl Engine {
             .collect();
         e.model_ids = st.model_ids;
         e.series = st.series;
+        // a series restored keeps its window again until it settles
+        e.asleep = vec![false; e.series.len()];
         e.first_open = st.first_open;
         e.closed_any = st.closed_any;
         e.time = st.time;

@@ -120,8 +120,17 @@ impl SeriesWindows {
     /// just begun, which is what a checkpoint keeps of it — and from now
     /// on its buckets are dropped as they close; a `carrier` slice's are
     /// still written (its overall series' values come from them), any
-    /// other's are not.
-    pub fn go_dormant(&mut self, carrier: bool) {
+    /// other's are not, and its open buckets are dropped now: nothing
+    /// reaches into it any more (`Engine`'s loops over every series pass
+    /// it by).
+    pub fn go_dormant(&mut self, carrier: bool, pool: &mut Pool) {
+        if !carrier {
+            // nothing will close them: its open buckets go now
+            for s in self.open.drain(..).flatten() {
+                pool.recycle(s);
+            }
+            self.open = VecDeque::new();
+        }
         self.ring = VecDeque::new();
         let t = &mut self.totals;
         (t.values, t.nulls, t.type_violations) = (0, 0, 0);
