@@ -46,7 +46,9 @@ pub mod topic;
 pub const MAGIC: &[u8; 8] = b"DLCKPT\r\n";
 /// 8: closed buckets packed (`window::Closed`), quantiles as own bins.
 /// 9: closed buckets' exemplar keys as gaps, high-tail ids by reference.
-pub const FORMAT_VERSION: u32 = 10;
+/// 10: an overall series' open buckets hold only the values outside its
+/// carrier slices. 11: each series' count of values beside the series.
+pub const FORMAT_VERSION: u32 = 11;
 const HEADER: usize = 28;
 
 /// A checkpoint could not be written or read.

@@ -363,7 +363,7 @@ impl Engine {
         if skip == 1 {
             // counted as taken now all the same
             for sids in sids.chunks(slots.len()) {
-                self.series[sids[0] as usize].applied += 1;
+                self.applied[sids[0] as usize] += 1;
             }
         }
         if self.queued.on && many {
@@ -376,6 +376,9 @@ impl Engine {
                     let mut new_buckets = 0;
                     for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
                         for &sid in &sids[skip..] {
+                            if self.asleep[sid as usize] {
+                                continue;
+                            }
                             let s = &self.series[sid as usize];
                             new_buckets += s.prefetch_record(stage, idx, obs) as usize;
                         }
@@ -389,10 +392,17 @@ impl Engine {
             let trace = crate::sketch::Offered::new(&p.trace_id);
             for (&obs, sids) in planned.iter().zip(sids.chunks(slots.len())) {
                 for &sid in &sids[skip..] {
-                    let s = &mut self.series[sid as usize];
-                    s.applied += 1;
-                    s.windows
-                        .record::<0>(idx, obs, &trace, max_ex, &mut self.pool);
+                    self.applied[sid as usize] += 1;
+                    if self.asleep[sid as usize] {
+                        continue;
+                    }
+                    self.series[sid as usize].windows.record::<0>(
+                        idx,
+                        obs,
+                        &trace,
+                        max_ex,
+                        &mut self.pool,
+                    );
                 }
             }
         }
@@ -535,11 +545,11 @@ impl Engine {
         }
         model.series_of[f as usize][slot as usize] = sid;
         self.asleep.push(false);
+        self.applied.push(0);
         self.series.push(Series {
             model: m,
             feature: f,
             slot,
-            applied: 0,
             history: std::collections::VecDeque::new(),
             windows,
             drift: ChannelState::default(),

@@ -60,9 +60,6 @@ pub struct Series {
     pub model: u32,
     pub feature: u32,
     pub slot: u32,
-    /// Values (nulls and wrong types included) applied to this series since
-    /// it was created: what a recount of the input gives.
-    pub applied: u64,
     /// The latest drift evaluations, oldest first (at most [`crate::telemetry::HISTORY`]): for
     /// the dashboard's charts and the drift-statistic gauges.
     pub history: std::collections::VecDeque<Point>,
@@ -129,9 +126,6 @@ impl Series {
     /// Returns whether the write will take a new bucket from the pool.
     #[inline]
     pub fn prefetch_record(&self, stage: u8, idx: usize, obs: Observation) -> bool {
-        if stage == 0 {
-            crate::sketch::prefetch(&self.applied);
-        }
         self.windows.prefetch_record(stage, idx, obs)
     }
 }
@@ -247,6 +241,11 @@ pub struct Engine {
     models: Vec<Model>,
     model_ids: FxHashMap<Box<str>, u32>,
     series: Vec<Series>,
+    /// Per series: values (nulls and wrong types included) applied to it
+    /// since it was created, what a recount of the input gives. Beside the
+    /// series, not in them: counting a value is all a write to an asleep
+    /// series does, and this stays in the caches where they do not.
+    applied: Vec<u64>,
     first_open: Option<i64>,
     /// No bucket has closed yet: an event older than the first open bucket
     /// opens earlier buckets instead of being late.
@@ -348,6 +347,7 @@ impl Engine {
             keep_dormant: false,
             dormant: 0,
             asleep: Vec::new(),
+            applied: Vec::new(),
             time: Watermark::default(),
             clock: Clock::default(),
             consensus,
@@ -429,7 +429,7 @@ impl Engine {
             self.queued.is_empty(),
             "series read with writes waiting: Engine::flush first"
         );
-        self.series.iter().map(|s| {
+        self.series.iter().zip(&self.applied).map(|(s, &applied)| {
             let m = &self.models[s.model as usize];
             SeriesCount {
                 model: &m.id,
@@ -437,7 +437,7 @@ impl Engine {
                 slice: m.slots[s.slot as usize]
                     .as_ref()
                     .map(|(d, v)| (d.as_str(), v.as_str())),
-                applied: s.applied,
+                applied,
             }
         })
     }
@@ -452,6 +452,16 @@ impl Engine {
             "series read with writes waiting: Engine::flush first"
         );
         &self.series
+    }
+
+    /// Values taken by each series (nulls and wrong types included), in
+    /// the order of [`Engine::series`].
+    pub fn applied(&self) -> &[u64] {
+        assert!(
+            self.queued.is_empty(),
+            "series read with writes waiting: Engine::flush first"
+        );
+        &self.applied
     }
 
     /// Current watermark: newest event time minus the allowed lateness.

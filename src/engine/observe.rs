@@ -41,6 +41,7 @@ impl Engine {
             }
         }
         let models = e.models();
+        let applied = e.applied();
         s.series.extend(e.series().iter().enumerate().map(|(i, x)| {
             let m = &models[x.model as usize];
             let f = &m.features[x.feature as usize];
@@ -57,7 +58,7 @@ impl Engine {
                     .as_ref()
                     .map(|(d, v)| format!("{d}={v}"))
                     .unwrap_or_default(),
-                applied: x.applied,
+                applied: applied[i],
                 status: match sev {
                     Some(Severity::Critical) => "critical",
                     Some(Severity::Warning) => "warning",

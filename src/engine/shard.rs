@@ -107,25 +107,24 @@ impl Queued {
     /// Cuts the series into `groups` contiguous ranges that should take
     /// about as long each: a series weighs the values it has taken so far
     /// times its group's time per write (the next writes go by these).
-    fn balance(&mut self, series: &[Series], groups: usize) {
+    fn balance(&mut self, applied: &[u64], groups: usize) {
         self.groups.resize_with(groups, Vec::new);
         self.cost.resize(groups, 1.0);
         let (old, cost) = (&self.bounds, &self.cost);
         let group_of = |sid: usize| old.iter().take_while(|&&b| sid >= b as usize).count();
-        let weight =
-            |sid: usize, s: &Series| s.applied as f64 * cost[group_of(sid).min(groups - 1)];
-        let total: f64 = series.iter().enumerate().map(|(i, s)| weight(i, s)).sum();
+        let weight = |sid: usize, n: u64| n as f64 * cost[group_of(sid).min(groups - 1)];
+        let total: f64 = applied.iter().enumerate().map(|(i, &n)| weight(i, n)).sum();
         let mut bounds = Vec::with_capacity(groups);
         let mut acc = 0.0;
-        for (sid, s) in series.iter().enumerate() {
-            acc += weight(sid, s);
+        for (sid, &n) in applied.iter().enumerate() {
+            acc += weight(sid, n);
             if bounds.len() + 1 < groups && acc * groups as f64 >= total * (bounds.len() + 1) as f64
             {
                 bounds.push(sid as u32 + 1);
             }
         }
         // series that come later go to the last group
-        bounds.resize(groups - 1, series.len() as u32);
+        bounds.resize(groups - 1, applied.len() as u32);
         self.bounds = bounds;
     }
 
@@ -154,10 +153,11 @@ impl Queued {
     }
 }
 
-/// Applies a group's writes (series `first..first + series.len()`), in order.
+/// Applies a group's writes (series `first..first + series.len()`, and their
+/// counts of values), in order.
 fn apply(
     first: usize,
-    series: &mut [Series],
+    (series, applied): (&mut [Series], &mut [u64]),
     writes: &[Write],
     q: &Queued,
     pool: &mut Pool,
@@ -175,8 +175,8 @@ fn apply(
                 }
             }
         }
+        applied[w.sid as usize - first] += 1;
         let s = &mut series[w.sid as usize - first];
-        s.applied += 1;
         s.windows
             .record::<1>(w.idx as usize, w.obs, &q.offered(w.trace), max_ex, pool);
     }
@@ -192,7 +192,7 @@ impl Engine {
     pub fn defer_writes(&mut self, on: bool) {
         self.flush();
         self.queued.on = on && self.close_threads > 1;
-        self.queued.balance(&self.series, self.close_threads);
+        self.queued.balance(&self.applied, self.close_threads);
     }
 
     /// Queues an event's writes (`planned`: its observations, `sids`:
@@ -213,7 +213,12 @@ impl Engine {
         let mut full = false;
         for (&obs, sids) in planned.iter().zip(sids.chunks(per)) {
             for &sid in &sids[skip..] {
-                full |= q.push(sid, idx, trace, obs);
+                // an asleep series only counts it, here
+                if self.asleep[sid as usize] {
+                    self.applied[sid as usize] += 1;
+                } else {
+                    full |= q.push(sid, idx, trace, obs);
+                }
             }
         }
         if full {
@@ -229,6 +234,7 @@ impl Engine {
         }
         let Engine {
             series,
+            applied,
             queued,
             pool,
             close_pools,
@@ -251,25 +257,30 @@ impl Engine {
         }
         let q = &*queued;
         // each group timed (a clock read per group per flush) for the next cut
-        let timed = |first, series: &mut [Series], writes: &[Write], pool: &mut Pool| {
+        let timed = |first,
+                     (series, applied): (&mut [Series], &mut [u64]),
+                     writes: &[Write],
+                     pool: &mut Pool| {
             let t = std::time::Instant::now();
-            apply(first, series, writes, q, pool, max_ex, prefetch);
+            apply(first, (series, applied), writes, q, pool, max_ex, prefetch);
             (writes.len(), t.elapsed())
         };
         let took: Vec<(usize, std::time::Duration)> = std::thread::scope(|scope| {
             let mut rest: &mut [Series] = series;
+            let mut rest_applied: &mut [u64] = applied;
             let mut first = 0;
             let (last, others) = q.groups.split_last().expect("a group");
             let mut spawned = Vec::with_capacity(others.len());
             for ((writes, &end), p) in others.iter().zip(&q.bounds).zip(close_pools.iter_mut()) {
                 let end = end as usize;
                 let (mine, after) = rest.split_at_mut(end - first);
+                let (mine_applied, after_applied) = rest_applied.split_at_mut(end - first);
                 let timed = &timed;
-                spawned.push(scope.spawn(move || timed(first, mine, writes, p)));
-                rest = after;
+                spawned.push(scope.spawn(move || timed(first, (mine, mine_applied), writes, p)));
+                (rest, rest_applied) = (after, after_applied);
                 first = end;
             }
-            let here = timed(first, rest, last, pool);
+            let here = timed(first, (rest, rest_applied), last, pool);
             spawned
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
@@ -281,6 +292,6 @@ impl Engine {
         }
         queued.clear();
         queued.timed(&took);
-        queued.balance(series, *close_threads);
+        queued.balance(applied, *close_threads);
     }
 }

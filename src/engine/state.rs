@@ -28,6 +28,7 @@ pub struct EngineState {
     models: Vec<Model>,
     model_ids: FxHashMap<Box<str>, u32>,
     series: Vec<Series>,
+    applied: Vec<u64>,
     first_open: Option<i64>,
     closed_any: bool,
     time: Watermark,
@@ -45,6 +46,7 @@ struct StateRef<'a> {
     models: &'a [Model],
     model_ids: &'a FxHashMap<Box<str>, u32>,
     series: &'a [Series],
+    applied: &'a [u64],
     first_open: Option<i64>,
     closed_any: bool,
     time: &'a Watermark,
@@ -69,6 +71,7 @@ impl Engine {
             models: &self.models,
             model_ids: &self.model_ids,
             series: &self.series,
+            applied: &self.applied,
             first_open: self.first_open,
             closed_any: self.closed_any,
             time: &self.time,
@@ -99,6 +102,7 @@ impl Engine {
             .collect();
         e.model_ids = st.model_ids;
         e.series = st.series;
+        e.applied = st.applied;
         // a series restored keeps its window again until it settles
         e.asleep = vec![false; e.series.len()];
         e.first_open = st.first_open;

@@ -628,11 +628,12 @@ fn the_overall_series_merged_from_its_carrier_is_the_one_written_directly() {
         let overall: Vec<(String, u64, String)> = e
             .series()
             .iter()
-            .filter(|s| s.slot == 0)
-            .map(|s| {
+            .zip(e.applied())
+            .filter(|(s, _)| s.slot == 0)
+            .map(|(s, &applied)| {
                 (
                     m.features[s.feature as usize].name.clone(),
-                    s.applied,
+                    applied,
                     rounded(serde_json::to_value(&s.windows).unwrap()).to_string(),
                 )
             })
@@ -752,7 +753,8 @@ fn a_series_that_can_never_alert_keeps_no_window_and_changes_nothing() {
         let series: Vec<(String, u64, bool, String)> = e
             .series()
             .iter()
-            .map(|s| {
+            .zip(e.applied())
+            .map(|(s, &applied)| {
                 let name = format!(
                     "{} {:?}",
                     m.features[s.feature as usize].name, m.slots[s.slot as usize]
@@ -762,7 +764,7 @@ fn a_series_that_can_never_alert_keeps_no_window_and_changes_nothing() {
                     assert_eq!(s.windows.totals().rows(), 0, "{name} keeps totals");
                 }
                 let w = serde_json::to_string(&s.windows).unwrap();
-                (name, s.applied, s.windows.dormant(), w)
+                (name, applied, s.windows.dormant(), w)
             })
             .collect();
         (alerts, saved, series)
