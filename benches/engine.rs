@@ -554,6 +554,8 @@ fn join(c: &mut Criterion) {
 /// windows and pinned references. Elements are series, so the rate is
 /// series per second and its inverse the cost per series per evaluation.
 /// More series come from a third slice dimension `shop` (10 series per value).
+/// Last, a watermark of 3,000 series most of which are dormant (can never
+/// alert: `engine::Series::settled`) and the rest settled.
 fn watermark(c: &mut Criterion) {
     let mut g = c.benchmark_group("watermark");
     g.sample_size(10);
@@ -595,6 +597,41 @@ fn watermark(c: &mut Criterion) {
             )
         });
     }
+    // most series dormant: 294 shops of ~2 events a minute, whose
+    // references (~250 values) are below `min_reference_samples`; the
+    // engine plays on, one event and one more bucket closing at each
+    // iteration (so the 50 others soon settle too: what this row
+    // measures is a watermark passing series by)
+    let mut cfg = Config::default();
+    cfg.series.max_slice_values = 1000;
+    let mut rng = Rng(31);
+    let t0 = 1_767_225_600_000i64;
+    let (per_minute, shops) = (600i64, 294);
+    let mut e = Engine::new(cfg);
+    let mut p = prediction(&mut rng, 0, t0);
+    for i in 0..180 * per_minute {
+        p = prediction(&mut rng, i as u64, t0 + i * (60_000 / per_minute));
+        p.slices
+            .push(("shop".into(), format!("s{}", i as usize % shops).into()));
+        e.apply_prediction(&p).unwrap();
+    }
+    e.drain_alerts().for_each(drop);
+    let (series, dormant) = (e.series().len(), e.dormant_series());
+    assert!(
+        dormant * 10 > series as u64 * 9,
+        "{dormant} of {series} dormant"
+    );
+    g.throughput(Throughput::Elements(series as u64));
+    g.bench_function(
+        format!("close_and_evaluate_{series}_series_{dormant}_dormant"),
+        |b| {
+            b.iter(|| {
+                p.event_time += 60_000;
+                e.apply_prediction(&p).unwrap();
+                e.drain_alerts().for_each(drop);
+            })
+        },
+    );
     g.finish();
 }
 
