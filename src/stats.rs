@@ -18,7 +18,9 @@ pub struct Stats {
     /// Event-time jumps accepted (see `engine::clock`).
     pub time_jumps: u64,
     pub series: u64,
-    /// Of them, dormant (`engine::Series::settled`), filled in when a run ends.
+    /// Of them, dormant (`engine::Series::settled`), filled in when a run
+    /// ends (not kept in a checkpoint: a restored series is awake).
+    #[serde(skip)]
     pub dormant_series: Option<u64>,
     pub buckets_closed: u64,
     /// Channels evaluated (drift and quality, one each per series and

@@ -64,8 +64,8 @@ impl Engine {
         } = self;
         let (window, bucket_ms) = (self.window_buckets, self.bucket_ms);
         let policy = &self.cfg.policy;
-        // a dormant series' close only drops its bucket
-        let awake = series.len() - self.dormant;
+        // an asleep series has nothing to close
+        let awake = series.len() - self.asleep_count;
         let close =
             |series: &mut [super::Series], asleep: &[bool], pool: &mut crate::window::Pool| {
                 // with thousands of sparse series a close is mostly waiting on
@@ -182,5 +182,6 @@ impl Engine {
         s.windows.go_dormant(carrier, &mut self.pool);
         self.asleep[sid as usize] = !carrier;
         self.dormant += 1;
+        self.asleep_count += usize::from(!carrier);
     }
 }

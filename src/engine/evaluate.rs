@@ -146,10 +146,10 @@ impl Engine {
         // each series' tests read only its own windows: with many series,
         // in ranges on the workers, joined in series order (the same list)
         let n = self.series.len();
-        // (a dormant series is not evaluated)
+        // (an asleep series is passed by)
         let threads = self
             .close_threads
-            .min((n - self.dormant) / PARALLEL_EVAL_SERIES)
+            .min(self.awake_series() / PARALLEL_EVAL_SERIES)
             .max(1);
         let mut evals = Vec::new();
         if threads == 1 {

@@ -358,7 +358,7 @@ impl Engine {
                 plan(self, f, Val::Null, 0);
             }
         }
-        // (a dormant series takes no write: what it holds is not reached)
+        // (an asleep series takes no write: what it holds is not reached)
         let many = self.awake_series() >= PREFETCH_FROM_SERIES;
         if skip == 1 {
             // counted as taken now all the same

@@ -252,8 +252,10 @@ pub struct Engine {
     closed_any: bool,
     /// Series never go dormant ([`Engine::keep_dormant_windows`]).
     keep_dormant: bool,
-    /// Series that have gone dormant ([`Series::settled`]).
+    /// Series that have gone dormant ([`Series::settled`]), and of them
+    /// those asleep (not carrier slices: [`Engine::asleep`]).
     dormant: usize,
+    asleep_count: usize,
     /// Per series: dormant and written nothing (not a carrier slice,
     /// [`crate::window::SeriesWindows::go_dormant`]). The loops over every
     /// series (a close, an evaluation) pass over it without reaching into
@@ -346,6 +348,7 @@ impl Engine {
             closed_any: false,
             keep_dormant: false,
             dormant: 0,
+            asleep_count: 0,
             asleep: Vec::new(),
             applied: Vec::new(),
             time: Watermark::default(),
@@ -409,9 +412,10 @@ impl Engine {
         self.dormant as u64
     }
 
-    /// Series whose windows are kept: what an event's writes reach into.
+    /// Series not asleep: what an event's writes, a close and an
+    /// evaluation reach into.
     fn awake_series(&self) -> usize {
-        self.series.len() - self.dormant
+        self.series.len() - self.asleep_count
     }
 
     /// Values that met a cardinality cap, over every model.

@@ -30,6 +30,7 @@ impl Engine {
         s.join.add(&e.quality.join.stats);
         s.join_waiting += e.quality.join.waiting() as u64;
         s.overflow.add(&e.overflow());
+        s.dormant_series += e.dormant_series();
         for (&(k, sev, st), &n) in &e.stats.alerts {
             match s
                 .alerts

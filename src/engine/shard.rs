@@ -240,14 +240,14 @@ impl Engine {
             close_pools,
             close_threads,
             cfg,
-            dormant,
+            asleep_count,
             ..
         } = self;
         let max_ex = cfg.policy.max_exemplars;
         let groups = queued.groups.len();
         // a group's writes reach into its series' memory ahead when they
-        // are too many for the caches (dormant ones take none)
-        let prefetch = (series.len() - *dormant) / groups >= super::PREFETCH_FROM_SERIES / 2;
+        // are too many for the caches (asleep ones take none)
+        let prefetch = (series.len() - *asleep_count) / groups >= super::PREFETCH_FROM_SERIES / 2;
         // the other groups' new buckets take from their own pools: each
         // gets a share of the engine's recycled sketches, and gives back
         // what is left

@@ -106,6 +106,8 @@ pub struct Snapshot {
     pub join: JoinStats,
     pub join_waiting: u64,
     pub overflow: Overflow,
+    /// Series that can never alert and keep no window (`engine::Series::settled`).
+    pub dormant_series: u64,
     pub alerts: Vec<(AlertKind, Severity, AlertState, u64)>,
     pub lag: Vec<PartitionLag>,
     pub series: Vec<SeriesView>,
@@ -313,6 +315,14 @@ pub fn prometheus(s: &Snapshot, max_series: usize) -> String {
     ] {
         capped.get_or_create(&labels(&[("cap", what)])).inc_by(n);
     }
+
+    let dormant = Gauge::<i64>::default();
+    dormant.set(s.dormant_series as i64);
+    reg.register(
+        "driftline_series_dormant",
+        "Series whose reference is below policy.min_reference_samples: they can never alert and keep no current window",
+        dormant,
+    );
 
     let feedback = Family::<Labels, Gauge>::default();
     reg.register(
