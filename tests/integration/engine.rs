@@ -477,6 +477,14 @@ fn exemplars_do_not_depend_on_when_the_reference_was_pinned() {
     );
 }
 
+/// Alerts as the JSON lines replay writes.
+fn as_json(alerts: &[Alert]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| serde_json::to_string(a).unwrap())
+        .collect()
+}
+
 /// An engine with a one-hour warm-up, `policy` (TOML) and room for
 /// `slice_values` values per slice dimension.
 fn engine_of(policy: &str, slice_values: usize) -> Engine {
@@ -541,10 +549,7 @@ fn closing_windows_and_writing_on_threads_changes_nothing() {
         states.push(e.save_state().unwrap());
         e.finish();
         out.extend(e.drain_alerts());
-        let alerts: Vec<String> = out
-            .iter()
-            .map(|a| serde_json::to_string(a).unwrap())
-            .collect();
+        let alerts = as_json(&out);
         (alerts, states)
     };
     let (one, state_one) = play(1, false);
@@ -745,10 +750,7 @@ fn a_series_that_can_never_alert_keeps_no_window_and_changes_nothing() {
         }
         e.finish();
         out.extend(e.drain_alerts());
-        let alerts: Vec<String> = out
-            .iter()
-            .map(|a| serde_json::to_string(a).unwrap())
-            .collect();
+        let alerts = as_json(&out);
         let m = &e.models()[0];
         let series: Vec<(String, u64, bool, String)> = e
             .series()
@@ -817,10 +819,7 @@ fn a_series_that_can_never_alert_keeps_no_window_and_changes_nothing() {
         }
         e.finish();
         out.extend(e.drain_alerts());
-        let after: Vec<String> = out
-            .iter()
-            .map(|a| serde_json::to_string(a).unwrap())
-            .collect();
+        let after = as_json(&out);
         let split = alerts.len() - after.len();
         assert_eq!(
             &alerts[split..],
@@ -864,9 +863,7 @@ fn evaluating_on_threads_changes_nothing() {
         assert!(e.series().len() >= 512, "{} series", e.series().len());
         e.finish();
         out.extend(e.drain_alerts());
-        out.iter()
-            .map(|a| serde_json::to_string(a).unwrap())
-            .collect::<Vec<String>>()
+        as_json(&out)
     };
     let one = play(1);
     // the shift fired in the regions of the first range and of the last
