@@ -169,9 +169,8 @@ impl SeriesWindows {
         max_exemplars: usize,
         pool: &mut Pool,
     ) {
-        if self.kept == Kept::Nothing {
-            return;
-        }
+        // an asleep series is passed by before this (`Engine::asleep`)
+        debug_assert!(self.kept != Kept::Nothing, "a write to an asleep series");
         if self.open.len() <= idx {
             self.open.resize_with(idx + 1, || None);
         }
@@ -283,9 +282,6 @@ impl SeriesWindows {
         if stage == 0 {
             // the deque's place (its fields are read to find the slot)
             crate::sketch::prefetch(&self.open);
-            return false;
-        }
-        if self.kept == Kept::Nothing {
             return false;
         }
         let Some(slot) = self.open.get(idx) else {
