@@ -73,6 +73,12 @@ pub struct Ordinals {
 }
 
 impl Ordinals {
+    /// Where the bins are (a cache hint: `engine::prefetch_event`).
+    #[inline]
+    pub fn as_ptr(&self) -> *const i64 {
+        self.bins.as_ptr()
+    }
+
     /// The `n` bins held for `config`, if those are what is held.
     #[inline]
     pub fn get(&self, config: (u64, u64), n: usize) -> Option<&[i64]> {

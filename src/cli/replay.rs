@@ -240,28 +240,33 @@ pub fn replay(
     // read beside the engine: each prediction's ordinals worked out there
     let dd = engine.sketch_config();
     let prepare = Box::new(move |p: &mut _| crate::sketch::edges::prepare(p, &dd));
-    crate::source::threaded::Records::new(merged, workers, prepare).try_for_each(|rec, next| {
-        // read on the reader's core: the next event's parts come over
-        // while this one is applied
-        if let Some(Ok(next)) = next.map(|r| &r.event) {
-            crate::engine::prefetch_event(next);
-        }
-        if !pending.is_empty()
-            && let Some(w) = engine.watermark()
-        {
-            apply_due(&mut engine, &mut pending, Some(w));
-        }
-        feeder.feed(&mut engine, rec, strict)?;
-        for a in engine.drain_alerts() {
-            sink.write(&a)?;
-        }
-        drain_events(&mut engine, incident_sink.as_mut(), action_sink.as_mut())?;
-        n += 1;
-        if n.is_multiple_of(16384) {
-            pb.set_position(n);
-        }
-        Ok::<(), Error>(())
-    })?;
+    crate::source::threaded::Records::new(merged, workers, prepare).try_for_each(
+        |rec, ahead| {
+            // read on the reader's core: the next event's parts come over
+            // while this one is applied, and the one after's own fields
+            if let Some(Ok(next)) = ahead.first().map(|r| &r.event) {
+                crate::engine::prefetch_event(next);
+            }
+            if let Some(Ok(after)) = ahead.get(1).map(|r| &r.event) {
+                crate::engine::prefetch_event_itself(after);
+            }
+            if !pending.is_empty()
+                && let Some(w) = engine.watermark()
+            {
+                apply_due(&mut engine, &mut pending, Some(w));
+            }
+            feeder.feed(&mut engine, rec, strict)?;
+            for a in engine.drain_alerts() {
+                sink.write(&a)?;
+            }
+            drain_events(&mut engine, incident_sink.as_mut(), action_sink.as_mut())?;
+            n += 1;
+            if n.is_multiple_of(16384) {
+                pb.set_position(n);
+            }
+            Ok::<(), Error>(())
+        },
+    )?;
     engine.finish();
     apply_due(&mut engine, &mut pending, None);
     feeder.settle(&mut engine, strict)?;

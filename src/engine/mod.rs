@@ -89,9 +89,11 @@ pub struct Series {
 pub(crate) const PREFETCH_FROM_SERIES: usize = 256;
 
 /// Cache hints for what applying `ev` reads beyond the event itself: a
-/// prediction's features, slices and trace id — for an event decoded on
-/// another core (replay's reader, `run`'s workers), hinted while the one
-/// before it is applied.
+/// prediction's features, slices, trace id and bins — for an event decoded
+/// on another core (replay's reader, `run`'s workers), hinted while the one
+/// before it is applied. Where those parts are is read from the
+/// prediction itself: hint it first, an event earlier
+/// ([`prefetch_event_itself`]), or this read waits for it.
 #[inline]
 pub fn prefetch_event(ev: &crate::event::Event) {
     use crate::sketch::{prefetch, prefetch_slice};
@@ -99,6 +101,17 @@ pub fn prefetch_event(ev: &crate::event::Event) {
         prefetch_slice(&p.features, 8);
         prefetch_slice(&p.slices, 2);
         prefetch(p.trace_id.as_ptr());
+        prefetch(p.ordinals.as_ptr());
+    }
+}
+
+/// Cache hints for a prediction's own fields (where its parts are, its
+/// ids and numbers), two events ahead of the one applied: the next
+/// event's [`prefetch_event`] then reads them from the cache.
+#[inline]
+pub fn prefetch_event_itself(ev: &crate::event::Event) {
+    if let crate::event::Event::Prediction(p) = ev {
+        crate::sketch::prefetch_slice(std::slice::from_ref(&**p), 4);
     }
 }
 

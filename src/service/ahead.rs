@@ -405,11 +405,14 @@ impl Service {
                     &fallback
                 }
             };
-            if let Some(Ok(next)) = (i + 1)
-                .checked_sub(chunk_start)
-                .and_then(|at| chunk.get(at))
-            {
+            // the next event's parts, and the one after's own fields (within
+            // the chunk at hand)
+            let at = (i + 1).checked_sub(chunk_start);
+            if let Some(Ok(next)) = at.and_then(|at| chunk.get(at)) {
                 crate::engine::prefetch_event(next);
+            }
+            if let Some(Ok(after)) = at.and_then(|at| chunk.get(at + 1)) {
+                crate::engine::prefetch_event_itself(after);
             }
             if !self
                 .handle_one_of(batch, i, ev, last_applies, stop, &mut sought, clock)

@@ -138,18 +138,19 @@ impl Records {
     }
 
     /// Calls `f` on each record in order, until the end or its first
-    /// error, with the record after it when that one is already read
-    /// (read beside: the caller may hint its memory over from the reader's core).
+    /// error, with the (up to two) records after it that are already read
+    /// (read beside: the caller may hint their memory over from the
+    /// reader's core).
     pub fn try_for_each<E>(
         self,
-        mut f: impl FnMut(&Record, Option<&Record>) -> std::result::Result<(), E>,
+        mut f: impl FnMut(&Record, &[Record]) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         match self {
             Records::Here(mut merge) => {
                 // each event applied is the next one's buffers
                 let mut spare = None;
                 while let Some(r) = merge.next_reusing(spare.take()) {
-                    f(&r, None)?;
+                    f(&r, &[])?;
                     spare = r.event.ok();
                 }
                 Ok(())
@@ -157,7 +158,7 @@ impl Records {
             Records::Beside(mut t) => {
                 while let Some(b) = t.batch() {
                     for (i, r) in b.iter().enumerate() {
-                        f(r, b.get(i + 1))?;
+                        f(r, &b[i + 1..b.len().min(i + 3)])?;
                     }
                     t.done(b);
                 }
