@@ -262,6 +262,17 @@ impl Prediction {
     pub fn reset(&mut self) {
         const KEEP_PAIRS: usize = 256;
         const KEEP_BYTES: usize = 256;
+        // a spent event was last read on the engine's core: its lines are
+        // asked for, owned, before any is written (else each write below
+        // and in the decoder waits its turn for one)
+        {
+            use crate::sketch::{prefetch_write, prefetch_write_slice};
+            prefetch_write_slice(std::slice::from_ref(self), 4);
+            prefetch_write_slice(&self.features, 8);
+            prefetch_write_slice(&self.slices, 2);
+            prefetch_write(self.trace_id.as_ptr());
+            prefetch_write(self.ordinals.as_ptr());
+        }
         if self.trace_id.capacity() > KEEP_BYTES {
             self.trace_id = String::new();
         }
