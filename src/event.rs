@@ -256,6 +256,18 @@ impl BadEvent {
 }
 
 impl Prediction {
+    /// Cache hints for decoding into this spent event soon: its lines
+    /// asked for owned (they were last read on the engine's core). Its own
+    /// fields an event before its parts ([`Event::claim`]).
+    #[inline]
+    fn claim_parts(&self) {
+        use crate::sketch::{prefetch_write, prefetch_write_slice};
+        prefetch_write_slice(&self.features, 8);
+        prefetch_write_slice(&self.slices, 2);
+        prefetch_write(self.trace_id.as_ptr());
+        prefetch_write(self.ordinals.as_ptr());
+    }
+
     /// Empties it for a decoder to read the next event into, keeping its
     /// buffers — but not one grown past what a producer's event needs (a
     /// hostile event's thousands of features are not held on to).
@@ -264,15 +276,10 @@ impl Prediction {
         const KEEP_BYTES: usize = 256;
         // a spent event was last read on the engine's core: its lines are
         // asked for, owned, before any is written (else each write below
-        // and in the decoder waits its turn for one)
-        {
-            use crate::sketch::{prefetch_write, prefetch_write_slice};
-            prefetch_write_slice(std::slice::from_ref(self), 4);
-            prefetch_write_slice(&self.features, 8);
-            prefetch_write_slice(&self.slices, 2);
-            prefetch_write(self.trace_id.as_ptr());
-            prefetch_write(self.ordinals.as_ptr());
-        }
+        // and in the decoder waits its turn for one) — if its reader has
+        // not asked a few events ahead already (`claim`)
+        crate::sketch::prefetch_write_slice(std::slice::from_ref(self), 4);
+        self.claim_parts();
         if self.trace_id.capacity() > KEEP_BYTES {
             self.trace_id = String::new();
         }
@@ -351,6 +358,21 @@ impl Outcome {
 }
 
 impl Event {
+    /// Cache hints for the spent events a reader decodes into next, last
+    /// to first (`spares`, popped from its end): the next one's parts and
+    /// the one after's own fields, asked for owned — they were last read
+    /// on the engine's core, and a write to such a line waits for it.
+    #[inline]
+    pub fn claim(spares: &[Event]) {
+        let n = spares.len();
+        if let Some(Event::Prediction(p)) = n.checked_sub(1).map(|i| &spares[i]) {
+            p.claim_parts();
+        }
+        if let Some(Event::Prediction(p)) = n.checked_sub(2).map(|i| &spares[i]) {
+            crate::sketch::prefetch_write_slice(std::slice::from_ref(&**p), 4);
+        }
+    }
+
     pub fn validate(&self) -> Result<(), BadEvent> {
         match self {
             Event::Prediction(p) => p.validate(),

@@ -204,7 +204,9 @@ impl DecodeAhead {
                             if outcome {
                                 o.decode(value)
                             } else {
-                                let mut d = p.decode_reusing(value, spares.pop());
+                                let spare = spares.pop();
+                                Event::claim(&spares);
+                                let mut d = p.decode_reusing(value, spare);
                                 if let Ok(Event::Prediction(p)) = &mut d {
                                     crate::sketch::edges::prepare(p, &dd);
                                 }

@@ -79,7 +79,9 @@ impl Threaded {
                         Err(_) => Vec::with_capacity(BATCH),
                     };
                     while b.len() < BATCH {
-                        match merge.next_reusing(spares.pop()) {
+                        let spare = spares.pop();
+                        Event::claim(&spares);
+                        match merge.next_reusing(spare) {
                             Some(mut r) => {
                                 if let Ok(Event::Prediction(p)) = &mut r.event {
                                     prepare(p);
