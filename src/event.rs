@@ -261,7 +261,6 @@ impl Prediction {
     /// fields an event before its parts ([`Event::claim`]).
     #[inline]
     fn claim_parts(&self) {
-        use crate::sketch::{prefetch_write, prefetch_write_slice};
         prefetch_write_slice(&self.features, 8);
         prefetch_write_slice(&self.slices, 2);
         prefetch_write(self.trace_id.as_ptr());
@@ -278,7 +277,7 @@ impl Prediction {
         // asked for, owned, before any is written (else each write below
         // and in the decoder waits its turn for one) — if its reader has
         // not asked a few events ahead already (`claim`)
-        crate::sketch::prefetch_write_slice(std::slice::from_ref(self), 4);
+        prefetch_write_slice(std::slice::from_ref(self), 4);
         self.claim_parts();
         if self.trace_id.capacity() > KEEP_BYTES {
             self.trace_id = String::new();
@@ -369,7 +368,7 @@ impl Event {
             p.claim_parts();
         }
         if let Some(Event::Prediction(p)) = n.checked_sub(2).map(|i| &spares[i]) {
-            crate::sketch::prefetch_write_slice(std::slice::from_ref(&**p), 4);
+            prefetch_write_slice(std::slice::from_ref(&**p), 4);
         }
     }
 
@@ -635,6 +634,33 @@ fn de_features<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Text, Value)>, D:
 
 fn de_slices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Text, Text)>, D::Error> {
     d.deserialize_any(PairsVisitor(std::marker::PhantomData))
+}
+
+/// A cache hint (`sketch::prefetch`) for a line about to be written: it comes in owned, so
+/// that the writes do not wait for another core to let it go (an event
+/// decoded into again after the engine's core has read it).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch_write<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as `prefetch`: a hint that reads nothing and cannot fault
+    // (`prefetchw`, in every x86_64 CPU this runs on; where it is not, a no-op).
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_ET0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// [`prefetch_write`] for the memory of `s`, up to `max_lines` cache lines of it.
+#[inline(always)]
+fn prefetch_write_slice<T>(s: &[T], max_lines: usize) {
+    let p: *const u8 = s.as_ptr().cast();
+    let bytes = std::mem::size_of_val(s).min(max_lines.saturating_mul(64));
+    for line in (0..bytes).step_by(64) {
+        prefetch_write(p.wrapping_add(line));
+    }
 }
 
 #[cfg(test)]

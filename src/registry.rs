@@ -120,10 +120,35 @@ pub struct Model {
     /// there before it is hashed.
     #[serde(skip)]
     order: Vec<u32>,
+    /// The same for its slice dimensions: the dimension id the last event
+    /// had at each place of its slices.
+    #[serde(skip)]
+    dim_order: Vec<u32>,
 }
 
 /// Places of an event's features [`Model::feature_at`] remembers.
 const ORDER_PLACES: usize = 256;
+
+/// `a == b`, without a call to `memcmp` for names of up to 16 bytes (most
+/// of them: a model's, a feature's, a slice dimension's, a version): two
+/// overlapping words compared. An event's names are compared with the
+/// ones its model's last event had at each place, a dozen an event.
+#[inline]
+pub fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        0..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
 
 impl Model {
     pub(crate) fn new(id: &str) -> Self {
@@ -142,6 +167,7 @@ impl Model {
             event_gen: 0,
             overflow: Overflow::default(),
             order: Vec::new(),
+            dim_order: Vec::new(),
         };
         m.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
         m
@@ -153,7 +179,7 @@ impl Model {
     pub(crate) fn feature_at(&mut self, i: usize, name: &str, cfg: &Config) -> Option<u32> {
         if let Some(&id) = self.order.get(i)
             && let Some(f) = self.features.get(id as usize)
-            && f.name == name
+            && same(&f.name, name)
         {
             return Some(id);
         }
@@ -189,15 +215,39 @@ impl Model {
     /// The slot of slice `dim=value`, registered on first sight (None: an
     /// untracked dimension; past the value cap: the dimension's `__other__`).
     pub(crate) fn slot(&mut self, dim: &str, value: &str, cfg: &Config) -> Option<u32> {
-        self.slot_in(dim, value, cfg).map(|(slot, _)| slot)
+        self.slot_in(usize::MAX, dim, value, cfg)
+            .map(|(slot, _)| slot)
     }
 
-    /// [`Model::slot`], with whether the slot is one of the carrier's
-    /// ([`Model::carrier_slots`]).
+    /// [`Model::slot`] of an event's slice at place `i` (`usize::MAX`: not
+    /// remembered), with whether the slot is one of the carrier's
+    /// ([`Model::carrier_slots`]). The dimension is compared with the one
+    /// the model's last event had there before it is hashed.
     #[inline]
-    pub(crate) fn slot_in(&mut self, dim: &str, value: &str, cfg: &Config) -> Option<(u32, bool)> {
-        let d = match self.dim_ids.get(dim) {
-            Some(&d) => d as usize,
+    pub(crate) fn slot_in(
+        &mut self,
+        i: usize,
+        dim: &str,
+        value: &str,
+        cfg: &Config,
+    ) -> Option<(u32, bool)> {
+        let known = self.dim_order.get(i).copied().filter(|&d| {
+            // a dimension's name is its `__other__` slot's
+            self.dims
+                .get(d as usize)
+                .and_then(|dm| self.slots.get(*dm.slots.first()? as usize))
+                .is_some_and(|s| s.as_ref().is_some_and(|(name, _)| same(name, dim)))
+        });
+        let d = match known.or_else(|| self.dim_ids.get(dim).copied()) {
+            Some(d) => {
+                if i < ORDER_PLACES && known.is_none() {
+                    if self.dim_order.len() <= i {
+                        self.dim_order.resize(i + 1, u32::MAX);
+                    }
+                    self.dim_order[i] = d;
+                }
+                d as usize
+            }
             None => {
                 let wanted = cfg.series.slice_dimensions.is_empty()
                     || cfg.series.slice_dimensions.iter().any(|x| x == dim);
@@ -284,6 +334,48 @@ mod tests {
             }
             prop_assert_eq!(by_place.overflow.features, by_name.overflow.features);
             prop_assert_eq!(by_place.features.len(), by_name.features.len());
+        }
+
+        /// The same for slices: a dimension found by its place gives the
+        /// slot, carrier and overflow its name gives, whatever the order
+        /// of the dimensions, untracked ones and the caps.
+        #[test]
+        fn a_slice_place_gives_what_the_name_gives(
+            events in proptest::collection::vec(
+                proptest::collection::vec((0usize..5, 0usize..4), 0..4), 1..40),
+        ) {
+            let dims = ["region", "channel", "untracked", "shop", "regio"];
+            let mut cfg = Config::default();
+            cfg.series.slice_dimensions = vec!["region".into(), "channel".into(), "shop".into(), "regio".into()];
+            cfg.series.max_slice_values = 2;
+            let (mut by_place, mut by_name) = (Model::new("m"), Model::new("m"));
+            for ev in &events {
+                for (i, &(d, v)) in ev.iter().enumerate() {
+                    let value = format!("v{v}");
+                    prop_assert_eq!(
+                        by_place.slot_in(i, dims[d], &value, &cfg),
+                        by_name.slot_in(usize::MAX, dims[d], &value, &cfg)
+                    );
+                }
+            }
+            prop_assert_eq!(by_place.overflow.slice_values, by_name.overflow.slice_values);
+            prop_assert_eq!(&by_place.slots, &by_name.slots);
+        }
+
+        /// `same` is `==`: strings of every length up to past 16 bytes,
+        /// equal, of equal length and differing in one byte anywhere, or of
+        /// different lengths.
+        #[test]
+        fn same_is_equality(a in "[a-c]{0,20}", at in 0usize..20, other in "[a-c]{0,20}") {
+            prop_assert!(same(&a, &a.clone()));
+            prop_assert_eq!(same(&a, &other), a == other);
+            if !a.is_empty() {
+                let mut b = a.clone().into_bytes();
+                let k = at % b.len();
+                b[k] = b'd';
+                let b = String::from_utf8(b).unwrap();
+                prop_assert!(!same(&a, &b));
+            }
         }
     }
 }

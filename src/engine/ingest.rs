@@ -6,7 +6,7 @@ use crate::alert::policy::ChannelState;
 use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Value};
 use crate::join::{self, Label, Waiting};
 use crate::quality::monitor::slots_of;
-use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE};
+use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE, same};
 use crate::release::Role;
 use crate::sketch::ValueKind;
 use crate::window::{Observation, SeriesWindows};
@@ -194,7 +194,14 @@ impl Engine {
     }
 
     fn model(&mut self, id: &str) -> Result<u32, BadEvent> {
+        // most events are the last one's model: compared before hashed
+        if let Some(m) = self.models.get(self.last_model as usize)
+            && same(&m.id, id)
+        {
+            return Ok(self.last_model);
+        }
         if let Some(&m) = self.model_ids.get(id) {
+            self.last_model = m;
             return Ok(m);
         }
         if self.models.len() >= self.cfg.series.max_models {
@@ -258,8 +265,10 @@ impl Engine {
         self.stats.see_time(p.event_time);
         let idx = (bucket - self.first_open.unwrap_or(bucket)) as usize;
         let model = &mut self.models[m as usize];
-        if p.model_version.is_some() && model.version.as_deref() != p.model_version.as_deref() {
-            model.version = p.model_version.as_deref().map(String::from);
+        if let Some(v) = p.model_version.as_deref()
+            && model.version.as_deref().is_none_or(|w| !same(w, v))
+        {
+            model.version = Some(v.to_string());
         }
         model.event_gen += 1;
         let generation = model.event_gen;
@@ -271,8 +280,8 @@ impl Engine {
         // that slice's, not one by one now
         let mut carried = false;
         if self.cfg.series.track_slices {
-            for (dim, value) in &p.slices {
-                match model.slot_in(dim, value, &self.cfg) {
+            for (i, (dim, value)) in p.slices.iter().enumerate() {
+                match model.slot_in(i, dim, value, &self.cfg) {
                     // the carrier named twice (never from a decoder, which
                     // refuses a key given twice): its first value only
                     Some((_, true)) if carried => {}

@@ -253,6 +253,9 @@ pub struct Engine {
     max_span_buckets: i64,
     models: Vec<Model>,
     model_ids: FxHashMap<Box<str>, u32>,
+    /// The last event's model (`u32::MAX`: none yet), compared with the
+    /// next one's id before the id is hashed.
+    last_model: u32,
     series: Vec<Series>,
     /// Per series: values (nulls and wrong types included) applied to it
     /// since it was created, what a recount of the input gives. Beside the
@@ -356,6 +359,7 @@ impl Engine {
             cfg,
             models: Vec::new(),
             model_ids: FxHashMap::default(),
+            last_model: u32::MAX,
             series: Vec::new(),
             first_open: None,
             closed_any: false,

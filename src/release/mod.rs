@@ -311,7 +311,12 @@ impl Release {
                 .cloned()
                 .or_else(|| (!shadow).then(|| version.map(str::to_string)).flatten());
         }
-        if !shadow && (version.is_none() || version == mr.production.as_deref()) {
+        let production = match (version, mr.production.as_deref()) {
+            (None, _) => true,
+            (Some(v), Some(w)) => crate::registry::same(v, w),
+            (Some(_), None) => false,
+        };
+        if !shadow && production {
             return Role::Production;
         }
         let v = version.unwrap_or("");

@@ -386,33 +386,6 @@ pub fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-/// [`prefetch`] for a line about to be written: it comes in owned, so
-/// that the writes do not wait for another core to let it go (an event
-/// decoded into again after the engine's core has read it).
-#[inline(always)]
-#[allow(unsafe_code)]
-pub fn prefetch_write<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as `prefetch`: a hint that reads nothing and cannot fault
-    // (`prefetchw`, in every x86_64 CPU this runs on; where it is not, a no-op).
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_ET0>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// [`prefetch_write`] for the memory of `s`, up to `max_lines` cache lines of it.
-#[inline(always)]
-pub fn prefetch_write_slice<T>(s: &[T], max_lines: usize) {
-    let p: *const u8 = s.as_ptr().cast();
-    let bytes = std::mem::size_of_val(s).min(max_lines.saturating_mul(64));
-    for line in (0..bytes).step_by(64) {
-        prefetch_write(p.wrapping_add(line));
-    }
-}
-
 /// The summary of one series over one bucket (or a merge of buckets).
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Sketch {
