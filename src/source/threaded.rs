@@ -31,26 +31,47 @@ const BATCH: usize = 256;
 /// series evaluated at once) without the reader waiting.
 const AHEAD: usize = 4;
 
-/// How long a side waits before it looks again: the reader when the
-/// engine has [`AHEAD`] batches waiting, the engine when it has none. Each
-/// side polls rather than blocks, so that neither wakes the other: a
+/// How long a side first waits before it looks again: the reader when
+/// the engine has [`AHEAD`] batches waiting, the engine when it has none.
+/// Each side polls rather than blocks, so that neither wakes the other: a
 /// blocked side is woken by the other's send or receive, a futex wake
 /// that cost the engine's thread ~3 % of its time, on every batch, when
 /// the reader was ahead (`perf`, docs/performance.md). A poll costs the
 /// side that has time to spare; ahead or behind by a poll, the other side
 /// never waits for it (a batch is ~0.3 ms of work, and four are queued).
+/// A side that keeps finding nothing waits twice as long each time, up to
+/// [`POLL_MAX`] (an input that comes slowly, a pipe: ~1,000 looks a
+/// second, not 20,000).
 const POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The longest a side waits between two looks.
+const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Waits between looks: [`POLL`], doubling up to [`POLL_MAX`].
+struct Backoff(std::time::Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(POLL)
+    }
+
+    fn wait(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(POLL_MAX);
+    }
+}
 
 /// Sends `b` to the engine, waiting by polling while [`AHEAD`] batches
 /// wait; false when the engine has stopped.
 fn hand_over(tx: &SyncSender<Vec<Record>>, mut b: Vec<Record>) -> bool {
+    let mut backoff = Backoff::new();
     loop {
         match tx.try_send(b) {
             Ok(()) => return true,
             Err(TrySendError::Disconnected(_)) => return false,
             Err(TrySendError::Full(back)) => {
                 b = back;
-                std::thread::sleep(POLL);
+                backoff.wait();
             }
         }
     }
@@ -106,11 +127,12 @@ impl Threaded {
     /// [`Threaded::done`] once applied. Waits (when the reader is behind)
     /// by polling, as the reader does when it is ahead: see [`POLL`].
     pub fn batch(&mut self) -> Option<Vec<Record>> {
+        let mut backoff = Backoff::new();
         loop {
             match self.rx.try_recv() {
                 Ok(b) => return Some(b),
                 Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => std::thread::sleep(POLL),
+                Err(TryRecvError::Empty) => backoff.wait(),
             }
         }
     }
