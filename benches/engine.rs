@@ -122,7 +122,7 @@ fn sketches(c: &mut Criterion) {
     // totals over the reference's edges, and later counted out
     let mut totals = Sketch::new();
     totals.size_numeric_hist(edges.bins());
-    let (mut bytes, mut scratch) = (Vec::new(), Vec::new());
+    let (mut bytes, mut scratch) = (Vec::new(), driftline::window::FoldScratch::default());
     g.bench_function("close_and_slide_bucket", |b| {
         b.iter(|| {
             let c = Closed::pack(7, black_box(&one), &mut bytes);

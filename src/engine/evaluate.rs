@@ -664,7 +664,7 @@ mod tests {
             &mut totals,
             Some(edges),
             dd,
-            &mut Vec::new(),
+            &mut crate::window::FoldScratch::default(),
             true,
         );
         totals

@@ -14,7 +14,7 @@
 use sketches_ddsketch::Config as DdConfig;
 
 use crate::sketch::moments::Moments;
-use crate::sketch::quantiles::{get_varint, put_varint, representative, unzigzag, zigzag};
+use crate::sketch::quantiles::{Representatives, get_varint, put_varint, unzigzag, zigzag};
 use crate::sketch::{Edges, Exemplars, Sketch};
 
 /// Which of a bucket's exemplar lists.
@@ -148,13 +148,14 @@ impl Closed {
     /// out: counts, category counts and, for numbers with edges, the
     /// histogram over them and each bin's sum, its count times the median
     /// of its values (rank `⌊(c − 1)/2⌋` within the bin; the exact extreme
-    /// at either end of the bucket). `scratch` holds the bins meanwhile.
+    /// at either end of the bucket). `scratch` holds the bins meanwhile,
+    /// and the bins' values worked out so far.
     pub fn fold_into(
         &self,
         totals: &mut Sketch,
         edges: Option<&Edges>,
         dd: &DdConfig,
-        scratch: &mut Vec<(i64, u64)>,
+        scratch: &mut FoldScratch,
         add: bool,
     ) {
         let (v, n, t) = self.counts();
@@ -176,6 +177,10 @@ impl Closed {
             apply(&mut totals.hist[i], c);
         }
         let Some(edges) = edges else { return };
+        let FoldScratch {
+            bins: scratch,
+            values,
+        } = scratch;
         scratch.clear();
         scratch.extend(self.bins());
         let total: u64 = scratch.iter().map(|b| b.1).sum();
@@ -183,7 +188,7 @@ impl Closed {
             return;
         }
         // the value of bucket rank `rank`, walking from bin `start`, which holds rank `seen`
-        let value_at = |rank: u64, start: usize, mut seen: u64| -> f64 {
+        let mut value_at = |rank: u64, start: usize, mut seen: u64| -> f64 {
             if rank == 0 {
                 return self.min;
             }
@@ -193,7 +198,7 @@ impl Closed {
             for &(o, c) in &scratch[start..] {
                 seen += c;
                 if seen > rank {
-                    return representative(dd, o);
+                    return values.value(dd, o);
                 }
             }
             self.max
@@ -236,6 +241,14 @@ impl Closed {
     pub fn heap_bytes(&self) -> usize {
         self.data.len()
     }
+}
+
+/// What [`Closed::fold_into`] works in: a bucket's bins, and the values
+/// of the bins met so far (kept between calls).
+#[derive(Clone, Debug, Default)]
+pub struct FoldScratch {
+    bins: Vec<(i64, u64)>,
+    values: Representatives,
 }
 
 /// One exemplar list: its length, then each (key, id). The first key is

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use sketches_ddsketch::Config as DdConfig;
 
-pub use closed::{Closed, ExemplarList};
+pub use closed::{Closed, ExemplarList, FoldScratch};
 pub use open::Open;
 
 use crate::sketch::{Edges, Sketch, ValueKind};
@@ -387,7 +387,7 @@ impl SeriesWindows {
                     let c = Closed::pack(bucket, s.settled(), &mut pool.bytes);
                     pool.recycle(s);
                     let edges = r.edges.as_ref();
-                    c.fold_into(&mut self.totals, edges, &bins.dd, &mut pool.bins, true);
+                    c.fold_into(&mut self.totals, edges, &bins.dd, &mut pool.fold, true);
                     self.ring.push_back(c);
                 }
             }
@@ -400,7 +400,7 @@ impl SeriesWindows {
             if c.bucket > bucket - window_buckets {
                 break;
             }
-            c.fold_into(&mut self.totals, edges, &bins.dd, &mut pool.bins, false);
+            c.fold_into(&mut self.totals, edges, &bins.dd, &mut pool.fold, false);
             self.ring.pop_front();
         }
         pinned_now
@@ -488,7 +488,7 @@ pub struct Pool {
     #[allow(clippy::vec_box)]
     sketches: Vec<Box<Open>>,
     bytes: Vec<u8>,
-    bins: Vec<(i64, u64)>,
+    fold: FoldScratch,
     /// Sketches kept beyond [`POOLED_SKETCHES`]: one per series (with more
     /// series than that, a minute's closes recycle more sketches than the
     /// pool held, and the next minute's buckets were allocated anew).
@@ -632,7 +632,7 @@ mod tests {
                 let mut afresh = Sketch::new();
                 afresh.size_numeric_hist(edges.bins());
                 for c in &w.ring {
-                    c.fold_into(&mut afresh, Some(&edges), &dd, &mut Vec::new(), true);
+                    c.fold_into(&mut afresh, Some(&edges), &dd, &mut FoldScratch::default(), true);
                 }
                 prop_assert_eq!(&afresh.hist, &w.totals.hist);
                 for (a, e) in w.totals.hist_sum.iter().zip(&afresh.hist_sum) {
@@ -660,7 +660,7 @@ mod tests {
             let c = Closed::pack(3, &sketch_of(&opt), &mut Vec::new());
             let mut t = Sketch::new();
             t.size_numeric_hist(edges.bins());
-            c.fold_into(&mut t, Some(&edges), &dd, &mut Vec::new(), true);
+            c.fold_into(&mut t, Some(&edges), &dd, &mut FoldScratch::default(), true);
             let mut sorted = xs.clone();
             sorted.sort_by(f64::total_cmp);
             let n = sorted.len();
@@ -682,7 +682,7 @@ mod tests {
                 prop_assert_eq!(t.hist_sum[b], ranks.len() as f64 * median);
             }
             // and taking it out again leaves nothing
-            c.fold_into(&mut t, Some(&edges), &dd, &mut Vec::new(), false);
+            c.fold_into(&mut t, Some(&edges), &dd, &mut FoldScratch::default(), false);
             prop_assert!(t.hist.iter().all(|&h| h == 0));
             prop_assert!(t.hist_sum.iter().all(|&h| h == 0.0));
         }
