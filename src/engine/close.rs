@@ -146,7 +146,8 @@ impl Engine {
             if carrier.is_empty() {
                 continue;
             }
-            for (feature, of) in model.features.iter().zip(&model.series_of) {
+            for (f, feature) in model.features.iter().enumerate() {
+                let of = model.series_row(f as u32);
                 let overall = of[0];
                 if overall == NO_SERIES {
                     continue;

@@ -532,7 +532,7 @@ impl Engine {
     }
 
     fn series_id(&mut self, m: u32, f: u32, slot: u32, bucket: i64) -> u32 {
-        let sid = self.models[m as usize].series_of[f as usize][slot as usize];
+        let sid = self.models[m as usize].series_at(f, slot);
         if sid != NO_SERIES {
             return sid;
         }
@@ -552,7 +552,7 @@ impl Engine {
                 windows.pin(r);
             }
         }
-        model.series_of[f as usize][slot as usize] = sid;
+        model.set_series(f, slot, sid);
         self.asleep.push(false);
         self.applied.push(0);
         self.series.push(Series {
