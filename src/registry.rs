@@ -115,8 +115,8 @@ pub struct Model {
     /// event's few slots are each a row of its features side by side, a
     /// cache line or two, where by feature they were a line for each
     /// feature and slot (`Engine::series_id`, ~5 % of the engine's thread
-    /// at 60 series). Built again from `series_of` when it does not fit
-    /// (read back from a checkpoint, a feature added).
+    /// at 60 series). Empty when read back from a checkpoint (then
+    /// `series_of` is read) until the first change builds it.
     #[serde(skip)]
     by_slot: Vec<u32>,
     pub(crate) event_gen: u64,
@@ -191,13 +191,15 @@ impl Model {
     }
 
     /// The series of feature `f` in slot `slot` ([`NO_SERIES`]: none yet).
+    /// (`by_slot` is empty or fits: every change below leaves it fitting.)
     #[inline]
-    pub(crate) fn series_at(&mut self, f: u32, slot: u32) -> u32 {
+    pub(crate) fn series_at(&self, f: u32, slot: u32) -> u32 {
         let features = self.series_of.len();
-        if self.by_slot.len() != features * self.slots.len() {
-            self.index_by_slot();
+        match self.by_slot.get(slot as usize * features + f as usize) {
+            Some(&sid) => sid,
+            // read back from a checkpoint and nothing added since
+            None => self.series_of[f as usize][slot as usize],
         }
-        self.by_slot[slot as usize * features + f as usize]
     }
 
     /// Sets the series of feature `f` in slot `slot`.
@@ -264,6 +266,8 @@ impl Model {
         self.features.push(Feature::new(name, Role::Input));
         self.feature_ids.insert(name.into(), id);
         self.series_of.push(vec![NO_SERIES; self.slots.len()]);
+        // each slot's row is a feature longer
+        self.index_by_slot();
         Some(id)
     }
 
@@ -351,13 +355,16 @@ impl Model {
 
     fn new_slot(&mut self, dim: &str, value: &str) -> u32 {
         let features = self.series_of.len();
-        if self.by_slot.len() == features * self.slots.len() {
-            // a row more (else it is built when next read)
-            self.by_slot
-                .resize(self.by_slot.len() + features, NO_SERIES);
-        }
+        let fits = self.by_slot.len() == features * self.slots.len();
         self.slots.push(Some((dim.to_string(), value.to_string())));
         self.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
+        if fits {
+            // a row more
+            self.by_slot
+                .resize(self.by_slot.len() + features, NO_SERIES);
+        } else {
+            self.index_by_slot();
+        }
         (self.slots.len() - 1) as u32
     }
 

@@ -124,6 +124,10 @@ impl Representatives {
             };
         }
         let (first, values) = &mut self.sides[usize::from(negative)];
+        if let Some(slot) = values.get_mut(k.wrapping_sub(*first) as u32 as usize) {
+            *slot = v;
+            return if negative { -v } else { v };
+        }
         let (lo, hi) = if values.is_empty() {
             (i64::from(k), i64::from(k))
         } else {
