@@ -134,10 +134,17 @@ impl Representatives {
             let last = i64::from(*first) + values.len() as i64 - 1;
             (i64::from(k).min(i64::from(*first)), i64::from(k).max(last))
         };
-        // grown with room on the side it grew, for the keys near it
+        // grown with room for the keys near it, half again as many as it
+        // held (a span widening key by key is copied a few times, not at
+        // each key), within what a side holds
+        let needed = hi - lo + 1;
+        let room = (values.len() as i64 / 2)
+            .max(32)
+            .min((MAX_KEYS as i64 - needed) / 2)
+            .max(0);
         let (lo, hi) = (
-            (lo - 32).max(i64::from(i32::MIN)),
-            (hi + 32).min(i64::from(i32::MAX)),
+            (lo - room).max(i64::from(i32::MIN)),
+            (hi + room).min(i64::from(i32::MAX)),
         );
         let span = (hi - lo + 1) as usize;
         if span <= MAX_KEYS {
