@@ -109,16 +109,8 @@ pub struct Model {
     dim_ids: FxHashMap<Box<str>, u32>,
     /// Slot 0 is the overall series; others are (dimension, value).
     pub slots: Vec<Option<(String, String)>>,
-    /// Series id per feature and slot (as a checkpoint holds it).
-    series_of: Vec<Vec<u32>>,
-    /// The same by slot, then feature (`slot × features + feature`): an
-    /// event's few slots are each a row of its features side by side, a
-    /// cache line or two, where by feature they were a line for each
-    /// feature and slot (`Engine::series_id`, ~5 % of the engine's thread
-    /// at 60 series). Empty when read back from a checkpoint (then
-    /// `series_of` is read) until the first change builds it.
-    #[serde(skip)]
-    by_slot: Vec<u32>,
+    /// Series id per feature and slot.
+    series_of: SeriesIds,
     pub(crate) event_gen: u64,
     /// Values that met a cap: sent to `__other__` or not tracked.
     pub overflow: Overflow,
@@ -166,9 +158,89 @@ pub fn same(a: &str, b: &str) -> bool {
     }
 }
 
+/// Series ids by slot, then feature (`slot × features + feature`): an
+/// event's few slots are each a row of its features side by side, a cache
+/// line or two, where rows per feature had taken a line for each feature
+/// and slot (`Engine::series_id`, ~5 % of the engine's thread at 60
+/// series). Written in a checkpoint as rows per feature, as it always was.
+pub(crate) struct SeriesIds {
+    features: usize,
+    ids: Vec<u32>,
+}
+
+impl SeriesIds {
+    fn new(features: usize, slots: usize) -> SeriesIds {
+        SeriesIds {
+            features,
+            ids: vec![NO_SERIES; features * slots],
+        }
+    }
+
+    fn slots(&self) -> usize {
+        self.ids.len().checked_div(self.features).unwrap_or(0)
+    }
+
+    #[inline]
+    fn get(&self, f: u32, slot: u32) -> u32 {
+        self.ids[slot as usize * self.features + f as usize]
+    }
+
+    fn set(&mut self, f: u32, slot: u32, sid: u32) {
+        self.ids[slot as usize * self.features + f as usize] = sid;
+    }
+
+    /// Each slot's row a feature longer.
+    fn add_feature(&mut self) {
+        let (old, slots) = (self.features, self.slots());
+        self.features += 1;
+        let mut ids = vec![NO_SERIES; self.features * slots];
+        for (row, from) in ids
+            .chunks_mut(self.features)
+            .zip(self.ids.chunks(old.max(1)))
+        {
+            row[..old].copy_from_slice(&from[..old]);
+        }
+        self.ids = ids;
+    }
+
+    fn add_slot(&mut self) {
+        self.ids.resize(self.ids.len() + self.features, NO_SERIES);
+    }
+}
+
+impl serde::Serialize for SeriesIds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let slots = self.slots();
+        s.collect_seq((0..self.features).map(|f| {
+            (0..slots)
+                .map(|slot| self.ids[slot * self.features + f])
+                .collect::<Vec<u32>>()
+        }))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SeriesIds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let rows = Vec::<Vec<u32>>::deserialize(d)?;
+        let slots = rows.first().map_or(0, Vec::len);
+        if rows.iter().any(|r| r.len() != slots) {
+            return Err(serde::de::Error::custom(
+                "series ids: every feature needs a series id (or none) for each slot",
+            ));
+        }
+        let mut ids = SeriesIds::new(rows.len(), slots);
+        for (f, row) in rows.iter().enumerate() {
+            for (slot, &sid) in row.iter().enumerate() {
+                ids.set(f as u32, slot as u32, sid);
+            }
+        }
+        Ok(ids)
+    }
+}
+
 impl Model {
     pub(crate) fn new(id: &str) -> Self {
-        let mut m = Model {
+        Model {
             id: id.to_string(),
             version: None,
             features: vec![
@@ -179,55 +251,23 @@ impl Model {
             dims: Vec::new(),
             dim_ids: FxHashMap::default(),
             slots: vec![None],
-            series_of: vec![Vec::new(), Vec::new()],
-            by_slot: Vec::new(),
+            series_of: SeriesIds::new(2, 1),
             event_gen: 0,
             overflow: Overflow::default(),
             order: Vec::new(),
             dim_order: Vec::new(),
-        };
-        m.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
-        m
+        }
     }
 
     /// The series of feature `f` in slot `slot` ([`NO_SERIES`]: none yet).
-    /// (`by_slot` is empty or fits: every change below leaves it fitting.)
     #[inline]
     pub(crate) fn series_at(&self, f: u32, slot: u32) -> u32 {
-        let features = self.series_of.len();
-        match self.by_slot.get(slot as usize * features + f as usize) {
-            Some(&sid) => sid,
-            // read back from a checkpoint and nothing added since
-            None => self.series_of[f as usize][slot as usize],
-        }
+        self.series_of.get(f, slot)
     }
 
     /// Sets the series of feature `f` in slot `slot`.
     pub(crate) fn set_series(&mut self, f: u32, slot: u32, sid: u32) {
-        self.series_of[f as usize][slot as usize] = sid;
-        let features = self.series_of.len();
-        if self.by_slot.len() == features * self.slots.len() {
-            self.by_slot[slot as usize * features + f as usize] = sid;
-        } else {
-            self.index_by_slot();
-        }
-    }
-
-    /// Feature `f`'s series by slot.
-    pub(crate) fn series_row(&self, f: u32) -> &[u32] {
-        &self.series_of[f as usize]
-    }
-
-    #[cold]
-    fn index_by_slot(&mut self) {
-        let features = self.series_of.len();
-        self.by_slot.clear();
-        self.by_slot.resize(features * self.slots.len(), NO_SERIES);
-        for (f, row) in self.series_of.iter().enumerate() {
-            for (slot, &sid) in row.iter().enumerate() {
-                self.by_slot[slot * features + f] = sid;
-            }
-        }
+        self.series_of.set(f, slot, sid);
     }
 
     /// [`Model::feature`] for the feature at place `i` of an event: the
@@ -265,9 +305,7 @@ impl Model {
         let id = self.features.len() as u32;
         self.features.push(Feature::new(name, Role::Input));
         self.feature_ids.insert(name.into(), id);
-        self.series_of.push(vec![NO_SERIES; self.slots.len()]);
-        // each slot's row is a feature longer
-        self.index_by_slot();
+        self.series_of.add_feature();
         Some(id)
     }
 
@@ -354,17 +392,8 @@ impl Model {
     }
 
     fn new_slot(&mut self, dim: &str, value: &str) -> u32 {
-        let features = self.series_of.len();
-        let fits = self.by_slot.len() == features * self.slots.len();
         self.slots.push(Some((dim.to_string(), value.to_string())));
-        self.series_of.iter_mut().for_each(|v| v.push(NO_SERIES));
-        if fits {
-            // a row more
-            self.by_slot
-                .resize(self.by_slot.len() + features, NO_SERIES);
-        } else {
-            self.index_by_slot();
-        }
+        self.series_of.add_slot();
         (self.slots.len() - 1) as u32
     }
 
@@ -430,10 +459,10 @@ mod tests {
             prop_assert_eq!(&by_place.slots, &by_name.slots);
         }
 
-        /// A series set is the one read back, by slot as by feature,
-        /// whatever features and slots come between (the by-slot index
-        /// grows and is built again) and after a checkpoint's round trip
-        /// (which does not hold the index).
+        /// A series set is the one read back, and the one a checkpoint
+        /// writes in its row per feature, whatever features and slots come
+        /// between (each slot's row grows, rows are added) and after a
+        /// checkpoint's round trip.
         #[test]
         fn a_series_set_is_the_one_read_back(
             ops in proptest::collection::vec((0u8..4, 0usize..6, 0usize..5), 1..80),
@@ -461,11 +490,15 @@ mod tests {
                         m = serde_json::from_str(&text).unwrap();
                     }
                 }
+                // and by feature, as a checkpoint writes them
+                let rows: Vec<Vec<u32>> =
+                    serde_json::from_value(serde_json::to_value(&m).unwrap()["series_of"].clone()).unwrap();
+                prop_assert_eq!(rows.len(), m.features.len());
                 for f in 0..m.features.len() as u32 {
                     for slot in 0..m.slots.len() as u32 {
                         let want = set.get(&(f, slot)).copied().unwrap_or(NO_SERIES);
                         prop_assert_eq!(m.series_at(f, slot), want);
-                        prop_assert_eq!(m.series_row(f)[slot as usize], want);
+                        prop_assert_eq!(rows[f as usize][slot as usize], want);
                     }
                 }
             }

@@ -147,13 +147,13 @@ impl Engine {
                 continue;
             }
             for (f, feature) in model.features.iter().enumerate() {
-                let of = model.series_row(f as u32);
-                let overall = of[0];
+                let f = f as u32;
+                let overall = model.series_at(f, 0);
                 if overall == NO_SERIES {
                     continue;
                 }
                 for &slot in carrier {
-                    let part = of[slot as usize];
+                    let part = model.series_at(f, slot);
                     if part == NO_SERIES {
                         continue;
                     }

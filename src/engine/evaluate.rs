@@ -312,7 +312,7 @@ impl Engine {
         let (models, series) = (&self.models, &self.series);
         let score_reference = |m: usize| {
             let model = models.get(m)?;
-            let sid = *model.series_row(crate::registry::SCORE).first()?;
+            let sid = model.series_at(crate::registry::SCORE, 0);
             match series.get(sid as usize)?.windows.reference() {
                 crate::window::RefState::Pinned(r) if !r.quantiles.is_empty() => {
                     Some(r.quantiles.as_slice())
