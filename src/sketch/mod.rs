@@ -35,14 +35,34 @@ pub enum ValueKind {
 /// unusual is decided when an alert is made. Fixed slots, kept sorted by
 /// key, whose string buffers are reused.
 #[derive(Clone, Debug, serde::Deserialize)]
+#[serde(from = "StoredExemplars")]
+#[repr(C)]
 pub struct Exemplars {
-    slots: Vec<(u64, TraceId)>,
-    len: usize,
     /// The largest kept pair's key and [`head`] (never below them; the
     /// largest possible when not known): an offer past it is turned away without reading the
-    /// slots — most offers, once a bucket's slots are full.
-    #[serde(skip, default = "unbounded")]
+    /// slots — most offers, once a bucket's slots are full. First, beside
+    /// `len`: all an offer turned away reads.
     bound: (u64, u64),
+    len: usize,
+    slots: Vec<(u64, TraceId)>,
+}
+
+/// Exemplars as written: the pairs kept, then their number (a checkpoint
+/// is read by field order).
+#[derive(serde::Deserialize)]
+struct StoredExemplars {
+    slots: Vec<(u64, TraceId)>,
+    len: usize,
+}
+
+impl From<StoredExemplars> for Exemplars {
+    fn from(s: StoredExemplars) -> Exemplars {
+        Exemplars {
+            bound: unbounded(),
+            len: s.len,
+            slots: s.slots,
+        }
+    }
 }
 
 impl Default for Exemplars {
@@ -387,22 +407,20 @@ pub fn prefetch<T>(p: *const T) {
 }
 
 /// The summary of one series over one bucket (or a merge of buckets).
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+///
+/// Laid out in the order written (`repr(C)`): what every numeric write
+/// reaches for first — the count, the moments, the quantiles' count and
+/// extremes (one cache line), then each tail's exemplar bound — and what
+/// only a close or a category reads after (`window::open::tests::
+/// a_numeric_write_reaches_four_lines`).
+#[derive(Clone, serde::Deserialize)]
+#[serde(from = "Owned")]
+#[repr(C)]
 pub struct Sketch {
     /// Non-null values of the series' own kind.
     pub values: u64,
-    pub nulls: u64,
-    /// Non-null values of the other kind (a string where numbers are expected, …).
-    pub type_violations: u64,
     /// Sum and sum of squares of numeric values, in any order the same.
     pub moments: Moments,
-    /// Categories: counts per category id. Numbers, in a window's running
-    /// totals: counts over the reference's `Edges` bins, counted from each
-    /// closing bucket's quantile bins (an open bucket keeps none).
-    pub hist: Vec<u64>,
-    /// Numbers, in running totals: sum of the values in each histogram bin
-    /// (for Wasserstein), from each closing bucket (`window::Closed::bin_counts`).
-    pub hist_sum: Vec<f64>,
     /// Quantile sketch of numeric values.
     pub quantiles: Quantiles,
     /// Example events, offered whatever the reference (which decides, when
@@ -411,8 +429,73 @@ pub struct Sketch {
     pub exemplars: Exemplars,
     /// Numbers: the highest values.
     pub high_exemplars: Exemplars,
+    pub nulls: u64,
+    /// Non-null values of the other kind (a string where numbers are expected, …).
+    pub type_violations: u64,
+    /// Categories: counts per category id. Numbers, in a window's running
+    /// totals: counts over the reference's `Edges` bins, counted from each
+    /// closing bucket's quantile bins (an open bucket keeps none).
+    pub hist: Vec<u64>,
+    /// Numbers, in running totals: sum of the values in each histogram bin
+    /// (for Wasserstein), from each closing bucket (`window::Closed::bin_counts`).
+    pub hist_sum: Vec<f64>,
     /// Example events with a null or a value of the wrong type.
     pub null_exemplars: Exemplars,
+}
+
+/// A sketch as written: its fields in the order checkpoints have always
+/// had them (postcard reads by order), whatever its layout in memory.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename = "Sketch")]
+struct Stored<V, M, H, S, Q, E> {
+    values: V,
+    nulls: V,
+    type_violations: V,
+    moments: M,
+    hist: H,
+    hist_sum: S,
+    quantiles: Q,
+    exemplars: E,
+    high_exemplars: E,
+    null_exemplars: E,
+}
+
+/// A sketch as read.
+type Owned = Stored<u64, Moments, Vec<u64>, Vec<f64>, Quantiles, Exemplars>;
+
+impl From<Owned> for Sketch {
+    fn from(s: Owned) -> Sketch {
+        Sketch {
+            values: s.values,
+            moments: s.moments,
+            quantiles: s.quantiles,
+            exemplars: s.exemplars,
+            high_exemplars: s.high_exemplars,
+            nulls: s.nulls,
+            type_violations: s.type_violations,
+            hist: s.hist,
+            hist_sum: s.hist_sum,
+            null_exemplars: s.null_exemplars,
+        }
+    }
+}
+
+impl serde::Serialize for Sketch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Stored {
+            values: &self.values,
+            nulls: &self.nulls,
+            type_violations: &self.type_violations,
+            moments: &self.moments,
+            hist: &self.hist,
+            hist_sum: &self.hist_sum,
+            quantiles: &self.quantiles,
+            exemplars: &self.exemplars,
+            high_exemplars: &self.high_exemplars,
+            null_exemplars: &self.null_exemplars,
+        }
+        .serialize(s)
+    }
 }
 
 impl Sketch {
@@ -563,6 +646,62 @@ pub fn dd_config(relative_accuracy: f64) -> DdConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sketch is written as checkpoints (format 10) have always had it,
+    /// whatever its layout in memory: these bytes are what the sketch
+    /// below encoded to before its fields were laid out for the writes.
+    #[test]
+    fn a_sketch_is_written_as_before() {
+        let mut s = Sketch::new();
+        s.add_number(2.5, 7);
+        s.add_number(-1.0, -3);
+        s.add_null();
+        s.hist = vec![1, 2];
+        s.hist_sum = vec![0.5];
+        for (i, id) in ["a1", "b2", "c3"].iter().enumerate() {
+            let t = Offered::new(id);
+            s.exemplars.offer_keyed(i as u64, &t, 2);
+            s.high_exemplars.offer_keyed(9 - i as u64, &t, 2);
+            s.null_exemplars.offer(&t, 2);
+        }
+        let bytes = postcard::to_allocvec(&s).unwrap();
+        #[rustfmt::skip]
+        let before: &[u8] = &[2, 1, 0, 0, 0, 0, 0, 0, 0, 248, 63, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 29, 64, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 1, 0, 0, 0, 0, 0, 0, 224, 63, 2, 5, 1, 14, 1, 1, 0, 0, 0, 0, 0, 0, 240, 191, 1, 0, 0, 0, 0, 0, 0, 4, 64, 2, 0, 2, 97, 49, 1, 2, 98, 50, 2, 2, 7, 2, 99, 51, 8, 2, 98, 50, 2, 2, 171, 151, 251, 209, 197, 198, 150, 152, 135, 1, 2, 99, 51, 237, 181, 218, 179, 239, 150, 179, 194, 149, 1, 2, 97, 49, 2];
+        assert_eq!(bytes, before);
+        let back: Sketch = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(postcard::to_allocvec(&back).unwrap(), bytes);
+    }
+
+    /// The lines of a sketch (at a line's start) that a numeric write
+    /// reaches when its exemplars are full and turn it away: the count,
+    /// moments and quantiles' count and extremes, then each tail's bound
+    /// and length — three lines, not the six the compiler's order spread
+    /// them over (`window::open` puts a sketch at a line's start).
+    #[test]
+    fn a_numeric_write_reaches_three_lines() {
+        use std::mem::offset_of;
+        let q = offset_of!(Sketch, quantiles);
+        let ex = offset_of!(Sketch, exemplars);
+        let high = offset_of!(Sketch, high_exemplars);
+        let bound = offset_of!(Exemplars, bound);
+        let reached = [
+            (offset_of!(Sketch, values), 8),
+            (offset_of!(Sketch, moments), size_of::<Moments>()),
+            (q, 24), // n, min, max: quantiles::tests::what_a_value_writes_comes_first
+            (ex + bound, 16),
+            (ex + offset_of!(Exemplars, len), 8),
+            (high + bound, 16),
+            (high + offset_of!(Exemplars, len), 8),
+        ];
+        let mut lines: Vec<usize> = reached
+            .iter()
+            .flat_map(|&(at, len)| [at / 64, (at + len - 1) / 64])
+            .collect();
+        lines.dedup();
+        lines.sort();
+        lines.dedup();
+        assert_eq!(lines, [0, 1, 2], "{reached:?}");
+    }
     use proptest::prelude::*;
 
     proptest! {

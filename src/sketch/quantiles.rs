@@ -16,11 +16,13 @@ use super::edges::signed_key;
 /// Counts per ordinal, ascending, and the exact extremes.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "Stored", from = "Stored")]
+#[repr(C)]
 pub struct Quantiles {
-    bins: Vec<(i64, u64)>,
+    /// First: what each value written reaches ([`Quantiles::note`]).
     n: u64,
     min: f64,
     max: f64,
+    bins: Vec<(i64, u64)>,
 }
 
 /// As written (a baseline file is JSON, which has no infinities): the
@@ -376,6 +378,16 @@ pub fn unzigzag(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What [`Quantiles::note`] writes comes first, 24 bytes (a sketch's
+    /// layout counts on it: `sketch::tests::a_numeric_write_reaches_three_lines`).
+    #[test]
+    fn what_a_value_writes_comes_first() {
+        use std::mem::offset_of;
+        assert_eq!(offset_of!(Quantiles, n), 0);
+        assert_eq!(offset_of!(Quantiles, min), 8);
+        assert_eq!(offset_of!(Quantiles, max), 16);
+    }
     use crate::sketch::{dd_config, ordinal};
     use proptest::prelude::*;
     use sketches_ddsketch::DDSketch;

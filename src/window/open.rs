@@ -31,19 +31,25 @@ const DENSE_SPAN: usize = 4096;
 /// and counts on from 0 — once per 65,535 values of one bin in one bucket.
 type Count = u16;
 
+/// Laid out as written, on a line of its own: the dense counts' bases
+/// first (a line), then the sketch, whose fields a numeric write reaches
+/// come first ([`Sketch`]) — four lines in all where the compiler's order
+/// spread them over six (`tests::a_numeric_write_reaches_four_lines`).
 #[derive(Clone, Default)]
+#[repr(C, align(64))]
 pub struct Open {
-    /// Counts, nulls, moments and exemplars are current; its quantiles
-    /// are not while `dense` holds counts (read them through [`Open::settled`]).
-    pub(super) sketch: Sketch,
     /// Positive values' ordinals, and negative values' (by their magnitude,
     /// `−ordinal`): the two sides are ~2^31 ordinals apart (`sketch::ordinal`),
     /// so a feature of either sign has a span on each. Zero has a bin.
     dense: [Dense; 2],
+    /// Counts, nulls, moments and exemplars are current; its quantiles
+    /// are not while `dense` holds counts (read them through [`Open::settled`]).
+    pub(super) sketch: Sketch,
 }
 
 /// Counts per magnitude `base + i`, not yet in the sketch's bins.
 #[derive(Clone, Default)]
+#[repr(C)]
 struct Dense {
     base: i64,
     counts: Vec<Count>,
@@ -317,6 +323,19 @@ impl std::fmt::Debug for Open {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// An open bucket starts a line, its dense counts' headers fill it,
+    /// and its sketch starts the next: with the sketch's three
+    /// (`sketch::tests::a_numeric_write_reaches_three_lines`), a numeric
+    /// write reaches four lines of it.
+    #[test]
+    fn a_numeric_write_reaches_four_lines() {
+        use std::mem::offset_of;
+        assert_eq!(align_of::<Open>(), 64);
+        assert_eq!(offset_of!(Open, dense), 0);
+        assert!(size_of::<[Dense; 2]>() <= 64);
+        assert_eq!(offset_of!(Open, sketch), 64);
+    }
 
     proptest! {
         /// Whatever the values (busy and sparse, spans too wide to count
