@@ -66,6 +66,11 @@ pub struct SeriesWindows {
     /// not checkpointed: a restored series keeps everything again.
     #[serde(skip)]
     kept: Kept,
+    /// Where its last bucket to close counted densely: the next bucket
+    /// opened counts there from its first value (`open::Spans`). Not
+    /// checkpointed: a restored series finds them again.
+    #[serde(skip)]
+    spans: open::Spans,
 }
 
 /// What a series keeps of its current window.
@@ -109,6 +114,7 @@ impl SeriesWindows {
             ring: VecDeque::new(),
             totals: Sketch::new(),
             kept: Kept::All,
+            spans: open::Spans::default(),
         }
     }
 
@@ -174,7 +180,12 @@ impl SeriesWindows {
         if self.open.len() <= idx {
             self.open.resize_with(idx + 1, || None);
         }
-        let open = self.open[idx].get_or_insert_with(|| pool.sketches.pop().unwrap_or_default());
+        let spans = &self.spans;
+        let open = self.open[idx].get_or_insert_with(|| {
+            let mut o = pool.sketches.pop().unwrap_or_default();
+            o.arm(spans);
+            o
+        });
         // exemplars are offered whatever the reference: which of them are
         // unusual is decided when an alert is made, so buckets opened
         // before the reference was pinned (how many depends on batching)
@@ -362,6 +373,9 @@ impl SeriesWindows {
         pool: &mut Pool,
     ) -> bool {
         let closing = self.open.pop_front().flatten();
+        if let Some(s) = &closing {
+            self.spans = s.spans();
+        }
         if self.dormant() {
             if let Some(s) = closing {
                 pool.recycle(s);

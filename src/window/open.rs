@@ -13,6 +13,11 @@
 //! outside it widens the array, or past that goes to the sorted bins. The counts join the sorted bins when the bucket is read
 //! — closed, or written to a checkpoint — through [`Open::settled`], the
 //! only way to its sketch's quantiles.
+//!
+//! A series whose last bucket was busy counts its next one densely from
+//! the first value, over the spans that one ended with ([`Spans`], kept
+//! by the series): its first values are not searched for and inserted
+//! one by one, nor the counts built from them again.
 
 use crate::sketch::{Sketch, ValueKind};
 
@@ -54,6 +59,16 @@ struct Dense {
     base: i64,
     counts: Vec<Count>,
 }
+
+/// Where a bucket counted densely, per side (positive, negative): the
+/// first magnitude and how many (0: that side was not).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spans {
+    base: [i64; 2],
+    len: [u16; 2],
+}
+
+const _: () = assert!(DENSE_SPAN <= u16::MAX as usize);
 
 /// The side of an ordinal and its magnitude there.
 #[inline]
@@ -254,6 +269,33 @@ impl Open {
         &self.sketch
     }
 
+    /// Where its values are counted densely, if it holds enough of them
+    /// that a bucket of the same series is likely to as well (none
+    /// otherwise: a series gone quiet counts its next bucket sparsely).
+    pub fn spans(&self) -> Spans {
+        let mut s = Spans::default();
+        if self.sketch.values >= DENSE_FROM_VALUES {
+            for (side, d) in self.dense.iter().enumerate() {
+                s.base[side] = d.base;
+                s.len[side] = d.counts.len() as u16;
+            }
+        }
+        s
+    }
+
+    /// Counts densely over `spans` from the first value: a bucket just
+    /// taken (empty, no dense counts), of a series whose last bucket
+    /// ended with them. What it settles to is the same either way.
+    pub fn arm(&mut self, spans: &Spans) {
+        debug_assert!(self.sketch.values == 0 && self.dense.iter().all(|d| d.counts.is_empty()));
+        for (side, d) in self.dense.iter_mut().enumerate() {
+            if spans.len[side] > 0 {
+                d.base = spans.base[side];
+                d.counts.resize(usize::from(spans.len[side]), 0);
+            }
+        }
+    }
+
     /// Empties it for reuse, keeping the sketch's allocations (not the
     /// dense counts': a recycled bucket may next be a sparse one).
     pub fn reset(&mut self) {
@@ -337,19 +379,49 @@ mod tests {
         assert_eq!(offset_of!(Open, sketch), 64);
     }
 
+    /// Ordinals of numbers: mostly near one another, some far, on both
+    /// sides as `sketch::ordinal` places them (2^31 apart).
+    fn ordinals() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            8 => -40i64..40,
+            1 => -3000i64..3000,
+            4 => (1i64 << 31)..(1i64 << 31) + 200,
+            4 => -(1i64 << 31) - 200..-(1i64 << 31),
+        ]
+    }
+
+    /// A busy bucket's spans arm its series' next; a quiet one's do not.
+    #[test]
+    fn a_busy_bucket_arms_the_next() {
+        let mut busy = Open::default();
+        for o in 0..DENSE_FROM_VALUES as i64 {
+            busy.add_number(o as f64, 1 + o % 8);
+        }
+        let spans = busy.spans();
+        assert!(spans.len[0] > 0 && spans.len[1] == 0, "{spans:?}");
+        let mut next = Open::default();
+        next.arm(&spans);
+        next.add_number(3.0, 3);
+        assert!(
+            next.sketch.quantiles.bins().is_empty(),
+            "counted densely from the first value"
+        );
+        assert_eq!(next.settled().quantiles.bins(), [(3, 1)]);
+        let mut quiet = Open::default();
+        quiet.add_number(3.0, 3);
+        assert_eq!(quiet.spans(), Spans::default());
+    }
+
     proptest! {
         /// Whatever the values (busy and sparse, spans too wide to count
-        /// densely, counts read midway as a checkpoint does), the settled
-        /// sketch is the one the values make directly, and is written as it.
+        /// densely, counts read midway as a checkpoint does), and whatever
+        /// the series' last bucket held (its spans counted in from the
+        /// first value, or none), the settled sketch is the one the values
+        /// make directly, and is written as it.
         #[test]
         fn settles_to_the_direct_sketch(
-            mut ords in prop::collection::vec(prop_oneof![
-                8 => -40i64..40,
-                1 => -3000i64..3000,
-                // both signs, as `sketch::ordinal` places them (2^31 apart)
-                4 => (1i64 << 31)..(1i64 << 31) + 200,
-                4 => -(1i64 << 31) - 200..-(1i64 << 31),
-            ], 1..800),
+            mut ords in prop::collection::vec(ordinals(), 1..800),
+            last in prop::collection::vec(ordinals(), 0..200),
             // at most one value at either end of the ordinals (too wide a span to count densely)
             extreme in prop::option::of((0usize..800, prop_oneof![Just(i64::MIN + 1), Just(i64::MAX)])),
             read_at in prop::collection::vec(0usize..800, 0..3),
@@ -357,7 +429,16 @@ mod tests {
             if let Some((at, o)) = extreme {
                 ords.insert(at.min(ords.len()), o);
             }
+            let mut before = Open::default();
+            for &o in &last {
+                before.add_number(o as f64, o);
+            }
+            let spans = before.spans();
             let mut open = Open::default();
+            open.arm(&spans);
+            for side in 0..2 {
+                prop_assert_eq!(open.dense[side].counts.len(), usize::from(spans.len[side]));
+            }
             let mut direct = Sketch::new();
             for (i, &o) in ords.iter().enumerate() {
                 open.add_number(o as f64, o);
