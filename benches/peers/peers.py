@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """driftline and its peers, side by side, in one sitting, on the same stream.
 
-    bash benches/peers/run.sh [--events 1000000] [--evidently-budget-s 120]
+    bash benches/peers/run.sh [--events 1000000] [--evidently-budget-s 120] [--rounds 3]
 
 The stream: `abrupt_amount` of tests/scenarios/generate.py at the rate that
 gives `--events` predictions in 24 h (8 features, 2 slice dimensions; at
 hour 12 `amount` is scaled by 1.6). Every tool reads the same JSON Lines
 file and is timed end to end, parsing included (the Python tools parse it
-with `json.loads`, measured once and added to each). Printed per tool:
+with `json.loads`, measured once and added to each). `json.loads` alone and
+driftline's runs go in turns, `--rounds` times (3), each reported as the
+median of its rounds with their spread. Printed per tool:
 events/s, how many times slower than driftline from JSON Lines, whether it
 found the shift in `amount`, the delay in event time, and its alarms before
 the onset (false alarms: nothing changes before it).
@@ -23,7 +25,7 @@ every minute's window would cost them 5× more). Alarm rules: PSI ≥ 0.25
 per-column drift verdict for `amount`; River's detectors as they come
 (defaults).
 """
-import argparse, json, math, os, re, subprocess, sys, time
+import argparse, json, math, os, re, statistics, subprocess, sys, time
 
 import numpy as np
 
@@ -80,6 +82,20 @@ def run_driftline(name, args, n):
     delay = hit[0]["emitted_at"] - ONSET if hit else None
     return dict(tool=name, rate=n / wall, found=bool(hit), delay=delay, false=len(early),
                 note=f"{len(firing)} series fired after the onset")
+
+
+def median_row(got):
+    """One tool's row from its rounds: the median rate, the spread in the
+    note, what it found from the first (every round's alerts agree)."""
+    first = got[0]
+    for r in got[1:]:
+        assert (r["found"], r["delay"], r["false"], r["note"]) == (first["found"], first["delay"], first["false"], first["note"]), \
+            f"{first['tool']}: rounds disagree: {r} vs {first}"
+    rates = [r["rate"] for r in got]
+    row = dict(first, rate=statistics.median(rates))
+    if len(rates) > 1:
+        row["note"] += f"; median of {len(rates)} rounds, {min(rates):,.0f}–{max(rates):,.0f}"
+    return row
 
 
 def parse_all(path):
@@ -260,6 +276,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--evidently-budget-s", type=float, default=120.0)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="json.loads and driftline's runs, in turns, this many times (medians reported)")
     a = ap.parse_args()
     preds, outs, avro = stream(a.events)
     n = sum(1 for _ in open(preds))
@@ -272,15 +290,28 @@ def main():
     versions["python"] = sys.version.split()[0]
     versions["driftline"] = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"stream: {n} predictions ({preds}); onset of the shift at hour 12; versions: {versions}", flush=True)
-    n_loads, s_loads = json_loads_only(preds)
-    print(f"Python json.loads alone: {n_loads / s_loads:,.0f} lines/s", flush=True)
-    rows = []
-    rows.append(run_driftline("driftline replay, JSON Lines", ["--predictions", preds], n))
-    rows.append(run_driftline("driftline replay, JSON Lines, --workers 1", ["--predictions", preds, "--workers", "1"], n))
-    rows.append(run_driftline("driftline replay, Avro (deflate)", ["--predictions", avro], n))
-    rows.append(run_driftline("driftline replay, JSON Lines + outcomes", ["--predictions", preds, "--outcomes", outs], n))
-    for r in rows:
-        print(r, flush=True)
+    # json.loads and driftline's runs in turns, `--rounds` times, each rate
+    # the median of its rounds: this machine's speed wanders by a fifth or
+    # more within minutes, and a ratio of two runs minutes apart (one
+    # worker against two, driftline against json.loads) measures that
+    # as much as the tools
+    runs = [
+        ("driftline replay, JSON Lines", ["--predictions", preds]),
+        ("driftline replay, JSON Lines, --workers 1", ["--predictions", preds, "--workers", "1"]),
+        ("driftline replay, Avro (deflate)", ["--predictions", avro]),
+        ("driftline replay, JSON Lines + outcomes", ["--predictions", preds, "--outcomes", outs]),
+    ]
+    loads, per_run = [], [[] for _ in runs]
+    for k in range(a.rounds):
+        n_loads, s_loads = json_loads_only(preds)
+        loads.append(n_loads / s_loads)
+        print(f"round {k + 1}: Python json.loads alone: {loads[-1]:,.0f} lines/s", flush=True)
+        for (name, args), got in zip(runs, per_run):
+            got.append(run_driftline(name, args, n))
+            print(f"round {k + 1}: {got[-1]}", flush=True)
+    rows = [median_row(got) for got in per_run]
+    loads_rate = statistics.median(loads)
+    spread = f"{min(loads):,.0f}–{max(loads):,.0f}"
     from river import drift
     rows.append(river_detector(preds, n, drift.ADWIN, "River ADWIN per feature"))
     print(rows[-1], flush=True)
@@ -295,8 +326,10 @@ def main():
     print(rows[-1], flush=True)
     base = rows[0]["rate"]
     print()
-    print(f"Python `json.loads` over the same file alone: {n_loads / s_loads:,.0f} lines/s "
-          f"(driftline from JSON Lines: {base / (n_loads / s_loads):.2f}× that).")
+    print(f"Python `json.loads` over the same file alone: {loads_rate:,.0f} lines/s, the median of {a.rounds} "
+          f"rounds ({spread}); driftline from JSON Lines: {base / loads_rate:.2f}× that, from Avro (deflate) "
+          f"{rows[2]['rate'] / loads_rate:.2f}×; two workers (the default here) "
+          f"{base / rows[1]['rate']:.2f}× one.")
     print()
     print("| tool | events/s | driftline (JSON Lines, default workers) is … × as fast | found the shift in `amount` | delay (event time) | alarms before the onset | notes |")
     print("|---|---|---|---|---|---|---|")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # driftline and its peers (River, Evidently, scipy, numpy) side by side on
 # the same stream, in one sitting: bash benches/peers/run.sh [--events N]
-# [--evidently-budget-s S]. The peers live in a venv of their own
+# [--evidently-budget-s S] [--rounds N]. The peers live in a venv of their own
 # (target/peers-venv, from benches/peers/requirements.txt).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
