@@ -326,10 +326,15 @@ def main():
     print(rows[-1], flush=True)
     base = rows[0]["rate"]
     print()
+    # the ratios of runs made side by side, round by round (a median of
+    # each column alone pairs a fast moment of one with a slow one of the other)
+    def ratios(num, den):
+        rs = [x["rate"] / (y if isinstance(y, float) else y["rate"]) for x, y in zip(num, den)]
+        return f"{statistics.median(rs):.2f}× (rounds: {', '.join(f'{r:.2f}' for r in rs)})"
     print(f"Python `json.loads` over the same file alone: {loads_rate:,.0f} lines/s, the median of {a.rounds} "
-          f"rounds ({spread}); driftline from JSON Lines: {base / loads_rate:.2f}× that, from Avro (deflate) "
-          f"{rows[2]['rate'] / loads_rate:.2f}×; two workers (the default here) "
-          f"{base / rows[1]['rate']:.2f}× one.")
+          f"rounds ({spread}). Round by round, medians: driftline from JSON Lines "
+          f"{ratios(per_run[0], loads)} `json.loads`; from Avro (deflate) {ratios(per_run[2], loads)}; "
+          f"two workers (the default here) {ratios(per_run[0], per_run[1])} one.")
     print()
     print("| tool | events/s | driftline (JSON Lines, default workers) is … × as fast | found the shift in `amount` | delay (event time) | alarms before the onset | notes |")
     print("|---|---|---|---|---|---|---|")
