@@ -18,13 +18,20 @@ fn main() {
         None => version,
     };
     println!("cargo:rustc-env=DRIFTLINE_VERSION={full}");
-    // a new commit moves HEAD or the branch it points to
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    // a new commit moves HEAD or the branch it points to (a loose ref, or
+    // one of the packed refs). Only files that exist are named: cargo
+    // takes a missing one as changed, and rebuilt the crate on every build
+    // of a checkout without packed refs (a minute each here)
+    let mut watched = vec![".git/HEAD".to_string(), ".git/packed-refs".to_string()];
     if let Ok(head) = std::fs::read_to_string(".git/HEAD")
         && let Some(r) = head.strip_prefix("ref: ")
     {
-        println!("cargo:rerun-if-changed=.git/{}", r.trim());
+        watched.push(format!(".git/{}", r.trim()));
     }
-    println!("cargo:rerun-if-changed=.git/packed-refs");
+    for path in watched {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
     println!("cargo:rerun-if-changed=src/build.rs");
 }
