@@ -646,6 +646,7 @@ pub fn dd_config(relative_accuracy: f64) -> DdConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// A sketch is written as checkpoints (format 10) have always had it,
     /// whatever its layout in memory: these bytes are what the sketch
@@ -702,7 +703,6 @@ mod tests {
         lines.dedup();
         assert_eq!(lines, [0, 1, 2], "{reached:?}");
     }
-    use proptest::prelude::*;
 
     proptest! {
         /// Lists kept apart and merged keep what one list offered all of

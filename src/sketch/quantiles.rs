@@ -378,6 +378,9 @@ pub fn unzigzag(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sketch::{dd_config, ordinal};
+    use proptest::prelude::*;
+    use sketches_ddsketch::DDSketch;
 
     /// What [`Quantiles::note`] writes comes first, 24 bytes (a sketch's
     /// layout counts on it: `sketch::tests::a_numeric_write_reaches_three_lines`).
@@ -388,9 +391,6 @@ mod tests {
         assert_eq!(offset_of!(Quantiles, min), 8);
         assert_eq!(offset_of!(Quantiles, max), 16);
     }
-    use crate::sketch::{dd_config, ordinal};
-    use proptest::prelude::*;
-    use sketches_ddsketch::DDSketch;
 
     #[test]
     fn written_as_json_and_read_back() {
