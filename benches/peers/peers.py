@@ -329,12 +329,13 @@ def main():
     # the ratios of runs made side by side, round by round (a median of
     # each column alone pairs a fast moment of one with a slow one of the other)
     def ratios(num, den):
-        rs = [x["rate"] / (y if isinstance(y, float) else y["rate"]) for x, y in zip(num, den)]
+        rs = [x / y for x, y in zip(num, den)]
         return f"{statistics.median(rs):.2f}× (rounds: {', '.join(f'{r:.2f}' for r in rs)})"
+    json_lines, one_worker, avro = ([r["rate"] for r in got] for got in per_run[:3])
     print(f"Python `json.loads` over the same file alone: {loads_rate:,.0f} lines/s, the median of {a.rounds} "
           f"rounds ({spread}). Round by round, medians: driftline from JSON Lines "
-          f"{ratios(per_run[0], loads)} `json.loads`; from Avro (deflate) {ratios(per_run[2], loads)}; "
-          f"two workers (the default here) {ratios(per_run[0], per_run[1])} one.")
+          f"{ratios(json_lines, loads)} `json.loads`; from Avro (deflate) {ratios(avro, loads)}; "
+          f"two workers (the default here) {ratios(json_lines, one_worker)} one.")
     print()
     print("| tool | events/s | driftline (JSON Lines, default workers) is … × as fast | found the shift in `amount` | delay (event time) | alarms before the onset | notes |")
     print("|---|---|---|---|---|---|---|")
