@@ -35,7 +35,7 @@ pub enum ValueKind {
 /// unusual is decided when an alert is made. Fixed slots, kept sorted by
 /// key, whose string buffers are reused.
 #[derive(Clone, Debug, serde::Deserialize)]
-#[serde(from = "StoredExemplars")]
+#[serde(from = "StoredExemplars<Vec<(u64, TraceId)>>")]
 #[repr(C)]
 pub struct Exemplars {
     /// The largest kept pair's key and [`head`] (never below them; the
@@ -47,16 +47,19 @@ pub struct Exemplars {
     slots: Vec<(u64, TraceId)>,
 }
 
-/// Exemplars as written: the pairs kept, then their number (a checkpoint
-/// is read by field order).
-#[derive(serde::Deserialize)]
-struct StoredExemplars {
-    slots: Vec<(u64, TraceId)>,
+/// Exemplars as written and read: the pairs kept, then their number (a
+/// checkpoint is read by field order). The slots past the pairs are
+/// buffers kept for reuse, whose contents depend on which recycled sketch
+/// a bucket took: not written.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename = "Exemplars")]
+struct StoredExemplars<S> {
+    slots: S,
     len: usize,
 }
 
-impl From<StoredExemplars> for Exemplars {
-    fn from(s: StoredExemplars) -> Exemplars {
+impl From<StoredExemplars<Vec<(u64, TraceId)>>> for Exemplars {
+    fn from(s: StoredExemplars<Vec<(u64, TraceId)>>) -> Exemplars {
         Exemplars {
             bound: unbounded(),
             len: s.len,
@@ -75,16 +78,13 @@ impl Default for Exemplars {
     }
 }
 
-/// Written as the pairs it keeps: the slots past them are buffers kept
-/// for reuse, whose contents depend on which recycled sketch a bucket took
-/// (so a checkpoint would, and would carry them).
 impl serde::Serialize for Exemplars {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Exemplars", 2)?;
-        st.serialize_field("slots", &self.slots[..self.len])?;
-        st.serialize_field("len", &self.len)?;
-        st.end()
+        StoredExemplars {
+            slots: &self.slots[..self.len],
+            len: self.len,
+        }
+        .serialize(s)
     }
 }
 
