@@ -232,6 +232,30 @@ fn decode(c: &mut Criterion) {
             spare = Some(black_box(ev.unwrap()));
         })
     });
+    // lines as producers write them (numbers to a few decimals, not the
+    // 17 digits of a double's shortest form), a thousand of them in turn
+    let lines: Vec<Vec<u8>> = (0..1000)
+        .map(|i| {
+            let mut p = prediction(&mut rng, i, 1_767_225_600_000 + i as i64 * 60);
+            for (_, v) in &mut p.features {
+                if let Value::Number(x) = v {
+                    *x = (*x * 1e4).round() / 1e4;
+                }
+            }
+            p.score = p.score.map(|s| (s * 1e6).round() / 1e6);
+            serde_json::to_vec(&p).unwrap()
+        })
+        .collect();
+    g.bench_function("json_producer_lines_reused", |b| {
+        let mut spare = None;
+        let mut i = 0;
+        b.iter(|| {
+            let line = &lines[i % lines.len()];
+            i += 1;
+            let ev = json::decode_reusing(StreamKind::Predictions, black_box(line), spare.take());
+            spare = Some(black_box(ev.unwrap()));
+        })
+    });
     // a decoder is built once per writer schema, as the service and replay
     // hold it; the shipped schema's datums are read in one pass
     let d = avro::DatumDecoder::new(StreamKind::Predictions, &s.prediction).unwrap();

@@ -19,15 +19,25 @@ pub fn decode_reusing(
     bytes: &[u8],
     spare: Option<Event>,
 ) -> Result<Event, BadEvent> {
-    let ev = match (kind, spare) {
-        (StreamKind::Predictions, Some(Event::Prediction(mut p))) => read(bytes, |text| {
-            plain::prediction_into(text, &mut p).then_some(p)
-        })
-        .map(Event::Prediction),
-        (StreamKind::Predictions, _) => {
-            read(bytes, |text| plain::prediction(text).map(Box::new)).map(Event::Prediction)
+    let ev = match kind {
+        StreamKind::Predictions => {
+            let mut p = match spare {
+                Some(Event::Prediction(p)) => p,
+                _ => Box::default(),
+            };
+            match std::str::from_utf8(bytes) {
+                Ok(text) => match plain::read_prediction(text, &mut p) {
+                    // checked as it was read: nothing left to validate
+                    plain::Read::Valid => return Ok(Event::Prediction(p)),
+                    plain::Read::Plain => Ok(p),
+                    plain::Read::NotPlain => serde_json::from_str(text),
+                },
+                // its error names where the text is not UTF-8
+                Err(_) => serde_json::from_slice(bytes),
+            }
+            .map(Event::Prediction)
         }
-        (StreamKind::Outcomes, _) => read(bytes, plain::outcome).map(Event::Outcome),
+        StreamKind::Outcomes => read(bytes, plain::outcome).map(Event::Outcome),
     }
     .map_err(|e| classify(&e, bytes))?;
     ev.validate()?;
@@ -52,8 +62,11 @@ fn read<'a, T: serde::Deserialize<'a>>(
 }
 
 /// Whether the one-pass reader and serde_json agree on `bytes`: either the
-/// former leaves it, or both read it to the same event, bit for bit (the
-/// fuzz target `json` holds this on every input it makes).
+/// former leaves it, or both read it to the same event, bit for bit — and
+/// a prediction it calls valid as read passes [`Prediction::validate`]
+/// (the fuzz target `json` holds this on every input it makes).
+///
+/// [`Prediction::validate`]: crate::event::Prediction::validate
 pub fn readers_agree(kind: StreamKind, bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return true;
@@ -62,9 +75,18 @@ pub fn readers_agree(kind: StreamKind, bytes: &[u8]) -> bool {
         format!("{ours:?}") == format!("{theirs:?}")
     };
     match kind {
-        StreamKind::Predictions => plain::prediction(text).is_none_or(|p| {
-            serde_json::from_str::<crate::event::Prediction>(text).is_ok_and(|q| same(&p, &q))
-        }),
+        StreamKind::Predictions => {
+            let mut p = crate::event::Prediction::default();
+            match plain::read_prediction(text, &mut p) {
+                plain::Read::NotPlain => true,
+                read => {
+                    serde_json::from_str::<crate::event::Prediction>(text)
+                        .is_ok_and(|q| same(&p, &q))
+                        // one it vouches for passes every check
+                        && (read == plain::Read::Plain || p.validate().is_ok())
+                }
+            }
+        }
         StreamKind::Outcomes => plain::outcome(text)
             .is_none_or(|o| serde_json::from_str::<Outcome>(text).is_ok_and(|q| same(&o, &q))),
     }
