@@ -157,9 +157,13 @@ impl<R: Read> Container<R> {
         }
         self.left -= 1;
         match self.decoder.read_reusing(&self.block[self.at..], spare) {
-            Ok((ev, used)) => {
+            Ok((ev, used, valid)) => {
                 self.at += used;
-                Some(ev.validate().map(|_| ev))
+                Some(if valid {
+                    Ok(ev)
+                } else {
+                    ev.validate().map(|_| ev)
+                })
             }
             // where the next record starts is lost, the next block's is not
             Err(bad) => {

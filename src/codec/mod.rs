@@ -5,6 +5,7 @@ pub mod avro;
 pub mod confluent;
 pub mod container;
 pub mod json;
+mod vouch;
 
 /// Which contract a stream carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,18 +10,31 @@
 //! reader is unsure of — a varint longer than a long, a negative length,
 //! text that is not UTF-8, a union branch or boolean byte out of range, a
 //! map block written with its byte size, bytes running out — is not read
-//! here at all: [`prediction_into`] says `None` and the caller reads the
+//! here at all: [`read_prediction`] says `None` and the caller reads the
 //! datum with serde_avro_fast, whose result (or error) is the datum's. So
 //! this reader never accepts what serde_avro_fast refuses, and what it
 //! accepts it reads to the same values (a proptest holds the two equal,
 //! over encoded predictions and over their bytes changed at random).
+//!
+//! What [`Prediction::validate`] checks is seen as the datum is read
+//! (`codec::vouch`): a datum that passes needs no second pass.
 
+use crate::codec::vouch::Seen;
 use crate::event::{Prediction, Scalar, Text, Value};
 
 /// Reads the datum at the start of `bytes` into `p`; the bytes it took, or
 /// `None` when it is not read here (`p` then holds a part of it).
+#[cfg(test)]
 pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
+    read_prediction(bytes, p).map(|(used, _)| used)
+}
+
+/// [`prediction_into`], and whether the event passes every check of
+/// [`Prediction::validate`] as seen while it was read (false: not sure;
+/// `validate` decides).
+pub fn read_prediction(bytes: &[u8], p: &mut Prediction) -> Option<(usize, bool)> {
     let mut d = Datum { b: bytes, at: 0 };
+    let mut seen = Seen::default();
     p.reset();
     p.trace_id.push_str(d.string()?);
     p.model_id.push_str(d.string()?);
@@ -32,7 +45,9 @@ pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
     };
     p.event_time = d.long()?;
     d.map(|d| {
-        let name = Text::from(d.string()?);
+        let name = d.string()?;
+        seen.feature(bytes, name);
+        let name = Text::from(name);
         let value = match d.long()? {
             0 => Value::Null,
             1 => Value::Number(d.double()?),
@@ -44,8 +59,9 @@ pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
         Some(())
     })?;
     d.map(|d| {
-        let name = Text::from(d.string()?);
-        p.slices.push((name, Text::from(d.string()?)));
+        let name = d.string()?;
+        seen.slice(bytes, name);
+        p.slices.push((Text::from(name), Text::from(d.string()?)));
         Some(())
     })?;
     p.prediction = match d.long()? {
@@ -59,7 +75,7 @@ pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
         _ => return None,
     };
     p.shadow = d.boolean()?;
-    Some(d.at)
+    Some((d.at, seen.valid(p)))
 }
 
 struct Datum<'a> {
@@ -222,6 +238,30 @@ mod tests {
             let got = ours(&bytes, &mut into);
             prop_assert!(got.is_some());
             prop_assert_eq!(Ok(got.unwrap()), theirs(&bytes));
+        }
+
+        /// A datum vouched for as it is read passes every check of
+        /// `Prediction::validate` (times mostly in range here, so that the
+        /// other checks are reached); one that passes them all, with
+        /// names of ASCII and ids not starting with a space, is vouched for.
+        #[test]
+        fn what_is_vouched_for_is_valid(
+            mut p in prediction(),
+            time in prop_oneof![4 => 0i64..4_102_444_800_000, 1 => any::<i64>()],
+        ) {
+            p.event_time = time;
+            let s = schemas().unwrap();
+            let bytes = encode(&s.prediction, &p).unwrap();
+            let mut into = Prediction::default();
+            let (_, valid) = read_prediction(&bytes, &mut into).unwrap();
+            let plain_ids = [p.trace_id.as_str(), p.model_id.as_str()]
+                .iter()
+                .all(|id| id.as_bytes().first().is_some_and(u8::is_ascii_graphic));
+            if valid {
+                prop_assert_eq!(into.validate(), Ok(()));
+            } else if plain_ids && p.features.len() <= 16 {
+                prop_assert!(into.validate().is_err(), "not vouched for: {:?}", into);
+            }
         }
 
         /// Bytes changed, cut or added at random: read here only to what

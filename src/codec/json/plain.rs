@@ -24,7 +24,8 @@
 //! thread). One it cannot vouch for is validated as before, so a bad
 //! event's reason and message are the same either way.
 
-use crate::event::{MAX_EVENT_TIME_MS, Outcome, Prediction, Scalar, Text, Value};
+use crate::codec::vouch::Seen;
+use crate::event::{Outcome, Prediction, Scalar, Text, Value};
 
 /// Bytes that end the plain part of a string: its closing quote, an
 /// escape, a control byte (which JSON refuses inside a string).
@@ -87,8 +88,8 @@ pub fn read_prediction(text: &str, p: &mut Prediction) -> Read {
     let mut c = Cursor { text, at: 0 };
     p.reset();
     let mut seen = 0u16;
-    // names as they are read, for the check that each is given once
-    let mut names = Names::default();
+    // what `Prediction::validate` checks, seen as the line is read
+    let mut checks = Seen::default();
     let read = c.object(|c, name| {
         let field = match name {
             "trace_id" => TRACE_ID,
@@ -113,10 +114,10 @@ pub fn read_prediction(text: &str, p: &mut Prediction) -> Read {
                 }
             }
             EVENT_TIME => p.event_time = c.integer()?,
-            FEATURES => c.features(&mut p.features, &mut names.features)?,
+            FEATURES => c.features(&mut p.features, &mut checks)?,
             SLICES => match c.peek()? {
                 b'n' => c.null::<()>().map(drop)?,
-                _ => c.slices(&mut p.slices, &mut names.slices)?,
+                _ => c.slices(&mut p.slices, &mut checks)?,
             },
             PREDICTION => p.prediction = c.scalar()?,
             SCORE => {
@@ -133,94 +134,8 @@ pub fn read_prediction(text: &str, p: &mut Prediction) -> Read {
     if read.is_none() || c.at != text.len() || seen & REQUIRED != REQUIRED {
         return Read::NotPlain;
     }
-    // what `Prediction::validate` checks, where it is quick to see here
-    let valid = graphic_first(&p.trace_id)
-        && graphic_first(&p.model_id)
-        && (0..MAX_EVENT_TIME_MS).contains(&p.event_time)
-        && p.score.is_none_or(|s| (0.0..=1.0).contains(&s))
-        && names.features.distinct()
-        && names.slices.distinct();
+    let valid = checks.valid(p);
     if valid { Read::Valid } else { Read::Plain }
-}
-
-/// Its first byte is printable ASCII (not a space): not blank when trimmed.
-#[inline]
-fn graphic_first(s: &str) -> bool {
-    s.as_bytes().first().is_some_and(u8::is_ascii_graphic)
-}
-
-/// A line's feature and slice names, as fingerprints.
-#[derive(Default)]
-struct Names {
-    features: Prints,
-    slices: Prints,
-}
-
-/// Up to [`Prints::MAX`] names' fingerprints (equal names have equal ones).
-struct Prints {
-    prints: [u64; Prints::MAX],
-    n: usize,
-}
-
-impl Default for Prints {
-    fn default() -> Prints {
-        Prints {
-            prints: [0; Prints::MAX],
-            n: 0,
-        }
-    }
-}
-
-impl Prints {
-    const MAX: usize = 16;
-
-    /// Notes the name at `text[at..at + len]`.
-    #[inline]
-    fn add(&mut self, text: &[u8], (at, len): (usize, usize)) {
-        if let Some(slot) = self.prints.get_mut(self.n) {
-            *slot = fingerprint(text, at, at + len);
-        }
-        self.n += 1;
-    }
-
-    /// No two fingerprints are equal (so no two names are); false too for
-    /// more names than are noted.
-    #[inline]
-    fn distinct(&self) -> bool {
-        if self.n > Self::MAX {
-            return false;
-        }
-        let p = &self.prints[..self.n];
-        (1..p.len()).all(|i| !p[..i].contains(&p[i]))
-    }
-}
-
-/// A fingerprint of the name at `text[start..end]`: its length and its
-/// last and first eight bytes (those there are), mixed.
-#[inline]
-fn fingerprint(text: &[u8], start: usize, end: usize) -> u64 {
-    let len = end - start;
-    let word = |at: usize| {
-        text.get(at..at + 8)
-            .map(|w| u64::from_le_bytes(w.try_into().expect("eight bytes")))
-    };
-    let mixed = |head: u64, tail: u64| {
-        (len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ tail ^ head.rotate_left(29)
-    };
-    match end.checked_sub(8).and_then(word) {
-        Some(tail) if len >= 8 => mixed(word(start).unwrap_or(0), tail),
-        // a short name: the eight bytes ending with it, those before it
-        // shifted off
-        Some(tail) => mixed(0, tail.checked_shr(8 * (8 - len) as u32).unwrap_or(0)),
-        // at the text's start (not where a name is, in a line that reads)
-        None => mixed(
-            0,
-            text[start..end]
-                .iter()
-                .rev()
-                .fold(0u64, |w, &c| (w << 8) | u64::from(c)),
-        ),
-    }
 }
 
 /// Reads `text` as a plain outcome (its four fields once each); `None`
@@ -290,16 +205,6 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
-    }
-
-    /// Where `part` (a slice of the text, as [`Cursor::string`] gives)
-    /// starts in it, and its length.
-    #[inline]
-    fn offset(&self, part: &str) -> (usize, usize) {
-        (
-            part.as_ptr() as usize - self.text.as_ptr() as usize,
-            part.len(),
-        )
     }
 
     #[inline]
@@ -508,11 +413,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// Features: null, a bool, a number or a string each; their names
-    /// noted in `names`.
-    fn features(&mut self, out: &mut Vec<(Text, Value)>, names: &mut Prints) -> Option<()> {
+    /// noted in `seen`.
+    fn features(&mut self, out: &mut Vec<(Text, Value)>, seen: &mut Seen) -> Option<()> {
         out.reserve(8);
         self.object(|c, name| {
-            names.add(c.bytes(), c.offset(name));
+            seen.feature(c.bytes(), name);
             let value = match c.peek()? {
                 b'"' => Value::Text(Text::from(c.string()?)),
                 b'n' => c.null().map(|_: Option<()>| Value::Null)?,
@@ -524,10 +429,10 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    /// Slices: a string each; their names noted in `names`.
-    fn slices(&mut self, out: &mut Vec<(Text, Text)>, names: &mut Prints) -> Option<()> {
+    /// Slices: a string each; their names noted in `seen`.
+    fn slices(&mut self, out: &mut Vec<(Text, Text)>, seen: &mut Seen) -> Option<()> {
         self.object(|c, name| {
-            names.add(c.bytes(), c.offset(name));
+            seen.slice(c.bytes(), name);
             out.push((Text::from(name), Text::from(c.string()?)));
             Some(())
         })

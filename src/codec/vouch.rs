@@ -1,0 +1,160 @@
+//! What a one-pass reader sees of a prediction as it reads it, to vouch for
+//! the event without [`Prediction::validate`]'s second pass over it: ids
+//! that are not blank, a time in range, a score in [0, 1], finite numbers,
+//! feature and slice names each given once (by their fingerprints, taken
+//! from the bytes being read). An event it cannot vouch for — a check
+//! failed, or one not quick to see here (an id that starts with a space or
+//! a character beyond ASCII, more names than are noted, two fingerprints
+//! alike) — is validated as before, so a bad event's reason and message
+//! are the same either way.
+
+use crate::event::{MAX_EVENT_TIME_MS, Prediction, Scalar, Value};
+
+/// Noted while a prediction is read.
+#[derive(Default)]
+pub(crate) struct Seen {
+    features: Prints,
+    slices: Prints,
+}
+
+impl Seen {
+    /// A feature's name, a slice of `buf` (the bytes being read).
+    #[inline]
+    pub(crate) fn feature(&mut self, buf: &[u8], name: &str) {
+        self.features.add(buf, name);
+    }
+
+    /// A slice dimension's name, a slice of `buf`.
+    #[inline]
+    pub(crate) fn slice(&mut self, buf: &[u8], name: &str) {
+        self.slices.add(buf, name);
+    }
+
+    /// Whether `p` (read with these names noted) passes every check of
+    /// [`Prediction::validate`] — true only when that is sure.
+    #[inline]
+    pub(crate) fn valid(&self, p: &Prediction) -> bool {
+        graphic_first(&p.trace_id)
+            && graphic_first(&p.model_id)
+            && (0..MAX_EVENT_TIME_MS).contains(&p.event_time)
+            && p.score.is_none_or(|s| (0.0..=1.0).contains(&s))
+            && match p.prediction {
+                Scalar::Number(x) => x.is_finite(),
+                Scalar::Text(_) => true,
+            }
+            && p.features.iter().all(|(_, v)| match v {
+                Value::Number(x) => x.is_finite(),
+                _ => true,
+            })
+            && self.features.distinct(p.features.len())
+            && self.slices.distinct(p.slices.len())
+    }
+}
+
+/// Its first byte is printable ASCII (not a space): not blank when trimmed.
+#[inline]
+fn graphic_first(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_graphic)
+}
+
+/// Up to [`Prints::MAX`] names' fingerprints (equal names have equal ones).
+struct Prints {
+    prints: [u64; Prints::MAX],
+    n: usize,
+}
+
+impl Default for Prints {
+    fn default() -> Prints {
+        Prints {
+            prints: [0; Prints::MAX],
+            n: 0,
+        }
+    }
+}
+
+impl Prints {
+    const MAX: usize = 16;
+
+    #[inline]
+    fn add(&mut self, buf: &[u8], name: &str) {
+        if let Some(slot) = self.prints.get_mut(self.n) {
+            *slot = fingerprint(buf, name);
+        }
+        self.n += 1;
+    }
+
+    /// No two fingerprints are equal (so no two names are), over the `n`
+    /// names the event holds — all of them noted, or false.
+    #[inline]
+    fn distinct(&self, n: usize) -> bool {
+        if self.n != n || n > Self::MAX {
+            return false;
+        }
+        let p = &self.prints[..n];
+        (1..n).all(|i| !p[..i].contains(&p[i]))
+    }
+}
+
+/// A fingerprint of `name`: its length and its first and last eight bytes
+/// (those there are), mixed. A short name is read in one load of the eight
+/// bytes of `buf` that end with it (where it lies in `buf`), the bytes
+/// before it shifted off.
+#[inline]
+fn fingerprint(buf: &[u8], name: &str) -> u64 {
+    let b = name.as_bytes();
+    let len = b.len();
+    let mixed = |head: u64, tail: u64| {
+        (len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ tail ^ head.rotate_left(29)
+    };
+    if let (Some(head), Some(tail)) = (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        return mixed(u64::from_le_bytes(*head), u64::from_le_bytes(*tail));
+    }
+    // where the name ends in `buf`, if it lies there
+    let end = (b.as_ptr() as usize)
+        .checked_sub(buf.as_ptr() as usize)
+        .map(|at| at + len)
+        .filter(|&end| end <= buf.len() && end >= 8);
+    let tail = match end {
+        Some(end) => {
+            let w = u64::from_le_bytes(buf[end - 8..end].try_into().expect("eight bytes"));
+            w.checked_shr(8 * (8 - len) as u32).unwrap_or(0)
+        }
+        None => b.iter().rev().fold(0u64, |w, &c| (w << 8) | u64::from(c)),
+    };
+    mixed(0, tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// A name's fingerprint is the same wherever it lies (at a
+        /// buffer's start, its end, or alone): equal names, equal prints.
+        #[test]
+        fn a_name_prints_the_same_wherever_it_lies(
+            name in "[a-z_é]{0,20}",
+            before in "[ -~]{0,12}",
+            after in "[ -~]{0,12}",
+        ) {
+            let buf = format!("{before}{name}{after}");
+            let inside = &buf[before.len()..before.len() + name.len()];
+            prop_assert_eq!(fingerprint(buf.as_bytes(), inside), fingerprint(b"", &name));
+        }
+    }
+
+    #[test]
+    fn different_short_names_print_differently() {
+        let buf = b"{\"ab\":1,\"b\":2,\"ba\":3}";
+        let text = std::str::from_utf8(buf).unwrap();
+        let prints: Vec<u64> = [(2, 4), (9, 10), (14, 16)]
+            .iter()
+            .map(|&(a, b)| fingerprint(buf, &text[a..b]))
+            .collect();
+        assert_ne!(prints[0], prints[1]);
+        assert_ne!(prints[0], prints[2]);
+        assert_ne!(prints[1], prints[2]);
+    }
+}
