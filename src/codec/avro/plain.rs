@@ -29,9 +29,10 @@ pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
     read_prediction(bytes, p).map(|(used, _)| used)
 }
 
-/// [`prediction_into`], and whether the event passes every check of
-/// [`Prediction::validate`] as seen while it was read (false: not sure;
-/// `validate` decides).
+/// Reads the datum at the start of `bytes` into `p`: the bytes it took, and
+/// whether the event passes every check of [`Prediction::validate`] as
+/// seen while it was read (false: not sure; `validate` decides). `None`
+/// when it is not read here (`p` then holds a part of it).
 pub fn read_prediction(bytes: &[u8], p: &mut Prediction) -> Option<(usize, bool)> {
     let mut d = Datum { b: bytes, at: 0 };
     let mut seen = Seen::default();
@@ -242,8 +243,9 @@ mod tests {
 
         /// A datum vouched for as it is read passes every check of
         /// `Prediction::validate` (times mostly in range here, so that the
-        /// other checks are reached); one that passes them all, with
-        /// names of ASCII and ids not starting with a space, is vouched for.
+        /// other checks are reached); one that passes them all, with ids
+        /// starting with printable ASCII and at most 16 features, is
+        /// vouched for.
         #[test]
         fn what_is_vouched_for_is_valid(
             mut p in prediction(),

@@ -83,7 +83,10 @@ pub enum Read {
     Valid,
 }
 
-/// [`prediction_into`], saying whether the event is already known valid.
+/// Reads `text` into `p`, whose buffers (trace id, features, slices) are
+/// reused: a reader that hands its spent events back decodes without
+/// allocating. Says whether it was plain (if not, `p` holds a part of it)
+/// and whether the event is already known valid.
 pub fn read_prediction(text: &str, p: &mut Prediction) -> Read {
     let mut c = Cursor { text, at: 0 };
     p.reset();
