@@ -383,16 +383,47 @@ impl Event {
 /// A key's length, first and last 8 bytes, mixed: equal keys have equal
 /// fingerprints (a pair with equal ones is compared in full).
 #[inline]
-fn fingerprint(k: &str) -> u64 {
+pub(crate) fn fingerprint(k: &str) -> u64 {
     let b = k.as_bytes();
-    let (head, tail) = match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
-        (Some(h), Some(t)) => (u64::from_le_bytes(*h), u64::from_le_bytes(*t)),
-        _ => {
-            let w = b.iter().fold(0u64, |w, &c| (w << 8) | u64::from(c));
-            (w, 0)
+    match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        (Some(h), Some(t)) => mix(b.len(), u64::from_le_bytes(*h), u64::from_le_bytes(*t)),
+        _ => mix(b.len(), short_word(b), 0),
+    }
+}
+
+/// [`fingerprint`] of `k` where it lies in `buf` (a decoder's bytes, `k`
+/// a slice of them): a short key is read in one load of the eight bytes
+/// that end it, the bytes before it shifted off — the same number.
+#[inline]
+pub(crate) fn fingerprint_in(buf: &[u8], k: &str) -> u64 {
+    let b = k.as_bytes();
+    let len = b.len();
+    if len >= 8 {
+        return fingerprint(k);
+    }
+    let end = (b.as_ptr() as usize)
+        .checked_sub(buf.as_ptr() as usize)
+        .map(|at| at + len)
+        .filter(|&end| end <= buf.len() && end >= 8);
+    let word = match end {
+        Some(end) => {
+            let w = u64::from_le_bytes(buf[end - 8..end].try_into().expect("eight bytes"));
+            w.checked_shr(8 * (8 - len) as u32).unwrap_or(0)
         }
+        None => short_word(b),
     };
-    (b.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ head ^ tail.rotate_left(29)
+    mix(len, word, 0)
+}
+
+/// Up to 8 bytes as a little-endian number.
+#[inline]
+fn short_word(b: &[u8]) -> u64 {
+    b.iter().rev().fold(0u64, |w, &c| (w << 8) | u64::from(c))
+}
+
+#[inline]
+fn mix(len: usize, head: u64, tail: u64) -> u64 {
+    (len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ head ^ tail.rotate_left(29)
 }
 
 /// A key given twice in `features` or `slices` is a bad event: which copy
