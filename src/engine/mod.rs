@@ -495,6 +495,12 @@ impl Engine {
         self.out.drain(..)
     }
 
+    /// Whether alerts, incident events or actions wait to be drained
+    /// (checked after every message; most have nothing).
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.incidents.pending() || self.release.pending()
+    }
+
     /// Applies a control event (feedback on an incident): whether it names
     /// an incident this engine knows (else it waits for it; see `feedback`).
     pub fn apply_control(&mut self, c: &Control) -> Recorded {

@@ -432,6 +432,11 @@ impl Incidents {
         self.out.drain(..)
     }
 
+    /// Whether events wait for [`Incidents::drain`].
+    pub fn pending(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Open incidents (for the API and dashboard), as their latest event would read.
     pub fn open_events(&self, cx: &Context<'_>) -> Vec<IncidentEvent> {
         self.open

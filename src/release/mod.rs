@@ -696,6 +696,11 @@ impl Release {
         self.out.drain(..)
     }
 
+    /// Whether actions wait for [`Release::drain`].
+    pub fn pending(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Predictions waiting in the comparison join.
     pub fn waiting(&self) -> usize {
         self.waiting.values().map(Vec::len).sum()

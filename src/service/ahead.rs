@@ -59,13 +59,52 @@ fn ready<F: Future>(f: F) -> Option<F::Output> {
 fn decode_one(
     predictions: &mut ValueDecoder,
     outcomes: &mut ValueDecoder,
-    topic: &str,
+    stream: usize,
     msg: &BorrowedMessage<'_>,
 ) -> Decoded {
-    if msg.topic() == topic {
+    if stream == 0 {
         predictions.decode(msg.payload())
     } else {
         outcomes.decode(msg.payload())
+    }
+}
+
+/// The topic of each message of a batch, and its stream (0 predictions,
+/// 1 outcomes: `Service::stream_of`), known by the message's librdkafka
+/// topic handle. `Message::topic` reads the name and checks it as UTF-8 at
+/// each call — at three calls a message, ~5 % of the service's thread
+/// (`perf`, docs/performance.md); a batch has one or two topics. Each
+/// message holds its topic's handle, so while the batch lives no handle is
+/// freed and its address taken by another topic's.
+pub(super) struct TopicNames<'b> {
+    /// (handle's address, name, stream), in the order first seen.
+    seen: [(usize, &'b str, usize); 2],
+    n: usize,
+    predictions: &'b str,
+}
+
+impl<'b> TopicNames<'b> {
+    pub(super) fn new(predictions: &'b str) -> TopicNames<'b> {
+        TopicNames {
+            seen: [(0, "", 0); 2],
+            n: 0,
+            predictions,
+        }
+    }
+
+    /// `m`'s topic and stream.
+    pub(super) fn of(&mut self, m: &'b BorrowedMessage<'_>) -> (&'b str, usize) {
+        let handle = m.topic_ptr() as usize;
+        if let Some(&(_, name, stream)) = self.seen[..self.n].iter().find(|s| s.0 == handle) {
+            return (name, stream);
+        }
+        let name = m.topic();
+        let stream = usize::from(name != self.predictions);
+        if self.n < self.seen.len() {
+            self.seen[self.n] = (handle, name, stream);
+            self.n += 1;
+        }
+        (name, stream)
     }
 }
 
@@ -104,6 +143,14 @@ impl BusyClock {
         service.last_message = Some(now);
         self.since = now;
     }
+}
+
+/// A message's place in its batch, its topic and stream ([`TopicNames`]).
+#[derive(Clone, Copy)]
+struct At<'c> {
+    i: usize,
+    topic: &'c str,
+    stream: usize,
 }
 
 /// Messages of a batch the service's thread decodes itself before it takes
@@ -273,9 +320,13 @@ impl Service {
     fn decode_batch(&mut self, batch: &[BorrowedMessage<'_>]) {
         let mut decoded = std::mem::take(&mut self.decoded);
         decoded.clear();
-        let topic = self.topics[0].as_str();
+        let mut names = TopicNames::new(&self.topics[0]);
         let (pred, out) = (&mut self.predictions, &mut self.outcomes);
-        decoded.extend(batch.iter().map(|m| decode_one(pred, out, topic, m)));
+        decoded.extend(
+            batch
+                .iter()
+                .map(|m| decode_one(pred, out, names.of(m).1, m)),
+        );
         self.decoded = decoded;
     }
 
@@ -295,7 +346,8 @@ impl Service {
         let mut clock = BusyClock::start(self.stream_of(first.topic()));
         let go = if batch.len() == 1 {
             let msg = batch.pop().expect("one message");
-            self.handle(&msg, None, last_applies, stop, clock.since)
+            let topic = msg.topic();
+            self.handle(&msg, topic, None, last_applies, stop, clock.since)
                 .await
         } else if batch.len() > DECODED_HERE && self.decode_ahead.is_some() {
             self.handle_batch_ahead(batch, last_applies, stop, &mut clock)
@@ -305,10 +357,14 @@ impl Service {
             let mut decoded = std::mem::take(&mut self.decoded);
             // partitions sought back during this batch: their later messages come again
             let mut sought: Vec<(&str, i32)> = Vec::new();
+            let predictions = self.topics[0].clone();
+            let mut names = TopicNames::new(&predictions);
             let mut go = true;
             for (i, ev) in decoded.iter().enumerate().take(batch.len()) {
+                let (topic, stream) = names.of(&batch[i]);
+                let at = At { i, topic, stream };
                 if !self
-                    .handle_one_of(batch, i, ev, last_applies, stop, &mut sought, &mut clock)
+                    .handle_one_of(batch, at, ev, last_applies, stop, &mut sought, &mut clock)
                     .await
                 {
                     go = false;
@@ -342,28 +398,29 @@ impl Service {
         stop: &watch::Receiver<bool>,
         clock: &mut BusyClock,
     ) -> bool {
+        let batch: &[BorrowedMessage<'_>] = batch;
         let mut here = std::mem::take(&mut self.decoded);
         here.clear();
+        let predictions_topic = self.topics[0].clone();
+        let mut names = TopicNames::new(&predictions_topic);
         let sent = {
             let Service {
-                topics,
                 predictions,
                 outcomes,
                 decode_ahead,
                 ..
             } = self;
-            let topic = topics[0].as_str();
             let ahead = decode_ahead.as_mut().expect("a decode thread");
             let mut job = ahead.job.take().unwrap_or_default();
             job.clear();
             for m in &batch[DECODED_HERE..] {
-                job.push(m.payload(), m.topic() != topic);
+                job.push(m.payload(), names.of(m).1 == 1);
             }
             let sent = ahead.jobs.send(job).is_ok();
             here.extend(
                 batch[..DECODED_HERE]
                     .iter()
-                    .map(|m| decode_one(predictions, outcomes, topic, m)),
+                    .map(|m| decode_one(predictions, outcomes, names.of(m).1, m)),
             );
             sent
         };
@@ -377,6 +434,7 @@ impl Service {
         let mut from_thread = 0u64;
         let mut fallback;
         for i in 0..batch.len() {
+            let (topic, stream) = names.of(&batch[i]);
             let ev = if i < DECODED_HERE {
                 &here[i]
             } else {
@@ -397,13 +455,8 @@ impl Service {
                     // is a sleep and a wake-up, ~0.1–0.2 ms here, at each
                     // batch's start. The thread decodes it too; its copy
                     // is passed over.
-                    let Service {
-                        topics,
-                        predictions,
-                        outcomes,
-                        ..
-                    } = self;
-                    fallback = decode_one(predictions, outcomes, &topics[0], &batch[i]);
+                    fallback =
+                        decode_one(&mut self.predictions, &mut self.outcomes, stream, &batch[i]);
                     &fallback
                 }
             };
@@ -416,8 +469,9 @@ impl Service {
             if let Some(Ok(after)) = at.and_then(|at| chunk.get(at + 1)) {
                 crate::engine::prefetch_event_itself(after);
             }
+            let at = At { i, topic, stream };
             if !self
-                .handle_one_of(batch, i, ev, last_applies, stop, &mut sought, clock)
+                .handle_one_of(batch, at, ev, last_applies, stop, &mut sought, clock)
                 .await
             {
                 go = false;
@@ -481,35 +535,41 @@ impl Service {
         }
     }
 
-    /// Message `i` of a batch, decoded as `ev`, in its turn (the module's
+    /// Message `at.i` of a batch, decoded as `ev`, in its turn (the module's
     /// rules; `sought`: partitions sought back so far, whose later messages
     /// in the batch are skipped). False when the service is stopping.
     #[allow(clippy::too_many_arguments)]
     async fn handle_one_of<'c>(
         &mut self,
         batch: &'c [BorrowedMessage<'_>],
-        i: usize,
+        at: At<'c>,
         ev: &Decoded,
         last_applies: bool,
         stop: &watch::Receiver<bool>,
         sought: &mut Vec<(&'c str, i32)>,
         clock: &mut BusyClock,
     ) -> bool {
+        let At { i, topic, stream } = at;
         let msg = &batch[i];
         if *stop.borrow() {
             return false;
         }
-        // (the topic's name is checked as UTF-8 at each call: read once)
-        let topic = msg.topic();
         if sought.contains(&(topic, msg.partition())) {
             return true;
         }
-        clock.switch(self, self.stream_of(topic));
+        clock.switch(self, stream);
         let reseeks = self.stats.reseeks;
         let was_paused = self.is_paused(topic, msg.partition());
         let last = i == batch.len() - 1;
         if !self
-            .handle(msg, Some(ev), last && last_applies, stop, clock.since)
+            .handle(
+                msg,
+                topic,
+                Some(ev),
+                last && last_applies,
+                stop,
+                clock.since,
+            )
             .await
         {
             return false;

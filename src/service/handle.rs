@@ -67,12 +67,15 @@ impl Service {
 
     /// One message: decode, apply, publish alerts, store the offset.
     /// False when the service is stopping before the message was done.
-    /// `decoded`: its value decoded already (read ahead), or None to
-    /// decode it here. `apply_changes`: pending assignment changes are
+    /// `topic`: its topic's name (`msg.topic()`, read once by the
+    /// caller). `decoded`: its value decoded already (read ahead), or None
+    /// to decode it here. `apply_changes`: pending assignment changes are
     /// applied first (not for a message read ahead before them).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn handle(
         &mut self,
         msg: &BorrowedMessage<'_>,
+        topic: &str,
         decoded: Option<&Result<crate::event::Event, crate::event::BadEvent>>,
         apply_changes: bool,
         stop: &watch::Receiver<bool>,
@@ -85,8 +88,6 @@ impl Service {
         self.stats.messages += 1;
         self.first_message.get_or_insert(now);
         // a message may come before its assignment event was seen: then it registers here
-        // (the topic's name is checked as UTF-8 at each call: read once)
-        let topic = msg.topic();
         let pi = self.partition(topic, msg.partition());
         let st = &mut self.partitions[pi];
         st.last_message = now;
@@ -125,11 +126,7 @@ impl Service {
             // traffic is back: every idle partition holds the watermark again
             // until it delivers or stays silent for idle_timeout once more, so
             // the first partition to wake cannot run ahead of the others
-            tracing::info!(
-                topic = msg.topic(),
-                partition = msg.partition(),
-                "partition active again"
-            );
+            tracing::info!(topic, partition = msg.partition(), "partition active again");
             for p in self
                 .partitions
                 .iter_mut()
@@ -195,7 +192,7 @@ impl Service {
             if engine.stats.late > late_before && engine.stats.late <= 20 {
                 // the first few, for the operator: where late events come from
                 tracing::warn!(
-                    topic = msg.topic(),
+                    topic,
                     partition = msg.partition(),
                     offset = msg.offset(),
                     event_time = ev.event_time(),
@@ -215,13 +212,8 @@ impl Service {
         }
         if let Ok(crate::engine::Applied::Held) = result {
             // one of the first events: where it came from, should it be refused
-            self.held.push((
-                task,
-                tag,
-                msg.topic().to_string(),
-                msg.partition(),
-                msg.offset(),
-            ));
+            self.held
+                .push((task, tag, topic.to_string(), msg.partition(), msg.offset()));
         }
         if let Err(bad) = result {
             engine.stats.count_bad(bad.reason);

@@ -18,6 +18,11 @@ use super::{Service, now_ms};
 impl Service {
     /// Publishes the engine's pending alerts; false when stopping cut it short.
     pub(super) async fn publish_alerts(&mut self, stop: &watch::Receiver<bool>) -> bool {
+        // (after every message: most leave nothing to publish)
+        if !self.tasks.iter().any(|t| t.engine.has_output()) {
+            self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
+            return true;
+        }
         let pending: Vec<_> = self
             .tasks
             .iter_mut()
