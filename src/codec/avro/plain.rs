@@ -24,6 +24,23 @@ use crate::event::{Prediction, Scalar, Text, Value};
 
 /// Reads the datum at the start of `bytes` into `p`; the bytes it took, or
 /// `None` when it is not read here (`p` then holds a part of it).
+/// `b` as text, if it is UTF-8. An event's strings are short (ids, names,
+/// categories: 2–40 bytes, ~25 an event) and nearly always ASCII:
+/// `str::from_utf8`, a call that walks a short string a byte at a time,
+/// was ~2,700 instructions an event in the service's decoding
+/// (cachegrind, docs/performance.md); an inline ASCII check settles those,
+/// and anything else is validated in full.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
+}
+
 #[cfg(test)]
 pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
     read_prediction(bytes, p).map(|(used, _)| used)
@@ -108,7 +125,7 @@ impl<'a> Datum<'a> {
     fn string(&mut self) -> Option<&'a str> {
         let n = usize::try_from(self.long()?).ok()?;
         let end = self.at.checked_add(n)?;
-        let s = std::str::from_utf8(self.b.get(self.at..end)?).ok()?;
+        let s = utf8(self.b.get(self.at..end)?)?;
         self.at = end;
         Some(s)
     }
@@ -288,6 +305,33 @@ mod tests {
             if let Some(got) = ours(&bytes, &mut Prediction::default()) {
                 prop_assert_eq!(Ok(got), theirs(&bytes));
             }
+        }
+    }
+
+    /// Text is what `str::from_utf8` says it is, the ASCII shortcut or not:
+    /// short and long, a multi-byte character anywhere, and bytes that are
+    /// not UTF-8 (a lone continuation byte, a cut sequence, an overlong one).
+    #[test]
+    fn text_is_utf8_as_std_reads_it() {
+        let long = "abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"eu".to_vec(),
+            long.as_bytes().to_vec(),
+            "München".as_bytes().to_vec(),
+            format!("{long}😀").into_bytes(),
+            vec![0x80],
+            b"abc\xe2\x82".to_vec(),
+            vec![b'a', 0xc0, 0xaf],
+            vec![0xff; 20],
+        ];
+        for at in [0, 7, 8, 15, 35] {
+            let mut b = long.as_bytes().to_vec();
+            b[at] = 0x9f;
+            cases.push(b);
+        }
+        for b in cases {
+            assert_eq!(utf8(&b), std::str::from_utf8(&b).ok(), "{b:?}");
         }
     }
 
