@@ -27,9 +27,9 @@ use crate::event::{Prediction, Scalar, Text, Value};
 /// `b` as text, if it is UTF-8. An event's strings are short (ids, names,
 /// categories: 2–40 bytes, ~25 an event) and nearly always ASCII:
 /// `str::from_utf8`, a call that walks a short string a byte at a time,
-/// was ~2,700 instructions an event in the service's decoding
-/// (cachegrind, docs/performance.md); an inline ASCII check settles those,
-/// and anything else is validated in full.
+/// was ~1,140 instructions an event of the reader's (cachegrind,
+/// docs/performance.md); an inline ASCII check settles those, and
+/// anything else is validated in full.
 #[inline(always)]
 #[allow(unsafe_code)]
 fn utf8(b: &[u8]) -> Option<&str> {
