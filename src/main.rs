@@ -15,14 +15,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// libmimalloc-sys names only the options v2 and v3 share).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Freed pages go back to the system after 10 ms, not mimalloc v3's 1 s: a
-/// replay closes a minute of event time in milliseconds, and with a second
-/// of its freed bucket memory held the 3,000-series stream peaked at
-/// ~65 MiB against ~58 MiB, at the same speed (docs/performance.md). An
-/// operator's `MIMALLOC_PURGE_DELAY` is left to rule.
+/// In the file commands freed pages go back to the system after 10 ms, not
+/// mimalloc v3's 1 s: a replay closes a minute of event time in
+/// milliseconds, and with a second of its freed bucket memory held the
+/// 3,000-series stream peaked at ~65 MiB against ~58 MiB, at the same speed
+/// (docs/performance.md). The services (`run`, `route`) keep mimalloc's
+/// 1 s: librdkafka's fetch buffers, a few MiB each, were returned and
+/// faulted in again at every fetch — over a million events from the
+/// broker, 131–141k page faults against 30–41k, system time ~0.5 s
+/// against ~0.2 s, user+sys 3.7 s against 3.35 (means of eight runs
+/// each, alternated; the rates' medians 406k and 427k events/s, within
+/// this machine's noise). An operator's `MIMALLOC_PURGE_DELAY` is left
+/// to rule.
 #[allow(unsafe_code)]
-fn allocator_defaults() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+fn allocator_defaults(command: &driftline::cli::Command) {
+    use driftline::cli::Command;
+    let service = matches!(command, Command::Run { .. } | Command::Route { .. });
+    if !service && std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets an option mimalloc reads when it next purges; any
         // value is valid (-1 never, 0 at once, else milliseconds)
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
@@ -30,8 +39,8 @@ fn allocator_defaults() {
 }
 
 fn main() {
-    allocator_defaults();
     let args = driftline::cli::Cli::parse();
+    allocator_defaults(&args.command);
     match driftline::cli::run(args) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
