@@ -69,37 +69,34 @@ fn decode_one(
     }
 }
 
-/// The topic of each message of a batch, and its stream (0 predictions,
-/// 1 outcomes: `Service::stream_of`), known by the message's librdkafka
-/// topic handle. `Message::topic` reads the name and checks it as UTF-8 at
-/// each call — at three calls a message, ~5 % of the service's thread
-/// (`perf`, docs/performance.md); a batch has one or two topics. Each
-/// message holds its topic's handle, so while the batch lives no handle is
-/// freed and its address taken by another topic's.
-pub(super) struct TopicNames<'b> {
+/// The stream of a message of `topic`: 0 the predictions topic's, 1 the
+/// outcomes topic's (`Service::batch`).
+fn stream_of(topic: &str, predictions: &str) -> usize {
+    usize::from(topic != predictions)
+}
+
+/// The topic of each message of a batch, and its stream, known by the
+/// message's librdkafka topic handle. `Message::topic` reads the name and
+/// checks it as UTF-8 at each call — at three calls a message, ~5 % of the
+/// service's thread (`perf`, docs/performance.md); a batch has one or two
+/// topics. Each message holds its topic's handle, so while the batch
+/// lives no handle is freed and its address taken by another topic's.
+#[derive(Default)]
+struct TopicNames<'b> {
     /// (handle's address, name, stream), in the order first seen.
     seen: [(usize, &'b str, usize); 2],
     n: usize,
-    predictions: &'b str,
 }
 
 impl<'b> TopicNames<'b> {
-    pub(super) fn new(predictions: &'b str) -> TopicNames<'b> {
-        TopicNames {
-            seen: [(0, "", 0); 2],
-            n: 0,
-            predictions,
-        }
-    }
-
-    /// `m`'s topic and stream.
-    pub(super) fn of(&mut self, m: &'b BorrowedMessage<'_>) -> (&'b str, usize) {
+    /// `m`'s topic and stream (`predictions`: the predictions topic).
+    fn of(&mut self, m: &'b BorrowedMessage<'_>, predictions: &str) -> (&'b str, usize) {
         let handle = m.topic_ptr() as usize;
         if let Some(&(_, name, stream)) = self.seen[..self.n].iter().find(|s| s.0 == handle) {
             return (name, stream);
         }
         let name = m.topic();
-        let stream = usize::from(name != self.predictions);
+        let stream = stream_of(name, predictions);
         if self.n < self.seen.len() {
             self.seen[self.n] = (handle, name, stream);
             self.n += 1;
@@ -320,12 +317,13 @@ impl Service {
     fn decode_batch(&mut self, batch: &[BorrowedMessage<'_>]) {
         let mut decoded = std::mem::take(&mut self.decoded);
         decoded.clear();
-        let mut names = TopicNames::new(&self.topics[0]);
+        let mut names = TopicNames::default();
         let (pred, out) = (&mut self.predictions, &mut self.outcomes);
+        let topic = self.topics[0].as_str();
         decoded.extend(
             batch
                 .iter()
-                .map(|m| decode_one(pred, out, names.of(m).1, m)),
+                .map(|m| decode_one(pred, out, names.of(m, topic).1, m)),
         );
         self.decoded = decoded;
     }
@@ -343,7 +341,7 @@ impl Service {
         let Some(first) = batch.first() else {
             return true;
         };
-        let mut clock = BusyClock::start(self.stream_of(first.topic()));
+        let mut clock = BusyClock::start(stream_of(first.topic(), &self.topics[0]));
         let go = if batch.len() == 1 {
             let msg = batch.pop().expect("one message");
             let topic = msg.topic();
@@ -357,11 +355,10 @@ impl Service {
             let mut decoded = std::mem::take(&mut self.decoded);
             // partitions sought back during this batch: their later messages come again
             let mut sought: Vec<(&str, i32)> = Vec::new();
-            let predictions = self.topics[0].clone();
-            let mut names = TopicNames::new(&predictions);
+            let mut names = TopicNames::default();
             let mut go = true;
             for (i, ev) in decoded.iter().enumerate().take(batch.len()) {
-                let (topic, stream) = names.of(&batch[i]);
+                let (topic, stream) = names.of(&batch[i], &self.topics[0]);
                 let at = At { i, topic, stream };
                 if !self
                     .handle_one_of(batch, at, ev, last_applies, stop, &mut sought, &mut clock)
@@ -381,11 +378,6 @@ impl Service {
         go
     }
 
-    /// 0 for the predictions topic, 1 for outcomes (`Service::batch`).
-    fn stream_of(&self, topic: &str) -> usize {
-        usize::from(topic != self.topics[0])
-    }
-
     /// [`Service::handle_batch`] with the decode thread: its first messages
     /// decoded here, the rest there meanwhile, taken a chunk at a time as
     /// they are ready (one the thread has not reached is decoded here) (and
@@ -401,10 +393,10 @@ impl Service {
         let batch: &[BorrowedMessage<'_>] = batch;
         let mut here = std::mem::take(&mut self.decoded);
         here.clear();
-        let predictions_topic = self.topics[0].clone();
-        let mut names = TopicNames::new(&predictions_topic);
+        let mut names = TopicNames::default();
         let sent = {
             let Service {
+                topics,
                 predictions,
                 outcomes,
                 decode_ahead,
@@ -413,14 +405,15 @@ impl Service {
             let ahead = decode_ahead.as_mut().expect("a decode thread");
             let mut job = ahead.job.take().unwrap_or_default();
             job.clear();
+            let topic = topics[0].as_str();
             for m in &batch[DECODED_HERE..] {
-                job.push(m.payload(), names.of(m).1 == 1);
+                job.push(m.payload(), names.of(m, topic).1 == 1);
             }
             let sent = ahead.jobs.send(job).is_ok();
             here.extend(
                 batch[..DECODED_HERE]
                     .iter()
-                    .map(|m| decode_one(predictions, outcomes, names.of(m).1, m)),
+                    .map(|m| decode_one(predictions, outcomes, names.of(m, topic).1, m)),
             );
             sent
         };
@@ -434,7 +427,7 @@ impl Service {
         let mut from_thread = 0u64;
         let mut fallback;
         for i in 0..batch.len() {
-            let (topic, stream) = names.of(&batch[i]);
+            let (topic, stream) = names.of(&batch[i], &self.topics[0]);
             let ev = if i < DECODED_HERE {
                 &here[i]
             } else {

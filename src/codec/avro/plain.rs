@@ -24,23 +24,6 @@ use crate::event::{Prediction, Scalar, Text, Value};
 
 /// Reads the datum at the start of `bytes` into `p`; the bytes it took, or
 /// `None` when it is not read here (`p` then holds a part of it).
-/// `b` as text, if it is UTF-8. An event's strings are short (ids, names,
-/// categories: 2–40 bytes, ~25 an event) and nearly always ASCII:
-/// `str::from_utf8`, a call that walks a short string a byte at a time,
-/// was ~1,140 instructions an event of the reader's (cachegrind,
-/// docs/performance.md); an inline ASCII check settles those, and
-/// anything else is validated in full.
-#[inline(always)]
-#[allow(unsafe_code)]
-fn utf8(b: &[u8]) -> Option<&str> {
-    if b.is_ascii() {
-        // SAFETY: ASCII bytes are valid UTF-8
-        Some(unsafe { std::str::from_utf8_unchecked(b) })
-    } else {
-        std::str::from_utf8(b).ok()
-    }
-}
-
 #[cfg(test)]
 pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
     read_prediction(bytes, p).map(|(used, _)| used)
@@ -99,6 +82,23 @@ pub fn read_prediction(bytes: &[u8], p: &mut Prediction) -> Option<(usize, bool)
 struct Datum<'a> {
     b: &'a [u8],
     at: usize,
+}
+
+/// `b` as text, if it is UTF-8. An event's strings are short (ids, names,
+/// categories: 2–40 bytes, ~25 an event) and nearly always ASCII:
+/// `str::from_utf8`, a call that walks a short string a byte at a time,
+/// was ~1,140 instructions an event of the reader's (cachegrind,
+/// docs/performance.md); an inline ASCII check settles those, and
+/// anything else is validated in full.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
 }
 
 impl<'a> Datum<'a> {
