@@ -24,10 +24,10 @@
 //! - a stop between messages leaves the rest unhandled and their offsets
 //!   unstored: read again on restart.
 
-use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use futures_core::Stream;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -46,15 +46,6 @@ pub(super) const AHEAD: usize = 1024;
 /// The decode thread's own decoders (predictions, outcomes), sharing the
 /// service's cache of writer schemas fetched from the registry.
 pub(super) type Decoders = (ValueDecoder, ValueDecoder);
-
-/// The future's value if it is ready now, without waiting.
-fn ready<F: Future>(f: F) -> Option<F::Output> {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
 
 fn decode_one(
     predictions: &mut ValueDecoder,
@@ -289,14 +280,19 @@ impl Service {
         batch: &mut Vec<BorrowedMessage<'c>>,
     ) -> (bool, Option<KafkaError>) {
         let mut pending = self.changes_pending();
+        // one stream for the batch: `recv` makes one per message, and each
+        // takes a place in the consumer's list of wakers and gives it back
+        // (a lock each time)
+        let mut stream = consumer.stream();
+        let mut cx = Context::from_waker(Waker::noop());
         while batch.len() < AHEAD && !pending {
-            match ready(consumer.recv()) {
-                Some(Ok(m)) => {
+            match Pin::new(&mut stream).poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(m))) => {
                     batch.push(m);
                     pending = self.changes_pending();
                 }
-                Some(Err(e)) => return (pending, Some(e)),
-                None => break,
+                Poll::Ready(Some(Err(e))) => return (pending, Some(e)),
+                Poll::Ready(None) | Poll::Pending => break,
             }
         }
         (pending, None)
@@ -345,7 +341,8 @@ impl Service {
         let go = if batch.len() == 1 {
             let msg = batch.pop().expect("one message");
             let topic = msg.topic();
-            self.handle(&msg, topic, None, last_applies, stop, clock.since)
+            let stream = stream_of(topic, &self.topics[0]);
+            self.handle(&msg, (topic, stream), None, last_applies, stop, clock.since)
                 .await
         } else if batch.len() > DECODED_HERE && self.decode_ahead.is_some() {
             self.handle_batch_ahead(batch, last_applies, stop, &mut clock)
@@ -557,7 +554,7 @@ impl Service {
         if !self
             .handle(
                 msg,
-                topic,
+                (topic, stream),
                 Some(ev),
                 last && last_applies,
                 stop,

@@ -67,15 +67,15 @@ impl Service {
 
     /// One message: decode, apply, publish alerts, store the offset.
     /// False when the service is stopping before the message was done.
-    /// `topic`: its topic's name (`msg.topic()`, read once by the
-    /// caller). `decoded`: its value decoded already (read ahead), or None
+    /// `(topic, stream)`: its topic's name (`msg.topic()`, read once by
+    /// the caller) and stream (0 predictions, 1 outcomes). `decoded`: its value decoded already (read ahead), or None
     /// to decode it here. `apply_changes`: pending assignment changes are
     /// applied first (not for a message read ahead before them).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn handle(
         &mut self,
         msg: &BorrowedMessage<'_>,
-        topic: &str,
+        (topic, stream): (&str, usize),
         decoded: Option<&Result<crate::event::Event, crate::event::BadEvent>>,
         apply_changes: bool,
         stop: &watch::Receiver<bool>,
@@ -137,9 +137,8 @@ impl Service {
                 self.tasks[task].engine.set_idle(p.source, false);
             }
         }
-        let is_predictions = topic == self.topics[0];
-        self.consumed[usize::from(!is_predictions)] += 1;
-        let decoder = if is_predictions {
+        self.consumed[stream] += 1;
+        let decoder = if stream == 0 {
             &mut self.predictions
         } else {
             &mut self.outcomes
@@ -147,9 +146,9 @@ impl Service {
         let engine = &mut self.tasks[task].engine;
         let late_before = engine.stats.late;
         let evaluations_before = engine.stats.evaluations;
-        self.batch[usize::from(!is_predictions)].messages += 1;
+        self.batch[stream].messages += 1;
         if self.otel.is_some() {
-            let b = &mut self.batch[usize::from(!is_predictions)];
+            let b = &mut self.batch[stream];
             if b.started.is_none() {
                 b.started = Some(std::time::SystemTime::now());
             }

@@ -19,10 +19,14 @@ impl Service {
     /// Publishes the engine's pending alerts; false when stopping cut it short.
     pub(super) async fn publish_alerts(&mut self, stop: &watch::Receiver<bool>) -> bool {
         // (after every message: most leave nothing to publish)
-        if !self.tasks.iter().any(|t| t.engine.has_output()) {
-            self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
-            return true;
-        }
+        let go =
+            !self.tasks.iter().any(|t| t.engine.has_output()) || self.publish_pending(stop).await;
+        self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
+        go
+    }
+
+    /// [`Service::publish_alerts`] when an engine has something to publish.
+    async fn publish_pending(&mut self, stop: &watch::Receiver<bool>) -> bool {
         let pending: Vec<_> = self
             .tasks
             .iter_mut()
@@ -89,7 +93,6 @@ impl Service {
             }
             self.recent_actions.push_back(a);
         }
-        self.stats.alert_delivery_retries = self.alerts.failed_deliveries;
         true
     }
 
