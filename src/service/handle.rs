@@ -68,9 +68,10 @@ impl Service {
     /// One message: decode, apply, publish alerts, store the offset.
     /// False when the service is stopping before the message was done.
     /// `(topic, stream)`: its topic's name (`msg.topic()`, read once by
-    /// the caller) and stream (0 predictions, 1 outcomes). `decoded`: its value decoded already (read ahead), or None
-    /// to decode it here. `apply_changes`: pending assignment changes are
-    /// applied first (not for a message read ahead before them).
+    /// the caller) and stream (0 predictions, 1 outcomes). `decoded`: its
+    /// value decoded already (read ahead), or None to decode it here.
+    /// `apply_changes`: pending assignment changes are applied first (not
+    /// for a message read ahead before them).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn handle(
         &mut self,
