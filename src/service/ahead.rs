@@ -337,12 +337,12 @@ impl Service {
         let Some(first) = batch.first() else {
             return true;
         };
-        let mut clock = BusyClock::start(stream_of(first.topic(), &self.topics[0]));
+        let first_stream = stream_of(first.topic(), &self.topics[0]);
+        let mut clock = BusyClock::start(first_stream);
         let go = if batch.len() == 1 {
             let msg = batch.pop().expect("one message");
-            let topic = msg.topic();
-            let stream = stream_of(topic, &self.topics[0]);
-            self.handle(&msg, (topic, stream), None, last_applies, stop, clock.since)
+            let at = (msg.topic(), first_stream);
+            self.handle(&msg, at, None, last_applies, stop, clock.since)
                 .await
         } else if batch.len() > DECODED_HERE && self.decode_ahead.is_some() {
             self.handle_batch_ahead(batch, last_applies, stop, &mut clock)
