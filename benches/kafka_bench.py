@@ -33,6 +33,9 @@ def main():
                     help="also route the topic by model (driftline route) and run a routed service on it")
     ap.add_argument("--otel", action="store_true",
                     help="also run with OTLP export (1 s interval) to a local sink and compare")
+    ap.add_argument("--state-per", choices=["member", "partition"], default="member",
+                    help="kafka.state_per of the measured runs: one engine for the member's "
+                         "partitions, or one per partition number")
     ap.add_argument("--workers", default="1,2",
                     help="comma-separated `run --workers` values, each run in turn on the same topic")
     args = ap.parse_args()
@@ -169,6 +172,7 @@ def run(args, suffix, topic, n, otel, workers):
     sink = otlp_sink() if otel else None
     with open(cfg, "w") as f:
         f.write(kafka_section(args, f"bench-{suffix}-{uuid.uuid4().hex[:6]}", topic, suffix))
+        f.write(f'state_per = "{args.state_per}"\n')
         if sink:
             f.write(f"""[otel]
 endpoint = "http://127.0.0.1:{sink[0].server_address[1]}"
@@ -187,10 +191,11 @@ interval = "1s"
     msgs = stopped["messages"]
     if sink:
         sink[0].shutdown()
-    print(f"workers {workers}, {'otlp on ' if otel else 'otlp off'}: consumed and applied {msgs} events: {stopped['messages_per_s']:.0f} events/s "
+    print(f"workers {workers}, state per {args.state_per}, {'otlp on ' if otel else 'otlp off'}: consumed and applied {msgs} events: {stopped['messages_per_s']:.0f} events/s "
           f"(first to last message, {stopped['busy_s']:.2f} s); wall {wall:.1f} s incl. start-up, "
           f"group join and {1}s idle detection; late {stopped['late']}, alerts {stopped['alerts']}; "
-          f"decoded on the workers {stopped.get('decoded_on_workers', 0)}")
+          f"decoded on the workers {stopped.get('decoded_on_workers', 0)}, "
+          f"applied on task workers {stopped.get('applied_on_task_workers', 0)}")
     if msgs < n:
         sys.exit(f"only {msgs} of {n} events consumed")
 

@@ -206,4 +206,7 @@ pub struct ServiceStats {
     pub control_refused: u64,
     /// Messages read ahead and decoded on the workers (`run --workers`).
     pub decoded_on_workers: u64,
+    /// Messages applied with their task on a worker of its own
+    /// (`kafka.state_per = "partition"`, `run --workers` 2 or more).
+    pub applied_on_task_workers: u64,
 }

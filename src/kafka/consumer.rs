@@ -184,6 +184,10 @@ pub fn consumer(k: &KafkaConfig) -> KafkaResult<StreamConsumer<Context>> {
         // partition p of the predictions and of the outcomes topic to the
         // same member: one task's state is read by one member
         c.set_if_absent("partition.assignment.strategy", "range");
+        // fetched a partition's 64 KiB at a time (the default is 1 MiB,
+        // ~5,000 events): a batch then holds several partitions' messages,
+        // whose tasks apply on their own workers (`service::apart`)
+        c.set_if_absent("max.partition.fetch.bytes", "65536");
     }
     let consumer: StreamConsumer<Context> = c.create_with_context(Context {
         changes: Mutex::default(),

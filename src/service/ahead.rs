@@ -35,7 +35,7 @@ use rdkafka::message::BorrowedMessage;
 use tokio::sync::watch;
 
 use crate::codec::confluent::ValueDecoder;
-use crate::event::{BadEvent, Event};
+use crate::event::Event;
 use crate::kafka::consumer::Context as ConsumerContext;
 
 use super::Service;
@@ -47,7 +47,7 @@ pub(super) const AHEAD: usize = 1024;
 /// service's cache of writer schemas fetched from the registry.
 pub(super) type Decoders = (ValueDecoder, ValueDecoder);
 
-fn decode_one(
+pub(super) fn decode_one(
     predictions: &mut ValueDecoder,
     outcomes: &mut ValueDecoder,
     stream: usize,
@@ -73,7 +73,7 @@ fn stream_of(topic: &str, predictions: &str) -> usize {
 /// topics. Each message holds its topic's handle, so while the batch
 /// lives no handle is freed and its address taken by another topic's.
 #[derive(Default)]
-struct TopicNames<'b> {
+pub(super) struct TopicNames<'b> {
     /// (handle's address, name, stream), in the order first seen.
     seen: [(usize, &'b str, usize); 2],
     n: usize,
@@ -81,7 +81,7 @@ struct TopicNames<'b> {
 
 impl<'b> TopicNames<'b> {
     /// `m`'s topic and stream (`predictions`: the predictions topic).
-    fn of(&mut self, m: &'b BorrowedMessage<'_>, predictions: &str) -> (&'b str, usize) {
+    pub(super) fn of(&mut self, m: &'b BorrowedMessage<'_>, predictions: &str) -> (&'b str, usize) {
         let handle = m.topic_ptr() as usize;
         if let Some(&(_, name, stream)) = self.seen[..self.n].iter().find(|s| s.0 == handle) {
             return (name, stream);
@@ -96,7 +96,7 @@ impl<'b> TopicNames<'b> {
     }
 }
 
-type Decoded = Result<Event, BadEvent>;
+use super::handle::Decoded;
 
 /// A batch's processing time per stream (`Service::batch`): the clock read
 /// at its start, where the stream changes and at its end — not twice per
@@ -117,7 +117,7 @@ impl BusyClock {
     }
 
     /// The next message is of `stream`: a stretch of the other ends.
-    fn switch(&mut self, service: &mut Service, stream: usize) {
+    pub(super) fn switch(&mut self, service: &mut Service, stream: usize) {
         if stream != self.stream {
             self.stop(service);
             self.stream = stream;
@@ -125,9 +125,22 @@ impl BusyClock {
     }
 
     /// The stretch ends: its time is its stream's.
-    fn stop(&mut self, service: &mut Service) {
+    pub(super) fn stop(&mut self, service: &mut Service) {
         let now = std::time::Instant::now();
         service.batch[self.stream].busy += now - self.since;
+        service.last_message = Some(now);
+        self.since = now;
+    }
+
+    /// The stretch ends, its time shared by the streams in proportion to
+    /// `messages` of each (messages handled together: `service::apart`).
+    pub(super) fn share(&mut self, service: &mut Service, messages: [u64; 2]) {
+        let now = std::time::Instant::now();
+        let spent = now - self.since;
+        let all = (messages[0] + messages[1]).max(1);
+        for (b, n) in service.batch.iter_mut().zip(messages) {
+            b.busy += spent.mul_f64(n as f64 / all as f64);
+        }
         service.last_message = Some(now);
         self.since = now;
     }
@@ -135,10 +148,10 @@ impl BusyClock {
 
 /// A message's place in its batch, its topic and stream ([`TopicNames`]).
 #[derive(Clone, Copy)]
-struct At<'c> {
-    i: usize,
-    topic: &'c str,
-    stream: usize,
+pub(super) struct At<'c> {
+    pub(super) i: usize,
+    pub(super) topic: &'c str,
+    pub(super) stream: usize,
 }
 
 /// Messages of a batch the service's thread decodes itself before it takes
@@ -180,7 +193,7 @@ impl Job {
 
 /// What the decode thread sends back: a job's events in order, a chunk at a
 /// time, then the job itself (its buffers, for the next batch).
-enum Done {
+pub(super) enum Done {
     Events(Vec<Decoded>),
     End(Job),
 }
@@ -344,6 +357,9 @@ impl Service {
             let at = (msg.topic(), first_stream);
             self.handle(&msg, at, None, last_applies, stop, clock.since)
                 .await
+        } else if self.tasks_apart(batch.len()) {
+            self.handle_batch_apart(batch, last_applies, stop, &mut clock)
+                .await
         } else if batch.len() > DECODED_HERE && self.decode_ahead.is_some() {
             self.handle_batch_ahead(batch, last_applies, stop, &mut clock)
                 .await
@@ -391,29 +407,7 @@ impl Service {
         let mut here = std::mem::take(&mut self.decoded);
         here.clear();
         let mut names = TopicNames::default();
-        let sent = {
-            let Service {
-                topics,
-                predictions,
-                outcomes,
-                decode_ahead,
-                ..
-            } = self;
-            let ahead = decode_ahead.as_mut().expect("a decode thread");
-            let mut job = ahead.job.take().unwrap_or_default();
-            job.clear();
-            let topic = topics[0].as_str();
-            for m in &batch[DECODED_HERE..] {
-                job.push(m.payload(), names.of(m, topic).1 == 1);
-            }
-            let sent = ahead.jobs.send(job).is_ok();
-            here.extend(
-                batch[..DECODED_HERE]
-                    .iter()
-                    .map(|m| decode_one(predictions, outcomes, names.of(m, topic).1, m)),
-            );
-            sent
-        };
+        let sent = self.send_job(batch, &mut here, &mut names);
         let mut sought: Vec<(&str, i32)> = Vec::new();
         let mut go = true;
         // the decode thread's chunk being handled and the batch place of its
@@ -479,6 +473,38 @@ impl Service {
         go
     }
 
+    /// Sends the batch's messages from [`DECODED_HERE`] on to the decode
+    /// thread and decodes the ones before into `here` meanwhile. False when
+    /// the thread is gone (the rest is decoded here then).
+    pub(super) fn send_job<'b>(
+        &mut self,
+        batch: &'b [BorrowedMessage<'_>],
+        here: &mut Vec<Decoded>,
+        names: &mut TopicNames<'b>,
+    ) -> bool {
+        let Service {
+            topics,
+            predictions,
+            outcomes,
+            decode_ahead,
+            ..
+        } = self;
+        let ahead = decode_ahead.as_mut().expect("a decode thread");
+        let mut job = ahead.job.take().unwrap_or_default();
+        job.clear();
+        let topic = topics[0].as_str();
+        for m in &batch[DECODED_HERE..] {
+            job.push(m.payload(), names.of(m, topic).1 == 1);
+        }
+        let sent = ahead.jobs.send(job).is_ok();
+        here.extend(
+            batch[..DECODED_HERE]
+                .iter()
+                .map(|m| decode_one(predictions, outcomes, names.of(m, topic).1, m)),
+        );
+        sent
+    }
+
     /// Gives `chunk` back to the decode thread (its events freed there)
     /// and puts the thread's next one in its place (empty when the job
     /// ended or the thread is gone; `ended` set then).
@@ -529,7 +555,7 @@ impl Service {
     /// rules; `sought`: partitions sought back so far, whose later messages
     /// in the batch are skipped). False when the service is stopping.
     #[allow(clippy::too_many_arguments)]
-    async fn handle_one_of<'c>(
+    pub(super) async fn handle_one_of<'c>(
         &mut self,
         batch: &'c [BorrowedMessage<'_>],
         at: At<'c>,

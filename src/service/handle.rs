@@ -9,6 +9,8 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Headers};
 use tokio::sync::watch;
 
+use crate::engine::{Applied, Engine};
+use crate::event::{BadEvent, Event};
 use crate::kafka::pacer::Pace;
 use crate::telemetry;
 
@@ -77,14 +79,73 @@ impl Service {
         &mut self,
         msg: &BorrowedMessage<'_>,
         (topic, stream): (&str, usize),
-        decoded: Option<&Result<crate::event::Event, crate::event::BadEvent>>,
+        decoded: Option<&Decoded>,
         apply_changes: bool,
         stop: &watch::Receiver<bool>,
         now: Instant,
     ) -> bool {
+        let a = match self.admit(msg, (topic, stream), apply_changes, now) {
+            Admit::Done => return true,
+            Admit::Apply(a) => a,
+        };
+        self.wake_sources();
+        let here;
+        let decoded = match decoded {
+            Some(d) => d,
+            None => {
+                let decoder = if stream == 0 {
+                    &mut self.predictions
+                } else {
+                    &mut self.outcomes
+                };
+                here = decoder.decode(msg.payload());
+                &here
+            }
+        };
+        let place = Place {
+            topic,
+            partition: msg.partition(),
+            offset: msg.offset(),
+        };
+        let timed = self.otel.is_some();
+        let (result, timing) = apply(
+            &mut self.tasks[a.task].engine,
+            decoded,
+            (a.source, a.tag),
+            place,
+            timed,
+        );
+        self.report_evaluations(timing);
+        if !self.note_result(msg, topic, &a, result).await {
+            return false;
+        }
+        if !self.settle_engine(a.task).await {
+            return false;
+        }
+        if !self.publish_alerts(stop).await {
+            return false;
+        }
+        self.pace(&a);
+        self.store_unless_held(&a, msg.offset());
+        true
+    }
+
+    /// What comes before applying a message: assignment changes (when
+    /// `apply_changes`), its partition's registration, a redelivery or a
+    /// first message past the state's start (not applied), a router's idle
+    /// marker, a woken partition (its task's idle sources noted in
+    /// `Service::woken`, set active by the caller in their turn), the
+    /// counts. [`Admit::Done`]: nothing to apply.
+    pub(super) fn admit(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        (topic, stream): (&str, usize),
+        apply_changes: bool,
+        now: Instant,
+    ) -> Admit {
         if apply_changes && self.apply_assignment_changes() {
             // this message comes again from the start of its partition
-            return true;
+            return Admit::Done;
         }
         self.stats.messages += 1;
         self.first_message.get_or_insert(now);
@@ -97,14 +158,14 @@ impl Service {
             // (librdkafka re-fetching after a pause or an error): applying
             // it again would count it twice
             self.stats.redelivered += 1;
-            return true;
+            return Admit::Done;
         }
         if st.last_offset < st.start_offset
             && msg.offset() > st.start_offset + super::flow::MARKER_SLACK
             && st.reseeks < 3
             && !self.reseek_if_past_start(pi, msg)
         {
-            return true;
+            return Admit::Done;
         }
         let st = &mut self.partitions[pi];
         st.last_offset = msg.offset();
@@ -117,7 +178,7 @@ impl Service {
                 // the router's word that an input partition is idle: no event
                 self.stats.idle_markers += 1;
                 self.store_later(pi, msg.offset());
-                return true;
+                return Admit::Done;
             }
             source
         } else {
@@ -135,18 +196,10 @@ impl Service {
             {
                 p.idle = false;
                 p.last_message = now;
-                self.tasks[task].engine.set_idle(p.source, false);
+                self.woken.push((task, p.source));
             }
         }
         self.consumed[stream] += 1;
-        let decoder = if stream == 0 {
-            &mut self.predictions
-        } else {
-            &mut self.outcomes
-        };
-        let engine = &mut self.tasks[task].engine;
-        let late_before = engine.stats.late;
-        let evaluations_before = engine.stats.evaluations;
         self.batch[stream].messages += 1;
         if self.otel.is_some() {
             let b = &mut self.batch[stream];
@@ -168,84 +221,84 @@ impl Service {
                 }
             }
         }
-        let tag = self.stats.messages;
-        // the message's own start, for its evaluation span (OTLP only: a
-        // clock read per message costs; the batch's time is kept by the
-        // caller, `Service::handle_batch`)
-        let started = if self.otel.is_some() {
-            Instant::now()
-        } else {
-            now
-        };
-        let here;
-        let decoded = match decoded {
-            Some(d) => d,
-            None => {
-                here = decoder.decode(msg.payload());
-                &here
+        Admit::Apply(Admitted {
+            pi,
+            task,
+            source,
+            tag: self.stats.messages,
+        })
+    }
+
+    /// The sources `admit` found woken set active in their engines now.
+    pub(super) fn wake_sources(&mut self) {
+        for (task, source) in self.woken.drain(..) {
+            self.tasks[task].engine.set_idle(source, false);
+        }
+    }
+
+    /// An evaluation span for what applying a message evaluated (OTLP).
+    pub(super) fn report_evaluations(&self, timing: Option<Timing>) {
+        if let (Some(o), Some(t)) = (&self.otel, timing)
+            && t.evaluations > 0
+        {
+            o.evaluate(t.watermark, t.evaluations, t.took, t.started);
+        }
+    }
+
+    /// What applying a message came to, noted: a held message's place (to
+    /// name it if refused), a bad event counted and dead-lettered. False
+    /// when the service is stopping.
+    pub(super) async fn note_result(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        topic: &str,
+        a: &Admitted,
+        result: Result<Applied, BadEvent>,
+    ) -> bool {
+        match result {
+            Ok(Applied::Held) => {
+                // one of the first events: where it came from, should it be refused
+                self.held.push((
+                    a.task,
+                    a.tag,
+                    topic.to_string(),
+                    msg.partition(),
+                    msg.offset(),
+                ));
+                true
             }
-        };
-        // (a bad event's refusal is copied: the decoded one may be the
-        // decode thread's, freed there)
-        let result = decoded.as_ref().map_err(Clone::clone).and_then(|ev| {
-            let r = engine.apply_tagged(ev, Some(source), tag);
-            if engine.stats.late > late_before && engine.stats.late <= 20 {
-                // the first few, for the operator: where late events come from
-                tracing::warn!(
-                    topic,
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    event_time = ev.event_time(),
-                    watermark = engine.watermark(),
-                    "late event: behind the watermark, counted and not applied"
-                );
-            }
-            r
-        });
-        if let Some(o) = &self.otel {
-            let evaluations = engine.stats.evaluations - evaluations_before;
-            if evaluations > 0 {
-                let took = started.elapsed();
-                let started = std::time::SystemTime::now() - took;
-                o.evaluate(engine.watermark().unwrap_or(0), evaluations, took, started);
+            Ok(_) => true,
+            Err(bad) => {
+                self.tasks[a.task].engine.stats.count_bad(bad.reason);
+                self.dead_letter(msg, &bad).await
             }
         }
-        if let Ok(crate::engine::Applied::Held) = result {
-            // one of the first events: where it came from, should it be refused
-            self.held
-                .push((task, tag, topic.to_string(), msg.partition(), msg.offset()));
-        }
-        if let Err(bad) = result {
-            engine.stats.count_bad(bad.reason);
-            if !self.dead_letter(msg, &bad).await {
-                return false;
-            }
-        }
-        if !self.settle_engine(task).await {
-            return false;
-        }
-        if !self.publish_alerts(stop).await {
-            return false;
-        }
-        // flow control: a partition far ahead of the slowest waits for it
-        // (routed: a routed partition mixes origins; the routers align them)
-        let engine = &self.tasks[task].engine;
+    }
+
+    /// Flow control: a partition far ahead of the slowest waits for it
+    /// (routed: a routed partition mixes origins; the routers align them).
+    pub(super) fn pace(&mut self, a: &Admitted) {
+        let engine = &self.tasks[a.task].engine;
         if !self.cfg.kafka.routed
             && self.pacer().pace(
-                self.partitions[pi].paused,
-                engine.source_max(source),
+                self.partitions[a.pi].paused,
+                engine.source_max(a.source),
                 engine.pace_reference(),
             ) == Pace::Pause
         {
-            self.set_paused(pi, true);
+            self.set_paused(a.pi, true);
         }
-        // a held message's offset is stored once the engine applied it
-        // (settle_engine): stored now, a crash while it is held would lose it
-        if self.held.iter().any(|h| h.0 == task && h.1 == tag) {
-            return true;
+    }
+
+    /// The message's offset to be stored with the batch's, unless its
+    /// engine holds it: a held message's offset is stored once the engine
+    /// applied it (settle_engine) — stored now, a crash while it is held
+    /// would lose it.
+    pub(super) fn store_unless_held(&mut self, a: &Admitted, offset: i64) {
+        if self.held.iter().any(|h| h.0 == a.task && h.1 == a.tag) {
+            return;
         }
-        self.store_later(pi, msg.offset());
-        true
+        self.store_later(a.pi, offset);
     }
 
     /// Marks the message at `offset` of partition `pi` done: its offset is
@@ -271,4 +324,87 @@ impl Service {
             }
         }
     }
+}
+
+/// A message's value, decoded (or refused).
+pub(super) type Decoded = Result<Event, BadEvent>;
+
+/// What [`Service::admit`] made of a message.
+pub(super) enum Admit {
+    /// Nothing to apply (a redelivery, a re-seek, a router's marker, an
+    /// assignment change): done.
+    Done,
+    /// To apply to its task's engine.
+    Apply(Admitted),
+}
+
+/// A message admitted: its partition (index in `Service::partitions`), its
+/// task, its source in the task's engine, and its tag (the service's
+/// message count: the engine names a held event by it).
+pub(super) struct Admitted {
+    pub(super) pi: usize,
+    pub(super) task: usize,
+    pub(super) source: usize,
+    pub(super) tag: u64,
+}
+
+/// Where a message came from, for the operator.
+#[derive(Clone, Copy)]
+pub(super) struct Place<'a> {
+    pub(super) topic: &'a str,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+}
+
+/// What applying a message evaluated, and how long it took (OTLP only: a
+/// clock read per message costs).
+#[derive(Clone, Copy)]
+pub(super) struct Timing {
+    watermark: i64,
+    evaluations: u64,
+    took: std::time::Duration,
+    started: std::time::SystemTime,
+}
+
+/// Applies a decoded message (a refusal stays one) to its task's `engine`
+/// as `source`, tagged `tag`; the first late events are logged with their
+/// place. `timed`: its evaluations timed, for a span. Touches nothing but
+/// the engine: tasks apply on threads of their own (`service::apart`).
+pub(super) fn apply(
+    engine: &mut Engine,
+    decoded: &Decoded,
+    (source, tag): (usize, u64),
+    place: Place<'_>,
+    timed: bool,
+) -> (Result<Applied, BadEvent>, Option<Timing>) {
+    let late_before = engine.stats.late;
+    let evaluations_before = engine.stats.evaluations;
+    let started = timed.then(Instant::now);
+    // (a bad event's refusal is copied: the decoded one may be the decode
+    // thread's, freed there)
+    let result = decoded.as_ref().map_err(Clone::clone).and_then(|ev| {
+        let r = engine.apply_tagged(ev, Some(source), tag);
+        if engine.stats.late > late_before && engine.stats.late <= 20 {
+            // the first few, for the operator: where late events come from
+            tracing::warn!(
+                topic = place.topic,
+                partition = place.partition,
+                offset = place.offset,
+                event_time = ev.event_time(),
+                watermark = engine.watermark(),
+                "late event: behind the watermark, counted and not applied"
+            );
+        }
+        r
+    });
+    let timing = started.map(|started| {
+        let took = started.elapsed();
+        Timing {
+            watermark: engine.watermark().unwrap_or(0),
+            evaluations: engine.stats.evaluations - evaluations_before,
+            took,
+            started: std::time::SystemTime::now() - took,
+        }
+    });
+    (result, timing)
 }

@@ -24,6 +24,7 @@
 //! - `control`: the control topic (feedback on incidents), read by every member.
 
 mod ahead;
+mod apart;
 mod control;
 mod flow;
 mod handle;
@@ -139,6 +140,12 @@ pub struct Service {
     workers: usize,
     /// A batch's decoded events, in order (buffers kept between batches).
     decoded: Vec<Result<crate::event::Event, crate::event::BadEvent>>,
+    /// Sources of a task found woken by `admit` (task, source): set active
+    /// in their engine before the message is applied.
+    woken: Vec<(usize, usize)>,
+    /// With 2 workers or more, each worker's decoders for the batches
+    /// applied task by task on the workers (`apart`).
+    task_decoders: Vec<ahead::Decoders>,
 }
 
 impl Service {
@@ -201,6 +208,8 @@ impl Service {
             decode_ahead: None,
             workers: 1,
             decoded: Vec::with_capacity(ahead::AHEAD),
+            woken: Vec::new(),
+            task_decoders: Vec::new(),
             cfg,
         })
     }
@@ -215,6 +224,18 @@ impl Service {
         for t in &mut self.tasks {
             t.engine.set_workers(self.workers);
         }
+        self.task_decoders = if n > 1 {
+            (0..self.workers)
+                .map(|_| {
+                    Ok((
+                        self.predictions.sharing(&self.cfg.kafka)?,
+                        self.outcomes.sharing(&self.cfg.kafka)?,
+                    ))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
         self.decode_ahead = if n > 1 {
             let decoders = (
                 self.predictions.sharing(&self.cfg.kafka)?,
@@ -406,6 +427,7 @@ impl Service {
             late = engine.late,
             redelivered = self.stats.redelivered,
             decoded_on_workers = self.stats.decoded_on_workers,
+            applied_on_task_workers = self.stats.applied_on_task_workers,
             checkpoints = self.stats.checkpoints,
             checkpoint_bytes = self.stats.checkpoint_bytes,
             checkpoint_ms = self.stats.checkpoint_ms,

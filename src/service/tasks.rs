@@ -259,16 +259,7 @@ impl Service {
         task: usize,
         msg: &BorrowedMessage<'_>,
     ) -> (usize, bool) {
-        let (mut origin, mut marker) = (None, false);
-        if let Some(h) = msg.headers() {
-            for hd in h.iter() {
-                if hd.key == ORIGIN_HEADER {
-                    origin = hd.value;
-                } else if hd.key == IDLE_HEADER {
-                    marker = true;
-                }
-            }
-        }
+        let (origin, marker) = origin_headers(msg);
         let t = &mut self.tasks[task];
         let found =
             origin.and_then(|name| t.origins.iter_mut().find(|o| o.name.as_bytes() == name));
@@ -342,4 +333,20 @@ impl Service {
             self.split_reported.insert(model);
         }
     }
+}
+
+/// A routed message's origin (header `driftline.origin`), and whether it
+/// is the router's idle marker for it.
+pub(super) fn origin_headers<'m>(msg: &'m BorrowedMessage<'_>) -> (Option<&'m [u8]>, bool) {
+    let (mut origin, mut marker) = (None, false);
+    if let Some(h) = msg.headers() {
+        for hd in h.iter() {
+            if hd.key == ORIGIN_HEADER {
+                origin = hd.value;
+            } else if hd.key == IDLE_HEADER {
+                marker = true;
+            }
+        }
+    }
+    (origin, marker)
 }

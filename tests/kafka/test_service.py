@@ -1072,6 +1072,75 @@ def test_state_per_partition_follows_partitions_between_members(env):
     test_members_joining_and_leaving_count_once_and_alert_the_same(env, state_per="partition", store="kafka")
 
 
+def test_tasks_on_their_own_workers_alert_as_one_by_one(env):
+    """state_per = "partition" with two workers: a batch's tasks (one per
+    partition number) apply on threads of their own. Three models on three
+    co-partitioned partitions, with poison messages at each partition's
+    head and middle: the alerts (per model, in order), the dead letters
+    (their source partitions and offsets) and every series' exact count are
+    the one-worker run's, and the counts equal the recount."""
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    recounts = {}
+    bad = poison("confluent")
+    for part, (model, scenario) in enumerate(REBALANCE_MODELS):
+        d = os.path.join(ROOT, "target", "scenarios", scenario)
+        preds = [json.loads(l) for l in open(os.path.join(d, "predictions.jsonl"))]
+        outs = [json.loads(l) for l in open(os.path.join(d, "outcomes.jsonl"))]
+        for e in preds + outs:
+            e["model_id"] = model
+            e["trace_id"] = model + "-" + e["trace_id"]
+        recounts.update(recount(preds))
+        values = [encode("confluent", "prediction", e) for e in preds]
+        mid = len(values) // 2
+        values = [b for b, _ in bad] + values[:mid] + [b for b, _ in bad] + values[mid:]
+        env.produce(names["predictions"], values, key=lambda i: model.encode(), partition=part)
+        env.produce(names["outcomes"], [encode("confluent", "outcome", e) for e in outs],
+                    key=lambda i: model.encode(), partition=part)
+    runs = {}
+    for workers in (1, 2):
+        own = dict(names)
+        own.update({k: v for k, v in env.topics({}).items() if k in ("alerts", "dlq", "incidents")})
+        ckpt = os.path.join(env.tmp, f"ckpt-w{workers}-" + names["alerts"])
+        cfg = env.config(own, "confluent", f"g-w{workers}-" + own["alerts"], start_from="checkpoint", tag=f"w{workers}", extra=f"""
+state_per = "partition"
+[checkpoint]
+dir = "{ckpt}"
+interval = "1h"
+""")
+        log = os.path.join(env.tmp, f"tasks-w{workers}.log")
+        rc = subprocess.call([BIN, "run", "--config", cfg, "--log-format", "json", "--until-end", "--workers", str(workers)],
+                             stdout=subprocess.DEVNULL, stderr=open(log, "w"), timeout=300)
+        assert rc == 0, f"exit code {rc}; log {log}"
+        fields = service_fields(log)
+        alerts = env.read_all(own["alerts"], settle=2.0)
+        dlq = env.read_all(own["dlq"], raw=True, want=2 * len(bad) * 3, settle=1.0)
+        letters = sorted((h["dlq.source.partition"], int(h["dlq.source.offset"]), h["dlq.error.class"])
+                         for h in ({k: v.decode() for k, v in (m.headers() or [])} for m in dlq))
+        out = subprocess.run([BIN, "checkpoints", "--config", cfg], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+        counts = {}
+        for line in out.stdout.splitlines():
+            for sr in json.loads(line)["series"]:
+                key = (sr["model"], sr["feature"], tuple(sr["slice"]) if sr["slice"] else None)
+                counts[key] = counts.get(key, 0) + sr["applied"]
+        runs[workers] = (fields, alerts, letters, counts)
+    (f1, a1, l1, c1), (f2, a2, l2, c2) = runs[1], runs[2]
+    assert f1["applied_on_task_workers"] == 0, f1
+    assert f2["applied_on_task_workers"] > 0, f2
+    assert f1["tasks"] == f2["tasks"] == 3, (f1["tasks"], f2["tasks"])
+    assert {a["model_id"] for a in a1} == {m for m, _ in REBALANCE_MODELS}, "every model must alert"
+    # one task's alerts keep their order; the tasks' interleave with the batches
+    for model, _ in REBALANCE_MODELS:
+        same_alerts([a for a in a2 if a["model_id"] == model], [a for a in a1 if a["model_id"] == model])
+    assert len(l1) == 2 * len(bad) * 3, l1
+    assert l2 == l1, (l2, l1)
+    assert c2 == c1, "series counts differ between one worker and two"
+    for k, n in recounts.items():
+        assert c2.get(k) == n, (k, c2.get(k), n)
+    return (f"{len(a1)} alerts, {len(l1)} dead letters, {len(c1)} series the same; "
+            f"{f2['applied_on_task_workers']} of {f2['messages']} messages applied on task workers")
+
+
 def test_routed_two_stages_alert_as_one_member(env):
     """Two models' events keyed by trace id over three partitions (the
     layout state_per = "partition" cannot read directly), and a poison
@@ -1517,6 +1586,7 @@ TESTS = [test_schema_registry_resolves_writer_schemas, test_a_rebuild_whose_seek
          test_crashes_with_checkpoints_count_once_and_alert_the_same,
          test_members_joining_and_leaving_count_once_and_alert_the_same,
          test_state_per_partition_follows_partitions_between_members,
+         test_tasks_on_their_own_workers_alert_as_one_by_one,
          test_routed_two_stages_alert_as_one_member,
          test_a_million_messages_behind_stays_bounded,
          test_metrics_are_prometheus_and_the_dashboard_shows_the_drift,
