@@ -227,67 +227,59 @@ impl Service {
         marker || origin.is_none_or(|name| !task.origins.iter().any(|o| o.name.as_bytes() == name))
     }
 
-    /// Decodes and applies each task's steps, the tasks shared out over the
-    /// workers by their number of messages.
+    /// Decodes and applies each task's steps: each worker takes the
+    /// largest task left until none is (a task's messages stay on one
+    /// thread, in order).
     fn apply_apart(&mut self, steps: &[Vec<Step<'_>>]) -> Vec<Outcome> {
         let timed = self.otel.is_some();
-        let workers = self
-            .workers
-            .min(steps.iter().filter(|s| !s.is_empty()).count());
-        // the largest task first, each to the least loaded worker
-        let mut order: Vec<usize> = (0..steps.len()).filter(|&t| !steps[t].is_empty()).collect();
-        order.sort_by_key(|&t| std::cmp::Reverse(steps[t].len()));
-        let mut load = vec![0usize; workers.max(1)];
-        let mut worker_of = vec![usize::MAX; steps.len()];
-        for t in order {
-            let w = (0..load.len()).min_by_key(|&w| load[w]).expect("a worker");
-            load[w] += steps[t].len();
-            worker_of[t] = w;
-        }
-        let mut shares: Vec<Vec<(&mut Engine, &[Step<'_>])>> =
-            (0..load.len()).map(|_| Vec::new()).collect();
-        for (t, task) in self.tasks.iter_mut().enumerate() {
-            if let Some(&w) = worker_of.get(t).filter(|&&w| w != usize::MAX) {
-                shares[w].push((&mut task.engine, &steps[t]));
-            }
-        }
-        let run = |share: Vec<(&mut Engine, &[Step<'_>])>,
+        let mut shares: Vec<(&mut Engine, &[Step<'_>])> = self
+            .tasks
+            .iter_mut()
+            .zip(steps)
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(t, s)| (&mut t.engine, s.as_slice()))
+            .collect();
+        let workers = self.workers.min(shares.len());
+        // smallest first: the service's thread, which has the batch's other
+        // work, takes from the front, the workers the largest from the back
+        shares.sort_by_key(|(_, s)| s.len());
+        let run = |(engine, steps): (&mut Engine, &[Step<'_>]),
                    (predictions, outcomes): &mut Decoders,
                    out: &mut Vec<Outcome>| {
             // the event applied last, decoded into next
             let mut spare = None;
-            for (engine, steps) in share {
-                for step in steps {
-                    match *step {
-                        Step::Wake(source) => engine.set_idle(source, false),
-                        Step::Apply {
-                            k,
-                            value,
-                            outcome,
-                            source,
-                            tag,
-                            place,
-                        } => {
-                            let decoded: Decoded = if outcome {
-                                outcomes.decode(value)
-                            } else {
-                                predictions.decode_reusing(value, spare.take())
-                            };
-                            let (r, t) = apply(engine, &decoded, (source, tag), place, timed);
-                            out.push((k, r, t));
-                            spare = decoded.ok();
-                        }
+            for step in steps {
+                match *step {
+                    Step::Wake(source) => engine.set_idle(source, false),
+                    Step::Apply {
+                        k,
+                        value,
+                        outcome,
+                        source,
+                        tag,
+                        place,
+                    } => {
+                        let decoded: Decoded = if outcome {
+                            outcomes.decode(value)
+                        } else {
+                            predictions.decode_reusing(value, spare.take())
+                        };
+                        let (r, t) = apply(engine, &decoded, (source, tag), place, timed);
+                        out.push((k, r, t));
+                        spare = decoded.ok();
                     }
                 }
             }
         };
-        // each worker takes the next share until none is left (a worker
-        // that cannot be started leaves its shares to the others)
-        let queue = std::sync::Mutex::new(shares);
-        let work = |decoders: &mut Decoders| {
+        // each worker takes the next task until none is left (a worker
+        // that cannot be started leaves its share to the others)
+        let queue = std::sync::Mutex::new(std::collections::VecDeque::from(shares));
+        let work = |decoders: &mut Decoders, front: bool| {
             let mut out = Vec::new();
             loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                let next = if front { q.pop_front() } else { q.pop_back() };
+                drop(q);
                 match next {
                     Some(share) => run(share, decoders, &mut out),
                     None => return out,
@@ -298,15 +290,15 @@ impl Service {
         let mine = decoders.next().expect("decoders for each worker");
         std::thread::scope(|scope| {
             let others: Vec<_> = decoders
-                .take(load.len() - 1)
+                .take(workers.saturating_sub(1))
                 .filter_map(|d| {
                     std::thread::Builder::new()
                         .name("driftline-task".into())
-                        .spawn_scoped(scope, move || work(d))
+                        .spawn_scoped(scope, move || work(d, false))
                         .ok()
                 })
                 .collect();
-            let mut out = work(mine);
+            let mut out = work(mine, true);
             for h in others {
                 out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
             }
