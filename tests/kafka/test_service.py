@@ -944,15 +944,11 @@ interval = "1s"
 REBALANCE_MODELS = [("fraud-a", "abrupt_amount"), ("fraud-b", "null_spike"), ("fraud-c", "concept_flip")]
 
 
-def test_members_joining_and_leaving_count_once_and_alert_the_same(env, state_per="member", store="dir"):
-    """Three models, each on its own partition of both topics (keyed by
-    model, co-partitioned). An uninterrupted single member, then a group
-    whose members join, leave (SIGTERM) and crash (SIGKILL) while consuming:
-    every checkpoint that reached the end of a model's partitions holds that
-    model's exact recount and the uninterrupted run's counts, and the
-    distinct alert ids are the uninterrupted run's."""
-    names = env.topics({"predictions": 3, "outcomes": 3})
-    logs = []
+def produce_models(env, names, bad=()):
+    """REBALANCE_MODELS' events, each model on its own partition of both
+    topics (keyed by model, co-partitioned), the `bad` values at the head
+    and in the middle of each predictions partition; returns the overall
+    series' recounts."""
     recounts = {}
     for part, (model, scenario) in enumerate(REBALANCE_MODELS):
         d = os.path.join(ROOT, "target", "scenarios", scenario)
@@ -962,8 +958,25 @@ def test_members_joining_and_leaving_count_once_and_alert_the_same(env, state_pe
             e["model_id"] = model
             e["trace_id"] = model + "-" + e["trace_id"]
         recounts.update(recount(preds))
-        for topic, kind, evs in ((names["predictions"], "prediction", preds), (names["outcomes"], "outcome", outs)):
-            env.produce(topic, [encode("confluent", kind, e) for e in evs], key=lambda i: model.encode(), partition=part)
+        values = [encode("confluent", "prediction", e) for e in preds]
+        mid = len(values) // 2
+        values = list(bad) + values[:mid] + list(bad) + values[mid:]
+        env.produce(names["predictions"], values, key=lambda i: model.encode(), partition=part)
+        env.produce(names["outcomes"], [encode("confluent", "outcome", e) for e in outs],
+                    key=lambda i: model.encode(), partition=part)
+    return recounts
+
+
+def test_members_joining_and_leaving_count_once_and_alert_the_same(env, state_per="member", store="dir"):
+    """Three models, each on its own partition of both topics (keyed by
+    model, co-partitioned). An uninterrupted single member, then a group
+    whose members join, leave (SIGTERM) and crash (SIGKILL) while consuming:
+    every checkpoint that reached the end of a model's partitions holds that
+    model's exact recount and the uninterrupted run's counts, and the
+    distinct alert ids are the uninterrupted run's."""
+    names = env.topics({"predictions": 3, "outcomes": 3})
+    logs = []
+    recounts = produce_models(env, names)
     ends = {(t, p): env.end_offset(names[t], p) for t in ("predictions", "outcomes") for p in range(3)}
 
     def cfg_for(tag, names):
@@ -1080,22 +1093,8 @@ def test_tasks_on_their_own_workers_alert_as_one_by_one(env):
     (their source partitions and offsets) and every series' exact count are
     the one-worker run's, and the counts equal the recount."""
     names = env.topics({"predictions": 3, "outcomes": 3})
-    recounts = {}
     bad = poison("confluent")
-    for part, (model, scenario) in enumerate(REBALANCE_MODELS):
-        d = os.path.join(ROOT, "target", "scenarios", scenario)
-        preds = [json.loads(l) for l in open(os.path.join(d, "predictions.jsonl"))]
-        outs = [json.loads(l) for l in open(os.path.join(d, "outcomes.jsonl"))]
-        for e in preds + outs:
-            e["model_id"] = model
-            e["trace_id"] = model + "-" + e["trace_id"]
-        recounts.update(recount(preds))
-        values = [encode("confluent", "prediction", e) for e in preds]
-        mid = len(values) // 2
-        values = [b for b, _ in bad] + values[:mid] + [b for b, _ in bad] + values[mid:]
-        env.produce(names["predictions"], values, key=lambda i: model.encode(), partition=part)
-        env.produce(names["outcomes"], [encode("confluent", "outcome", e) for e in outs],
-                    key=lambda i: model.encode(), partition=part)
+    recounts = produce_models(env, names, [b for b, _ in bad])
     runs = {}
     for workers in (1, 2):
         own = dict(names)
@@ -1116,14 +1115,7 @@ interval = "1h"
         dlq = env.read_all(own["dlq"], raw=True, want=2 * len(bad) * 3, settle=1.0)
         letters = sorted((h["dlq.source.partition"], int(h["dlq.source.offset"]), h["dlq.error.class"])
                          for h in ({k: v.decode() for k, v in (m.headers() or [])} for m in dlq))
-        out = subprocess.run([BIN, "checkpoints", "--config", cfg], capture_output=True, text=True)
-        assert out.returncode == 0, out.stdout + out.stderr
-        counts = {}
-        for line in out.stdout.splitlines():
-            for sr in json.loads(line)["series"]:
-                key = (sr["model"], sr["feature"], tuple(sr["slice"]) if sr["slice"] else None)
-                counts[key] = counts.get(key, 0) + sr["applied"]
-        runs[workers] = (fields, alerts, letters, counts)
+        runs[workers] = (fields, alerts, letters, checkpoint_counts(cfg))
     (f1, a1, l1, c1), (f2, a2, l2, c2) = runs[1], runs[2]
     assert f1["applied_on_task_workers"] == 0, f1
     assert f2["applied_on_task_workers"] > 0, f2
