@@ -39,6 +39,7 @@ use crate::event::Event;
 use crate::kafka::consumer::Context as ConsumerContext;
 
 use super::Service;
+use super::handle::Decoded;
 
 /// Messages taken at once at most.
 pub(super) const AHEAD: usize = 1024;
@@ -96,8 +97,6 @@ impl<'b> TopicNames<'b> {
     }
 }
 
-use super::handle::Decoded;
-
 /// A batch's processing time per stream (`Service::batch`): the clock read
 /// at its start, where the stream changes and at its end — not twice per
 /// message (a clock read is ~70 ns here, 5 % of the service's thread).
@@ -117,7 +116,7 @@ impl BusyClock {
     }
 
     /// The next message is of `stream`: a stretch of the other ends.
-    pub(super) fn switch(&mut self, service: &mut Service, stream: usize) {
+    fn switch(&mut self, service: &mut Service, stream: usize) {
         if stream != self.stream {
             self.stop(service);
             self.stream = stream;
@@ -125,7 +124,7 @@ impl BusyClock {
     }
 
     /// The stretch ends: its time is its stream's.
-    pub(super) fn stop(&mut self, service: &mut Service) {
+    fn stop(&mut self, service: &mut Service) {
         let now = std::time::Instant::now();
         service.batch[self.stream].busy += now - self.since;
         service.last_message = Some(now);
@@ -193,7 +192,7 @@ impl Job {
 
 /// What the decode thread sends back: a job's events in order, a chunk at a
 /// time, then the job itself (its buffers, for the next batch).
-pub(super) enum Done {
+enum Done {
     Events(Vec<Decoded>),
     End(Job),
 }
@@ -407,7 +406,29 @@ impl Service {
         let mut here = std::mem::take(&mut self.decoded);
         here.clear();
         let mut names = TopicNames::default();
-        let sent = self.send_job(batch, &mut here, &mut names);
+        let sent = {
+            let Service {
+                topics,
+                predictions,
+                outcomes,
+                decode_ahead,
+                ..
+            } = self;
+            let ahead = decode_ahead.as_mut().expect("a decode thread");
+            let mut job = ahead.job.take().unwrap_or_default();
+            job.clear();
+            let topic = topics[0].as_str();
+            for m in &batch[DECODED_HERE..] {
+                job.push(m.payload(), names.of(m, topic).1 == 1);
+            }
+            let sent = ahead.jobs.send(job).is_ok();
+            here.extend(
+                batch[..DECODED_HERE]
+                    .iter()
+                    .map(|m| decode_one(predictions, outcomes, names.of(m, topic).1, m)),
+            );
+            sent
+        };
         let mut sought: Vec<(&str, i32)> = Vec::new();
         let mut go = true;
         // the decode thread's chunk being handled and the batch place of its
@@ -471,38 +492,6 @@ impl Service {
         }
         self.stats.decoded_on_workers += from_thread;
         go
-    }
-
-    /// Sends the batch's messages from [`DECODED_HERE`] on to the decode
-    /// thread and decodes the ones before into `here` meanwhile. False when
-    /// the thread is gone (the rest is decoded here then).
-    pub(super) fn send_job<'b>(
-        &mut self,
-        batch: &'b [BorrowedMessage<'_>],
-        here: &mut Vec<Decoded>,
-        names: &mut TopicNames<'b>,
-    ) -> bool {
-        let Service {
-            topics,
-            predictions,
-            outcomes,
-            decode_ahead,
-            ..
-        } = self;
-        let ahead = decode_ahead.as_mut().expect("a decode thread");
-        let mut job = ahead.job.take().unwrap_or_default();
-        job.clear();
-        let topic = topics[0].as_str();
-        for m in &batch[DECODED_HERE..] {
-            job.push(m.payload(), names.of(m, topic).1 == 1);
-        }
-        let sent = ahead.jobs.send(job).is_ok();
-        here.extend(
-            batch[..DECODED_HERE]
-                .iter()
-                .map(|m| decode_one(predictions, outcomes, names.of(m, topic).1, m)),
-        );
-        sent
     }
 
     /// Gives `chunk` back to the decode thread (its events freed there)
