@@ -198,9 +198,9 @@ impl Service {
                 topic,
                 stream,
             };
-            let mut none = Vec::new();
+            // (skipped if its partition was sought back above)
             go = self
-                .handle_one_of(batch, at, &ev, true, stop, &mut none, clock)
+                .handle_one_of(batch, at, &ev, true, stop, &mut sought, clock)
                 .await;
         }
         go
