@@ -212,18 +212,14 @@ impl Service {
     /// an origin its task does not track yet. The steps before it are
     /// applied first, as one by one.
     fn changes_an_engine(&self, msg: &BorrowedMessage<'_>, topic: &str) -> bool {
-        let Some(p) = self
-            .partitions
-            .iter()
-            .find(|p| p.partition == msg.partition() && p.topic == topic)
-        else {
+        let Some(pi) = self.find_partition(topic, msg.partition()) else {
             return true;
         };
         if !self.cfg.kafka.routed {
             return false;
         }
         let (origin, marker) = super::tasks::origin_headers(msg);
-        let task = &self.tasks[p.task];
+        let task = &self.tasks[self.partitions[pi].task];
         marker || origin.is_none_or(|name| !task.origins.iter().any(|o| o.name.as_bytes() == name))
     }
 

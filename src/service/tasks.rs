@@ -164,14 +164,17 @@ impl Service {
         self.push_task(key, engine)
     }
 
+    /// The index of a registered partition's state, if it is registered.
+    pub(super) fn find_partition(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.partitions
+            .iter()
+            .position(|p| p.partition == partition && p.topic == topic)
+    }
+
     /// The state of a partition, registered as a source of its task's
     /// engine on first sight.
     pub(super) fn partition(&mut self, topic: &str, partition: i32) -> usize {
-        match self
-            .partitions
-            .iter()
-            .position(|p| p.partition == partition && p.topic == topic)
-        {
+        match self.find_partition(topic, partition) {
             Some(i) => i,
             None => {
                 let task = self.task_of(partition);
