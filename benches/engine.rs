@@ -256,6 +256,24 @@ fn decode(c: &mut Criterion) {
             spare = Some(black_box(ev.unwrap()));
         })
     });
+    // the same lines as a file's or a topic's, whose shape is learned from
+    // the first and the rest read with it (`json::Shapes`)
+    g.bench_function("json_producer_lines_shaped", |b| {
+        let mut spare = None;
+        let mut shapes = json::Shapes::default();
+        let mut i = 0;
+        b.iter(|| {
+            let line = &lines[i % lines.len()];
+            i += 1;
+            let ev = json::decode_shaped(
+                StreamKind::Predictions,
+                black_box(line),
+                spare.take(),
+                Some(&mut shapes),
+            );
+            spare = Some(black_box(ev.unwrap()));
+        })
+    });
     // a decoder is built once per writer schema, as the service and replay
     // hold it; the shipped schema's datums are read in one pass
     let d = avro::DatumDecoder::new(StreamKind::Predictions, &s.prediction).unwrap();

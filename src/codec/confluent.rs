@@ -30,6 +30,8 @@ pub struct ValueDecoder {
     /// (workers'): each id is asked of the registry once.
     shared: Arc<Mutex<HashMap<u32, &'static Schema>>>,
     local: DatumDecoder,
+    /// JSON: the shapes of the topic's prediction lines (`json::Shapes`).
+    shapes: json::Shapes,
 }
 
 impl ValueDecoder {
@@ -50,6 +52,7 @@ impl ValueDecoder {
             fetched: HashMap::new(),
             shared: Arc::default(),
             local,
+            shapes: json::Shapes::default(),
         })
     }
 
@@ -81,7 +84,7 @@ impl ValueDecoder {
             ));
         };
         match self.encoding {
-            Encoding::Json => json::decode_reusing(self.kind, bytes, spare),
+            Encoding::Json => json::decode_shaped(self.kind, bytes, spare, Some(&mut self.shapes)),
             Encoding::Avro => self.local.decode_reusing(bytes, spare),
             Encoding::Confluent => {
                 let (id, payload) = split_frame(bytes)?;

@@ -34,21 +34,29 @@ impl Seen {
     /// [`Prediction::validate`] — true only when that is sure.
     #[inline]
     pub(crate) fn valid(&self, p: &Prediction) -> bool {
-        graphic_first(&p.trace_id)
-            && graphic_first(&p.model_id)
-            && (0..MAX_EVENT_TIME_MS).contains(&p.event_time)
-            && p.score.is_none_or(|s| (0.0..=1.0).contains(&s))
-            && match p.prediction {
-                Scalar::Number(x) => x.is_finite(),
-                Scalar::Text(_) => true,
-            }
-            && p.features.iter().all(|(_, v)| match v {
-                Value::Number(x) => x.is_finite(),
-                _ => true,
-            })
+        values_valid(p)
             && self.features.distinct(p.features.len())
             && self.slices.distinct(p.slices.len())
     }
+}
+
+/// [`Seen::valid`]'s checks of `p`'s values, for a prediction whose
+/// feature and slice names are known to be given once each (those of a
+/// line vouched for: `codec::json::plain::Shape`).
+#[inline]
+pub(crate) fn values_valid(p: &Prediction) -> bool {
+    graphic_first(&p.trace_id)
+        && graphic_first(&p.model_id)
+        && (0..MAX_EVENT_TIME_MS).contains(&p.event_time)
+        && p.score.is_none_or(|s| (0.0..=1.0).contains(&s))
+        && match p.prediction {
+            Scalar::Number(x) => x.is_finite(),
+            Scalar::Text(_) => true,
+        }
+        && p.features.iter().all(|(_, v)| match v {
+            Value::Number(x) => x.is_finite(),
+            _ => true,
+        })
 }
 
 /// Its first byte is printable ASCII (not a space): not blank when trimmed.

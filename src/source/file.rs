@@ -56,6 +56,8 @@ enum Reader {
         r: Input,
         buf: Vec<u8>,
         max_line: usize,
+        /// The shapes of the file's prediction lines (`json::Shapes`).
+        shapes: Box<json::Shapes>,
     },
     Avro(Box<crate::codec::container::Container<Input>>),
 }
@@ -105,6 +107,7 @@ impl FileSource {
                 r: input,
                 buf: Vec::with_capacity(1024),
                 max_line,
+                shapes: Box::default(),
             }
         };
         Ok(FileSource {
@@ -141,7 +144,12 @@ impl FileSource {
                 avro: !matches!(self.reader, Reader::Jsonl { .. }),
             };
             let event = match &mut self.reader {
-                Reader::Jsonl { r, buf, max_line } => {
+                Reader::Jsonl {
+                    r,
+                    buf,
+                    max_line,
+                    shapes,
+                } => {
                     // most lines are whole in the reader's buffer: read there,
                     // not copied out first
                     if self.line > 1
@@ -151,8 +159,9 @@ impl FileSource {
                         && i <= *max_line
                     {
                         let line = trim(&avail[..i]);
-                        let event = (!line.is_empty())
-                            .then(|| json::decode_reusing(self.kind, line, spare.take()));
+                        let event = (!line.is_empty()).then(|| {
+                            json::decode_shaped(self.kind, line, spare.take(), Some(shapes))
+                        });
                         r.consume(i + 1);
                         match event {
                             Some(event) => event,
@@ -166,7 +175,7 @@ impl FileSource {
                                 if line.is_empty() {
                                     continue;
                                 }
-                                json::decode_reusing(self.kind, line, spare.take())
+                                json::decode_shaped(self.kind, line, spare.take(), Some(shapes))
                             }
                             Ok(Line::TooLong(n)) => Err(BadEvent::new(
                                 BadReason::LineTooLong,

@@ -4,12 +4,14 @@
 mod plain;
 
 use crate::codec::StreamKind;
-use crate::event::{BadEvent, BadReason, Event, Outcome};
+use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 
 /// Decodes and validates one JSON event.
 pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
     decode_reusing(kind, bytes, None)
 }
+
+use plain::Shape;
 
 /// [`decode`], reading a prediction of the common shape into `spare` (an
 /// event handed back once applied): its trace id, features and slices keep
@@ -19,6 +21,20 @@ pub fn decode_reusing(
     bytes: &[u8],
     spare: Option<Event>,
 ) -> Result<Event, BadEvent> {
+    decode_shaped(kind, bytes, spare, None)
+}
+
+/// [`decode_reusing`] for one stream of lines, whose shapes (the text
+/// between a prediction's values) `shapes` holds: a line of a known shape
+/// is read by comparing the text and reading only the values
+/// (`plain::read_shaped`); a line of another is read whole, and its shape
+/// learned if it was vouched for.
+pub fn decode_shaped(
+    kind: StreamKind,
+    bytes: &[u8],
+    spare: Option<Event>,
+    shapes: Option<&mut Shapes>,
+) -> Result<Event, BadEvent> {
     let ev = match kind {
         StreamKind::Predictions => {
             let mut p = match spare {
@@ -26,7 +42,7 @@ pub fn decode_reusing(
                 _ => Box::default(),
             };
             match std::str::from_utf8(bytes) {
-                Ok(text) => match plain::read_prediction(text, &mut p) {
+                Ok(text) => match read_prediction(text, &mut p, shapes) {
                     // checked as it was read: nothing left to validate
                     plain::Read::Valid => return Ok(Event::Prediction(p)),
                     plain::Read::Plain => Ok(p),
@@ -42,6 +58,63 @@ pub fn decode_reusing(
     .map_err(|e| classify(&e, bytes))?;
     ev.validate()?;
     Ok(ev)
+}
+
+/// The shapes of one stream's prediction lines (`plain::Shape`): a few,
+/// for a file or a topic whose producers (models, services) write lines
+/// of different shapes in turn — one shape would be learned anew at
+/// nearly every line then.
+#[derive(Default)]
+pub struct Shapes {
+    known: Vec<Shape>,
+    /// The one the last line had (tried first).
+    last: usize,
+    /// The one learned over next, when all are taken (in turn).
+    next: usize,
+    /// Shapes learned so far.
+    learned: u64,
+}
+
+/// Shapes a stream keeps.
+const SHAPES: usize = 4;
+
+impl Shapes {
+    /// Reads `text` with the shape it has, if known; else whole, and its
+    /// shape learned if it was vouched for.
+    #[inline]
+    fn read(&mut self, text: &str, p: &mut Prediction) -> plain::Read {
+        let n = self.known.len();
+        for k in 0..n {
+            let i = (self.last + k) % n;
+            if let Some(read) = plain::read_shaped(text, p, &self.known[i]) {
+                self.last = i;
+                return read;
+            }
+        }
+        let read = plain::read_prediction(text, p);
+        if read == plain::Read::Valid {
+            let i = if n < SHAPES {
+                self.known.push(Shape::default());
+                n
+            } else {
+                self.next = (self.next + 1) % SHAPES;
+                self.next
+            };
+            self.known[i].learn(text);
+            self.learned += 1;
+            self.last = i;
+        }
+        read
+    }
+}
+
+/// A prediction line, read with `shapes` if given.
+#[inline]
+fn read_prediction(text: &str, p: &mut Prediction, shapes: Option<&mut Shapes>) -> plain::Read {
+    match shapes {
+        Some(shapes) => shapes.read(text, p),
+        None => plain::read_prediction(text, p),
+    }
 }
 
 /// Valid UTF-8 is checked once for the whole line (word at a time), not
@@ -131,6 +204,57 @@ mod tests {
     use crate::event::{Scalar, Value};
 
     const GOOD: &str = r#"{"trace_id":"t1","model_id":"m","model_version":"v7","event_time":1767225600000,"features":{"amount":12.5,"device":"ios","vip":true,"tenure_days":null},"slices":{"region":"EU"},"prediction":1,"score":0.73}"#;
+
+    /// Producers of different shapes in turn: each shape is learned once
+    /// and its lines read with it, to what they read to alone; a bad line
+    /// among them is refused as ever; a fifth shape takes a place in turn.
+    #[test]
+    fn shapes_in_turn_are_each_learned_once() {
+        let other = |i: usize| {
+            format!(
+                r#"{{"trace_id":"t{i}","model_id":"m{i}","event_time":1767225600000,"features":{{"f{i}":{i}.5,"g":"x"}},"prediction":0}}"#
+            )
+        };
+        let mut shapes = Shapes::default();
+        let mut spare = None;
+        for round in 0..5 {
+            for line in [GOOD.to_owned(), other(1), other(2)] {
+                let alone = decode(StreamKind::Predictions, line.as_bytes()).unwrap();
+                let ev = decode_shaped(
+                    StreamKind::Predictions,
+                    line.as_bytes(),
+                    spare.take(),
+                    Some(&mut shapes),
+                )
+                .unwrap();
+                assert_eq!(format!("{ev:?}"), format!("{alone:?}"), "round {round}");
+                spare = Some(ev);
+            }
+            let bad = GOOD.replace("\"score\":0.73", "\"score\":7.3");
+            let err = decode_shaped(
+                StreamKind::Predictions,
+                bad.as_bytes(),
+                spare.take(),
+                Some(&mut shapes),
+            )
+            .unwrap_err();
+            assert_eq!(
+                err,
+                decode(StreamKind::Predictions, bad.as_bytes()).unwrap_err()
+            );
+        }
+        assert_eq!((shapes.known.len(), shapes.learned), (3, 3));
+        for i in 3..=4 {
+            decode_shaped(
+                StreamKind::Predictions,
+                other(i).as_bytes(),
+                None,
+                Some(&mut shapes),
+            )
+            .unwrap();
+        }
+        assert_eq!((shapes.known.len(), shapes.learned), (SHAPES, 5));
+    }
 
     #[test]
     fn decodes_a_prediction() {

@@ -27,6 +27,9 @@
 use crate::codec::vouch::Seen;
 use crate::event::{Outcome, Prediction, Scalar, Text, Value};
 
+mod shape;
+pub use shape::{Shape, read_shaped};
+
 /// Bytes that end the plain part of a string: its closing quote, an
 /// escape, a control byte (which JSON refuses inside a string).
 const STOP: [bool; 256] = {
@@ -94,18 +97,7 @@ pub fn read_prediction(text: &str, p: &mut Prediction) -> Read {
     // what `Prediction::validate` checks, seen as the line is read
     let mut checks = Seen::default();
     let read = c.object(|c, name| {
-        let field = match name {
-            "trace_id" => TRACE_ID,
-            "model_id" => MODEL_ID,
-            "model_version" => MODEL_VERSION,
-            "event_time" => EVENT_TIME,
-            "features" => FEATURES,
-            "slices" => SLICES,
-            "prediction" => PREDICTION,
-            "score" => SCORE,
-            "shadow" => SHADOW,
-            _ => return None,
-        };
+        let field = field(name)?;
         once(&mut seen, field)?;
         match field {
             TRACE_ID => p.trace_id.push_str(c.string()?),
@@ -139,6 +131,23 @@ pub fn read_prediction(text: &str, p: &mut Prediction) -> Read {
     }
     let valid = checks.valid(p);
     if valid { Read::Valid } else { Read::Plain }
+}
+
+/// A prediction's field by its name; `None` for a name it has not.
+#[inline]
+fn field(name: &str) -> Option<u16> {
+    Some(match name {
+        "trace_id" => TRACE_ID,
+        "model_id" => MODEL_ID,
+        "model_version" => MODEL_VERSION,
+        "event_time" => EVENT_TIME,
+        "features" => FEATURES,
+        "slices" => SLICES,
+        "prediction" => PREDICTION,
+        "score" => SCORE,
+        "shadow" => SHADOW,
+        _ => return None,
+    })
 }
 
 /// Reads `text` as a plain outcome (its four fields once each); `None`
@@ -455,7 +464,7 @@ mod tests {
     }
 
     /// A number as producers write it (mostly), and as they should not.
-    fn number() -> impl Strategy<Value = String> {
+    pub(super) fn number() -> impl Strategy<Value = String> {
         prop_oneof![
             12 => finite().prop_map(|x| format!("{x}")),
             4 => finite().prop_map(|x| format!("{x:e}")),
@@ -482,7 +491,7 @@ mod tests {
     }
 
     /// A JSON string as producers write it (mostly), and as they should not.
-    fn string() -> impl Strategy<Value = String> {
+    pub(super) fn string() -> impl Strategy<Value = String> {
         prop_oneof![
             24 => "[a-z_0-9]{0,40}".prop_map(|s| format!("\"{s}\"")),
             6 => "[a-zé✓€ -]{0,12}".prop_map(|s| format!("\"{s}\"")),
@@ -517,7 +526,7 @@ mod tests {
 
     /// A prediction line: the contract's fields in any order, some left
     /// out, some given twice or of another type, unknown ones, whitespace.
-    fn line() -> impl Strategy<Value = String> {
+    pub(super) fn line() -> impl Strategy<Value = String> {
         let names = prop_oneof![
             8 => "[a-z_]{1,12}".prop_map(|s| format!("\"{s}\"")),
             1 => string(),
