@@ -26,12 +26,11 @@ enum Slot {
     /// A string, or null.
     ModelVersion,
     EventTime,
-    /// Feature `i`: a number, a string, or null, read as the learned line's
-    /// value was; a bool (the learned line's, in the piece's text).
-    FeatureNumber(u16),
-    FeatureText(u16),
+    /// Feature `i`: a number, a string or null (whichever the learned line
+    /// had: any of the three).
+    Feature(u16),
+    /// Feature `i`: the learned line's bool, in the piece's text.
     FeatureBool(u16, bool),
-    FeatureNull(u16),
     /// Slice `i`'s value (a string).
     Slice(u16),
     PredictionNumber,
@@ -70,9 +69,9 @@ pub struct Shape {
 const MAX_TEXT: usize = 4096;
 
 impl Shape {
-    /// Learns the shape of `text`, a line [`read_prediction`]
-    /// (super::read_prediction) read as [`Read::Valid`]; the shape stays
-    /// unknown if it cannot (a line too long to hold).
+    /// Learns the shape of `text`, a line `read_prediction` read as
+    /// [`Read::Valid`]; the shape stays unknown if it cannot (a line too
+    /// long to hold).
     pub fn learn(&mut self, text: &str) {
         self.known = false;
         self.text.clear();
@@ -99,8 +98,9 @@ impl Shape {
     }
 
     /// Walks `text` as `read_prediction` does, noting the text between
-    /// values. A value whose text is fixed (null, true, false) stays in the
-    /// pieces' text.
+    /// values. A bool (a feature's, the prediction's, `shadow`), and
+    /// `"slices":null`, stay in the pieces' text: a line with another is
+    /// of another shape.
     fn walk(&mut self, text: &str) -> Option<()> {
         let mut c = Cursor { text, at: 0 };
         let mut last = 0;
@@ -134,21 +134,17 @@ impl Shape {
                         c.skip_ws();
                         let at = c.at;
                         match c.peek()? {
-                            b'"' => {
-                                c.string()?;
-                                self.piece(text, &mut last, (at, c.at), Slot::FeatureText(i));
-                            }
-                            b'n' => {
-                                c.null::<()>()?;
-                                self.piece(text, &mut last, (at, c.at), Slot::FeatureNull(i));
-                            }
                             b't' | b'f' => {
                                 let b = c.bool()?;
                                 self.piece(text, &mut last, (c.at, c.at), Slot::FeatureBool(i, b));
                             }
-                            _ => {
-                                c.number()?;
-                                self.piece(text, &mut last, (at, c.at), Slot::FeatureNumber(i));
+                            first => {
+                                match first {
+                                    b'"' => c.string().map(drop)?,
+                                    b'n' => c.null::<()>().map(drop)?,
+                                    _ => c.number().map(drop)?,
+                                }
+                                self.piece(text, &mut last, (at, c.at), Slot::Feature(i));
                             }
                         }
                         Some(())
@@ -250,7 +246,7 @@ pub fn read_shaped(text: &str, p: &mut Prediction, shape: &Shape) -> Option<Read
                 }
             }
             Slot::EventTime => p.event_time = c.integer()?,
-            Slot::FeatureNumber(i) | Slot::FeatureText(i) | Slot::FeatureNull(i) => {
+            Slot::Feature(i) => {
                 let value = match c.peek()? {
                     b'n' => c.null().map(|_: Option<()>| Value::Null)?,
                     b'"' => Value::Text(Text::from(c.string()?)),
