@@ -3,6 +3,8 @@
 
 mod plain;
 
+use plain::Shape;
+
 use crate::codec::StreamKind;
 use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 
@@ -10,8 +12,6 @@ use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction};
 pub fn decode(kind: StreamKind, bytes: &[u8]) -> Result<Event, BadEvent> {
     decode_reusing(kind, bytes, None)
 }
-
-use plain::Shape;
 
 /// [`decode`], reading a prediction of the common shape into `spare` (an
 /// event handed back once applied): its trace id, features and slices keep
