@@ -84,9 +84,12 @@ impl Shape {
         self.known = self.walk(text).is_some();
     }
 
-    /// The text from `*last` to `upto` as the next piece, followed by
-    /// `then` (a value that ends at `end`, where the next piece starts).
-    fn piece(&mut self, text: &str, last: &mut usize, (upto, end): (usize, usize), then: Slot) {
+    /// The text from `*last` to a value (`at..end`) as the next piece,
+    /// followed by its slot — up to the value's end if its text is fixed
+    /// (`then.1`); the next piece starts at `end`.
+    fn value(&mut self, text: &str, last: &mut usize, at: usize, end: usize, then: (Slot, bool)) {
+        let (then, fixed) = then;
+        let upto = if fixed { end } else { at };
         let start = self.text.len() as u32;
         self.text.extend_from_slice(&text.as_bytes()[*last..upto]);
         self.pieces.push(Piece {
@@ -107,88 +110,70 @@ impl Shape {
         c.object(|c, name| {
             c.skip_ws();
             let at = c.at;
-            match super::field(name)? {
-                TRACE_ID => {
-                    c.string()?;
-                    self.piece(text, &mut last, (at, c.at), Slot::TraceId);
-                }
-                super::MODEL_ID => {
-                    c.string()?;
-                    self.piece(text, &mut last, (at, c.at), Slot::ModelId);
-                }
+            // the slot a value is read into, and whether its text is fixed
+            // (then in the piece's); None: read into pieces of their own
+            let then = match super::field(name)? {
+                TRACE_ID => c.string().map(|_| (Slot::TraceId, false))?,
+                super::MODEL_ID => c.string().map(|_| (Slot::ModelId, false))?,
                 super::MODEL_VERSION => {
                     match c.peek()? {
                         b'n' => c.null::<()>().map(drop)?,
                         _ => c.string().map(drop)?,
                     }
-                    self.piece(text, &mut last, (at, c.at), Slot::ModelVersion);
+                    (Slot::ModelVersion, false)
                 }
-                super::EVENT_TIME => {
-                    c.integer()?;
-                    self.piece(text, &mut last, (at, c.at), Slot::EventTime);
-                }
+                super::EVENT_TIME => c.integer().map(|_| (Slot::EventTime, false))?,
                 super::FEATURES => {
                     c.object(|c, name| {
                         let i = u16::try_from(self.features.len()).ok()?;
                         self.features.push(Text::from(name));
                         c.skip_ws();
                         let at = c.at;
-                        match c.peek()? {
-                            b't' | b'f' => {
-                                let b = c.bool()?;
-                                self.piece(text, &mut last, (c.at, c.at), Slot::FeatureBool(i, b));
-                            }
-                            first => {
-                                match first {
-                                    b'"' => c.string().map(drop)?,
-                                    b'n' => c.null::<()>().map(drop)?,
-                                    _ => c.number().map(drop)?,
-                                }
-                                self.piece(text, &mut last, (at, c.at), Slot::Feature(i));
-                            }
-                        }
+                        let then = match c.peek()? {
+                            b't' | b'f' => (Slot::FeatureBool(i, c.bool()?), true),
+                            b'"' => c.string().map(|_| (Slot::Feature(i), false))?,
+                            b'n' => c.null::<()>().map(|_| (Slot::Feature(i), false))?,
+                            _ => c.number().map(|_| (Slot::Feature(i), false))?,
+                        };
+                        self.value(text, &mut last, at, c.at, then);
                         Some(())
                     })?;
+                    return Some(());
                 }
-                super::SLICES => match c.peek()? {
-                    b'n' => c.null::<()>().map(drop)?,
-                    _ => c.object(|c, name| {
-                        let i = u16::try_from(self.slices.len()).ok()?;
-                        self.slices.push(Text::from(name));
-                        c.skip_ws();
-                        let at = c.at;
-                        c.string()?;
-                        self.piece(text, &mut last, (at, c.at), Slot::Slice(i));
-                        Some(())
-                    })?,
-                },
+                super::SLICES => {
+                    match c.peek()? {
+                        b'n' => c.null::<()>().map(drop)?,
+                        _ => c.object(|c, name| {
+                            let i = u16::try_from(self.slices.len()).ok()?;
+                            self.slices.push(Text::from(name));
+                            c.skip_ws();
+                            let at = c.at;
+                            c.string()?;
+                            self.value(text, &mut last, at, c.at, (Slot::Slice(i), false));
+                            Some(())
+                        })?,
+                    }
+                    return Some(());
+                }
                 super::PREDICTION => match c.peek()? {
-                    b'"' => {
-                        c.string()?;
-                        self.piece(text, &mut last, (at, c.at), Slot::PredictionText);
-                    }
-                    b't' | b'f' => {
-                        let b = c.bool()?;
-                        self.piece(text, &mut last, (c.at, c.at), Slot::PredictionBool(b));
-                    }
-                    _ => {
-                        c.number()?;
-                        self.piece(text, &mut last, (at, c.at), Slot::PredictionNumber);
-                    }
+                    b'"' => c.string().map(|_| (Slot::PredictionText, false))?,
+                    b't' | b'f' => (Slot::PredictionBool(c.bool()?), true),
+                    _ => c.number().map(|_| (Slot::PredictionNumber, false))?,
                 },
                 super::SCORE => {
                     match c.peek()? {
                         b'n' => c.null::<()>().map(drop)?,
                         _ => c.number().map(drop)?,
                     }
-                    self.piece(text, &mut last, (at, c.at), Slot::Score);
+                    (Slot::Score, false)
                 }
-                _ => {
-                    if c.bool()? {
-                        self.piece(text, &mut last, (c.at, c.at), Slot::Shadow);
-                    }
-                }
-            }
+                // `false` is the reset's: it stays in the text
+                _ => match c.bool()? {
+                    true => (Slot::Shadow, true),
+                    false => return Some(()),
+                },
+            };
+            self.value(text, &mut last, at, c.at, then);
             Some(())
         })?;
         let start = self.text.len() as u32;
