@@ -61,7 +61,7 @@ fn prediction(rng: &mut Rng, i: u64, t: i64) -> Prediction {
         prediction: Scalar::Number(0.0),
         score: Some(r(rng)),
         shadow: false,
-        ordinals: Default::default(),
+        prepared: Default::default(),
     }
 }
 

@@ -71,7 +71,7 @@ fn main() {
             prediction: Scalar::Number((score > 0.5) as u8 as f64),
             score: Some(score),
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         };
         e.apply_prediction(&p).unwrap();
         if rnd() < 0.5 {

@@ -198,7 +198,7 @@ fn request(rng: &mut Rng, i: u64, t: i64, m: f64) -> (Prediction, Outcome) {
         prediction: Scalar::Number(if score > 0.5 { 1.0 } else { 0.0 }),
         score: Some((score * 1e6).round() / 1e6),
         shadow: false,
-        ordinals: Default::default(),
+        prepared: Default::default(),
     };
     let label = if rng.next() < score { 1.0 } else { 0.0 };
     let o = Outcome {

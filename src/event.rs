@@ -51,10 +51,84 @@ pub struct Prediction {
     /// production, never counted as production.
     #[serde(default, skip_serializing_if = "is_false")]
     pub shadow: bool,
-    /// Its numbers' DDSketch bins, when worked out where it was decoded
-    /// ([`Prediction::prepare`]); not part of the event.
+    /// What the thread that decoded it worked out for the engine (its
+    /// numbers' bins, its registry ids); not part of the event.
     #[serde(skip)]
+    pub prepared: Prepared,
+}
+
+/// What the thread that decoded a prediction worked out for the engine's,
+/// beside it (`--workers` 2 or more), so that the engine's thread reads it
+/// rather than working it out: its numbers' bins ([`Ordinals`]) and its
+/// registry ids (`engine::resolve`). Held for one event: decoding into a
+/// spent prediction empties it ([`Prediction::reset`]). Not part of the
+/// event: equal and printed alike whatever it holds.
+#[derive(Clone, Default)]
+pub struct Prepared {
     pub ordinals: Ordinals,
+    pub ids: Resolved,
+}
+
+/// One value as a series' bucket records it (`window`).
+#[derive(Clone, Copy, Debug)]
+pub enum Observation {
+    /// A missing value.
+    Null,
+    /// A number, with its DDSketch bin (`sketch::ordinal`).
+    Number { x: f64, ordinal: i64 },
+    /// A category id of the feature (0 is the overflow).
+    Category(usize),
+    /// A value of the wrong type for the feature.
+    Violation,
+}
+
+/// What the reader's thread looked up for the engine in a copy of its
+/// registry (`engine::resolve`, which fills it and says when it may be
+/// used): the event's slots, then each of its values' observation and its
+/// series in each slot, in the order the engine's own lookup gives them.
+#[derive(Clone, Default)]
+pub struct Resolved {
+    /// The epoch of the engine whose copy it was looked up in (0: none).
+    pub(crate) epoch: u64,
+    /// The model's layout in that copy (`registry::Model::layout`).
+    pub(crate) layout: u64,
+    pub(crate) model: u32,
+    pub(crate) carried: bool,
+    pub(crate) slots: Vec<u32>,
+    pub(crate) planned: Vec<Observation>,
+    pub(crate) sids: Vec<u32>,
+}
+
+impl Resolved {
+    /// What it holds, if it was looked up for engine `epoch`'s model `m`
+    /// as that model's layout still is.
+    #[inline]
+    pub(crate) fn usable(&self, epoch: u64, m: u32, layout: u64) -> Option<&Resolved> {
+        (self.epoch == epoch && self.model == m && self.layout == layout).then_some(self)
+    }
+
+    /// Holds nothing.
+    pub fn clear(&mut self) {
+        self.epoch = 0;
+    }
+
+    /// Where its lists are (cache hints: `engine::prefetch_event`).
+    #[inline]
+    pub(crate) fn parts(&self) -> (*const Observation, *const u32) {
+        (self.planned.as_ptr(), self.sids.as_ptr())
+    }
+}
+
+impl PartialEq for Prepared {
+    fn eq(&self, _: &Prepared) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("..")
+    }
 }
 
 /// Each number's DDSketch bin of a prediction — its features' in order,
@@ -64,7 +138,6 @@ pub struct Prediction {
 /// (`sketch::edges::prepare` fills them, `prepared` reads them). Held
 /// for one sketch configuration (`config`, opaque here) and one event:
 /// decoding into a spent prediction empties them ([`Prediction::reset`]).
-/// Not part of the event: equal and printed alike whatever they hold.
 #[derive(Clone, Default)]
 pub struct Ordinals {
     /// The configuration they were worked out for ((0, 0): none held).
@@ -99,18 +172,6 @@ impl Ordinals {
     }
 }
 
-impl PartialEq for Ordinals {
-    fn eq(&self, _: &Ordinals) -> bool {
-        true
-    }
-}
-
-impl fmt::Debug for Ordinals {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("..")
-    }
-}
-
 /// An empty prediction: a buffer for a decoder to read into.
 impl Default for Prediction {
     fn default() -> Prediction {
@@ -124,7 +185,7 @@ impl Default for Prediction {
             prediction: Scalar::Number(0.0),
             score: None,
             shadow: false,
-            ordinals: Ordinals::default(),
+            prepared: Prepared::default(),
         }
     }
 }
@@ -264,7 +325,7 @@ impl Prediction {
         prefetch_write_slice(&self.features, 8);
         prefetch_write_slice(&self.slices, 2);
         prefetch_write(self.trace_id.as_ptr());
-        prefetch_write(self.ordinals.as_ptr());
+        prefetch_write(self.prepared.ordinals.as_ptr());
     }
 
     /// Empties it for a decoder to read the next event into, keeping its
@@ -300,7 +361,8 @@ impl Prediction {
         self.prediction = Scalar::Number(0.0);
         self.score = None;
         self.shadow = false;
-        self.ordinals.clear();
+        self.prepared.ordinals.clear();
+        self.prepared.ids.clear();
     }
 
     /// Checks what types cannot: non-empty ids, finite numbers, a score in
@@ -727,7 +789,7 @@ mod tests {
             prediction: Scalar::Text("yes".into()),
             score: Some(0.5),
             shadow: true,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         };
         p.reset();
         assert_eq!(p, Prediction::default());

@@ -54,15 +54,23 @@ pub enum Role {
     Score,
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Feature {
     pub name: String,
     pub role: Role,
     pub kind: Option<ValueKind>,
     categories: FxHashMap<Box<str>, u32>,
     pub category_names: Vec<String>,
-    /// The event generation of its model that last carried it.
+    /// The event generation of its model that last carried it, while the
+    /// engine looks an event up itself (`Engine::plan`): what it means
+    /// lasts one event, so a checkpoint holds 0 (the field is the format's;
+    /// an event looked up beside the engine, `engine::resolve`, leaves it).
+    #[serde(serialize_with = "as_zero")]
     pub(crate) seen_gen: u64,
+}
+
+fn as_zero<S: serde::Serializer>(_: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(0)
 }
 
 impl Feature {
@@ -75,6 +83,12 @@ impl Feature {
             category_names: vec![OTHER.to_string()],
             seen_gen: 0,
         }
+    }
+
+    /// Category id of `s` if it has one (never the overflow's).
+    #[inline]
+    pub(crate) fn find_category(&self, s: &str) -> Option<u32> {
+        self.categories.get(s).copied()
     }
 
     /// Category id of `s`; id 0 is the shared overflow past `cap` categories.
@@ -92,14 +106,14 @@ impl Feature {
     }
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Dim {
     values: FxHashMap<Box<str>, u32>,
     /// Slot of each value id; value id 0 is the overflow.
     slots: Vec<u32>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     pub id: String,
     pub version: Option<String>,
@@ -114,6 +128,17 @@ pub struct Model {
     pub(crate) event_gen: u64,
     /// Values that met a cap: sent to `__other__` or not tracked.
     pub overflow: Overflow,
+    /// Ids given (features, slots, series, categories) and kinds learned
+    /// since it was made or restored: how much a copy of it made before
+    /// lacks (`engine::resolve`).
+    #[serde(skip)]
+    pub(crate) changes: u64,
+    /// Features added and kinds learned since it was made or restored:
+    /// what decides which of its features an event that lacks them writes
+    /// a null to. An event's ids looked up in a copy of the model with
+    /// another layout are looked up again (`engine::resolve`).
+    #[serde(skip)]
+    pub(crate) layout: u64,
     /// The feature id the last event had at each place (up to
     /// [`ORDER_PLACES`]; `u32::MAX`: none): a model's events carry their
     /// features in the same order, so a name is compared with the one
@@ -124,6 +149,18 @@ pub struct Model {
     /// had at each place of its slices.
     #[serde(skip)]
     dim_order: Vec<u32>,
+}
+
+/// What a copy of a model knows of one of an event's names, without
+/// registering it (`engine::resolve`, on the thread that decoded the event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Known<T> {
+    Id(T),
+    /// Passed over, as the model itself would: an ignored feature, a slice
+    /// dimension not tracked.
+    Skip,
+    /// New to the copy, or past a cap: the model itself must see it.
+    Unknown,
 }
 
 /// Places of an event's features [`Model::feature_at`] remembers.
@@ -163,6 +200,7 @@ pub fn same(a: &str, b: &str) -> bool {
 /// line or two, where rows per feature had taken a line for each feature
 /// and slot (`Engine::series_id`, ~5 % of the engine's thread at 60
 /// series). Written in a checkpoint as rows per feature, as it always was.
+#[derive(Clone)]
 pub(crate) struct SeriesIds {
     features: usize,
     ids: Vec<u32>,
@@ -254,6 +292,8 @@ impl Model {
             series_of: SeriesIds::new(2, 1),
             event_gen: 0,
             overflow: Overflow::default(),
+            changes: 0,
+            layout: 0,
             order: Vec::new(),
             dim_order: Vec::new(),
         }
@@ -268,6 +308,13 @@ impl Model {
     /// Sets the series of feature `f` in slot `slot`.
     pub(crate) fn set_series(&mut self, f: u32, slot: u32, sid: u32) {
         self.series_of.set(f, slot, sid);
+        self.changes += 1;
+    }
+
+    /// Feature `f` learned its kind (its first value, or its baseline).
+    pub(crate) fn kind_learned(&mut self) {
+        self.changes += 1;
+        self.layout += 1;
     }
 
     /// [`Model::feature`] for the feature at place `i` of an event: the
@@ -290,6 +337,20 @@ impl Model {
         id
     }
 
+    /// [`Model::feature`] without registering anything or counting.
+    #[inline]
+    pub(crate) fn known_feature(
+        &self,
+        name: &str,
+        cfg: &crate::config::SeriesConfig,
+    ) -> Known<u32> {
+        match self.feature_ids.get(name) {
+            Some(&id) => Known::Id(id),
+            None if cfg.ignore_features.iter().any(|f| f == name) => Known::Skip,
+            None => Known::Unknown,
+        }
+    }
+
     /// The id of feature `name`, registered on first sight (None: ignored or past the cap).
     pub(crate) fn feature(&mut self, name: &str, cfg: &Config) -> Option<u32> {
         if let Some(&id) = self.feature_ids.get(name) {
@@ -306,6 +367,8 @@ impl Model {
         self.features.push(Feature::new(name, Role::Input));
         self.feature_ids.insert(name.into(), id);
         self.series_of.add_feature();
+        self.changes += 1;
+        self.layout += 1;
         Some(id)
     }
 
@@ -380,6 +443,45 @@ impl Model {
         Some((slot, carrier))
     }
 
+    /// [`Model::slot_in`] without registering anything or counting: the
+    /// slot of `dim=value` and whether it is the carrier's, with the
+    /// dimension's id (`dim_hint`: the one an event of the model had at
+    /// this place, compared before the name is hashed). `Skip`: a dimension
+    /// not tracked, which `slot_in` would pass over too; `Unknown`: a name
+    /// or a value `slot_in` would register, or one past a cap it would count.
+    pub(crate) fn known_slot(
+        &self,
+        dim_hint: u32,
+        dim: &str,
+        value: &str,
+        cfg: &crate::config::SeriesConfig,
+    ) -> (Known<(u32, bool)>, u32) {
+        let hinted = self.dims.get(dim_hint as usize).is_some_and(|dm| {
+            dm.slots
+                .first()
+                .and_then(|&s| self.slots.get(s as usize))
+                .is_some_and(|s| s.as_ref().is_some_and(|(name, _)| same(name, dim)))
+        });
+        let d = if hinted {
+            dim_hint
+        } else {
+            match self.dim_ids.get(dim) {
+                Some(&d) => d,
+                None => {
+                    let wanted = cfg.slice_dimensions.is_empty()
+                        || cfg.slice_dimensions.iter().any(|x| x == dim);
+                    let known = if wanted { Known::Unknown } else { Known::Skip };
+                    return (known, u32::MAX);
+                }
+            }
+        };
+        let dm = &self.dims[d as usize];
+        match dm.values.get(value) {
+            Some(&v) => (Known::Id((dm.slots[v as usize], d == 0)), d),
+            None => (Known::Unknown, d),
+        }
+    }
+
     /// The slots of the carrier, the model's first slice dimension (its
     /// `__other__` and every value; none before it has one). Every event
     /// that names the dimension is in exactly one of them (a key is given
@@ -392,6 +494,7 @@ impl Model {
     }
 
     fn new_slot(&mut self, dim: &str, value: &str) -> u32 {
+        self.changes += 1;
         self.slots.push(Some((dim.to_string(), value.to_string())));
         self.series_of.add_slot();
         (self.slots.len() - 1) as u32

@@ -237,9 +237,14 @@ pub fn replay(
     let started = Instant::now();
     let mut n: u64 = 0;
     let mut feeder = Feeder::default();
-    // read beside the engine: each prediction's ordinals worked out there
-    let dd = engine.sketch_config();
-    let prepare = Box::new(move |p: &mut _| crate::sketch::edges::prepare(p, &dd));
+    // read beside the engine: each prediction's bins worked out there, and
+    // its ids looked up in a copy of the engine's registry (`resolve`)
+    let prepare: crate::source::threaded::Prepare = if workers > 1 {
+        let mut resolver = engine.resolver();
+        Box::new(move |p: &mut _| resolver.prepare(p))
+    } else {
+        Box::new(|_: &mut _| {})
+    };
     crate::source::threaded::Records::new(merged, workers, prepare).try_for_each(
         |rec, ahead| {
             // read on the reader's core: the next event's parts come over

@@ -291,7 +291,7 @@ mod tests {
             prediction: Scalar::Text("fraud".into()),
             score: Some(0.25),
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         }
     }
 

@@ -199,7 +199,7 @@ mod tests {
             prediction: Scalar::Number(0.0),
             score: None,
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         }
     }
 

@@ -335,7 +335,7 @@ mod tests {
             prediction: crate::event::Scalar::Number(0.5),
             score: Some(0.25),
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use super::{Applied, Engine, PREFETCH_FROM_SERIES, Series};
 
 /// A value as the engine sees it, borrowed from the event.
 #[derive(Clone, Copy, Debug)]
-enum Val<'a> {
+pub(super) enum Val<'a> {
     Null,
     Num(f64),
     Cat(&'a str),
@@ -271,38 +271,40 @@ impl Engine {
             model.version = Some(v.to_string());
         }
         model.event_gen += 1;
-        let generation = model.event_gen;
-        let mut slots = std::mem::take(&mut self.slots);
-        slots.clear();
-        slots.push(0);
-        // in a slice of the carrier (`Model::carrier_slots`): its values
-        // reach the overall series when their bucket closes, merged from
-        // that slice's, not one by one now
-        let mut carried = false;
-        if self.cfg.series.track_slices {
-            for (i, (dim, value)) in p.slices.iter().enumerate() {
-                match model.slot_in(i, dim, value, &self.cfg) {
-                    // the carrier named twice (never from a decoder, which
-                    // refuses a key given twice): its first value only
-                    Some((_, true)) if carried => {}
-                    Some((s, carrier)) => {
-                        carried |= carrier;
-                        slots.push(s);
-                    }
-                    None => {}
+        // the event's slots, and each value's observation and series: as
+        // the reader's thread looked them up in a copy of the registry
+        // (`resolve`), or looked up (and registered) here
+        let mut slots_buf = std::mem::take(&mut self.slots);
+        let mut planned_buf = std::mem::take(&mut self.planned);
+        let mut sids_buf = std::mem::take(&mut self.planned_series);
+        let (slots, planned, sids, carried) =
+            match p.prepared.ids.usable(self.epoch, m, model.layout) {
+                Some(r) => {
+                    self.resolved_used += 1;
+                    (&r.slots[..], &r.planned[..], &r.sids[..], r.carried)
                 }
-            }
-        }
+                None => {
+                    let carried = self.plan(
+                        p,
+                        m,
+                        bucket,
+                        &mut slots_buf,
+                        &mut planned_buf,
+                        &mut sids_buf,
+                    );
+                    (&slots_buf[..], &planned_buf[..], &sids_buf[..], carried)
+                }
+            };
         // each value's series: the overall one first, written now or not
         let skip = usize::from(carried);
-        let (join_slots, n_slots) = slots_of(&slots);
+        let (join_slots, n_slots) = slots_of(slots);
         let (prediction, class) = match &p.prediction {
             Scalar::Number(x) => (*x, 0),
             Scalar::Text(c) => (f64::NAN, self.quality.class(m, c)),
         };
         if self.release.comparing(m) {
             self.release
-                .production_traffic(m, &slots, p.score, p.event_time);
+                .production_traffic(m, slots, p.score, p.event_time);
         }
         if self.outcomes {
             self.quality.prediction(
@@ -319,54 +321,6 @@ impl Engine {
                 },
             );
         }
-        // each value's observation and series first, then the writes: with
-        // thousands of sparse series a write is a chain of cache misses
-        // (the series, its open bucket, that bucket's bins and exemplars),
-        // fetched for all of an event's series at once, a link at a time
-        let mut planned = std::mem::take(&mut self.planned);
-        let mut sids = std::mem::take(&mut self.planned_series);
-        planned.clear();
-        sids.clear();
-        // its numbers' bins, if the reader worked them out
-        let pre = crate::sketch::edges::prepared(p, &self.dd);
-        let mut plan = |e: &mut Self, f: u32, v: Val<'_>, at: usize| {
-            planned.push(e.observe(m, f, v, pre, at));
-            for &slot in &slots {
-                sids.push(e.series_id(m, f, slot, bucket));
-            }
-        };
-        for (i, (name, v)) in p.features.iter().enumerate() {
-            let model = &mut self.models[m as usize];
-            let Some(f) = model.feature_at(i, name, &self.cfg) else {
-                continue;
-            };
-            model.features[f as usize].seen_gen = generation;
-            plan(self, f, v.into(), i);
-        }
-        let pred = match &p.prediction {
-            Scalar::Number(x) => Val::Num(*x),
-            Scalar::Text(s) => Val::Cat(s),
-        };
-        let n = p.features.len();
-        plan(self, PREDICTION, pred, n);
-        match p.score {
-            Some(s) => plan(self, SCORE, Val::Num(s), n + 1),
-            None if self.models[m as usize].features[SCORE as usize]
-                .kind
-                .is_some() =>
-            {
-                plan(self, SCORE, Val::Null, n + 1)
-            }
-            None => {}
-        }
-        // a feature the model had before but this event lacks is a null
-        let n_features = self.models[m as usize].features.len() as u32;
-        for f in 2..n_features {
-            let feat = &self.models[m as usize].features[f as usize];
-            if feat.seen_gen != generation && feat.kind.is_some() {
-                plan(self, f, Val::Null, 0);
-            }
-        }
         // (an asleep series takes no write: what it holds is not reached)
         let many = self.awake_series() >= PREFETCH_FROM_SERIES;
         if skip == 1 {
@@ -378,7 +332,7 @@ impl Engine {
         if self.queued.on && many {
             // written in groups of series on the workers (`shard`); few
             // series are in the caches, and writing at once is cheaper
-            self.queue(&planned, &sids, slots.len(), skip, idx, &p.trace_id);
+            self.queue(planned, sids, slots.len(), skip, idx, &p.trace_id);
         } else {
             if many {
                 for stage in 0..4 {
@@ -415,11 +369,97 @@ impl Engine {
                 }
             }
         }
-        self.planned = planned;
-        self.planned_series = sids;
-        self.slots = slots;
+        self.planned = planned_buf;
+        self.planned_series = sids_buf;
+        self.slots = slots_buf;
+        self.published_check();
         self.advance_to(p.event_time);
         Ok(Applied::Applied)
+    }
+
+    /// Looks up (and registers on first sight) `p`'s slots, and each of
+    /// its values' observation and series (one per slot), into `slots`,
+    /// `planned` and `sids`; returns whether a slot is the carrier's
+    /// (`Model::carrier_slots`). What [`super::resolve::Resolver`] looks up in a
+    /// copy of the registry on the reader's thread, which must agree.
+    fn plan(
+        &mut self,
+        p: &Prediction,
+        m: u32,
+        bucket: i64,
+        slots: &mut Vec<u32>,
+        planned: &mut Vec<Observation>,
+        sids: &mut Vec<u32>,
+    ) -> bool {
+        let model = &mut self.models[m as usize];
+        let generation = model.event_gen;
+        slots.clear();
+        slots.push(0);
+        // in a slice of the carrier (`Model::carrier_slots`): its values
+        // reach the overall series when their bucket closes, merged from
+        // that slice's, not one by one now
+        let mut carried = false;
+        if self.cfg.series.track_slices {
+            for (i, (dim, value)) in p.slices.iter().enumerate() {
+                match model.slot_in(i, dim, value, &self.cfg) {
+                    // the carrier named twice (never from a decoder, which
+                    // refuses a key given twice): its first value only
+                    Some((_, true)) if carried => {}
+                    Some((s, carrier)) => {
+                        carried |= carrier;
+                        slots.push(s);
+                    }
+                    None => {}
+                }
+            }
+        }
+        // each value's observation and series first, then the writes: with
+        // thousands of sparse series a write is a chain of cache misses
+        // (the series, its open bucket, that bucket's bins and exemplars),
+        // fetched for all of an event's series at once, a link at a time
+        planned.clear();
+        sids.clear();
+        // its numbers' bins, if the reader worked them out
+        let pre = crate::sketch::edges::prepared(p, &self.dd);
+        let mut plan = |e: &mut Self, f: u32, v: Val<'_>, at: usize| {
+            planned.push(e.observe(m, f, v, pre, at));
+            for &slot in slots.iter() {
+                sids.push(e.series_id(m, f, slot, bucket));
+            }
+        };
+        for (i, (name, v)) in p.features.iter().enumerate() {
+            let model = &mut self.models[m as usize];
+            let Some(f) = model.feature_at(i, name, &self.cfg) else {
+                continue;
+            };
+            model.features[f as usize].seen_gen = generation;
+            plan(self, f, v.into(), i);
+        }
+        let pred = match &p.prediction {
+            Scalar::Number(x) => Val::Num(*x),
+            Scalar::Text(s) => Val::Cat(s),
+        };
+        let n = p.features.len();
+        plan(self, PREDICTION, pred, n);
+        match p.score {
+            Some(s) => plan(self, SCORE, Val::Num(s), n + 1),
+            None if self.models[m as usize].features[SCORE as usize]
+                .kind
+                .is_some() =>
+            {
+                plan(self, SCORE, Val::Null, n + 1)
+            }
+            None => {}
+        }
+        // a feature the model had before but this event lacks is a null
+        let n_features = self.models[m as usize].features.len() as u32;
+        for f in 2..n_features {
+            let feat = &self.models[m as usize].features[f as usize];
+            if feat.seen_gen != generation && feat.kind.is_some() {
+                plan(self, f, Val::Null, 0);
+            }
+        }
+        carried
     }
 
     /// A candidate version's prediction (canary or shadow): never in
@@ -504,19 +544,31 @@ impl Engine {
         at: usize,
     ) -> Observation {
         let cap = self.cfg.series.max_categories;
-        let feat = &mut self.models[m as usize].features[f as usize];
-        match (feat.kind, v) {
-            (None, Val::Num(_)) => feat.kind = Some(ValueKind::Numeric),
-            (None, Val::Cat(_)) => feat.kind = Some(ValueKind::Categorical),
-            _ => {}
+        let model = &mut self.models[m as usize];
+        let feat = &mut model.features[f as usize];
+        let learned = match (feat.kind, v) {
+            (None, Val::Num(_)) => Some(ValueKind::Numeric),
+            (None, Val::Cat(_)) => Some(ValueKind::Categorical),
+            _ => None,
+        };
+        if learned.is_some() {
+            feat.kind = learned;
         }
         let kind = feat.kind;
+        let known = feat.category_names.len();
         let cat = match (kind, v) {
             (Some(ValueKind::Categorical), Val::Cat(s)) => Some(feat.category_id(s, cap)),
             _ => None,
         };
+        let given = feat.category_names.len() != known;
+        if learned.is_some() {
+            model.kind_learned();
+        }
+        if given {
+            model.changes += 1;
+        }
         if cat == Some(0) {
-            self.models[m as usize].overflow.categories += 1;
+            model.overflow.categories += 1;
         }
         match (kind, v) {
             (_, Val::Null) => Observation::Null,
@@ -543,6 +595,7 @@ impl Engine {
         if let Some(base) = &self.model_baselines[m as usize] {
             let slice = model.slots[slot as usize].clone();
             let feature = &mut model.features[f as usize];
+            let kind = feature.kind;
             if let Some(r) = base.reference_for(
                 feature,
                 slice.as_ref(),
@@ -550,6 +603,10 @@ impl Engine {
                 self.cfg.series.max_categories,
             ) {
                 windows.pin(r);
+            }
+            // (its categories, if any, are counted as the series is)
+            if feature.kind != kind {
+                model.kind_learned();
             }
         }
         model.set_series(f, slot, sid);

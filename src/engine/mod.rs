@@ -26,6 +26,7 @@ mod emit;
 mod evaluate;
 mod ingest;
 mod observe;
+pub mod resolve;
 mod shard;
 mod state;
 pub(crate) mod watermark;
@@ -101,7 +102,10 @@ pub fn prefetch_event(ev: &crate::event::Event) {
         prefetch_slice(&p.features, 8);
         prefetch_slice(&p.slices, 2);
         prefetch(p.trace_id.as_ptr());
-        prefetch(p.ordinals.as_ptr());
+        prefetch(p.prepared.ordinals.as_ptr());
+        let (planned, sids) = p.prepared.ids.parts();
+        prefetch(planned);
+        prefetch(sids);
     }
 }
 
@@ -319,6 +323,19 @@ pub struct Engine {
     /// `[owners]`, compiled; `config::decision_hash` of this config.
     owners: Owners,
     config_hash: String,
+    /// This engine among those made (`resolve`): what a lookup made in a
+    /// copy of its registry names.
+    epoch: u64,
+    /// Where copies of its registry go for a reader to look events up in
+    /// (`resolve`; None: no reader does).
+    views: Option<std::sync::Arc<resolve::Shared>>,
+    /// The registry's size (`Engine::registry_size`) in the last copy,
+    /// and the events applied since it was made and since the last look.
+    viewed_size: u64,
+    since_view: u64,
+    since_look: u32,
+    /// Predictions applied with their ids looked up beside (`resolve`).
+    pub(crate) resolved_used: u64,
 }
 
 impl Engine {
@@ -390,6 +407,75 @@ impl Engine {
             release: Default::default(),
             owners,
             config_hash,
+            epoch: resolve::next_epoch(),
+            views: None,
+            viewed_size: 0,
+            since_view: 0,
+            since_look: 0,
+            resolved_used: 0,
+        }
+    }
+
+    /// A reader's side of looking events up in copies of this engine's
+    /// registry (`resolve`), on the thread that decodes them: from now on
+    /// the engine publishes a copy when its registry has grown, at most
+    /// every [`resolve::CHECK_EVERY`] events (and less often as it grows:
+    /// a copy costs its size, spread over the events since the last).
+    pub fn resolver(&mut self) -> resolve::Resolver {
+        let shared = match &self.views {
+            Some(s) => std::sync::Arc::clone(s),
+            None => {
+                let s = std::sync::Arc::new(resolve::Shared::new(self.view()));
+                self.viewed_size = self.registry_size();
+                self.views = Some(std::sync::Arc::clone(&s));
+                s
+            }
+        };
+        resolve::Resolver::new(shared, self.dd)
+    }
+
+    /// Publishes a copy of the registry now (with a reader; tests).
+    #[cfg(test)]
+    pub(crate) fn publish_view(&mut self) {
+        if let Some(s) = &self.views {
+            s.publish(self.view());
+            self.viewed_size = self.registry_size();
+        }
+    }
+
+    fn view(&self) -> resolve::View {
+        resolve::View::new(self.epoch, &self.models, &self.model_ids, &self.cfg.series)
+    }
+
+    /// Ids given so far: models, and each model's features, slots, series
+    /// and categories (and kinds learned). It grows with every change a copy
+    /// would lack, and measures what a copy costs.
+    fn registry_size(&self) -> u64 {
+        self.models.len() as u64 + self.models.iter().map(|m| m.changes).sum::<u64>()
+    }
+
+    /// Every [`resolve::CHECK_EVERY`] events, with a reader: a copy of the
+    /// registry published if it grew since the last one and the events
+    /// since then are at least a quarter of its size.
+    #[inline]
+    fn published_check(&mut self) {
+        if self.views.is_none() {
+            return;
+        }
+        self.since_look += 1;
+        if self.since_look < resolve::CHECK_EVERY {
+            return;
+        }
+        self.since_view += u64::from(self.since_look);
+        self.since_look = 0;
+        let size = self.registry_size();
+        if size != self.viewed_size && self.since_view * 4 >= size {
+            let view = self.view();
+            if let Some(s) = &self.views {
+                s.publish(view);
+            }
+            self.viewed_size = size;
+            self.since_view = 0;
         }
     }
 

@@ -51,16 +51,18 @@ pub fn prepare(p: &mut Prediction, dd: &DdConfig) {
     });
     let score = bin(p.score);
     let bins = features.chain([prediction, score]);
-    let mut o = std::mem::take(&mut p.ordinals);
+    let mut o = std::mem::take(&mut p.prepared.ordinals);
     o.fill(config_key(dd), bins);
-    p.ordinals = o;
+    p.prepared.ordinals = o;
 }
 
 /// The ordinals [`prepare`] worked out for `p` and `dd`, if any: its
 /// features' in order, then its prediction's and its score's.
 #[inline]
 pub fn prepared<'a>(p: &'a Prediction, dd: &DdConfig) -> Option<&'a [i64]> {
-    p.ordinals.get(config_key(dd), p.features.len() + 2)
+    p.prepared
+        .ordinals
+        .get(config_key(dd), p.features.len() + 2)
 }
 
 /// The ordinal of `x`, the number at place `i` of a prediction whose
@@ -236,7 +238,6 @@ mod tests {
     /// work out: each number's, held only for their configuration and event.
     #[test]
     fn prepared_ordinals_are_each_numbers_and_held_for_one_event() {
-        use crate::event::Ordinals;
         let dd = dd_config(0.01);
         let mut p = Prediction {
             features: vec![
@@ -267,7 +268,7 @@ mod tests {
         assert!(prepared(&q, &dd).is_none());
         // not part of the event
         let mut r = p.clone();
-        r.ordinals = Ordinals::default();
+        r.prepared = Default::default();
         assert_eq!(p, r);
         assert_eq!(format!("{p:?}"), format!("{r:?}"));
         // a spent event decoded into holds none

@@ -21,7 +21,7 @@ pub struct Threaded {
 
 /// What the reader's thread does to each prediction it reads, for the
 /// engine.
-pub type Prepare = Box<dyn Fn(&mut crate::event::Prediction) + Send>;
+pub type Prepare = Box<dyn FnMut(&mut crate::event::Prediction) + Send>;
 
 /// Records per hand-over: small enough that the records in flight stay in
 /// the caches (1,024 with 8 ahead was as fast, with 12 MiB more peak RSS).
@@ -81,7 +81,7 @@ impl Threaded {
     /// Reads `merge` on a thread of its own, calling `prepare` there on
     /// each prediction read (work of the engine's that needs only the
     /// event, done beside it).
-    pub fn spawn(mut merge: Merge, prepare: Prepare) -> Threaded {
+    pub fn spawn(mut merge: Merge, mut prepare: Prepare) -> Threaded {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD);
         // every batch in flight fits: AHEAD queued, one being filled, one applied
         let (back, empty) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD + 2);

@@ -87,18 +87,9 @@ enum Kept {
     Nothing,
 }
 
-/// One value as a series' bucket records it.
-#[derive(Clone, Copy, Debug)]
-pub enum Observation {
-    /// A missing value.
-    Null,
-    /// A number, with its DDSketch bin (`sketch::ordinal`).
-    Number { x: f64, ordinal: i64 },
-    /// A category id of the feature (0 is the overflow).
-    Category(usize),
-    /// A value of the wrong type for the feature.
-    Violation,
-}
+/// One value as a series' bucket records it (defined with the event, whose
+/// [`crate::event::Resolved`] carries them from the reader's thread).
+pub use crate::event::Observation;
 
 impl SeriesWindows {
     pub fn new(first_bucket: i64, warmup_buckets: i64, open_len: usize) -> Self {

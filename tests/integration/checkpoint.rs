@@ -53,7 +53,7 @@ fn stream() -> Vec<Event> {
                 prediction: Scalar::Number(pred as f64),
                 score: Some(if pred == 1 { 0.8 } else { 0.2 }),
                 shadow: false,
-                ordinals: Default::default(),
+                prepared: Default::default(),
             })),
         ));
         if i % 5 != 0 {

@@ -35,7 +35,7 @@ fn run(
             prediction: Scalar::Number(0.0),
             score: None,
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         };
         e.apply_prediction(&p).unwrap();
         out.extend(e.drain_alerts());
@@ -141,7 +141,7 @@ fn caps_hold_and_late_events_are_counted() {
             prediction: Scalar::Number(0.0),
             score: None,
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         };
         // the first events are held until enough agree on the time
         assert_ne!(e.apply_prediction(&p).unwrap(), Applied::Late);
@@ -167,7 +167,7 @@ fn caps_hold_and_late_events_are_counted() {
         prediction: Scalar::Number(0.0),
         score: None,
         shadow: false,
-        ordinals: Default::default(),
+        prepared: Default::default(),
     };
     assert_eq!(e.apply_prediction(&late).unwrap(), Applied::Late);
     assert_eq!(e.stats.late, 1);
@@ -200,7 +200,7 @@ fn a_moved_label_distribution_is_label_shift() {
             prediction: Scalar::Number(0.0),
             score: Some(score),
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         };
         e.apply_prediction(&p).unwrap();
         let rate = if t - T0 >= 4 * 3_600_000 { 0.75 } else { 0.25 };
@@ -294,7 +294,7 @@ fn a_delayed_label_alert_covers_the_predictions_that_moved_it() {
             prediction: Scalar::Number((score > 0.5) as u8 as f64),
             score: Some(score),
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         };
         e.apply_prediction(&p).unwrap();
         // before the flip labels follow the score; after it, the opposite
@@ -426,7 +426,7 @@ fn exemplars_do_not_depend_on_when_the_reference_was_pinned() {
                 prediction: Scalar::Number(0.0),
                 score: None,
                 shadow: false,
-                ordinals: Default::default(),
+                prepared: Default::default(),
             }))
         })
         .collect();
@@ -509,7 +509,7 @@ fn sliced(trace: u64, t: i64, features: &[(&str, f64)], slice: (&str, &str)) -> 
         prediction: Scalar::Number(0.0),
         score: None,
         shadow: false,
-        ordinals: Default::default(),
+        prepared: Default::default(),
     }
 }
 
@@ -623,7 +623,7 @@ fn the_overall_series_merged_from_its_carrier_is_the_one_written_directly() {
                 prediction: Scalar::Number(rng.normal()),
                 score: (i % 3 != 0).then(|| rng.normal()),
                 shadow: false,
-                ordinals: Default::default(),
+                prepared: Default::default(),
             };
             e.apply_prediction(&p).unwrap();
             e.drain_alerts();
@@ -724,7 +724,7 @@ fn a_series_that_can_never_alert_keeps_no_window_and_changes_nothing() {
             prediction: Scalar::Number(rng.normal()),
             score: None,
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         }
     };
     const EVENTS: i64 = 4 * 7200;

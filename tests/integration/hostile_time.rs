@@ -228,7 +228,7 @@ fn each_partition_is_judged_against_itself() {
             prediction: Scalar::Number(0.0),
             score: None,
             shadow: false,
-            ordinals: Default::default(),
+            prepared: Default::default(),
         }))
     };
     let mut e = Engine::new(Config::default());

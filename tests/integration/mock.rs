@@ -34,7 +34,7 @@ fn stream() -> Vec<Prediction> {
                 prediction: Scalar::Number(0.0),
                 score: None,
                 shadow: false,
-                ordinals: Default::default(),
+                prepared: Default::default(),
             }
         })
         .collect()

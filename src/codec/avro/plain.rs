@@ -221,7 +221,7 @@ mod tests {
                 prediction: out,
                 score,
                 shadow,
-                ordinals: Default::default(),
+                prepared: Default::default(),
             }
         }
     }
