@@ -305,6 +305,16 @@ impl Model {
         self.series_of.get(f, slot)
     }
 
+    /// The series of each feature in slot `slot` (by feature id), if the
+    /// slot is the model's.
+    #[inline]
+    pub(crate) fn series_row(&self, slot: u32) -> Option<&[u32]> {
+        let n = self.series_of.features;
+        self.series_of
+            .ids
+            .get(slot as usize * n..(slot as usize + 1) * n)
+    }
+
     /// Sets the series of feature `f` in slot `slot`.
     pub(crate) fn set_series(&mut self, f: u32, slot: u32, sid: u32) {
         self.series_of.set(f, slot, sid);

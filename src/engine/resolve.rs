@@ -124,6 +124,8 @@ pub struct Resolver {
     /// that named it.
     named: Vec<u64>,
     events: u64,
+    /// The feature of each of an event's values.
+    features: Vec<u32>,
 }
 
 /// Places of an event's names remembered.
@@ -142,13 +144,14 @@ impl Resolver {
             dim_order: Vec::new(),
             named: Vec::new(),
             events: 0,
+            features: Vec::new(),
         }
     }
 
-    /// Works out `p`'s numbers' bins (`sketch::edges::prepare`) and looks
-    /// its ids up: into `p.prepared`.
+    /// Looks `p`'s ids up (into `p.prepared.ids`); where they cannot be,
+    /// works out its numbers' bins for the engine (`sketch::edges::prepare`)
+    /// instead, as a reader without a copy does.
     pub fn prepare(&mut self, p: &mut Prediction) {
-        crate::sketch::edges::prepare(p, &self.dd);
         if self.shared.published.load(Ordering::Acquire) != self.seen {
             (self.seen, self.view) = self.shared.latest();
         }
@@ -156,6 +159,8 @@ impl Resolver {
         r.epoch = 0;
         if self.resolve(p, &mut r).is_some() {
             r.epoch = self.view.epoch;
+        } else {
+            crate::sketch::edges::prepare(p, &self.dd);
         }
         p.prepared.ids = r;
     }
@@ -212,23 +217,25 @@ impl Resolver {
                 }
             }
         }
+        // the slots' rows of series ids (one slot per tracked dimension at most)
+        let mut rows: [&[u32]; MAX_SLOTS] = [&[]; MAX_SLOTS];
+        if r.slots.len() > MAX_SLOTS {
+            return None;
+        }
+        for (row, &slot) in rows.iter_mut().zip(&r.slots) {
+            *row = model.series_row(slot)?;
+        }
+        let rows = &rows[..r.slots.len()];
         self.events += 1;
         let event = self.events;
         if self.named.len() < model.features.len() {
             self.named.resize(model.features.len(), 0);
         }
+        // each value's observation, and its feature
         r.planned.clear();
-        r.sids.clear();
-        let pre = crate::sketch::edges::prepared(p, &self.dd);
+        let features = &mut self.features;
+        features.clear();
         let dd = &self.dd;
-        let slots = &r.slots;
-        let (planned, sids) = (&mut r.planned, &mut r.sids);
-        let mut plan = |f: u32, v: Val<'_>, at: usize| -> Option<()> {
-            planned.push(observe(model, f, v, pre, at, dd)?);
-            let before = sids.len();
-            sids.extend(slots.iter().map(|&slot| model.series_at(f, slot)));
-            (!sids[before..].contains(&NO_SERIES)).then_some(())
-        };
         let places = &mut self.order[mi];
         for (i, (name, v)) in p.features.iter().enumerate() {
             let hinted = places.get(i).copied().filter(|&f| {
@@ -254,46 +261,60 @@ impl Resolver {
                 },
             };
             self.named[f as usize] = event;
-            plan(f, v.into(), i)?;
+            r.planned.push(observe(model, f, v.into(), dd)?);
+            features.push(f);
         }
         let pred = match &p.prediction {
             Scalar::Number(x) => Val::Num(*x),
             Scalar::Text(s) => Val::Cat(s),
         };
-        let n = p.features.len();
-        plan(PREDICTION, pred, n)?;
-        match p.score {
-            Some(s) => plan(SCORE, Val::Num(s), n + 1)?,
-            None if model.features[SCORE as usize].kind.is_some() => plan(SCORE, Val::Null, n + 1)?,
-            None => {}
+        r.planned.push(observe(model, PREDICTION, pred, dd)?);
+        features.push(PREDICTION);
+        let score = match p.score {
+            Some(s) => Some(Val::Num(s)),
+            None if model.features[SCORE as usize].kind.is_some() => Some(Val::Null),
+            None => None,
+        };
+        if let Some(v) = score {
+            r.planned.push(observe(model, SCORE, v, dd)?);
+            features.push(SCORE);
         }
+        // a feature the model had before but this event lacks is a null
         for (f, feat) in model.features.iter().enumerate().skip(2) {
             if self.named[f] != event && feat.kind.is_some() {
-                plan(f as u32, Val::Null, 0)?;
+                r.planned.push(Observation::Null);
+                features.push(f as u32);
             }
         }
-        Some(())
+        // each value's series in each slot, all of them made already
+        r.sids.clear();
+        r.sids.resize(features.len() * rows.len(), NO_SERIES);
+        let mut made = true;
+        for (sids, &f) in r.sids.chunks_exact_mut(rows.len()).zip(features.iter()) {
+            for (sid, row) in sids.iter_mut().zip(rows) {
+                *sid = row.get(f as usize).copied().unwrap_or(NO_SERIES);
+                made &= *sid != NO_SERIES;
+            }
+        }
+        made.then_some(())
     }
 }
+
+/// Slots an event has at most: the overall one and one per tracked slice
+/// dimension.
+const MAX_SLOTS: usize = crate::registry::MAX_SLICE_DIMENSIONS + 1;
 
 /// `Engine::observe` in a view: None where it would learn a kind or give
 /// (or overflow) a category.
 #[inline]
-fn observe(
-    model: &Model,
-    f: u32,
-    v: Val<'_>,
-    pre: Option<&[i64]>,
-    at: usize,
-    dd: &DdConfig,
-) -> Option<Observation> {
+fn observe(model: &Model, f: u32, v: Val<'_>, dd: &DdConfig) -> Option<Observation> {
     let feat = &model.features[f as usize];
     Some(match (feat.kind, v) {
         (_, Val::Null) => Observation::Null,
         (None, _) => return None,
         (Some(ValueKind::Numeric), Val::Num(x)) => Observation::Number {
             x,
-            ordinal: crate::sketch::edges::ordinal_at(pre, at, dd, x),
+            ordinal: crate::sketch::edges::ordinal(dd, x),
         },
         (Some(ValueKind::Categorical), Val::Cat(s)) => {
             Observation::Category(feat.find_category(s)? as usize)
