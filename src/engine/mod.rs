@@ -14,6 +14,8 @@
 //!   series and slots, write each value into its open bucket, feed the join.
 //! - `shard`: with `replay --workers` 2 or more, the writes of many events
 //!   applied at once, the series in groups on their own threads.
+//! - [`resolve`]: with `replay --workers` 2 or more, an event's registry
+//!   ids looked up on the reader's thread, in a copy of the registry.
 //! - `evaluate`: a bucket closes at the watermark, the windows slide, every
 //!   series is tested, the per-model FDR gate, the alert policy's steps.
 //! - `emit`: one place that builds an [`Alert`]: evidence, triage, the summary.
