@@ -445,11 +445,6 @@ impl Engine {
         }
     }
 
-    /// This engine among those made: what its [`resolve::Resolver`]s name.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
     fn view(&self) -> resolve::View {
         resolve::View::new(self.epoch, &self.models, &self.model_ids, &self.cfg.series)
     }

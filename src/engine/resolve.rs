@@ -148,11 +148,6 @@ impl Resolver {
         }
     }
 
-    /// The epoch of the engine whose registry it looks events up in.
-    pub fn epoch(&self) -> u64 {
-        self.view.epoch
-    }
-
     /// Looks `p`'s ids up (into `p.prepared.ids`); where they cannot be,
     /// works out its numbers' bins for the engine (`sketch::edges::prepare`)
     /// instead, as a reader without a copy does.

@@ -35,7 +35,6 @@ use rdkafka::message::BorrowedMessage;
 use tokio::sync::watch;
 
 use crate::codec::confluent::ValueDecoder;
-use crate::engine::resolve::Resolver;
 use crate::event::Event;
 use crate::kafka::consumer::Context as ConsumerContext;
 
@@ -168,11 +167,6 @@ const CHUNK: usize = 16;
 pub(super) struct Job {
     bytes: Vec<u8>,
     spans: Vec<(Option<(usize, usize)>, bool)>,
-    /// With one task: its engine's [`Resolver`], with which the thread looks
-    /// each prediction's ids up in a copy of the engine's registry
-    /// (`engine::resolve`; none: the thread works out its bins only). It
-    /// travels with the job, and comes back with it.
-    resolver: Option<Resolver>,
 }
 
 /// Room a job's buffer keeps between batches at most (a batch of large
@@ -239,13 +233,8 @@ impl DecodeAhead {
                 // the handled predictions, whose buffers the next ones are
                 // decoded into
                 let mut spares: Vec<Event> = Vec::new();
-                for mut job in jobs_rx {
-                    let Job {
-                        bytes,
-                        spans,
-                        resolver,
-                    } = &mut job;
-                    for spans in spans.chunks(CHUNK) {
+                for job in jobs_rx {
+                    for spans in job.spans.chunks(CHUNK) {
                         // a chunk handed back holds its handled events:
                         // decoded into again (or freed) here, on the
                         // thread that allocated them
@@ -258,7 +247,7 @@ impl DecodeAhead {
                             }),
                         );
                         out.extend(spans.iter().map(|&(span, outcome)| {
-                            let value = span.map(|(a, b)| &bytes[a..b]);
+                            let value = span.map(|(a, b)| &job.bytes[a..b]);
                             if outcome {
                                 o.decode(value)
                             } else {
@@ -266,10 +255,7 @@ impl DecodeAhead {
                                 Event::claim(&spares);
                                 let mut d = p.decode_reusing(value, spare);
                                 if let Ok(Event::Prediction(p)) = &mut d {
-                                    match resolver.as_mut() {
-                                        Some(r) => r.prepare(p),
-                                        None => crate::sketch::edges::prepare(p, &dd),
-                                    }
+                                    crate::sketch::edges::prepare(p, &dd);
                                 }
                                 d
                             }
@@ -426,22 +412,11 @@ impl Service {
                 predictions,
                 outcomes,
                 decode_ahead,
-                tasks,
                 ..
             } = self;
             let ahead = decode_ahead.as_mut().expect("a decode thread");
             let mut job = ahead.job.take().unwrap_or_default();
             job.clear();
-            // one task: its events' ids looked up on the thread, in a copy
-            // of its engine's registry (a task made anew, restored or
-            // rebuilt, is another engine: its own resolver)
-            job.resolver = match tasks.as_mut_slice() {
-                [task] => match job.resolver.take() {
-                    Some(r) if r.epoch() == task.engine.epoch() => Some(r),
-                    _ => Some(task.engine.resolver()),
-                },
-                _ => None,
-            };
             let topic = topics[0].as_str();
             for m in &batch[DECODED_HERE..] {
                 job.push(m.payload(), names.of(m, topic).1 == 1);
