@@ -163,6 +163,17 @@ pub(crate) enum Known<T> {
     Unknown,
 }
 
+/// Whether slice dimension `dim` is tracked (`series.slice_dimensions`,
+/// empty: all).
+fn tracked(cfg: &crate::config::SeriesConfig, dim: &str) -> bool {
+    cfg.slice_dimensions.is_empty() || cfg.slice_dimensions.iter().any(|x| x == dim)
+}
+
+/// Whether feature `name` is passed over (`series.ignore_features`).
+fn ignored(cfg: &crate::config::SeriesConfig, name: &str) -> bool {
+    cfg.ignore_features.iter().any(|f| f == name)
+}
+
 /// Places of an event's features [`Model::feature_at`] remembers.
 const ORDER_PLACES: usize = 256;
 
@@ -356,7 +367,7 @@ impl Model {
     ) -> Known<u32> {
         match self.feature_ids.get(name) {
             Some(&id) => Known::Id(id),
-            None if cfg.ignore_features.iter().any(|f| f == name) => Known::Skip,
+            None if ignored(cfg, name) => Known::Skip,
             None => Known::Unknown,
         }
     }
@@ -366,7 +377,7 @@ impl Model {
         if let Some(&id) = self.feature_ids.get(name) {
             return Some(id);
         }
-        if cfg.series.ignore_features.iter().any(|f| f == name) {
+        if ignored(&cfg.series, name) {
             return None;
         }
         if self.features.len() - 2 >= cfg.series.max_features {
@@ -401,13 +412,11 @@ impl Model {
         value: &str,
         cfg: &Config,
     ) -> Option<(u32, bool)> {
-        let known = self.dim_order.get(i).copied().filter(|&d| {
-            // a dimension's name is its `__other__` slot's
-            self.dims
-                .get(d as usize)
-                .and_then(|dm| self.slots.get(*dm.slots.first()? as usize))
-                .is_some_and(|s| s.as_ref().is_some_and(|(name, _)| same(name, dim)))
-        });
+        let known = self
+            .dim_order
+            .get(i)
+            .copied()
+            .filter(|&d| self.is_dim(d, dim));
         let d = match known.or_else(|| self.dim_ids.get(dim).copied()) {
             Some(d) => {
                 if i < ORDER_PLACES && known.is_none() {
@@ -419,9 +428,7 @@ impl Model {
                 d as usize
             }
             None => {
-                let wanted = cfg.series.slice_dimensions.is_empty()
-                    || cfg.series.slice_dimensions.iter().any(|x| x == dim);
-                if !wanted {
+                if !tracked(&cfg.series, dim) {
                     return None;
                 }
                 if self.dims.len() >= MAX_SLICE_DIMENSIONS {
@@ -466,21 +473,17 @@ impl Model {
         value: &str,
         cfg: &crate::config::SeriesConfig,
     ) -> (Known<(u32, bool)>, u32) {
-        let hinted = self.dims.get(dim_hint as usize).is_some_and(|dm| {
-            dm.slots
-                .first()
-                .and_then(|&s| self.slots.get(s as usize))
-                .is_some_and(|s| s.as_ref().is_some_and(|(name, _)| same(name, dim)))
-        });
-        let d = if hinted {
+        let d = if self.is_dim(dim_hint, dim) {
             dim_hint
         } else {
             match self.dim_ids.get(dim) {
                 Some(&d) => d,
                 None => {
-                    let wanted = cfg.slice_dimensions.is_empty()
-                        || cfg.slice_dimensions.iter().any(|x| x == dim);
-                    let known = if wanted { Known::Unknown } else { Known::Skip };
+                    let known = if tracked(cfg, dim) {
+                        Known::Unknown
+                    } else {
+                        Known::Skip
+                    };
                     return (known, u32::MAX);
                 }
             }
@@ -490,6 +493,16 @@ impl Model {
             Some(&v) => (Known::Id((dm.slots[v as usize], d == 0)), d),
             None => (Known::Unknown, d),
         }
+    }
+
+    /// Whether dimension `d` is named `dim` (a dimension's name is its
+    /// `__other__` slot's).
+    #[inline]
+    fn is_dim(&self, d: u32, dim: &str) -> bool {
+        self.dims
+            .get(d as usize)
+            .and_then(|dm| self.slots.get(*dm.slots.first()? as usize))
+            .is_some_and(|s| s.as_ref().is_some_and(|(name, _)| same(name, dim)))
     }
 
     /// The slots of the carrier, the model's first slice dimension (its
