@@ -27,7 +27,10 @@
 use crate::codec::vouch::Seen;
 use crate::event::{Outcome, Prediction, Scalar, Text, Value};
 
+mod digits;
 mod shape;
+
+use digits::digit_run;
 pub use shape::{Shape, read_shaped};
 
 /// Bytes that end the plain part of a string: its closing quote, an
@@ -388,6 +391,17 @@ impl<'a> Cursor<'a> {
         let b = self.bytes();
         let negative = b.get(self.at) == Some(&b'-');
         let start = self.at + usize::from(negative);
+        // an event time's 13 digits a word at a time
+        if let Some((x, n)) = digit_run(b, start)
+            && n > 0
+            && (n == 1 || b[start] != b'0')
+            && !matches!(b.get(start + n), Some(b'.' | b'e' | b'E'))
+        {
+            // fewer than 16 digits: fits an i64
+            let x = x as i64;
+            self.at = start + n;
+            return Some(if negative { -x } else { x });
+        }
         let end = Self::digits(b, start);
         let n = end - start;
         if n == 0 || n > 18 || (n > 1 && b[start] == b'0') {
@@ -678,6 +692,44 @@ mod tests {
                 match serde_json::from_str::<Outcome>(&line) {
                     Ok(q) => prop_assert_eq!(format!("{o:?}"), format!("{q:?}")),
                     Err(e) => prop_assert!(false, "read {o:?}, serde_json refused: {e}"),
+                }
+            }
+        }
+
+        /// Event times and numbers of every length, with a word's bytes
+        /// after them or fewer (where a time's word-at-a-time reading gives
+        /// way to the byte-at-a-time one), and a byte next to a digit's
+        /// after them, are read as serde_json reads them.
+        #[test]
+        fn times_and_numbers_of_any_length_are_read_as_serde_json_reads_them(
+            x in prop_oneof![
+                4 => number(),
+                4 => "-?(0|[1-9][0-9]{0,17})(\\.[0-9]{1,17})?",
+                1 => "-?0[0-9]{1,9}(\\.[0-9]{1,3})?",
+                1 => "[0-9]{1,8}(\\.|\\.e1|e)[0-9]{0,3}",
+            ],
+            time in prop_oneof!["-?(0|[1-9][0-9]{0,19})", "0[0-9]{1,14}", "[0-9]{1,16}(\\.[0-9]|e1|E2)"],
+            pad in "[a-z]{0,20}",
+            // a byte next to a digit's (`:` and `/` are next to `0`–`9`)
+            junk in (0usize..16, 0usize..16),
+        ) {
+            // mostly nothing
+            let next = ["", ":", "/", " ", "x", "-"];
+            let (jt, jx) = (next.get(junk.0).unwrap_or(&""), next.get(junk.1).unwrap_or(&""));
+            // the number last but for a field of `pad`'s length, and first
+            let line = format!(r#"{{"trace_id":"t","model_id":"m","prediction":1,"event_time":{time}{jt},"features":{{"a":{x}{jx},"b":"{pad}"}}}}"#);
+            let last = format!(r#"{{"trace_id":"t","model_id":"m","features":{{"b":"{pad}"}},"prediction":1,"event_time":{time},"score":{x}{jx}}}"#);
+            for line in [line, last] {
+                match (prediction(&line), by_serde(&line)) {
+                    (Some(p), Ok(q)) => prop_assert_eq!(format!("{p:?}"), format!("{q:?}")),
+                    (Some(p), Err(e)) => prop_assert!(false, "read {p:?}, serde_json refused: {e}"),
+                    // a time of 19 digits or more, or one with a point
+                    // or an exponent, is left to serde_json (as before)
+                    (None, Ok(q)) => prop_assert!(
+                        time.trim_start_matches('-').len() > 18 || time.contains(['.', 'e', 'E']),
+                        "left a line serde_json reads: {q:?}"
+                    ),
+                    (None, Err(_)) => {}
                 }
             }
         }
