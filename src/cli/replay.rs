@@ -241,9 +241,9 @@ pub fn replay(
     // its ids looked up in a copy of the engine's registry (`resolve`)
     let prepare: crate::source::threaded::Prepare = if workers > 1 {
         let mut resolver = engine.resolver();
-        Box::new(move |p: &mut _| resolver.prepare(p))
+        Box::new(move |p: &mut _, busy| resolver.prepare(p, busy))
     } else {
-        Box::new(|_: &mut _| {})
+        Box::new(|_: &mut _, _| {})
     };
     crate::source::threaded::Records::new(merged, workers, prepare).try_for_each(
         |rec, ahead| {

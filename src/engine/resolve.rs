@@ -148,10 +148,17 @@ impl Resolver {
         }
     }
 
-    /// Looks `p`'s ids up (into `p.prepared.ids`); where they cannot be,
+    /// Looks `p`'s ids up (into `p.prepared.ids`) when told to (`look_up`:
+    /// the engine is busy, so the lookup is time won); where they cannot
+    /// be, or when not told to (the engine has time to look up itself),
     /// works out its numbers' bins for the engine (`sketch::edges::prepare`)
     /// instead, as a reader without a copy does.
-    pub fn prepare(&mut self, p: &mut Prediction) {
+    pub fn prepare(&mut self, p: &mut Prediction, look_up: bool) {
+        if !look_up {
+            p.prepared.ids.epoch = 0;
+            crate::sketch::edges::prepare(p, &self.dd);
+            return;
+        }
         if self.shared.published.load(Ordering::Acquire) != self.seen {
             (self.seen, self.view) = self.shared.latest();
         }
@@ -455,6 +462,8 @@ mod tests {
             events in proptest::collection::vec(drawn(), 1..400),
             ahead in 1usize..40,
             publish_every in 1usize..60,
+            // whether the reader looks each chunk up (as busy as the engine)
+            looks in proptest::collection::vec(proptest::bool::weighted(0.8), 40),
             caps in (1usize..6, 1usize..5, 1usize..4),
             dims in any::<bool>(),
             slices in any::<bool>(),
@@ -471,7 +480,7 @@ mod tests {
             for (chunk_at, chunk) in events.chunks(ahead).enumerate() {
                 let mut prepared: Vec<Prediction> = chunk.to_vec();
                 for p in &mut prepared {
-                    resolver.prepare(p);
+                    resolver.prepare(p, looks[chunk_at % looks.len()]);
                 }
                 for (i, p) in prepared.iter().enumerate() {
                     let r = beside.apply_prediction(p);
@@ -517,7 +526,7 @@ mod tests {
         for chunk in events.chunks(256) {
             let mut prepared = chunk.to_vec();
             for p in &mut prepared {
-                resolver.prepare(p);
+                resolver.prepare(p, true);
             }
             for p in &prepared {
                 beside.apply_prediction(p).unwrap();

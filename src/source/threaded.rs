@@ -1,5 +1,7 @@
 //! Reading beside the engine (`replay --workers`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TryRecvError, TrySendError};
 
 use super::file::{Merge, Record};
@@ -17,11 +19,22 @@ use crate::event::Event;
 pub struct Threaded {
     rx: std::sync::mpsc::Receiver<Vec<Record>>,
     back: SyncSender<Vec<Record>>,
+    /// Batches handed over and not yet taken.
+    queued: Arc<AtomicUsize>,
 }
 
 /// What the reader's thread does to each prediction it reads, for the
-/// engine.
-pub type Prepare = Box<dyn FnMut(&mut crate::event::Prediction) + Send>;
+/// engine; told whether to do all it can (`true`: the engine has
+/// [`BUSY`] batches or more waiting, so work taken off it is time won) or
+/// only what it must (`false`: the engine is about to wait for the reader,
+/// so work the engine can do itself is better left to it). A prediction
+/// prepared either way is applied alike; which way balances the two
+/// threads, whatever the input costs each.
+pub type Prepare = Box<dyn FnMut(&mut crate::event::Prediction, bool) + Send>;
+
+/// Batches waiting for the engine at which the reader does all it can for
+/// it (below, only what it must).
+const BUSY: usize = 2;
 
 /// Records per hand-over: small enough that the records in flight stay in
 /// the caches (1,024 with 8 ahead was as fast, with 12 MiB more peak RSS).
@@ -63,11 +76,14 @@ impl Backoff {
 
 /// Sends `b` to the engine, waiting by polling while [`AHEAD`] batches
 /// wait; false when the engine has stopped.
-fn hand_over(tx: &SyncSender<Vec<Record>>, mut b: Vec<Record>) -> bool {
+fn hand_over(tx: &SyncSender<Vec<Record>>, mut b: Vec<Record>, queued: &AtomicUsize) -> bool {
     let mut backoff = Backoff::new();
     loop {
         match tx.try_send(b) {
-            Ok(()) => return true,
+            Ok(()) => {
+                queued.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
             Err(TrySendError::Disconnected(_)) => return false,
             Err(TrySendError::Full(back)) => {
                 b = back;
@@ -85,6 +101,8 @@ impl Threaded {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD);
         // every batch in flight fits: AHEAD queued, one being filled, one applied
         let (back, empty) = std::sync::mpsc::sync_channel::<Vec<Record>>(AHEAD + 2);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let waiting = Arc::clone(&queued);
         std::thread::Builder::new()
             .name("driftline-read".into())
             .spawn(move || {
@@ -99,13 +117,14 @@ impl Threaded {
                         }
                         Err(_) => Vec::with_capacity(BATCH),
                     };
+                    let busy = waiting.load(Ordering::Relaxed) >= BUSY;
                     while b.len() < BATCH {
                         let spare = spares.pop();
                         Event::claim(&spares);
                         match merge.next_reusing(spare) {
                             Some(mut r) => {
                                 if let Ok(Event::Prediction(p)) = &mut r.event {
-                                    prepare(p);
+                                    prepare(p, busy);
                                 }
                                 b.push(r)
                             }
@@ -114,13 +133,13 @@ impl Threaded {
                     }
                     let last = b.len() < BATCH;
                     // the reader stopped early (an error, --strict): stop too
-                    if (!b.is_empty() && !hand_over(&tx, b)) || last {
+                    if (!b.is_empty() && !hand_over(&tx, b, &waiting)) || last {
                         return;
                     }
                 }
             })
             .expect("a thread can be started");
-        Threaded { rx, back }
+        Threaded { rx, back, queued }
     }
 
     /// The next batch, in order; `None` at the end. Hand it back with
@@ -130,7 +149,13 @@ impl Threaded {
         let mut backoff = Backoff::new();
         loop {
             match self.rx.try_recv() {
-                Ok(b) => return Some(b),
+                Ok(b) => {
+                    // counted after it is sent: never below zero for long
+                    let _ = self
+                        .queued
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                    return Some(b);
+                }
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => backoff.wait(),
             }
@@ -217,7 +242,7 @@ mod tests {
 
     fn threaded(p: &std::path::Path) -> Threaded {
         let src = FileSource::open(p, StreamKind::Predictions, 1 << 20).unwrap();
-        Threaded::spawn(Merge::new(vec![src]), Box::new(|_| {}))
+        Threaded::spawn(Merge::new(vec![src]), Box::new(|_, _| {}))
     }
 
     /// Many more batches than are ever queued: each record once, in
