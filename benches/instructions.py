@@ -10,8 +10,13 @@ Wall-clock rates on this machine wander by a fifth or more within minutes
 (docs/BENCHMARKS.md), so a change of a few per cent does not show in them;
 an instruction count does not wander. With two workers the replay is as
 fast as its busier thread: the engine's (applying) or the reader's
-(reading, decoding, a value's sketch bin), so each is reported, with the
-functions that take the most of it. Instructions are not time (a cache
+(reading, decoding, a value's sketch bin, and looking its ids up while
+the engine is busy), so each is reported, with the functions that take
+the most of it — counted with every lookup on the reader
+(`DRIFTLINE_LOOK_UP_BESIDE=always`), since `replay` moves lookups to
+the engine's thread while the reader is the busier one, and under
+callgrind, which runs one thread at a time, that balance would follow
+its scheduling rather than the work. Instructions are not time (a cache
 miss costs no instruction), so a change is confirmed with the rates too.
 Needs valgrind (`apt-get install valgrind`) and a release build.
 """
@@ -63,10 +68,14 @@ def measure(label, args, events, top, tmp):
     out = os.path.join(tmp, "cg.out")
     for f in glob.glob(out + "*"):
         os.remove(f)
+    # every event looked up on the reader, as when the engine is the busier
+    # (callgrind runs one thread at a time: the balance `replay` strikes
+    # between them would follow its scheduling)
+    env = dict(os.environ, DRIFTLINE_LOOK_UP_BESIDE="always")
     subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
                     BIN, "replay", "--config", os.path.join(ROOT, "config", "driftline.toml"),
                     "--output", os.path.join(tmp, "alerts.jsonl"), "--workers", "2"] + args,
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=env)
     threads = []
     for f in sorted(glob.glob(out + "-*")):
         total, rows = functions(f)

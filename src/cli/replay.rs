@@ -241,7 +241,11 @@ pub fn replay(
     // its ids looked up in a copy of the engine's registry (`resolve`)
     let prepare: crate::source::threaded::Prepare = if workers > 1 {
         let mut resolver = engine.resolver();
-        Box::new(move |p: &mut _, busy| resolver.prepare(p, busy))
+        // benches/instructions.py counts each thread's share with every
+        // lookup on the reader (under callgrind, which runs one thread at a
+        // time, the balance would follow its scheduling, not the work)
+        let always = std::env::var_os("DRIFTLINE_LOOK_UP_BESIDE").is_some_and(|v| v == "always");
+        Box::new(move |p: &mut _, busy| resolver.prepare(p, busy || always))
     } else {
         Box::new(|_: &mut _, _| {})
     };

@@ -313,7 +313,7 @@ const MAX_SLOTS: usize = crate::registry::MAX_SLICE_DIMENSIONS + 1;
 
 /// `Engine::observe` in a view: None where it would learn a kind or give
 /// (or overflow) a category.
-#[inline]
+#[inline(always)]
 fn observe(model: &Model, f: u32, v: Val<'_>, dd: &DdConfig) -> Option<Observation> {
     let feat = &model.features[f as usize];
     Some(match (feat.kind, v) {

@@ -41,7 +41,7 @@ pub fn decode_shaped(
                 Some(Event::Prediction(p)) => p,
                 _ => Box::default(),
             };
-            match std::str::from_utf8(bytes) {
+            match simdutf8::basic::from_utf8(bytes) {
                 Ok(text) => match read_prediction(text, &mut p, shapes) {
                     // checked as it was read: nothing left to validate
                     plain::Read::Valid => return Ok(Event::Prediction(p)),
@@ -125,7 +125,7 @@ fn read<'a, T: serde::Deserialize<'a>>(
     bytes: &'a [u8],
     plain: impl FnOnce(&'a str) -> Option<T>,
 ) -> serde_json::Result<T> {
-    match std::str::from_utf8(bytes) {
+    match simdutf8::basic::from_utf8(bytes) {
         Ok(text) => match plain(text) {
             Some(x) => Ok(x),
             None => serde_json::from_str(text),
