@@ -266,7 +266,8 @@ impl Exemplars {
         if let Some(s) = kept.get(pos)
             && s.0 >> 32 == category
         {
-            if (key, trace_id.as_bytes()) < (s.0, s.1.as_bytes()) {
+            // the keys first: the ids are compared only on a tie
+            if key < s.0 || (key == s.0 && trace_id.as_bytes() < s.1.as_bytes()) {
                 self.set(pos, key, trace_id);
             }
             return;
@@ -311,11 +312,13 @@ impl Exemplars {
         if self.len >= cap
             && kept
                 .last()
-                .is_some_and(|l| (l.0, l.1.as_bytes()) <= (h, trace_id.as_bytes()))
+                .is_some_and(|l| l.0 < h || (l.0 == h && l.1.as_bytes() <= trace_id.as_bytes()))
         {
             return;
         }
-        let pos = kept.partition_point(|s| (s.0, s.1.as_bytes()) < (h, trace_id.as_bytes()));
+        // the keys first: the ids are compared only on a tie
+        let pos =
+            kept.partition_point(|s| s.0 < h || (s.0 == h && s.1.as_bytes() < trace_id.as_bytes()));
         if kept
             .get(pos)
             .is_some_and(|s| s.0 == h && s.1.as_bytes() == trace_id.as_bytes())
