@@ -67,6 +67,10 @@ pub struct Prediction {
 pub struct Prepared {
     pub ordinals: Ordinals,
     pub ids: Resolved,
+    /// The learned line shape (`codec::json`) whose feature and slice names
+    /// the event holds, in its places (0: none): a spent event read again
+    /// with that shape keeps them and takes new values only.
+    pub names: u64,
 }
 
 /// One value as a series' bucket records it (`window`).
@@ -363,6 +367,7 @@ impl Prediction {
         self.shadow = false;
         self.prepared.ordinals.clear();
         self.prepared.ids.clear();
+        self.prepared.names = 0;
     }
 
     /// Checks what types cannot: non-empty ids, finite numbers, a score in

@@ -295,12 +295,12 @@ impl Resolver {
         }
         // each value's series in each slot, all of them made already
         r.sids.clear();
-        r.sids.resize(features.len() * rows.len(), NO_SERIES);
         let mut made = true;
-        for (sids, &f) in r.sids.chunks_exact_mut(rows.len()).zip(features.iter()) {
-            for (sid, row) in sids.iter_mut().zip(rows) {
-                *sid = row.get(f as usize).copied().unwrap_or(NO_SERIES);
-                made &= *sid != NO_SERIES;
+        for &f in features.iter() {
+            for row in rows {
+                let sid = row.get(f as usize).copied().unwrap_or(NO_SERIES);
+                made &= sid != NO_SERIES;
+                r.sids.push(sid);
             }
         }
         made.then_some(())

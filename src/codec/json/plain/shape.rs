@@ -62,7 +62,13 @@ pub struct Shape {
     features: Vec<Text>,
     slices: Vec<Text>,
     known: bool,
+    /// This shape, once learned, among all learned in the process (an
+    /// event's names say which shape's they are: `Prepared::names`).
+    stamp: u64,
 }
+
+/// Shapes learned in the process, each its own stamp.
+static STAMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A learned shape keeps at most this much text (a producer's line is a
 /// few hundred bytes): a longer line is read whole each time.
@@ -82,6 +88,7 @@ impl Shape {
             return;
         }
         self.known = self.walk(text).is_some();
+        self.stamp = STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     }
 
     /// The text from `*last` to a value (`at..end`) as the next piece,
@@ -214,7 +221,21 @@ pub fn read_shaped(text: &str, p: &mut Prediction, shape: &Shape) -> Option<Read
     }
     let b = text.as_bytes();
     let mut c = Cursor { text, at: 0 };
+    // a spent event this shape read keeps its names: only the values are
+    // new (kept through the reset, which empties the rest)
+    let keep = p.prepared.names == shape.stamp
+        && p.features.len() == shape.features.len()
+        && p.slices.len() == shape.slices.len();
+    let kept = keep.then(|| {
+        (
+            std::mem::take(&mut p.features),
+            std::mem::take(&mut p.slices),
+        )
+    });
     p.reset();
+    if let Some((features, slices)) = kept {
+        (p.features, p.slices) = (features, slices);
+    }
     for piece in &shape.pieces {
         let want = &shape.text[piece.start as usize..piece.end as usize];
         if !holds(b, c.at, want) {
@@ -238,14 +259,18 @@ pub fn read_shaped(text: &str, p: &mut Prediction, shape: &Shape) -> Option<Read
                     b't' | b'f' => return None,
                     _ => Value::Number(c.number()?),
                 };
-                p.features.push((shape.features[i as usize].clone(), value));
+                feature(p, shape, keep, i, value);
             }
-            Slot::FeatureBool(i, v) => p
-                .features
-                .push((shape.features[i as usize].clone(), Value::Bool(v))),
-            Slot::Slice(i) => p
-                .slices
-                .push((shape.slices[i as usize].clone(), Text::from(c.string()?))),
+            Slot::FeatureBool(i, v) => feature(p, shape, keep, i, Value::Bool(v)),
+            Slot::Slice(i) => {
+                let value = c.string()?;
+                match p.slices.get_mut(i as usize) {
+                    Some((_, v)) if keep => *v = Text::from(value),
+                    _ => p
+                        .slices
+                        .push((shape.slices[i as usize].clone(), Text::from(value))),
+                }
+            }
             Slot::PredictionNumber => p.prediction = Scalar::Number(c.number()?),
             Slot::PredictionText => p.prediction = Scalar::Text(Text::from(c.string()?)),
             Slot::PredictionBool(v) => p.prediction = Scalar::Number(if v { 1.0 } else { 0.0 }),
@@ -262,12 +287,23 @@ pub fn read_shaped(text: &str, p: &mut Prediction, shape: &Shape) -> Option<Read
     if c.at + tail.len() != b.len() || !holds(b, c.at, tail) {
         return None;
     }
+    p.prepared.names = shape.stamp;
     // the names are the learned line's: given once each
     Some(if vouch::values_valid(p) {
         Read::Valid
     } else {
         Read::Plain
     })
+}
+
+/// Feature `i`'s value, after its name: in its place when the event kept
+/// the shape's names (`keep`), else pushed with its name.
+#[inline(always)]
+fn feature(p: &mut Prediction, shape: &Shape, keep: bool, i: u16, value: Value) {
+    match p.features.get_mut(i as usize) {
+        Some((_, v)) if keep => *v = value,
+        _ => p.features.push((shape.features[i as usize].clone(), value)),
+    }
 }
 
 #[cfg(test)]
@@ -444,6 +480,55 @@ mod tests {
         Ok(Some(read))
     }
 
+    /// [`shaped_is_whole`] into an event `shape` read `before` into: the
+    /// names it kept, the values all `line`'s.
+    fn shaped_after_is_whole(shape: &Shape, before: &str, line: &str) -> Result<(), TestCaseError> {
+        let mut spent = Prediction::default();
+        if read_shaped(before, &mut spent, shape).is_none() {
+            return Ok(());
+        }
+        let Some(read) = read_shaped(line, &mut spent, shape) else {
+            return Ok(());
+        };
+        let mut whole = Prediction::default();
+        prop_assert_eq!(read_prediction(line, &mut whole), read, "{}", line);
+        prop_assert_eq!(
+            format!("{spent:?}"),
+            format!("{whole:?}"),
+            "{} after {}",
+            line,
+            before
+        );
+        Ok(())
+    }
+
+    /// An event read with one shape, read again with another of as many
+    /// features and slices (other names), has the other's names.
+    #[test]
+    fn names_kept_are_the_shapes_own() {
+        let line = |a: &str, r: &str, v: f64| {
+            format!(
+                r#"{{"trace_id":"t","model_id":"m","event_time":1,"features":{{"{a}":{v},"b":"x"}},"slices":{{"{r}":"eu"}},"prediction":1}}"#
+            )
+        };
+        let (one, two) = (line("a", "r", 1.5), line("z", "q", 2.5));
+        let mut p = Prediction::default();
+        let (mut first, mut second) = (Shape::default(), Shape::default());
+        first.learn(&one);
+        second.learn(&two);
+        assert!(read_shaped(&one, &mut p, &first).is_some());
+        assert!(read_shaped(&one, &mut p, &first).is_some());
+        assert!(read_shaped(&two, &mut p, &second).is_some());
+        let mut whole = Prediction::default();
+        read_prediction(&two, &mut whole);
+        assert_eq!(format!("{p:?}"), format!("{whole:?}"));
+        // and the same shape learned again (another stamp) over the first
+        first.learn(&two);
+        assert!(read_shaped(&one, &mut p, &second).is_none());
+        assert!(read_shaped(&two, &mut p, &first).is_some());
+        assert_eq!(format!("{p:?}"), format!("{whole:?}"));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
 
@@ -468,6 +553,8 @@ mod tests {
             let second = render(&form, false, &again, &numbers[1..].iter().chain(&numbers[..1]).cloned().collect::<Vec<_>>(), &strings);
             let read = shaped_is_whole(&shape, &second)?;
             prop_assert!(read.is_some(), "not read with the shape: {} after {}", second, first);
+            // into the event the shape read the first into
+            shaped_after_is_whole(&shape, &first, &second)?;
         }
 
         /// Whatever follows a learned line — wild values in its shape, or
@@ -493,6 +580,9 @@ mod tests {
             // the same line with more after it
             shaped_is_whole(&shape, &format!("{clean}{trailing}"))?;
             shaped_is_whole(&shape, &format!("{wild}{trailing}"))?;
+            shaped_after_is_whole(&shape, &clean, &wild)?;
+            shaped_after_is_whole(&shape, &wild, &clean)?;
+            shaped_after_is_whole(&shape, &clean, &other)?;
             // and a learned hostile line, if it was vouched for
             if read_prediction(&other, &mut p) == Read::Valid {
                 shape.learn(&other);
