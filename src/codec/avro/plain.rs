@@ -36,7 +36,19 @@ pub fn prediction_into(bytes: &[u8], p: &mut Prediction) -> Option<usize> {
 pub fn read_prediction(bytes: &[u8], p: &mut Prediction) -> Option<(usize, bool)> {
     let mut d = Datum { b: bytes, at: 0 };
     let mut seen = Seen::default();
+    // a spent event whose names a datum gave, vouched for: a name equal to
+    // the one in its place is kept (not checked, noted or copied again)
+    let kept = (p.prepared.names == NAMES).then(|| {
+        (
+            std::mem::take(&mut p.features),
+            std::mem::take(&mut p.slices),
+        )
+    });
+    let same = kept.is_some();
     p.reset();
+    if let Some((features, slices)) = kept {
+        (p.features, p.slices) = (features, slices);
+    }
     p.trace_id.push_str(d.string()?);
     p.model_id.push_str(d.string()?);
     p.model_version = match d.long()? {
@@ -45,10 +57,9 @@ pub fn read_prediction(bytes: &[u8], p: &mut Prediction) -> Option<(usize, bool)
         _ => return None,
     };
     p.event_time = d.long()?;
+    let mut named = Named::new(same);
     d.map(|d| {
-        let name = d.string()?;
-        seen.feature(bytes, name);
-        let name = Text::from(name);
+        let name = d.bytes()?;
         let value = match d.long()? {
             0 => Value::Null,
             1 => Value::Number(d.double()?),
@@ -56,15 +67,36 @@ pub fn read_prediction(bytes: &[u8], p: &mut Prediction) -> Option<(usize, bool)
             3 => Value::Bool(d.boolean()?),
             _ => return None,
         };
-        p.features.push((name, value));
+        match named.place(&mut p.features, name) {
+            Some(at) => at.1 = value,
+            None => {
+                let name = utf8(name)?;
+                seen.feature(bytes, name);
+                p.features.push((Text::from(name), value));
+            }
+        }
         Some(())
     })?;
+    if let Some(n) = named.end(&mut p.features, |n| seen.feature(n.as_bytes(), n)) {
+        seen.features_given_once(n);
+    }
+    let mut named = Named::new(same);
     d.map(|d| {
-        let name = d.string()?;
-        seen.slice(bytes, name);
-        p.slices.push((Text::from(name), Text::from(d.string()?)));
+        let name = d.bytes()?;
+        let value = d.string()?;
+        match named.place(&mut p.slices, name) {
+            Some(at) => at.1 = Text::from(value),
+            None => {
+                let name = utf8(name)?;
+                seen.slice(bytes, name);
+                p.slices.push((Text::from(name), Text::from(value)));
+            }
+        }
         Some(())
     })?;
+    if let Some(n) = named.end(&mut p.slices, |n| seen.slice(n.as_bytes(), n)) {
+        seen.slices_given_once(n);
+    }
     p.prediction = match d.long()? {
         0 => Scalar::Number(d.double()?),
         1 => Scalar::Text(Text::from(d.string()?)),
@@ -76,7 +108,75 @@ pub fn read_prediction(bytes: &[u8], p: &mut Prediction) -> Option<(usize, bool)
         _ => return None,
     };
     p.shadow = d.boolean()?;
-    Some((d.at, seen.valid(p)))
+    let valid = seen.valid(p);
+    p.prepared.names = if valid { NAMES } else { 0 };
+    Some((d.at, valid))
+}
+
+/// `Prepared::names` of an event whose names this reader gave and vouched
+/// for (given once each); a learned JSON shape's stamps count up from 1.
+const NAMES: u64 = u64::MAX;
+
+/// A map's names compared, place by place, with those a spent event holds
+/// (`same`: names this reader gave and vouched for). While each is equal
+/// the entry is the held one (its name kept, its value to be written); at
+/// the first that is not, the held entries from it on are dropped, and
+/// every name after is read anew.
+struct Named {
+    same: bool,
+    /// Entries read so far.
+    at: usize,
+    /// Held names kept (the first `kept` entries).
+    kept: usize,
+}
+
+impl Named {
+    fn new(same: bool) -> Named {
+        Named {
+            same,
+            at: 0,
+            kept: 0,
+        }
+    }
+
+    /// The held entry named `name` at the next place, if the names so far
+    /// were all the held ones; `None`: push the entry.
+    #[inline]
+    fn place<'e, V>(
+        &mut self,
+        held: &'e mut Vec<(Text, V)>,
+        name: &[u8],
+    ) -> Option<&'e mut (Text, V)> {
+        let at = self.at;
+        self.at += 1;
+        if !self.same {
+            return None;
+        }
+        if held.get(at).is_some_and(|(n, _)| n.as_bytes() == name) {
+            self.kept += 1;
+            return held.get_mut(at);
+        }
+        // another name (or more than were held): the rest are read anew
+        self.same = false;
+        held.truncate(at);
+        None
+    }
+
+    /// After the map: when every name was the held one, drops the held
+    /// entries past the last read and says how many names there are
+    /// (`Some`: a part of names given once each); else notes the kept
+    /// names with `note` (those after were noted as read) and says `None`.
+    #[inline]
+    fn end<V>(&self, held: &mut Vec<(Text, V)>, mut note: impl FnMut(&str)) -> Option<usize> {
+        if self.same {
+            held.truncate(self.at);
+            return Some(self.at);
+        }
+        for (n, _) in &held[..self.kept] {
+            note(n);
+        }
+        None
+    }
 }
 
 struct Datum<'a> {
@@ -126,6 +226,16 @@ impl<'a> Datum<'a> {
         let n = usize::try_from(self.long()?).ok()?;
         let end = self.at.checked_add(n)?;
         let s = utf8(self.b.get(self.at..end)?)?;
+        self.at = end;
+        Some(s)
+    }
+
+    /// A string's bytes, not checked for UTF-8.
+    #[inline]
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.long()?).ok()?;
+        let end = self.at.checked_add(n)?;
+        let s = self.b.get(self.at..end)?;
         self.at = end;
         Some(s)
     }
@@ -280,6 +390,54 @@ mod tests {
                 prop_assert_eq!(into.validate(), Ok(()));
             } else if plain_ids && p.features.len() <= 16 {
                 prop_assert!(into.validate().is_err(), "not vouched for: {:?}", into);
+            }
+        }
+
+        /// A datum read into an event this reader read before — the same
+        /// names, a part of them, more, others, or one twice — reads to
+        /// what serde_avro_fast reads it to, and is vouched for only if it
+        /// passes every check.
+        #[test]
+        fn reads_into_its_own_spent_event_as_into_any(
+            mut first in prediction(),
+            mut second in prediction(),
+            keep in (0usize..14, 0usize..5),
+            twice in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+            values in proptest::collection::vec(value(), 14),
+        ) {
+            // the first's names (some of them) before the second's own
+            let features: Vec<(Text, Value)> = first.features.iter().take(keep.0).map(|(n, _)| n.clone()).zip(values)
+                .chain(second.features.drain(..)).collect();
+            let slices: Vec<(Text, Text)> = first.slices.iter().take(keep.1).map(|(n, _)| (n.clone(), Text::from("v")))
+                .chain(second.slices.drain(..)).collect();
+            second.features = features;
+            second.slices = slices;
+            if let Some((from, to)) = twice && !second.features.is_empty() {
+                let n = second.features.len();
+                second.features[to.index(n)].0 = second.features[from.index(n)].0.clone();
+            }
+            // both valid but for their names, mostly (the first vouched
+            // for: its names kept)
+            for p in [&mut first, &mut second] {
+                p.event_time = 1_767_225_600_000;
+                p.trace_id = "t".into();
+                p.model_id = "m".into();
+                p.score = None;
+                p.prediction = Scalar::Number(1.0);
+            }
+            let s = schemas().unwrap();
+            let mut into = Prediction::default();
+            prop_assert!(ours(&encode(&s.prediction, &first).unwrap(), &mut into).is_some());
+            let bytes = encode(&s.prediction, &second).unwrap();
+            let (_, valid) = read_prediction(&bytes, &mut into).unwrap();
+            let mut fresh = Prediction::default();
+            let (_, valid_fresh) = read_prediction(&bytes, &mut fresh).unwrap();
+            prop_assert_eq!(valid, valid_fresh);
+            prop_assert_eq!(format!("{into:?}"), format!("{fresh:?}"));
+            let again = ours(&bytes, &mut into);
+            prop_assert_eq!(Ok(again.unwrap()), theirs(&bytes));
+            if valid {
+                prop_assert_eq!(into.validate(), Ok(()));
             }
         }
 
