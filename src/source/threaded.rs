@@ -79,13 +79,14 @@ impl Backoff {
 fn hand_over(tx: &SyncSender<Vec<Record>>, mut b: Vec<Record>, queued: &AtomicUsize) -> bool {
     let mut backoff = Backoff::new();
     loop {
+        // counted before it can be taken (the engine's count down never
+        // comes first), and uncounted if it is not sent
+        queued.fetch_add(1, Ordering::Relaxed);
         match tx.try_send(b) {
-            Ok(()) => {
-                queued.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
+            Ok(()) => return true,
             Err(TrySendError::Disconnected(_)) => return false,
             Err(TrySendError::Full(back)) => {
+                queued.fetch_sub(1, Ordering::Relaxed);
                 b = back;
                 backoff.wait();
             }
@@ -150,10 +151,8 @@ impl Threaded {
         loop {
             match self.rx.try_recv() {
                 Ok(b) => {
-                    // counted after it is sent: never below zero for long
-                    let _ = self
-                        .queued
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                    // counted before it was sent
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
                     return Some(b);
                 }
                 Err(TryRecvError::Disconnected) => return None,
@@ -275,6 +274,8 @@ mod tests {
             t.done(b);
         }
         assert_eq!(line, n);
+        // every batch counted in was counted out
+        assert_eq!(t.queued.load(Ordering::Relaxed), 0);
         std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
     }
 }
