@@ -370,6 +370,16 @@ impl Prediction {
         self.prepared.names = 0;
     }
 
+    /// [`Prediction::reset`] but for its features and slices, kept as they
+    /// are: for a reader that found their names the ones it reads (a
+    /// learned shape's, an Avro datum's) and writes only the values.
+    pub fn reset_keeping_names(&mut self) {
+        let features = std::mem::take(&mut self.features);
+        let slices = std::mem::take(&mut self.slices);
+        self.reset();
+        (self.features, self.slices) = (features, slices);
+    }
+
     /// Checks what types cannot: non-empty ids, finite numbers, a score in
     /// [0, 1], an event time after the epoch and before 2100.
     pub fn validate(&self) -> Result<(), BadEvent> {

@@ -38,16 +38,11 @@ pub fn read_prediction(bytes: &[u8], p: &mut Prediction) -> Option<(usize, bool)
     let mut seen = Seen::default();
     // a spent event whose names a datum gave, vouched for: a name equal to
     // the one in its place is kept (not checked, noted or copied again)
-    let kept = (p.prepared.names == NAMES).then(|| {
-        (
-            std::mem::take(&mut p.features),
-            std::mem::take(&mut p.slices),
-        )
-    });
-    let same = kept.is_some();
-    p.reset();
-    if let Some((features, slices)) = kept {
-        (p.features, p.slices) = (features, slices);
+    let same = p.prepared.names == NAMES;
+    if same {
+        p.reset_keeping_names();
+    } else {
+        p.reset();
     }
     p.trace_id.push_str(d.string()?);
     p.model_id.push_str(d.string()?);

@@ -221,20 +221,14 @@ pub fn read_shaped(text: &str, p: &mut Prediction, shape: &Shape) -> Option<Read
     }
     let b = text.as_bytes();
     let mut c = Cursor { text, at: 0 };
-    // a spent event this shape read keeps its names: only the values are
-    // new (kept through the reset, which empties the rest)
+    // a spent event this shape read keeps its names: only the values are new
     let keep = p.prepared.names == shape.stamp
         && p.features.len() == shape.features.len()
         && p.slices.len() == shape.slices.len();
-    let kept = keep.then(|| {
-        (
-            std::mem::take(&mut p.features),
-            std::mem::take(&mut p.slices),
-        )
-    });
-    p.reset();
-    if let Some((features, slices)) = kept {
-        (p.features, p.slices) = (features, slices);
+    if keep {
+        p.reset_keeping_names();
+    } else {
+        p.reset();
     }
     for piece in &shape.pieces {
         let want = &shape.text[piece.start as usize..piece.end as usize];
