@@ -263,37 +263,67 @@ impl Quantiles {
     /// were counted by [`Quantiles::note`]); returns the count added.
     pub fn add_counts(&mut self, bins: impl Iterator<Item = (i64, u64)>) -> u64 {
         let before = self.bins.len();
-        let mut added = 0;
-        let mut cursor = 0;
-        for (o, c) in bins {
-            if c == 0 {
-                continue;
-            }
-            added += c;
-            // both sides ascend: walk rather than search
-            while cursor < before && self.bins[cursor].0 < o {
-                cursor += 1;
-            }
-            if cursor < before && self.bins[cursor].0 == o {
-                self.bins[cursor].1 += c;
-            } else {
+        if before == 0 {
+            // nothing to merge with: the pairs in their order
+            let mut added = 0;
+            let mut ascending = true;
+            for (o, c) in bins {
+                if c == 0 {
+                    continue;
+                }
+                added += c;
+                ascending &= self.bins.last().is_none_or(|l| l.0 < o);
                 self.bins.push((o, c));
             }
+            if !ascending {
+                self.sort_bins();
+            }
+            return added;
         }
-        if self.bins.len() > before {
-            // two ascending runs (the bins before, the ones added): a stable
-            // sort finds them and merges them in one pass
-            self.bins.sort_by_key(|b| b.0);
-            // an input that repeats an ordinal (only a hand-made one does)
-            self.bins.dedup_by(|b, a| {
-                let same = a.0 == b.0;
-                if same {
-                    a.1 += b.1;
+        NEW_BINS.with_borrow_mut(|new| {
+            new.clear();
+            let mut added = 0;
+            let mut cursor = 0;
+            let mut ascending = true;
+            for (o, c) in bins {
+                if c == 0 {
+                    continue;
                 }
-                same
-            });
-        }
-        added
+                added += c;
+                // both sides ascend: walk rather than search
+                while cursor < before && self.bins[cursor].0 < o {
+                    cursor += 1;
+                }
+                if cursor < before && self.bins[cursor].0 == o {
+                    self.bins[cursor].1 += c;
+                } else {
+                    ascending &= new.last().is_none_or(|l: &(i64, u64)| l.0 < o);
+                    new.push((o, c));
+                }
+            }
+            if new.is_empty() {
+            } else if ascending {
+                merge_from_the_back(&mut self.bins, new);
+            } else {
+                // an input out of order or repeating an ordinal (only a
+                // hand-made one is)
+                self.bins.extend_from_slice(new);
+                self.sort_bins();
+            }
+            added
+        })
+    }
+
+    /// Sorts the bins and sums those of one ordinal.
+    fn sort_bins(&mut self) {
+        self.bins.sort_by_key(|b| b.0);
+        self.bins.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 += b.1;
+            }
+            same
+        });
     }
 
     /// Hands each bin to `take`, removing those it takes (their values stay
@@ -332,6 +362,30 @@ impl Quantiles {
         }
         let rank = (q * (self.n as f64 - 1.0)) as u64;
         self.ordinal_at_rank(rank).map(|o| representative(cfg, o))
+    }
+}
+
+std::thread_local! {
+    /// [`Quantiles::add_counts`]'s new bins, before they are merged in
+    /// (kept for the thread's next: no allocation once grown).
+    static NEW_BINS: std::cell::RefCell<Vec<(i64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Merges `new` (ascending, no ordinal of `bins`) into `bins` (ascending):
+/// each element moved once, from the largest down, into room made at the
+/// end — the old ones not past every new one stay where they are.
+fn merge_from_the_back(bins: &mut Vec<(i64, u64)>, new: &[(i64, u64)]) {
+    let (mut i, mut j) = (bins.len(), new.len());
+    bins.resize(i + j, (0, 0));
+    while j > 0 {
+        let w = i + j - 1;
+        if i > 0 && bins[i - 1].0 > new[j - 1].0 {
+            bins[w] = bins[i - 1];
+            i -= 1;
+        } else {
+            bins[w] = new[j - 1];
+            j -= 1;
+        }
     }
 }
 
@@ -501,6 +555,35 @@ mod tests {
                 merged.merge(&one);
             }
             prop_assert_eq!(merged, whole);
+        }
+
+        /// Counts added to bins held come out as the union, counted per
+        /// ordinal: pairs ascending (a settled bucket's, another sketch's:
+        /// merged in place from the back), or out of order, repeated or of
+        /// count 0 (a hand-made file's: sorted), into bins or none.
+        #[test]
+        fn added_counts_are_the_union(
+            held in prop::collection::btree_map(-60i64..60, 1u64..5, 0..40),
+            added in prop::collection::vec((-80i64..80, 0u64..4), 0..60),
+            sorted in any::<bool>(),
+        ) {
+            let mut added = added;
+            if sorted {
+                added.sort_by_key(|a| a.0);
+                added.dedup_by_key(|a| a.0);
+            }
+            let mut q = Quantiles::default();
+            q.add_counts(held.iter().map(|(&o, &c)| (o, c)));
+            prop_assert_eq!(q.bins(), &held.iter().map(|(&o, &c)| (o, c)).collect::<Vec<_>>()[..]);
+            let mut want = held.clone();
+            for &(o, c) in &added {
+                if c > 0 {
+                    *want.entry(o).or_insert(0) += c;
+                }
+            }
+            let n = q.add_counts(added.iter().copied());
+            prop_assert_eq!(n, added.iter().map(|a| a.1).sum::<u64>());
+            prop_assert_eq!(q.bins(), &want.into_iter().collect::<Vec<_>>()[..]);
         }
 
         #[test]
