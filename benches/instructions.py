@@ -25,7 +25,7 @@ import argparse, glob, os, re, shutil, subprocess, sys, tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "driftline")
 # the reader's work: reading the file, decoding, an event's sketch bins
-READER = re.compile(r"codec::|source::|sketch::edges::prepare|Prediction::reset|memchr|from_utf8|_copy_to_iter|zlib|inflate")
+READER = re.compile(r"codec::|source::|sketch::edges::prepare|Prediction::reset|memchr|from_utf8|_copy_to_iter|zlib|inflate|deflate")
 
 
 def peers_stream():
