@@ -84,7 +84,10 @@ fn hand_over(tx: &SyncSender<Vec<Record>>, mut b: Vec<Record>, queued: &AtomicUs
         queued.fetch_add(1, Ordering::Relaxed);
         match tx.try_send(b) {
             Ok(()) => return true,
-            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Disconnected(_)) => {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                return false;
+            }
             Err(TrySendError::Full(back)) => {
                 queued.fetch_sub(1, Ordering::Relaxed);
                 b = back;
