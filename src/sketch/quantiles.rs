@@ -408,6 +408,18 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 /// (written by `put_varint`), so a short buffer is a defect: it reads as 0.
 #[inline]
 pub fn get_varint(bytes: &[u8], pos: &mut usize) -> u64 {
+    // most are one byte: a gap of a bin or two, a count below 128
+    if let Some(&b) = bytes.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return u64::from(b);
+    }
+    get_varint_past_a_byte(bytes, pos)
+}
+
+#[inline(never)]
+fn get_varint_past_a_byte(bytes: &[u8], pos: &mut usize) -> u64 {
     let mut v = 0u64;
     let mut shift = 0;
     while let Some(&b) = bytes.get(*pos) {

@@ -158,6 +158,39 @@ impl Closed {
         scratch: &mut FoldScratch,
         add: bool,
     ) {
+        let FoldScratch { bins, values } = scratch;
+        bins.clear();
+        if edges.is_some() {
+            bins.extend(self.bins());
+        }
+        self.fold(bins, totals, edges, dd, values, add);
+    }
+
+    /// [`Closed::fold_into`] adding the bucket just packed from `packed`
+    /// (whose bins it holds: they are not read back from its bytes).
+    pub fn fold_in_packed(
+        &self,
+        packed: &Sketch,
+        totals: &mut Sketch,
+        edges: Option<&Edges>,
+        dd: &DdConfig,
+        scratch: &mut FoldScratch,
+    ) {
+        let bins = packed.quantiles.bins();
+        debug_assert!(bins.iter().copied().eq(self.bins()));
+        self.fold(bins, totals, edges, dd, &mut scratch.values, true);
+    }
+
+    /// [`Closed::fold_into`] given the bucket's bins.
+    fn fold(
+        &self,
+        bins: &[(i64, u64)],
+        totals: &mut Sketch,
+        edges: Option<&Edges>,
+        dd: &DdConfig,
+        values: &mut Representatives,
+        add: bool,
+    ) {
         let (v, n, t) = self.counts();
         let apply = |a: &mut u64, b: u64| {
             if add {
@@ -177,13 +210,7 @@ impl Closed {
             apply(&mut totals.hist[i], c);
         }
         let Some(edges) = edges else { return };
-        let FoldScratch {
-            bins: scratch,
-            values,
-        } = scratch;
-        scratch.clear();
-        scratch.extend(self.bins());
-        let total: u64 = scratch.iter().map(|b| b.1).sum();
+        let total: u64 = bins.iter().map(|b| b.1).sum();
         if total == 0 || totals.hist.len() < edges.bins() {
             return;
         }
@@ -195,7 +222,7 @@ impl Closed {
             if rank + 1 == total {
                 return self.max;
             }
-            for &(o, c) in &scratch[start..] {
+            for &(o, c) in &bins[start..] {
                 seen += c;
                 if seen > rank {
                     return values.value(dd, o);
@@ -207,8 +234,8 @@ impl Closed {
         // bins and edges both ascend: the edge bin is found by walking on
         // from the last one (`Edges::bin_of`, without its search)
         let mut bin = 0;
-        while i < scratch.len() {
-            let o = scratch[i].0;
+        while i < bins.len() {
+            let o = bins[i].0;
             while edges.fine.get(bin).is_some_and(|&e| e <= o) {
                 bin += 1;
             }
@@ -216,8 +243,8 @@ impl Closed {
             let upper = edges.fine.get(bin).copied().unwrap_or(i64::MAX);
             let start = i;
             let mut c = 0;
-            while i < scratch.len() && scratch[i].0 < upper {
-                c += scratch[i].1;
+            while i < bins.len() && bins[i].0 < upper {
+                c += bins[i].1;
                 i += 1;
             }
             let median = value_at(before + (c - 1) / 2, start, before);

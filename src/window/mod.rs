@@ -389,10 +389,11 @@ impl SeriesWindows {
             }
             RefState::Pinned(r) => {
                 if let Some(mut s) = closing {
-                    let c = Closed::pack(bucket, s.settled(), &mut pool.bytes);
-                    pool.recycle(s);
+                    let settled = s.settled();
+                    let c = Closed::pack(bucket, settled, &mut pool.bytes);
                     let edges = r.edges.as_ref();
-                    c.fold_into(&mut self.totals, edges, &bins.dd, &mut pool.fold, true);
+                    c.fold_in_packed(settled, &mut self.totals, edges, &bins.dd, &mut pool.fold);
+                    pool.recycle(s);
                     self.ring.push_back(c);
                 }
             }
