@@ -189,13 +189,24 @@ impl Resolver {
     /// event up itself.
     fn resolve(&mut self, p: &Prediction, r: &mut Resolved) -> Option<()> {
         let m = self.model(&p.model_id)?;
-        let view = Arc::clone(&self.view);
+        // the view borrowed beside the rest (not an `Arc` taken and
+        // dropped: two atomic operations an event)
+        let Resolver {
+            view,
+            dd,
+            order,
+            dim_order,
+            named,
+            events,
+            features,
+            ..
+        } = self;
         let model = &view.models[m as usize];
         let cfg = &view.series;
         let mi = m as usize;
-        if self.order.len() <= mi {
-            self.order.resize(mi + 1, Vec::new());
-            self.dim_order.resize(mi + 1, Vec::new());
+        if order.len() <= mi {
+            order.resize(mi + 1, Vec::new());
+            dim_order.resize(mi + 1, Vec::new());
         }
         r.model = m;
         r.layout = model.layout;
@@ -203,7 +214,7 @@ impl Resolver {
         r.slots.push(0);
         r.carried = false;
         if cfg.track_slices {
-            let places = &mut self.dim_order[mi];
+            let places = &mut dim_order[mi];
             for (i, (dim, value)) in p.slices.iter().enumerate() {
                 let hint = places.get(i).copied().unwrap_or(u32::MAX);
                 let (known, d) = model.known_slot(hint, dim, value, cfg);
@@ -233,17 +244,15 @@ impl Resolver {
             *row = model.series_row(slot)?;
         }
         let rows = &rows[..r.slots.len()];
-        self.events += 1;
-        let event = self.events;
-        if self.named.len() < model.features.len() {
-            self.named.resize(model.features.len(), 0);
+        *events += 1;
+        let event = *events;
+        if named.len() < model.features.len() {
+            named.resize(model.features.len(), 0);
         }
         // each value's observation, and its feature
         r.planned.clear();
-        let features = &mut self.features;
         features.clear();
-        let dd = &self.dd;
-        let places = &mut self.order[mi];
+        let places = &mut order[mi];
         for (i, (name, v)) in p.features.iter().enumerate() {
             let hinted = places.get(i).copied().filter(|&f| {
                 model
@@ -267,7 +276,7 @@ impl Resolver {
                     Known::Unknown => return None,
                 },
             };
-            self.named[f as usize] = event;
+            named[f as usize] = event;
             r.planned.push(observe(model, f, v.into(), dd)?);
             features.push(f);
         }
@@ -288,7 +297,7 @@ impl Resolver {
         }
         // a feature the model had before but this event lacks is a null
         for (f, feat) in model.features.iter().enumerate().skip(2) {
-            if self.named[f] != event && feat.kind.is_some() {
+            if named[f] != event && feat.kind.is_some() {
                 r.planned.push(Observation::Null);
                 features.push(f as u32);
             }

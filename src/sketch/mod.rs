@@ -182,7 +182,13 @@ impl TraceId {
 
     #[inline]
     fn set(&mut self, id: &str) {
-        if id.len() <= 32 {
+        if let Ok(whole) = <&[u8; 32]>::try_from(id.as_bytes()) {
+            // a W3C trace id: one fixed copy
+            *self = TraceId::Inline {
+                len: 32,
+                bytes: *whole,
+            };
+        } else if id.len() <= 32 {
             let mut bytes = [0; 32];
             bytes[..id.len()].copy_from_slice(id.as_bytes());
             *self = TraceId::Inline {
@@ -302,26 +308,36 @@ impl Exemplars {
         if cap == 0 || (self.len >= cap && (h, t.head) > self.bound) {
             return;
         }
-        self.offer_slow(h, t.id, cap);
+        self.offer_slow(h, t.head, t.id, cap);
     }
 
-    /// [`Exemplars::offer_keyed`] for a pair its bound does not turn away.
+    /// [`Exemplars::offer_keyed`] for a pair its bound does not turn away
+    /// (`head`: the id's [`head`]).
     #[inline(never)]
-    fn offer_slow(&mut self, h: u64, trace_id: &str, cap: usize) {
+    fn offer_slow(&mut self, h: u64, head: u64, trace_id: &str, cap: usize) {
+        let id = trace_id.as_bytes();
+        // the keys first, then the ids' first bytes: the ids themselves
+        // are compared only on a tie of both
+        let below = |s: &(u64, TraceId)| {
+            s.0 < h
+                || (s.0 == h && {
+                    let held = s.1.as_bytes();
+                    let hh = self::head(held);
+                    hh < head || (hh == head && held < id)
+                })
+        };
         let kept = &self.slots[..self.len];
-        if self.len >= cap
-            && kept
-                .last()
-                .is_some_and(|l| l.0 < h || (l.0 == h && l.1.as_bytes() <= trace_id.as_bytes()))
-        {
+        // the pairs below it are the first: a few (`cap`), walked from the last
+        let mut pos = kept.len();
+        while pos > 0 && !below(&kept[pos - 1]) {
+            pos -= 1;
+        }
+        if pos == kept.len() && kept.len() >= cap {
             return;
         }
-        // the keys first: the ids are compared only on a tie
-        let pos =
-            kept.partition_point(|s| s.0 < h || (s.0 == h && s.1.as_bytes() < trace_id.as_bytes()));
         if kept
             .get(pos)
-            .is_some_and(|s| s.0 == h && s.1.as_bytes() == trace_id.as_bytes())
+            .is_some_and(|s| s.0 == h && s.1.as_bytes() == id)
         {
             return;
         }
@@ -337,11 +353,12 @@ impl Exemplars {
         }
         for (key, id) in &other.slots[..other.len] {
             let id = id.as_str();
-            if self.len >= cap && (*key, head(id.as_bytes())) > self.bound {
+            let head = head(id.as_bytes());
+            if self.len >= cap && (*key, head) > self.bound {
                 // the rest are larger still
                 break;
             }
-            self.offer_slow(*key, id, cap);
+            self.offer_slow(*key, head, id, cap);
         }
     }
 
@@ -738,11 +755,15 @@ mod tests {
 
         /// Whatever is turned away by the bound alone, the kept pairs are the
         /// `cap` smallest (key, id) offered: keys that tie, ids that share
-        /// their first 8 bytes or are shorter than 8, an exemplar list read
-        /// back from a checkpoint (its bound unknown).
+        /// their first 8 bytes or are shorter than 8, ids of 31 to 33 bytes
+        /// (a W3C id's 32 are copied whole), an exemplar list read back
+        /// from a checkpoint (its bound unknown).
         #[test]
         fn offers_keep_the_smallest_pairs(
-            offers in proptest::collection::vec((0u64..3, "(abcdefgh|abcdefg|ab|)[a-c]{0,2}"), 1..60),
+            offers in proptest::collection::vec(
+                (0u64..3, "(abcdefgh|abcdefg|ab|0123456789abcdef0123456789abcde|)[a-c]{0,2}"),
+                1..60,
+            ),
             cap in 1usize..5,
             restore_at in 0usize..60,
         ) {
