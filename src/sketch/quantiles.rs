@@ -259,6 +259,20 @@ impl Quantiles {
         }
     }
 
+    /// [`Quantiles::add_counts`] of `pairs`, strictly ascending and none
+    /// 0, which become its bins (no copy) when it holds none: `pairs` then
+    /// comes back empty, with their room.
+    pub fn add_ascending_counts(&mut self, pairs: &mut Vec<(i64, u64)>) {
+        if self.bins.is_empty() {
+            debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
+            debug_assert!(pairs.iter().all(|p| p.1 > 0));
+            std::mem::swap(&mut self.bins, pairs);
+        } else {
+            self.add_counts(pairs.iter().copied());
+            pairs.clear();
+        }
+    }
+
     /// Adds sorted (ordinal, count) pairs to the bins only (their values
     /// were counted by [`Quantiles::note`]); returns the count added.
     pub fn add_counts(&mut self, bins: impl Iterator<Item = (i64, u64)>) -> u64 {

@@ -205,7 +205,7 @@ impl Open {
             held.clear();
             push_held(&neg.counts, true, |i| -(neg.base + i as i64), held);
             push_held(&pos.counts, false, |i| pos.base + i as i64, held);
-            self.sketch.quantiles.add_counts(held.iter().copied());
+            self.sketch.quantiles.add_ascending_counts(held);
         });
         pos.counts.fill(0);
         neg.counts.fill(0);
