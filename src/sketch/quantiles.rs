@@ -353,6 +353,18 @@ impl Quantiles {
     }
 
     pub fn merge(&mut self, o: &Quantiles) {
+        if self.bins.is_empty() {
+            // its bins ascend, none 0: copied whole (a carrier slice's
+            // bucket into the overall series' empty one)
+            let added: u64 = o.bins.iter().map(|b| b.1).sum();
+            if added > 0 {
+                self.bins.extend_from_slice(&o.bins);
+                self.n += added;
+                self.min = self.min.min(o.min);
+                self.max = self.max.max(o.max);
+            }
+            return;
+        }
         self.merge_bins(o.bins.iter().copied(), o.min, o.max);
     }
 
