@@ -33,7 +33,11 @@ pub struct Record {
 /// File and line (JSON Lines) or record number (Avro), 1-based.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
-    pub path: std::sync::Arc<PathBuf>,
+    /// Interned ([`interned`]): a record's location is made on the
+    /// reader's thread and dropped on the engine's; an `Arc`'s count,
+    /// raised on one core and lowered on the other every event, moved its
+    /// cache line between them each time.
+    pub path: &'static Path,
     pub line: u64,
     pub avro: bool,
 }
@@ -67,10 +71,23 @@ pub use crate::config::MAX_LINE_BYTES;
 /// The path that means standard input.
 pub const STDIN: &str = "-";
 
+/// `path`, kept for the process's life: each path a process opens is
+/// kept once (a run opens a few files; a test process, a few hundred).
+pub fn interned(path: &Path) -> &'static Path {
+    static PATHS: std::sync::Mutex<Vec<&'static Path>> = std::sync::Mutex::new(Vec::new());
+    let mut paths = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = paths.iter().find(|p| **p == path) {
+        return p;
+    }
+    let p: &'static Path = Box::leak(path.to_path_buf().into_boxed_path());
+    paths.push(p);
+    p
+}
+
 /// A file of one stream kind, read record by record.
 pub struct FileSource {
     kind: StreamKind,
-    path: std::sync::Arc<PathBuf>,
+    path: &'static Path,
     reader: Reader,
     line: u64,
     done: bool,
@@ -112,7 +129,7 @@ impl FileSource {
         };
         Ok(FileSource {
             kind,
-            path: std::sync::Arc::new(path.to_path_buf()),
+            path: interned(path),
             reader,
             line: 0,
             done: false,
@@ -139,7 +156,7 @@ impl FileSource {
             }
             self.line += 1;
             let location = Location {
-                path: self.path.clone(),
+                path: self.path,
                 line: self.line,
                 avro: !matches!(self.reader, Reader::Jsonl { .. }),
             };
