@@ -265,7 +265,7 @@ pub fn replay(
                 apply_due(&mut engine, &mut pending, Some(w));
             }
             feeder.feed(&mut engine, rec, strict)?;
-            // most events make no output: three empty drains were ~110
+            // most events make no output: three empty drains were ~160
             // instructions an event
             if engine.has_output() {
                 for a in engine.drain_alerts() {
