@@ -33,7 +33,7 @@ pub struct Record {
 /// File and line (JSON Lines) or record number (Avro), 1-based.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
-    /// Interned ([`interned`]): a record's location is made on the
+    /// Interned (kept once per process): a record's location is made on the
     /// reader's thread and dropped on the engine's; an `Arc`'s count,
     /// raised on one core and lowered on the other every event, moved its
     /// cache line between them each time.
@@ -73,7 +73,7 @@ pub const STDIN: &str = "-";
 
 /// `path`, kept for the process's life: each path a process opens is
 /// kept once (a run opens a few files; a test process, a few hundred).
-pub fn interned(path: &Path) -> &'static Path {
+fn interned(path: &Path) -> &'static Path {
     static PATHS: std::sync::Mutex<Vec<&'static Path>> = std::sync::Mutex::new(Vec::new());
     let mut paths = PATHS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = paths.iter().find(|p| **p == path) {
