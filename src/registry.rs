@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
+use crate::codec::same;
 use crate::config::Config;
 use crate::sketch::ValueKind;
 
@@ -176,35 +177,6 @@ fn ignored(cfg: &crate::config::SeriesConfig, name: &str) -> bool {
 
 /// Places of an event's features [`Model::feature_at`] remembers.
 const ORDER_PLACES: usize = 256;
-
-/// `a == b`, without a call to `memcmp` for names of up to 32 bytes (a
-/// model's, a feature's, a slice dimension's, a version): two or four
-/// overlapping words compared. An event's names are compared with the
-/// ones its model's last event had at each place, a dozen an event (past
-/// 16 bytes, `memcmp` had been ~1 % of the engine's thread: versions and
-/// longer feature names).
-#[inline]
-pub fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
-    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
-    match n {
-        0..4 => a == b,
-        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        17..=32 => {
-            word(a, 0) == word(b, 0)
-                && word(a, 8) == word(b, 8)
-                && word(a, n - 16) == word(b, n - 16)
-                && word(a, n - 8) == word(b, n - 8)
-        }
-        _ => a == b,
-    }
-}
 
 /// Series ids by slot, then feature (`slot × features + feature`): an
 /// event's few slots are each a row of its features side by side, a cache
@@ -627,22 +599,6 @@ mod tests {
                         prop_assert_eq!(rows[f as usize][slot as usize], want);
                     }
                 }
-            }
-        }
-
-        /// `same` is `==`: strings of every length up to past 16 bytes,
-        /// equal, of equal length and differing in one byte anywhere, or of
-        /// different lengths.
-        #[test]
-        fn same_is_equality(a in "[a-c]{0,40}", at in 0usize..40, other in "[a-c]{0,40}") {
-            prop_assert!(same(&a, &a.clone()));
-            prop_assert_eq!(same(&a, &other), a == other);
-            if !a.is_empty() {
-                let mut b = a.clone().into_bytes();
-                let k = at % b.len();
-                b[k] = b'd';
-                let b = String::from_utf8(b).unwrap();
-                prop_assert!(!same(&a, &b));
             }
         }
     }

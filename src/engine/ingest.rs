@@ -3,10 +3,11 @@
 //! bucket, and hand predictions and outcomes to the join.
 
 use crate::alert::policy::ChannelState;
+use crate::codec::same;
 use crate::event::{BadEvent, BadReason, Event, Outcome, Prediction, Scalar, Value};
 use crate::join::{self, Label, Waiting};
 use crate::quality::monitor::slots_of;
-use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE, same};
+use crate::registry::{Model, NO_SERIES, PREDICTION, SCORE};
 use crate::release::Role;
 use crate::sketch::ValueKind;
 use crate::window::{Observation, SeriesWindows};

@@ -27,9 +27,10 @@ use std::sync::{Arc, Mutex};
 use rustc_hash::FxHashMap;
 use sketches_ddsketch::Config as DdConfig;
 
+use crate::codec::same;
 use crate::config::SeriesConfig;
 use crate::event::{Prediction, Resolved, Scalar};
-use crate::registry::{Known, Model, NO_SERIES, PREDICTION, SCORE, same};
+use crate::registry::{Known, Model, NO_SERIES, PREDICTION, SCORE};
 use crate::sketch::ValueKind;
 use crate::window::Observation;
 

@@ -313,7 +313,7 @@ impl Release {
         }
         let production = match (version, mr.production.as_deref()) {
             (None, _) => true,
-            (Some(v), Some(w)) => crate::registry::same(v, w),
+            (Some(v), Some(w)) => crate::codec::same(v, w),
             (Some(_), None) => false,
         };
         if !shadow && production {

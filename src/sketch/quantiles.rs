@@ -194,6 +194,14 @@ impl Quantiles {
         self.max = f64::NEG_INFINITY;
     }
 
+    /// Holding no bins, swaps its room with `buf` (empty) when that has
+    /// less.
+    pub fn trade_room(&mut self, buf: &mut Vec<(i64, u64)>) {
+        if self.bins.is_empty() && buf.is_empty() && buf.capacity() < self.bins.capacity() {
+            std::mem::swap(&mut self.bins, buf);
+        }
+    }
+
     /// Gives back room beyond `bins` bins.
     pub fn shrink_to(&mut self, bins: usize) {
         self.bins.shrink_to(bins);
@@ -487,6 +495,31 @@ mod tests {
         assert_eq!(offset_of!(Quantiles, n), 0);
         assert_eq!(offset_of!(Quantiles, min), 8);
         assert_eq!(offset_of!(Quantiles, max), 16);
+    }
+
+    /// Settled by a swap and cleared, a sketch gives the larger room back
+    /// to the buffer it was settled with; holding bins, or given a buffer
+    /// as large or holding pairs, it keeps its own.
+    #[test]
+    fn room_goes_back_to_the_larger() {
+        let mut q = Quantiles::default();
+        let mut buf: Vec<(i64, u64)> = Vec::with_capacity(64);
+        buf.extend([(1, 2), (5, 1)]);
+        q.add_ascending_counts(&mut buf);
+        assert_eq!(q.bins(), &[(1, 2), (5, 1)]);
+        assert!(buf.is_empty() && buf.capacity() < 64);
+        // holding bins: nothing traded
+        q.trade_room(&mut buf);
+        assert!(buf.capacity() < 64);
+        q.clear();
+        let mut full = vec![(3, 1)];
+        q.trade_room(&mut full);
+        assert_eq!(full.capacity(), 1);
+        q.trade_room(&mut buf);
+        assert!(buf.capacity() >= 64 && q.bins.capacity() < 64);
+        // the buffer now the larger: kept
+        q.trade_room(&mut buf);
+        assert!(buf.capacity() >= 64);
     }
 
     #[test]

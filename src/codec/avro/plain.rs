@@ -147,7 +147,10 @@ impl Named {
         if !self.same {
             return None;
         }
-        if held.get(at).is_some_and(|(n, _)| n.as_bytes() == name) {
+        if held
+            .get(at)
+            .is_some_and(|(n, _)| crate::codec::same_bytes(n.as_bytes(), name))
+        {
             self.kept += 1;
             return held.get_mut(at);
         }
