@@ -125,8 +125,6 @@ pub struct Resolver {
     /// that named it.
     named: Vec<u64>,
     events: u64,
-    /// The feature of each of an event's values.
-    features: Vec<u32>,
 }
 
 /// Places of an event's names remembered.
@@ -145,7 +143,6 @@ impl Resolver {
             dim_order: Vec::new(),
             named: Vec::new(),
             events: 0,
-            features: Vec::new(),
         }
     }
 
@@ -199,7 +196,6 @@ impl Resolver {
             dim_order,
             named,
             events,
-            features,
             ..
         } = self;
         let model = &view.models[m as usize];
@@ -250,9 +246,21 @@ impl Resolver {
         if named.len() < model.features.len() {
             named.resize(model.features.len(), 0);
         }
-        // each value's observation, and its feature
+        // each value's observation, and its series in each slot (all of
+        // them made already, or the engine looks the event up itself);
+        // pushed as each value is seen, not from a list of its features
+        // after (~10 pushes an event fewer)
         r.planned.clear();
-        features.clear();
+        r.sids.clear();
+        let mut made = true;
+        let sids = &mut r.sids;
+        let mut series = |f: u32| {
+            for row in rows {
+                let sid = row.get(f as usize).copied().unwrap_or(NO_SERIES);
+                made &= sid != NO_SERIES;
+                sids.push(sid);
+            }
+        };
         let places = &mut order[mi];
         for (i, (name, v)) in p.features.iter().enumerate() {
             let hinted = places.get(i).copied().filter(|&f| {
@@ -279,14 +287,14 @@ impl Resolver {
             };
             named[f as usize] = event;
             r.planned.push(observe(model, f, v.into(), dd)?);
-            features.push(f);
+            series(f);
         }
         let pred = match &p.prediction {
             Scalar::Number(x) => Val::Num(*x),
             Scalar::Text(s) => Val::Cat(s),
         };
         r.planned.push(observe(model, PREDICTION, pred, dd)?);
-        features.push(PREDICTION);
+        series(PREDICTION);
         let score = match p.score {
             Some(s) => Some(Val::Num(s)),
             None if model.features[SCORE as usize].kind.is_some() => Some(Val::Null),
@@ -294,23 +302,13 @@ impl Resolver {
         };
         if let Some(v) = score {
             r.planned.push(observe(model, SCORE, v, dd)?);
-            features.push(SCORE);
+            series(SCORE);
         }
         // a feature the model had before but this event lacks is a null
         for (f, feat) in model.features.iter().enumerate().skip(2) {
             if named[f] != event && feat.kind.is_some() {
                 r.planned.push(Observation::Null);
-                features.push(f as u32);
-            }
-        }
-        // each value's series in each slot, all of them made already
-        r.sids.clear();
-        let mut made = true;
-        for &f in features.iter() {
-            for row in rows {
-                let sid = row.get(f as usize).copied().unwrap_or(NO_SERIES);
-                made &= sid != NO_SERIES;
-                r.sids.push(sid);
+                series(f as u32);
             }
         }
         made.then_some(())
