@@ -376,6 +376,24 @@ impl Quantiles {
         self.merge_bins(o.bins.iter().copied(), o.min, o.max);
     }
 
+    /// [`Quantiles::merge`] of a sketch whose bins do not hold all its
+    /// values (the rest [`Quantiles::note`]d, their bins counted elsewhere
+    /// and added to this one's already): its count and extremes as noted,
+    /// its bins as they are.
+    pub fn merge_noted(&mut self, o: &Quantiles) {
+        if o.n == 0 {
+            return;
+        }
+        if self.bins.is_empty() {
+            self.bins.extend_from_slice(&o.bins);
+        } else {
+            self.add_counts(o.bins.iter().copied());
+        }
+        self.n += o.n;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+
     /// The ordinal holding the value of rank `rank` (0-based, ascending).
     pub fn ordinal_at_rank(&self, rank: u64) -> Option<i64> {
         let mut seen = 0;

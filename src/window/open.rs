@@ -60,6 +60,24 @@ struct Dense {
     counts: Vec<Count>,
 }
 
+impl Dense {
+    /// Counts over magnitudes `lo..=hi` (covering what it counts over now),
+    /// its counts kept where they are.
+    fn widen(&mut self, lo: i64, hi: i64) {
+        let len = (hi - lo + 1) as usize;
+        if self.counts.is_empty() {
+            self.base = lo;
+            self.counts.resize(len, 0);
+        } else if self.base != lo || self.counts.len() != len {
+            debug_assert!(lo <= self.base && self.base + self.counts.len() as i64 - 1 <= hi);
+            let mut counts = vec![0; len];
+            let at = (self.base - lo) as usize;
+            counts[at..at + self.counts.len()].copy_from_slice(&self.counts);
+            (self.base, self.counts) = (lo, counts);
+        }
+    }
+}
+
 /// Where a bucket counted densely, per side (positive, negative): the
 /// first magnitude and how many (0: that side was not).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -250,11 +268,26 @@ impl Open {
     /// Adds the values of `other`, a bucket of another series of the same
     /// feature (`kind`), and its exemplars as `max_exemplars` keeps them:
     /// this one then holds what it would had they come to it.
+    ///
+    /// Its dense counts take `other`'s as they are, added side by side
+    /// (widened to cover both, within [`DENSE_SPAN`]), and its bins take
+    /// `other`'s sorted ones: neither is settled here. The overall series'
+    /// bucket absorbs the carrier's slices' (`SeriesWindows::absorb_front`),
+    /// busy buckets of one feature whose spans are alike: each settled and
+    /// its bins merged into the growing sorted list was ~370 instructions
+    /// an event of the peers stream's engine thread (`Quantiles::add_counts`).
     pub fn absorb(&mut self, other: &mut Open, kind: Option<ValueKind>, max_exemplars: usize) {
-        self.settle();
-        let o = other.settled();
-        let s = &mut self.sketch;
-        s.merge(o);
+        if self.add_dense_of(other) {
+            // `other`'s sketch but for its dense counts, now this one's
+            let (s, o) = (&mut self.sketch, &other.sketch);
+            s.moments.merge(&o.moments);
+            s.merge_counts(o);
+            s.quantiles.merge_noted(&o.quantiles);
+        } else {
+            self.settle();
+            self.sketch.merge(other.settled());
+        }
+        let (s, o) = (&mut self.sketch, &other.sketch);
         if kind == Some(ValueKind::Categorical) {
             if max_exemplars > 0 {
                 s.exemplars.merge_per_category(&o.exemplars);
@@ -266,6 +299,64 @@ impl Open {
         }
         s.null_exemplars
             .merge_keyed(&o.null_exemplars, max_exemplars);
+    }
+
+    /// Adds `other`'s dense counts to this one's, each side widened to
+    /// cover both spans; false (nothing changed) where a side's would not
+    /// fit in [`DENSE_SPAN`]. A sum past [`Count::MAX`] sends this one's
+    /// count to the bins, as a write that fills it does.
+    fn add_dense_of(&mut self, other: &Open) -> bool {
+        let mut spans = [None; 2];
+        for (side, span) in spans.iter_mut().enumerate() {
+            let (od, sd) = (&other.dense[side], &self.dense[side]);
+            if od.counts.is_empty() {
+                continue;
+            }
+            let last = |d: &Dense| d.base + d.counts.len() as i64 - 1;
+            let (lo, hi) = if sd.counts.is_empty() {
+                (od.base, last(od))
+            } else {
+                (sd.base.min(od.base), last(sd).max(last(od)))
+            };
+            if hi.abs_diff(lo) >= DENSE_SPAN as u64 {
+                return false;
+            }
+            *span = Some((lo, hi));
+        }
+        for (side, span) in spans.into_iter().enumerate() {
+            let Some((lo, hi)) = span else { continue };
+            let Open { dense, sketch } = self;
+            let d = &mut dense[side];
+            d.widen(lo, hi);
+            let od = &other.dense[side];
+            let at = (od.base - d.base) as usize;
+            let into = &mut d.counts[at..at + od.counts.len()];
+            let max = u32::from(Count::MAX);
+            // or-ed whole (vectorized): a sum past the count's room is rare
+            let full = into
+                .iter()
+                .zip(&od.counts)
+                .fold(false, |f, (&a, &b)| f | (u32::from(a) + u32::from(b) > max));
+            if !full {
+                for (a, &b) in into.iter_mut().zip(&od.counts) {
+                    *a += b;
+                }
+                continue;
+            }
+            for (i, (a, &b)) in into.iter_mut().zip(&od.counts).enumerate() {
+                if u32::from(*a) + u32::from(b) > max {
+                    let m = d.base + (at + i) as i64;
+                    let ordinal = if side == 0 { m } else { -m };
+                    let full = std::mem::replace(a, b);
+                    sketch
+                        .quantiles
+                        .add_counts(std::iter::once((ordinal, u64::from(full))));
+                } else {
+                    *a += b;
+                }
+            }
+        }
+        true
     }
 
     /// The bucket's sketch, its quantiles complete.
@@ -418,6 +509,83 @@ mod tests {
             4 => (1i64 << 31)..(1i64 << 31) + 200,
             4 => -(1i64 << 31) - 200..-(1i64 << 31),
         ]
+    }
+
+    proptest! {
+        /// Buckets absorbed into one (busy and sparse, armed from a last
+        /// bucket or not, spans too far apart to count densely together)
+        /// settle to the sketch of all their values, and each absorbed one
+        /// to its own.
+        #[test]
+        fn absorbed_buckets_settle_to_the_direct_sketch(
+            own in prop::collection::vec(ordinals(), 0..100),
+            parts in prop::collection::vec(
+                (
+                    prop::collection::vec(ordinals(), 0..300),
+                    prop::collection::vec(ordinals(), 0..100),
+                    prop_oneof![3 => Just(0i64), 1 => Just(20_000i64)],
+                ),
+                1..5,
+            ),
+        ) {
+            let shifted = |o: i64, by: i64| if o >= 0 { o + by } else { o - by };
+            let mut into = Open::default();
+            let mut direct = Sketch::new();
+            for &o in &own {
+                into.add_number(o as f64, o);
+                direct.add_number(o as f64, o);
+            }
+            let mut absorbed = Vec::new();
+            for (ords, last, by) in &parts {
+                let mut before = Open::default();
+                for &o in last {
+                    let o = shifted(o, *by);
+                    before.add_number(o as f64, o);
+                }
+                let mut open = Open::default();
+                open.arm(&before.spans());
+                let mut alone = Sketch::new();
+                for &o in ords {
+                    let o = shifted(o, *by);
+                    open.add_number(o as f64, o);
+                    alone.add_number(o as f64, o);
+                    direct.add_number(o as f64, o);
+                }
+                into.absorb(&mut open, Some(ValueKind::Numeric), 4);
+                absorbed.push((open, alone));
+            }
+            let settled = into.settled();
+            prop_assert_eq!(&settled.quantiles, &direct.quantiles);
+            prop_assert_eq!(settled.values, direct.values);
+            for (mut open, alone) in absorbed {
+                prop_assert_eq!(&open.settled().quantiles, &alone.quantiles);
+            }
+        }
+    }
+
+    /// Dense counts that sum past a count's room: this one's goes to the
+    /// bins, the other's counts on, and the settled bins hold both.
+    #[test]
+    fn absorbed_counts_past_the_room_go_to_the_bins() {
+        let busy = |sign: i64| {
+            let mut open = Open::default();
+            for o in 0..DENSE_FROM_VALUES as i64 {
+                open.add_number(o as f64, sign * (o % DENSE_FROM as i64 + 1));
+            }
+            open
+        };
+        for sign in [1, -1] {
+            let side = usize::from(sign < 0);
+            let (mut into, mut other) = (busy(sign), busy(sign));
+            for open in [&mut into, &mut other] {
+                let k = (3 - open.dense[side].base) as usize;
+                open.dense[side].counts[k] = 40_000;
+            }
+            into.absorb(&mut other, Some(ValueKind::Numeric), 4);
+            let bins = into.settled().quantiles.bins().to_vec();
+            assert_eq!(bins.iter().find(|b| b.0 == sign * 3).unwrap().1, 80_000);
+            assert_eq!(bins.iter().find(|b| b.0 == sign).unwrap().1, 16);
+        }
     }
 
     /// A busy bucket's spans arm its series' next; a quiet one's do not.
