@@ -424,14 +424,7 @@ impl Engine {
     /// every [`resolve::CHECK_EVERY`] events (and less often as it grows:
     /// a copy costs its size, spread over the events since the last).
     pub fn resolver(&mut self) -> resolve::Resolver {
-        resolve::Resolver::new(self.views(), self.dd)
-    }
-
-    /// Where this engine publishes copies of its registry (made on first
-    /// call; from then on it publishes as it grows), for a
-    /// [`resolve::Resolver`] on another thread.
-    pub fn views(&mut self) -> std::sync::Arc<resolve::Shared> {
-        match &self.views {
+        let shared = match &self.views {
             Some(s) => std::sync::Arc::clone(s),
             None => {
                 let s = std::sync::Arc::new(resolve::Shared::new(self.view()));
@@ -439,7 +432,8 @@ impl Engine {
                 self.views = Some(std::sync::Arc::clone(&s));
                 s
             }
-        }
+        };
+        resolve::Resolver::new(shared, self.dd)
     }
 
     /// Publishes a copy of the registry now (with a reader; tests).

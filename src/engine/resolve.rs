@@ -131,7 +131,7 @@ pub struct Resolver {
 const PLACES: usize = 256;
 
 impl Resolver {
-    pub fn new(shared: Arc<Shared>, dd: DdConfig) -> Resolver {
+    pub(super) fn new(shared: Arc<Shared>, dd: DdConfig) -> Resolver {
         let (seen, view) = shared.latest();
         Resolver {
             shared,
@@ -168,11 +168,6 @@ impl Resolver {
             crate::sketch::edges::prepare(p, &self.dd);
         }
         p.prepared.ids = r;
-    }
-
-    /// Whether it looks up in `shared`'s views (an engine's: `Engine::views`).
-    pub fn looks_in(&self, shared: &Arc<Shared>) -> bool {
-        Arc::ptr_eq(&self.shared, shared)
     }
 
     /// The model's id in the view, compared with the last event's first.

@@ -35,8 +35,6 @@ use rdkafka::message::BorrowedMessage;
 use tokio::sync::watch;
 
 use crate::codec::confluent::ValueDecoder;
-use crate::config::StatePer;
-use crate::engine::resolve::Resolver;
 use crate::event::Event;
 use crate::kafka::consumer::Context as ConsumerContext;
 
@@ -169,12 +167,6 @@ const CHUNK: usize = 16;
 pub(super) struct Job {
     bytes: Vec<u8>,
     spans: Vec<(Option<(usize, usize)>, bool)>,
-    /// The views of the one engine every prediction of the batch goes to
-    /// (state per member: the member's task), if there is one: the thread
-    /// looks each prediction's ids up in them (`engine::resolve`), work
-    /// taken off the service's thread. None: each engine looks its
-    /// events up itself.
-    views: Option<std::sync::Arc<crate::engine::resolve::Shared>>,
 }
 
 /// Room a job's buffer keeps between batches at most (a batch of large
@@ -183,7 +175,6 @@ const JOB_BYTES_KEPT: usize = 16 << 20;
 
 impl Job {
     fn clear(&mut self) {
-        self.views = None;
         self.bytes.clear();
         self.bytes.shrink_to(JOB_BYTES_KEPT);
         self.spans.clear();
@@ -242,13 +233,7 @@ impl DecodeAhead {
                 // the handled predictions, whose buffers the next ones are
                 // decoded into
                 let mut spares: Vec<Event> = Vec::new();
-                let mut resolver: Option<Resolver> = None;
                 for job in jobs_rx {
-                    match &job.views {
-                        Some(v) if resolver.as_ref().is_some_and(|r| r.looks_in(v)) => {}
-                        Some(v) => resolver = Some(Resolver::new(std::sync::Arc::clone(v), dd)),
-                        None => resolver = None,
-                    }
                     for spans in job.spans.chunks(CHUNK) {
                         // a chunk handed back holds its handled events:
                         // decoded into again (or freed) here, on the
@@ -270,12 +255,7 @@ impl DecodeAhead {
                                 Event::claim(&spares);
                                 let mut d = p.decode_reusing(value, spare);
                                 if let Ok(Event::Prediction(p)) = &mut d {
-                                    // this thread has time to spare: every
-                                    // lookup it can make is made here
-                                    match &mut resolver {
-                                        Some(r) => r.prepare(p, true),
-                                        None => crate::sketch::edges::prepare(p, &dd),
-                                    }
+                                    crate::sketch::edges::prepare(p, &dd);
                                 }
                                 d
                             }
@@ -426,11 +406,6 @@ impl Service {
         let mut here = std::mem::take(&mut self.decoded);
         here.clear();
         let mut names = TopicNames::default();
-        // state per member: one engine takes every prediction
-        let views = match (self.cfg.kafka.state_per, &mut self.tasks[..]) {
-            (StatePer::Member, [task]) => Some(task.engine.views()),
-            _ => None,
-        };
         let sent = {
             let Service {
                 topics,
@@ -442,7 +417,6 @@ impl Service {
             let ahead = decode_ahead.as_mut().expect("a decode thread");
             let mut job = ahead.job.take().unwrap_or_default();
             job.clear();
-            job.views = views;
             let topic = topics[0].as_str();
             for m in &batch[DECODED_HERE..] {
                 job.push(m.payload(), names.of(m, topic).1 == 1);
@@ -718,57 +692,6 @@ mod tests {
                 assert_eq!(g.0, format!("{want:?}"));
             }
             assert!(got.iter().any(|g| !g.1) && got.iter().filter(|g| g.1).count() > CHUNK);
-        }
-    }
-
-    /// Given an engine's views, the thread looks each prediction up in
-    /// them: the engine takes those of a model it knows as looked up (and
-    /// applies them as it would have, `engine::resolve`'s tests); without,
-    /// none is.
-    #[test]
-    fn the_decode_thread_looks_predictions_up_in_the_engines_views() {
-        let line = |i: usize| {
-            format!(
-                r#"{{"trace_id":"t{i}","model_id":"m","event_time":{},"features":{{"x":{i}.5,"c":"b"}},"slices":{{"r":"eu"}},"prediction":0.1}}"#,
-                1_700_000_000_000i64 + i as i64
-            )
-        };
-        let mut engine = crate::engine::Engine::new(Config::default());
-        let (mut p, _) = decoders();
-        // past the clock's hold: the model, its features and series made
-        for i in 0..CHUNK {
-            engine
-                .apply(&p.decode(Some(line(i).as_bytes())).unwrap())
-                .unwrap();
-        }
-        let dd = crate::sketch::dd_config(Config::default().series.quantile_accuracy);
-        let mut ahead = DecodeAhead::spawn(decoders(), dd).unwrap();
-        for views in [Some(engine.views()), None] {
-            let mut job = ahead.job.take().unwrap();
-            job.clear();
-            let with = views.is_some();
-            job.views = views;
-            for i in CHUNK..2 * CHUNK {
-                job.push(Some(line(i).as_bytes()), false);
-            }
-            ahead.jobs.send(job).unwrap();
-            let mut looked_up = Vec::new();
-            loop {
-                match ahead.done.blocking_recv().unwrap() {
-                    Done::Events(v) => {
-                        looked_up.extend(v.iter().map(|d| match d {
-                            Ok(Event::Prediction(p)) => p.prepared.ids.epoch != 0,
-                            other => panic!("{other:?}"),
-                        }));
-                        ahead.spare.send(v).unwrap();
-                    }
-                    Done::End(job) => {
-                        ahead.job = Some(job);
-                        break;
-                    }
-                }
-            }
-            assert_eq!(looked_up, vec![with; CHUNK]);
         }
     }
 }
