@@ -361,19 +361,24 @@ impl Quantiles {
     }
 
     pub fn merge(&mut self, o: &Quantiles) {
-        if self.bins.is_empty() {
-            // its bins ascend, none 0: copied whole (a carrier slice's
-            // bucket into the overall series' empty one)
-            let added: u64 = o.bins.iter().map(|b| b.1).sum();
-            if added > 0 {
-                self.bins.extend_from_slice(&o.bins);
-                self.n += added;
-                self.min = self.min.min(o.min);
-                self.max = self.max.max(o.max);
-            }
-            return;
+        let added = self.add_bins_of(o);
+        if added > 0 {
+            self.n += added;
+            self.min = self.min.min(o.min);
+            self.max = self.max.max(o.max);
         }
-        self.merge_bins(o.bins.iter().copied(), o.min, o.max);
+    }
+
+    /// Adds `o`'s bins to this one's (only the bins); the count added.
+    /// Into none they are copied whole: they ascend, none 0 (a carrier
+    /// slice's bucket into the overall series' empty one).
+    fn add_bins_of(&mut self, o: &Quantiles) -> u64 {
+        if self.bins.is_empty() {
+            self.bins.extend_from_slice(&o.bins);
+            o.bins.iter().map(|b| b.1).sum()
+        } else {
+            self.add_counts(o.bins.iter().copied())
+        }
     }
 
     /// [`Quantiles::merge`] of a sketch whose bins do not hold all its
@@ -384,11 +389,7 @@ impl Quantiles {
         if o.n == 0 {
             return;
         }
-        if self.bins.is_empty() {
-            self.bins.extend_from_slice(&o.bins);
-        } else {
-            self.add_counts(o.bins.iter().copied());
-        }
+        self.add_bins_of(o);
         self.n += o.n;
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
